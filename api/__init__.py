@@ -1,0 +1,1 @@
+"""Tegata's HTTP API: schemas, routers, one error mapper, dependencies. Thin over ``ca.service``."""

@@ -1,0 +1,115 @@
+"""RFC 9457 problem details: one table from domain errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ca import errors
+
+log = logging.getLogger("tegata.api")
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:tegata:problem:"
+
+# domain error -> (status, title)
+STATUS: dict[type[errors.CAError], tuple[int, str]] = {
+    errors.InvalidInput: (400, "Invalid input"),
+    errors.AuthenticationFailed: (401, "Authentication required"),
+    errors.Forbidden: (403, "Forbidden"),
+    errors.NotFound: (404, "Not found"),
+    errors.Conflict: (409, "Conflict"),
+    errors.NotPermitted: (422, "Not permitted"),
+    errors.ConfigError: (503, "Service misconfigured"),
+    errors.StorageError: (503, "Storage unavailable"),
+}
+
+_HTTP_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed",
+                413: "Request too large", 415: "Unsupported media type"}
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None, *,
+            field: str | None = None, extra: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": TYPE_PREFIX + code, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if field:
+        body["field"] = field
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def status_of(exc: errors.CAError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, "Internal error"
+
+
+async def _domain(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.CAError)
+    status, title = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status >= 500:
+        # configuration and storage details stay in the log, not in the body
+        log.error("request failed: %s", exc.message)
+        return problem(status, exc.code, title, "the service cannot complete this request now",
+                       headers=headers)
+    return problem(status, exc.code, title, exc.message, field=exc.field, headers=headers)
+
+
+async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # the offending input is not echoed: it may be a secret, or hostile
+    problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                 "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
+    first = problems[0] if problems else {"field": "", "message": "invalid request"}
+    return problem(400, "invalid-input", "Invalid input",
+                   f"{first['field'] or 'request'}: {first['message']}",
+                   field=first["field"] or None, extra={"errors": problems})
+
+
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = _HTTP_TITLES.get(exc.status_code, "Error")
+    code = title.lower().replace(" ", "-")
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem(exc.status_code, code, title, detail,
+                   headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return problem(500, "internal-error", "Internal error",
+                   "an unexpected error occurred; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.CAError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "field": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["type", "title", "status"],
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem statuses a route can answer."""
+    return {s: {"description": _HTTP_TITLES.get(s, "Problem"),
+                "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for s in statuses}

@@ -1,0 +1,1 @@
+"""Tegata's core: everything a certificate authority knows, nothing about HTTP or terminals."""

@@ -1,0 +1,1 @@
+"""Tegata's storage: SQLAlchemy models and queries. Nothing here commits; ``ca.service`` does."""

@@ -1,0 +1,259 @@
+"""The data model: tenants, their CAs, groups, users, certificates, holds, CRLs, tokens, audit.
+
+A certificate's effective state is derived, not stored: ``revoked`` when ``revoked_at`` is set,
+else ``suspended`` while it has an unlifted hold, else ``expired`` past ``not_after``, else
+``valid``. Holds carry their cause so that lifting one cause never lifts another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from ca.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    key_type: Mapped[str] = mapped_column(String(16), default="ec-p256")
+    default_validity: Mapped[str] = mapped_column(String(16), default="P1Y")
+    p12_profile: Mapped[str] = mapped_column(String(16), default="compat")
+    user_download: Mapped[bool] = mapped_column(Boolean, default=True)
+    upn_suffix: Mapped[str | None] = mapped_column(String(253))
+    ocsp_validity_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    crl_validity_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
+    # subscription: "none" (perpetual), "trial" or "contract"; ends at the end of ends_on in zone
+    subscription_kind: Mapped[str] = mapped_column(String(16), default="none")
+    subscription_ends_on: Mapped[dt.date | None] = mapped_column(Date)
+    subscription_zone: Mapped[str | None] = mapped_column(String(64))
+    subscription_ends_at: Mapped[dt.datetime | None]
+    grace_days: Mapped[int] = mapped_column(Integer, default=30)
+    ip_policy: Mapped[str] = mapped_column(String(16), default="cert_only")
+    ip_networks: Mapped[str] = mapped_column(Text, default="")  # one CIDR per line
+
+    authorities: Mapped[list[Authority]] = relationship(back_populates="tenant")
+
+
+class Authority(Base):
+    """A CA certificate with the id of its key: the root (no tenant), or a tenant's issuing CA."""
+
+    __tablename__ = "authorities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # root | issuing | ocsp
+    key_id: Mapped[str] = mapped_column(String(63), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(40))
+    ski: Mapped[str] = mapped_column(String(128))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[dt.datetime]
+    not_after: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime]
+    retired_at: Mapped[dt.datetime | None]
+
+    tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")
+
+
+user_groups = Table(
+    "user_groups",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("tenant_id", "name_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100))  # casefolded, for uniqueness
+    created_at: Mapped[dt.datetime]
+
+    users: Mapped[list[User]] = relationship(secondary=user_groups, back_populates="groups")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant_id", "login_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    login: Mapped[str] = mapped_column(String(64))
+    login_key: Mapped[str] = mapped_column(String(64))  # lowercased: unique ignoring case
+    email: Mapped[str] = mapped_column(String(254))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="person")  # person | service
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | retired
+    secure_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    retired_at: Mapped[dt.datetime | None]
+
+    tenant: Mapped[Tenant] = relationship()
+    groups: Mapped[list[Group]] = relationship(secondary=user_groups, back_populates="users")
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("authority_id", "serial"),
+        Index("ix_certificates_tenant_not_after", "tenant_id", "not_after"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(40))  # canonical: uppercase hex, no leading zeros
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    key_type: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))  # server | csr
+    not_before: Mapped[dt.datetime]
+    not_after: Mapped[dt.datetime]
+    expiry_date: Mapped[dt.date] = mapped_column(Date)
+    expiry_zone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+
+    user: Mapped[User] = relationship()
+    authority: Mapped[Authority] = relationship()
+    holds: Mapped[list[Hold]] = relationship(back_populates="certificate",
+                                             order_by="Hold.id")
+
+
+class Hold(Base):
+    """A suspension (certificateHold) and its cause: manual, subscription or permission."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"), index=True)
+    cause: Mapped[str] = mapped_column(String(16))
+    placed_at: Mapped[dt.datetime]
+    lifted_at: Mapped[dt.datetime | None]
+
+    certificate: Mapped[Certificate] = relationship(back_populates="holds")
+
+
+class KeyMaterial(Base):
+    """A server-generated key and its bundle password, sealed under the data-protection key."""
+
+    __tablename__ = "key_material"
+
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sealed_password: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime]
+    purged_at: Mapped[dt.datetime | None]
+
+
+class Crl(Base):
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("authority_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    this_update: Mapped[dt.datetime]
+    next_update: Mapped[dt.datetime]
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime]
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is kept; ``prefix`` lets people tell tokens apart."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))  # operator | admin | user | gateway
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # an admin's preferred zone
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+    tenant: Mapped[Tenant | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class DownloadLink(Base):
+    """A one-time self-download link; only the SHA-256 of its token is kept."""
+
+    __tablename__ = "download_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    spent_at: Mapped[dt.datetime | None]
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(Base):
+    """One audited action; ``hash`` chains each event to the one before it."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    source_ip: Mapped[str | None] = mapped_column(String(45))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,58 @@
+"""Certificate profiles as data (pure): what goes into a root, an issuing CA and a client cert."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+# notBefore is backdated so that a device whose clock runs a little slow accepts a fresh
+# certificate (RFC 5280 leaves this to the CA; five minutes covers ordinary NTP drift).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+ROOT_VALIDITY_YEARS = 25
+ISSUING_VALIDITY_YEARS = 20
+
+CA_KEY_TYPES = ("ec-p384", "ec-p256", "rsa-3072", "rsa-4096")
+CLIENT_KEY_TYPES = ("ec-p256", "rsa-2048", "rsa-3072")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Urls:
+    """Where relying parties fetch status and issuer certificates, from the public base URL."""
+
+    base: str
+
+    def crl(self, tenant: str) -> str:
+        return f"{self.base}/crl/{tenant}.crl"
+
+    def root_crl(self) -> str:
+        return f"{self.base}/crl/root.crl"
+
+    def ocsp(self) -> str:
+        return f"{self.base}/ocsp"
+
+    def ca_cert(self, tenant: str) -> str:
+        return f"{self.base}/ca/{tenant}.crt"
+
+    def root_cert(self) -> str:
+        return f"{self.base}/ca/root.crt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CAProfile:
+    """A CA certificate: path length and validity. Key usage is keyCertSign + cRLSign."""
+
+    path_length: int | None
+    validity_years: int
+
+
+ROOT = CAProfile(path_length=None, validity_years=ROOT_VALIDITY_YEARS)
+# pathLenConstraint 0: an issuing CA signs end-entity certificates only (RFC 5280, 4.2.1.9)
+ISSUING = CAProfile(path_length=0, validity_years=ISSUING_VALIDITY_YEARS)
+
+
+def add_years(moment: dt.datetime, years: int) -> dt.datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year + years, day=28)

@@ -1,0 +1,188 @@
+"""Tegata's settings: ``TEGATA_*`` environment variables over an optional ``tegata.toml``.
+
+Built by ``load_settings()``, never at import time. Unsafe values are refused with a
+``ConfigError`` whose message names the variable at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ca.errors import ConfigError
+
+ENV_PREFIX = "TEGATA_"
+DEFAULT_CONFIG_FILE = "tegata.toml"
+
+# Values copied from examples and docs: a CA key protected by one of these is not protected.
+_PLACEHOLDER_PASSPHRASES = {
+    "changeme", "change-me", "change_me", "password", "passphrase", "secret", "tegata",
+    "example", "test", "dev", "development", "insecure", "placeholder", "xxxxxxxx",
+}
+MIN_PASSPHRASE_LENGTH = 12
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Path("tegata-data")
+    database_url: str | None = None
+    key_dir: Path | None = None
+    key_passphrase: SecretStr | None = None
+    key_passphrase_file: Path | None = None
+    public_base_url: str = "http://127.0.0.1:8080"
+    timezone: str = "UTC"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    migrate_on_start: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("TEGATA_CONFIG", DEFAULT_CONFIG_FILE)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file))
+        return (init_settings, env_settings, toml)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("the public base URL must not carry a query, fragment or credentials")
+        if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
+            raise ValueError("the public base URL must not contain spaces or control characters")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        load_zone(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0]
+        if scheme not in ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"):
+            raise ValueError(f"scheme {scheme!r} is not supported; use sqlite:/// or "
+                             "postgresql+psycopg://")
+        if scheme == "postgresql":
+            value = "postgresql+psycopg" + value[len("postgresql"):]
+        return value
+
+    @field_validator("key_passphrase")
+    @classmethod
+    def _check_passphrase(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_passphrase(value.get_secret_value())
+        return value
+
+    # --- derived values -------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tegata.db').resolve()}"
+
+    @property
+    def effective_key_dir(self) -> Path:
+        return self.key_dir if self.key_dir is not None else self.data_dir / "keys"
+
+    def passphrase(self) -> bytes:
+        """The CA key passphrase, from TEGATA_KEY_PASSPHRASE or TEGATA_KEY_PASSPHRASE_FILE."""
+        if self.key_passphrase is not None:
+            return self.key_passphrase.get_secret_value().encode()
+        if self.key_passphrase_file is not None:
+            return read_passphrase_file(self.key_passphrase_file)
+        raise ConfigError(
+            f"no CA key passphrase: set {env_name('key_passphrase')} or "
+            f"{env_name('key_passphrase_file')}",
+            field=env_name("key_passphrase"),
+        )
+
+
+def check_passphrase(value: str) -> None:
+    if value.strip().lower() in _PLACEHOLDER_PASSPHRASES:
+        raise ValueError("the passphrase is a placeholder; choose a random one")
+    if len(value) < MIN_PASSPHRASE_LENGTH:
+        raise ValueError(f"the passphrase is shorter than {MIN_PASSPHRASE_LENGTH} characters")
+
+
+def read_passphrase_file(path: Path) -> bytes:
+    var = env_name("key_passphrase_file")
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{var}: cannot read {path}: {exc.strerror}", field=var) from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{var}: {path} is readable by others (mode {info.st_mode & 0o777:04o});"
+                          f" run chmod 600 {path}", field=var)
+    text = path.read_text(encoding="utf-8").strip()
+    try:
+        check_passphrase(text)
+    except ValueError as exc:
+        raise ConfigError(f"{var}: {path}: {exc}", field=var) from None
+    return text.encode()
+
+
+def load_zone(name: str) -> zoneinfo.ZoneInfo:
+    """An IANA zone by name; a ``ValueError`` naming it when there is no such zone."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{name!r} is not an IANA time zone") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings; a ``ConfigError`` naming the variable when a value is refused."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ("?",)
+        field = str(loc[0])
+        var = env_name(field)
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"{var}: {message}", field=var) from None
+    except (OSError, ValueError) as exc:  # a malformed tegata.toml
+        raise ConfigError(f"configuration file: {exc}") from None
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for messages: the password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

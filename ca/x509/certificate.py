@@ -1,0 +1,184 @@
+"""Builders for the root, the issuing CAs and client certificates (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from ca.clock import require_aware
+from ca.profiles import CLOCK_SKEW, CAProfile, Urls, add_years
+from ca.signer import Signer
+
+
+@dataclass(frozen=True, kw_only=True)
+class CARequest:
+    """A CA certificate to make: its name, key and validity, and where its issuer publishes."""
+
+    common_name: str
+    organization: str | None
+    public_key: CertificateIssuerPublicKeyTypes
+    profile: CAProfile
+    now: dt.datetime
+    not_after: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.now)
+        if not self.common_name.strip():
+            raise ValueError("a CA needs a common name")
+
+    def subject(self) -> x509.Name:
+        attrs = []
+        if self.organization:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization))
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, self.common_name))
+        return x509.Name(attrs)
+
+    def validity_end(self) -> dt.datetime:
+        end = self.not_after or add_years(self.now, self.profile.validity_years)
+        return end.replace(microsecond=0)
+
+
+def _ca_extensions(builder: x509.CertificateBuilder, profile: CAProfile,
+                   key: CertificateIssuerPublicKeyTypes) -> x509.CertificateBuilder:
+    return (
+        builder
+        # MUST be critical in CA certificates (RFC 5280, 4.2.1.9)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=profile.path_length),
+                       critical=True)
+        # SHOULD be critical (RFC 5280, 4.2.1.3); a CA signs certificates and CRLs only
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        # MUST be non-critical (RFC 5280, 4.2.1.2)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+    )
+
+
+def build_root(request: CARequest, signer: Signer, *, serial: int) -> x509.Certificate:
+    """A self-signed root CA certificate."""
+    name = request.subject()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(request.public_key)
+        .serial_number(serial)
+        .not_valid_before((request.now - CLOCK_SKEW).replace(microsecond=0))
+        .not_valid_after(request.validity_end())
+    )
+    builder = _ca_extensions(builder, request.profile, request.public_key)
+    return signer.sign_certificate(builder)
+
+
+def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, *,
+                  serial: int, urls: Urls) -> x509.Certificate:
+    """A tenant's issuing CA, signed by the root; it ends no later than the root does."""
+    not_after = min(request.validity_end(), issuer.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(request.subject())
+        .issuer_name(issuer.subject)
+        .public_key(request.public_key)
+        .serial_number(serial)
+        .not_valid_before((request.now - CLOCK_SKEW).replace(microsecond=0))
+        .not_valid_after(not_after)
+    )
+    builder = _ca_extensions(builder, request.profile, request.public_key)
+    builder = (
+        builder
+        .add_extension(_aki_of(issuer), critical=False)
+        .add_extension(_crl_dp(urls.root_crl()), critical=False)
+        .add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(urls.root_cert())),
+        ]), critical=False)
+    )
+    return signer.sign_certificate(builder)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientRequest:
+    """A client certificate to make for one user."""
+
+    login: str
+    organization: str
+    email: str
+    public_key: CertificateIssuerPublicKeyTypes
+    not_after: dt.datetime
+    now: dt.datetime
+    tenant: str
+    upn: str | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.now)
+        require_aware(self.not_after)
+
+
+UPN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft User Principal Name
+
+
+def _utf8_string(value: str) -> bytes:
+    data = value.encode("utf-8")
+    if len(data) > 0xFFFF:
+        raise ValueError("UPN too long")
+    length = bytes([len(data)]) if len(data) < 0x80 else (
+        b"\x81" + bytes([len(data)]) if len(data) < 0x100 else b"\x82" + len(data).to_bytes(2))
+    return b"\x0c" + length + data
+
+
+def build_client(request: ClientRequest, issuer: x509.Certificate, signer: Signer, *,
+                 serial: int, urls: Urls) -> x509.Certificate:
+    """A client certificate: CN = login, O = tenant, SAN e-mail, EKU clientAuth."""
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, request.organization),
+        x509.NameAttribute(NameOID.COMMON_NAME, request.login),
+    ])
+    names: list[x509.GeneralName] = [x509.RFC822Name(request.email)]
+    if request.upn:
+        names.append(x509.OtherName(UPN_OID, _utf8_string(request.upn)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(request.public_key)
+        .serial_number(serial)
+        .not_valid_before((request.now - CLOCK_SKEW).replace(microsecond=0))
+        .not_valid_after(request.not_after)
+        # end-entity: cA FALSE; critical so no verifier can mistake it for a CA
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        # the subject has a non-empty DN, so the SAN is non-critical (RFC 5280, 4.2.1.6)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key),
+                       critical=False)
+        .add_extension(_aki_of(issuer), critical=False)
+        .add_extension(_crl_dp(urls.crl(request.tenant)), critical=False)
+        .add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(urls.ocsp())),
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(urls.ca_cert(request.tenant))),
+        ]), critical=False)
+    )
+    return signer.sign_certificate(builder)
+
+
+def _aki_of(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _crl_dp(url: str) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints([
+        x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(url)],
+                               relative_name=None, reasons=None, crl_issuer=None),
+    ])

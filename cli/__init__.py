@@ -1,0 +1,1 @@
+"""Tegata's command line: parse, read files, call ``ca.service``, print. Thin."""

@@ -1,0 +1,217 @@
+"""The sub-commands: each parses, calls one ``ca.service`` method, and prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import typer
+
+from ca import expiry
+from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
+from cli import server
+from cli.context import STATE, emit
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
+
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants and their issuing CAs.")
+user_app = typer.Typer(no_args_is_help=True, help="Users of a tenant.")
+cert_app = typer.Typer(no_args_is_help=True, help="Client certificates.")
+ca_app = typer.Typer(no_args_is_help=True, help="The root and issuing CA certificates.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("serve")(server.serve)
+    app.command("demo")(server.demo)
+    app.add_typer(db_app, name="db")
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(user_app, name="user")
+    app.add_typer(cert_app, name="cert")
+    app.add_typer(ca_app, name="ca")
+    app.add_typer(token_app, name="token")
+
+
+def ca_dict(view: CAView) -> dict[str, Any]:
+    return {"tenant": view.tenant, "kind": view.kind, "subject": view.subject,
+            "serial": view.serial, "not_before": view.not_before.isoformat(),
+            "not_after": view.not_after.isoformat(), "pem": view.pem}
+
+
+def cert_dict(view: CertificateView) -> dict[str, Any]:
+    return {"serial": view.serial, "tenant": view.tenant, "login": view.login,
+            "subject": view.subject, "state": view.state.value,
+            "not_before": view.not_before.isoformat(), "not_after": view.not_after.isoformat(),
+            "expiry_date": view.expiry_date.isoformat(), "expiry_zone": view.expiry_zone,
+            "fingerprint_sha256": view.fingerprint_sha256, "key_type": view.key_type,
+            "source": view.source}
+
+
+# --- init and db -----------------------------------------------------------------------------
+
+
+def init(
+    root_name: Annotated[str, typer.Option(help="Common name of the root CA.")] = "Tegata Root CA",
+    organization: Annotated[str, typer.Option(help="Organisation in CA names.")] = "Tegata",
+    key_type: Annotated[str, typer.Option(help="ec-p384, ec-p256, rsa-3072 or rsa-4096.")]
+    = "ec-p384",
+    validity_years: Annotated[int, typer.Option(help="Root CA validity in years.")] = 25,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the database, the root CA and the issuing CA of the `default` tenant."""
+    request = InitRequest(root_name=root_name, organization=organization, key_type=key_type,
+                          validity_years=validity_years)
+    service = STATE.service(check_schema=False)
+    service.settings.passphrase()  # fail before touching the database if it is missing
+    service.upgrade_database()
+    root = service.initialize(request)
+    emit({"root": ca_dict(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
+         text=f"root CA: {root.subject} (serial {root.serial}, until {root.not_after:%Y-%m-%d})\n"
+              f"tenant: {DEFAULT_TENANT}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema up to the latest migration."""
+    STATE.service(check_schema=False).upgrade_database()
+    typer.echo("database schema is current")
+
+
+@db_app.command("current")
+def db_current(as_json: JsonOpt = False) -> None:
+    """Show the schema revision of the database and of this release."""
+    from ca.db import migrate
+
+    service = STATE.service(check_schema=False)
+    from ca.db.engine import check_reachable
+
+    check_reachable(service.engine)
+    data = {"database": migrate.current_revision(service.engine),
+            "release": migrate.head_revision()}
+    emit(data, as_json=as_json, text=f"database {data['database']}, release {data['release']}")
+
+
+# --- tenants and CAs -------------------------------------------------------------------------
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Tenant name: a-z 0-9 -.")],
+    display_name: Annotated[str | None, typer.Option(help="Name shown in certificates.")]
+    = None,
+    key_type: Annotated[str, typer.Option(help="Issuing CA key type.")] = "ec-p384",
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a tenant with its own issuing CA, signed by the root."""
+    view = STATE.service().create_tenant(name, display_name=display_name, key_type=key_type)
+    emit(ca_dict(view), as_json=as_json,
+         text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonOpt = False) -> None:
+    """List tenants."""
+    names = STATE.service().list_tenants()
+    emit(names, as_json=as_json, text="\n".join(names))
+
+
+@ca_app.command("show")
+def ca_show(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Also the tenant's "
+                                               "issuing CA.")] = None,
+    pem: Annotated[bool, typer.Option("--pem", help="Print PEM certificates.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the root CA certificate, and a tenant's issuing CA."""
+    views = STATE.service().ca_certificates(tenant)
+    if pem and not as_json:
+        typer.echo("".join(v.pem for v in views), nl=False)
+        return
+    emit([ca_dict(v) for v in views], as_json=as_json,
+         text="\n".join(f"{v.kind:8} {v.subject}  serial {v.serial}  until "
+                        f"{v.not_after:%Y-%m-%d}" for v in views))
+
+
+# --- users and certificates ------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="Login, unique in the tenant.")],
+    email: Annotated[str, typer.Option(help="E-mail address (goes into the certificate).")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    allow: Annotated[bool, typer.Option("--allow", help="Grant secure-access permission.")]
+    = False,
+    service_account: Annotated[bool, typer.Option("--service", help="A service account.")]
+    = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a user to a tenant."""
+    STATE.service().add_user(tenant, login, email=email, display_name=name, allow=allow,
+                             kind="service" if service_account else "person")
+    emit({"tenant": tenant, "login": login, "secure_access": allow}, as_json=as_json,
+         text=f"user {login} added to {tenant}" + (" (secure access allowed)" if allow else ""))
+
+
+@cert_app.command("issue")
+def cert_issue(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    expires: Annotated[str | None, typer.Option(help="Last day of validity, YYYY-MM-DD.")]
+    = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA zone of the expiry date.")]
+    = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a client certificate to a user."""
+    date: dt.date | None = expiry.parse_date(expires) if expires else None
+    view = STATE.service().issue(IssueRequest(tenant=tenant, login=login, expires=date,
+                                              timezone=tz))
+    emit(cert_dict(view), as_json=as_json,
+         text=f"serial {view.serial}\nnotAfter {view.not_after.isoformat()} "
+              f"(through {view.expiry_date} in {view.expiry_zone})")
+
+
+@cert_app.command("show")
+def cert_show(
+    serial: Annotated[str, typer.Argument(help="Serial number in hex.")],
+    pem: Annotated[bool, typer.Option("--pem", help="Print the PEM certificate.")] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one certificate."""
+    view = STATE.service().get_certificate(serial, tenant=tenant)
+    if pem and not as_json:
+        typer.echo(view.pem, nl=False)
+        return
+    data = cert_dict(view)
+    emit(data, as_json=as_json, text="\n".join(f"{k:19} {v}" for k, v in data.items()))
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="operator, admin, user or gateway.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t",
+                                               help="Tenant (not for operator).")] = None,
+    user: Annotated[str | None, typer.Option(help="User login (user tokens).")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the token.")] = None,
+    expires_days: Annotated[int | None, typer.Option(help="Lifetime in days.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="Admin's preferred zone for expiry "
+                                           "dates.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token; it is printed once and only its hash is kept."""
+    if role != "operator" and tenant is None:
+        tenant = DEFAULT_TENANT
+    lifetime = dt.timedelta(days=expires_days) if expires_days is not None else None
+    text, view = STATE.service().create_token(role=role, tenant=tenant, login=user, name=name,
+                                              valid_for=lifetime, timezone=tz)
+    emit({"token": text, "id": view.id, "role": view.role, "tenant": view.tenant,
+          "user": view.login, "expires_at": view.expires_at}, as_json=as_json, text=text)
