@@ -7,6 +7,7 @@ import secrets
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.routing import BaseRoute
 
 from api import problems
 from api.auth import declared_access
@@ -39,12 +40,26 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     return app
 
 
-def check_routes_declare_access(app: FastAPI) -> None:
-    """Default deny: a route that declares no roles (nor ``public()``) stops the app."""
-    for route in app.routes:
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of the app, looking into included routers."""
+    found: list[APIRoute] = []
+    stack: list[BaseRoute] = list(app.routes)
+    while stack:
+        route = stack.pop(0)
         if isinstance(route, APIRoute):
-            if declared_access(route) is None:
-                raise RuntimeError(f"route {route.path} declares no roles: add requires(...) "
-                                   "or public()")
+            found.append(route)
+            continue
+        inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x includes lazily
+        if inner is not None:
+            stack.extend(inner.routes)
         elif getattr(route, "path", None) not in FRAMEWORK_ROUTES:
             raise RuntimeError(f"route {getattr(route, 'path', route)!r} is not an API route")
+    return found
+
+
+def check_routes_declare_access(app: FastAPI) -> None:
+    """Default deny: a route that declares no roles (nor ``public()``) stops the app."""
+    for route in api_routes(app):
+        if declared_access(route) is None:
+            raise RuntimeError(f"route {route.path} declares no roles: add requires(...) "
+                               "or public()")

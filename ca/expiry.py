@@ -118,7 +118,10 @@ def today_in(zone: dt.tzinfo, *, now: dt.datetime) -> dt.date:
 
 def default_expiry(zone: dt.tzinfo, *, now: dt.datetime, validity: Period = ONE_YEAR) -> dt.date:
     """The expiry offered when the admin names none: ``validity`` after today in ``zone``."""
-    return min(validity.after(today_in(zone, now=now)), LATEST_DATE)
+    try:
+        return min(validity.after(today_in(zone, now=now)), LATEST_DATE)
+    except InvalidInput:  # a long validity near the end of the calendar stops at its end
+        return LATEST_DATE
 
 
 def check_range(expiry: dt.date) -> None:

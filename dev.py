@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Tegata's two commands, on any machine with Python 3.11+ and git:
+
+    python3 dev.py up      # the service on its embedded default (SQLite, CA, demo tenant)
+    python3 dev.py test    # the whole test suite
+
+Each creates ./.venv and installs Tegata into it on first use (again when pyproject.toml
+changes). Extra arguments go to `tegata demo` or to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".tegata-installed"
+
+
+def ensure_venv() -> None:
+    if not PYTHON.exists():
+        print("dev.py: creating .venv", flush=True)
+        venv.create(VENV, with_pip=True)
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    print("dev.py: installing Tegata and its test tools into .venv", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True, cwd=ROOT)
+    subprocess.run([*pip, "install", "-e", ".[dev]"], check=True, cwd=ROOT)
+    STAMP.write_text(wanted + "\n")
+
+
+def main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command not in ("up", "test"):
+        print(__doc__.strip())
+        return 2
+    ensure_venv()
+    os.chdir(ROOT)
+    if command == "up":
+        args = [str(PYTHON), "-m", "cli.main", "demo", *rest]
+    else:
+        args = [str(PYTHON), "-m", "pytest", *rest]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(args, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import build_app
+from ca.service import Service
+
+
+@pytest.fixture
+def client(service: Service) -> TestClient:
+    return TestClient(build_app(service.settings, service=service), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def tokens(service: Service) -> dict[str, str]:
+    service.create_tenant("acme")
+    service.add_user("default", "alice", email="alice@example.com", allow=True)
+    made = {
+        "operator": service.create_token(role="operator")[0],
+        "admin": service.create_token(role="admin", tenant="default")[0],
+        "acme-admin": service.create_token(role="admin", tenant="acme")[0],
+        "user": service.create_token(role="user", tenant="default", login="alice")[0],
+        "gateway": service.create_token(role="gateway", tenant="default")[0],
+    }
+    return made
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

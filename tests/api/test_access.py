@@ -1,0 +1,127 @@
+"""Default deny: every route declares its roles, and nothing answers without a token."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import api_routes, build_app, check_routes_declare_access
+from api.auth import PublicMarker, RoleGuard, declared_access, requires
+from ca.service import Service
+from tests.api.conftest import bearer
+
+PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}"}
+SAMPLE = {"tenant": "default", "serial": "AB", "name": "root.crt"}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: SAMPLE[m.group(1)], path)
+
+
+def test_every_route_declares_roles_or_is_public(client: TestClient) -> None:
+    app: FastAPI = client.app  # type: ignore[assignment]
+    for route in api_routes(app):
+        access = declared_access(route)
+        assert access is not None, route.path
+        if route.path in PUBLIC_PATHS:
+            assert isinstance(access, PublicMarker), route.path
+        else:
+            assert isinstance(access, RoleGuard) and access.roles, route.path
+
+
+def test_openapi_lists_exactly_the_api_routes(client: TestClient) -> None:
+    app: FastAPI = client.app  # type: ignore[assignment]
+    documented = set(client.get("/openapi.json").json()["paths"])
+    assert documented == {r.path for r in api_routes(app)}
+
+
+def test_a_route_without_roles_stops_the_app() -> None:
+    app = FastAPI(redoc_url=None)
+    router = APIRouter()
+
+    @router.get("/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {}
+
+    app.include_router(router)
+    with pytest.raises(RuntimeError, match="/forgotten declares no roles"):
+        check_routes_declare_access(app)
+
+
+def test_a_route_with_roles_passes_the_check() -> None:
+    app = FastAPI(redoc_url=None)
+
+    @app.get("/guarded", dependencies=[requires("admin")])
+    def guarded() -> dict[str, str]:
+        return {}
+
+    check_routes_declare_access(app)
+
+
+def guarded_calls(client: TestClient) -> list[tuple[str, str]]:
+    app: FastAPI = client.app  # type: ignore[assignment]
+    return [(method, concrete(route.path)) for route in api_routes(app)
+            if route.path not in PUBLIC_PATHS for method in sorted(route.methods)]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer tgt_nope", "Basic YTpi",
+                                    "Bearer " + "x" * 5000, "bearer tgt_\x7f"],
+                         ids=["none", "empty", "unknown", "basic", "huge", "control"])
+def test_every_guarded_route_refuses_requests_without_a_valid_token(
+        client: TestClient, header: str | None) -> None:
+    calls = guarded_calls(client)
+    assert len(calls) >= 6
+    for method, path in calls:
+        headers = {"Authorization": header} if header is not None else {}
+        response = client.request(method, path, headers=headers, json={})
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"] == "Bearer"
+        body = response.json()
+        assert body["status"] == 401 and body["type"] == "urn:tegata:problem:unauthenticated"
+
+
+def test_public_routes_answer_without_a_token(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/ca/root.crt").headers["content-type"] == "application/pkix-cert"
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_an_expired_token_is_refused(service: Service, client: TestClient) -> None:
+    import datetime as dt
+
+    token, _ = service.create_token(role="operator", valid_for=dt.timedelta(hours=1))
+    assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
+    service.clock.advance(dt.timedelta(hours=1))  # type: ignore[attr-defined]
+    response = client.get("/api/v1/whoami", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the token has expired"
+
+
+def test_roles_are_enforced_and_other_tenants_look_absent(client: TestClient,
+                                                          tokens: dict[str, str]) -> None:
+    body = {"login": "alice"}
+    # a user token may not issue: 403
+    r = client.post("/api/v1/tenants/default/certificates", json=body,
+                    headers=bearer(tokens["user"]))
+    assert r.status_code == 403
+    # acme's admin asking for default's objects: 404, as if the tenant did not exist
+    r = client.post("/api/v1/tenants/default/certificates", json=body,
+                    headers=bearer(tokens["acme-admin"]))
+    assert r.status_code == 404
+    assert client.get("/api/v1/tenants/default/ca",
+                      headers=bearer(tokens["acme-admin"])).status_code == 404
+    # only operators list or create tenants
+    for role in ("admin", "user", "gateway"):
+        assert client.get("/api/v1/tenants", headers=bearer(tokens[role])).status_code == 403
+    assert client.get("/api/v1/tenants", headers=bearer(tokens["operator"])).json() == [
+        "acme", "default"]
+
+
+def test_build_app_builds_the_same_routes_every_time(service: Service) -> None:
+    paths = {r.path for r in api_routes(build_app(service.settings, service=service))}
+    assert {"/healthz", "/readyz", "/api/v1/tenants/{tenant}/certificates"} <= paths

@@ -1,0 +1,144 @@
+"""The API over the same service calls as the CLI; RFC 9457 problems for every error."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from fastapi.testclient import TestClient
+
+from ca.service import Service
+from tests.api.conftest import bearer
+
+PROBLEM = "application/problem+json"
+
+
+def test_operator_creates_a_tenant_with_its_issuing_ca(client: TestClient,
+                                                       tokens: dict[str, str]) -> None:
+    r = client.post("/api/v1/tenants", json={"name": "globex", "display_name": "Globex"},
+                    headers=bearer(tokens["operator"]))
+    assert r.status_code == 201, r.text
+    ca = x509.load_pem_x509_certificate(r.json()["issuing_ca"]["pem"].encode())
+    assert ca.subject.rfc4514_string() == "CN=Globex Issuing CA,O=Tegata"
+    again = client.post("/api/v1/tenants", json={"name": "globex"},
+                        headers=bearer(tokens["operator"]))
+    assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
+
+
+def test_admin_adds_a_user_and_issues_a_certificate(client: TestClient,
+                                                    tokens: dict[str, str]) -> None:
+    h = bearer(tokens["admin"])
+    r = client.post("/api/v1/tenants/default/users",
+                    json={"login": "carol", "email": "carol@example.com",
+                          "secure_access": True}, headers=h)
+    assert r.status_code == 201, r.text
+    r = client.post("/api/v1/tenants/default/certificates",
+                    json={"login": "carol", "expires": "2026-12-31", "timezone": "Asia/Tokyo"},
+                    headers=h)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["not_after"] == "2026-12-31T14:59:59Z"
+    assert body["state"] == "valid" and body["login"] == "carol"
+    serial = body["serial"]
+    pem = client.get(f"/api/v1/tenants/default/certificates/{serial.lower()}?format=pem",
+                     headers=h)
+    assert pem.headers["content-type"].startswith("application/pem-certificate-chain")
+    cert = x509.load_pem_x509_certificate(pem.content)
+    assert format(cert.serial_number, "X") == serial
+    der = client.get(f"/api/v1/tenants/default/certificates/{serial}?format=der", headers=h)
+    assert x509.load_der_x509_certificate(der.content) == cert
+
+
+def test_issuing_to_a_user_without_permission_is_refused_clearly(
+        client: TestClient, service: Service, tokens: dict[str, str]) -> None:
+    service.add_user("default", "bob", email="bob@example.com", allow=False)
+    r = client.post("/api/v1/tenants/default/certificates", json={"login": "bob"},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 422
+    assert r.headers["content-type"] == PROBLEM
+    assert "secure-access permission" in r.json()["detail"]
+
+
+def test_bad_input_gets_a_problem_that_names_the_field_and_neutralises_the_value(
+        client: TestClient, tokens: dict[str, str]) -> None:
+    hostile = "\u202e<script>alert(1)</script>"
+    r = client.post("/api/v1/tenants/default/users",
+                    json={"login": hostile, "email": "x@example.com"},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 400 and r.json()["field"] == "login"
+    # shown escaped and truncated, never raw: no bidi override reaches a console or a page
+    assert "\u202e" not in r.json()["detail"] and len(r.json()["detail"]) < 300
+    r = client.post("/api/v1/tenants/default/certificates",
+                    json={"login": "alice", "expires": "2026-02-30"},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+    assert r.json()["field"] == "expires"
+    r = client.post("/api/v1/tenants/default/certificates",
+                    json={"login": "alice", "expires": "9999-12-31"},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 400
+    assert r.json()["detail"] == "requested 9999-12-31, latest allowed 9999-12-30"
+    r = client.post("/api/v1/tenants/default/certificates",
+                    json={"login": "alice", "unexpected": 1}, headers=bearer(tokens["admin"]))
+    assert r.status_code == 400
+
+
+def test_malformed_bodies_are_400_not_500(client: TestClient, tokens: dict[str, str]) -> None:
+    h = {**bearer(tokens["admin"]), "Content-Type": "application/json"}
+    for body in (b"{", b"\xff\xfe", b"[]", b"null", b'{"login": 1}'):
+        r = client.post("/api/v1/tenants/default/certificates", content=body, headers=h)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert r.headers["content-type"] == PROBLEM
+
+
+def test_unknown_paths_and_methods_are_problems(client: TestClient,
+                                                tokens: dict[str, str]) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    r = client.delete("/healthz")
+    assert r.status_code == 405 and r.headers["content-type"] == PROBLEM
+    r = client.get("/api/v1/tenants/default/certificates/ZZ", headers=bearer(tokens["admin"]))
+    assert r.status_code == 400 and r.json()["field"] == "serial"
+    r = client.get("/api/v1/tenants/default/certificates/ABCD",
+                   headers=bearer(tokens["admin"]))
+    assert r.status_code == 404
+
+
+def test_certificate_of_another_tenant_is_not_found(client: TestClient, service: Service,
+                                                    tokens: dict[str, str]) -> None:
+    from ca.service import IssueRequest
+
+    serial = service.issue(IssueRequest(tenant="default", login="alice")).serial
+    h = bearer(tokens["operator"])
+    assert client.get(f"/api/v1/tenants/default/certificates/{serial}",
+                      headers=h).status_code == 200
+    assert client.get(f"/api/v1/tenants/acme/certificates/{serial}",
+                      headers=h).status_code == 404
+
+
+def test_readiness_fails_when_a_ca_key_is_unusable(client: TestClient, service: Service) -> None:
+    for path in service.settings.effective_key_dir.glob("issuing-*.key.pem"):
+        path.chmod(0o644)
+    service._signers.clear()
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    assert str(service.settings.effective_key_dir) not in r.text
+
+
+def test_aia_ca_certificates_are_served_in_der(client: TestClient, service: Service) -> None:
+    root = client.get("/ca/root.crt")
+    assert x509.load_der_x509_certificate(root.content).subject.rfc4514_string() == (
+        "CN=Tegata Root CA,O=Tegata")
+    issuing = client.get("/ca/default.crt")
+    assert x509.load_der_x509_certificate(issuing.content).subject.rfc4514_string() == (
+        "CN=Default Issuing CA,O=Tegata")
+    assert client.get("/ca/..%2Fetc.crt").status_code == 404
+    assert client.get("/ca/nobody.crt").status_code == 404
+
+
+def test_whoami_reports_the_token(client: TestClient, tokens: dict[str, str]) -> None:
+    r = client.get("/api/v1/whoami", headers=bearer(tokens["user"]))
+    assert r.json() == {"role": "user", "tenant": "default", "login": "alice",
+                        "name": "user token"}
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:
+    assert len(client.get("/healthz").headers["x-request-id"]) == 16

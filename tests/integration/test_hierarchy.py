@@ -1,0 +1,159 @@
+"""The CA hierarchy: a root, and an issuing CA per tenant; keys encrypted, 0600, nothing
+created half-way."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import func, select
+
+from ca import audit
+from ca.db.models import Authority, Tenant
+from ca.errors import ConfigError, Conflict, InvalidInput, NotPermitted
+from ca.service import InitRequest, IssueRequest, Service
+from ca.settings import load_settings
+from tests.conftest import PASSPHRASE
+
+
+def key_files(service: Service) -> list[str]:
+    directory = service.settings.effective_key_dir
+    return sorted(p.name for p in directory.glob("*.key.pem")) if directory.exists() else []
+
+
+def test_init_creates_root_and_default_tenant_with_p384_by_default(bare_service: Service) -> None:
+    root = bare_service.initialize(InitRequest())
+    cert = x509.load_der_x509_certificate(root.der)
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    assert cert.public_key().curve.name == "secp384r1"
+    assert cert.subject == cert.issuer
+    assert bare_service.list_tenants() == ["default"]
+    chain = bare_service.ca_certificates("default")
+    issuing = x509.load_der_x509_certificate(chain[1].der)
+    issuing.verify_directly_issued_by(cert)
+
+
+@pytest.mark.parametrize("key_type", ["rsa-3072"])
+def test_init_accepts_rsa_roots(bare_service: Service, key_type: str) -> None:
+    root = bare_service.initialize(InitRequest(key_type=key_type, root_name="Acme Root",
+                                               validity_years=10))
+    cert = x509.load_der_x509_certificate(root.der)
+    assert isinstance(cert.public_key(), rsa.RSAPublicKey)
+    assert cert.public_key().key_size == 3072
+    assert cert.subject.rfc4514_string() == "CN=Acme Root,O=Tegata"
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days in range(3652, 3655)
+
+
+def test_key_files_are_encrypted_pkcs8_mode_0600_in_a_0700_directory(service: Service) -> None:
+    directory = service.settings.effective_key_dir
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = list(directory.iterdir())
+    assert len(files) == 3  # root, default issuing CA, data-protection key
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for path in directory.glob("*.key.pem"):
+        assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+
+
+def test_init_twice_is_refused(service: Service) -> None:
+    with pytest.raises(Conflict, match="already initialised"):
+        service.initialize(InitRequest())
+
+
+def test_tenants_get_their_own_issuing_ca(service: Service) -> None:
+    service.create_tenant("acme", display_name="Acme Corp")
+    default_ca, acme_ca = (x509.load_der_x509_certificate(service.ca_certificates(t)[1].der)
+                           for t in ("default", "acme"))
+    assert default_ca.subject != acme_ca.subject
+    assert default_ca.public_key() != acme_ca.public_key()
+    service.add_user("acme", "alice", email="alice@acme.example", allow=True)
+    leaf = x509.load_der_x509_certificate(
+        service.issue(IssueRequest(tenant="acme", login="alice")).der)
+    leaf.verify_directly_issued_by(acme_ca)
+    with pytest.raises((ValueError, Exception)):
+        leaf.verify_directly_issued_by(default_ca)
+
+
+def test_duplicate_and_unsafe_tenant_names_are_refused(service: Service) -> None:
+    with pytest.raises(Conflict):
+        service.create_tenant("default")
+    with pytest.raises(InvalidInput):
+        service.create_tenant("../evil")
+    assert service.list_tenants() == ["default"]
+
+
+def test_tenant_before_init_is_refused(bare_service: Service) -> None:
+    with pytest.raises(NotPermitted, match="tegata init"):
+        bare_service.create_tenant("acme")
+
+
+def test_failed_init_leaves_no_key_files_and_no_rows(bare_service: Service,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(audit, "record", broken)
+    with pytest.raises(RuntimeError):
+        bare_service.initialize(InitRequest(key_type="ec-p256"))
+    assert key_files(bare_service) == []
+    assert not (bare_service.settings.effective_key_dir / "data-protection.key").exists()
+    with bare_service.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Authority)) == 0
+        assert session.scalar(select(func.count()).select_from(Tenant)) == 0
+    monkeypatch.undo()
+    bare_service.initialize(InitRequest(key_type="ec-p256"))  # and a retry then works
+
+
+def test_failed_tenant_creation_leaves_no_key_file(service: Service,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    before = key_files(service)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("lost connection")
+
+    monkeypatch.setattr(audit, "record", broken)
+    with pytest.raises(RuntimeError):
+        service.create_tenant("acme")
+    assert key_files(service) == before
+    assert service.list_tenants() == ["default"]
+
+
+def fresh_service(service: Service, **overrides: object) -> Service:
+    settings = load_settings(**{
+        "data_dir": service.settings.data_dir, "database_url": service.settings.database_url,
+        "key_passphrase": PASSPHRASE, **overrides})
+    return Service(settings, clock=service.clock)
+
+
+def test_a_key_file_readable_by_others_stops_start_up_naming_it(service: Service) -> None:
+    victim = sorted(service.settings.effective_key_dir.glob("issuing-*.key.pem"))[0]
+    victim.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"CA key file {victim} is readable by others"):
+        fresh_service(service).load_signers()
+
+
+def test_a_wrong_passphrase_stops_start_up_naming_file_and_variable(service: Service) -> None:
+    with pytest.raises(ConfigError, match=r"CA key file .*: wrong passphrase "
+                                          r"\(TEGATA_KEY_PASSPHRASE\)") as caught:
+        fresh_service(service, key_passphrase="another-long-passphrase").load_signers()
+    assert PASSPHRASE not in str(caught.value)
+
+
+def test_a_missing_passphrase_stops_start_up(service: Service) -> None:
+    with pytest.raises(ConfigError, match="TEGATA_KEY_PASSPHRASE"):
+        fresh_service(service, key_passphrase=None).load_signers()
+
+
+def test_a_data_protection_key_readable_by_others_is_refused(service: Service) -> None:
+    (service.settings.effective_key_dir / "data-protection.key").chmod(0o640)
+    with pytest.raises(ConfigError, match=r"data-protection key .* readable by others"):
+        fresh_service(service).load_signers()
+
+
+def test_a_good_restart_loads_every_signer(service: Service) -> None:
+    service.create_tenant("acme")
+    again = fresh_service(service)
+    again.load_signers()
+    assert len(again._signers) == 3
