@@ -22,6 +22,8 @@ def parse(text: str) -> int:
     cleaned = text.strip().replace(":", "")
     if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
+    if len(cleaned) <= 64:  # leading zeros are padding, not part of the number
+        cleaned = cleaned.lstrip("0") or "0"
     if not _HEX.fullmatch(cleaned):
         raise InvalidInput(f"serial {text[:64]!r} is not a hexadecimal number of at most 20 octets",
                            field="serial")

@@ -1,0 +1,72 @@
+"""API tokens: shown once, stored hashed, scoped, expiring."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from ca.db.models import ApiToken
+from ca.errors import AuthenticationFailed, InvalidInput, NotFound
+from ca.service import Service
+
+
+def test_only_the_hash_of_a_token_is_stored(service: Service) -> None:
+    token, view = service.create_token(role="operator", name="ops")
+    with service.transaction() as session:
+        row = session.scalar(select(ApiToken))
+        stored = [str(getattr(row, c.key)) for c in ApiToken.__table__.columns]
+    assert all(token not in value for value in stored)
+    assert token.startswith(view.prefix)
+    principal = service.authenticate(token)
+    assert (principal.role, principal.tenant, principal.name) == ("operator", None, "ops")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"role": "root"}, "role 'root' is not one of"),
+     ({"role": "operator", "tenant": "default"}, "operator token spans all tenants"),
+     ({"role": "admin"}, "admin token needs a tenant"),
+     ({"role": "user", "tenant": "default"}, "user token needs a user"),
+     ({"role": "gateway", "tenant": "default", "login": "alice"}, "not tied to a user"),
+     ({"role": "admin", "tenant": "default", "valid_for": dt.timedelta(0)}, "positive"),
+     ({"role": "admin", "tenant": "default", "timezone": "Mars/Base"}, "IANA")],
+    ids=["unknown-role", "scoped-operator", "admin-without-tenant", "user-without-user",
+         "gateway-with-user", "zero-lifetime", "bad-zone"],
+)
+def test_badly_scoped_tokens_are_refused(service: Service, kwargs: dict[str, object],
+                                         message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        service.create_token(**kwargs)  # type: ignore[arg-type]
+
+
+def test_tokens_for_unknown_tenants_or_users_are_refused(service: Service) -> None:
+    with pytest.raises(NotFound):
+        service.create_token(role="admin", tenant="nowhere")
+    with pytest.raises(NotFound):
+        service.create_token(role="user", tenant="default", login="ghost")
+
+
+def test_a_token_stops_working_at_its_expiry(service: Service) -> None:
+    token, view = service.create_token(role="admin", tenant="default",
+                                       valid_for=dt.timedelta(days=1))
+    assert view.expires_at == service.now() + dt.timedelta(days=1)
+    service.clock.advance(dt.timedelta(hours=23, minutes=59))  # type: ignore[attr-defined]
+    service.authenticate(token)
+    service.clock.advance(dt.timedelta(minutes=1))  # type: ignore[attr-defined]
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        service.authenticate(token)
+
+
+@pytest.mark.parametrize("bogus", ["", "tgt_", "tgt_" + "A" * 43, "Bearer x", "tgt_" + "A" * 500])
+def test_unknown_tokens_are_refused(service: Service, bogus: str) -> None:
+    with pytest.raises(AuthenticationFailed):
+        service.authenticate(bogus)
+
+
+def test_last_use_is_recorded(service: Service) -> None:
+    token, _ = service.create_token(role="gateway", tenant="default")
+    service.authenticate(token)
+    with service.transaction() as session:
+        assert session.scalar(select(ApiToken.last_used_at)) == service.now()
