@@ -30,6 +30,7 @@ DEFAULT_CONFIG_FILE = "tegata.toml"
 _PLACEHOLDER_PASSPHRASES = {
     "changeme", "change-me", "change_me", "password", "passphrase", "secret", "tegata",
     "example", "test", "dev", "development", "insecure", "placeholder", "xxxxxxxx",
+    "keys.example-not-a-secret",  # published in keys.example/
 }
 MIN_PASSPHRASE_LENGTH = 12
 

@@ -87,3 +87,9 @@ def test_passphrase_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 def test_database_passwords_are_redacted_in_messages() -> None:
     assert redact_url("postgresql+psycopg://u:s3cret@h/db") == "postgresql+psycopg://u:***@h/db"
+
+
+def test_the_published_example_passphrase_is_refused() -> None:
+    example = (Path(__file__).parents[2] / "keys.example" / "passphrase.example").read_text()
+    with pytest.raises(ConfigError, match="placeholder"):
+        load_settings(key_passphrase=example.strip())
