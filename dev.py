@@ -33,8 +33,11 @@ def ensure_venv() -> None:
         return
     print("dev.py: installing Tegata and its test tools into .venv", flush=True)
     pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True, cwd=ROOT)
-    subprocess.run([*pip, "install", "-e", ".[dev]"], check=True, cwd=ROOT)
+    for step in (["install", "--upgrade", "pip"], ["install", "-e", ".[dev]"]):
+        done = subprocess.run([*pip, *step], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:  # show pip's own words only when it failed
+            sys.stderr.write(done.stdout + done.stderr)
+            sys.exit(f"dev.py: pip {' '.join(step)} failed")
     STAMP.write_text(wanted + "\n")
 
 
