@@ -38,10 +38,14 @@ def run(service: Service, host: str, port: int) -> None:
     import uvicorn
 
     from api.app import build_app
+    from cli import logs
 
+    logs.configure(service.settings)
     app = build_app(service.settings, service=service)
-    uvicorn.run(app, host=host, port=port, log_level=service.settings.log_level,
-                server_header=False, timeout_keep_alive=5)
+    # log_config=None: uvicorn's loggers go through the handler configured above
+    uvicorn.run(app, host=host, port=port, log_config=None,
+                log_level=service.settings.log_level, server_header=False,
+                timeout_keep_alive=5)
 
 
 def serve(
