@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -47,9 +47,29 @@ class UserOut(BaseModel):
 
 
 class IssueIn(Strict):
-    login: str = Field(max_length=64)
+    """Name one user (``login``) or several (``logins``); all are issued, or none."""
+
+    login: str | None = Field(default=None, max_length=64, examples=["alice"])
+    logins: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=1000)
     expires: dt.date | None = Field(default=None, description="last day of validity, YYYY-MM-DD")
     timezone: str | None = Field(default=None, max_length=64, examples=["Asia/Tokyo"])
+    reissue: Literal["keep", "revoke"] = Field(
+        default="keep", description="revoke: the users' current certificates are revoked "
+                                    "(superseded) in the same transaction")
+    key_type: Literal["ec-p256", "rsa-2048", "rsa-3072"] | None = None
+    csr: str | None = Field(default=None, max_length=65536,
+                            description="PEM PKCS#10 request; only its public key is used")
+    p12_profile: Literal["compat", "modern"] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_users(self) -> IssueIn:
+        if (self.login is None) == (self.logins is None):
+            raise ValueError("give either login or logins")
+        return self
+
+    def names(self) -> tuple[str, ...]:
+        return (self.login,) if self.login is not None else tuple(self.logins or ())
 
 
 class CertificateOut(BaseModel):
@@ -58,6 +78,9 @@ class CertificateOut(BaseModel):
     login: str
     subject: str
     state: str
+    revoked_at: dt.datetime | None
+    revocation_reason: str | None
+    has_key_material: bool
     not_before: dt.datetime
     not_after: dt.datetime
     expiry_date: dt.date
@@ -66,6 +89,10 @@ class CertificateOut(BaseModel):
     key_type: str
     source: str
     pem: str
+
+
+class IssuedOut(BaseModel):
+    certificates: list[CertificateOut]
 
 
 class WhoAmI(BaseModel):

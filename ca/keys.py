@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from ca.errors import InvalidInput
 from ca.profiles import CLIENT_KEY_TYPES
 
+ClientKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-def generate_client_key(key_type: str) -> CertificateIssuerPrivateKeyTypes:
+
+def generate_client_key(key_type: str) -> ClientKey:
     if key_type == "ec-p256":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type in ("rsa-2048", "rsa-3072"):
@@ -19,6 +20,6 @@ def generate_client_key(key_type: str) -> CertificateIssuerPrivateKeyTypes:
                        field="key_type")
 
 
-def private_der(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+def private_der(key: ClientKey) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ca import expiry
+from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
+from ca.signer import write_private_file
 from cli import server
 from cli.context import STATE, emit
 
@@ -44,6 +47,9 @@ def ca_dict(view: CAView) -> dict[str, Any]:
 def cert_dict(view: CertificateView) -> dict[str, Any]:
     return {"serial": view.serial, "tenant": view.tenant, "login": view.login,
             "subject": view.subject, "state": view.state.value,
+            "revoked_at": view.revoked_at.isoformat() if view.revoked_at else None,
+            "revocation_reason": view.revocation_reason,
+            "has_key_material": view.has_key_material,
             "not_before": view.not_before.isoformat(), "not_after": view.not_after.isoformat(),
             "expiry_date": view.expiry_date.isoformat(), "expiry_zone": view.expiry_zone,
             "fingerprint_sha256": view.fingerprint_sha256, "key_type": view.key_type,
@@ -159,21 +165,80 @@ def user_add(
 
 @cert_app.command("issue")
 def cert_issue(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    logins: Annotated[list[str], typer.Argument(help="Users' logins; all are issued or none.")],
     expires: Annotated[str | None, typer.Option(help="Last day of validity, YYYY-MM-DD.")]
     = None,
     tz: Annotated[str | None, typer.Option("--tz", help="IANA zone of the expiry date.")]
     = None,
+    reissue: Annotated[str, typer.Option(help="keep (one per device) or revoke the users' "
+                                         "current certificates.")] = "keep",
+    key_type: Annotated[str | None, typer.Option(help="ec-p256, rsa-2048 or rsa-3072 "
+                                                 "(default: the tenant's).")] = None,
+    csr: Annotated[Path | None, typer.Option(help="Issue to this PKCS#10 request (PEM or "
+                                             "DER) instead of a key made here.")] = None,
+    p12_profile: Annotated[str | None, typer.Option(help="compat or modern: the bundle's "
+                                                    "encryption.")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Issue a client certificate to a user."""
+    """Issue client certificates to users."""
     date: dt.date | None = expiry.parse_date(expires) if expires else None
-    view = STATE.service().issue(IssueRequest(tenant=tenant, login=login, expires=date,
-                                              timezone=tz))
-    emit(cert_dict(view), as_json=as_json,
-         text=f"serial {view.serial}\nnotAfter {view.not_after.isoformat()} "
-              f"(through {view.expiry_date} in {view.expiry_zone})")
+    request = IssueRequest(tenant=tenant, logins=tuple(logins), expires=date, timezone=tz,
+                           reissue=reissue,  # type: ignore[arg-type]  # checked by IssueRequest
+                           key_type=key_type, csr=read_limited(csr) if csr else None,
+                           p12_profile=p12_profile)
+    views = STATE.service().issue(request)
+    emit([cert_dict(v) for v in views], as_json=as_json,
+         text="\n".join(f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
+                        f"(through {v.expiry_date} in {v.expiry_zone})" for v in views))
+
+
+@cert_app.command("list")
+def cert_list(
+    state: Annotated[str | None, typer.Option(help="valid, expired, suspended or revoked.")]
+    = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's certificates.")] = None,
+    group: Annotated[str | None, typer.Option(help="Only certificates of this group's "
+                                              "users.")] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a tenant's certificates, newest first."""
+    views = STATE.service().list_certificates(tenant, state=state, login=user, group=group)
+    emit([cert_dict(v) for v in views], as_json=as_json,
+         text="\n".join(f"{v.serial:40} {v.login:20} {v.state.value:9} "
+                        f"{v.not_after:%Y-%m-%d %H:%M:%S}Z {v.source}" for v in views))
+
+
+@cert_app.command("export")
+def cert_export(
+    serial: Annotated[str, typer.Argument(help="Serial number in hex.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The zip file to write.")],
+    p12_profile: Annotated[str | None, typer.Option(help="compat or modern.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the user's zip (PKCS#12 and its password) for a certificate. Audited."""
+    if out.exists() and not force:
+        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
+    made = STATE.service().bundle(serial, tenant=tenant, profile=p12_profile)
+    if force:
+        out.unlink(missing_ok=True)
+    write_private_file(out, made.content)
+    emit({"serial": made.serial, "file": str(out), "bytes": len(made.content)},
+         as_json=as_json, text=f"wrote {out} ({made.filename} for serial {made.serial})")
+
+
+def read_limited(path: Path, limit: int = 64 * 1024) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="csr") from None
+    if len(data) > limit:
+        raise InvalidInput(f"{path} is larger than {limit} bytes", field="csr")
+    return data
 
 
 @cert_app.command("show")

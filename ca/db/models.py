@@ -151,6 +151,7 @@ class Certificate(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
     key_type: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(8))  # server | csr
+    p12_profile: Mapped[str | None] = mapped_column(String(16))  # chosen at issuance
     not_before: Mapped[dt.datetime]
     not_after: Mapped[dt.datetime]
     expiry_date: Mapped[dt.date] = mapped_column(Date)

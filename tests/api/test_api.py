@@ -34,7 +34,7 @@ def test_admin_adds_a_user_and_issues_a_certificate(client: TestClient,
                     json={"login": "carol", "expires": "2026-12-31", "timezone": "Asia/Tokyo"},
                     headers=h)
     assert r.status_code == 201, r.text
-    body = r.json()
+    body = r.json()["certificates"][0]
     assert body["not_after"] == "2026-12-31T14:59:59Z"
     assert body["state"] == "valid" and body["login"] == "carol"
     serial = body["serial"]
@@ -106,7 +106,7 @@ def test_certificate_of_another_tenant_is_not_found(client: TestClient, service:
                                                     tokens: dict[str, str]) -> None:
     from ca.service import IssueRequest
 
-    serial = service.issue(IssueRequest(tenant="default", login="alice")).serial
+    serial = service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
     h = bearer(tokens["operator"])
     assert client.get(f"/api/v1/tenants/default/certificates/{serial}",
                       headers=h).status_code == 200

@@ -70,7 +70,7 @@ def test_tenants_get_their_own_issuing_ca(service: Service) -> None:
     assert default_ca.public_key() != acme_ca.public_key()
     service.add_user("acme", "alice", email="alice@acme.example", allow=True)
     leaf = x509.load_der_x509_certificate(
-        service.issue(IssueRequest(tenant="acme", login="alice")).der)
+        service.issue(IssueRequest(tenant="acme", logins=("alice",)))[0].der)
     leaf.verify_directly_issued_by(acme_ca)
     with pytest.raises((ValueError, Exception)):
         leaf.verify_directly_issued_by(default_ca)

@@ -26,7 +26,7 @@ def alice(service: Service) -> str:
 
 def test_issued_certificate_is_a_client_certificate_for_the_user(service: Service,
                                                                  alice: str) -> None:
-    view = service.issue(IssueRequest(tenant="default", login=alice))
+    view = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
     cert = x509.load_der_x509_certificate(view.der)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
     assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Default"
@@ -41,7 +41,7 @@ def test_issued_certificate_is_a_client_certificate_for_the_user(service: Servic
 
 
 def test_default_expiry_is_one_year_in_the_tenant_zone(service: Service, alice: str) -> None:
-    view = service.issue(IssueRequest(tenant="default", login=alice))
+    view = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
     assert view.expiry_date == dt.date(2027, 3, 2) and view.expiry_zone == "UTC"
     assert view.not_after == dt.datetime(2027, 3, 2, 23, 59, 59, tzinfo=dt.UTC)
 
@@ -49,22 +49,22 @@ def test_default_expiry_is_one_year_in_the_tenant_zone(service: Service, alice: 
 def test_zone_comes_from_request_then_admin_then_tenant(service: Service, alice: str) -> None:
     with service.transaction() as session:
         session.scalar(select(Tenant).where(Tenant.name == "default")).timezone = "Europe/Paris"
-    tenant_zone = service.issue(IssueRequest(tenant="default", login=alice))
+    tenant_zone = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
     assert tenant_zone.expiry_zone == "Europe/Paris"
-    admin_zone = service.issue(IssueRequest(tenant="default", login=alice),
-                               admin_zone="Asia/Tokyo")
+    admin_zone = service.issue(IssueRequest(tenant="default", logins=(alice,)),
+                               admin_zone="Asia/Tokyo")[0]
     assert admin_zone.expiry_zone == "Asia/Tokyo"
-    asked = service.issue(IssueRequest(tenant="default", login=alice,
+    asked = service.issue(IssueRequest(tenant="default", logins=(alice,),
                                        expires=dt.date(2026, 12, 31),
-                                       timezone="Pacific/Honolulu"), admin_zone="Asia/Tokyo")
+                                       timezone="Pacific/Honolulu"), admin_zone="Asia/Tokyo")[0]
     assert asked.expiry_zone == "Pacific/Honolulu"
     assert asked.not_after == dt.datetime(2027, 1, 1, 9, 59, 59, tzinfo=dt.UTC)
 
 
 def test_the_expiry_date_and_zone_are_stored_with_the_certificate(service: Service,
                                                                   alice: str) -> None:
-    view = service.issue(IssueRequest(tenant="default", login=alice,
-                                      expires=dt.date(2030, 1, 31), timezone="Asia/Tokyo"))
+    view = service.issue(IssueRequest(tenant="default", logins=(alice,),
+                                      expires=dt.date(2030, 1, 31), timezone="Asia/Tokyo"))[0]
     again = service.get_certificate(view.serial)
     assert (again.expiry_date, again.expiry_zone) == (dt.date(2030, 1, 31), "Asia/Tokyo")
 
@@ -80,7 +80,7 @@ def test_bad_expiry_requests_are_refused_and_change_nothing(
         service: Service, alice: str, expires: dt.date | None, zone: str | None,
         error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
-        service.issue(IssueRequest(tenant="default", login=alice, expires=expires,
+        service.issue(IssueRequest(tenant="default", logins=(alice,), expires=expires,
                                    timezone=zone))
     with service.transaction() as session:
         assert session.scalars(select(Certificate)).all() == []
@@ -90,37 +90,37 @@ def test_users_without_permission_retired_users_and_ended_subscriptions_are_refu
         service: Service, alice: str) -> None:
     service.add_user("default", "bob", email="bob@example.com")
     with pytest.raises(NotPermitted, match="bob: the user has no secure-access permission"):
-        service.issue(IssueRequest(tenant="default", login="bob"))
+        service.issue(IssueRequest(tenant="default", logins=("bob",)))
     with service.transaction() as session:
         session.scalar(select(User).where(User.login == "alice")).status = "retired"
     with pytest.raises(NotPermitted, match="alice: the user is retired"):
-        service.issue(IssueRequest(tenant="default", login="alice"))
+        service.issue(IssueRequest(tenant="default", logins=("alice",)))
     service.add_user("default", "carol", email="carol@example.com", allow=True)
     with service.transaction() as session:
         tenant = session.scalar(select(Tenant).where(Tenant.name == "default"))
         tenant.subscription_ends_on = dt.date(2026, 3, 1)
         tenant.subscription_ends_at = dt.datetime(2026, 3, 1, 23, 59, 59, tzinfo=dt.UTC)
     with pytest.raises(NotPermitted, match="subscription ended on 2026-03-01"):
-        service.issue(IssueRequest(tenant="default", login="carol"))
+        service.issue(IssueRequest(tenant="default", logins=("carol",)))
 
 
 def test_unknown_users_and_tenants_are_not_found(service: Service) -> None:
     with pytest.raises(NotFound, match="no user 'ghost'"):
-        service.issue(IssueRequest(tenant="default", login="ghost"))
+        service.issue(IssueRequest(tenant="default", logins=("ghost",)))
     with pytest.raises(NotFound, match="no tenant 'nowhere'"):
-        service.issue(IssueRequest(tenant="nowhere", login="ghost"))
+        service.issue(IssueRequest(tenant="nowhere", logins=("ghost",)))
 
 
 def test_logins_are_unique_ignoring_case(service: Service, alice: str) -> None:
     with pytest.raises(Conflict, match="already exists"):
         service.add_user("default", "ALICE", email="other@example.com")
-    view = service.issue(IssueRequest(tenant="default", login="Alice"))
+    view = service.issue(IssueRequest(tenant="default", logins=("Alice",)))[0]
     assert view.login == "alice"
 
 
 def test_private_key_is_sealed_at_rest_and_opens_only_for_its_certificate(
         service: Service, alice: str) -> None:
-    view = service.issue(IssueRequest(tenant="default", login=alice))
+    view = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
     with service.transaction() as session:
         row = session.scalar(select(Certificate).where(Certificate.serial == view.serial))
         sealed = session.get(KeyMaterial, row.id).sealed_key
@@ -137,7 +137,7 @@ def test_private_key_is_sealed_at_rest_and_opens_only_for_its_certificate(
 
 def test_certificates_are_found_by_any_spelling_of_their_serial(service: Service,
                                                                 alice: str) -> None:
-    serial = service.issue(IssueRequest(tenant="default", login=alice)).serial
+    serial = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0].serial
     spaced = ":".join(serial[i:i + 2] for i in range(0, len(serial), 2)).lower()
     assert service.get_certificate(spaced).serial == serial
     assert service.get_certificate("00" + serial, tenant="default").serial == serial
@@ -146,7 +146,7 @@ def test_certificates_are_found_by_any_spelling_of_their_serial(service: Service
 
 
 def test_the_expiry_of_an_issued_certificate_never_changes(service: Service, alice: str) -> None:
-    view = service.issue(IssueRequest(tenant="default", login=alice))
+    view = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
     service.clock.advance(dt.timedelta(days=400))  # type: ignore[attr-defined]
     later = service.get_certificate(view.serial)
     assert later.not_after == view.not_after and later.state is State.EXPIRED

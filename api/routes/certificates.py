@@ -1,0 +1,93 @@
+"""Client certificates: issue, list, show, and the user's bundle (admin download)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.auth import requires
+from api.problems import responses
+from api.routes.tenants import actor_of, principal_of, service_of
+from api.schemas import CertificateOut, IssuedOut, IssueIn
+from ca.service import CertificateView, IssueRequest
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
+
+COMMON = (400, 401, 403, 404)
+ZIP = "application/zip"
+StateParam = Literal["valid", "expired", "suspended", "revoked"]
+
+
+def cert_out(view: CertificateView) -> CertificateOut:
+    return CertificateOut(
+        serial=view.serial, tenant=view.tenant, login=view.login, subject=view.subject,
+        state=view.state.value, revoked_at=view.revoked_at,
+        revocation_reason=view.revocation_reason, has_key_material=view.has_key_material,
+        not_before=view.not_before, not_after=view.not_after, expiry_date=view.expiry_date,
+        expiry_zone=view.expiry_zone, fingerprint_sha256=view.fingerprint_sha256,
+        key_type=view.key_type, source=view.source, pem=view.pem)
+
+
+@router.post("", dependencies=[requires("operator", "admin")], response_model=IssuedOut,
+             status_code=201, responses=responses(*COMMON, 409, 422))
+async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
+    """Issue to one or more users: with a key made here (bundled as PKCS#12 for download), or
+    to the public key of a CSR. All users named are issued, or none."""
+    issue_request = IssueRequest(
+        tenant=tenant, logins=body.names(), expires=body.expires, timezone=body.timezone,
+        reissue=body.reissue, key_type=body.key_type,
+        csr=body.csr.encode() if body.csr is not None else None, p12_profile=body.p12_profile)
+    views = await run_in_threadpool(
+        service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
+        actor=actor_of(request))
+    return IssuedOut(certificates=[cert_out(v) for v in views])
+
+
+@router.get("", dependencies=[requires("operator", "admin")],
+            response_model=list[CertificateOut], responses=responses(*COMMON))
+def list_certificates(
+    request: Request, tenant: str,
+    state: Annotated[StateParam | None, Query()] = None,
+    login: Annotated[str | None, Query(max_length=64)] = None,
+    group: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CertificateOut]:
+    """The tenant's certificates, newest first, by state, user or group."""
+    views = service_of(request).list_certificates(tenant, state=state, login=login,
+                                                  group=group, limit=limit, offset=offset)
+    return [cert_out(v) for v in views]
+
+
+@router.get("/{serial}", dependencies=[requires("operator", "admin")],
+            response_model=CertificateOut,
+            responses={**responses(*COMMON), 200: {"content": {
+                "application/json": {}, "application/pem-certificate-chain": {},
+                "application/pkix-cert": {}}}})
+def show_certificate(request: Request, tenant: str, serial: str,
+                     format: Annotated[Literal["json", "pem", "der"], Query()] = "json",
+                     ) -> CertificateOut | Response:
+    """One certificate as JSON, PEM or DER."""
+    view = service_of(request).get_certificate(serial, tenant=tenant)
+    if format == "pem":
+        return Response(view.pem, media_type="application/pem-certificate-chain")
+    if format == "der":
+        return Response(view.der, media_type="application/pkix-cert")
+    return cert_out(view)
+
+
+@router.get("/{serial}/bundle", dependencies=[requires("operator", "admin")],
+            response_class=Response,
+            responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
+async def bundle(request: Request, tenant: str, serial: str,
+                 profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+                 ) -> Response:
+    """``<login>.zip`` with ``<login>.p12`` and ``<login>-password.txt``. Audited."""
+    made = await run_in_threadpool(service_of(request).bundle, serial, tenant=tenant,
+                                   profile=profile, actor=actor_of(request))
+    # the file name is a checked login plus ".zip": safe in a header as it is
+    return Response(made.content, media_type=ZIP, headers={
+        "Content-Disposition": f'attachment; filename="{made.filename}"',
+        "Cache-Control": "no-store"})

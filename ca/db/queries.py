@@ -1,0 +1,68 @@
+"""Queries shared by the use cases. Each takes a session and never commits."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from sqlalchemy import Exists, exists, func, select
+from sqlalchemy.orm import Session
+
+from ca import serials
+from ca.db.models import Authority, Certificate, Hold, Tenant, User
+from ca.errors import NotFound, NotPermitted
+
+
+def root(session: Session) -> Authority | None:
+    return session.scalar(select(Authority).where(Authority.kind == "root",
+                                                  Authority.retired_at.is_(None)))
+
+
+def require_root(session: Session) -> Authority:
+    found = root(session)
+    if found is None:
+        raise NotPermitted("Tegata is not initialised: run `tegata init` first")
+    return found
+
+
+def tenant(session: Session, name: str) -> Tenant:
+    found = session.scalar(select(Tenant).where(Tenant.name == name))
+    if found is None:
+        raise NotFound(f"no tenant {name[:64]!r}", field="tenant")
+    return found
+
+
+def issuing(session: Session, owner: Tenant) -> Authority:
+    found = session.scalar(select(Authority).where(
+        Authority.tenant_id == owner.id, Authority.kind == "issuing",
+        Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1))
+    if found is None:
+        raise NotFound(f"tenant {owner.name!r} has no issuing CA")
+    return found
+
+
+def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:
+    return session.scalar(select(User).where(User.tenant_id == owner.id,
+                                             User.login_key == login.lower()))
+
+
+def user(session: Session, owner: Tenant, login: str) -> User:
+    found = user_or_none(session, owner, login)
+    if found is None:
+        raise NotFound(f"{owner.name}: no user {login[:64]!r}", field="login")
+    return found
+
+
+def unused_serial(session: Session, authority: Authority) -> int:
+    """A random serial (RFC 5280, 4.1.2.2: positive, at most 20 octets, 64+ bits of entropy)
+    not yet used by this issuer."""
+    while True:
+        serial = x509.random_serial_number()
+        taken = session.scalar(select(func.count()).select_from(Certificate).where(
+            Certificate.authority_id == authority.id,
+            Certificate.serial == serials.to_text(serial)))
+        if not taken:
+            return serial
+
+
+def active_hold() -> Exists:
+    """SQL: the certificate has a hold that has not been lifted."""
+    return exists().where(Hold.certificate_id == Certificate.id, Hold.lifted_at.is_(None))

@@ -1,0 +1,29 @@
+"""Use cases: the CA hierarchy, users, certificates, tokens. Each is one transaction.
+
+The API and the CLI both call ``Service``; neither reaches the database or a key another way.
+"""
+
+from __future__ import annotations
+
+from ca.service.certificates import CertificateUseCases
+from ca.service.hierarchy import HierarchyUseCases
+from ca.service.tokens import TokenUseCases
+from ca.service.users import UserUseCases
+from ca.service.views import (
+    DEFAULT_TENANT,
+    Bundle,
+    CAView,
+    CertificateView,
+    InitRequest,
+    IssueRequest,
+    Principal,
+    TokenView,
+)
+
+
+class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, TokenUseCases):
+    """Tegata's use cases over one database, one key store and one clock."""
+
+
+__all__ = ["DEFAULT_TENANT", "Bundle", "CAView", "CertificateView", "InitRequest",
+           "IssueRequest", "Principal", "Service", "TokenView"]

@@ -1,0 +1,100 @@
+"""The service's plumbing: one database, one key store, one clock; transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ca.clock import Clock, SystemClock
+from ca.db import migrate, queries
+from ca.db.engine import check_reachable, make_engine, make_sessionmaker
+from ca.db.models import Authority
+from ca.errors import Conflict, StorageError
+from ca.profiles import Urls
+from ca.sealing import Sealer, load_sealer
+from ca.settings import Settings
+from ca.signer import FileKeyStore, Signer
+
+
+class ServiceCore:
+    """What every use case stands on."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.engine = engine or make_engine(settings.effective_database_url)
+        self._sessions = make_sessionmaker(self.engine)
+        self.urls = Urls(base=settings.public_base_url)
+        self._keystore: FileKeyStore | None = None
+        self._signers: dict[str, Signer] = {}
+        self._sealer: Sealer | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commits on success, rolls back on any error."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            if isinstance(exc, IntegrityError):
+                raise Conflict("the change conflicts with existing data") from None
+            raise StorageError(f"database error: {type(exc).__name__}") from exc
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session."""
+        with self._sessions() as session:
+            yield session
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    @property
+    def keystore(self) -> FileKeyStore:
+        if self._keystore is None:
+            self._keystore = FileKeyStore(self.settings.effective_key_dir,
+                                          self.settings.passphrase())
+        return self._keystore
+
+    def signer(self, authority: Authority) -> Signer:
+        if authority.key_id not in self._signers:
+            self._signers[authority.key_id] = self.keystore.load(authority.key_id)
+        return self._signers[authority.key_id]
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            self._sealer = load_sealer(self.settings.effective_key_dir)
+        return self._sealer
+
+    def check_database(self) -> None:
+        check_reachable(self.engine)
+        if not migrate.is_current(self.engine):
+            raise StorageError("the database schema is not current: run `tegata db upgrade` "
+                               "(or start with TEGATA_MIGRATE_ON_START=true)")
+
+    def upgrade_database(self) -> None:
+        if self.settings.database_url is None:  # the embedded default lives in the data dir
+            self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_reachable(self.engine)
+        migrate.upgrade(self.engine)
+
+    def load_signers(self) -> None:
+        """Load every active CA key now, so that a bad key file stops start-up, not a request."""
+        with self.reading() as session:
+            authorities = session.scalars(
+                select(Authority).where(Authority.retired_at.is_(None))).all()
+        for authority in authorities:
+            self.signer(authority)
+        if authorities:
+            _ = self.sealer
+
+    def is_initialized(self) -> bool:
+        with self.reading() as session:
+            return queries.root(session) is not None

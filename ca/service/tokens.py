@@ -1,0 +1,82 @@
+"""API tokens: created here, shown once, stored as a hash; authentication."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from sqlalchemy import select
+
+from ca import audit, expiry, tokens, validate
+from ca.audit import Actor, Event
+from ca.db import queries
+from ca.db.models import ApiToken
+from ca.errors import AuthenticationFailed, InvalidInput
+from ca.service.core import ServiceCore
+from ca.service.views import Principal, TokenView
+
+
+class TokenUseCases(ServiceCore):
+    def create_token(self, *, role: str, tenant: str | None = None, login: str | None = None,
+                     name: str | None = None, valid_for: dt.timedelta | None = None,
+                     timezone: str | None = None,
+                     actor: Actor = audit.CLI_ACTOR) -> tuple[str, TokenView]:
+        """A new API token; the token text is returned once and only its hash is kept."""
+        if role not in tokens.ROLES:
+            raise InvalidInput(f"role {role[:16]!r} is not one of {', '.join(tokens.ROLES)}",
+                               field="role")
+        if role == "operator" and (tenant or login):
+            raise InvalidInput("an operator token spans all tenants: give no tenant or user",
+                               field="tenant")
+        if role != "operator" and not tenant:
+            raise InvalidInput(f"a {role} token needs a tenant", field="tenant")
+        if role == "user" and not login:
+            raise InvalidInput("a user token needs a user", field="user")
+        if role != "user" and login:
+            raise InvalidInput(f"a {role} token is not tied to a user", field="user")
+        if timezone is not None:
+            expiry.zone(timezone)
+        label = validate.display_text(name or f"{role} token", field="name", limit=100)
+        if valid_for is not None and valid_for <= dt.timedelta(0):
+            raise InvalidInput("a token's lifetime must be positive", field="expires")
+        now = self.now()
+        text = tokens.generate()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant) if tenant else None
+            user = queries.user(session, owner, login) if owner and login else None
+            row = ApiToken(name=label, role=role, tenant_id=owner.id if owner else None,
+                           user_id=user.id if user else None, token_hash=tokens.digest(text),
+                           prefix=tokens.display_prefix(text), timezone=timezone,
+                           created_at=now, expires_at=now + valid_for if valid_for else None)
+            session.add(row)
+            session.flush()
+            audit.record(session, actor, Event(
+                action="token.create", target=f"token:{row.id}", tenant_id=row.tenant_id,
+                details={"role": role, "name": label}), now=now)
+            view = TokenView(id=row.id, name=label, role=role, tenant=tenant, login=login,
+                             prefix=row.prefix, expires_at=row.expires_at)
+        return text, view
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal a bearer token speaks for; ``AuthenticationFailed`` otherwise."""
+        if not token.startswith(tokens.PREFIX) or len(token) > 200:
+            raise AuthenticationFailed("unknown token")
+        now = self.now()
+        with self.transaction() as session:
+            row = session.scalar(select(ApiToken).where(
+                ApiToken.token_hash == tokens.digest(token)))
+            if row is None or not secrets.compare_digest(row.token_hash, tokens.digest(token)):
+                raise AuthenticationFailed("unknown token")
+            if row.revoked_at is not None:
+                raise AuthenticationFailed("the token has been revoked")
+            if row.expires_at is not None and row.expires_at <= now:
+                raise AuthenticationFailed("the token has expired")
+            # a write per request would serialise readers on SQLite: record use once a minute
+            if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+                row.last_used_at = now
+            return Principal(token_id=row.id, name=row.name, role=row.role,
+                             tenant=row.tenant.name if row.tenant else None,
+                             login=row.user.login if row.user else None, timezone=row.timezone)
+
+
+# --- queries (take a session, never commit) ---------------------------------------------------
