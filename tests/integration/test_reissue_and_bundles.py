@@ -139,7 +139,8 @@ def test_the_bundle_holds_key_certificate_chain_and_a_stable_password(users: Ser
     loaded, password = open_bundle(first.content, "alice")
     assert loaded.cert is not None
     assert loaded.cert.certificate == x509.load_der_x509_certificate(view.der)
-    assert loaded.key is not None and loaded.key.public_key() == loaded.cert.certificate.public_key()
+    assert loaded.key is not None
+    assert loaded.key.public_key() == loaded.cert.certificate.public_key()
     chain = [c.certificate.subject.rfc4514_string() for c in loaded.additional_certs]
     assert chain == ["CN=Default Issuing CA,O=Tegata", "CN=Tegata Root CA,O=Tegata"]
     _, again = open_bundle(users.bundle(view.serial, tenant="default",

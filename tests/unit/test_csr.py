@@ -3,6 +3,8 @@ anything else is a clear InvalidInput, never a crash."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,13 +74,13 @@ def test_a_request_whose_signature_does_not_verify_is_refused(
     ids=["empty", "blank", "garbage", "bad-pem", "short-der", "oversized"],
 )
 def test_malformed_requests_are_refused_clearly(data: bytes) -> None:
-    with pytest.raises(InvalidInput, match="^CSR: "):
+    with pytest.raises(InvalidInput, match=r"^CSR: "):
         csr.load(data)
 
 
 def test_duplicate_extensions_are_refused() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(InvalidInput, match="^CSR: "):
+    with pytest.raises(InvalidInput, match=r"^CSR: "):
         csr.load(csr_with_duplicate_extension(key))
 
 
@@ -114,7 +116,5 @@ def test_random_mutations_never_escape_as_anything_but_invalid_input(
         der[position] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):
         der = der[: data.draw(st.integers(0, len(der)))]
-    try:
+    with contextlib.suppress(InvalidInput):  # any other exception fails the test
         csr.load(bytes(der))
-    except InvalidInput:
-        pass
