@@ -124,6 +124,13 @@ def default_expiry(zone: dt.tzinfo, *, now: dt.datetime, validity: Period = ONE_
         return LATEST_DATE
 
 
+def latest_within(limit: dt.datetime, zone: dt.tzinfo) -> dt.date:
+    """The last date whose whole day in ``zone`` ends by ``limit`` (an issuer's notAfter):
+    a certificate must not outlive the CA that vouches for it."""
+    last = (require_aware(limit) + ONE_SECOND).astimezone(zone).date() - dt.timedelta(days=1)
+    return min(last, LATEST_DATE)
+
+
 def check_range(expiry: dt.date) -> None:
     if expiry < EARLIEST_DATE:
         raise InvalidInput(f"expiry {expiry} is before the earliest allowed, {EARLIEST_DATE}",

@@ -118,8 +118,18 @@ class Settings(BaseSettings):
     def effective_key_dir(self) -> Path:
         return self.key_dir if self.key_dir is not None else self.data_dir / "keys"
 
+    def passphrase_source(self) -> str:
+        """The variable the passphrase comes from, for messages."""
+        if self.key_passphrase_file is not None and self.key_passphrase is None:
+            return env_name("key_passphrase_file")
+        return env_name("key_passphrase")
+
     def passphrase(self) -> bytes:
         """The CA key passphrase, from TEGATA_KEY_PASSPHRASE or TEGATA_KEY_PASSPHRASE_FILE."""
+        if self.key_passphrase is not None and self.key_passphrase_file is not None:
+            raise ConfigError(f"both {env_name('key_passphrase')} and "
+                              f"{env_name('key_passphrase_file')} are set; keep one",
+                              field=env_name("key_passphrase"))
         if self.key_passphrase is not None:
             return self.key_passphrase.get_secret_value().encode()
         if self.key_passphrase_file is not None:

@@ -123,9 +123,11 @@ def write_private_file(path: Path, data: bytes) -> None:
 class FileKeyStore:
     """CA keys as encrypted PKCS#8 files in one directory (mode 0700)."""
 
-    def __init__(self, directory: Path, passphrase: bytes) -> None:
+    def __init__(self, directory: Path, passphrase: bytes, *,
+                 passphrase_source: str) -> None:
         self.directory = directory
         self.__passphrase = passphrase
+        self._source = passphrase_source
 
     def __repr__(self) -> str:
         return f"<FileKeyStore {self.directory}>"
@@ -162,7 +164,7 @@ class FileKeyStore:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), self.__passphrase)
         except (ValueError, TypeError):
-            raise ConfigError(f"CA key file {path}: wrong passphrase (TEGATA_KEY_PASSPHRASE) or "
+            raise ConfigError(f"CA key file {path}: wrong passphrase ({self._source}) or "
                               "not an encrypted PKCS#8 key") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ConfigError(f"CA key file {path}: key type {type(key).__name__} not supported")

@@ -28,7 +28,7 @@ class State:
         if self._service is None:
             self._service = Service(self.settings())
         if check_schema:
-            self._service.check_database()
+            self._service.check_initialized()
         return self._service
 
 

@@ -57,9 +57,16 @@ class CertificateUseCases(ServiceCore):
         zone_name = request.timezone or admin_zone or tenant.timezone or "UTC"
         zone = expiry.zone(zone_name)
         validity = expiry.Period.parse(tenant.default_validity)
-        expires = request.expires or expiry.default_expiry(zone, now=now, validity=validity)
-        expiry.check_expiry(expires, zone, now=now)
         authority = queries.issuing(session, tenant)
+        latest = expiry.latest_within(authority.not_after, zone)
+        # a default longer than the CA's life stops with the CA; an asked-for date is refused
+        expires = request.expires or min(
+            expiry.default_expiry(zone, now=now, validity=validity), latest)
+        expiry.check_expiry(expires, zone, now=now)
+        if expires > latest:
+            raise InvalidInput(
+                f"requested {expires}, latest allowed {latest}: the tenant's issuing CA expires "
+                f"at {authority.not_after:%Y-%m-%d %H:%M:%S}Z", field="expires")
         return _Issuer(tenant=tenant, authority=authority,
                        cert=x509.load_der_x509_certificate(authority.der),
                        not_after=expiry.not_after(expires, zone), expires=expires,

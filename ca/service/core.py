@@ -14,7 +14,7 @@ from ca.clock import Clock, SystemClock
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable, make_engine, make_sessionmaker
 from ca.db.models import Authority
-from ca.errors import Conflict, StorageError
+from ca.errors import Conflict, NotPermitted, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.settings import Settings
@@ -58,8 +58,9 @@ class ServiceCore:
     @property
     def keystore(self) -> FileKeyStore:
         if self._keystore is None:
-            self._keystore = FileKeyStore(self.settings.effective_key_dir,
-                                          self.settings.passphrase())
+            self._keystore = FileKeyStore(
+                self.settings.effective_key_dir, self.settings.passphrase(),
+                passphrase_source=self.settings.passphrase_source())
         return self._keystore
 
     def signer(self, authority: Authority) -> Signer:
@@ -72,6 +73,21 @@ class ServiceCore:
         if self._sealer is None:
             self._sealer = load_sealer(self.settings.effective_key_dir)
         return self._sealer
+
+    def check_initialized(self) -> None:
+        """For commands that need a CA: say `tegata init` when there is none yet, and touch
+        nothing (an absent SQLite file is not created by asking)."""
+        not_yet = NotPermitted("Tegata is not initialised: run `tegata init` first")
+        if self.settings.database_url is None:
+            path = self.settings.data_dir / "tegata.db"
+            if not path.exists():
+                raise not_yet
+        check_reachable(self.engine)
+        if migrate.current_revision(self.engine) is None:
+            raise not_yet
+        self.check_database()
+        if not self.is_initialized():
+            raise not_yet
 
     def check_database(self) -> None:
         check_reachable(self.engine)

@@ -150,3 +150,22 @@ def test_the_expiry_of_an_issued_certificate_never_changes(service: Service, ali
     service.clock.advance(dt.timedelta(days=400))  # type: ignore[attr-defined]
     later = service.get_certificate(view.serial)
     assert later.not_after == view.not_after and later.state is State.EXPIRED
+
+
+def test_a_certificate_never_outlives_its_issuing_ca(service: Service, alice: str) -> None:
+    issuing_end = service.ca_certificates("default")[1].not_after
+    with pytest.raises(InvalidInput, match=r"requested 2060-01-01, latest allowed 2046-03-0\d: "
+                                           r"the tenant's issuing CA expires"):
+        service.issue(IssueRequest(tenant="default", logins=(alice,),
+                                   expires=dt.date(2060, 1, 1)))
+    with service.transaction() as session:
+        session.scalar(select(Tenant).where(Tenant.name == "default")).default_validity = "P100Y"
+    capped = service.issue(IssueRequest(tenant="default", logins=(alice,)))[0]
+    assert capped.not_after <= issuing_end
+    assert capped.expiry_date == expiry_latest(issuing_end)
+
+
+def expiry_latest(end: dt.datetime) -> dt.date:
+    from ca import expiry
+
+    return expiry.latest_within(end, dt.UTC)

@@ -136,3 +136,19 @@ def test_unknown_zones_are_refused(name: str) -> None:
 def test_bad_validity_periods_are_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
         expiry.Period.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("limit", "zone", "expected"),
+    [(utc(2046, 3, 2, 9, 0, 0), "UTC", D(2046, 3, 1)),
+     (utc(2046, 3, 2, 23, 59, 59), "UTC", D(2046, 3, 2)),
+     (utc(2046, 3, 2, 14, 59, 59), "Asia/Tokyo", D(2046, 3, 2)),
+     (utc(2046, 3, 2, 14, 59, 58), "Asia/Tokyo", D(2046, 3, 1))],
+    ids=["mid-day", "last-second", "tokyo-last-second", "tokyo-one-short"],
+)
+def test_latest_date_is_the_last_whole_day_within_the_issuer(limit: dt.datetime, zone: str,
+                                                             expected: dt.date) -> None:
+    latest = expiry.latest_within(limit, Z(zone))
+    assert latest == expected
+    assert expiry.not_after(latest, Z(zone)) <= limit
+    assert expiry.not_after(latest + dt.timedelta(days=1), Z(zone)) > limit

@@ -1,0 +1,181 @@
+"""The happy paths of ``tegata``: what each command prints, for people and with --json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+from cryptography import x509
+
+from tests.cli.conftest import Cli, Env
+
+SERIAL = re.compile(r"[0-9A-F]{1,40}")
+CA_KEYS = {"tenant", "kind", "subject", "serial", "not_before", "not_after", "pem"}
+CERT_KEYS = {"serial", "tenant", "login", "subject", "state", "not_before", "not_after",
+             "expiry_date", "expiry_zone", "fingerprint_sha256", "key_type", "source"}
+
+
+def as_json(cli: Cli, *argv: str) -> object:
+    result = cli.ok(*argv, "--json")
+    return json.loads(result.out)
+
+
+def issue(cli: Cli, login: str = "alice", *extra: str) -> dict[str, object]:
+    """``tegata cert issue LOGIN --json``: a list with one certificate per user named."""
+    data = as_json(cli, "cert", "issue", login, *extra)
+    assert isinstance(data, list) and len(data) == 1, data
+    assert isinstance(data[0], dict)
+    return data[0]
+
+
+def test_init_then_user_add_then_cert_issue_prints_serial_and_not_after(env: Env,
+                                                                        cli: Cli) -> None:
+    assert "root CA" in cli.ok("init").out  # the real defaults: EC P-384
+    added = cli.ok("user", "add", "alice", "--email", "alice@example.com", "--allow").out
+    assert "alice" in added
+
+    out = cli.ok("cert", "issue", "alice").out
+    serial_match = re.search(r"\bserial ([0-9A-F]{1,40})\n", out)
+    not_after_match = re.search(r"\bnotAfter (\S+)", out)
+    assert serial_match and not_after_match, out
+    serial = serial_match[1]
+
+    cert = x509.load_pem_x509_certificate(cli.ok("cert", "show", serial, "--pem").out.encode())
+    assert format(cert.serial_number, "X") == serial
+    shown = dt.datetime.fromisoformat(not_after_match[1])
+    assert shown == cert.not_valid_after_utc
+
+
+def test_init_json_names_the_root_and_the_default_tenant(env: Env, cli: Cli) -> None:
+    data = as_json(cli, "init", "--key-type", "ec-p256")
+    assert isinstance(data, dict)
+    assert data["tenant"] == "default"
+    assert set(data["root"]) >= CA_KEYS
+    assert data["root"]["kind"] == "root"
+    root = x509.load_pem_x509_certificate(data["root"]["pem"].encode())
+    assert format(root.serial_number, "X") == data["root"]["serial"]
+
+
+def test_user_add_json_echoes_the_user(env: Env, cli: Cli) -> None:
+    cli.ok("init", "--key-type", "ec-p256")
+    data = as_json(cli, "user", "add", "alice", "--email", "alice@example.com", "--allow")
+    assert data == {"tenant": "default", "login": "alice", "secure_access": True}
+
+
+def test_cert_issue_and_cert_show_json_describe_the_same_valid_certificate(
+        ready: Env, cli: Cli) -> None:
+    issued = issue(cli)
+    assert set(issued) >= CERT_KEYS
+    assert SERIAL.fullmatch(str(issued["serial"]))
+    assert issued["login"] == "alice" and issued["tenant"] == "default"
+    assert issued["state"] == "valid"
+    assert dt.datetime.fromisoformat(str(issued["not_after"])).tzinfo is not None
+
+    shown = as_json(cli, "cert", "show", str(issued["serial"]))
+    assert shown == issued
+
+
+def test_ca_show_json_lists_the_root_then_the_tenants_issuing_ca(ready: Env, cli: Cli) -> None:
+    data = as_json(cli, "ca", "show", "--tenant", "default")
+    assert isinstance(data, list)
+    assert [item["kind"] for item in data] == ["root", "issuing"]
+    assert all(set(item) >= CA_KEYS for item in data)
+    assert data[1]["tenant"] == "default"
+
+
+def test_tenant_create_and_list_json(ready: Env, cli: Cli) -> None:
+    created = as_json(cli, "tenant", "create", "acme", "--key-type", "ec-p256")
+    assert isinstance(created, dict)
+    assert set(created) >= CA_KEYS
+    assert created["kind"] == "issuing" and created["tenant"] == "acme"
+    assert as_json(cli, "tenant", "list") == ["acme", "default"]
+
+
+def test_token_create_json_carries_the_token_once(ready: Env, cli: Cli) -> None:
+    data = as_json(cli, "token", "create", "--role", "admin", "--tenant", "default")
+    assert isinstance(data, dict)
+    assert {"token", "id", "role", "tenant", "user", "expires_at"} <= set(data)
+    assert str(data["token"]).startswith("tgt_")
+    assert data["role"] == "admin" and data["tenant"] == "default"
+
+
+def test_ca_show_pem_prints_exactly_the_root_then_the_issuing_ca(ready: Env, cli: Cli) -> None:
+    out = cli.ok("ca", "show", "--tenant", "default", "--pem").out
+    assert out.count("-----BEGIN CERTIFICATE-----") == 2
+    assert out.count("-----END CERTIFICATE-----") == 2
+    root, issuing = x509.load_pem_x509_certificates(out.encode())
+    assert root.subject == root.issuer
+    root.verify_directly_issued_by(root)
+    assert issuing.issuer == root.subject
+    issuing.verify_directly_issued_by(root)
+    assert issuing.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_cert_show_pem_prints_one_certificate(ready: Env, cli: Cli) -> None:
+    serial = str(issue(cli)["serial"])
+    out = cli.ok("cert", "show", serial, "--pem").out
+    assert out.count("-----BEGIN CERTIFICATE-----") == 1
+    assert out.strip().endswith("-----END CERTIFICATE-----")
+    cert = x509.load_pem_x509_certificate(out.encode())
+    assert format(cert.serial_number, "X") == serial
+
+
+def _colon_hex(serial: str) -> str:
+    digits = serial.lower().rjust(len(serial) + len(serial) % 2, "0")
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+SPELLINGS: dict[str, Callable[[str], str]] = {
+    "lowercase": str.lower,
+    "colon-separated": _colon_hex,
+    "0x-prefixed": lambda s: "0x" + s.lower(),
+    "leading-zeros": lambda s: "0000" + s,
+}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS.values(), ids=SPELLINGS.keys())
+def test_cert_show_accepts_any_spelling_of_the_serial(ready: Env, cli: Cli,
+                                                      spelling: Callable[[str], str]) -> None:
+    serial = str(issue(cli)["serial"])
+    shown = as_json(cli, "cert", "show", spelling(serial))
+    assert isinstance(shown, dict)
+    assert shown["serial"] == serial
+
+
+def test_a_certificate_issued_in_a_new_tenant_is_signed_by_that_tenants_issuing_ca(
+        ready: Env, cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme", "--key-type", "ec-p256")
+    cli.ok("user", "add", "bob", "--email", "bob@example.com", "--allow", "--tenant", "acme")
+    issued = issue(cli, "bob", "--tenant", "acme")
+    assert issued["tenant"] == "acme"
+
+    leaf = x509.load_pem_x509_certificate(
+        cli.ok("cert", "show", str(issued["serial"]), "--pem").out.encode())
+    _, acme = x509.load_pem_x509_certificates(
+        cli.ok("ca", "show", "--tenant", "acme", "--pem").out.encode())
+    _, default = x509.load_pem_x509_certificates(
+        cli.ok("ca", "show", "--tenant", "default", "--pem").out.encode())
+    assert leaf.issuer == acme.subject != default.subject
+    leaf.verify_directly_issued_by(acme)
+
+
+def test_token_create_prints_a_tgt_token_and_the_database_keeps_only_its_sha256(
+        ready: Env, cli: Cli) -> None:
+    token = cli.ok("token", "create", "--role", "admin", "--tenant", "default").out.strip()
+    assert re.fullmatch(r"tgt_[A-Za-z0-9_-]{40,}", token)
+
+    database = ready.dump()
+    rows = database["api_tokens"]
+    assert len(rows) == 1
+    assert rows[0]["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+    # no column of any table, api_tokens and the audit log included, holds the token text
+    for table, table_rows in database.items():
+        for row in table_rows:
+            for column, value in row.items():
+                text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                assert token not in text, f"{table}.{column} holds the token"
+                assert token[4:] not in text, f"{table}.{column} holds the token's secret part"
