@@ -48,6 +48,17 @@ def email(value: str) -> str:
     return value
 
 
+def group_name(value: str) -> str:
+    """A group name: free text as a display name, at most 100 characters, no separator."""
+    cleaned = display_text(value, field="group", limit=100)
+    if not cleaned:
+        raise InvalidInput("a group needs a name", field="group")
+    if ";" in cleaned:
+        raise InvalidInput(f"group {_shown(cleaned)} must not contain ';' (it separates groups "
+                           "in CSV files)", field="group")
+    return cleaned
+
+
 def display_text(value: str, *, field: str, limit: int = 200) -> str:
     """Free text such as a display name: no control or bidirectional-override characters."""
     value = unicodedata.normalize("NFC", value.strip())

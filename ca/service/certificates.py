@@ -17,6 +17,7 @@ from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
 from ca.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from ca.keys import generate_client_key, private_der
+from ca.service import status
 from ca.service.core import ServiceCore
 from ca.service.views import Bundle, CertificateView, IssueRequest, cert_view
 from ca.states import State, state_of
@@ -121,16 +122,9 @@ class CertificateUseCases(ServiceCore):
                    now: dt.datetime) -> None:
         """Revoke the user's current certificates as superseded, in the caller's transaction,
         so that there is no moment with neither the old nor the new certificate recorded."""
-        current = session.scalars(select(Certificate).where(
-            Certificate.user_id == user.id, Certificate.revoked_at.is_(None),
-            Certificate.not_after >= now)).all()
-        for cert in current:
-            cert.revoked_at = now
-            cert.revocation_reason = SUPERSEDED
-            purge_key_material(session, cert, now=now)
-            audit.record(session, actor, Event(
-                action="cert.revoke", target=f"{tenant.name}/{user.login}/{cert.serial}",
-                tenant_id=tenant.id, details={"reason": SUPERSEDED}), now=now)
+        for cert in status.live_certificates(session, user, now=now):
+            status.revoke(session, cert, SUPERSEDED, actor, tenant=tenant.name,
+                          login=user.login, now=now)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -228,15 +222,6 @@ def check_may_issue(tenant: Tenant, user: User, *, now: dt.datetime) -> None:
     if tenant.subscription_ends_at is not None and tenant.subscription_ends_at <= now:
         raise NotPermitted(f"tenant {tenant.name}: the subscription ended on "
                            f"{tenant.subscription_ends_on}; no certificates can be issued")
-
-
-def purge_key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> None:
-    """Forget a certificate's private key and bundle password for good."""
-    material = session.get(KeyMaterial, cert.id)
-    if material is not None and material.purged_at is None:
-        material.sealed_key = None
-        material.sealed_password = None
-        material.purged_at = now
 
 
 def state_filter(state: str, *, now: dt.datetime) -> ColumnElement[bool]:

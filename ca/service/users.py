@@ -1,32 +1,321 @@
-"""Users of a tenant."""
+"""Users and groups of a tenant: create, update, retire, permission, list, CSV."""
 
 from __future__ import annotations
 
-from ca import audit, validate
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ca import audit, csvio, validate
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import User
-from ca.errors import Conflict, InvalidInput
+from ca.db.models import Group, Tenant, User
+from ca.errors import CAError, Conflict, InvalidInput
+from ca.service import status
 from ca.service.core import ServiceCore
+from ca.service.selection import Selection, select_users, user_status
+from ca.states import HoldCause
+
+KINDS = ("person", "service")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpec:
+    """Values for a new user, or the changes to an existing one (None: leave as it is)."""
+
+    login: str
+    email: str | None = None
+    display_name: str | None = None
+    groups: tuple[str, ...] | None = None
+    secure_access: bool | None = None
+    kind: str | None = None
+
+    def __post_init__(self) -> None:
+        validate.login(self.login)
+        if self.email is not None:
+            validate.email(self.email)
+        if self.display_name is not None:
+            object.__setattr__(self, "display_name",
+                               validate.display_text(self.display_name, field="name"))
+        if self.groups is not None:
+            object.__setattr__(self, "groups", tuple(
+                validate.group_name(g) for g in dict.fromkeys(self.groups)))
+        if self.kind is not None and self.kind not in KINDS:
+            raise InvalidInput(f"user kind {self.kind[:16]!r} is not person or service",
+                               field="kind")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserView:
+    tenant: str
+    login: str
+    email: str
+    display_name: str
+    kind: str
+    status: str
+    secure_access: bool
+    groups: tuple[str, ...]
+    certificate_status: str
+
+
+@dataclass(kw_only=True)
+class ImportReport:
+    """What an import did, or would do in a dry run."""
+
+    dry_run: bool
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)  # line, login, reason
 
 
 class UserUseCases(ServiceCore):
+    # --- one user --------------------------------------------------------------------------
+
     def add_user(self, tenant: str, login: str, *, email: str, display_name: str = "",
-                 allow: bool = False, kind: str = "person",
-                 actor: Actor = audit.CLI_ACTOR) -> None:
-        validate.login(login)
-        validate.email(email)
-        name = validate.display_text(display_name, field="display_name")
-        if kind not in ("person", "service"):
-            raise InvalidInput(f"user kind {kind[:16]!r} is not person or service", field="kind")
+                 allow: bool = False, kind: str = "person", groups: tuple[str, ...] = (),
+                 actor: Actor = audit.CLI_ACTOR) -> UserView:
+        spec = UserSpec(login=login, email=email, display_name=display_name, groups=groups,
+                        secure_access=allow, kind=kind)
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
-            if queries.user_or_none(session, owner, login) is not None:
-                raise Conflict(f"{tenant}: user {login!r} already exists", field="login")
-            session.add(User(tenant_id=owner.id, login=login, login_key=login.lower(),
-                             email=email, display_name=name, kind=kind, status="active",
-                             secure_access=allow, created_at=now, updated_at=now))
-            audit.record(session, actor, Event(action="user.create", target=f"{tenant}/{login}",
-                                               tenant_id=owner.id,
-                                               details={"secure_access": allow}), now=now)
+            user = self._create(session, owner, spec, actor, now=now)
+            return self._view(session, owner, user, now=now)
+
+    def update_user(self, tenant: str, spec: UserSpec, *,
+                    actor: Actor = audit.CLI_ACTOR) -> UserView:
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            user = queries.user(session, owner, spec.login)
+            self._update(session, owner, user, spec, actor, now=now)
+            return self._view(session, owner, user, now=now)
+
+    def retire_user(self, tenant: str, login: str, *,
+                    actor: Actor = audit.CLI_ACTOR) -> UserView:
+        """The user leaves: retired, and every certificate revoked (affiliationChanged)."""
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            user = queries.user(session, owner, login)
+            if user.status != "retired":
+                user.status = "retired"
+                user.retired_at = now
+                user.updated_at = now
+                for cert in status.live_certificates(session, user, now=now):
+                    status.revoke(session, cert, "affiliationChanged", actor, tenant=owner.name,
+                                  login=user.login, now=now)
+                audit.record(session, actor, Event(action="user.retire",
+                                                   target=f"{owner.name}/{user.login}",
+                                                   tenant_id=owner.id), now=now)
+            return self._view(session, owner, user, now=now)
+
+    def set_permission(self, tenant: str, logins: tuple[str, ...], *, allow: bool,
+                       actor: Actor = audit.CLI_ACTOR) -> list[UserView]:
+        """Grant or withdraw secure access for several users at once (all or none)."""
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            users = [queries.user(session, owner, login) for login in logins]
+            for user in users:
+                self._permission(session, owner, user, allow, actor, now=now)
+            return [self._view(session, owner, u, now=now) for u in users]
+
+    def get_user(self, tenant: str, login: str) -> UserView:
+        with self.reading() as session:
+            owner = queries.tenant(session, tenant)
+            return self._view(session, owner, queries.user(session, owner, login),
+                              now=self.now())
+
+    def list_users(self, tenant: str, selection: Selection | None = None) -> list[UserView]:
+        """The seeds' admin screen: users by group / unaffiliated / all, and certificate
+        status (unissued, valid, expired, suspended, revoked)."""
+        now = self.now()
+        with self.reading() as session:
+            owner = queries.tenant(session, tenant)
+            query = select_users(owner, selection or Selection(everyone=True), now=now)
+            rows = session.execute(query.options(selectinload(User.groups))).all()
+            return [_view(owner, user, state) for user, state in rows]
+
+    # --- groups ----------------------------------------------------------------------------
+
+    def list_groups(self, tenant: str) -> list[tuple[str, int]]:
+        """Each group's name and member count."""
+        with self.reading() as session:
+            owner = queries.tenant(session, tenant)
+            groups = session.scalars(select(Group).where(Group.tenant_id == owner.id)
+                                     .options(selectinload(Group.users))
+                                     .order_by(Group.name_key)).all()
+            return [(g.name, len(g.users)) for g in groups]
+
+    # --- CSV -------------------------------------------------------------------------------
+
+    def import_users(self, tenant: str, data: bytes, *, dry_run: bool = False,
+                     best_effort: bool = False,
+                     actor: Actor = audit.CLI_ACTOR) -> ImportReport:
+        """Create or update users from CSV. Every bad row is reported with its line; nothing
+        is written if any row is bad, unless ``best_effort`` (then the good rows land)."""
+        rows = csvio.read(data)
+        report = ImportReport(dry_run=dry_run)
+        now = self.now()
+        seen: dict[str, int] = {}
+        try:
+            with self.transaction() as session:
+                owner = queries.tenant(session, tenant)
+                for row in rows:
+                    login = row.cells.get("login", "").strip()
+                    try:
+                        first = seen.setdefault(login.lower(), row.line)
+                        if first != row.line:
+                            raise InvalidInput(f"login {login!r} is already on line {first}")
+                        # every check of a row comes before its first write
+                        outcome = self._apply(session, owner, _spec_from_row(row), actor,
+                                              now=now)
+                    except CAError as exc:
+                        report.errors.append((row.line, login[:64], exc.message))
+                        continue
+                    getattr(report, outcome).append(login)
+                if dry_run or (report.errors and not best_effort):
+                    raise _Undo
+                audit.record(session, actor, Event(
+                    action="user.import", target=owner.name, tenant_id=owner.id,
+                    details={"created": len(report.created), "updated": len(report.updated),
+                             "errors": len(report.errors)}), now=now)
+        except _Undo:
+            if not dry_run:  # nothing was written: say so, rows and all
+                report.created.clear()
+                report.updated.clear()
+                report.unchanged.clear()
+        return report
+
+    def export_users(self, tenant: str, selection: Selection | None = None) -> Iterator[str]:
+        """The users as CSV in the import's columns (plus status), safe for spreadsheets."""
+        views = self.list_users(tenant, selection)
+        yield from csvio.write([
+            (*csvio.COLUMNS, "status", "certificate_status"),
+            *((v.login, v.email, v.display_name, csvio.GROUP_SEPARATOR.join(v.groups),
+               "yes" if v.secure_access else "no", v.kind, v.status, v.certificate_status)
+              for v in views)])
+
+    # --- the steps -------------------------------------------------------------------------
+
+    def _apply(self, session: Session, owner: Tenant, spec: UserSpec, actor: Actor, *,
+               now: dt.datetime) -> str:
+        user = queries.user_or_none(session, owner, spec.login)
+        if user is None:
+            if not spec.email:
+                raise InvalidInput("a new user needs an e-mail", field="email")
+            self._create(session, owner, spec, actor, now=now)
+            return "created"
+        return "updated" if self._update(session, owner, user, spec, actor,
+                                         now=now) else "unchanged"
+
+    def _create(self, session: Session, owner: Tenant, spec: UserSpec, actor: Actor, *,
+                now: dt.datetime) -> User:
+        if queries.user_or_none(session, owner, spec.login) is not None:
+            raise Conflict(f"{owner.name}: user {spec.login!r} already exists", field="login")
+        assert spec.email is not None
+        user = User(tenant_id=owner.id, login=spec.login, login_key=spec.login.lower(),
+                    email=spec.email, display_name=spec.display_name or "",
+                    kind=spec.kind or "person", status="active",
+                    secure_access=bool(spec.secure_access), created_at=now, updated_at=now,
+                    groups=self._groups(session, owner, spec.groups or (), now=now))
+        session.add(user)
+        session.flush()
+        audit.record(session, actor, Event(
+            action="user.create", target=f"{owner.name}/{spec.login}", tenant_id=owner.id,
+            details={"secure_access": user.secure_access}), now=now)
+        return user
+
+    def _update(self, session: Session, owner: Tenant, user: User, spec: UserSpec,
+                actor: Actor, *, now: dt.datetime) -> bool:
+        changes: dict[str, object] = {}
+        for name, value in (("email", spec.email), ("display_name", spec.display_name),
+                            ("kind", spec.kind)):
+            if value is not None and getattr(user, name) != value:
+                setattr(user, name, value)
+                changes[name] = value
+        if spec.groups is not None:
+            wanted = self._groups(session, owner, spec.groups, now=now)
+            if {g.id for g in wanted} != {g.id for g in user.groups}:
+                user.groups = wanted
+                changes["groups"] = [g.name for g in wanted]
+        if spec.secure_access is not None and spec.secure_access != user.secure_access:
+            self._permission(session, owner, user, spec.secure_access, actor, now=now)
+            changes["secure_access"] = spec.secure_access
+        if changes:
+            user.updated_at = now
+            audit.record(session, actor, Event(
+                action="user.update", target=f"{owner.name}/{user.login}", tenant_id=owner.id,
+                details={"changed": sorted(changes)}), now=now)
+        return bool(changes)
+
+    def _permission(self, session: Session, owner: Tenant, user: User, allow: bool,
+                    actor: Actor, *, now: dt.datetime) -> None:
+        """Withdrawing suspends the user's certificates (hold cause ``permission``); granting
+        lifts those holds only, never a manual or subscription hold."""
+        if user.secure_access == allow:
+            return
+        user.secure_access = allow
+        user.updated_at = now
+        for cert in status.live_certificates(session, user, now=now):
+            change = status.lift_hold if allow else status.place_hold
+            change(session, cert, HoldCause.PERMISSION, actor, tenant=owner.name,
+                   login=user.login, now=now)
+        audit.record(session, actor, Event(
+            action="user.allow" if allow else "user.deny", target=f"{owner.name}/{user.login}",
+            tenant_id=owner.id), now=now)
+
+    def _groups(self, session: Session, owner: Tenant, names: tuple[str, ...], *,
+                now: dt.datetime) -> list[Group]:
+        """The named groups, created on first mention."""
+        found = []
+        for name in names:
+            key = name.casefold()
+            group = session.scalar(select(Group).where(Group.tenant_id == owner.id,
+                                                       Group.name_key == key))
+            if group is None:
+                group = Group(tenant_id=owner.id, name=name, name_key=key, created_at=now)
+                session.add(group)
+                session.flush()
+            found.append(group)
+        return found
+
+    def _view(self, session: Session, owner: Tenant, user: User, *,
+              now: dt.datetime) -> UserView:
+        session.flush()
+        return _view(owner, user, user_status(session, user, now=now))
+
+
+def _view(owner: Tenant, user: User, certificate_status: str) -> UserView:
+    return UserView(tenant=owner.name, login=user.login, email=user.email,
+                    display_name=user.display_name, kind=user.kind, status=user.status,
+                    secure_access=user.secure_access,
+                    groups=tuple(sorted(g.name for g in user.groups)),
+                    certificate_status=certificate_status)
+
+
+class _Undo(Exception):
+    """Raised inside an import's transaction to roll it back (dry run, or a bad row)."""
+
+
+def _spec_from_row(row: csvio.Row) -> UserSpec:
+    cells = row.cells
+
+    def cell(name: str) -> str | None:
+        return cells[name].strip() if name in cells else None
+
+    email = cell("email")
+    kind = cell("kind")
+    return UserSpec(
+        login=cell("login") or "",
+        email=email or None,
+        display_name=cells.get("name"),
+        groups=csvio.split_groups(cells["groups"]) if "groups" in cells else None,
+        secure_access=csvio.parse_bool(cells["secure_access"], line=row.line)
+        if "secure_access" in cells else None,
+        kind=kind.lower() if kind else None)

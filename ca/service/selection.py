@@ -1,0 +1,90 @@
+"""Which users an admin means: listed logins, a group, the unaffiliated, or everyone, and
+optionally only those whose certificate status is one of unissued, valid, expired,
+suspended, revoked (the seeds' filter: the status of the most recent certificate, or valid
+when any certificate is valid)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, case, exists, func, literal, select
+from sqlalchemy.orm import Session, aliased
+
+from ca import validate
+from ca.db.models import Certificate, Group, Hold, Tenant, User, user_groups
+from ca.errors import InvalidInput
+
+STATUSES = ("unissued", "valid", "expired", "suspended", "revoked")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    logins: tuple[str, ...] | None = None
+    group: str | None = None
+    unaffiliated: bool = False
+    everyone: bool = False
+    status: str | None = None
+    include_retired: bool = False
+
+    def __post_init__(self) -> None:
+        ways = sum((self.logins is not None, self.group is not None, self.unaffiliated,
+                    self.everyone))
+        if ways != 1:
+            raise InvalidInput("select users one way: logins, a group, the unaffiliated, or "
+                               "all", field="selection")
+        if self.logins is not None:
+            if not self.logins:
+                raise InvalidInput("name at least one user", field="logins")
+            for login in self.logins:
+                validate.login(login)
+        if self.group is not None:
+            validate.group_name(self.group)
+        if self.status is not None and self.status not in STATUSES:
+            raise InvalidInput(f"status {self.status[:16]!r} is not one of "
+                               f"{', '.join(STATUSES)}", field="status")
+
+
+def status_expression(now: dt.datetime) -> ColumnElement[str]:
+    """SQL for a user's certificate status, correlated to ``User``."""
+    any_cert = aliased(Certificate)
+    valid = exists().where(
+        any_cert.user_id == User.id, any_cert.revoked_at.is_(None),
+        any_cert.not_after >= now,
+        ~exists().where(Hold.certificate_id == any_cert.id, Hold.lifted_at.is_(None)))
+    latest_id = (select(func.max(Certificate.id)).where(Certificate.user_id == User.id)
+                 .correlate(User).scalar_subquery())
+    latest = aliased(Certificate)
+    latest_revoked = exists().where(latest.id == latest_id, latest.revoked_at.is_not(None))
+    latest_held = exists().where(Hold.certificate_id == latest_id, Hold.lifted_at.is_(None))
+    return case(
+        (valid, literal("valid")),
+        (latest_id.is_(None), literal("unissued")),
+        (latest_revoked, literal("revoked")),
+        (latest_held, literal("suspended")),
+        else_=literal("expired"),
+    )
+
+
+def select_users(owner: Tenant, selection: Selection, *,
+                 now: dt.datetime) -> Select[User, str]:
+    state = status_expression(now).label("certificate_status")
+    query = select(User, state).where(User.tenant_id == owner.id)
+    if not selection.include_retired and selection.logins is None:
+        query = query.where(User.status == "active")
+    if selection.logins is not None:
+        query = query.where(User.login_key.in_([login.lower() for login in selection.logins]))
+    elif selection.group is not None:
+        query = query.where(exists().where(
+            user_groups.c.user_id == User.id, user_groups.c.group_id == Group.id,
+            Group.tenant_id == owner.id, Group.name_key == selection.group.casefold()))
+    elif selection.unaffiliated:
+        query = query.where(~exists().where(user_groups.c.user_id == User.id))
+    if selection.status is not None:
+        query = query.where(status_expression(now) == selection.status)
+    return query.order_by(User.login_key)
+
+
+def user_status(session: Session, user: User, *, now: dt.datetime) -> str:
+    found = session.scalar(select(status_expression(now)).where(User.id == user.id))
+    return str(found)
