@@ -20,6 +20,13 @@ def generate_client_key(key_type: str) -> ClientKey:
                        field="key_type")
 
 
+def generate_der_pair(key_type: str) -> tuple[bytes, bytes]:
+    """A new key as (PKCS#8 DER, SubjectPublicKeyInfo DER): picklable, for worker processes."""
+    key = generate_client_key(key_type)
+    return private_der(key), key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def private_der(key: ClientKey) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

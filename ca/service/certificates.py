@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from sqlalchemy import ColumnElement, Row, Select, and_, exists, not_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry, passwords, serials
+from ca import audit, expiry, parallel, passwords, serials
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
-from ca.errors import Conflict, InvalidInput, NotFound, NotPermitted
-from ca.keys import generate_client_key, private_der
+from ca.errors import CAError, Conflict, InvalidInput, NotFound, NotPermitted
+from ca.keys import generate_der_pair
 from ca.service import status
 from ca.service.core import ServiceCore
-from ca.service.views import Bundle, CertificateView, IssueRequest, cert_view
+from ca.service.selection import select_users
+from ca.service.views import BulkResult, Bundle, CertificateView, IssueRequest, cert_view
 from ca.states import State, state_of
 from ca.x509 import bundle, csr, pkcs12
 from ca.x509.certificate import ClientRequest, build_client
@@ -37,19 +40,77 @@ class _Issuer:
     zone: str
 
 
+Progress = Callable[[int, int], None]
+# RSA keys cost ~50 ms each: from this many on, they are made on every core
+PARALLEL_KEYS_FROM = 16
+
+
 class CertificateUseCases(ServiceCore):
     def issue(self, request: IssueRequest, *, admin_zone: str | None = None,
               actor: Actor = audit.CLI_ACTOR) -> list[CertificateView]:
-        """Issue to every user named, all in one transaction: all of them or none."""
+        """Issue to every user named or selected, in one transaction: all of them or none."""
+        if request.best_effort:
+            raise InvalidInput("best-effort issuance reports failures: use issue_bulk",
+                               field="best_effort")
+        return self.issue_bulk(request, admin_zone=admin_zone, actor=actor).issued
+
+    def issue_bulk(self, request: IssueRequest, *, admin_zone: str | None = None,
+                   actor: Actor = audit.CLI_ACTOR,
+                   progress: Progress | None = None) -> BulkResult:
+        """Issue to users named or selected. All or none, unless ``request.best_effort``:
+        then every user that cannot have a certificate is listed with the reason, and the
+        others are issued. One transaction either way."""
         now = self.now()
         checked = csr.load(request.csr) if request.csr is not None else None
+        failures: list[tuple[str, str]] = []
         with self.transaction() as session:
             issuer = self._issuer(session, request, admin_zone, now=now)
-            users = [queries.user(session, issuer.tenant, login) for login in request.logins]
+            users = self._users(session, issuer.tenant, request, failures, now=now)
             for user in users:
-                check_may_issue(issuer.tenant, user, now=now)
-            return [self._issue_one(session, issuer, user, request, checked, actor, now=now)
-                    for user in users]
+                try:
+                    check_may_issue(issuer.tenant, user, now=now)
+                except CAError as exc:
+                    if not request.best_effort:
+                        raise
+                    failures.append((user.login, exc.message))
+            refused = {login for login, _ in failures}
+            users = [u for u in users if u.login not in refused]
+            keys = self._keys(request, issuer.tenant, len(users) if checked is None else 0)
+            issued = []
+            for done, user in enumerate(users, start=1):
+                issued.append(self._issue_one(session, issuer, user, request, checked,
+                                              next(keys, None), actor, now=now))
+                if progress is not None:
+                    progress(done, len(users))
+            return BulkResult(issued=issued, failures=failures)
+
+    def _users(self, session: Session, tenant: Tenant, request: IssueRequest,
+               failures: list[tuple[str, str]], *, now: dt.datetime) -> list[User]:
+        if request.selection is not None:
+            return [user for user, _ in session.execute(
+                select_users(tenant, request.selection, now=now)).all()]
+        users = []
+        for login in request.logins or ():
+            try:
+                users.append(queries.user(session, tenant, login))
+            except NotFound as exc:
+                if not request.best_effort:
+                    raise
+                failures.append((login, exc.message))
+        return users
+
+    def _keys(self, request: IssueRequest, tenant: Tenant,
+              count: int) -> Iterator[tuple[bytes, bytes]]:
+        """``count`` new key pairs (PKCS#8 DER, SPKI DER), made ahead on every core when
+        they are costly; nothing when the keys come from a CSR."""
+        key_type = request.key_type or tenant.key_type
+        executor = parallel.pool(count, threshold=PARALLEL_KEYS_FROM) if key_type.startswith(
+            "rsa") else None
+        try:
+            yield from parallel.batched_map(generate_der_pair, [key_type] * count, executor)
+        finally:
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
 
     def _issuer(self, session: Session, request: IssueRequest, admin_zone: str | None, *,
                 now: dt.datetime) -> _Issuer:
@@ -74,17 +135,21 @@ class CertificateUseCases(ServiceCore):
                        zone=zone_name)
 
     def _issue_one(self, session: Session, issuer: _Issuer, user: User, request: IssueRequest,
-                   checked: csr.CheckedKey | None, actor: Actor, *,
-                   now: dt.datetime) -> CertificateView:
+                   checked: csr.CheckedKey | None, pair: tuple[bytes, bytes] | None,
+                   actor: Actor, *, now: dt.datetime) -> CertificateView:
         if request.reissue == "revoke":
             self._supersede(session, issuer.tenant, user, actor, now=now)
-        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None
+        private: bytes | None = None
+        public_key: CertificateIssuerPublicKeyTypes
         if checked is not None:
             public_key, key_type = checked.public_key, checked.key_type
         else:
+            assert pair is not None
             key_type = request.key_type or issuer.tenant.key_type
-            key = generate_client_key(key_type)
-            public_key = key.public_key()
+            private = pair[0]
+            loaded = serialization.load_der_public_key(pair[1])
+            assert isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+            public_key = loaded
         serial = queries.unused_serial(session, issuer.authority)
         upn = f"{user.login}@{issuer.tenant.upn_suffix}" if issuer.tenant.upn_suffix else None
         client = ClientRequest(
@@ -104,10 +169,10 @@ class CertificateUseCases(ServiceCore):
             expiry_date=issuer.expires, expiry_zone=issuer.zone, created_at=now, holds=[])
         session.add(row)
         session.flush()
-        if key is not None:
+        if private is not None:
             session.add(KeyMaterial(
                 certificate_id=row.id, created_at=now,
-                sealed_key=self.sealer.seal(private_der(key), context=f"key:{row.serial}"),
+                sealed_key=self.sealer.seal(private, context=f"key:{row.serial}"),
                 sealed_password=self.sealer.seal(passwords.generate().encode(),
                                                  context=f"password:{row.serial}")))
         audit.record(session, actor, Event(
@@ -116,7 +181,7 @@ class CertificateUseCases(ServiceCore):
             details={"not_after": row.not_after.isoformat(), "source": row.source,
                      "reissue": request.reissue}), now=now)
         return cert_view(row, issuer.tenant.name, user.login, now=now,
-                         has_key_material=key is not None)
+                         has_key_material=private is not None)
 
     def _supersede(self, session: Session, tenant: Tenant, user: User, actor: Actor, *,
                    now: dt.datetime) -> None:

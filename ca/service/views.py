@@ -14,6 +14,7 @@ from ca.audit import Actor
 from ca.db.models import Authority, Certificate
 from ca.errors import InvalidInput
 from ca.profiles import CA_KEY_TYPES, CLIENT_KEY_TYPES, ROOT
+from ca.service.selection import Selection
 from ca.states import State, state_of
 from ca.x509.pkcs12 import Profile
 
@@ -52,7 +53,9 @@ class IssueRequest:
     """
 
     tenant: str
-    logins: tuple[str, ...]
+    logins: tuple[str, ...] | None = None
+    selection: Selection | None = None
+    best_effort: bool = False
     expires: dt.date | None = None
     timezone: str | None = None
     reissue: Reissue = "keep"
@@ -63,13 +66,16 @@ class IssueRequest:
     def __post_init__(self) -> None:
         if isinstance(self.logins, str):
             object.__setattr__(self, "logins", (self.logins,))
-        if not self.logins:
-            raise InvalidInput("name at least one user", field="logins")
-        if len(self.logins) > MAX_LOGINS_PER_REQUEST:
-            raise InvalidInput(f"at most {MAX_LOGINS_PER_REQUEST} users per request",
-                               field="logins")
-        if len({login.lower() for login in self.logins}) != len(self.logins):
-            raise InvalidInput("a user is named twice", field="logins")
+        if (self.logins is None) == (self.selection is None):
+            raise InvalidInput("name the users, or select them, not both", field="logins")
+        if self.logins is not None:
+            if not self.logins:
+                raise InvalidInput("name at least one user", field="logins")
+            if len(self.logins) > MAX_LOGINS_PER_REQUEST:
+                raise InvalidInput(f"at most {MAX_LOGINS_PER_REQUEST} users by name per "
+                                   "request; select a group or all for more", field="logins")
+            if len({login.lower() for login in self.logins}) != len(self.logins):
+                raise InvalidInput("a user is named twice", field="logins")
         if self.reissue not in ("keep", "revoke"):
             raise InvalidInput(f"reissue {str(self.reissue)[:16]!r} is not keep or revoke",
                                field="reissue")
@@ -77,7 +83,7 @@ class IssueRequest:
             raise InvalidInput(f"key type {self.key_type[:16]!r} is not one of "
                                f"{', '.join(CLIENT_KEY_TYPES)}", field="key_type")
         if self.csr is not None:
-            if len(self.logins) != 1:
+            if self.logins is None or len(self.logins) != 1:
                 raise InvalidInput("a CSR is for exactly one user", field="csr")
             if self.key_type is not None:
                 raise InvalidInput("give a CSR or a key type, not both", field="key_type")
@@ -108,6 +114,14 @@ class CertificateView:
     def pem(self) -> str:
         return x509.load_der_x509_certificate(self.der).public_bytes(
             serialization.Encoding.PEM).decode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkResult:
+    """What a bulk issuance did: the certificates, and each user refused with the reason."""
+
+    issued: list[CertificateView]
+    failures: list[tuple[str, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
