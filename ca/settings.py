@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     migrate_on_start: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # one-time self-download links, and the mail that carries them
+    link_validity_days: int = Field(default=7, ge=1, le=90)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_from: str | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(
