@@ -6,11 +6,14 @@ The API and the CLI both call ``Service``; neither reaches the database or a key
 from __future__ import annotations
 
 from ca.service.certificates import CertificateUseCases
+from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.hierarchy import HierarchyUseCases
+from ca.service.selection import Selection
 from ca.service.tokens import TokenUseCases
-from ca.service.users import UserUseCases
+from ca.service.users import ImportReport, UserSpec, UserUseCases, UserView
 from ca.service.views import (
     DEFAULT_TENANT,
+    BulkResult,
     Bundle,
     CAView,
     CertificateView,
@@ -21,9 +24,11 @@ from ca.service.views import (
 )
 
 
-class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, TokenUseCases):
+class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
+              TokenUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
-__all__ = ["DEFAULT_TENANT", "Bundle", "CAView", "CertificateView", "InitRequest",
-           "IssueRequest", "Principal", "Service", "TokenView"]
+__all__ = ["DEFAULT_TENANT", "BulkDownload", "BulkResult", "Bundle", "CAView",
+           "CertificateView", "ImportReport", "InitRequest", "IssueRequest", "Principal",
+           "Selection", "Service", "TokenView", "UserSpec", "UserView"]

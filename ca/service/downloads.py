@@ -1,0 +1,199 @@
+"""Admin bulk download: one zip of per-user zips and a manifest, streamed.
+
+Only currently valid certificates with key material go in, the newest per user. The
+archive is produced a batch of users at a time (PKCS#12 files built on every core), so
+memory stays flat at any number of users; the zip module switches to ZIP64 by itself
+when the archive needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ca import audit, csvio, parallel
+from ca.audit import Actor, Event
+from ca.db import queries
+from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
+from ca.errors import NotPermitted
+from ca.service.certificates import state_filter
+from ca.service.core import ServiceCore
+from ca.service.selection import Selection, select_users
+from ca.states import State
+from ca.x509 import bundle, pkcs12
+
+BATCH = 256
+# below this many users a process pool costs more than it saves
+PARALLEL_FROM = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """What one user's zip needs, all picklable for a worker process."""
+
+    login: str
+    serial: str
+    not_after: dt.datetime
+    fingerprint: str
+    cert_der: bytes
+    key_der: bytes
+    password: str
+    chain_der: tuple[bytes, ...]
+    friendly_name: str
+    profile: str
+    when: dt.datetime
+
+
+def user_zip(entry: Entry) -> bytes:
+    """The per-user zip for one entry (runs in a worker process)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = serialization.load_der_private_key(entry.key_der, None,
+                                             unsafe_skip_rsa_key_validation=True)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    p12 = pkcs12.build(key=key, cert=x509.load_der_x509_certificate(entry.cert_der),
+                       chain=[x509.load_der_x509_certificate(d) for d in entry.chain_der],
+                       friendly_name=entry.friendly_name, password=entry.password,
+                       profile=pkcs12.Profile(entry.profile))
+    return bundle.user_zip(login=entry.login, p12=p12, password=entry.password,
+                           when=entry.when)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkDownload:
+    filename: str
+    count: int
+    chunks: Iterator[bytes]
+
+
+class _Sink:
+    """A write-only, unseekable file that hands over what was written."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+class DownloadUseCases(ServiceCore):
+    def download_bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
+                      actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
+        """The zip of zips for the selected users. The download is audited with every serial
+        before the first byte leaves."""
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            chosen = pkcs12.Profile.parse(profile or owner.p12_profile)
+            picks = _newest_valid(session, owner, selection, now=now)
+            if not picks:
+                raise NotPermitted(f"{tenant}: no selected user has a valid certificate with "
+                                   "key material to download")
+            audit.record(session, actor, Event(
+                action="cert.download", target=f"{owner.name}/bulk", tenant_id=owner.id,
+                details={"serials": [serial for _, serial in picks],
+                         "profile": chosen.value}), now=now)
+            name = owner.name
+        filename = bundle.safe_name(f"{name}-certificates-{now:%Y%m%d-%H%M%S}.zip")
+        return BulkDownload(filename=filename, count=len(picks),
+                            chunks=self._stream(name, [cid for cid, _ in picks], chosen,
+                                                now=now))
+
+    def _stream(self, tenant: str, ids: list[int], profile: pkcs12.Profile, *,
+                now: dt.datetime) -> Iterator[bytes]:
+        sink = _Sink()
+        executor = parallel.pool(len(ids), threshold=PARALLEL_FROM)
+        try:
+            with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
+                manifest = [("login", "serial", "not_after", "sha256_fingerprint")]
+                iterator = iter(ids)
+                while batch := list(islice(iterator, BATCH)):
+                    entries = self._entries(tenant, batch, profile, now=now)
+                    zips = parallel.batched_map(user_zip, entries, executor, batch=BATCH)
+                    for entry, content in zip(entries, zips, strict=True):
+                        info = zipfile.ZipInfo(bundle.zip_name(entry.login),
+                                               date_time=now.timetuple()[:6])
+                        archive.writestr(info, content, compress_type=zipfile.ZIP_STORED)
+                        manifest.append((entry.login, entry.serial,
+                                         entry.not_after.isoformat(), entry.fingerprint))
+                        yield sink.take()
+                info = zipfile.ZipInfo("manifest.csv", date_time=now.timetuple()[:6])
+                archive.writestr(info, "".join(csvio.write(manifest)),
+                                 compress_type=zipfile.ZIP_DEFLATED)
+            yield sink.take()
+        finally:
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
+
+    def _entries(self, tenant: str, ids: list[int], profile: pkcs12.Profile, *,
+                 now: dt.datetime) -> list[Entry]:
+        with self.reading() as session:
+            rows = session.execute(
+                select(Certificate, User.login, KeyMaterial)
+                .join(User, Certificate.user_id == User.id)
+                .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
+                .where(Certificate.id.in_(ids)).order_by(User.login_key)).all()
+            chains: dict[int, tuple[bytes, ...]] = {}
+            entries = []
+            for cert, login, material in rows:
+                if material.sealed_key is None or material.sealed_password is None:
+                    continue  # purged since the selection was made
+                if cert.authority_id not in chains:
+                    issuing = session.get(Authority, cert.authority_id)
+                    assert issuing is not None and issuing.issuer_id is not None
+                    root = session.get(Authority, issuing.issuer_id)
+                    assert root is not None
+                    chains[cert.authority_id] = (issuing.der, root.der)
+                entries.append(Entry(
+                    login=login, serial=cert.serial, not_after=cert.not_after,
+                    fingerprint=cert.fingerprint_sha256, cert_der=cert.der,
+                    key_der=self.sealer.open(material.sealed_key, context=f"key:{cert.serial}"),
+                    password=self.sealer.open(material.sealed_password,
+                                              context=f"password:{cert.serial}").decode(),
+                    chain_der=chains[cert.authority_id],
+                    friendly_name=f"{login} ({tenant})", profile=profile.value, when=now))
+            return entries
+
+
+def _newest_valid(session: Session, owner: Tenant, selection: Selection, *,
+                  now: dt.datetime) -> list[tuple[int, str]]:
+    """(certificate id, serial) of each selected user's newest valid certificate that still
+    has its key material."""
+    tenant_id = owner.id
+    users = select_users(owner, selection, now=now).with_only_columns(User.id).order_by(
+        None).subquery()
+    rows = session.execute(
+        select(Certificate.user_id, Certificate.id, Certificate.serial)
+        .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
+        .where(Certificate.tenant_id == tenant_id, Certificate.user_id.in_(select(users.c.id)),
+               KeyMaterial.sealed_key.is_not(None), state_filter(State.VALID.value, now=now))
+        .order_by(Certificate.user_id, Certificate.id.desc())).all()
+    newest: dict[int, tuple[int, str]] = {}
+    for user_id, cert_id, serial in rows:
+        newest.setdefault(user_id, (cert_id, serial))
+    return list(newest.values())
