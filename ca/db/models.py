@@ -241,6 +241,23 @@ class DownloadLink(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class Job(Base):
+    """A long bulk operation run in the background; its progress is polled."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str | None] = mapped_column(Text)  # JSON
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+
+
 class AuditEvent(Base):
     """One audited action; ``hash`` chains each event to the one before it."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.hierarchy import HierarchyUseCases
+from ca.service.jobs import JobUseCases, JobView
 from ca.service.selection import Selection
 from ca.service.tokens import TokenUseCases
 from ca.service.users import ImportReport, UserSpec, UserUseCases, UserView
@@ -25,10 +26,10 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              TokenUseCases):
+              JobUseCases, TokenUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
 __all__ = ["DEFAULT_TENANT", "BulkDownload", "BulkResult", "Bundle", "CAView",
-           "CertificateView", "ImportReport", "InitRequest", "IssueRequest", "Principal",
+           "CertificateView", "ImportReport", "InitRequest", "IssueRequest", "JobView", "Principal",
            "Selection", "Service", "TokenView", "UserSpec", "UserView"]
