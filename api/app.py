@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute
 
 from api import problems
 from api.auth import declared_access
-from api.routes import certificates, health, me, publish, tenants
+from api.routes import certificates, health, jobs, me, publish, tenants, users
 from ca.service import Service
 from ca.settings import Settings
 
@@ -34,8 +34,8 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.state.service = service or Service(settings)
     problems.install(app)
     app.add_middleware(RequestId)
-    for router in (health.router, me.router, tenants.router, certificates.router,
-                   publish.router):
+    for router in (health.router, me.router, tenants.router, users.router,
+                   certificates.router, jobs.router, publish.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

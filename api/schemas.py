@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,17 +33,87 @@ class TenantOut(BaseModel):
     issuing_ca: CAOut
 
 
+GroupName = Annotated[str, Field(max_length=100)]
+Login = Annotated[str, Field(max_length=64)]
+
+
 class UserIn(Strict):
     login: str = Field(max_length=64, examples=["alice"])
     email: str = Field(max_length=254, examples=["alice@example.com"])
     display_name: str = Field(default="", max_length=200)
     kind: Literal["person", "service"] = "person"
     secure_access: bool = False
+    groups: list[GroupName] = Field(default_factory=list, max_length=100)
+
+
+class UserPatch(Strict):
+    """Only the fields given change."""
+
+    email: str | None = Field(default=None, max_length=254)
+    display_name: str | None = Field(default=None, max_length=200)
+    kind: Literal["person", "service"] | None = None
+    secure_access: bool | None = None
+    groups: list[GroupName] | None = Field(default=None, max_length=100)
 
 
 class UserOut(BaseModel):
     tenant: str
     login: str
+    email: str
+    display_name: str
+    kind: str
+    status: str
+    secure_access: bool
+    groups: list[str]
+    certificate_status: str
+
+
+class PermissionIn(Strict):
+    logins: list[Login] = Field(min_length=1, max_length=10_000)
+    allow: bool
+
+
+class GroupOut(BaseModel):
+    name: str
+    members: int
+
+
+class ImportOut(BaseModel):
+    dry_run: bool
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    errors: list[dict[str, str | int]]
+
+
+class SelectionIn(Strict):
+    """Exactly one of logins, group, unaffiliated or all; optionally a status filter."""
+
+    logins: list[Login] | None = Field(default=None, max_length=10_000)
+    group: GroupName | None = None
+    unaffiliated: bool = False
+    all: bool = False
+    status: Literal["unissued", "valid", "expired", "suspended", "revoked"] | None = None
+
+
+class BulkIssueIn(Strict):
+    selection: SelectionIn
+    best_effort: bool = False
+    expires: dt.date | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+    reissue: Literal["keep", "revoke"] = "keep"
+    key_type: Literal["ec-p256", "rsa-2048", "rsa-3072"] | None = None
+    p12_profile: Literal["compat", "modern"] | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    total: int
+    done: int
+    result: dict[str, Any] | None
+    error: str | None
 
 
 class IssueIn(Strict):

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from api.auth import requires
 from api.problems import responses
 from api.routes.tenants import actor_of, principal_of, service_of
-from api.schemas import CertificateOut, IssuedOut, IssueIn
-from ca.service import CertificateView, IssueRequest
+from api.routes.users import GroupQ, Logins, StatusQ, query_selection, selection_of
+from api.schemas import BulkIssueIn, CertificateOut, IssuedOut, IssueIn, JobOut
+from ca.service import CertificateView, IssueRequest, JobView
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
 
 COMMON = (400, 401, 403, 404)
 ZIP = "application/zip"
 StateParam = Literal["valid", "expired", "suspended", "revoked"]
+
+
+def job_out(job: JobView) -> JobOut:
+    return JobOut(id=job.id, kind=job.kind, status=job.status, total=job.total, done=job.done,
+                  result=job.result, error=job.error)
 
 
 def cert_out(view: CertificateView) -> CertificateOut:
@@ -43,6 +51,50 @@ async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
         service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
         actor=actor_of(request))
     return IssuedOut(certificates=[cert_out(v) for v in views])
+
+
+@router.post("/bulk", dependencies=[requires("operator", "admin")], response_model=JobOut,
+             status_code=202, responses=responses(*COMMON, 422))
+def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssueIn) -> JobOut:
+    """Issue to a selection of users (logins, a group, the unaffiliated, or all; optionally
+    only those of one certificate status) as a background job: poll its ``Location``. All
+    or none, unless ``best_effort``: then the result lists every user refused and why."""
+    service = service_of(request)
+    issue_request = IssueRequest(
+        tenant=tenant, selection=selection_of(body.selection), best_effort=body.best_effort,
+        expires=body.expires, timezone=body.timezone, reissue=body.reissue,
+        key_type=body.key_type, p12_profile=body.p12_profile)
+    admin_zone = principal_of(request).timezone
+    actor = actor_of(request)
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        result = service.issue_bulk(issue_request, admin_zone=admin_zone, actor=actor,
+                                    progress=progress)
+        return {"issued": [{"login": v.login, "serial": v.serial,
+                            "not_after": v.not_after.isoformat()} for v in result.issued],
+                "failures": [{"login": login, "reason": reason}
+                             for login, reason in result.failures]}
+
+    job = service.start_job(tenant, "issue", work)
+    response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get("/download", dependencies=[requires("operator", "admin")],
+            response_class=StreamingResponse,
+            responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
+def download(request: Request, tenant: str, login: Logins = None, group: GroupQ = None,
+             unaffiliated: bool = False, status: StatusQ = None,
+             profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+             ) -> StreamingResponse:
+    """One zip holding ``<login>.zip`` per selected user with a valid certificate, and
+    ``manifest.csv``; streamed. With no login, group or unaffiliated: everyone."""
+    made = service_of(request).download_bulk(
+        tenant, query_selection(login, group, unaffiliated, status), profile=profile,
+        actor=actor_of(request))
+    return StreamingResponse(made.chunks, media_type=ZIP, headers={
+        "Content-Disposition": f'attachment; filename="{made.filename}"',
+        "Cache-Control": "no-store", "X-Tegata-Users": str(made.count)})
 
 
 @router.get("", dependencies=[requires("operator", "admin")],

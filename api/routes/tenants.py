@@ -1,4 +1,4 @@
-"""Tenants, their CA certificates, and users."""
+"""Tenants and their CA certificates; helpers shared by the tenant-scoped routers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import requires
 from api.problems import responses
-from api.schemas import CAOut, TenantIn, TenantOut, UserIn, UserOut
+from api.schemas import CAOut, TenantIn, TenantOut
 from ca.audit import Actor
 from ca.service import CAView, Principal, Service
 
@@ -60,13 +60,3 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
 def tenant_ca(request: Request, tenant: str) -> list[CAOut]:
     """The root and the tenant's issuing CA certificates."""
     return [_ca_out(v) for v in service_of(request).ca_certificates(tenant)]
-
-
-@router.post("/tenants/{tenant}/users", dependencies=[requires("operator", "admin")],
-             response_model=UserOut, status_code=201, responses=responses(*COMMON, 409))
-def add_user(request: Request, tenant: str, body: UserIn) -> UserOut:
-    """A new user; ``secure_access`` allows certificates to be issued to them."""
-    service_of(request).add_user(tenant, body.login, email=body.email,
-                               display_name=body.display_name, allow=body.secure_access,
-                               kind=body.kind, actor=actor_of(request))
-    return UserOut(tenant=tenant, login=body.login)

@@ -14,7 +14,8 @@ from ca.service import Service
 from tests.api.conftest import bearer
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}"}
-SAMPLE = {"tenant": "default", "serial": "AB", "name": "root.crt"}
+SAMPLE = {"tenant": "default", "serial": "AB", "name": "root.crt", "login": "alice",
+          "job_id": "0" * 32, "token": "x"}
 
 
 def concrete(path: str) -> str:
