@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from ca import expiry
 from ca.errors import InvalidInput
@@ -14,13 +18,13 @@ from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, Iss
 from ca.signer import write_private_file
 from cli import server
 from cli.context import STATE, emit
+from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants and their issuing CAs.")
-user_app = typer.Typer(no_args_is_help=True, help="Users of a tenant.")
 cert_app = typer.Typer(no_args_is_help=True, help="Client certificates.")
 ca_app = typer.Typer(no_args_is_help=True, help="The root and issuing CA certificates.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
@@ -33,6 +37,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(tenant_app, name="tenant")
     app.add_typer(user_app, name="user")
+    app.add_typer(group_app, name="group")
     app.add_typer(cert_app, name="cert")
     app.add_typer(ca_app, name="ca")
     app.add_typer(token_app, name="token")
@@ -144,28 +149,15 @@ def ca_show(
 # --- users and certificates ------------------------------------------------------------------
 
 
-@user_app.command("add")
-def user_add(
-    login: Annotated[str, typer.Argument(help="Login, unique in the tenant.")],
-    email: Annotated[str, typer.Option(help="E-mail address (goes into the certificate).")],
-    name: Annotated[str, typer.Option(help="Display name.")] = "",
-    allow: Annotated[bool, typer.Option("--allow", help="Grant secure-access permission.")]
-    = False,
-    service_account: Annotated[bool, typer.Option("--service", help="A service account.")]
-    = False,
-    tenant: TenantOpt = DEFAULT_TENANT,
-    as_json: JsonOpt = False,
-) -> None:
-    """Add a user to a tenant."""
-    STATE.service().add_user(tenant, login, email=email, display_name=name, allow=allow,
-                             kind="service" if service_account else "person")
-    emit({"tenant": tenant, "login": login, "secure_access": allow}, as_json=as_json,
-         text=f"user {login} added to {tenant}" + (" (secure access allowed)" if allow else ""))
-
-
 @cert_app.command("issue")
 def cert_issue(
-    logins: Annotated[list[str], typer.Argument(help="Users' logins; all are issued or none.")],
+    logins: Annotated[list[str] | None, typer.Argument(help="Users' logins.")] = None,
+    group: GroupOpt = None,
+    unaffiliated: UnaffiliatedOpt = False,
+    everyone: Annotated[bool, typer.Option("--all", help="Every active user.")] = False,
+    status: StatusOpt = None,
+    best_effort: Annotated[bool, typer.Option("--best-effort", help="Issue to those who can "
+                                              "have one and list the others.")] = False,
     expires: Annotated[str | None, typer.Option(help="Last day of validity, YYYY-MM-DD.")]
     = None,
     tz: Annotated[str | None, typer.Option("--tz", help="IANA zone of the expiry date.")]
@@ -181,16 +173,83 @@ def cert_issue(
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Issue client certificates to users."""
+    """Issue client certificates: to named users, a group, the unaffiliated or all.
+    All or none, unless --best-effort."""
     date: dt.date | None = expiry.parse_date(expires) if expires else None
-    request = IssueRequest(tenant=tenant, logins=tuple(logins), expires=date, timezone=tz,
-                           reissue=reissue,  # type: ignore[arg-type]  # checked by IssueRequest
-                           key_type=key_type, csr=read_limited(csr) if csr else None,
-                           p12_profile=p12_profile)
-    views = STATE.service().issue(request)
-    emit([cert_dict(v) for v in views], as_json=as_json,
-         text="\n".join(f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
-                        f"(through {v.expiry_date} in {v.expiry_zone})" for v in views))
+    named = bool(logins) and not (group or unaffiliated or everyone or status)
+    request = IssueRequest(
+        tenant=tenant, logins=tuple(logins) if named and logins else None,
+        selection=None if named else selection(logins, group, unaffiliated, everyone, status,
+                                                default_everyone=False),
+        best_effort=best_effort, expires=date, timezone=tz,
+        reissue=reissue,  # type: ignore[arg-type]  # checked by IssueRequest
+        key_type=key_type, csr=read_limited(csr) if csr else None, p12_profile=p12_profile)
+    with progress_bar("issuing", quiet=as_json) as advance:
+        result = STATE.service().issue_bulk(request, progress=advance)
+    views = result.issued
+    failures = [{"login": login, "reason": reason} for login, reason in result.failures]
+    lines = [f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
+             f"(through {v.expiry_date} in {v.expiry_zone})" for v in views]
+    lines += [f"{f['login']}: not issued: {f['reason']}" for f in failures]
+    if not views and not failures:
+        lines.append("no user matched the selection")
+    emit([cert_dict(v) for v in views] if not best_effort else
+         {"issued": [cert_dict(v) for v in views], "failures": failures},
+         as_json=as_json, text="\n".join(lines))
+    if failures:
+        raise typer.Exit(1)
+
+
+@cert_app.command("download")
+def cert_download(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The zip file to write.")],
+    logins: Annotated[list[str] | None, typer.Argument(help="Users' logins.")] = None,
+    group: GroupOpt = None,
+    unaffiliated: UnaffiliatedOpt = False,
+    everyone: Annotated[bool, typer.Option("--all", help="Every active user.")] = False,
+    status: StatusOpt = None,
+    p12_profile: Annotated[str | None, typer.Option(help="compat or modern.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """One zip of <login>.zip per user (their newest valid certificate and its password)
+    and manifest.csv. Audited."""
+    if out.exists() and not force:
+        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
+    chosen = selection(logins, group, unaffiliated, everyone, status, default_everyone=False)
+    made = STATE.service().download_bulk(tenant, chosen, profile=p12_profile)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.unlink(missing_ok=True)
+    size = 0
+    try:
+        write_private_file(partial, b"")
+        with partial.open("ab") as handle:
+            for chunk in made.chunks:
+                handle.write(chunk)
+                size += len(chunk)
+        partial.replace(out)  # whole or not at all
+    finally:
+        partial.unlink(missing_ok=True)
+    emit({"file": str(out), "users": made.count, "bytes": size}, as_json=as_json,
+         text=f"wrote {out}: {made.count} users, {size} bytes")
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for long runs (none for scripts asking --json)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _done, _total: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 @cert_app.command("list")

@@ -63,7 +63,9 @@ def test_init_json_names_the_root_and_the_default_tenant(env: Env, cli: Cli) -> 
 def test_user_add_json_echoes_the_user(env: Env, cli: Cli) -> None:
     cli.ok("init", "--key-type", "ec-p256")
     data = as_json(cli, "user", "add", "alice", "--email", "alice@example.com", "--allow")
-    assert data == {"tenant": "default", "login": "alice", "secure_access": True}
+    assert {k: data[k] for k in ("tenant", "login", "secure_access")} == {
+        "tenant": "default", "login": "alice", "secure_access": True}
+    assert data["certificate_status"] == "unissued" and data["groups"] == []
 
 
 def test_cert_issue_and_cert_show_json_describe_the_same_valid_certificate(

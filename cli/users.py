@@ -1,0 +1,196 @@
+"""`tegata user ...` and `tegata group ...`: users, groups, permission, CSV."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ca.errors import InvalidInput
+from ca.service import DEFAULT_TENANT, Selection, UserSpec, UserView
+from ca.signer import write_private_file
+from cli.context import STATE, emit
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
+GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Users of this group.")]
+UnaffiliatedOpt = Annotated[bool, typer.Option("--unaffiliated",
+                                               help="Users in no group.")]
+StatusOpt = Annotated[str | None, typer.Option(
+    "--status", help="Only users whose certificate status is unissued, valid, expired, "
+                     "suspended or revoked.")]
+
+user_app = typer.Typer(no_args_is_help=True, help="Users of a tenant.")
+group_app = typer.Typer(no_args_is_help=True, help="Groups of a tenant.")
+MAX_CSV_BYTES = 50 * 1024 * 1024
+
+
+def user_dict(view: UserView) -> dict[str, Any]:
+    return {"tenant": view.tenant, "login": view.login, "email": view.email,
+            "display_name": view.display_name, "kind": view.kind, "status": view.status,
+            "secure_access": view.secure_access, "groups": list(view.groups),
+            "certificate_status": view.certificate_status}
+
+
+def selection(logins: list[str] | None, group: str | None, unaffiliated: bool,
+              everyone: bool, status: str | None, *, default_everyone: bool) -> Selection:
+    if default_everyone and not (logins or group or unaffiliated or everyone):
+        everyone = True
+    return Selection(logins=tuple(logins) if logins else None, group=group,
+                     unaffiliated=unaffiliated, everyone=everyone, status=status)
+
+
+def groups_of(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(g.strip() for g in text.split(";") if g.strip())
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="Login, unique in the tenant.")],
+    email: Annotated[str, typer.Option(help="E-mail address (goes into the certificate).")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    groups: Annotated[str | None, typer.Option(help="Groups, separated by ';'.")] = None,
+    allow: Annotated[bool, typer.Option("--allow", help="Grant secure-access permission.")]
+    = False,
+    service_account: Annotated[bool, typer.Option("--service", help="A service account.")]
+    = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a user to a tenant."""
+    view = STATE.service().add_user(tenant, login, email=email, display_name=name,
+                                    allow=allow, groups=groups_of(groups) or (),
+                                    kind="service" if service_account else "person")
+    emit(user_dict(view), as_json=as_json,
+         text=f"user {login} added to {tenant}" + (" (secure access allowed)" if allow else ""))
+
+
+@user_app.command("update")
+def user_update(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    email: Annotated[str | None, typer.Option(help="New e-mail address.")] = None,
+    name: Annotated[str | None, typer.Option(help="New display name.")] = None,
+    groups: Annotated[str | None, typer.Option(help="The user's groups, separated by ';' "
+                                               "('' for none).")] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a user's e-mail, name or groups."""
+    view = STATE.service().update_user(tenant, UserSpec(
+        login=login, email=email, display_name=name, groups=groups_of(groups)))
+    emit(user_dict(view), as_json=as_json, text=f"user {view.login} updated")
+
+
+@user_app.command("retire")
+def user_retire(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """The user leaves: retire them and revoke their certificates (affiliationChanged)."""
+    view = STATE.service().retire_user(tenant, login)
+    emit(user_dict(view), as_json=as_json, text=f"user {view.login} retired")
+
+
+def _permission(logins: list[str], tenant: str, as_json: bool, *, allow: bool) -> None:
+    views = STATE.service().set_permission(tenant, tuple(logins), allow=allow)
+    word = "allowed" if allow else "denied"
+    emit([user_dict(v) for v in views], as_json=as_json,
+         text="\n".join(f"{v.login}: secure access {word}" for v in views))
+
+
+@user_app.command("allow")
+def user_allow(logins: Annotated[list[str], typer.Argument(help="Logins.")],
+               tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Grant secure access; certificates held for a withdrawn permission become valid."""
+    _permission(logins, tenant, as_json, allow=True)
+
+
+@user_app.command("deny")
+def user_deny(logins: Annotated[list[str], typer.Argument(help="Logins.")],
+              tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Withdraw secure access; the users' certificates are suspended."""
+    _permission(logins, tenant, as_json, allow=False)
+
+
+@user_app.command("list")
+def user_list(
+    group: GroupOpt = None,
+    unaffiliated: UnaffiliatedOpt = False,
+    status: StatusOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """List users: all, a group's, or the unaffiliated; optionally by certificate status."""
+    chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
+    views = STATE.service().list_users(tenant, chosen)
+    emit([user_dict(v) for v in views], as_json=as_json,
+         text="\n".join(f"{v.login:24} {v.certificate_status:10} "
+                        f"{'allowed' if v.secure_access else 'denied':8} {v.email}  "
+                        f"{';'.join(v.groups)}" for v in views))
+
+
+@user_app.command("import")
+def user_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header: login, email, name, groups, "
+                                         "secure_access, kind. '-' reads standard input.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, change nothing.")]
+    = False,
+    best_effort: Annotated[bool, typer.Option("--best-effort", help="Write the good rows "
+                                              "even if some are bad.")] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or update users from CSV; nothing is written if a row is bad."""
+    if str(file) == "-":
+        data = sys.stdin.buffer.read(MAX_CSV_BYTES + 1)
+    else:
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(MAX_CSV_BYTES + 1)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {file}: {exc.strerror}", field="file") from None
+    report = STATE.service().import_users(tenant, data, dry_run=dry_run,
+                                          best_effort=best_effort)
+    data_out = {"dry_run": report.dry_run, "created": report.created,
+                "updated": report.updated, "unchanged": report.unchanged,
+                "errors": [{"line": n, "login": lg, "reason": r} for n, lg, r in report.errors]}
+    lines = [f"line {n}: {lg or '?'}: {r}" for n, lg, r in report.errors]
+    verb = "would create" if dry_run else "created"
+    lines.append(f"{verb} {len(report.created)}, updated {len(report.updated)}, "
+                 f"unchanged {len(report.unchanged)}, bad rows {len(report.errors)}"
+                 + ("" if dry_run or not report.errors or best_effort
+                    else ": nothing was written"))
+    emit(data_out, as_json=as_json, text="\n".join(lines))
+    if report.errors and not best_effort:
+        raise typer.Exit(1)
+
+
+@user_app.command("export")
+def user_export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of "
+                                             "standard output.")] = None,
+    group: GroupOpt = None,
+    unaffiliated: UnaffiliatedOpt = False,
+    status: StatusOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+) -> None:
+    """Users as CSV, in the import's columns; safe to open in a spreadsheet."""
+    chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
+    text = "".join(STATE.service().export_users(tenant, chosen))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_private_file(out, text.encode("utf-8"))
+
+
+@group_app.command("list")
+def group_list(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Groups and their member counts."""
+    groups = STATE.service().list_groups(tenant)
+    emit([{"name": n, "members": m} for n, m in groups], as_json=as_json,
+         text="\n".join(f"{m:6} {n}" for n, m in groups))
