@@ -1,8 +1,10 @@
 """Background jobs for long bulk work: started by the API, polled by the client.
 
-The job's row holds its progress and result, so any replica can answer a poll. A job runs
-in a thread of the process that accepted it; if that process dies, the row stays
-``running`` and the work, being one transaction, left nothing half-done.
+The job's row holds its status and result, so any replica can answer a poll; its progress
+is kept in the memory of the process running it (the work holds the database's write lock
+on SQLite, so progress cannot be written there meanwhile). A job runs in a thread of the
+process that accepted it; if that process dies, the row stays ``running`` and the work,
+being one transaction, left nothing half-done.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ca.service.core import ServiceCore
 
 log = logging.getLogger("tegata.jobs")
 Work = Callable[[Callable[[int, int], None]], dict[str, Any]]
-PROGRESS_EVERY = 50
+# progress of the jobs running in this process: id -> (done, total)
+_PROGRESS: dict[str, tuple[int, int]] = {}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,11 +58,7 @@ class JobUseCases(ServiceCore):
 
     def _run(self, job_id: str, work: Work) -> None:
         def progress(done: int, total: int) -> None:
-            if done % PROGRESS_EVERY == 0 or done == total:
-                with self.transaction() as session:
-                    job = session.get(Job, job_id)
-                    if job is not None:
-                        job.done, job.total = done, total
+            _PROGRESS[job_id] = (done, total)
 
         try:
             result = work(progress)
@@ -72,6 +71,7 @@ class JobUseCases(ServiceCore):
         with self.transaction() as session:
             job = session.get(Job, job_id)
             if job is not None:
+                job.done, job.total = _PROGRESS.pop(job_id, (job.done, job.total))
                 job.status = outcome["status"]
                 job.result = outcome.get("result")
                 job.error = outcome.get("error")
@@ -85,7 +85,8 @@ class JobUseCases(ServiceCore):
             if row is None:
                 raise NotFound(f"no job {job_id[:64]!r}", field="job")
             job, name = row
+            done, total = _PROGRESS.get(job.id, (job.done, job.total))
             return JobView(id=job.id, tenant=name, kind=job.kind, status=job.status,
-                           total=job.total, done=job.done,
+                           total=total, done=done,
                            result=json.loads(job.result) if job.result else None,
                            error=job.error)
