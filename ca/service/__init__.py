@@ -9,6 +9,7 @@ from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.hierarchy import HierarchyUseCases
 from ca.service.jobs import JobUseCases, JobView
+from ca.service.revocation import CrlView, RevocationUseCases
 from ca.service.selection import Selection
 from ca.service.tokens import TokenUseCases
 from ca.service.users import ImportReport, UserSpec, UserUseCases, UserView
@@ -26,10 +27,26 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              JobUseCases, TokenUseCases):
+              JobUseCases, RevocationUseCases, TokenUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
-__all__ = ["DEFAULT_TENANT", "BulkDownload", "BulkResult", "Bundle", "CAView",
-           "CertificateView", "ImportReport", "InitRequest", "IssueRequest", "JobView", "Principal",
-           "Selection", "Service", "TokenView", "UserSpec", "UserView"]
+__all__ = [
+    "DEFAULT_TENANT",
+    "BulkDownload",
+    "BulkResult",
+    "Bundle",
+    "CAView",
+    "CertificateView",
+    "CrlView",
+    "ImportReport",
+    "InitRequest",
+    "IssueRequest",
+    "JobView",
+    "Principal",
+    "Selection",
+    "Service",
+    "TokenView",
+    "UserSpec",
+    "UserView",
+]

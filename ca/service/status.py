@@ -32,6 +32,11 @@ def purge_key_material(session: Session, cert: Certificate, *, now: dt.datetime)
         material.purged_at = now
 
 
+def has_key_material(session: Session, cert: Certificate) -> bool:
+    material = session.get(KeyMaterial, cert.id)
+    return material is not None and material.sealed_key is not None
+
+
 def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, tenant: str,
            login: str, now: dt.datetime) -> bool:
     """Revoke for good. Revoking again changes nothing, except that a later keyCompromise is
