@@ -11,7 +11,16 @@ from starlette.routing import BaseRoute
 
 from api import problems
 from api.auth import declared_access
-from api.routes import certificates, health, jobs, me, publish, tenants, users
+from api.routes import (
+    certificates,
+    health,
+    jobs,
+    me,
+    publish,
+    revocation,
+    tenants,
+    users,
+)
 from ca.service import Service
 from ca.settings import Settings
 
@@ -35,7 +44,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
-                   certificates.router, jobs.router, publish.router):
+                   certificates.router, revocation.router, jobs.router, publish.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

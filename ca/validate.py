@@ -36,7 +36,8 @@ def tenant_name(value: str) -> str:
     if not TENANT.fullmatch(value):
         raise InvalidInput(f"tenant name {_shown(value)} must be 1-63 characters of a-z 0-9 - "
                            "starting with a letter or digit", field="name")
-    if value in RESERVED_TENANTS:
+    if value in RESERVED_TENANTS or value.endswith("-chain"):
+        # "-chain" would clash with the CRL bundle's URL, /crl/<tenant>-chain.pem
         raise InvalidInput(f"tenant name {value!r} is reserved", field="name")
     return value
 

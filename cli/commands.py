@@ -16,7 +16,7 @@ from ca import expiry
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
 from ca.signer import write_private_file
-from cli import server
+from cli import revocation, server
 from cli.context import STATE, emit
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(server.demo)
     app.add_typer(db_app, name="db")
     app.add_typer(tenant_app, name="tenant")
+    revocation.register(cert_app)
+    app.add_typer(revocation.crl_app, name="crl")
     app.add_typer(user_app, name="user")
     app.add_typer(group_app, name="group")
     app.add_typer(cert_app, name="cert")

@@ -1,0 +1,93 @@
+"""`tegata cert revoke|suspend|reinstate` and `tegata crl ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ca.errors import InvalidInput
+from ca.service import DEFAULT_TENANT
+from ca.signer import write_private_file
+from cli.context import STATE, emit
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
+SerialArg = Annotated[str, typer.Argument(help="Serial number in hex.")]
+
+crl_app = typer.Typer(no_args_is_help=True, help="Certificate revocation lists.")
+
+
+def _said(view_state: str, serial: str, as_json: bool, extra: dict[str, object]) -> None:
+    emit({"serial": serial, "state": view_state, **extra}, as_json=as_json,
+         text=f"{serial}: {view_state}")
+
+
+def register(cert_app: typer.Typer) -> None:
+    @cert_app.command("revoke")
+    def revoke(serial: SerialArg,
+               reason: Annotated[str, typer.Option(help="unspecified, keyCompromise (a lost "
+                                                   "device), affiliationChanged, superseded, "
+                                                   "cessationOfOperation, "
+                                                   "privilegeWithdrawn.")] = "unspecified",
+               tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+        """Revoke a certificate for good."""
+        view = STATE.service().revoke(tenant, serial, reason=reason)
+        _said(view.state.value, view.serial, as_json, {"reason": view.revocation_reason})
+
+    @cert_app.command("suspend")
+    def suspend(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
+                as_json: JsonOpt = False) -> None:
+        """Put a certificate on hold (certificateHold)."""
+        view = STATE.service().suspend(tenant, serial)
+        _said(view.state.value, view.serial, as_json, {})
+
+    @cert_app.command("reinstate")
+    def reinstate(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
+                  as_json: JsonOpt = False) -> None:
+        """Lift a manual hold."""
+        view = STATE.service().reinstate(tenant, serial)
+        _said(view.state.value, view.serial, as_json, {})
+
+
+@crl_app.command("show")
+def crl_show(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="A tenant's issuing CA "
+                                               "(default: the root's CRL).")] = None,
+    pem: Annotated[bool, typer.Option("--pem", help="Print the PEM CRL.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The current CRL: number, thisUpdate, nextUpdate."""
+    view = STATE.service().current_crl(tenant)
+    if pem and not as_json:
+        typer.echo(view.pem, nl=False)
+        return
+    emit({"tenant": tenant, "number": view.number, "this_update": view.this_update.isoformat(),
+          "next_update": view.next_update.isoformat()}, as_json=as_json,
+         text=f"CRL {view.number}: {view.this_update.isoformat()} .. "
+              f"{view.next_update.isoformat()}")
+
+
+@crl_app.command("export")
+def crl_export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    tenant: TenantOpt = DEFAULT_TENANT,
+    chain: Annotated[bool, typer.Option("--chain", help="PEM: the tenant's CRL and the "
+                                        "root's, as nginx and HAProxy need.")] = False,
+    der: Annotated[bool, typer.Option("--der", help="DER instead of PEM.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+) -> None:
+    """Write a fresh CRL (or the chain bundle) to a file."""
+    if out.exists() and not force:
+        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
+    service = STATE.service()
+    own = service.publish_crl(tenant)
+    if chain:
+        data = (own.pem + service.current_crl(None).pem).encode()
+    else:
+        data = own.der if der else own.pem.encode()
+    out.unlink(missing_ok=True)
+    write_private_file(out, data)
+    out.chmod(0o644)  # a CRL is public
+    typer.echo(f"wrote {out} (CRL {own.number})")
