@@ -18,6 +18,7 @@ from api.routes import (
     me,
     publish,
     revocation,
+    selfservice,
     tenants,
     users,
 )
@@ -44,7 +45,8 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
-                   certificates.router, revocation.router, jobs.router, publish.router):
+                   certificates.router, revocation.router, jobs.router, publish.router,
+                   selfservice.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

@@ -18,6 +18,7 @@ from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, Iss
 from ca.signer import write_private_file
 from cli import revocation, server
 from cli.context import STATE, emit
+from cli.links import link_app, tenant_set
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -38,6 +39,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tenant_app, name="tenant")
     revocation.register(cert_app)
     app.add_typer(revocation.crl_app, name="crl")
+    app.add_typer(link_app, name="link")
+    tenant_app.command("set")(tenant_set)
     app.add_typer(user_app, name="user")
     app.add_typer(group_app, name="group")
     app.add_typer(cert_app, name="cert")

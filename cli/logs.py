@@ -32,6 +32,9 @@ def configure(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from api.routes.selfservice import RedactLinkTokens
+
+    handler.addFilter(RedactLinkTokens())  # the path /d/<token> is itself the secret
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())

@@ -19,10 +19,10 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, exists, select, update
 from sqlalchemy.orm import Session
 
-from ca import audit, mail, serials, tokens
+from ca import audit, mail, tokens
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
@@ -155,13 +155,12 @@ class LinkUseCases(ServiceCore):
         link is withdrawn (nobody has it) and the error says why."""
         mail.check_configured(self.settings)
         created = self.create_link(tenant, login, actor=actor)
-        message = mail.compose(self.settings, mail.LinkMail(
-            to_address=created.email, to_name=created.display_name or created.login,
-            tenant=created.tenant_display_name or created.tenant, url=created.url,
-            expires_at=created.expires_at), now=self.now())
         try:
-            mail.send(self.settings, message)
-        except mail.MailError as exc:
+            mail.send(self.settings, mail.compose(self.settings, mail.LinkMail(
+                to_address=created.email, to_name=created.display_name or created.login,
+                tenant=created.tenant_display_name or created.tenant, url=created.url,
+                expires_at=created.expires_at), now=self.now()))
+        except CAError as exc:
             self._after_send(created, actor, error=exc)
             raise
         self._after_send(created, actor, error=None)
@@ -208,7 +207,12 @@ class LinkUseCases(ServiceCore):
             actor = Actor(name=f"link:{target.link_id}", source_ip=source_ip,
                           request_id=request_id)
             refusal = _refusal(target, now=now)
-            info = _info(session, target, now=now) if refusal is None else None
+            info: LinkInfo | None = None
+            if refusal is None:
+                try:
+                    info = _info(session, target, now=now)
+                except LinkGone as exc:
+                    refusal = exc
             if isinstance(refusal, LinkGone):
                 _note_refusal(session, target, refusal, actor, now=now)
         if refusal is not None:
@@ -243,8 +247,7 @@ class LinkUseCases(ServiceCore):
         certificates = self._certificates()
         view = certificates.get_certificate(serial, tenant=tenant)
         if view.login.lower() != login.lower():
-            raise NotFound(f"no certificate with serial {serials.canonical(serial)}",
-                           field="serial")
+            raise NotFound(f"no certificate with serial {view.serial}", field="serial")
         return certificates.bundle(view.serial, tenant=tenant, profile=profile, actor=actor)
 
     # --- the steps -------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class LinkUseCases(ServiceCore):
                 now=self.now())
 
     def _after_send(self, created: CreatedLink, actor: Actor, *,
-                    error: mail.MailError | None) -> None:
+                    error: CAError | None) -> None:
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, created.tenant)
@@ -370,7 +373,7 @@ def _newest_downloadable(session: Session, user_id: int, *, now: dt.datetime) ->
         .order_by(Certificate.id.desc()).limit(1))
 
 
-def _withdraw(session: Session, which: Any, *, now: dt.datetime) -> int:
+def _withdraw(session: Session, which: ColumnElement[bool], *, now: dt.datetime) -> int:
     """Make the outstanding links matching ``which`` expire now; how many there were."""
     return _rowcount(session.execute(
         update(DownloadLink)
@@ -392,9 +395,9 @@ def _note_refusal(session: Session, target: _Target, refusal: LinkGone, actor: A
         details={"link": target.link_id, "reason": refusal.message}), now=now)
 
 
-def _rowcount(result: Any) -> int:
-    count: int = result.rowcount
-    return count
+def _rowcount(result: Result[Any]) -> int:
+    assert isinstance(result, CursorResult)  # what an UPDATE gives back
+    return result.rowcount
 
 
 def _used() -> LinkGone:

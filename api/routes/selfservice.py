@@ -1,0 +1,373 @@
+"""User self-download: the one-time link page (HTML), a user's own certificates (user tokens),
+and the admin's side (create or send a link, the tenant switch).
+
+The link page is for people, so its answers are HTML, errors included. GET only shows whom
+the link is for: mail scanners and link previews fetch it. POST spends the link and shows the
+password once, with the zip as a ``data:`` download, so that one response carries both and
+nothing needs a second request (or a cookie) to fetch.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import logging
+import math
+import re
+import threading
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from api.auth import public, requires
+from api.problems import responses
+from api.routes.certificates import ZIP, cert_out
+from api.routes.tenants import actor_of, principal_of
+from api.schemas import CertificateOut, Strict
+from ca.errors import (
+    CAError,
+    ConfigError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    StorageError,
+)
+from ca.service.links import PREFIX, LinkInfo, LinkUseCases, Redeemed
+
+log = logging.getLogger("tegata.api")
+
+router = APIRouter(tags=["self-service"])
+
+COMMON = (400, 401, 403, 404)
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    # nothing loads: no script, no image, no frame; the form posts only back here. A data:
+    # download from <a download> is a navigation, which no fetch directive governs
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+# --- keeping tokens out of logs --------------------------------------------------------------
+
+_LINK_TOKEN = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_-]+")
+
+
+class RedactLinkTokens(logging.Filter):
+    """Blanks link tokens in log records: uvicorn's access log writes every request's path,
+    and a link's path is its secret (``GET /d/tdl_...``). Put it on the log handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _LINK_TOKEN.sub(PREFIX + "…", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_LINK_TOKEN.sub(PREFIX + "…", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+# --- the rate limit --------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per client address: ``burst`` requests at once, refilled at
+    ``per_minute``. In memory, per process: it slows guessing and hammering, nothing more
+    (a token has 256 bits; guessing is hopeless anyway)."""
+
+    def __init__(self, *, per_minute: int = 20, burst: int = 20,
+                 max_clients: int = 10_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, dt.datetime]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, client: str, *, now: dt.datetime) -> float | None:
+        """None when the request may go on; else the seconds until one more would."""
+        with self._lock:
+            tokens = self._level(client, now=now)
+            admitted = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if admitted else tokens, now)
+            if len(self._buckets) > self.max_clients:
+                self._forget(now=now)
+            return None if admitted else (1.0 - tokens) / self.rate
+
+    def _level(self, client: str, *, now: dt.datetime) -> float:
+        tokens, last = self._buckets.get(client, (self.burst, now))
+        elapsed = max(0.0, (now - last).total_seconds())
+        return min(self.burst, tokens + elapsed * self.rate)
+
+    def _forget(self, *, now: dt.datetime) -> None:
+        """Drop full buckets (they mean nothing); if that is not enough, the oldest half."""
+        for client in [c for c in self._buckets if self._level(c, now=now) >= self.burst]:
+            del self._buckets[client]
+        if len(self._buckets) > self.max_clients:
+            oldest = sorted(self._buckets, key=lambda c: self._buckets[c][1])
+            for client in oldest[: len(oldest) // 2]:
+                del self._buckets[client]
+
+
+_LIMITER_LOCK = threading.Lock()
+
+
+def limiter_of(request: Request) -> RateLimiter:
+    """The app's limiter, made on first use (one per app, so tests do not share one)."""
+    with _LIMITER_LOCK:
+        limiter: RateLimiter | None = getattr(request.app.state, "link_limiter", None)
+        if limiter is None:
+            limiter = RateLimiter()
+            request.app.state.link_limiter = limiter
+        return limiter
+
+
+def links_of(request: Request) -> LinkUseCases:
+    service = request.app.state.service
+    if not isinstance(service, LinkUseCases):
+        raise ConfigError("the service has no self-download use cases")
+    return service
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# --- the link page ---------------------------------------------------------------------------
+
+
+@router.get("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
+            responses={200: {"content": {"text/html": {}}}, 403: {}, 404: {}, 410: {}, 429: {}})
+async def link_page(request: Request, token: str) -> HTMLResponse:
+    """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
+    links = links_of(request)
+    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
+    if wait is not None:
+        return _too_many(wait)
+    try:
+        info = await run_in_threadpool(links.link_page_info, token)
+    except CAError as exc:
+        return _error_page(exc)
+    return _page(200, "証明書のダウンロード / Certificate download", _landing(info))
+
+
+@router.post("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
+             responses={200: {"content": {"text/html": {}}}, 403: {}, 404: {}, 410: {},
+                        429: {}})
+async def redeem(request: Request, token: str) -> HTMLResponse:
+    """Spend the link: the password, shown this once, and the zip to save."""
+    links = links_of(request)
+    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
+    if wait is not None:
+        return _too_many(wait)
+    try:
+        made = await run_in_threadpool(
+            links.redeem_link, token, source_ip=request.client.host if request.client else None,
+            request_id=getattr(request.state, "request_id", None))
+    except CAError as exc:
+        return _error_page(exc)
+    return _page(200, "証明書 / Your certificate", _delivered(made))
+
+
+# --- a user's own certificates ---------------------------------------------------------------
+
+
+@router.get("/api/v1/tenants/{tenant}/me/certificates", dependencies=[requires("user")],
+            response_model=list[CertificateOut], responses=responses(*COMMON))
+def my_certificates(request: Request, tenant: str) -> list[CertificateOut]:
+    """The caller's own certificates, newest first."""
+    login = principal_of(request).login
+    assert login is not None  # a user token always names its user
+    return [cert_out(v) for v in links_of(request).my_certificates(tenant, login)]
+
+
+@router.get("/api/v1/tenants/{tenant}/me/certificates/{serial}/bundle",
+            dependencies=[requires("user")], response_class=Response,
+            responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
+async def my_bundle(request: Request, tenant: str, serial: str,
+                    profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+                    ) -> Response:
+    """``<login>.zip`` for one of the caller's own certificates, unless the tenant has turned
+    self-download off (403). Another user's serial answers 404. Audited."""
+    login = principal_of(request).login
+    assert login is not None
+    made = await run_in_threadpool(links_of(request).my_bundle, tenant, login, serial,
+                                   profile=profile, actor=actor_of(request))
+    return Response(made.content, media_type=ZIP, headers={
+        "Content-Disposition": f'attachment; filename="{made.filename}"',
+        "Cache-Control": "no-store"})
+
+
+# --- the admin's side ------------------------------------------------------------------------
+
+
+class LinkIn(Strict):
+    send: bool = False
+
+
+class LinkOut(BaseModel):
+    tenant: str
+    login: str
+    email: str
+    expires_at: dt.datetime
+    url: str | None
+    sent: bool
+    replaced: int
+
+
+class UserDownloadIn(Strict):
+    allowed: bool
+
+
+class UserDownloadOut(BaseModel):
+    tenant: str
+    allowed: bool
+    links_withdrawn: int
+
+
+@router.post("/api/v1/tenants/{tenant}/users/{login}/links",
+             dependencies=[requires("operator", "admin")], response_model=LinkOut,
+             status_code=201, responses=responses(*COMMON, 422, 503))
+async def create_link(request: Request, response: Response, tenant: str, login: str,
+                      body: LinkIn | None = None) -> LinkOut:
+    """A one-time link for the user to download their certificate and password; the user's
+    earlier links stop working. With ``send``, Tegata e-mails it and the URL is not returned
+    (only the user should hold it); without, the URL in the answer is the only copy."""
+    links, actor = links_of(request), actor_of(request)
+    send = body is not None and body.send
+    made = await run_in_threadpool(links.send_link if send else links.create_link, tenant,
+                                   login, actor=actor)
+    response.headers["Cache-Control"] = "no-store"
+    return LinkOut(tenant=made.tenant, login=made.login, email=made.email,
+                   expires_at=made.expires_at, url=None if send else made.url, sent=send,
+                   replaced=made.replaced)
+
+
+@router.put("/api/v1/tenants/{tenant}/settings/user-download",
+            dependencies=[requires("operator", "admin")], response_model=UserDownloadOut,
+            responses=responses(*COMMON))
+def set_user_download(request: Request, tenant: str, body: UserDownloadIn) -> UserDownloadOut:
+    """Whether users may download their own certificate. Off withdraws every outstanding
+    link; admins can still download."""
+    made = links_of(request).set_user_download(tenant, body.allowed, actor=actor_of(request))
+    return UserDownloadOut(tenant=made.tenant, allowed=made.allowed,
+                           links_withdrawn=made.links_withdrawn)
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Hiragino Sans","Noto Sans JP",sans-serif;
+max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.6;color:#1d1d1f}
+h1{font-size:1.4rem}.en{color:#555}dt{font-weight:600}dd{margin:0 0 .5rem}
+.password{font:1.4rem/1.4 ui-monospace,monospace;background:#f3f3f3;padding:.6rem;
+letter-spacing:.05em;user-select:all;overflow-wrap:anywhere}
+button,.button{display:inline-block;font-size:1.1rem;padding:.6rem 1.4rem;border:0;
+border-radius:.4rem;background:#0a58ca;color:#fff;text-decoration:none;cursor:pointer}
+"""
+
+_ERROR_TITLES = {
+    400: "リクエストが正しくありません / Bad request",
+    403: "ダウンロードできません / Download is turned off",
+    404: "リンクが見つかりません / This link is not known",
+    410: "このリンクは使えません / This link no longer works",
+    429: "しばらく待ってからお試しください / Too many requests",
+    503: "ただいま処理できません / Service unavailable",
+}
+
+
+def e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(status: int, title: str, body: str,
+          headers: dict[str, str] | None = None) -> HTMLResponse:
+    document = (f'<!doctype html>\n<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+                f'<meta name="robots" content="noindex, nofollow">\n'
+                f"<title>{e(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
+                f"<body>\n<h1>{e(title)}</h1>\n{body}\n</body>\n</html>\n")
+    return HTMLResponse(document, status_code=status,
+                        headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def _utc(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _who(info: LinkInfo) -> str:
+    name = info.display_name or info.login
+    tenant = info.tenant_display_name or info.tenant
+    return (f"<p>{e(name)} さんのクライアント証明書 ({e(tenant)})<br>"
+            f'<span class="en" lang="en">Client certificate of {e(name)} ({e(tenant)})</span>'
+            f"</p>\n<dl>\n<dt>ログイン / Login</dt><dd>{e(info.login)}</dd>\n"
+            f"<dt>証明書の有効期限 / Certificate valid until</dt>"
+            f"<dd>{e(_utc(info.certificate_not_after))}</dd>\n</dl>")
+
+
+def _landing(info: LinkInfo) -> str:
+    # no action attribute: the form posts back to this very URL, token and all
+    return (f"{_who(info)}\n"
+            f"<p>このリンクは一度だけ、{e(_utc(info.expires_at))} まで使えます。ボタンを押すと"
+            f"証明書とパスワードが表示されます。パスワードは一度しか表示されません。<br>"
+            f'<span class="en" lang="en">This link works once, until '
+            f"{e(_utc(info.expires_at))}. Press the button to get your certificate and its "
+            f"password; the password is shown only once.</span></p>\n"
+            f'<form method="post"><button type="submit">ダウンロード / Download</button></form>')
+
+
+def _delivered(made: Redeemed) -> str:
+    login = made.info.login
+    archive = base64.b64encode(made.bundle.content).decode("ascii")
+    p12 = base64.b64encode(made.p12).decode("ascii")
+    return (f"{_who(made.info)}\n"
+            f"<p>パスワード / Password</p>\n"
+            f'<p class="password"><code>{e(made.password)}</code></p>\n'
+            f"<p>このパスワードは二度と表示されません。控えてからこの画面を閉じてください "
+            f"(zip ファイルの中にも入っています)。<br>"
+            f'<span class="en" lang="en">This password will not be shown again: write it '
+            f"down before you close this page (it is also inside the zip file).</span></p>\n"
+            f'<p><a class="button" href="data:application/zip;base64,{e(archive)}" '
+            f'download="{e(made.bundle.filename)}">{e(made.bundle.filename)} を保存 / Save '
+            f"{e(made.bundle.filename)}</a></p>\n"
+            f'<p><a href="data:application/x-pkcs12;base64,{e(p12)}" download="{e(login)}.p12">'
+            f".p12 ファイルのみ (スマートフォン向け) / Only the .p12 file (for phones)</a></p>")
+
+
+def _status_of(exc: CAError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, NotPermitted):
+        return 410  # used, expired, withdrawn, or no certificate left to hand out
+    if isinstance(exc, InvalidInput):
+        return 400
+    if isinstance(exc, ConfigError | StorageError):
+        return 503
+    return 500
+
+
+def _error_page(exc: CAError) -> HTMLResponse:
+    status = _status_of(exc)
+    if status >= 500:
+        log.error("link page failed: %s", exc.message)  # the message never holds the token
+        detail = "the service cannot complete this request now; try again later"
+    else:
+        detail = exc.message
+    title = _ERROR_TITLES.get(status, "エラー / Error")
+    return _page(status, title, f'<p lang="en">{e(detail)}</p>')
+
+
+def _too_many(wait: float) -> HTMLResponse:
+    seconds = max(1, math.ceil(wait))
+    return _page(429, _ERROR_TITLES[429],
+                 f'<p lang="en">Too many requests from your address; try again in {seconds} '
+                 "seconds.</p>", headers={"Retry-After": str(seconds)})

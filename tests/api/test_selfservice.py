@@ -1,0 +1,300 @@
+"""User self-download over HTTP: the one-time link page, a user's own certificates, the admin's
+link and switch routes."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import api_routes, build_app, check_routes_declare_access
+from api.routes import selfservice
+from ca.clock import FixedClock
+from ca.service import IssueRequest, Service
+from ca.service.links import LinkUseCases
+from ca.settings import Settings
+from tests.api.conftest import bearer
+from tests.conftest import BASE_URL
+
+# until the lead wires them in, the tests mix in the use cases and mount the router themselves
+LinkService: type[Service] = (Service if issubclass(Service, LinkUseCases)
+                              else type("LinkService", (Service, LinkUseCases), {}))
+CERTS = "/api/v1/tenants/default/certificates"
+MINE = "/api/v1/tenants/default/me/certificates"
+SWITCH = "/api/v1/tenants/default/settings/user-download"
+PAGE_HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+}
+
+
+def link_app(service: Service) -> FastAPI:
+    app = build_app(service.settings, service=service)
+    if not any(route.path == "/d/{token}" for route in api_routes(app)):
+        app.include_router(selfservice.router)
+        check_routes_declare_access(app)
+    return app
+
+
+@pytest.fixture
+def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
+    service = LinkService(settings, clock=clock)
+    service.upgrade_database()
+    yield service
+    service.engine.dispose()
+
+
+@pytest.fixture
+def client(service: Service) -> TestClient:
+    return TestClient(link_app(service), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def serial(service: Service, tokens: dict[str, str]) -> str:
+    """alice's certificate (the ``tokens`` fixture made alice and her user token)."""
+    return service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+
+
+def path_of(url: str) -> str:
+    assert url.startswith(BASE_URL + "/d/tdl_")
+    return url[len(BASE_URL):]
+
+
+def new_link(client: TestClient, tokens: dict[str, str], login: str = "alice") -> str:
+    r = client.post(f"/api/v1/tenants/default/users/{login}/links", json={},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 201, r.text
+    return path_of(r.json()["url"])
+
+
+def assert_page(r: object, status: int) -> str:
+    response = r  # an httpx.Response
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    headers = response.headers  # type: ignore[attr-defined]
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    for name, value in PAGE_HEADERS.items():
+        assert headers[name] == value, name
+    text: str = response.text  # type: ignore[attr-defined]
+    return text
+
+
+def data_link(page: str, media: str) -> bytes:
+    found = re.search(rf'href="data:{re.escape(media)};base64,([A-Za-z0-9+/=]+)"', page)
+    assert found is not None
+    return base64.b64decode(found.group(1))
+
+
+def no_key_material(text: str) -> None:
+    assert "data:application" not in text and '<p class="password">' not in text
+    assert "UEsDB" not in text and "PRIVATE KEY" not in text  # no zip in base64, no PEM key
+
+
+# --- the link page -------------------------------------------------------------------------
+
+
+def test_get_shows_whom_the_link_is_for_and_spends_nothing(
+        client: TestClient, tokens: dict[str, str], serial: str) -> None:
+    path = new_link(client, tokens)
+    for _ in range(3):  # a mail scanner, a preview, the user
+        page = assert_page(client.get(path), 200)
+    assert "alice" in page and "2026-03-09 09:00 UTC" in page
+    assert '<form method="post">' in page and "action=" not in page
+    assert path.rsplit("/", 1)[1] not in page  # the token is not echoed
+    no_key_material(page)
+    delivered = assert_page(client.post(path), 200)
+    password = re.search(r'<p class="password"><code>([^<]+)</code>', delivered)
+    assert password is not None and password.group(1) not in page
+
+
+def test_post_shows_the_password_once_with_the_zip_then_the_link_is_gone(
+        client: TestClient, tokens: dict[str, str], serial: str) -> None:
+    path = new_link(client, tokens)
+    page = assert_page(client.post(path), 200)
+    password = re.search(r'<p class="password"><code>([^<]+)</code>', page)
+    assert password is not None
+    archive = data_link(page, "application/zip")
+    assert 'download="alice.zip"' in page and 'download="alice.p12"' in page
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        assert opened.read("alice-password.txt").decode().strip() == password.group(1)
+        p12 = opened.read("alice.p12")
+    assert p12 == data_link(page, "application/x-pkcs12")
+    loaded = pkcs12.load_pkcs12(p12, password.group(1).encode())
+    assert loaded.key is not None and loaded.cert is not None
+    assert format(loaded.cert.certificate.serial_number, "X") == serial
+    for again in (client.post(path), client.get(path)):
+        text = assert_page(again, 410)
+        assert "already been used" in text
+        assert password.group(1) not in text
+        no_key_material(text)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_unknown_link_is_a_404_page(client: TestClient, serial: str, method: str) -> None:
+    text = assert_page(client.request(method, "/d/tdl_" + "Q" * 43), 404)
+    assert "no such download link" in text and "Q" * 43 not in text
+
+
+def test_an_expired_link_is_a_410_page(client: TestClient, service: Service,
+                                       tokens: dict[str, str], serial: str) -> None:
+    path = new_link(client, tokens)
+    service.clock.advance(dt.timedelta(days=7))  # type: ignore[attr-defined]
+    for method in ("GET", "POST"):
+        text = assert_page(client.request(method, path), 410)
+        assert "expired" in text
+        no_key_material(text)
+
+
+def test_a_hostile_display_name_is_escaped(client: TestClient, service: Service,
+                                           tokens: dict[str, str]) -> None:
+    hostile = '<script>alert(1)</script> "O\'Neil" & <img src=x onerror=alert(2)>'
+    service.add_user("default", "mallory", email="m@example.com", display_name=hostile,
+                     allow=True)
+    service.issue(IssueRequest(tenant="default", logins=("mallory",)))
+    path = new_link(client, tokens, "mallory")
+    for response in (client.get(path), client.post(path)):
+        page = assert_page(response, 200)
+        assert "<script>" not in page and "<img" not in page
+        assert ("&lt;script&gt;alert(1)&lt;/script&gt; &quot;O&#x27;Neil&quot; &amp; "
+                "&lt;img src=x onerror=alert(2)&gt;") in page
+
+
+def test_the_link_pages_are_rate_limited_per_client(client: TestClient, service: Service,
+                                                    serial: str) -> None:
+    for _ in range(20):
+        assert client.get("/d/tdl_nope").status_code == 404
+    r = client.post("/d/tdl_nope")
+    assert_page(r, 429)
+    assert r.headers["retry-after"] == "3"  # 20 a minute: one more every 3 seconds
+    service.clock.advance(dt.timedelta(seconds=3))  # type: ignore[attr-defined]
+    assert client.get("/d/tdl_nope").status_code == 404
+    assert client.get("/d/tdl_nope").status_code == 429
+    # another client is not slowed by the first
+    other = TestClient(client.app, client=("198.51.100.9", 50000))
+    assert other.get("/d/tdl_nope").status_code == 404
+
+
+def test_the_limiter_forgets_idle_clients() -> None:
+    limiter = selfservice.RateLimiter(per_minute=60, burst=2, max_clients=3)
+    now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    for n in range(3):
+        assert limiter.admit(f"10.0.0.{n}", now=now) is None
+    later = now + dt.timedelta(seconds=5)
+    assert limiter.admit("10.0.0.9", now=later) is None
+    assert set(limiter._buckets) == {"10.0.0.9"}
+    assert limiter.admit("10.0.0.9", now=later) is None
+    assert limiter.admit("10.0.0.9", now=later) == pytest.approx(1.0)
+
+
+# --- the tenant switch ---------------------------------------------------------------------
+
+
+def test_switching_self_download_off_refuses_users_but_not_admins(
+        client: TestClient, tokens: dict[str, str], serial: str) -> None:
+    path = new_link(client, tokens)
+    r = client.put(SWITCH, json={"allowed": False}, headers=bearer(tokens["admin"]))
+    assert r.status_code == 200 and r.json() == {"tenant": "default", "allowed": False,
+                                                 "links_withdrawn": 1}
+    for method in ("GET", "POST"):
+        text = assert_page(client.request(method, path), 403)
+        assert "downloading your own certificate is turned off for Default" in text
+        no_key_material(text)
+    r = client.get(f"{MINE}/{serial}/bundle", headers=bearer(tokens["user"]))
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"] == "urn:tegata:problem:self-download-off"
+    assert b"PK" not in r.content[:2]
+    # listing is still allowed; admins still download
+    assert client.get(MINE, headers=bearer(tokens["user"])).status_code == 200
+    r = client.get(f"{CERTS}/{serial}/bundle", headers=bearer(tokens["admin"]))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    r = client.post("/api/v1/tenants/default/users/alice/links", json={},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 422 and "the tenant setting is off" in r.json()["detail"]
+
+
+def test_only_admins_and_operators_turn_the_switch(client: TestClient,
+                                                   tokens: dict[str, str]) -> None:
+    for role, status in (("user", 403), ("gateway", 403), ("acme-admin", 404),
+                         ("operator", 200), ("admin", 200)):
+        r = client.put(SWITCH, json={"allowed": True}, headers=bearer(tokens[role]))
+        assert r.status_code == status, role
+    r = client.put(SWITCH, json={"allowed": "perhaps"}, headers=bearer(tokens["admin"]))
+    assert r.status_code == 400
+
+
+# --- a user's own certificates -------------------------------------------------------------
+
+
+def test_a_user_lists_and_downloads_their_own_certificate(
+        client: TestClient, tokens: dict[str, str], serial: str) -> None:
+    h = bearer(tokens["user"])
+    listed = client.get(MINE, headers=h)
+    assert listed.status_code == 200 and [c["serial"] for c in listed.json()] == [serial]
+    r = client.get(f"{MINE}/{serial}/bundle", headers=h)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"] == 'attachment; filename="alice.zip"'
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_a_user_cannot_fetch_another_users_certificate(
+        client: TestClient, service: Service, tokens: dict[str, str], serial: str) -> None:
+    service.add_user("default", "bob", email="bob@example.com", allow=True)
+    bob = bearer(service.create_token(role="user", tenant="default", login="bob")[0])
+    assert client.get(MINE, headers=bob).json() == []
+    theirs = client.get(f"{MINE}/{serial}/bundle", headers=bob)
+    absent = client.get(f"{MINE}/ABCDEF0123/bundle", headers=bob)
+    assert theirs.status_code == absent.status_code == 404
+    assert theirs.json()["detail"] == f"no certificate with serial {serial}"
+    assert absent.json()["detail"] == "no certificate with serial ABCDEF0123"
+    # nor one of another tenant, and admins use the admin route
+    acme_user = client.get(f"{MINE}/{serial}/bundle", headers=bearer(tokens["acme-admin"]))
+    assert acme_user.status_code == 404
+    assert client.get(MINE, headers=bearer(tokens["admin"])).status_code == 403
+
+
+# --- the admin creates a link --------------------------------------------------------------
+
+
+def test_an_admin_creates_a_link_and_sees_its_url_once(
+        client: TestClient, service: Service, tokens: dict[str, str], serial: str) -> None:
+    r = client.post("/api/v1/tenants/default/users/alice/links", headers=bearer(tokens["admin"]))
+    assert r.status_code == 201, r.text
+    assert r.headers["cache-control"] == "no-store"
+    body = r.json()
+    assert body["sent"] is False and body["email"] == "alice@example.com"
+    assert body["expires_at"] == "2026-03-09T09:00:00Z"
+    assert_page(client.get(path_of(body["url"])), 200)
+    for role, status in (("user", 403), ("gateway", 403), ("acme-admin", 404)):
+        r = client.post("/api/v1/tenants/default/users/alice/links", json={},
+                        headers=bearer(tokens[role]))
+        assert r.status_code == status, role
+
+
+def test_sending_a_link_without_smtp_is_refused_clearly(
+        client: TestClient, tokens: dict[str, str], serial: str) -> None:
+    r = client.post("/api/v1/tenants/default/users/alice/links", json={"send": True},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("e-mail is not configured (set TEGATA_SMTP_HOST and "
+                                         "TEGATA_SMTP_FROM)")
+
+
+def test_link_tokens_never_reach_the_access_log() -> None:
+    # the record uvicorn's access logger makes for every request
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 0, '%s - "%s %s HTTP/%s" %d',
+        ("192.0.2.1:5000", "POST", "/d/tdl_k9185vFf0OJkADDUbBhKdGu4-mgsegMKoatL4F_qQwc", "1.1",
+         200), None)
+    assert selfservice.RedactLinkTokens().filter(record)
+    assert record.getMessage() == '192.0.2.1:5000 - "POST /d/tdl_… HTTP/1.1" 200'
