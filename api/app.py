@@ -16,6 +16,7 @@ from api.routes import (
     health,
     jobs,
     me,
+    ocsp,
     publish,
     revocation,
     selfservice,
@@ -46,7 +47,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
-                   selfservice.router):
+                   selfservice.router, ocsp.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
 )
+from cryptography.x509 import ocsp
 
 from ca.errors import ConfigError
 
@@ -41,6 +42,8 @@ class Signer(Protocol):
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder
     ) -> x509.CertificateRevocationList: ...
+
+    def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder) -> ocsp.OCSPResponse: ...
 
 
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
@@ -79,6 +82,9 @@ class FileSigner:
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder
     ) -> x509.CertificateRevocationList:
+        return builder.sign(self.__key, self._hash)
+
+    def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder) -> ocsp.OCSPResponse:
         return builder.sign(self.__key, self._hash)
 
 

@@ -10,6 +10,7 @@ from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.hierarchy import HierarchyUseCases
 from ca.service.jobs import JobUseCases, JobView
 from ca.service.links import LinkUseCases
+from ca.service.ocsp import OcspUseCases
 from ca.service.revocation import CrlView, RevocationUseCases
 from ca.service.selection import Selection
 from ca.service.tokens import TokenUseCases
@@ -28,7 +29,7 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              JobUseCases, RevocationUseCases, TokenUseCases, LinkUseCases):
+              JobUseCases, RevocationUseCases, OcspUseCases, TokenUseCases, LinkUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 

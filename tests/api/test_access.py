@@ -13,9 +13,10 @@ from api.auth import PublicMarker, RoleGuard, declared_access, requires
 from ca.service import Service
 from tests.api.conftest import bearer
 
-PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}", "/crl/{name}", "/d/{token}"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}", "/crl/{name}", "/d/{token}", "/ocsp",
+                "/ocsp/{encoded}"}
 SAMPLE = {"tenant": "default", "serial": "AB", "name": "root.crt", "login": "alice",
-          "job_id": "0" * 32, "token": "x"}
+          "job_id": "0" * 32, "token": "x", "encoded": "AA"}
 
 
 def concrete(path: str) -> str:

@@ -1,0 +1,73 @@
+"""The OCSP responder over HTTP (RFC 6960 appendix A, RFC 5019)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.auth import public
+from api.routes.tenants import service_of
+from ca.service.ocsp import MAX_REQUEST_BYTES, OcspAnswer
+
+router = APIRouter(tags=["ocsp"])
+# nginx rejects a response with any other Content-Type, parameters included
+MEDIA_TYPE = "application/ocsp-response"
+DOC: dict[int | str, dict[str, Any]] = {200: {
+    "content": {MEDIA_TYPE: {}},
+    "description": "an OCSP response; malformedRequest and unauthorized are responses too"}}
+
+
+def _response(answer: OcspAnswer, now_seconds: float) -> Response:
+    headers = {"Content-Length": str(len(answer.der))}
+    if answer.cacheable and answer.this_update and answer.next_update:
+        # RFC 5019, 6.2: caches may keep the response until its nextUpdate
+        max_age = max(0, int(answer.next_update.timestamp() - now_seconds))
+        headers.update({
+            "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
+            "Last-Modified": format_datetime(answer.this_update, usegmt=True),
+            "Expires": format_datetime(answer.next_update, usegmt=True),
+            "ETag": '"' + hashlib.sha1(answer.der, usedforsecurity=False).hexdigest() + '"',
+        })
+    else:
+        headers["Cache-Control"] = "no-store"
+    return Response(answer.der, media_type=None, headers={**headers,
+                                                          "Content-Type": MEDIA_TYPE})
+
+
+@router.post("/ocsp", dependencies=[public()], response_class=Response, responses=DOC,
+             openapi_extra={"requestBody": {"content": {"application/ocsp-request": {
+                 "schema": {"type": "string", "format": "binary"}}}}})
+async def ocsp_post(request: Request) -> Response:
+    """A DER OCSPRequest in the body."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            break
+    service = service_of(request)
+    answer = await run_in_threadpool(service.ocsp_respond, bytes(body))
+    return _response(answer, service.now().timestamp())
+
+
+@router.get("/ocsp/{encoded:path}", dependencies=[public()], response_class=Response,
+            responses=DOC)
+async def ocsp_get(request: Request, encoded: str) -> Response:
+    """The base64 DER request as the rest of the path (RFC 6960, A.1); unescaped '/', '+'
+    and '=' are accepted, as some clients send them."""
+    raw = request.scope.get("raw_path", b"").decode("latin-1")
+    text = raw.split("/ocsp/", 1)[1] if "/ocsp/" in raw else encoded
+    text = unquote(text).replace(" ", "+")
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    service = service_of(request)
+    answer = await run_in_threadpool(service.ocsp_respond, data)
+    return _response(answer, service.now().timestamp())
