@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.routing import BaseRoute
@@ -15,6 +20,7 @@ from api.routes import (
     certificates,
     health,
     jobs,
+    lifecycle,
     me,
     ocsp,
     publish,
@@ -38,16 +44,44 @@ class RequestId(BaseHTTPMiddleware):
         return response
 
 
+log = logging.getLogger("tegata.lifecycle")
+
+
+async def _lifecycle_loop(service: Service, interval: int) -> None:
+    """Subscription ends, grace ends, expiry and CRL renewal, every ``interval`` seconds:
+    what CRL and OCSP publish is right within a minute of each instant."""
+    while True:
+        try:
+            report = await run_in_threadpool(service.run_lifecycle)
+            if report.suspended or report.reinstated or report.revoked or report.purged:
+                log.info("lifecycle: %s", report)
+        except Exception:  # the loop must outlive a failed run; the next one retries
+            log.exception("lifecycle run failed")
+        await asyncio.sleep(interval)
+
+
 def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
-    app = FastAPI(title="Tegata", version="0.1.0", redoc_url=None,
+    the_service = service or Service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.lifecycle_interval_seconds > 0:
+            task = asyncio.create_task(_lifecycle_loop(the_service,
+                                                       settings.lifecycle_interval_seconds))
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
                   description="A private certificate authority for per-user client "
                               "certificates.")
-    app.state.service = service or Service(settings)
+    app.state.service = the_service
     problems.install(app)
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
-                   selfservice.router, ocsp.router):
+                   selfservice.router, ocsp.router, lifecycle.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # how often the server applies time-driven transitions and renews CRLs (0: never)
+    lifecycle_interval_seconds: int = Field(default=60, ge=0, le=3600)
     # one-time self-download links, and the mail that carries them
     link_validity_days: int = Field(default=7, ge=1, le=90)
     smtp_host: str | None = None

@@ -26,9 +26,12 @@ def _shown(value: str) -> str:
 
 
 def login(value: str) -> str:
-    if not LOGIN.fullmatch(value):
+    # a login becomes <login>.zip, <login>.p12 and <login>-password.txt: no "..", and no
+    # final "." (Windows drops it, and "alice." + ".p12" would hold "..")
+    if not LOGIN.fullmatch(value) or ".." in value or value.endswith("."):
         raise InvalidInput(f"login {_shown(value)} must be 1-64 characters of A-Z a-z 0-9 . _ - "
-                           "starting with a letter or digit", field="login")
+                           "starting with a letter or digit, with no '..' and not ending in "
+                           "'.'", field="login")
     return value
 
 

@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tenant_app, name="tenant")
     revocation.register(cert_app)
     app.add_typer(revocation.crl_app, name="crl")
+    app.add_typer(revocation.lifecycle_app, name="lifecycle")
+    tenant_app.add_typer(revocation.subscription_app, name="subscription")
     app.add_typer(link_app, name="link")
     tenant_app.command("set")(tenant_set)
     app.add_typer(user_app, name="user")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ca.errors import InvalidInput
-from ca.service import DEFAULT_TENANT
+from ca.service import DEFAULT_TENANT, SubscriptionView
 from ca.signer import write_private_file
 from cli.context import STATE, emit
 
@@ -91,3 +91,55 @@ def crl_export(
     write_private_file(out, data)
     out.chmod(0o644)  # a CRL is public
     typer.echo(f"wrote {out} (CRL {own.number})")
+
+
+lifecycle_app = typer.Typer(no_args_is_help=True, help="Time-driven transitions.")
+subscription_app = typer.Typer(no_args_is_help=True, help="A tenant's trial or contract.")
+
+
+@lifecycle_app.command("run")
+def lifecycle_run(as_json: JsonOpt = False) -> None:
+    """Apply due transitions now: subscription end and grace end, key purge on expiry, CRL
+    renewal. Idempotent; the server also runs it every minute."""
+    report = STATE.service().run_lifecycle()
+    emit(report.__dict__, as_json=as_json,
+         text=", ".join(f"{k} {v}" for k, v in report.__dict__.items()))
+
+
+def _subscription_dict(view: SubscriptionView) -> dict[str, object]:
+    return {"tenant": view.tenant, "kind": view.kind,
+            "ends_on": view.ends_on.isoformat() if view.ends_on else None,
+            "timezone": view.zone, "ends_at": view.ends_at.isoformat() if view.ends_at else None,
+            "grace_days": view.grace_days,
+            "grace_ends_at": view.grace_ends_at.isoformat() if view.grace_ends_at else None,
+            "state": view.state}
+
+
+@subscription_app.command("set")
+def subscription_set(
+    ends: Annotated[str | None, typer.Option(help="Last day of service, YYYY-MM-DD; "
+                                             "'none' for open-ended.")] = None,
+    grace_days: Annotated[int | None, typer.Option(help="Days suspended before revocation "
+                                                   "(default 30).")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="Zone of the end date (default: "
+                                           "the tenant's).")] = None,
+    trial: Annotated[bool, typer.Option("--trial", help="A trial, not a contract.")] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set when the tenant's subscription ends; renewing within the grace period brings
+    suspended certificates back."""
+    from ca import expiry
+
+    date = None if ends in (None, "none") else expiry.parse_date(ends or "")
+    view = STATE.service().set_subscription(tenant, ends=date, zone=tz, grace_days=grace_days,
+                                            kind="trial" if trial else "contract")
+    data = _subscription_dict(view)
+    emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))
+
+
+@subscription_app.command("show")
+def subscription_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Show the tenant's subscription and its state (active, grace, ended)."""
+    data = _subscription_dict(STATE.service().get_subscription(tenant))
+    emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))

@@ -9,9 +9,10 @@ from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.hierarchy import HierarchyUseCases
 from ca.service.jobs import JobUseCases, JobView
+from ca.service.lifecycle import LifecycleReport, LifecycleUseCases, SubscriptionView
 from ca.service.links import LinkUseCases
 from ca.service.ocsp import OcspUseCases
-from ca.service.revocation import CrlView, RevocationUseCases
+from ca.service.revocation import CrlView
 from ca.service.selection import Selection
 from ca.service.tokens import TokenUseCases
 from ca.service.users import ImportReport, UserSpec, UserUseCases, UserView
@@ -29,7 +30,7 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              JobUseCases, RevocationUseCases, OcspUseCases, TokenUseCases, LinkUseCases):
+              JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
@@ -45,9 +46,11 @@ __all__ = [
     "InitRequest",
     "IssueRequest",
     "JobView",
+    "LifecycleReport",
     "Principal",
     "Selection",
     "Service",
+    "SubscriptionView",
     "TokenView",
     "UserSpec",
     "UserView",

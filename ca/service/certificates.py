@@ -208,6 +208,19 @@ class CertificateUseCases(ServiceCore):
                                field="tenant")
             return _view(rows[0], now=self.now())
 
+    def certificate_by_fingerprint(self, tenant: str, fingerprint: str) -> CertificateView:
+        """One certificate by its SHA-256 fingerprint (hex, colons allowed)."""
+        cleaned = fingerprint.replace(":", "").strip().upper()
+        if len(cleaned) != 64 or any(c not in "0123456789ABCDEF" for c in cleaned):
+            raise InvalidInput("a SHA-256 fingerprint is 64 hexadecimal digits",
+                               field="sha256")
+        with self.reading() as session:
+            row = session.execute(_listing().where(
+                Certificate.fingerprint_sha256 == cleaned, Tenant.name == tenant)).first()
+            if row is None:
+                raise NotFound("no certificate with that fingerprint", field="sha256")
+            return _view(row, now=self.now())
+
     def list_certificates(self, tenant: str, *, state: str | None = None,
                           login: str | None = None, group: str | None = None,
                           limit: int = 1000, offset: int = 0) -> list[CertificateView]:

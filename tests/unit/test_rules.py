@@ -38,9 +38,10 @@ def test_safe_logins_are_accepted(login: str) -> None:
 @pytest.mark.parametrize(
     "login",
     ["", "../x", "a/b", "a\\b", "a\x00b", "a\r\nb", "\u202egnp.exe", "x" * 65, "x" * 10_000,
-     ".hidden", "-rf", "a b", "アリス", "a;b", "a'b"],
+     ".hidden", "-rf", "a b", "アリス", "a;b", "a'b", "a..b", "alice."],
     ids=["empty", "dotdot", "slash", "backslash", "nul", "crlf", "rtl-override", "65",
-         "10k", "leading-dot", "leading-dash", "space", "non-ascii", "semicolon", "quote"],
+         "10k", "leading-dot", "leading-dash", "space", "non-ascii", "semicolon", "quote",
+         "inner-dotdot", "trailing-dot"],
 )
 def test_unsafe_logins_are_refused(login: str) -> None:
     with pytest.raises(InvalidInput, match="login"):

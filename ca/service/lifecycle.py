@@ -1,0 +1,177 @@
+"""Subscriptions and the time-driven transitions: subscription end, grace end, expiry.
+
+``run_lifecycle`` is idempotent and safe to crash and rerun: each tenant's changes are one
+transaction, and every step looks at the state it finds rather than remembering what it did.
+The server runs it every minute, and ``tegata lifecycle run`` runs it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ca import audit, expiry
+from ca.audit import Actor, Event
+from ca.db import queries
+from ca.db.models import Certificate, Crl, KeyMaterial, Tenant, User
+from ca.errors import InvalidInput
+from ca.service import status
+from ca.service.revocation import RevocationUseCases
+from ca.states import HoldCause
+
+LIFECYCLE_ACTOR = Actor(name="lifecycle")
+KINDS = ("none", "trial", "contract")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionView:
+    tenant: str
+    kind: str
+    ends_on: dt.date | None
+    zone: str | None
+    ends_at: dt.datetime | None
+    grace_days: int
+    grace_ends_at: dt.datetime | None
+    state: str  # active | grace | ended
+
+
+@dataclass(frozen=True, kw_only=True)
+class LifecycleReport:
+    suspended: int = 0
+    reinstated: int = 0
+    revoked: int = 0
+    purged: int = 0
+    crls: int = 0
+
+
+def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
+    if tenant.subscription_ends_at is None or now < tenant.subscription_ends_at:
+        return "active"
+    if now < tenant.subscription_ends_at + dt.timedelta(days=tenant.grace_days):
+        return "grace"
+    return "ended"
+
+
+class LifecycleUseCases(RevocationUseCases):
+    def set_subscription(self, tenant: str, *, ends: dt.date | None, zone: str | None = None,
+                         grace_days: int | None = None, kind: str = "contract",
+                         actor: Actor = audit.CLI_ACTOR) -> SubscriptionView:
+        """The trial or contract works through ``ends`` in ``zone`` (the tenant's by
+        default); ``None`` makes it open-ended. A renewal inside the grace period brings
+        the suspended certificates back at once."""
+        if kind not in KINDS:
+            raise InvalidInput(f"subscription kind {kind[:16]!r} is not one of "
+                               f"{', '.join(KINDS)}", field="kind")
+        if grace_days is not None and not 0 <= grace_days <= 3650:
+            raise InvalidInput("grace days must be 0 to 3650", field="grace_days")
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            zone_name = zone or owner.timezone or "UTC"
+            if ends is not None:
+                expiry.check_range(ends)
+                owner.subscription_ends_at = expiry.not_after(
+                    ends, expiry.zone(zone_name)) + expiry.ONE_SECOND
+            else:
+                owner.subscription_ends_at = None
+            owner.subscription_ends_on = ends
+            owner.subscription_zone = zone_name if ends else None
+            owner.subscription_kind = kind if ends else "none"
+            if grace_days is not None:
+                owner.grace_days = grace_days
+            audit.record(session, actor, Event(
+                action="tenant.subscription", target=owner.name, tenant_id=owner.id,
+                details={"ends_on": ends.isoformat() if ends else None, "zone": zone_name,
+                         "grace_days": owner.grace_days}), now=now)
+            self._apply_subscription(session, owner, actor, now=now)
+            return _subscription_view(owner, now=now)
+
+    def get_subscription(self, tenant: str) -> SubscriptionView:
+        with self.reading() as session:
+            return _subscription_view(queries.tenant(session, tenant), now=self.now())
+
+    def run_lifecycle(self) -> LifecycleReport:
+        """Apply every transition whose instant has come; one transaction per tenant."""
+        now = self.now()
+        totals = LifecycleReport()
+        with self.reading() as session:
+            names = list(session.scalars(select(Tenant.name)))
+        for name in names:
+            with self.transaction() as session:
+                owner = queries.tenant(session, name)
+                report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
+                purged = _purge_expired(session, owner, now=now)
+                issuing = queries.issuing(session, owner)
+                latest = _latest_crl_next_update(session, issuing.id)
+                # a CRL past half its validity is renewed, so nextUpdate never passes
+                stale = latest is None or now >= latest[0] + (latest[1] - latest[0]) / 2
+                crls = 0
+                if stale and not (report.suspended or report.reinstated or report.revoked):
+                    self._publish(session, issuing, now=now)
+                    crls = 1
+            totals = LifecycleReport(
+                suspended=totals.suspended + report.suspended,
+                reinstated=totals.reinstated + report.reinstated,
+                revoked=totals.revoked + report.revoked, purged=totals.purged + purged,
+                crls=totals.crls + crls + report.crls)
+        with self.transaction() as session:
+            root = queries.require_root(session)
+            latest = _latest_crl_next_update(session, root.id)
+            if latest is None or now >= latest[0] + (latest[1] - latest[0]) / 2:
+                self._publish(session, root, now=now)
+                totals = LifecycleReport(**{**totals.__dict__, "crls": totals.crls + 1})
+        return totals
+
+    def _apply_subscription(self, session: Session, owner: Tenant, actor: Actor, *,
+                            now: dt.datetime) -> LifecycleReport:
+        state = subscription_state(owner, now=now)
+        suspended = reinstated = revoked = 0
+        rows = session.execute(select(Certificate, User.login).join(
+            User, Certificate.user_id == User.id).where(
+            Certificate.tenant_id == owner.id, Certificate.revoked_at.is_(None),
+            Certificate.not_after >= now)).all()
+        for cert, login in rows:
+            if state == "grace":
+                suspended += status.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
+                                               tenant=owner.name, login=login, now=now)
+            elif state == "ended":
+                revoked += status.revoke(session, cert, "cessationOfOperation", actor,
+                                         tenant=owner.name, login=login, now=now)
+            else:
+                reinstated += status.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
+                                               tenant=owner.name, login=login, now=now)
+        crls = 0
+        if suspended or reinstated or revoked:
+            self._publish(session, queries.issuing(session, owner), now=now)
+            crls = 1
+        return LifecycleReport(suspended=suspended, reinstated=reinstated, revoked=revoked,
+                               crls=crls)
+
+
+def _purge_expired(session: Session, owner: Tenant, *, now: dt.datetime) -> int:
+    rows = session.scalars(select(Certificate).join(
+        KeyMaterial, KeyMaterial.certificate_id == Certificate.id).where(
+        Certificate.tenant_id == owner.id, Certificate.not_after < now,
+        KeyMaterial.sealed_key.is_not(None))).all()
+    for cert in rows:
+        status.purge_key_material(session, cert, now=now)
+    return len(rows)
+
+
+def _latest_crl_next_update(session: Session, authority_id: int
+                            ) -> tuple[dt.datetime, dt.datetime] | None:
+    row = session.execute(select(Crl.this_update, Crl.next_update).where(
+        Crl.authority_id == authority_id).order_by(Crl.number.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def _subscription_view(owner: Tenant, *, now: dt.datetime) -> SubscriptionView:
+    ends_at = owner.subscription_ends_at
+    return SubscriptionView(
+        tenant=owner.name, kind=owner.subscription_kind, ends_on=owner.subscription_ends_on,
+        zone=owner.subscription_zone, ends_at=ends_at, grace_days=owner.grace_days,
+        grace_ends_at=ends_at + dt.timedelta(days=owner.grace_days) if ends_at else None,
+        state=subscription_state(owner, now=now))
