@@ -18,6 +18,7 @@ from api import problems
 from api.auth import declared_access
 from api.routes import (
     certificates,
+    gateway,
     health,
     jobs,
     lifecycle,
@@ -81,7 +82,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
-                   selfservice.router, ocsp.router, lifecycle.router):
+                   selfservice.router, ocsp.router, lifecycle.router, gateway.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

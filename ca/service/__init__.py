@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
+from ca.service.gateway import GatewayUseCases
 from ca.service.hierarchy import HierarchyUseCases
 from ca.service.jobs import JobUseCases, JobView
 from ca.service.lifecycle import LifecycleReport, LifecycleUseCases, SubscriptionView
@@ -30,7 +31,8 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases):
+              JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases,
+              GatewayUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
