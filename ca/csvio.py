@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from ca.errors import InvalidInput
 
 COLUMNS = ("login", "email", "name", "groups", "secure_access", "kind")
+# written by an export, ignored by an import, so that an export imports back as it is
+READ_ONLY = ("status", "certificate_status")
 REQUIRED = ("login",)
 GROUP_SEPARATOR = ";"
 MAX_BYTES = 50 * 1024 * 1024
@@ -26,6 +28,7 @@ class Row:
 
     line: int
     cells: dict[str, str]
+    problem: str | None = None  # a row that cannot be read; reported, never applied
 
 
 def decode(data: bytes) -> str:
@@ -36,8 +39,9 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the CSV file is not UTF-8 (byte {exc.start} is invalid); save it "
-                           "as 'CSV UTF-8'", field="file") from None
+        line = data[:exc.start].count(b"\n") + 1
+        raise InvalidInput(f"line {line}: the CSV file is not UTF-8 (Shift_JIS?); save it as "
+                           "'CSV UTF-8'", field="file") from None
 
 
 def read(data: bytes) -> list[Row]:
@@ -50,7 +54,7 @@ def read(data: bytes) -> list[Row]:
             raise InvalidInput("the CSV file is empty: the first line must name the columns "
                                f"({', '.join(COLUMNS)})", field="file")
         names = [cell.strip().lower() for cell in header]
-        unknown = [n for n in names if n not in COLUMNS]
+        unknown = [n for n in names if n not in COLUMNS + READ_ONLY]
         if unknown:
             raise InvalidInput(f"line 1: unknown column {unknown[0][:32]!r}; the columns are "
                                f"{', '.join(COLUMNS)}", field="file")
@@ -64,9 +68,15 @@ def read(data: bytes) -> list[Row]:
             if not any(cell.strip() for cell in record):
                 continue  # blank lines are allowed, as spreadsheets leave them
             if len(record) != len(names):
-                raise InvalidInput(f"line {reader.line_num}: {len(record)} cells where the "
-                                   f"header has {len(names)}", field="file")
-            rows.append(Row(line=reader.line_num, cells=dict(zip(names, record, strict=True))))
+                at = names.index("login")
+                login = record[at][:64] if at < len(record) else ""
+                rows.append(Row(line=reader.line_num, cells={"login": login},
+                                problem=f"{len(record)} cells where the header has "
+                                        f"{len(names)}"))
+                continue
+            cells = {n: unquote_cell(v) for n, v in zip(names, record, strict=True)
+                     if n not in READ_ONLY}
+            rows.append(Row(line=reader.line_num, cells=cells))
         return rows
     except csv.Error as exc:
         raise InvalidInput(f"line {reader.line_num}: {exc}", field="file") from None
@@ -78,7 +88,7 @@ def parse_bool(value: str, *, line: int) -> bool:
         return True
     if lowered in FALSE:
         return False
-    raise InvalidInput(f"line {line}: secure_access {value[:16]!r} is not yes or no",
+    raise InvalidInput(f"secure_access {value[:16]!r} is not yes or no",
                        field="secure_access")
 
 
@@ -87,10 +97,16 @@ def split_groups(value: str) -> tuple[str, ...]:
 
 
 def safe_cell(value: str) -> str:
-    """A cell that a spreadsheet shows as text, never evaluates."""
-    if value.startswith(_FORMULA_START):
+    """A cell that a spreadsheet shows as text, never evaluates. A leading apostrophe is
+    doubled too, so that ``unquote_cell`` gives back exactly what was exported."""
+    if value.startswith((*_FORMULA_START, "'")):
         return "'" + value
     return value
+
+
+def unquote_cell(value: str) -> str:
+    """Undo ``safe_cell``: one leading apostrophe is the spreadsheet's text marker."""
+    return value[1:] if value.startswith("'") else value
 
 
 def write(rows: Iterable[Iterable[str]]) -> Iterator[str]:

@@ -106,7 +106,8 @@ class Group(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    name_key: Mapped[str] = mapped_column(String(100))  # casefolded, for uniqueness
+    # casefolded, for uniqueness; casefolding can lengthen a name ('ß' -> 'ss'), hence 400
+    name_key: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[dt.datetime]
 
     users: Mapped[list[User]] = relationship(secondary=user_groups, back_populates="groups")

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from sqlalchemy import ColumnElement, Row, Select, and_, exists, not_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry, parallel, passwords, serials
+from ca import audit, expiry, parallel, passwords, serials, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
@@ -234,6 +234,7 @@ class CertificateUseCases(ServiceCore):
             if login is not None:
                 query = query.where(User.login_key == login.lower())
             if group is not None:
+                group = validate.group_name(group)
                 query = query.where(exists().where(
                     user_groups.c.user_id == User.id, user_groups.c.group_id == Group.id,
                     Group.tenant_id == owner.id, Group.name_key == group.casefold()))

@@ -38,8 +38,8 @@ class Selection:
                 raise InvalidInput("name at least one user", field="logins")
             for login in self.logins:
                 validate.login(login)
-        if self.group is not None:
-            validate.group_name(self.group)
+        if self.group is not None:  # compared as stored: trimmed, NFC, casefolded
+            object.__setattr__(self, "group", validate.group_name(self.group))
         if self.status is not None and self.status not in STATUSES:
             raise InvalidInput(f"status {self.status[:16]!r} is not one of "
                                f"{', '.join(STATUSES)}", field="status")

@@ -170,6 +170,8 @@ class UserUseCases(ServiceCore):
                     login = row.cells.get("login", "").strip()
                     try:
                         first = seen.setdefault(login.lower(), row.line)
+                        if row.problem is not None:
+                            raise InvalidInput(row.problem)
                         if first != row.line:
                             raise InvalidInput(f"login {login!r} is already on line {first}")
                         # every check of a row comes before its first write
