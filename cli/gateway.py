@@ -1,0 +1,162 @@
+"""`tegata gateway ...`: the nginx kit, the trust bundle, CRL sync; `tegata tenant ip-policy`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+
+from ca.clock import SystemClock
+from ca.errors import InvalidInput
+from ca.service import DEFAULT_TENANT
+from ca.signer import write_private_file
+from cli import crlsync
+from cli.context import STATE, emit
+from cli.gateway_kit import Kit, render
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
+
+gateway_app = typer.Typer(no_args_is_help=True, help="Putting a gateway (nginx, HAProxy) in "
+                                                     "front.")
+ip_policy_app = typer.Typer(no_args_is_help=True, help="The tenant's IP restriction.")
+
+
+@gateway_app.command("ca-bundle")
+def ca_bundle(tenant: TenantOpt = DEFAULT_TENANT) -> None:
+    """The trust bundle for the gateway: the tenant's issuing CA, then the root (PEM)."""
+    root, issuing = STATE.service().ca_certificates(tenant)
+    typer.echo(issuing.pem + root.pem, nl=False)
+
+
+@gateway_app.command("nginx")
+def nginx(
+    upstream: Annotated[str, typer.Option(help="Where nginx passes verified requests, e.g. "
+                                          "http://127.0.0.1:9000.")],
+    tenant: TenantOpt = DEFAULT_TENANT,
+    mode: Annotated[str, typer.Option(help="ocsp (default), crl, or auth (the IP-restriction "
+                                      "policy through auth_request).")] = "ocsp",
+    server_name: Annotated[str, typer.Option(help="nginx server_name.")] = "_",
+    listen: Annotated[str, typer.Option(help="nginx listen address.")] = "443",
+    server_cert: Annotated[str, typer.Option(help="The gateway's own TLS certificate.")]
+    = "/etc/nginx/tls/server.pem",
+    server_key: Annotated[str, typer.Option(help="Its key.")] = "/etc/nginx/tls/server.key",
+    ca_bundle_path: Annotated[str | None, typer.Option(
+        "--ca-bundle", help="Path of `tegata gateway ca-bundle` on the gateway.")] = None,
+    crl_file: Annotated[str | None, typer.Option(help="Path of the CRL file (crl mode).")]
+    = None,
+    tegata_url: Annotated[str | None, typer.Option(help="Tegata's URL as the gateway reaches "
+                                                   "it (default TEGATA_PUBLIC_BASE_URL).")]
+    = None,
+    auth_include: Annotated[Path | None, typer.Option(
+        help="auth mode: write a new gateway token into this nginx include file (0600), "
+             "and point the configuration at it.")] = None,
+) -> None:
+    """Print an nginx server block for the tenant's gateway."""
+    service = STATE.service()
+    if mode == "auth" and auth_include is None:
+        raise InvalidInput("auth mode needs --auth-include FILE for the gateway token",
+                           field="auth_include")
+    with service.reading() as session:
+        from ca.db import queries
+
+        validity = queries.tenant(session, tenant).ocsp_validity_seconds
+    base = f"/etc/nginx/tegata/{tenant}"
+    kit = Kit(tenant=tenant, mode=mode, server_name=server_name, listen=listen,
+              server_cert=server_cert, server_key=server_key,
+              ca_bundle=ca_bundle_path or f"{base}-ca.pem",
+              crl_file=crl_file or f"{base}-crl.pem",
+              tegata_url=(tegata_url or service.settings.public_base_url).rstrip("/"),
+              upstream=upstream, ocsp_validity_seconds=validity,
+              auth_include=str(auth_include or f"{base}-auth.conf"))
+    text = render(kit)  # checks every value before a token is made
+    if auth_include is not None and mode == "auth":
+        token, _ = service.create_token(role="gateway", tenant=tenant,
+                                        name=f"nginx {server_name}")
+        auth_include.unlink(missing_ok=True)
+        write_private_file(auth_include,
+                           f'proxy_set_header Authorization "Bearer {token}";\n'.encode())
+    typer.echo(text, nl=False)
+
+
+@gateway_app.command("crl-sync")
+def crl_sync(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The gateway's CRL file.")],
+    ca_bundle_path: Annotated[Path, typer.Option("--ca-bundle", help="Trusted CAs (from "
+                                                 "`tegata gateway ca-bundle`).")],
+    tenant: TenantOpt = DEFAULT_TENANT,
+    url: Annotated[str | None, typer.Option(help="Tegata's base URL (default "
+                                            "TEGATA_PUBLIC_BASE_URL).")] = None,
+    reload_command: Annotated[str | None, typer.Option(
+        "--reload", help="Run when the file changed, e.g. 'nginx -s reload'.")] = None,
+    haproxy_socket: Annotated[str | None, typer.Option(
+        help="HAProxy runtime API socket: push the CRL there (set + commit).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep syncing.")] = False,
+    interval: Annotated[int, typer.Option(help="Seconds between syncs with --watch.")] = 300,
+    warn_hours: Annotated[int, typer.Option(help="Warn when the gateway's CRL would expire "
+                                            "within this many hours.")] = 48,
+) -> None:
+    """Fetch, check and atomically write the tenant's CRL bundle; reload on change."""
+    base = (url or STATE.settings().public_base_url).rstrip("/")
+    try:
+        trusted = x509.load_pem_x509_certificates(ca_bundle_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read the CA bundle {ca_bundle_path}: {exc}") from None
+    clock = SystemClock()
+    while True:
+        now = clock.now()
+        current = crlsync.read_current(out, trusted, now=now)
+        try:
+            fetched = crlsync.check(crlsync.fetch(f"{base}/crl/{tenant}-chain.pem"), trusted,
+                                    now=now, previous=current)
+        except InvalidInput as exc:
+            left = (current.next_update - now) if current else dt.timedelta(0)
+            crlsync.warn(f"{exc}; the gateway's CRL "
+                         + (f"expires in {left}" if current else "is missing")
+                         + " — once expired, nginx refuses every client")
+            if not watch:
+                raise
+        else:
+            changed = current is None or current.pem != fetched.pem
+            if changed:
+                crlsync.write_atomically(out, fetched.pem)
+                if haproxy_socket:
+                    crlsync.haproxy_push(haproxy_socket, out, fetched.pem)
+                if reload_command:
+                    crlsync.reload(reload_command)
+            if fetched.next_update - now < dt.timedelta(hours=warn_hours):
+                crlsync.warn(f"the CRL expires at {fetched.next_update.isoformat()}: is "
+                             "Tegata renewing it?")
+            emit({"file": str(out), "changed": changed, "numbers": fetched.numbers,
+                  "next_update": fetched.next_update.isoformat()}, as_json=False,
+                 text=f"{out}: {'updated' if changed else 'unchanged'}, next update "
+                      f"{fetched.next_update.isoformat()}")
+        if not watch:
+            return
+        time.sleep(interval)
+
+
+@ip_policy_app.command("set")
+def ip_policy_set(
+    policy: Annotated[str, typer.Option(help="ip_only, cert_only, ip_or_cert or "
+                                        "ip_and_cert.")],
+    network: Annotated[list[str] | None, typer.Option(help="An allowed network (CIDR); "
+                                                      "repeat for more.")] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the allowed networks and how they combine with certificates."""
+    view = STATE.service().set_ip_policy(tenant, policy=policy, networks=network or [])
+    emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
+         as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
+
+
+@ip_policy_app.command("show")
+def ip_policy_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    view = STATE.service().get_ip_policy(tenant)
+    emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
+         as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
