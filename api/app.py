@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute
 from api import problems
 from api.auth import declared_access
 from api.routes import (
+    audit,
     certificates,
     gateway,
     health,
@@ -82,7 +83,8 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.add_middleware(RequestId)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
-                   selfservice.router, ocsp.router, lifecycle.router, gateway.router):
+                   selfservice.router, ocsp.router, lifecycle.router, gateway.router,
+                   audit.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

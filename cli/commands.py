@@ -17,6 +17,7 @@ from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
 from ca.signer import write_private_file
 from cli import gateway, revocation, server
+from cli.auditlog import audit_app
 from cli.context import STATE, emit
 from cli.links import link_app, tenant_set
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
     tenant_app.add_typer(revocation.subscription_app, name="subscription")
     app.add_typer(link_app, name="link")
     app.add_typer(gateway.gateway_app, name="gateway")
+    app.add_typer(audit_app, name="audit")
     tenant_app.add_typer(gateway.ip_policy_app, name="ip-policy")
     tenant_app.command("set")(tenant_set)
     app.add_typer(user_app, name="user")

@@ -5,6 +5,7 @@ The API and the CLI both call ``Service``; neither reaches the database or a key
 
 from __future__ import annotations
 
+from ca.service.auditlog import AuditUseCases, EventView
 from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.gateway import GatewayUseCases
@@ -32,7 +33,7 @@ from ca.service.views import (
 
 class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
               JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases,
-              GatewayUseCases):
+              GatewayUseCases, AuditUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "CAView",
     "CertificateView",
     "CrlView",
+    "EventView",
     "ImportReport",
     "InitRequest",
     "IssueRequest",

@@ -1,0 +1,85 @@
+"""The audit log: who did what, when, from where; filters and CSV/JSON export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from api.auth import requires
+from api.problems import responses
+from api.routes.tenants import service_of
+from ca.service import EventView
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+class EventOut(BaseModel):
+    id: int
+    at: dt.datetime
+    tenant: str | None
+    actor: str
+    source_ip: str | None
+    action: str
+    target: str
+    outcome: str
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class VerifyOut(BaseModel):
+    events: int
+    intact: bool
+    broken_at: int | None
+    problem: str | None
+
+
+def _out(view: EventView) -> EventOut:
+    return EventOut(**view.__dict__)
+
+
+@router.get("/tenants/{tenant}/audit", dependencies=[requires("operator", "admin")],
+            response_model=list[EventOut],
+            responses={200: {"content": {"application/json": {}, "text/csv": {}}},
+                       **responses(400, 401, 403, 404)})
+def tenant_audit(
+    request: Request, tenant: str,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    since: dt.datetime | None = None, until: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    timezone: Annotated[str, Query(max_length=64)] = "UTC",
+) -> list[EventOut] | StreamingResponse:
+    """The tenant's events, oldest first; ``format=csv`` exports them all (times in UTC and
+    in ``timezone``)."""
+    service = service_of(request)
+    if format == "csv":
+        return StreamingResponse(service.export_audit_csv(tenant=tenant, zone=timezone),
+                                 media_type="text/csv; charset=utf-8", headers={
+                                     "Content-Disposition": 'attachment; filename="audit.csv"'})
+    return [_out(v) for v in service.audit_events(tenant=tenant, action=action, since=since,
+                                                  until=until, limit=limit, offset=offset)]
+
+
+@router.get("/audit", dependencies=[requires("operator")], response_model=list[EventOut],
+            responses=responses(400, 401, 403))
+def all_audit(request: Request, action: Annotated[str | None, Query(max_length=64)] = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+              offset: Annotated[int, Query(ge=0)] = 0) -> list[EventOut]:
+    """Every tenant's events and the operator's own."""
+    return [_out(v) for v in service_of(request).audit_events(action=action, limit=limit,
+                                                               offset=offset)]
+
+
+@router.get("/audit/verify", dependencies=[requires("operator")], response_model=VerifyOut,
+            responses=responses(401, 403))
+def verify(request: Request) -> VerifyOut:
+    """Walk the hash chain: a changed, removed or reordered event breaks it."""
+    total, broken = service_of(request).verify_audit()
+    return VerifyOut(events=total, intact=broken is None,
+                     broken_at=broken.event_id if broken else None,
+                     problem=broken.problem if broken else None)

@@ -1,0 +1,63 @@
+"""`tegata audit list | export | verify`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ca.signer import write_private_file
+from cli.context import STATE, emit
+
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="One tenant's events.")]
+
+
+@audit_app.command("list")
+def audit_list(
+    tenant: TenantOpt = None,
+    action: Annotated[str | None, typer.Option(help="e.g. cert.revoke, cert.download")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    tz: Annotated[str, typer.Option("--tz", help="Zone to show times in.")] = "UTC",
+    as_json: JsonOpt = False,
+) -> None:
+    """Events, oldest first."""
+    from ca import expiry
+
+    zone = expiry.zone(tz)
+    events = STATE.service().audit_events(tenant=tenant, action=action, limit=limit)
+    emit([{**e.__dict__, "at": e.at.isoformat()} for e in events], as_json=as_json,
+         text="\n".join(f"{e.id:6} {e.at.astimezone(zone):%Y-%m-%d %H:%M:%S%z} {e.actor:24} "
+                        f"{e.source_ip or '-':15} {e.action:16} {e.outcome:8} {e.target}"
+                        for e in events))
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV file (default: "
+                                             "standard output).")] = None,
+    tenant: TenantOpt = None,
+    tz: Annotated[str, typer.Option("--tz", help="Second time column's zone.")] = "UTC",
+) -> None:
+    """Every event as CSV."""
+    text = "".join(STATE.service().export_audit_csv(tenant=tenant, zone=tz))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_private_file(out, text.encode())
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Check the hash chain; exit 1 at the first changed, removed or reordered event."""
+    total, broken = STATE.service().verify_audit()
+    emit({"events": total, "intact": broken is None,
+          "broken_at": broken.event_id if broken else None,
+          "problem": broken.problem if broken else None}, as_json=as_json,
+         text=f"{total} events, chain intact" if broken is None else
+         f"chain broken at event {broken.event_id}: {broken.problem}")
+    if broken is not None:
+        raise typer.Exit(1)
