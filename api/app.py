@@ -38,11 +38,33 @@ from ca.settings import Settings
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
 
 
-class RequestId(BaseHTTPMiddleware):
+MAX_BODY_BYTES = 64 * 1024 * 1024
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+DOCS_PATHS = ("/docs", "/openapi.json")  # the API browser loads its own scripts
+
+
+class Hardening(BaseHTTPMiddleware):
+    """A request id on every response, security headers, and a cap on declared body size."""
+
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         request.state.request_id = secrets.token_hex(8)
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            response: Response = problems.problem(
+                413, "request-too-large", "Request too large",
+                f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
+        else:
+            response = await call_next(request)
         response.headers["X-Request-Id"] = request.state.request_id
+        for name, value in SECURITY_HEADERS.items():
+            if name == "Content-Security-Policy" and request.url.path.startswith(DOCS_PATHS):
+                continue
+            response.headers.setdefault(name, value)
         return response
 
 
@@ -80,7 +102,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
                               "certificates.")
     app.state.service = the_service
     problems.install(app)
-    app.add_middleware(RequestId)
+    app.add_middleware(Hardening)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
                    selfservice.router, ocsp.router, lifecycle.router, gateway.router,

@@ -142,3 +142,18 @@ def test_whoami_reports_the_token(client: TestClient, tokens: dict[str, str]) ->
 
 def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert len(client.get("/healthz").headers["x-request-id"]) == 16
+
+
+def test_every_response_carries_security_headers(client: TestClient) -> None:
+    for path in ("/healthz", "/nope", "/crl/default.crl"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in headers["content-security-policy"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient,
+                                                        tokens: dict[str, str]) -> None:
+    r = client.post("/api/v1/tenants/default/users/import", content=b"x",
+                    headers={**bearer(tokens["admin"]), "Content-Length": str(65 * 1024 * 1024)})
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
