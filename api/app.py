@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 
 from api import problems
 from api.auth import declared_access
+from api.metrics import REGISTRY
 from api.routes import (
     audit,
     certificates,
@@ -24,6 +25,7 @@ from api.routes import (
     jobs,
     lifecycle,
     me,
+    metrics,
     ocsp,
     publish,
     revocation,
@@ -77,9 +79,11 @@ async def _lifecycle_loop(service: Service, interval: int) -> None:
     while True:
         try:
             report = await run_in_threadpool(service.run_lifecycle)
+            REGISTRY.count("tegata_lifecycle_runs_total", "success")
             if report.suspended or report.reinstated or report.revoked or report.purged:
                 log.info("lifecycle: %s", report)
         except Exception:  # the loop must outlive a failed run; the next one retries
+            REGISTRY.count("tegata_lifecycle_runs_total", "failure")
             log.exception("lifecycle run failed")
         await asyncio.sleep(interval)
 
@@ -106,7 +110,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
                    selfservice.router, ocsp.router, lifecycle.router, gateway.router,
-                   audit.router):
+                   audit.router, metrics.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import public
+from api.metrics import REGISTRY
 from api.routes.tenants import service_of
 from ca.service.ocsp import MAX_REQUEST_BYTES, OcspAnswer
 
@@ -52,7 +54,10 @@ async def ocsp_post(request: Request) -> Response:
         if len(body) > MAX_REQUEST_BYTES:
             break
     service = service_of(request)
+    started = time.perf_counter()
     answer = await run_in_threadpool(service.ocsp_respond, bytes(body))
+    REGISTRY.count("tegata_ocsp_requests_total", "POST")
+    REGISTRY.observe_ocsp(time.perf_counter() - started)
     return _response(answer, service.now().timestamp())
 
 
@@ -69,5 +74,8 @@ async def ocsp_get(request: Request, encoded: str) -> Response:
     except (binascii.Error, ValueError):
         data = b""
     service = service_of(request)
+    started = time.perf_counter()
     answer = await run_in_threadpool(service.ocsp_respond, data)
+    REGISTRY.count("tegata_ocsp_requests_total", "GET")
+    REGISTRY.observe_ocsp(time.perf_counter() - started)
     return _response(answer, service.now().timestamp())

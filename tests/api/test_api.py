@@ -157,3 +157,19 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient,
     r = client.post("/api/v1/tenants/default/users/import", content=b"x",
                     headers={**bearer(tokens["admin"]), "Content-Length": str(65 * 1024 * 1024)})
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+
+
+def test_metrics_count_events_ocsp_and_crl_age(client: TestClient, service: Service,
+                                                tokens: dict[str, str]) -> None:
+    from ca.service import IssueRequest
+
+    serial = service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    service.revoke("default", serial, reason="keyCompromise")
+    client.post("/ocsp", content=b"garbage")
+    assert client.get("/metrics", headers=bearer(tokens["admin"])).status_code == 403
+    text = client.get("/metrics", headers=bearer(tokens["operator"])).text
+    assert 'tegata_events_total{action="cert.issue"} 1' in text
+    assert 'tegata_events_total{action="cert.revoke"} 1' in text
+    assert 'tegata_ocsp_requests_total{method="POST"}' in text
+    assert 'tegata_crl_age_seconds{tenant="default"}' in text
+    assert "tegata_ocsp_seconds_count" in text
