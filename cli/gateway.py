@@ -52,6 +52,8 @@ def nginx(
     tegata_url: Annotated[str | None, typer.Option(help="Tegata's URL as the gateway reaches "
                                                    "it (default TEGATA_PUBLIC_BASE_URL).")]
     = None,
+    ocsp_url: Annotated[str | None, typer.Option(
+        help="Tegata's OCSP URL for nginx, plain http (default <tegata-url>/ocsp).")] = None,
     auth_include: Annotated[Path | None, typer.Option(
         help="auth mode: write a new gateway token into this nginx include file (0600), "
              "and point the configuration at it.")] = None,
@@ -65,14 +67,16 @@ def nginx(
         from ca.db import queries
 
         validity = queries.tenant(session, tenant).ocsp_validity_seconds
+    issuer_dn = service.ca_certificates(tenant)[1].subject
     base = f"/etc/nginx/tegata/{tenant}"
+    tegata = (tegata_url or service.settings.public_base_url).rstrip("/")
     kit = Kit(tenant=tenant, mode=mode, server_name=server_name, listen=listen,
               server_cert=server_cert, server_key=server_key,
               ca_bundle=ca_bundle_path or f"{base}-ca.pem",
               crl_file=crl_file or f"{base}-crl.pem",
-              tegata_url=(tegata_url or service.settings.public_base_url).rstrip("/"),
+              tegata_url=tegata, ocsp_url=ocsp_url or f"{tegata}/ocsp",
               upstream=upstream, ocsp_validity_seconds=validity,
-              auth_include=str(auth_include or f"{base}-auth.conf"))
+              auth_include=str(auth_include or f"{base}-auth.conf"), issuer_dn=issuer_dn)
     text = render(kit)  # checks every value before a token is made
     if auth_include is not None and mode == "auth":
         token, _ = service.create_token(role="gateway", tenant=tenant,

@@ -59,14 +59,23 @@ def link_create(
 
 
 def tenant_set(
-    user_download: Annotated[Switch, typer.Option(
+    user_download: Annotated[Switch | None, typer.Option(
         "--user-download", case_sensitive=False,
         help="on: users may download their own certificate (one-time links, user tokens); "
-             "off: only admins can, and outstanding links are withdrawn.")],
+             "off: only admins can, and outstanding links are withdrawn.")] = None,
+    ocsp_validity: Annotated[int | None, typer.Option(
+        help="Seconds an OCSP answer is valid: how long nginx caches it, so how long a "
+             "revocation takes to reach the gateway (default 300).")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a tenant's settings."""
+    if ocsp_validity is not None:
+        STATE.service().set_ocsp_validity(tenant, ocsp_validity)
+        emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
+             text=f"tenant {tenant}: OCSP answers valid {ocsp_validity} s")
+    if user_download is None:
+        return
     made = _links().set_user_download(tenant, user_download is Switch.ON)
     withdrawn = f"; {made.links_withdrawn} outstanding link(s) withdrawn" if (
         made.links_withdrawn) else ""

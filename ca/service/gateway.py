@@ -83,6 +83,22 @@ class GatewayUseCases(ServiceCore):
             return IpPolicy(tenant=owner.name, policy=policy,
                             networks=tuple(str(n) for n in parsed))
 
+    def set_ocsp_validity(self, tenant: str, seconds: int, *,
+                          actor: Actor = audit.CLI_ACTOR) -> int:
+        """How long an OCSP answer is valid: nginx caches it that long, so it is the time a
+        revocation takes to reach the gateway (60 s .. 7 days)."""
+        if not 60 <= seconds <= 7 * 86400:
+            raise InvalidInput("the OCSP validity must be 60 seconds to 7 days",
+                               field="ocsp_validity")
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            owner.ocsp_validity_seconds = seconds
+            audit.record(session, actor, Event(action="tenant.ocsp_validity",
+                                               target=owner.name, tenant_id=owner.id,
+                                               details={"seconds": seconds}), now=now)
+        return seconds
+
     def get_ip_policy(self, tenant: str) -> IpPolicy:
         with self.reading() as session:
             owner = queries.tenant(session, tenant)

@@ -105,7 +105,8 @@ class OcspUseCases(ServiceCore):
                 return answer
         responder = self._responder(authority_id, now=now)
         this_update = (now - BACKDATE).replace(microsecond=0)
-        next_update = this_update + responder.validity
+        # the tenant's setting as it is now: a change applies from the next fresh answer
+        next_update = this_update + self._validity(authority_id)
         kind, revoked_at, reason = status
         der = ocsp.build_response(ocsp.Answer(
             name_hash=name_hash, key_hash=key_hash, algorithm=algorithm, serial=serial,
@@ -154,6 +155,13 @@ class OcspUseCases(ServiceCore):
         if is_held:
             return ("revoked", _aware(since), "certificateHold")
         return ("good", None, None)
+
+    def _validity(self, authority_id: int) -> dt.timedelta:
+        with self.engine.connect() as conn:
+            seconds = conn.execute(select(Tenant.ocsp_validity_seconds).join(
+                Authority, Authority.tenant_id == Tenant.id).where(
+                Authority.id == authority_id)).scalar_one()
+        return dt.timedelta(seconds=seconds)
 
     def _responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
         responders = self._ocsp.responders

@@ -1,0 +1,387 @@
+"""What tests/interop/test_nginx.py drives: a real ``tegata serve``, real nginx instances
+configured by ``tegata gateway nginx``, the ``tegata`` CLI, and curl.
+
+Every process started here is a child of the test run, listens on loopback only, writes its
+output to a file under the test's directory (never a pipe that could fill up), and is
+stopped by the fixture that started it. Every wait is a bounded poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import ipaddress
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cli.context import STATE
+from cli.main import main
+from tests.conftest import PASSPHRASE
+
+START_DEADLINE = 20.0  # seconds for tegata serve or nginx to listen
+CURL_TIMEOUT = 10  # seconds for one request through the gateway
+POLL_EVERY = 0.5  # seconds between two attempts of a bounded poll
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                    timeout=0.2):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {START_DEADLINE} s: "
+                f"{tail(log)}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: only the process this module started."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# --- the tegata CLI, in this process -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Tegata:
+    """One Tegata: a data directory with an SQLite database, its CLI and its server."""
+
+    home: Path
+    port: int = field(default_factory=free_port)
+    server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database(self) -> Path:
+        return self.home / "data" / "tegata.db"  # the embedded SQLite default
+
+    def env(self) -> dict[str, str]:
+        """The TEGATA_* an operator would export; nothing from the developer's shell."""
+        return {"TEGATA_DATA_DIR": str(self.home / "data"),
+                "TEGATA_KEY_PASSPHRASE": PASSPHRASE,
+                "TEGATA_PUBLIC_BASE_URL": self.url,
+                "TEGATA_LIFECYCLE_INTERVAL_SECONDS": "0",
+                "TEGATA_CONFIG": str(self.home / "no-such-tegata.toml")}
+
+    def __call__(self, *argv: str) -> Ran:
+        """``tegata ARGV`` through the real entry point, in this process (a child process
+        would cost a second of start-up per command)."""
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with pytest.MonkeyPatch.context() as mp:
+            for name in list(os.environ):
+                if name.startswith("TEGATA_"):
+                    mp.delenv(name)
+            for name, value in self.env().items():
+                mp.setenv(name, value)
+            _reset_cli()
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    main(list(argv))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None
+                                                                     else 1)
+            finally:
+                _reset_cli()
+        return Ran(code=code, out=out.getvalue(), err=err.getvalue())
+
+    def ok(self, *argv: str) -> str:
+        ran = self(*argv)
+        assert ran.code == 0, f"tegata {' '.join(argv)} failed ({ran.code}): {ran.err}"
+        return ran.out
+
+    def serve(self) -> None:
+        log = self.home / "serve.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
+        with log.open("wb") as sink:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
+                cwd=self.home, env={**env, **self.env()}, stdout=sink,
+                stderr=subprocess.STDOUT)
+        wait_listening(self.port, self.server, "tegata serve", log)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            stop(self.server)
+
+
+def _reset_cli() -> None:
+    """Each command builds its own settings and service, as a fresh process would."""
+    if STATE._service is not None:
+        STATE._service.engine.dispose()
+    STATE._settings = None
+    STATE._service = None
+    STATE.debug = False
+
+
+# --- client certificates, as a user gets them --------------------------------------------
+
+@dataclass(frozen=True)
+class Client:
+    """A certificate issued by Tegata, taken out of the user's PKCS#12 by openssl."""
+
+    tenant: str
+    serial: str
+    pem: Path  # key, certificate and the CA certificates the PKCS#12 carries
+
+
+def issue(tegata: Tegata, openssl: str, directory: Path, *, login: str,
+          tenant: str) -> Client:
+    """Issue a certificate to ``login``, export the user's zip, and unpack the PKCS#12 with
+    openssl reading the password from the zip's own file (never from argv)."""
+    (view,) = json.loads(tegata.ok("cert", "issue", login, "--tenant", tenant, "--json"))
+    serial = view["serial"]
+    where = directory / f"{tenant}-{serial}"
+    where.mkdir(parents=True)
+    tegata.ok("cert", "export", serial, "--tenant", tenant, "--out", str(where / "user.zip"))
+    with zipfile.ZipFile(where / "user.zip") as archive:
+        archive.extractall(where)
+    pem = where / "client.pem"
+    result = subprocess.run(
+        [openssl, "pkcs12", "-in", str(where / f"{login}.p12"), "-passin",
+         f"file:{where / f'{login}-password.txt'}", "-nodes", "-out", str(pem)],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    return Client(tenant=tenant, serial=serial, pem=pem)
+
+
+def server_certificate(directory: Path) -> tuple[Path, Path]:
+    """The gateway's own TLS certificate (self-signed, for 127.0.0.1) and key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "server.pem", directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+# --- nginx ---------------------------------------------------------------------------------
+
+# the application behind the gateway: it answers with what the gateway told it
+UPSTREAM = ('return 200 "verify=$http_x_client_verify serial=$http_x_client_serial '
+            'subject=$http_x_client_subject\\n";')
+
+
+@dataclass
+class Nginx:
+    """One nginx with its own prefix directory: the gateway server block that `tegata
+    gateway nginx` printed, included into an http block, and a tiny upstream."""
+
+    binary: str
+    prefix: Path
+    port: int = field(default_factory=free_port)
+    upstream_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    @property
+    def error_log(self) -> Path:
+        return self.prefix / "error.log"
+
+    @property
+    def gateway_conf(self) -> Path:
+        return self.prefix / "tegata-gateway.conf"
+
+    @property
+    def upstream(self) -> str:
+        return f"http://127.0.0.1:{self.upstream_port}"
+
+    def command(self, *extra: str) -> list[str]:
+        return [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf), "-e",
+                str(self.error_log), *extra]
+
+    def reload_command(self) -> str:
+        return shlex.join(self.command("-s", "reload"))
+
+    def write_conf(self) -> None:
+        p = self.prefix
+        temp = "\n".join(f"    {kind}_temp_path {p}/temp/{kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        # as root, workers would otherwise run as nobody and could not read tmp_path
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(
+            f"{user}worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log info;\n"
+            "events { worker_connections 256; }\n"
+            f"http {{\n    access_log {p}/access.log;\n{temp}\n"
+            f"    server {{\n        listen 127.0.0.1:{self.upstream_port};\n"
+            f"        location / {{ {UPSTREAM} }}\n    }}\n"
+            f"    include {self.gateway_conf};\n}}\n", encoding="utf-8")
+        (p / "temp").mkdir(exist_ok=True)
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``nginx -t`` on the configuration as written now."""
+        self.write_conf()
+        return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=30,
+                              check=False)
+
+    def start(self) -> None:
+        test = self.check()
+        assert test.returncode == 0, f"nginx -t: {test.stderr}"
+        with (self.prefix / "nginx.out").open("wb") as sink:
+            self.proc = subprocess.Popen(self.command("-g", "daemon off;"), stdout=sink,
+                                         stderr=subprocess.STDOUT)
+        wait_listening(self.port, self.proc, "nginx", self.error_log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+    def reloads(self) -> int:
+        """How many reloads the master has received (its error log at level notice)."""
+        return self.error_log.read_text(errors="replace").count("(SIGHUP) received")
+
+    def settled_reloads(self, expected: int, *, limit: float = 10) -> int:
+        """The reload count once it reaches ``expected`` (the master logs a reload a moment
+        after ``nginx -s reload`` has returned), or whatever it is after ``limit`` s."""
+        deadline = time.monotonic() + limit
+        while (count := self.reloads()) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return count
+
+
+# --- curl ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reply:
+    status: int  # 0: no HTTP answer (the handshake failed)
+    body: str
+
+
+def curl(binary: str, nginx: Nginx, server_cert: Path, *, client: Client | None = None,
+         source: str | None = None) -> Reply:
+    """One request through the gateway in a new curl process (a new TLS session: nothing
+    resumed), from ``source`` (a loopback address) if given."""
+    argv = [binary, "-sS", "--max-time", str(CURL_TIMEOUT), "--cacert", str(server_cert),
+            "--write-out", "\n%{http_code}"]
+    if client is not None:
+        argv += ["--cert", str(client.pem)]
+    if source is not None:
+        argv += ["--interface", source]
+    result = subprocess.run([*argv, f"https://127.0.0.1:{nginx.port}/"], capture_output=True,
+                            text=True, timeout=CURL_TIMEOUT + 5, check=False)
+    body, _, code = result.stdout.rpartition("\n")
+    if result.returncode != 0:
+        return Reply(status=0, body=result.stderr)
+    return Reply(status=int(code), body=body)
+
+
+def poll(attempt: Callable[[], Reply], done: Callable[[Reply], bool], *, limit: float,
+         since: float | None = None) -> tuple[Reply, float]:
+    """Attempt every POLL_EVERY seconds until ``done``, for at most ``limit`` seconds; the
+    last reply and the seconds from ``since`` (a time.monotonic(); default: now) to it."""
+    started = time.monotonic() if since is None else since
+    while True:
+        reply = attempt()
+        elapsed = time.monotonic() - started
+        if done(reply) or elapsed > limit:
+            return reply, elapsed
+        time.sleep(POLL_EVERY)
+
+
+# --- the gateways under test ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tools:
+    nginx: str
+    curl: str
+    openssl: str
+
+
+@dataclass(frozen=True)
+class Gateway:
+    mode: str
+    nginx: Nginx
+    config: str  # what `tegata gateway nginx` printed
+
+
+def start_gateway(tegata: Tegata, tools: Tools, files: tuple[Path, Path, Path], prefix: Path,
+                  mode: str) -> Gateway:
+    cert, key, bundle = files
+    nginx = Nginx(binary=tools.nginx, prefix=prefix)
+    extra: list[str] = []
+    if mode == "crl":
+        crl = prefix / "crl.pem"
+        extra = ["--crl-file", str(crl)]
+        # the first sync writes the file nginx needs to start; there is nothing to reload yet
+        tegata.ok("gateway", "crl-sync", "--tenant", "default", "--out", str(crl),
+                  "--ca-bundle", str(bundle), "--url", tegata.url)
+    if mode == "auth":
+        extra = ["--auth-include", str(prefix / "auth.conf")]
+    config = tegata.ok("gateway", "nginx", "--tenant", "default", "--mode", mode,
+                       "--upstream", nginx.upstream, "--listen", f"127.0.0.1:{nginx.port}",
+                       "--server-cert", str(cert), "--server-key", str(key),
+                       "--ca-bundle", str(bundle), "--tegata-url", tegata.url, *extra)
+    nginx.gateway_conf.write_text(config, encoding="utf-8")
+    nginx.start()
+    return Gateway(mode=mode, nginx=nginx, config=config)
+
+
+def tegata_ocsp_status(tools: Tools, tegata: Tegata, bundle: Path, client: Client) -> str:
+    """What Tegata's responder says now, asked directly by `openssl ocsp` (no nonce)."""
+    result = subprocess.run(
+        [tools.openssl, "ocsp", "-issuer", str(bundle), "-cert", str(client.pem),
+         "-CAfile", str(bundle), "-url", f"{tegata.url}/ocsp", "-no_nonce"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Response verify OK" in result.stderr + result.stdout
+    return result.stdout.split(f"{client.pem}: ", 1)[1].split()[0]
