@@ -350,3 +350,25 @@ def token_create(
                                               valid_for=lifetime, timezone=tz)
     emit({"token": text, "id": view.id, "role": view.role, "tenant": view.tenant,
           "user": view.login, "expires_at": view.expires_at}, as_json=as_json, text=text)
+
+
+@token_app.command("list")
+def token_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tokens (never their text): role, scope, expiry, revocation, last use."""
+    views = STATE.service().list_tokens(tenant=tenant)
+    emit([{"id": v.id, "name": v.name, "role": v.role, "tenant": v.tenant, "user": v.login,
+           "prefix": v.prefix, "expires_at": v.expires_at, "revoked_at": v.revoked_at,
+           "last_used_at": v.last_used_at} for v in views], as_json=as_json,
+         text="\n".join(f"{v.id:5} {v.prefix}… {v.role:9} {v.tenant or '*':12} "
+                        f"{'revoked' if v.revoked_at else 'active':8} {v.name}"
+                        for v in views))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Stop a token working at once."""
+    STATE.service().revoke_token(token_id)
+    typer.echo(f"token {token_id} revoked")

@@ -11,7 +11,7 @@ from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import ApiToken
-from ca.errors import AuthenticationFailed, InvalidInput
+from ca.errors import AuthenticationFailed, InvalidInput, NotFound
 from ca.service.core import ServiceCore
 from ca.service.views import Principal, TokenView
 
@@ -56,6 +56,34 @@ class TokenUseCases(ServiceCore):
             view = TokenView(id=row.id, name=label, role=role, tenant=tenant, login=login,
                              prefix=row.prefix, expires_at=row.expires_at)
         return text, view
+
+    def list_tokens(self, *, tenant: str | None = None) -> list[TokenView]:
+        """Tokens (never their text): name, role, scope, expiry, revocation, last use."""
+        with self.reading() as session:
+            query = select(ApiToken).order_by(ApiToken.id)
+            if tenant is not None:
+                query = query.where(ApiToken.tenant_id == queries.tenant(session, tenant).id)
+            return [TokenView(id=t.id, name=t.name, role=t.role,
+                              tenant=t.tenant.name if t.tenant else None,
+                              login=t.user.login if t.user else None, prefix=t.prefix,
+                              expires_at=t.expires_at, revoked_at=t.revoked_at,
+                              last_used_at=t.last_used_at)
+                    for t in session.scalars(query)]
+
+    def revoke_token(self, token_id: int, *, tenant: str | None = None,
+                     actor: Actor = audit.CLI_ACTOR) -> None:
+        """Stop a token working at once; with ``tenant``, only a token of that tenant."""
+        now = self.now()
+        with self.transaction() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or (tenant is not None and (
+                    row.tenant is None or row.tenant.name != tenant)):
+                raise NotFound(f"no token {token_id}", field="token")
+            if row.revoked_at is None:
+                row.revoked_at = now
+                audit.record(session, actor, Event(action="token.revoke",
+                                                   target=f"token:{row.id}",
+                                                   tenant_id=row.tenant_id), now=now)
 
     def authenticate(self, token: str) -> Principal:
         """The principal a bearer token speaks for; ``AuthenticationFailed`` otherwise."""

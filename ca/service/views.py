@@ -174,6 +174,8 @@ class TokenView:
     login: str | None
     prefix: str
     expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
 
 
 def ca_view(row: Authority, tenant: str | None) -> CAView:

@@ -70,3 +70,17 @@ def test_last_use_is_recorded(service: Service) -> None:
     service.authenticate(token)
     with service.transaction() as session:
         assert session.scalar(select(ApiToken.last_used_at)) == service.now()
+
+
+def test_a_revoked_token_stops_working_at_once_and_listing_never_shows_it(
+        service: Service) -> None:
+    token, view = service.create_token(role="admin", tenant="default", name="ci")
+    service.authenticate(token)
+    listed = service.list_tokens(tenant="default")
+    assert [(t.id, t.name, t.revoked_at) for t in listed] == [(view.id, "ci", None)]
+    assert all(token not in str(t) for t in listed)
+    service.revoke_token(view.id)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        service.authenticate(token)
+    with pytest.raises(NotFound):
+        service.revoke_token(view.id, tenant="other")
