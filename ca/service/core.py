@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from ca.clock import Clock, SystemClock
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable, make_engine, make_sessionmaker
-from ca.db.models import Authority
+from ca.db.models import Authority, Crl
 from ca.errors import Conflict, NotPermitted, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
+from ca.service import crls
 from ca.settings import Settings
 from ca.signer import FileKeyStore, Signer
 
@@ -41,6 +42,10 @@ class ServiceCore:
         try:
             with self._sessions.begin() as session:
                 yield session
+                # every certificate whose status changed: its CA's CRL is made again in the
+                # same transaction, so what gateways fetch is never behind the database
+                for authority_id in sorted(session.info.pop(crls.DIRTY, set())):
+                    self._publish(session, session.get(Authority, authority_id), now=self.now())
         except SQLAlchemyError as exc:
             if isinstance(exc, IntegrityError):
                 raise Conflict("the change conflicts with existing data") from None
@@ -51,6 +56,11 @@ class ServiceCore:
         """A read-only session."""
         with self._sessions() as session:
             yield session
+
+    def _publish(self, session: Session, authority: Authority | None, *,
+                 now: dt.datetime) -> Crl:
+        return crls.publish(session, authority, now=now, urls=self.urls,
+                            signer_of=self.signer)
 
     def now(self) -> dt.datetime:
         return self.clock.now()

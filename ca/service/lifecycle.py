@@ -70,6 +70,9 @@ class LifecycleUseCases(RevocationUseCases):
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
+            # first what the old dates already decided (a grace period that ended while no
+            # lifecycle run came by revokes for good; a renewal cannot undo that)
+            self._apply_subscription(session, owner, actor, now=now)
             zone_name = zone or owner.timezone or "UTC"
             if ends is not None:
                 expiry.check_range(ends)
@@ -143,12 +146,10 @@ class LifecycleUseCases(RevocationUseCases):
             else:
                 reinstated += status.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
                                                tenant=owner.name, login=login, now=now)
-        crls = 0
-        if suspended or reinstated or revoked:
-            self._publish(session, queries.issuing(session, owner), now=now)
-            crls = 1
+        # a change republishes the CRL when the transaction commits (ca.service.crls)
+        made = 1 if suspended or reinstated or revoked else 0
         return LifecycleReport(suspended=suspended, reinstated=reinstated, revoked=revoked,
-                               crls=crls)
+                               crls=made)
 
 
 def _purge_expired(session: Session, owner: Tenant, *, now: dt.datetime) -> int:

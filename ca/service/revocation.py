@@ -14,20 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ca import audit, serials
 from ca.audit import Actor
 from ca.db import queries
-from ca.db.models import Authority, Certificate, Crl, Hold, Tenant, User
+from ca.db.models import Certificate, Tenant, User
 from ca.errors import NotFound, NotPermitted
-from ca.profiles import CLOCK_SKEW
-from ca.service import status
+from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.views import CertificateView, cert_view
 from ca.states import HoldCause
-from ca.x509 import crl as crl_builder
 
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
 # a status change: (session, certificate, its user, its tenant, now) -> whether it changed
@@ -92,8 +90,7 @@ class RevocationUseCases(ServiceCore):
                 raise NotFound(f"no certificate with serial {canonical}", field="serial")
             user = session.get(User, cert.user_id)
             assert user is not None
-            if change(session, cert, user, owner, now):
-                self._publish(session, session.get(Authority, cert.authority_id), now=now)
+            change(session, cert, user, owner, now)  # a change republishes at commit
             has_key = cert.revoked_at is None and status.has_key_material(session, cert)
             return cert_view(cert, owner.name, user.login, now=now, has_key_material=has_key)
 
@@ -106,7 +103,7 @@ class RevocationUseCases(ServiceCore):
         with self.transaction() as session:
             authority = (queries.require_root(session) if tenant is None
                          else queries.issuing(session, queries.tenant(session, tenant)))
-            latest = _latest(session, authority)
+            latest = crls.latest(session, authority)
             if latest is None or now >= latest.this_update + (
                     latest.next_update - latest.this_update) / 2:
                 latest = self._publish(session, authority, now=now)
@@ -122,74 +119,3 @@ class RevocationUseCases(ServiceCore):
             made = self._publish(session, authority, now=now)
             return CrlView(number=made.number, this_update=made.this_update,
                            next_update=made.next_update, der=made.der)
-
-    def _publish(self, session: Session, authority: Authority | None, *,
-                 now: dt.datetime) -> Crl:
-        assert authority is not None
-        # lock the authority's row: one CRL at a time per CA, on every database
-        session.execute(update(Authority).where(Authority.id == authority.id)
-                        .values(key_id=Authority.key_id))
-        last = _latest(session, authority)
-        number = max(int(now.timestamp() * 1000), (last.number + 1) if last else 1)
-        this_update = (now - CLOCK_SKEW).replace(microsecond=0)
-        if authority.kind == "root":
-            validity = ROOT_CRL_VALIDITY
-            url = self.urls.root_crl()
-            entries = _root_entries(session, authority)
-        else:
-            owner = session.get(Tenant, authority.tenant_id)
-            assert owner is not None
-            validity = dt.timedelta(seconds=owner.crl_validity_seconds)
-            url = self.urls.crl(owner.name)
-            entries = _entries(session, authority, last)
-        request = crl_builder.CrlRequest(
-            number=number, this_update=this_update, next_update=this_update + validity,
-            distribution_point=url, covers_ca_certificates=authority.kind == "root")
-        made = crl_builder.build(request, x509.load_der_x509_certificate(authority.der),
-                                 self.signer(authority), entries)
-        from cryptography.hazmat.primitives import serialization
-
-        row = Crl(authority_id=authority.id, number=number, this_update=this_update,
-                  next_update=request.next_update,
-                  der=made.public_bytes(serialization.Encoding.DER), created_at=now)
-        session.add(row)
-        session.flush()
-        return row
-
-
-def _latest(session: Session, authority: Authority) -> Crl | None:
-    return session.scalar(select(Crl).where(Crl.authority_id == authority.id)
-                          .order_by(Crl.number.desc()).limit(1))
-
-
-def _entries(session: Session, authority: Authority,
-             last: Crl | None) -> list[crl_builder.Entry]:
-    """Revoked and suspended certificates. An expired one stays until a CRL has listed it
-    past its expiry (the previous CRL was made after notAfter)."""
-    held = (select(Hold.certificate_id, func.min(Hold.placed_at).label("since"))
-            .where(Hold.lifted_at.is_(None)).group_by(Hold.certificate_id).subquery())
-    query = (select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason,
-                    held.c.since)
-             .outerjoin(held, held.c.certificate_id == Certificate.id)
-             .where(Certificate.authority_id == authority.id,
-                    or_(Certificate.revoked_at.is_not(None), held.c.since.is_not(None))))
-    if last is not None:
-        query = query.where(Certificate.not_after >= last.this_update)
-    entries = []
-    for serial, revoked_at, reason, since in session.execute(query):
-        if revoked_at is not None:
-            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=revoked_at,
-                                             reason=reason))
-        else:
-            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=since,
-                                             reason="certificateHold"))
-    return entries
-
-
-def _root_entries(session: Session, root: Authority) -> list[crl_builder.Entry]:
-    retired = session.scalars(select(Authority).where(
-        Authority.issuer_id == root.id, Authority.id != root.id,
-        Authority.retired_at.is_not(None))).all()
-    return [crl_builder.Entry(serial=serials.parse(a.serial), revoked_at=a.retired_at,
-                              reason="cessationOfOperation")
-            for a in retired if a.retired_at is not None]

@@ -16,6 +16,7 @@ from ca import audit
 from ca.audit import Actor, Event
 from ca.db.models import Certificate, Hold, KeyMaterial, User
 from ca.errors import InvalidInput
+from ca.service import crls
 from ca.states import HoldCause
 
 # RFC 5280, 5.3.1 reason codes that Tegata records (certificateHold is a hold, not a reason)
@@ -52,6 +53,7 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
         cert.revoked_at = now
         cert.revocation_reason = reason
     purge_key_material(session, cert, now=now)
+    crls.mark_dirty(session, cert.authority_id)
     audit.record(session, actor, Event(
         action="cert.revoke", target=f"{tenant}/{login}/{cert.serial}", tenant_id=cert.tenant_id,
         details={"reason": reason}), now=now)
@@ -67,6 +69,7 @@ def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Act
     hold = Hold(certificate_id=cert.id, cause=cause.value, placed_at=now)
     session.add(hold)
     cert.holds.append(hold)
+    crls.mark_dirty(session, cert.authority_id)
     audit.record(session, actor, Event(
         action="cert.suspend", target=f"{tenant}/{login}/{cert.serial}",
         tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)
@@ -82,6 +85,7 @@ def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Acto
             hold.lifted_at = now
             lifted = True
     if lifted:
+        crls.mark_dirty(session, cert.authority_id)
         audit.record(session, actor, Event(
             action="cert.reinstate", target=f"{tenant}/{login}/{cert.serial}",
             tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)

@@ -1,0 +1,99 @@
+"""Making CRLs: entries, numbers, and the row that publishes them (takes a session, never
+commits). CRL Numbers come from the issue time in milliseconds, or the last number plus
+one if that is larger: strictly increasing across restarts, several processes (the
+authority's row is locked while a CRL is made) and a restored backup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ca import serials
+from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
+from ca.profiles import CLOCK_SKEW, Urls
+from ca.signer import Signer
+from ca.x509 import crl as crl_builder
+
+ROOT_CRL_VALIDITY = dt.timedelta(days=30)
+# the session.info key naming the CAs whose certificates changed status in a transaction
+DIRTY = "tegata_crl_dirty"
+
+
+def mark_dirty(session: Session, authority_id: int) -> None:
+    """The CA's CRL must be made again before this transaction commits."""
+    session.info.setdefault(DIRTY, set()).add(authority_id)
+
+
+def publish(session: Session, authority: Authority | None, *, now: dt.datetime, urls: Urls,
+            signer_of: Callable[[Authority], Signer]) -> Crl:
+    assert authority is not None
+    # lock the authority's row: one CRL at a time per CA, on every database
+    session.execute(update(Authority).where(Authority.id == authority.id)
+                    .values(key_id=Authority.key_id))
+    last = latest(session, authority)
+    number = max(int(now.timestamp() * 1000), (last.number + 1) if last else 1)
+    this_update = (now - CLOCK_SKEW).replace(microsecond=0)
+    if authority.kind == "root":
+        validity = ROOT_CRL_VALIDITY
+        url = urls.root_crl()
+        entries = _root_entries(session, authority)
+    else:
+        owner = session.get(Tenant, authority.tenant_id)
+        assert owner is not None
+        validity = dt.timedelta(seconds=owner.crl_validity_seconds)
+        url = urls.crl(owner.name)
+        entries = _entries(session, authority, last)
+    request = crl_builder.CrlRequest(
+        number=number, this_update=this_update, next_update=this_update + validity,
+        distribution_point=url, covers_ca_certificates=authority.kind == "root")
+    made = crl_builder.build(request, x509.load_der_x509_certificate(authority.der),
+                             signer_of(authority), entries)
+    row = Crl(authority_id=authority.id, number=number, this_update=this_update,
+              next_update=request.next_update,
+              der=made.public_bytes(serialization.Encoding.DER), created_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def latest(session: Session, authority: Authority) -> Crl | None:
+    return session.scalar(select(Crl).where(Crl.authority_id == authority.id)
+                          .order_by(Crl.number.desc()).limit(1))
+
+
+def _entries(session: Session, authority: Authority,
+             last: Crl | None) -> list[crl_builder.Entry]:
+    """Revoked and suspended certificates. An expired one stays until a CRL has listed it
+    past its expiry (the previous CRL was made after notAfter)."""
+    held = (select(Hold.certificate_id, func.min(Hold.placed_at).label("since"))
+            .where(Hold.lifted_at.is_(None)).group_by(Hold.certificate_id).subquery())
+    query = (select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason,
+                    held.c.since)
+             .outerjoin(held, held.c.certificate_id == Certificate.id)
+             .where(Certificate.authority_id == authority.id,
+                    or_(Certificate.revoked_at.is_not(None), held.c.since.is_not(None))))
+    if last is not None:
+        query = query.where(Certificate.not_after >= last.this_update)
+    entries = []
+    for serial, revoked_at, reason, since in session.execute(query):
+        if revoked_at is not None:
+            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=revoked_at,
+                                             reason=reason))
+        else:
+            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=since,
+                                             reason="certificateHold"))
+    return entries
+
+
+def _root_entries(session: Session, root: Authority) -> list[crl_builder.Entry]:
+    retired = session.scalars(select(Authority).where(
+        Authority.issuer_id == root.id, Authority.id != root.id,
+        Authority.retired_at.is_not(None))).all()
+    return [crl_builder.Entry(serial=serials.parse(a.serial), revoked_at=a.retired_at,
+                              reason="cessationOfOperation")
+            for a in retired if a.retired_at is not None]
