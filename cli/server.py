@@ -41,7 +41,9 @@ def run(service: Service, host: str, port: int) -> None:
     from cli import logs
 
     logs.configure(service.settings)
-    app = build_app(service.settings, service=service)
+    from api.fastpath import OcspFastPath
+
+    app = OcspFastPath(build_app(service.settings, service=service), service)
     # log_config=None: uvicorn's loggers go through the handler configured above
     uvicorn.run(app, host=host, port=port, log_config=None,
                 log_level=service.settings.log_level, server_header=False,

@@ -26,8 +26,18 @@ DOC: dict[int | str, dict[str, Any]] = {200: {
     "description": "an OCSP response; malformedRequest and unauthorized are responses too"}}
 
 
-def _response(answer: OcspAnswer, now_seconds: float) -> Response:
-    headers = {"Content-Length": str(len(answer.der))}
+def decode_get(raw_path: str) -> bytes:
+    """The DER request from a GET path: base64, percent-escaped or not (RFC 6960, A.1)."""
+    text = raw_path.split("/ocsp/", 1)[1] if "/ocsp/" in raw_path else ""
+    text = unquote(text).replace(" ", "+")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def response_headers(answer: OcspAnswer, now_seconds: float) -> dict[str, str]:
+    headers = {"Content-Length": str(len(answer.der)), "Content-Type": MEDIA_TYPE}
     if answer.cacheable and answer.this_update and answer.next_update:
         # RFC 5019, 6.2: caches may keep the response until its nextUpdate
         max_age = max(0, int(answer.next_update.timestamp() - now_seconds))
@@ -39,8 +49,12 @@ def _response(answer: OcspAnswer, now_seconds: float) -> Response:
         })
     else:
         headers["Cache-Control"] = "no-store"
-    return Response(answer.der, media_type=None, headers={**headers,
-                                                          "Content-Type": MEDIA_TYPE})
+    return headers
+
+
+def _response(answer: OcspAnswer, now_seconds: float) -> Response:
+    return Response(answer.der, media_type=None,
+                    headers=response_headers(answer, now_seconds))
 
 
 @router.post("/ocsp", dependencies=[public()], response_class=Response, responses=DOC,
@@ -66,13 +80,8 @@ async def ocsp_post(request: Request) -> Response:
 async def ocsp_get(request: Request, encoded: str) -> Response:
     """The base64 DER request as the rest of the path (RFC 6960, A.1); unescaped '/', '+'
     and '=' are accepted, as some clients send them."""
-    raw = request.scope.get("raw_path", b"").decode("latin-1")
-    text = raw.split("/ocsp/", 1)[1] if "/ocsp/" in raw else encoded
-    text = unquote(text).replace(" ", "+")
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        data = b""
+    raw = request.scope.get("raw_path", b"").decode("latin-1") or f"/ocsp/{encoded}"
+    data = decode_get(raw)
     service = service_of(request)
     started = time.perf_counter()
     answer = await run_in_threadpool(service.ocsp_respond, data)

@@ -1,0 +1,50 @@
+"""The OCSP fast path answers exactly as the documented routes do, and passes the rest on."""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from fastapi.testclient import TestClient
+
+from api.app import build_app
+from api.fastpath import OcspFastPath
+from ca.service import IssueRequest, Service
+
+
+def request_for(service: Service) -> bytes:
+    service.add_user("default", "alice", email="alice@example.com", allow=True)
+    leaf = x509.load_der_x509_certificate(
+        service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].der)
+    issuer = x509.load_der_x509_certificate(service.ca_certificates("default")[1].der)
+    return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
+    ).public_bytes(serialization.Encoding.DER)
+
+
+def test_fast_path_and_routes_give_the_same_answer(service: Service) -> None:
+    data = request_for(service)
+    app = build_app(service.settings, service=service)
+    routed, fast = TestClient(app), TestClient(OcspFastPath(app, service))
+    for client in (routed, fast):
+        post = client.post("/ocsp", content=data,
+                           headers={"Content-Type": "application/ocsp-request"})
+        get = client.get("/ocsp/" + base64.b64encode(data).decode())
+        for r in (post, get):
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/ocsp-response"
+            assert "max-age=" in r.headers["cache-control"]
+            answer = ocsp.load_der_ocsp_response(r.content)
+            assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    # the kept answer: both paths hand out the very same bytes
+    assert fast.post("/ocsp", content=data).content == routed.post("/ocsp", content=data).content
+
+
+def test_fast_path_passes_everything_else_to_the_app(service: Service) -> None:
+    fast = TestClient(OcspFastPath(build_app(service.settings, service=service), service))
+    assert fast.get("/healthz").json() == {"status": "ok"}
+    assert fast.delete("/ocsp").status_code == 405
+    garbage = fast.post("/ocsp", content=b"\x30\x03garbage")
+    status = ocsp.load_der_ocsp_response(garbage.content).response_status
+    assert status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
