@@ -140,12 +140,6 @@ def test_each_ca_numbers_its_crls_strictly_increasing_at_one_instant(
         assert all(a < b for a, b in itertools.pairwise(numbers)), numbers
 
 
-@pytest.fixture
-def sqlite_only(db_url: str) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("a file copy is SQLite's backup; PostgreSQL's is pg_dump")
-
-
 def sqlite_path(service: Service) -> Path:
     url = service.settings.database_url
     assert url is not None and url.startswith("sqlite:///")
@@ -160,8 +154,10 @@ def copy_database(source: Path, target: Path) -> None:
     dst.close()
 
 
+# a file copy is SQLite's backup (PostgreSQL's would be pg_dump): this one runs on SQLite
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_crl_made_after_restoring_an_older_backup_has_a_larger_number(
-        service: Service, clock: FixedClock, sqlite_only: None, tmp_path: Path) -> None:
+        service: Service, clock: FixedClock, tmp_path: Path) -> None:
     service.add_user("default", "alice", email="alice@example.com", allow=True)
     for _ in range(3):
         clock.advance(dt.timedelta(seconds=1))
