@@ -23,3 +23,9 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_finds_nothing() -> None:
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bandit_finds_no_medium_or_high_issue_without_a_written_justification() -> None:
+    # a justified finding carries "# nosec BXXX" with the reason on the same line
+    result = run("bandit", "-q", "-r", "ca", "api", "cli", "-ll")
+    assert result.returncode == 0, result.stdout + result.stderr
