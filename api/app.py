@@ -15,7 +15,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.routing import BaseRoute
 
 from api import problems
-from api.auth import declared_access
+from api.auth import FailureLimiter, declared_access
 from api.metrics import REGISTRY
 from api.routes import (
     audit,
@@ -105,6 +105,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
                   description="A private certificate authority for per-user client "
                               "certificates.")
     app.state.service = the_service
+    app.state.auth_failures = FailureLimiter()
     problems.install(app)
     app.add_middleware(Hardening)
     for router in (health.router, me.router, tenants.router, users.router,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
+from collections import deque
 from typing import Any
 
 from fastapi import Depends, Request
@@ -12,6 +15,45 @@ from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service import Principal, Service
 
 ROLES = ("operator", "admin", "user", "gateway")
+# failed authentications allowed per client address and window before it must wait
+FAILURES_ALLOWED = 20
+FAILURE_WINDOW = dt.timedelta(minutes=1)
+
+
+class TooManyFailures(Exception):
+    """A client that keeps sending bad tokens: answered 429 until its window passes."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed authentications")
+        self.retry_after = retry_after
+
+
+class FailureLimiter:
+    """Failed authentications per client address, in a sliding window (this process)."""
+
+    def __init__(self, allowed: int = FAILURES_ALLOWED) -> None:
+        self.allowed = allowed
+        self._failures: dict[str, deque[dt.datetime]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str, now: dt.datetime) -> None:
+        with self._lock:
+            recent = self._recent(client, now)
+            if len(recent) >= self.allowed:
+                wait = recent[0] + FAILURE_WINDOW - now
+                raise TooManyFailures(max(1, int(wait.total_seconds()) + 1))
+
+    def failed(self, client: str, now: dt.datetime) -> None:
+        with self._lock:
+            self._recent(client, now).append(now)
+            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
+                self._failures.clear()
+
+    def _recent(self, client: str, now: dt.datetime) -> deque[dt.datetime]:
+        recent = self._failures.setdefault(client, deque())
+        while recent and recent[0] <= now - FAILURE_WINDOW:
+            recent.popleft()
+        return recent
 
 
 class RoleGuard:
@@ -25,11 +67,20 @@ class RoleGuard:
 
     async def __call__(self, request: Request) -> Principal:
         service: Service = request.app.state.service
+        limiter: FailureLimiter = request.app.state.auth_failures
+        client = request.client.host if request.client else "-"
+        now = service.now()
+        limiter.check(client, now)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationFailed("send an API token as 'Authorization: Bearer <token>'")
-        principal = service.authenticate(token.strip())
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthenticationFailed(
+                    "send an API token as 'Authorization: Bearer <token>'")
+            principal = service.authenticate(token.strip())
+        except AuthenticationFailed:
+            limiter.failed(client, now)
+            raise
         tenant = request.path_params.get("tenant")
         if tenant is not None and principal.role != "operator" and principal.tenant != tenant:
             # another tenant's objects answer as if absent

@@ -85,6 +85,13 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
                    headers=dict(exc.headers) if exc.headers else None)
 
 
+async def _too_many(_request: Request, exc: Exception) -> JSONResponse:
+    retry = str(getattr(exc, "retry_after", 60))
+    return problem(429, "too-many-requests", "Too many requests",
+                   "too many failed authentications from this address; wait and retry",
+                   headers={"Retry-After": retry})
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(500, "internal-error", "Internal error",
@@ -95,6 +102,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.CAError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    from api.auth import TooManyFailures
+
+    app.add_exception_handler(TooManyFailures, _too_many)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import api_routes, build_app, check_routes_declare_access
-from api.auth import PublicMarker, RoleGuard, declared_access, requires
+from api.auth import FailureLimiter, PublicMarker, RoleGuard, declared_access, requires
 from ca.service import Service
 from tests.api.conftest import bearer
 
@@ -74,6 +74,7 @@ def guarded_calls(client: TestClient) -> list[tuple[str, str]]:
                          ids=["none", "empty", "unknown", "basic", "huge", "control"])
 def test_every_guarded_route_refuses_requests_without_a_valid_token(
         client: TestClient, header: str | None) -> None:
+    client.app.state.auth_failures = FailureLimiter(allowed=10**6)  # type: ignore[attr-defined]
     calls = guarded_calls(client)
     assert len(calls) >= 6
     for method, path in calls:
@@ -127,3 +128,18 @@ def test_roles_are_enforced_and_other_tenants_look_absent(client: TestClient,
 def test_build_app_builds_the_same_routes_every_time(service: Service) -> None:
     paths = {r.path for r in api_routes(build_app(service.settings, service=service))}
     assert {"/healthz", "/readyz", "/api/v1/tenants/{tenant}/certificates"} <= paths
+
+
+def test_repeated_failed_authentication_is_slowed_down(service: Service,
+                                                       client: TestClient) -> None:
+    import datetime as dt
+
+    for _ in range(20):
+        assert client.get("/api/v1/whoami", headers=bearer("tgt_wrong")).status_code == 401
+    blocked = client.get("/api/v1/whoami", headers=bearer("tgt_wrong"))
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    # even a good token waits out the window from that address
+    good, _ = service.create_token(role="operator")
+    assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 429
+    service.clock.advance(dt.timedelta(minutes=1, seconds=1))  # type: ignore[attr-defined]
+    assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 200
