@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -106,6 +107,8 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
                               "certificates.")
     app.state.service = the_service
     app.state.auth_failures = FailureLimiter()
+    app.state.trusted_proxies = tuple(ipaddress.ip_network(n, strict=False)
+                                      for n in settings.trusted_proxies)
     problems.install(app)
     app.add_middleware(Hardening)
     for router in (health.router, me.router, tenants.router, users.router,

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
+from api.clientip import client_ip
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service import Principal, Service
 
@@ -68,7 +69,7 @@ class RoleGuard:
     async def __call__(self, request: Request) -> Principal:
         service: Service = request.app.state.service
         limiter: FailureLimiter = request.app.state.auth_failures
-        client = request.client.host if request.client else "-"
+        client = client_ip(request) or "-"
         now = service.now()
         limiter.check(client, now)
         header = request.headers.get("authorization", "")

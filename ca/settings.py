@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # proxies whose X-Forwarded-For is believed for the client's address (CIDR list)
+    trusted_proxies: list[str] = Field(default_factory=list)
     # how often the server applies time-driven transitions and renews CRLs (0: never)
     lifecycle_interval_seconds: int = Field(default=60, ge=0, le=3600)
     # one-time self-download links, and the mail that carries them
@@ -89,6 +91,18 @@ class Settings(BaseSettings):
         if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
             raise ValueError("the public base URL must not contain spaces or control characters")
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network[:64]!r} is not an IP network") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

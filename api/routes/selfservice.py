@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from api.auth import public, requires
+from api.clientip import client_ip
 from api.problems import responses
 from api.routes.certificates import ZIP, cert_out
 from api.routes.tenants import actor_of, principal_of
@@ -137,7 +138,7 @@ def links_of(request: Request) -> LinkUseCases:
 
 
 def client_of(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request) or "unknown"
 
 
 # --- the link page ---------------------------------------------------------------------------
@@ -169,7 +170,7 @@ async def redeem(request: Request, token: str) -> HTMLResponse:
         return _too_many(wait)
     try:
         made = await run_in_threadpool(
-            links.redeem_link, token, source_ip=request.client.host if request.client else None,
+            links.redeem_link, token, source_ip=client_ip(request),
             request_id=getattr(request.state, "request_id", None))
     except CAError as exc:
         return _error_page(exc)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import requires
+from api.clientip import client_ip
 from api.problems import responses
 from api.schemas import CAOut, TenantIn, TenantOut
 from ca.audit import Actor
@@ -28,7 +29,7 @@ def principal_of(request: Request) -> Principal:
 
 def actor_of(request: Request) -> Actor:
     return principal_of(request).actor(
-        source_ip=request.client.host if request.client else None,
+        source_ip=client_ip(request),
         request_id=getattr(request.state, "request_id", None))
 
 

@@ -1,0 +1,43 @@
+"""The client's address: the peer, or what a trusted proxy says in X-Forwarded-For.
+
+``X-Forwarded-For`` is believed only when the peer is one of ``TEGATA_TRUSTED_PROXIES``;
+then the right-most address that is not itself a trusted proxy is the client (RFC 7239,
+7.4: the left of the list is whatever the client chose to send).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from fastapi import Request
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _trusted(request: Request) -> tuple[Network, ...]:
+    """TEGATA_TRUSTED_PROXIES, parsed once by ``build_app``."""
+    found: tuple[Network, ...] = getattr(request.app.state, "trusted_proxies", ())
+    return found
+
+
+def _is_in(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def client_ip(request: Request) -> str | None:
+    peer = request.client.host if request.client else None
+    trusted = _trusted(request)
+    if peer is None or not trusted or not _is_in(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    for hop in reversed([h.strip() for h in forwarded.split(",")[:32] if h.strip()]):
+        if not _is_in(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a malformed hop: keep the peer we know
+    return peer
