@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ca.errors import ConfigError
 from ca.service import DEFAULT_TENANT
-from ca.service.links import LinkUseCases
 from cli.context import STATE, emit
 
 # the same options as cli.commands, declared here so that the two modules never import
@@ -27,11 +25,6 @@ class Switch(StrEnum):
     OFF = "off"
 
 
-def _links() -> LinkUseCases:
-    service = STATE.service()
-    if not isinstance(service, LinkUseCases):
-        raise ConfigError("this build of Tegata has no self-download use cases")
-    return service
 
 
 @link_app.command("create")
@@ -46,7 +39,7 @@ def link_create(
 
     The link hands out the user's newest valid certificate with its password. It is shown
     once (only its hash is kept), and the user's earlier links stop working."""
-    links = _links()
+    links = STATE.service()
     made = links.send_link(tenant, login) if send else links.create_link(tenant, login)
     until = f"{made.expires_at:%Y-%m-%d %H:%M} UTC"
     # a mailed link is for the user's eyes only: it is not printed
@@ -76,7 +69,7 @@ def tenant_set(
              text=f"tenant {tenant}: OCSP answers valid {ocsp_validity} s")
     if user_download is None:
         return
-    made = _links().set_user_download(tenant, user_download is Switch.ON)
+    made = STATE.service().set_user_download(tenant, user_download is Switch.ON)
     withdrawn = f"; {made.links_withdrawn} outstanding link(s) withdrawn" if (
         made.links_withdrawn) else ""
     emit({"tenant": made.tenant, "user_download": made.allowed,

@@ -27,7 +27,7 @@ from api.auth import public, requires
 from api.clientip import client_ip
 from api.problems import responses
 from api.routes.certificates import ZIP, cert_out
-from api.routes.tenants import actor_of, principal_of
+from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
 from ca.errors import (
     CAError,
@@ -38,7 +38,7 @@ from ca.errors import (
     NotPermitted,
     StorageError,
 )
-from ca.service.links import PREFIX, LinkInfo, LinkUseCases, Redeemed
+from ca.service.links import PREFIX, LinkInfo, Redeemed
 
 log = logging.getLogger("tegata.api")
 
@@ -130,11 +130,6 @@ def limiter_of(request: Request) -> RateLimiter:
         return limiter
 
 
-def links_of(request: Request) -> LinkUseCases:
-    service = request.app.state.service
-    if not isinstance(service, LinkUseCases):
-        raise ConfigError("the service has no self-download use cases")
-    return service
 
 
 def client_of(request: Request) -> str:
@@ -148,7 +143,7 @@ def client_of(request: Request) -> str:
             responses={200: {"content": {"text/html": {}}}, 403: {}, 404: {}, 410: {}, 429: {}})
 async def link_page(request: Request, token: str) -> HTMLResponse:
     """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
-    links = links_of(request)
+    links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
         return _too_many(wait)
@@ -164,7 +159,7 @@ async def link_page(request: Request, token: str) -> HTMLResponse:
                         429: {}})
 async def redeem(request: Request, token: str) -> HTMLResponse:
     """Spend the link: the password, shown this once, and the zip to save."""
-    links = links_of(request)
+    links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
         return _too_many(wait)
@@ -186,7 +181,7 @@ def my_certificates(request: Request, tenant: str) -> list[CertificateOut]:
     """The caller's own certificates, newest first."""
     login = principal_of(request).login
     assert login is not None  # a user token always names its user
-    return [cert_out(v) for v in links_of(request).my_certificates(tenant, login)]
+    return [cert_out(v) for v in service_of(request).my_certificates(tenant, login)]
 
 
 @router.get("/api/v1/tenants/{tenant}/me/certificates/{serial}/bundle",
@@ -199,7 +194,7 @@ async def my_bundle(request: Request, tenant: str, serial: str,
     self-download off (403). Another user's serial answers 404. Audited."""
     login = principal_of(request).login
     assert login is not None
-    made = await run_in_threadpool(links_of(request).my_bundle, tenant, login, serial,
+    made = await run_in_threadpool(service_of(request).my_bundle, tenant, login, serial,
                                    profile=profile, actor=actor_of(request))
     return Response(made.content, media_type=ZIP, headers={
         "Content-Disposition": f'attachment; filename="{made.filename}"',
@@ -241,7 +236,7 @@ async def create_link(request: Request, response: Response, tenant: str, login: 
     """A one-time link for the user to download their certificate and password; the user's
     earlier links stop working. With ``send``, Tegata e-mails it and the URL is not returned
     (only the user should hold it); without, the URL in the answer is the only copy."""
-    links, actor = links_of(request), actor_of(request)
+    links, actor = service_of(request), actor_of(request)
     send = body is not None and body.send
     made = await run_in_threadpool(links.send_link if send else links.create_link, tenant,
                                    login, actor=actor)
@@ -257,7 +252,7 @@ async def create_link(request: Request, response: Response, tenant: str, login: 
 def set_user_download(request: Request, tenant: str, body: UserDownloadIn) -> UserDownloadOut:
     """Whether users may download their own certificate. Off withdraws every outstanding
     link; admins can still download."""
-    made = links_of(request).set_user_download(tenant, body.allowed, actor=actor_of(request))
+    made = service_of(request).set_user_download(tenant, body.allowed, actor=actor_of(request))
     return UserDownloadOut(tenant=made.tenant, allowed=made.allowed,
                            links_withdrawn=made.links_withdrawn)
 

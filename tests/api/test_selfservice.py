@@ -9,25 +9,19 @@ import io
 import logging
 import re
 import zipfile
-from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import api_routes, build_app, check_routes_declare_access
+from api.app import build_app
 from api.routes import selfservice
-from ca.clock import FixedClock
 from ca.service import IssueRequest, Service
-from ca.service.links import LinkUseCases
-from ca.settings import Settings
 from tests.api.conftest import bearer
 from tests.conftest import BASE_URL
 
 # until the lead wires them in, the tests mix in the use cases and mount the router themselves
-LinkService: type[Service] = (Service if issubclass(Service, LinkUseCases)
-                              else type("LinkService", (Service, LinkUseCases), {}))
 CERTS = "/api/v1/tenants/default/certificates"
 MINE = "/api/v1/tenants/default/me/certificates"
 SWITCH = "/api/v1/tenants/default/settings/user-download"
@@ -41,19 +35,8 @@ PAGE_HEADERS = {
 
 
 def link_app(service: Service) -> FastAPI:
-    app = build_app(service.settings, service=service)
-    if not any(route.path == "/d/{token}" for route in api_routes(app)):
-        app.include_router(selfservice.router)
-        check_routes_declare_access(app)
-    return app
+    return build_app(service.settings, service=service)
 
-
-@pytest.fixture
-def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
-    service = LinkService(settings, clock=clock)
-    service.upgrade_database()
-    yield service
-    service.engine.dispose()
 
 
 @pytest.fixture

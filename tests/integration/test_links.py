@@ -22,24 +22,12 @@ from ca.clock import FixedClock
 from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import CAError, NotFound, NotPermitted, StorageError
 from ca.service import IssueRequest, Service
-from ca.service.links import LinkGone, LinkUseCases, SelfDownloadOff
+from ca.service.links import LinkGone, SelfDownloadOff
 from ca.settings import Settings
 from cli.context import STATE
 from cli.links import link_app, tenant_set
 from tests.api.test_certificates_api import csr_pem
 from tests.conftest import BASE_URL
-
-# until the lead mixes LinkUseCases into Service, the tests mix it in themselves
-LinkService: type[Service] = (Service if issubclass(Service, LinkUseCases)
-                              else type("LinkService", (Service, LinkUseCases), {}))
-
-
-@pytest.fixture
-def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
-    service = LinkService(settings, clock=clock)
-    service.upgrade_database()
-    yield service
-    service.engine.dispose()
 
 
 @pytest.fixture
@@ -94,7 +82,7 @@ def test_a_link_is_random_and_only_its_sha256_is_stored(service: Service, alice:
 
 def test_the_link_validity_comes_from_the_settings(settings: Settings, service: Service,
                                                    alice: str) -> None:
-    short = LinkService(settings.model_copy(update={"link_validity_days": 2}),
+    short = Service(settings.model_copy(update={"link_validity_days": 2}),
                         clock=service.clock, engine=service.engine)
     assert short.create_link("default", "alice").expires_at == service.now() + dt.timedelta(
         days=2)

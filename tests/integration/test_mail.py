@@ -32,11 +32,9 @@ from sqlalchemy import select
 from api.app import api_routes, build_app, check_routes_declare_access
 from api.routes import selfservice
 from ca import mail
-from ca.clock import FixedClock
 from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service
-from ca.service.links import LinkUseCases
 from ca.settings import Settings
 from tests.conftest import BASE_URL, unavailable
 
@@ -46,8 +44,6 @@ try:
 except ImportError:  # a skip on a laptop, a failure in CI
     Controller = None
 
-LinkService: type[Service] = (Service if issubclass(Service, LinkUseCases)
-                              else type("LinkService", (Service, LinkUseCases), {}))
 SENDER = "Tegata <tegata@example.com>"
 LINK = re.compile(re.escape(BASE_URL) + r"/d/tdl_[A-Za-z0-9_-]{43}")
 SMTP_USER, SMTP_PASSWORD = "tegata", "smtp-secret-for-tests"
@@ -116,13 +112,6 @@ def smtp() -> Iterator[Smtp]:
     controller.stop()
 
 
-@pytest.fixture
-def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
-    service = LinkService(settings, clock=clock)
-    service.upgrade_database()
-    yield service
-    service.engine.dispose()
-
 
 @pytest.fixture
 def alice(service: Service) -> str:
@@ -136,7 +125,7 @@ def with_smtp(service: Service, port: int, **overrides: Any) -> Service:
     settings = service.settings.model_copy(update={
         "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False,
         "smtp_from": SENDER, **overrides})
-    return LinkService(settings, clock=service.clock, engine=service.engine)
+    return Service(settings, clock=service.clock, engine=service.engine)
 
 
 def link_app(service: Service) -> FastAPI:
