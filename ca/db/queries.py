@@ -51,6 +51,19 @@ def user(session: Session, owner: Tenant, login: str) -> User:
     return found
 
 
+def certificate_or_none(session: Session, owner: Tenant, serial: str) -> Certificate | None:
+    """A tenant's certificate by its canonical serial."""
+    return session.scalar(select(Certificate).where(Certificate.tenant_id == owner.id,
+                                                    Certificate.serial == serial))
+
+
+def certificate(session: Session, owner: Tenant, serial: str) -> Certificate:
+    found = certificate_or_none(session, owner, serial)
+    if found is None:
+        raise NotFound(f"no certificate with serial {serial}", field="serial")
+    return found
+
+
 def unused_serial(session: Session, authority: Authority) -> int:
     """A random serial (RFC 5280, 4.1.2.2: positive, at most 20 octets, 64+ bits of entropy)
     not yet used by this issuer."""

@@ -252,10 +252,7 @@ class CertificateUseCases(ServiceCore):
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
-            cert = session.scalar(select(Certificate).where(
-                Certificate.tenant_id == owner.id, Certificate.serial == canonical))
-            if cert is None:
-                raise NotFound(f"no certificate with serial {canonical}", field="serial")
+            cert = queries.certificate(session, owner, canonical)
             state = state_of(cert, now=now)
             if state is not State.VALID:
                 raise NotPermitted(f"certificate {canonical} is {state.value}: its key "

@@ -11,12 +11,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from ca import audit, serials
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import Certificate
 from ca.errors import InvalidInput
 from ca.service.core import ServiceCore
 from ca.states import State, state_of
@@ -142,8 +139,7 @@ class GatewayUseCases(ServiceCore):
             return False, "certificate-unknown"
         with self.reading() as session:
             owner = queries.tenant(session, tenant)
-            cert = session.scalar(select(Certificate).where(
-                Certificate.tenant_id == owner.id, Certificate.serial == canonical))
+            cert = queries.certificate_or_none(session, owner, canonical)
             if cert is None:
                 return False, "certificate-unknown"
             state = state_of(cert, now=self.now())

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ca import audit, serials
 from ca.audit import Actor
 from ca.db import queries
 from ca.db.models import Certificate, Tenant, User
-from ca.errors import NotFound, NotPermitted
+from ca.errors import NotPermitted
 from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.views import CertificateView, cert_view
@@ -84,10 +83,7 @@ class RevocationUseCases(ServiceCore):
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
-            cert = session.scalar(select(Certificate).where(
-                Certificate.tenant_id == owner.id, Certificate.serial == canonical))
-            if cert is None:
-                raise NotFound(f"no certificate with serial {canonical}", field="serial")
+            cert = queries.certificate(session, owner, canonical)
             user = session.get(User, cert.user_id)
             assert user is not None
             change(session, cert, user, owner, now)  # a change republishes at commit
