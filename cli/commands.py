@@ -105,14 +105,8 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current(as_json: JsonOpt = False) -> None:
     """Show the schema revision of the database and of this release."""
-    from ca.db import migrate
-
-    service = STATE.service(check_schema=False)
-    from ca.db.engine import check_reachable
-
-    check_reachable(service.engine)
-    data = {"database": migrate.current_revision(service.engine),
-            "release": migrate.head_revision()}
+    database, release = STATE.service(check_schema=False).schema_revisions()
+    data = {"database": database, "release": release}
     emit(data, as_json=as_json, text=f"database {data['database']}, release {data['release']}")
 
 

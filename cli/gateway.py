@@ -63,10 +63,7 @@ def nginx(
     if mode == "auth" and auth_include is None:
         raise InvalidInput("auth mode needs --auth-include FILE for the gateway token",
                            field="auth_include")
-    with service.reading() as session:
-        from ca.db import queries
-
-        validity = queries.tenant(session, tenant).ocsp_validity_seconds
+    validity = service.get_ocsp_validity(tenant)
     issuer_dn = service.ca_certificates(tenant)[1].subject
     base = f"/etc/nginx/tegata/{tenant}"
     tegata = (tegata_url or service.settings.public_base_url).rstrip("/")

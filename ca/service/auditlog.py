@@ -69,6 +69,12 @@ class AuditUseCases(ServiceCore):
                 for e in page)
             offset += len(page)
 
+    def event_counts(self) -> dict[str, int]:
+        """How many events of each action the log holds (issuances, revocations, ...)."""
+        with self.reading() as session:
+            return {str(action): int(n) for action, n in session.execute(
+                select(AuditEvent.action, func.count()).group_by(AuditEvent.action))}
+
     def verify_audit(self) -> tuple[int, audit.Break | None]:
         """How many events there are, and the first break in the chain if there is one."""
         with self.reading() as session:

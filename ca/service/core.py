@@ -111,6 +111,11 @@ class ServiceCore:
         check_reachable(self.engine)
         migrate.upgrade(self.engine)
 
+    def schema_revisions(self) -> tuple[str | None, str | None]:
+        """(the database's alembic revision, this release's)."""
+        check_reachable(self.engine)
+        return migrate.current_revision(self.engine), migrate.head_revision()
+
     def load_signers(self) -> None:
         """Load every active CA key now, so that a bad key file stops start-up, not a request."""
         with self.reading() as session:

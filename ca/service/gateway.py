@@ -96,6 +96,10 @@ class GatewayUseCases(ServiceCore):
                                                details={"seconds": seconds}), now=now)
         return seconds
 
+    def get_ocsp_validity(self, tenant: str) -> int:
+        with self.reading() as session:
+            return queries.tenant(session, tenant).ocsp_validity_seconds
+
     def get_ip_policy(self, tenant: str) -> IpPolicy:
         with self.reading() as session:
             owner = queries.tenant(session, tenant)

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ca import audit, serials
 from ca.audit import Actor
 from ca.db import queries
-from ca.db.models import Certificate, Tenant, User
+from ca.db.models import Authority, Certificate, Crl, Tenant, User
 from ca.errors import NotPermitted
 from ca.service import crls, status
 from ca.service.core import ServiceCore
@@ -105,6 +106,22 @@ class RevocationUseCases(ServiceCore):
                 latest = self._publish(session, authority, now=now)
             return CrlView(number=latest.number, this_update=latest.this_update,
                            next_update=latest.next_update, der=latest.der)
+
+    def crl_ages(self) -> list[tuple[str, float, float]]:
+        """Per tenant: seconds since its newest CRL was made, and until its nextUpdate."""
+        now = self.now()
+        with self.reading() as session:
+            newest = (select(Crl.authority_id, func.max(Crl.number).label("number"))
+                      .group_by(Crl.authority_id).subquery())
+            rows = session.execute(
+                select(Tenant.name, Crl.this_update, Crl.next_update)
+                .join(Authority, Authority.tenant_id == Tenant.id)
+                .join(Crl, Crl.authority_id == Authority.id)
+                .join(newest, (newest.c.authority_id == Crl.authority_id)
+                      & (newest.c.number == Crl.number))
+                .where(Authority.kind == "issuing")).all()
+        return [(name, (now - this).total_seconds(), (nxt - now).total_seconds())
+                for name, this, nxt in rows]
 
     def publish_crl(self, tenant: str | None) -> CrlView:
         """Make a new CRL now."""

@@ -181,3 +181,16 @@ def test_token_create_prints_a_tgt_token_and_the_database_keeps_only_its_sha256(
                 text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                 assert token not in text, f"{table}.{column} holds the token"
                 assert token[4:] not in text, f"{table}.{column} holds the token's secret part"
+
+
+def test_db_current_shows_the_database_at_this_releases_revision(ready: Env, cli: Cli) -> None:
+    from ca.db import migrate
+
+    data = as_json(cli, "db", "current")
+    assert data == {"database": migrate.head_revision(), "release": migrate.head_revision()}
+
+
+def test_gateway_nginx_uses_the_tenants_ocsp_validity(ready: Env, cli: Cli) -> None:
+    cli.ok("tenant", "set", "--ocsp-validity", "120")
+    text = cli.ok("gateway", "nginx", "--upstream", "http://127.0.0.1:9000").out
+    assert "ssl_session_timeout 120s;" in text
