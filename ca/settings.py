@@ -33,6 +33,7 @@ _PLACEHOLDER_PASSPHRASES = {
     "keys.example-not-a-secret",  # published in keys.example/
 }
 MIN_PASSPHRASE_LENGTH = 12
+MIN_AUDIT_RETENTION_DAYS = 90
 
 
 def env_name(field: str) -> str:
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     # how often the server applies time-driven transitions and renews CRLs (0: never)
     lifecycle_interval_seconds: int = Field(default=60, ge=0, le=3600)
+    # audit events older than this are removed by the lifecycle run (0: kept for ever)
+    audit_retention_days: int = Field(default=0, ge=0, le=36_500)
     # one-time self-download links, and the mail that carries them
     link_validity_days: int = Field(default=7, ge=1, le=90)
     smtp_host: str | None = None
@@ -102,6 +105,14 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ValueError(f"{network[:64]!r} is not an IP network") from None
+        return value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _check_retention(cls, value: int) -> int:
+        if 0 < value < MIN_AUDIT_RETENTION_DAYS:
+            raise ValueError(f"must be 0 (keep for ever) or at least {MIN_AUDIT_RETENTION_DAYS} "
+                             "days: a shorter log cannot answer for a certificate's lifetime")
         return value
 
     @field_validator("timezone")

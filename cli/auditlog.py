@@ -53,11 +53,16 @@ def audit_export(
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False) -> None:
     """Check the hash chain; exit 1 at the first changed, removed or reordered event."""
-    total, broken = STATE.service().verify_audit()
-    emit({"events": total, "intact": broken is None,
+    check = STATE.service().verify_audit()
+    broken = check.broken
+    kept = (f"; {check.removed} older events removed by retention, the log starts at event "
+            f"{check.first_id}") if check.removed else ""
+    emit({"events": check.events, "intact": broken is None,
           "broken_at": broken.event_id if broken else None,
-          "problem": broken.problem if broken else None}, as_json=as_json,
-         text=f"{total} events, chain intact" if broken is None else
-         f"chain broken at event {broken.event_id}: {broken.problem}")
+          "problem": broken.problem if broken else None, "head": check.head,
+          "removed_by_retention": check.removed, "first_kept_id": check.first_id},
+         as_json=as_json,
+         text=f"{check.events} events, chain intact, head {check.head}{kept}" if broken is None
+         else f"chain broken at event {broken.event_id}: {broken.problem}")
     if broken is not None:
         raise typer.Exit(1)

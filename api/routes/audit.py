@@ -35,6 +35,9 @@ class VerifyOut(BaseModel):
     intact: bool
     broken_at: int | None
     problem: str | None
+    head: str | None  # the newest event's hash: note it elsewhere to pin the log's state
+    removed_by_retention: int
+    first_kept_id: int | None
 
 
 def _out(view: EventView) -> EventOut:
@@ -79,7 +82,8 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
             responses=responses(401, 403))
 def verify(request: Request) -> VerifyOut:
     """Walk the hash chain: a changed, removed or reordered event breaks it."""
-    total, broken = service_of(request).verify_audit()
-    return VerifyOut(events=total, intact=broken is None,
-                     broken_at=broken.event_id if broken else None,
-                     problem=broken.problem if broken else None)
+    check = service_of(request).verify_audit()
+    return VerifyOut(events=check.events, intact=check.broken is None,
+                     broken_at=check.broken.event_id if check.broken else None,
+                     problem=check.broken.problem if check.broken else None, head=check.head,
+                     removed_by_retention=check.removed, first_kept_id=check.first_id)

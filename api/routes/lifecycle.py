@@ -43,6 +43,7 @@ class LifecycleOut(BaseModel):
     revoked: int
     purged: int
     crls: int
+    audit_pruned: int
 
 
 class StatusOut(BaseModel):

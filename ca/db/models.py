@@ -276,3 +276,20 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditAnchor(Base):
+    """Where the kept log starts once retention has removed its oldest events.
+
+    One row: the hash of the last removed event, which the first kept event must name as its
+    ``prev_hash``. The ``audit.prune`` event that removed them carries the same values, so a
+    forged anchor contradicts the chain.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    removed: Mapped[int] = mapped_column(BigInteger)  # events removed over all time
+    pruned_at: Mapped[dt.datetime]

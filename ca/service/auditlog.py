@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from ca import audit, csvio
 from ca.db import queries
-from ca.db.models import AuditEvent, Tenant
+from ca.db.models import AuditAnchor, AuditEvent, Tenant
 from ca.service.core import ServiceCore
 
 PAGE = 1000
@@ -30,6 +30,18 @@ class EventView:
     outcome: str
     request_id: str | None
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditCheck:
+    """What ``verify`` found: the events kept, the chain's head, the first break if any, and
+    how many events retention removed before the kept ones."""
+
+    events: int
+    head: str | None
+    broken: audit.Break | None
+    removed: int
+    first_id: int | None
 
 
 class AuditUseCases(ServiceCore):
@@ -75,13 +87,29 @@ class AuditUseCases(ServiceCore):
             return {str(action): int(n) for action, n in session.execute(
                 select(AuditEvent.action, func.count()).group_by(AuditEvent.action))}
 
-    def verify_audit(self) -> tuple[int, audit.Break | None]:
-        """How many events there are, and the first break in the chain if there is one."""
+    def verify_audit(self) -> AuditCheck:
+        """Walk the whole chain from its start (or from the retention anchor)."""
         with self.reading() as session:
             total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+            head = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc())
+                                  .limit(1))
+            anchor = session.get(AuditAnchor, 1)
             broken = audit.verify(session.scalars(
-                select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=PAGE)))
-            return total, broken
+                select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=PAGE)),
+                anchor=anchor)
+            return AuditCheck(events=total, head=head, broken=broken,
+                              removed=anchor.removed if anchor else 0,
+                              first_id=anchor.first_id if anchor else None)
+
+    def prune_audit(self, *, actor: audit.Actor = audit.CLI_ACTOR) -> int:
+        """Apply ``TEGATA_AUDIT_RETENTION_DAYS``: remove the older events; how many went."""
+        days = self.settings.audit_retention_days
+        if days == 0:
+            return 0
+        now = self.now()
+        with self.transaction() as session:
+            return audit.prune(session, actor, before=now - dt.timedelta(days=days),
+                               now=now)
 
 
 def _view(event: AuditEvent, tenant: str | None) -> EventView:

@@ -19,6 +19,7 @@ from ca.db import queries
 from ca.db.models import Certificate, Crl, KeyMaterial, Tenant, User
 from ca.errors import InvalidInput
 from ca.service import status
+from ca.service.auditlog import AuditUseCases
 from ca.service.revocation import RevocationUseCases
 from ca.states import HoldCause
 
@@ -45,6 +46,7 @@ class LifecycleReport:
     revoked: int = 0
     purged: int = 0
     crls: int = 0
+    audit_pruned: int = 0
 
 
 def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
@@ -55,7 +57,7 @@ def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
     return "ended"
 
 
-class LifecycleUseCases(RevocationUseCases):
+class LifecycleUseCases(RevocationUseCases, AuditUseCases):
     def set_subscription(self, tenant: str, *, ends: dt.date | None, zone: str | None = None,
                          grace_days: int | None = None, kind: str = "contract",
                          actor: Actor = audit.CLI_ACTOR) -> SubscriptionView:
@@ -126,7 +128,8 @@ class LifecycleUseCases(RevocationUseCases):
             if latest is None or now >= latest[0] + (latest[1] - latest[0]) / 2:
                 self._publish(session, root, now=now)
                 totals = LifecycleReport(**{**totals.__dict__, "crls": totals.crls + 1})
-        return totals
+        pruned = self.prune_audit(actor=LIFECYCLE_ACTOR)
+        return LifecycleReport(**{**totals.__dict__, "audit_pruned": pruned})
 
     def _apply_subscription(self, session: Session, owner: Tenant, actor: Actor, *,
                             now: dt.datetime) -> LifecycleReport:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import delete, select, update
 
-from ca.db.models import AuditEvent
+from ca.clock import FixedClock
+from ca.db.models import AuditAnchor, AuditEvent
+from ca.errors import ConfigError
 from ca.service import IssueRequest, Service
+from ca.settings import load_settings
 
 
 @pytest.fixture
@@ -24,8 +29,9 @@ def ids(service: Service) -> list[int]:
 
 
 def test_an_untouched_log_verifies(busy: Service) -> None:
-    total, broken = busy.verify_audit()
-    assert broken is None and total == len(ids(busy)) >= 6
+    check = busy.verify_audit()
+    assert check.broken is None and check.events == len(ids(busy)) >= 6
+    assert check.removed == 0 and check.first_id is None
 
 
 def test_a_changed_event_is_found(busy: Service) -> None:
@@ -33,7 +39,7 @@ def test_a_changed_event_is_found(busy: Service) -> None:
     with busy.transaction() as session:
         session.execute(update(AuditEvent).where(AuditEvent.id == victim)
                         .values(actor="someone-else"))
-    _, broken = busy.verify_audit()
+    broken = busy.verify_audit().broken
     assert broken is not None and broken.event_id == victim
     assert "changed" in broken.problem
 
@@ -42,7 +48,7 @@ def test_a_deleted_event_is_found(busy: Service) -> None:
     all_ids = ids(busy)
     with busy.transaction() as session:
         session.execute(delete(AuditEvent).where(AuditEvent.id == all_ids[2]))
-    _, broken = busy.verify_audit()
+    broken = busy.verify_audit().broken
     assert broken is not None and broken.event_id == all_ids[3]
     assert "removed or reordered" in broken.problem
 
@@ -62,7 +68,7 @@ def test_reordered_events_are_found(busy: Service) -> None:
                         .values(hash="x" * 64))
         session.execute(update(AuditEvent).where(AuditEvent.id == first).values(**values_b))
         session.execute(update(AuditEvent).where(AuditEvent.id == second).values(**values_a))
-    _, broken = busy.verify_audit()
+    broken = busy.verify_audit().broken
     assert broken is not None and broken.event_id == first
 
 
@@ -81,3 +87,100 @@ def test_export_shows_times_in_the_chosen_zone(busy: Service) -> None:
     lines = "".join(busy.export_audit_csv(tenant="default", zone="Asia/Tokyo")).splitlines()
     assert lines[0].startswith("id,time_utc,time_Asia/Tokyo,")
     assert "+09:00" in lines[1]
+
+
+def test_deleting_the_first_events_is_found(busy: Service) -> None:
+    all_ids = ids(busy)
+    with busy.transaction() as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.id <= all_ids[1]))
+    broken = busy.verify_audit().broken
+    assert broken is not None and broken.event_id == all_ids[2]
+    assert "not where the log starts" in broken.problem
+
+
+# -- retention --------------------------------------------------------------------------------
+
+@pytest.fixture
+def kept_90_days(busy: Service, clock: FixedClock) -> Service:
+    """The same database, run with a 90-day retention."""
+    settings = busy.settings.model_copy(update={"audit_retention_days": 90})
+    return Service(settings, clock=clock, engine=busy.engine)
+
+
+def test_retention_keeps_everything_younger_than_the_setting(
+        kept_90_days: Service, clock: FixedClock) -> None:
+    before = ids(kept_90_days)
+    clock.advance(dt.timedelta(days=89, hours=23))
+    assert kept_90_days.run_lifecycle().audit_pruned == 0
+    assert ids(kept_90_days)[:len(before)] == before
+
+
+def test_retention_removes_older_events_and_the_rest_still_verifies(
+        kept_90_days: Service, clock: FixedClock) -> None:
+    old = ids(kept_90_days)
+    clock.advance(dt.timedelta(days=60))
+    kept_90_days.add_user("default", "bob", email="bob@example.com", allow=True)
+    young = [i for i in ids(kept_90_days) if i not in old]
+    clock.advance(dt.timedelta(days=31))  # the first events are now 91 days old
+
+    report = kept_90_days.run_lifecycle()
+
+    remaining = ids(kept_90_days)
+    assert report.audit_pruned == len(old)
+    assert not set(old) & set(remaining) and set(young) <= set(remaining)
+    prune = kept_90_days.audit_events(action="audit.prune")
+    assert len(prune) == 1 and prune[0].details["removed"] == len(old)
+    check = kept_90_days.verify_audit()
+    assert check.broken is None and check.removed == len(old) and check.first_id == young[0]
+    # a second run has nothing more to remove, and adds no event
+    assert kept_90_days.run_lifecycle().audit_pruned == 0
+    assert len(kept_90_days.audit_events(action="audit.prune")) == 1
+
+
+def test_when_every_event_is_old_the_prune_event_starts_the_log(
+        kept_90_days: Service, clock: FixedClock) -> None:
+    old = ids(kept_90_days)
+    clock.advance(dt.timedelta(days=400))
+    kept_90_days.prune_audit()
+    remaining = kept_90_days.audit_events()
+    assert remaining[0].action == "audit.prune" and remaining[0].id not in old
+    check = kept_90_days.verify_audit()
+    assert check.broken is None and check.first_id == remaining[0].id
+
+
+def test_deleting_more_than_retention_removed_is_found(
+        kept_90_days: Service, clock: FixedClock) -> None:
+    clock.advance(dt.timedelta(days=60))
+    kept_90_days.add_user("default", "bob", email="bob@example.com", allow=True)
+    clock.advance(dt.timedelta(days=31))
+    kept_90_days.run_lifecycle()
+    first = ids(kept_90_days)[0]
+    with kept_90_days.transaction() as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.id == first))
+    broken = kept_90_days.verify_audit().broken
+    assert broken is not None and broken.event_id == ids(kept_90_days)[0]
+
+
+def test_a_forged_anchor_is_found(kept_90_days: Service, clock: FixedClock) -> None:
+    """Removing kept events and moving the anchor to match still contradicts the chain."""
+    clock.advance(dt.timedelta(days=60))
+    kept_90_days.add_user("default", "bob", email="bob@example.com", allow=True)
+    kept_90_days.add_user("default", "carol", email="carol@example.com", allow=True)
+    clock.advance(dt.timedelta(days=31))
+    kept_90_days.run_lifecycle()
+    first, second = ids(kept_90_days)[:2]
+    with kept_90_days.transaction() as session:
+        new_start = session.get(AuditEvent, second)
+        anchor = session.get(AuditAnchor, 1)
+        assert new_start is not None and anchor is not None
+        session.execute(delete(AuditEvent).where(AuditEvent.id == first))
+        anchor.prev_hash, anchor.first_id = new_start.prev_hash, second
+    broken = kept_90_days.verify_audit().broken
+    assert broken is not None and "anchor" in broken.problem
+
+
+def test_retention_shorter_than_90_days_is_refused(service: Service) -> None:
+    with pytest.raises(ConfigError, match="TEGATA_AUDIT_RETENTION_DAYS: must be 0"):
+        load_settings(**{**service.settings.model_dump(), "audit_retention_days": 30})
+    assert load_settings(**{**service.settings.model_dump(),
+                            "audit_retention_days": 90}).audit_retention_days == 90
