@@ -8,16 +8,20 @@ import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import FailureLimiter, declared_access
 from api.metrics import REGISTRY
+from api.openapi import complete
+from api.ratelimit import RateLimiter
 from api.routes import (
     audit,
     certificates,
@@ -71,6 +75,34 @@ class Hardening(BaseHTTPMiddleware):
         return response
 
 
+class BodyLimit:
+    """The same cap on a body sent without Content-Length (chunked): counted as it arrives,
+    refused with 413 once past the cap, before the route holds it all in memory."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # FastAPI passes an HTTPException on; problems maps it to a 413 problem
+                    raise HTTPException(413, f"the body is larger than "
+                                             f"{self.limit // (1024 * 1024)} MB")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 log = logging.getLogger("tegata.lifecycle")
 
 
@@ -89,6 +121,31 @@ async def _lifecycle_loop(service: Service, interval: int) -> None:
         await asyncio.sleep(interval)
 
 
+class TegataAPI(FastAPI):
+    """The app, whose OpenAPI document names every status each route can answer."""
+
+    def openapi(self) -> dict[str, Any]:
+        cached = self.openapi_schema
+        document = super().openapi()
+        if document is not cached:  # made afresh: complete it once
+            complete(document, api_routes(self))
+        return document
+
+
+async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
+    """405 naming in ``Allow`` every method of the path (RFC 9110, 15.5.6), where Starlette
+    names only those of the first route that matched. The path is the first one matching,
+    as in OpenAPI: ``/users/import`` is not ``/users/{login}``."""
+    app: FastAPI = request.app
+    matching = [r for r in _all_routes(app.routes) if r.matches(request.scope)[0] != Match.NONE]
+    path = getattr(matching[0], "path", None) if matching else None
+    allowed = sorted({method for route in matching if getattr(route, "path", None) == path
+                      for method in getattr(route, "methods", None) or ()})
+    return problems.problem(405, "method-not-allowed", "Method not allowed",
+                            f"{request.method} is not one of {', '.join(allowed)}",
+                            headers={"Allow": ", ".join(allowed)})
+
+
 def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     the_service = service or Service(settings)
 
@@ -102,14 +159,18 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
         if task is not None:
             task.cancel()
 
-    app = FastAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
-                  description="A private certificate authority for per-user client "
-                              "certificates.")
+    app = TegataAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
+                    description="A private certificate authority for per-user client "
+                                "certificates.")
     app.state.service = the_service
     app.state.auth_failures = FailureLimiter()
+    rate = settings.token_requests_per_minute
+    app.state.token_limiter = RateLimiter(per_minute=rate, burst=rate) if rate else None
     app.state.trusted_proxies = tuple(ipaddress.ip_network(n, strict=False)
                                       for n in settings.trusted_proxies)
     problems.install(app)
+    app.add_exception_handler(405, _method_not_allowed)
+    app.add_middleware(BodyLimit)
     app.add_middleware(Hardening)
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
@@ -120,18 +181,24 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     return app
 
 
+def _all_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Every route, looking into included routers, in the order requests try them."""
+    found: list[BaseRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x includes lazily
+        if inner is not None:
+            found.extend(_all_routes(inner.routes))
+        else:
+            found.append(route)
+    return found
+
+
 def api_routes(app: FastAPI) -> list[APIRoute]:
     """Every API route of the app, looking into included routers."""
     found: list[APIRoute] = []
-    stack: list[BaseRoute] = list(app.routes)
-    while stack:
-        route = stack.pop(0)
+    for route in _all_routes(app.routes):
         if isinstance(route, APIRoute):
             found.append(route)
-            continue
-        inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x includes lazily
-        if inner is not None:
-            stack.extend(inner.routes)
         elif getattr(route, "path", None) not in FRAMEWORK_ROUTES:
             raise RuntimeError(f"route {getattr(route, 'path', route)!r} is not an API route")
     return found

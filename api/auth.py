@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections import deque
 from typing import Any
@@ -12,8 +13,10 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
 from api.clientip import client_ip
+from api.ratelimit import RateLimiter
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service import Principal, Service
+from ca.validate import TENANT
 
 ROLES = ("operator", "admin", "user", "gateway")
 # failed authentications allowed per client address and window before it must wait
@@ -22,11 +25,14 @@ FAILURE_WINDOW = dt.timedelta(minutes=1)
 
 
 class TooManyFailures(Exception):
-    """A client that keeps sending bad tokens: answered 429 until its window passes."""
+    """A client that keeps sending bad tokens, or a token used faster than its limit:
+    answered 429 until it may go on."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many failed authentications")
+    def __init__(self, retry_after: int,
+                 reason: str = "too many failed authentications from this address") -> None:
+        super().__init__(reason)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class FailureLimiter:
@@ -83,11 +89,20 @@ class RoleGuard:
             limiter.failed(client, now)
             raise
         tenant = request.path_params.get("tenant")
-        if tenant is not None and principal.role != "operator" and principal.tenant != tenant:
-            # another tenant's objects answer as if absent
+        if tenant is not None and (not TENANT.fullmatch(tenant) or (
+                principal.role != "operator" and principal.tenant != tenant)):
+            # another tenant's objects answer as if absent, as does a name no tenant can have
+            # (which the database may not even take: PostgreSQL text holds no NUL)
             raise NotFound(f"no tenant {str(tenant)[:64]!r}", field="tenant")
         if principal.role not in self.roles:
             raise Forbidden(f"a {principal.role} token may not do this")
+        per_token: RateLimiter | None = request.app.state.token_limiter
+        # a gateway token answers nginx's sub-request for every client request: not limited
+        if per_token is not None and principal.role != "gateway":
+            wait = per_token.admit(str(principal.token_id), now=now)
+            if wait is not None:
+                raise TooManyFailures(max(1, math.ceil(wait)),
+                                      "this token has made too many requests; slow down")
         request.state.principal = principal
         return principal
 

@@ -87,8 +87,8 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _too_many(_request: Request, exc: Exception) -> JSONResponse:
     retry = str(getattr(exc, "retry_after", 60))
-    return problem(429, "too-many-requests", "Too many requests",
-                   "too many failed authentications from this address; wait and retry",
+    reason = getattr(exc, "reason", "too many requests")
+    return problem(429, "too-many-requests", "Too many requests", f"{reason}; wait and retry",
                    headers={"Retry-After": retry})
 
 
@@ -117,9 +117,13 @@ PROBLEM_SCHEMA = {
     },
     "required": ["type", "title", "status"],
 }
+# the OpenAPI document holds PROBLEM_SCHEMA once, under this name (api.openapi adds it)
+PROBLEM_REF = "#/components/schemas/Problem"
+_DESCRIPTIONS = {**_HTTP_TITLES, **dict(STATUS.values()), 429: "Too many requests",
+                 503: "Service unavailable"}
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem statuses a route can answer."""
-    return {s: {"description": _HTTP_TITLES.get(s, "Problem"),
-                "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for s in statuses}
+    return {s: {"description": _DESCRIPTIONS.get(s, "Problem"),
+                "content": {MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}} for s in statuses}

@@ -12,6 +12,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def exactly_one(**ways: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema for "give exactly one of these fields": each way maps a field to its
+    schema when given; a field not given is absent, null, or (a flag) false."""
+    absent = {name: {"const": False} if way.get("const") is True else {"type": "null"}
+              for name, way in ways.items()}
+    return {"oneOf": [{"required": [name], "properties": {**absent, name: way}}
+                      for name, way in ways.items()]}
+
+
 class TenantIn(Strict):
     name: str = Field(max_length=63, examples=["acme"])
     display_name: str | None = Field(default=None, max_length=64)
@@ -33,12 +42,12 @@ class TenantOut(BaseModel):
     issuing_ca: CAOut
 
 
-GroupName = Annotated[str, Field(max_length=100)]
-Login = Annotated[str, Field(max_length=64)]
+GroupName = Annotated[str, Field(min_length=1, max_length=100)]
+Login = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class UserIn(Strict):
-    login: str = Field(max_length=64, examples=["alice"])
+    login: str = Field(min_length=1, max_length=64, examples=["alice"])
     email: str = Field(max_length=254, examples=["alice@example.com"])
     display_name: str = Field(default="", max_length=200)
     kind: Literal["person", "service"] = "person"
@@ -89,6 +98,10 @@ class ImportOut(BaseModel):
 class SelectionIn(Strict):
     """Exactly one of logins, group, unaffiliated or all; optionally a status filter."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one(
+        logins={"type": "array"}, group={"type": "string"}, unaffiliated={"const": True},
+        all={"const": True}))
+
     logins: list[Login] | None = Field(default=None, max_length=10_000)
     group: GroupName | None = None
     unaffiliated: bool = False
@@ -119,8 +132,11 @@ class JobOut(BaseModel):
 class IssueIn(Strict):
     """Name one user (``login``) or several (``logins``); all are issued, or none."""
 
-    login: str | None = Field(default=None, max_length=64, examples=["alice"])
-    logins: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    model_config = ConfigDict(json_schema_extra=exactly_one(login={"type": "string"},
+                                                            logins={"type": "array"}))
+
+    login: str | None = Field(default=None, min_length=1, max_length=64, examples=["alice"])
+    logins: list[Login] | None = Field(
         default=None, min_length=1, max_length=1000)
     expires: dt.date | None = Field(default=None, description="last day of validity, YYYY-MM-DD")
     timezone: str | None = Field(default=None, max_length=64, examples=["Asia/Tokyo"])
@@ -128,7 +144,7 @@ class IssueIn(Strict):
         default="keep", description="revoke: the users' current certificates are revoked "
                                     "(superseded) in the same transaction")
     key_type: Literal["ec-p256", "rsa-2048", "rsa-3072"] | None = None
-    csr: str | None = Field(default=None, max_length=65536,
+    csr: str | None = Field(default=None, min_length=1, max_length=65536,
                             description="PEM PKCS#10 request; only its public key is used")
     p12_profile: Literal["compat", "modern"] | None = None
 

@@ -105,8 +105,12 @@ def safe_cell(value: str) -> str:
 
 
 def unquote_cell(value: str) -> str:
-    """Undo ``safe_cell``: one leading apostrophe is the spreadsheet's text marker."""
-    return value[1:] if value.startswith("'") else value
+    """Undo ``safe_cell`` and only that: an apostrophe before what a spreadsheet would
+    evaluate (or before another apostrophe) is the text marker; a name like ``'t Hart``
+    keeps its own."""
+    if value.startswith("'") and value[1:].startswith((*_FORMULA_START, "'")):
+        return value[1:]
+    return value
 
 
 def write(rows: Iterable[Iterable[str]]) -> Iterator[str]:

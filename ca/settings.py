@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     # how often the server applies time-driven transitions and renews CRLs (0: never)
     lifecycle_interval_seconds: int = Field(default=60, ge=0, le=3600)
+    # requests a token may make per minute, a minute's worth at once (0: no limit; gateway
+    # tokens, which answer nginx's sub-request for every client request, are never limited)
+    token_requests_per_minute: int = Field(default=600, ge=0, le=1_000_000)
     # audit events older than this are removed by the lifecycle run (0: kept for ever)
     audit_retention_days: int = Field(default=0, ge=0, le=36_500)
     # one-time self-download links, and the mail that carries them

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from api.auth import requires
 from api.problems import responses
+from api.routes.certificates import MAX_OFFSET
 from api.routes.tenants import service_of
 from ca.service import EventView
 
@@ -53,7 +54,7 @@ def tenant_audit(
     action: Annotated[str | None, Query(max_length=64)] = None,
     since: dt.datetime | None = None, until: dt.datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
     timezone: Annotated[str, Query(max_length=64)] = "UTC",
 ) -> list[EventOut] | StreamingResponse:
@@ -72,7 +73,7 @@ def tenant_audit(
             responses=responses(400, 401, 403))
 def all_audit(request: Request, action: Annotated[str | None, Query(max_length=64)] = None,
               limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-              offset: Annotated[int, Query(ge=0)] = 0) -> list[EventOut]:
+              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[EventOut]:
     """Every tenant's events and the operator's own."""
     return [_out(v) for v in service_of(request).audit_events(action=action, limit=limit,
                                                                offset=offset)]

@@ -21,6 +21,8 @@ router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certif
 COMMON = (400, 401, 403, 404)
 ZIP = "application/zip"
 StateParam = Literal["valid", "expired", "suspended", "revoked"]
+# the largest OFFSET the databases take (a signed 64-bit integer)
+MAX_OFFSET = 2**63 - 1
 
 
 def job_out(job: JobView) -> JobOut:
@@ -66,6 +68,7 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
         key_type=body.key_type, p12_profile=body.p12_profile)
     admin_zone = principal_of(request).timezone
     actor = actor_of(request)
+    service.check_issue(issue_request, admin_zone=admin_zone)  # a bad zone: 400, not a job
 
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         result = service.issue_bulk(issue_request, admin_zone=admin_zone, actor=actor,
@@ -105,7 +108,7 @@ def list_certificates(
     login: Annotated[str | None, Query(max_length=64)] = None,
     group: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[CertificateOut]:
     """The tenant's certificates, newest first, by state, user or group."""
     views = service_of(request).list_certificates(tenant, state=state, login=login,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import requires
-from api.problems import responses
+from api.problems import problem, responses
 from api.routes.tenants import actor_of, service_of
 from ca.service.gateway import IpPolicy
 
@@ -38,17 +40,28 @@ def _out(view: IpPolicy) -> IpPolicyOut:
 @router.get("/auth/{tenant}", dependencies=[requires("gateway")], status_code=204,
             response_class=Response,
             responses={204: {"description": "let the request through"},
-                       403: {"description": "refuse it; X-Tegata-Reason says why"},
-                       **responses(401, 404)})
-def authorize(request: Request, tenant: str) -> Response:
+                       **responses(401, 404),
+                       403: {**responses(403)[403],
+                             "description": "refused (X-Tegata-Reason says why), or not a "
+                                            "gateway token"}})
+def authorize(
+    request: Request, tenant: str,
+    client_ip: Annotated[str, Header(alias=CLIENT_IP, description="nginx's $remote_addr")] = "",
+    verified: Annotated[str, Header(alias=CLIENT_VERIFY,
+                                    description="nginx's $ssl_client_verify")] = "",
+    serial: Annotated[str, Header(alias=CLIENT_SERIAL,
+                                  description="nginx's $ssl_client_serial")] = "",
+) -> Response:
     """For nginx ``auth_request``: 204 to allow, 403 with ``X-Tegata-Reason`` to refuse."""
     decision = service_of(request).authorize(
-        tenant, client_ip=request.headers.get(CLIENT_IP, "")[:64],
-        verified=request.headers.get(CLIENT_VERIFY, "")[:200] or None,
-        serial=request.headers.get(CLIENT_SERIAL, "")[:80] or None)
-    status = 204 if decision.allowed else 403
-    return Response(status_code=status, headers={"X-Tegata-Reason": decision.reason,
-                                                 "Cache-Control": "no-store"})
+        tenant, client_ip=client_ip[:64], verified=verified[:200] or None,
+        serial=serial[:80] or None)
+    headers = {"X-Tegata-Reason": decision.reason, "Cache-Control": "no-store"}
+    if decision.allowed:
+        return Response(status_code=204, headers=headers)
+    # nginx reads only the status and the header; the body is for anyone else who asks
+    return problem(403, "refused", "Forbidden", f"refused: {decision.reason}",
+                   headers=headers)
 
 
 @router.get("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import public
 from api.metrics import REGISTRY
+from api.problems import responses
 from api.routes.tenants import service_of
 from ca.service.ocsp import MAX_REQUEST_BYTES, OcspAnswer
 
@@ -76,7 +77,8 @@ async def ocsp_post(request: Request) -> Response:
 
 
 @router.get("/ocsp/{encoded:path}", dependencies=[public()], response_class=Response,
-            responses=DOC)
+            # a path the route cannot match (it holds a line break) is nobody's: 404
+            responses={**DOC, **responses(404)})
 async def ocsp_get(request: Request, encoded: str) -> Response:
     """The base64 DER request as the rest of the path (RFC 6960, A.1); unescaped '/', '+'
     and '=' are accepted, as some clients send them."""

@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import threading
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from api.auth import public, requires
 from api.clientip import client_ip
 from api.problems import responses
+from api.ratelimit import RateLimiter
 from api.routes.certificates import ZIP, cert_out
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
@@ -79,44 +80,6 @@ class RedactLinkTokens(logging.Filter):
 # --- the rate limit --------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """A token bucket per client address: ``burst`` requests at once, refilled at
-    ``per_minute``. In memory, per process: it slows guessing and hammering, nothing more
-    (a token has 256 bits; guessing is hopeless anyway)."""
-
-    def __init__(self, *, per_minute: int = 20, burst: int = 20,
-                 max_clients: int = 10_000) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, dt.datetime]] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, client: str, *, now: dt.datetime) -> float | None:
-        """None when the request may go on; else the seconds until one more would."""
-        with self._lock:
-            tokens = self._level(client, now=now)
-            admitted = tokens >= 1.0
-            self._buckets[client] = (tokens - 1.0 if admitted else tokens, now)
-            if len(self._buckets) > self.max_clients:
-                self._forget(now=now)
-            return None if admitted else (1.0 - tokens) / self.rate
-
-    def _level(self, client: str, *, now: dt.datetime) -> float:
-        tokens, last = self._buckets.get(client, (self.burst, now))
-        elapsed = max(0.0, (now - last).total_seconds())
-        return min(self.burst, tokens + elapsed * self.rate)
-
-    def _forget(self, *, now: dt.datetime) -> None:
-        """Drop full buckets (they mean nothing); if that is not enough, the oldest half."""
-        for client in [c for c in self._buckets if self._level(c, now=now) >= self.burst]:
-            del self._buckets[client]
-        if len(self._buckets) > self.max_clients:
-            oldest = sorted(self._buckets, key=lambda c: self._buckets[c][1])
-            for client in oldest[: len(oldest) // 2]:
-                del self._buckets[client]
-
-
 _LIMITER_LOCK = threading.Lock()
 
 
@@ -138,9 +101,17 @@ def client_of(request: Request) -> str:
 
 # --- the link page ---------------------------------------------------------------------------
 
+# the page's answers, errors too, are HTML: _error_page's statuses and the rate limit's
+PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {"text/html": {}}}
+    for status, description in ((200, "The page"), (400, "Bad request"),
+                                (403, "Self-download is turned off"), (404, "No such link"),
+                                (410, "The link is used, expired or withdrawn"),
+                                (429, "Too many requests"), (503, "Service unavailable"))}
+
 
 @router.get("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
-            responses={200: {"content": {"text/html": {}}}, 403: {}, 404: {}, 410: {}, 429: {}})
+            responses=PAGE_RESPONSES)
 async def link_page(request: Request, token: str) -> HTMLResponse:
     """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
     links = service_of(request)
@@ -155,8 +126,7 @@ async def link_page(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
-             responses={200: {"content": {"text/html": {}}}, 403: {}, 404: {}, 410: {},
-                        429: {}})
+             responses=PAGE_RESPONSES)
 async def redeem(request: Request, token: str) -> HTMLResponse:
     """Spend the link: the password, shown this once, and the zip to save."""
     links = service_of(request)

@@ -6,7 +6,7 @@ from cryptography import x509
 from sqlalchemy import Exists, exists, func, select
 from sqlalchemy.orm import Session
 
-from ca import serials
+from ca import serials, validate
 from ca.db.models import Authority, Certificate, Hold, Tenant, User
 from ca.errors import NotFound, NotPermitted
 
@@ -24,7 +24,9 @@ def require_root(session: Session) -> Authority:
 
 
 def tenant(session: Session, name: str) -> Tenant:
-    found = session.scalar(select(Tenant).where(Tenant.name == name))
+    # a name no tenant could have been given names none, and never reaches the database
+    found = session.scalar(select(Tenant).where(Tenant.name == name)) \
+        if validate.TENANT.fullmatch(name) else None
     if found is None:
         raise NotFound(f"no tenant {name[:64]!r}", field="tenant")
     return found
@@ -40,6 +42,10 @@ def issuing(session: Session, owner: Tenant) -> Authority:
 
 
 def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:
+    # a login no user could have been given names none, and never reaches the database,
+    # which may refuse it outright (PostgreSQL text holds no NUL)
+    if not validate.LOGIN.fullmatch(login):
+        return None
     return session.scalar(select(User).where(User.tenant_id == owner.id,
                                              User.login_key == login.lower()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,11 @@ from sqlalchemy import func, select
 from ca import audit, csvio
 from ca.db import queries
 from ca.db.models import AuditAnchor, AuditEvent, Tenant
+from ca.errors import InvalidInput
 from ca.service.core import ServiceCore
 
 PAGE = 1000
+ACTION = re.compile(r"[a-z0-9_.-]{1,64}")  # tenant.create, cert.issue, audit.prune ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,20 +58,28 @@ class AuditUseCases(ServiceCore):
             if tenant is not None:
                 query = query.where(AuditEvent.tenant_id == queries.tenant(session, tenant).id)
             if action is not None:
-                query = query.where(AuditEvent.action == action)
+                query = query.where(AuditEvent.action == _action(action))
             if since is not None:
-                query = query.where(AuditEvent.at >= since)
+                query = query.where(AuditEvent.at >= _aware(since, "since"))
             if until is not None:
-                query = query.where(AuditEvent.at < until)
+                query = query.where(AuditEvent.at < _aware(until, "until"))
             rows = session.execute(query.order_by(AuditEvent.id).offset(max(0, offset))
                                    .limit(max(1, min(limit, 10_000)))).all()
             return [_view(event, name) for event, name in rows]
 
     def export_audit_csv(self, *, tenant: str | None = None, zone: str = "UTC") -> Iterator[str]:
-        """Every event as CSV, times in UTC and in ``zone`` (e.g. Asia/Tokyo)."""
+        """Every event as CSV, times in UTC and in ``zone`` (e.g. Asia/Tokyo). The zone and
+        the tenant are checked now, before the first line: a streamed answer cannot turn
+        into an error once it has begun."""
         from ca import expiry
 
         shown = expiry.zone(zone)
+        if tenant is not None:
+            with self.reading() as session:
+                queries.tenant(session, tenant)
+        return self._audit_rows(tenant, zone, shown)
+
+    def _audit_rows(self, tenant: str | None, zone: str, shown: dt.tzinfo) -> Iterator[str]:
         header = ("id", "time_utc", f"time_{zone}", "tenant", "actor", "source_ip", "action",
                   "target", "outcome", "request_id", "details")
         offset = 0
@@ -117,3 +128,17 @@ def _view(event: AuditEvent, tenant: str | None) -> EventView:
                      source_ip=event.source_ip, action=event.action, target=event.target,
                      outcome=event.outcome, request_id=event.request_id,
                      details=json.loads(event.details))
+
+
+def _action(action: str) -> str:
+    if not ACTION.fullmatch(action):
+        raise InvalidInput(f"action {action[:64]!r} is not an action name "
+                           "(like cert.issue)", field="action")
+    return action
+
+
+def _aware(moment: dt.datetime, field: str) -> dt.datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"{field} {moment.isoformat()} names no zone: add Z or +09:00",
+                           field=field)
+    return moment

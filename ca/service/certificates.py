@@ -84,6 +84,14 @@ class CertificateUseCases(ServiceCore):
                     progress(done, len(users))
             return BulkResult(issued=issued, failures=failures)
 
+    def check_issue(self, request: IssueRequest, *, admin_zone: str | None = None) -> None:
+        """Refuse now what ``issue_bulk`` would refuse for the whole request (tenant, zone,
+        expiry, CSR), so that a background job is started only for a request that can run."""
+        if request.csr is not None:
+            csr.load(request.csr)
+        with self.reading() as session:
+            self._issuer(session, request, admin_zone, now=self.now())
+
     def _users(self, session: Session, tenant: Tenant, request: IssueRequest,
                failures: list[tuple[str, str]], *, now: dt.datetime) -> list[User]:
         if request.selection is not None:
@@ -232,6 +240,7 @@ class CertificateUseCases(ServiceCore):
             if state is not None:
                 query = query.where(state_filter(state, now=now))
             if login is not None:
+                login = validate.login(login)
                 query = query.where(User.login_key == login.lower())
             if group is not None:
                 group = validate.group_name(group)

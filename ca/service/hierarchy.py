@@ -22,7 +22,7 @@ from ca.sealing import create_data_protection_key, remove_data_protection_key
 from ca.service.core import ServiceCore
 from ca.service.views import DEFAULT_TENANT, CAView, InitRequest, ca_view
 from ca.signer import Signer, generate_ca_key
-from ca.x509.certificate import CARequest, build_issuing, build_root
+from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
 
 DATA_PROTECTION_MARK = "<data-protection>"
 
@@ -93,7 +93,7 @@ class HierarchyUseCases(ServiceCore):
         signer = self.keystore.create(key_id, key)
         written.append(key_id)
         orgs = root_cert.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)
-        request = CARequest(common_name=f"{display_name} Issuing CA",
+        request = CARequest(common_name=common_name(display_name, " Issuing CA"),
                             organization=str(orgs[0].value) if orgs else None,
                             public_key=key.public_key(), profile=ISSUING, now=now)
         cert = build_issuing(request, root_cert, root_signer,

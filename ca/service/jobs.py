@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ca.errors import CAError, NotFound
 from ca.service.core import ServiceCore
 
 log = logging.getLogger("tegata.jobs")
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 Work = Callable[[Callable[[int, int], None]], dict[str, Any]]
 # progress of the jobs running in this process: id -> (done, total)
 _PROGRESS: dict[str, tuple[int, int]] = {}
@@ -78,10 +80,14 @@ class JobUseCases(ServiceCore):
                 job.finished_at = self.now()
 
     def get_job(self, tenant: str, job_id: str) -> JobView:
+        # ids are 32 hex digits (start_job): another string names no job, and is not sent to
+        # the database, which may refuse it (PostgreSQL text holds no NUL)
+        if not _JOB_ID.fullmatch(job_id):
+            raise NotFound(f"no job {job_id[:64]!r}", field="job")
         with self.reading() as session:
             row = session.execute(select(Job, Tenant.name).join(
                 Tenant, Job.tenant_id == Tenant.id).where(
-                Job.id == job_id[:64], Tenant.name == tenant)).first()
+                Job.id == job_id, Tenant.name == tenant)).first()
             if row is None:
                 raise NotFound(f"no job {job_id[:64]!r}", field="job")
             job, name = row

@@ -195,9 +195,11 @@ class UserUseCases(ServiceCore):
         return report
 
     def export_users(self, tenant: str, selection: Selection | None = None) -> Iterator[str]:
-        """The users as CSV in the import's columns (plus status), safe for spreadsheets."""
+        """The users as CSV in the import's columns (plus status), safe for spreadsheets.
+        They are read now, so that an unknown tenant is an error before the first line (a
+        streamed HTTP answer cannot turn into one once it has begun)."""
         views = self.list_users(tenant, selection)
-        yield from csvio.write([
+        return csvio.write([
             (*csvio.COLUMNS, "status", "certificate_status"),
             *((v.login, v.email, v.display_name, csvio.GROUP_SEPARATOR.join(v.groups),
                "yes" if v.secure_access else "no", v.kind, v.status, v.certificate_status)

@@ -13,6 +13,15 @@ from ca.clock import require_aware
 from ca.profiles import CLOCK_SKEW, CAProfile, Urls, add_years
 from ca.signer import Signer
 
+# the longest common name X.509 allows (RFC 5280, appendix A: ub-common-name)
+MAX_COMMON_NAME = 64
+
+
+def common_name(label: str, suffix: str) -> str:
+    """``label`` then ``suffix`` (" Issuing CA"), the label shortened to fit ub-common-name:
+    a tenant's name or display name may be longer than what is left after the suffix."""
+    return label[:MAX_COMMON_NAME - len(suffix)].rstrip() + suffix
+
 
 @dataclass(frozen=True, kw_only=True)
 class CARequest:

@@ -17,6 +17,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca.signer import Signer
+from ca.x509.certificate import common_name
 from ca.x509.crl import REASON_FLAGS
 
 HASHES: dict[str, type[hashes.SHA1] | type[hashes.SHA256]] = {
@@ -81,7 +82,8 @@ def build_responder(request: ResponderRequest, issuer: x509.Certificate, signer:
         x509.CertificateBuilder()
         .subject_name(x509.Name([
             *issuer.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{request.tenant} OCSP Responder")]))
+            x509.NameAttribute(NameOID.COMMON_NAME,
+                               common_name(request.tenant, " OCSP Responder"))]))
         .issuer_name(issuer.subject)
         .public_key(request.public_key)
         .serial_number(serial)

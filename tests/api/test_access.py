@@ -143,3 +143,35 @@ def test_repeated_failed_authentication_is_slowed_down(service: Service,
     assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 429
     service.clock.advance(dt.timedelta(minutes=1, seconds=1))  # type: ignore[attr-defined]
     assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 200
+
+
+def test_a_token_used_faster_than_its_limit_waits(service: Service) -> None:
+    import datetime as dt
+
+    settings = service.settings.model_copy(update={"token_requests_per_minute": 5})
+    client = TestClient(build_app(settings, service=service), raise_server_exceptions=False)
+    fast, _ = service.create_token(role="operator", name="script")
+    other, _ = service.create_token(role="operator", name="person")
+    gateway, _ = service.create_token(role="gateway", tenant="default")
+    for _ in range(5):
+        assert client.get("/api/v1/whoami", headers=bearer(fast)).status_code == 200
+    blocked = client.get("/api/v1/whoami", headers=bearer(fast))
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "12"
+    assert blocked.json()["type"] == "urn:tegata:problem:too-many-requests"
+    assert "token" in blocked.json()["detail"]
+    # the limit is per token: another token, and gateway tokens, go on
+    assert client.get("/api/v1/whoami", headers=bearer(other)).status_code == 200
+    for _ in range(10):
+        assert client.get("/api/v1/whoami", headers=bearer(gateway)).status_code == 200
+    # the bucket refills at the rate: one more request after 12 s
+    service.clock.advance(dt.timedelta(seconds=12))  # type: ignore[attr-defined]
+    assert client.get("/api/v1/whoami", headers=bearer(fast)).status_code == 200
+    assert client.get("/api/v1/whoami", headers=bearer(fast)).status_code == 429
+
+
+def test_a_token_limit_of_zero_means_none(service: Service) -> None:
+    settings = service.settings.model_copy(update={"token_requests_per_minute": 0})
+    client = TestClient(build_app(settings, service=service), raise_server_exceptions=False)
+    token, _ = service.create_token(role="operator")
+    for _ in range(700):
+        assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cryptography import x509
 from fastapi.testclient import TestClient
 
@@ -157,6 +159,24 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient,
     r = client.post("/api/v1/tenants/default/users/import", content=b"x",
                     headers={**bearer(tokens["admin"]), "Content-Length": str(65 * 1024 * 1024)})
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+
+
+def test_a_chunked_body_past_the_cap_is_refused(client: TestClient, service: Service,
+                                                tokens: dict[str, str]) -> None:
+    """No Content-Length to trust: the body is counted as it arrives."""
+    before = service.list_users("default")
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"login": "mallory", "email": "m@example.com", "name": "'
+        for _ in range(65):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    r = client.post("/api/v1/tenants/default/users", content=chunks(),
+                    headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == "urn:tegata:problem:request-too-large"
+    assert service.list_users("default") == before
 
 
 def test_metrics_count_events_ocsp_and_crl_age(client: TestClient, service: Service,

@@ -332,7 +332,8 @@ def test_only_an_operator_sets_the_subscription_or_runs_the_lifecycle(
     assert client.get(url, headers=bearer(tokens["acme-admin"])).status_code == 404
     r = client.post("/api/v1/lifecycle/run", headers=bearer(tokens["operator"]))
     assert r.status_code == 200
-    assert set(r.json()) == {"suspended", "reinstated", "revoked", "purged", "crls"}
+    assert set(r.json()) == {"suspended", "reinstated", "revoked", "purged", "crls",
+                             "audit_pruned"}
 
 
 def test_a_subscription_end_set_over_http_is_published_at_once(

@@ -7,7 +7,10 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from ca import audit
@@ -82,6 +85,28 @@ def test_duplicate_and_unsafe_tenant_names_are_refused(service: Service) -> None
     with pytest.raises(InvalidInput):
         service.create_tenant("../evil")
     assert service.list_tenants() == ["default"]
+
+
+def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
+        service: Service) -> None:
+    # a common name holds at most 64 characters (RFC 5280, appendix A: ub-common-name);
+    # " Issuing CA" and " OCSP Responder" used to push a long name past it
+    name, shown = "t" * 63, "D" * 64
+    service.create_tenant(name, key_type="ec-p256")
+    service.create_tenant("named", display_name=shown, key_type="ec-p256")
+    for tenant, cn in ((name, "t" * 53 + " Issuing CA"), ("named", "D" * 53 + " Issuing CA")):
+        issuing = x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
+        assert issuing.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
+    service.add_user(name, "alice", email="alice@example.com", allow=True)
+    view = service.issue(IssueRequest(tenant=name, logins=("alice",)))[0]
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        x509.load_der_x509_certificate(view.der),
+        x509.load_der_x509_certificate(service.ca_certificates(name)[1].der), hashes.SHA1())
+    answer = ocsp.load_der_ocsp_response(service.ocsp_respond(
+        request.build().public_bytes(serialization.Encoding.DER)).der)
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    responder = answer.certificates[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert responder[0].value == "t" * 49 + " OCSP Responder"
 
 
 def test_tenant_before_init_is_refused(bare_service: Service) -> None:
