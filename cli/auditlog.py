@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ca.signer import write_private_file
 from cli.context import STATE, emit
+from cli.output import output_file
 
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -43,11 +43,13 @@ def audit_export(
     tz: Annotated[str, typer.Option("--tz", help="Second time column's zone.")] = "UTC",
 ) -> None:
     """Every event as CSV."""
+    if out is not None:
+        with output_file(out) as handle:
+            for chunk in STATE.service().export_audit_csv(tenant=tenant, zone=tz):
+                handle.write(chunk.encode())
+        return
     text = "".join(STATE.service().export_audit_csv(tenant=tenant, zone=tz))
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        write_private_file(out, text.encode())
+    sys.stdout.write(text)
 
 
 @audit_app.command("verify")

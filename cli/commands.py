@@ -13,13 +13,12 @@ import typer
 from rich.console import Console
 
 from ca import expiry
-from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
-from ca.signer import write_private_file
 from cli import gateway, revocation, server
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
 from cli.links import link_app, tenant_set
+from cli.output import output_file, read_file, shown
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -220,24 +219,15 @@ def cert_download(
 ) -> None:
     """One zip of <login>.zip per user (their newest valid certificate and its password)
     and manifest.csv. Audited."""
-    if out.exists() and not force:
-        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
     chosen = selection(logins, group, unaffiliated, everyone, status, default_everyone=False)
-    made = STATE.service().download_bulk(tenant, chosen, profile=p12_profile)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.unlink(missing_ok=True)
     size = 0
-    try:
-        write_private_file(partial, b"")
-        with partial.open("ab") as handle:
-            for chunk in made.chunks:
-                handle.write(chunk)
-                size += len(chunk)
-        partial.replace(out)  # whole or not at all
-    finally:
-        partial.unlink(missing_ok=True)
+    with output_file(out, force=force) as handle:
+        made = STATE.service().download_bulk(tenant, chosen, profile=p12_profile)
+        for chunk in made.chunks:
+            handle.write(chunk)
+            size += len(chunk)
     emit({"file": str(out), "users": made.count, "bytes": size}, as_json=as_json,
-         text=f"wrote {out}: {made.count} users, {size} bytes")
+         text=f"wrote {shown(out)}: {made.count} users, {size} bytes")
 
 
 @contextlib.contextmanager
@@ -284,25 +274,15 @@ def cert_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the user's zip (PKCS#12 and its password) for a certificate. Audited."""
-    if out.exists() and not force:
-        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
-    made = STATE.service().bundle(serial, tenant=tenant, profile=p12_profile)
-    if force:
-        out.unlink(missing_ok=True)
-    write_private_file(out, made.content)
+    with output_file(out, force=force) as handle:
+        made = STATE.service().bundle(serial, tenant=tenant, profile=p12_profile)
+        handle.write(made.content)
     emit({"serial": made.serial, "file": str(out), "bytes": len(made.content)},
-         as_json=as_json, text=f"wrote {out} ({made.filename} for serial {made.serial})")
+         as_json=as_json, text=f"wrote {shown(out)} ({made.filename} for serial {made.serial})")
 
 
 def read_limited(path: Path, limit: int = 64 * 1024) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="csr") from None
-    if len(data) > limit:
-        raise InvalidInput(f"{path} is larger than {limit} bytes", field="csr")
-    return data
+    return read_file(path, limit=limit, field="csr")
 
 
 @cert_app.command("show")

@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ca.errors import InvalidInput
+from cli.output import shown
 
 _PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.S)
 MAX_BYTES = 512 * 1024 * 1024
@@ -93,17 +94,17 @@ def read_current(path: Path, trusted: list[x509.Certificate], *,
 
 def fetch(url: str, *, timeout: float = 30) -> bytes:
     if not url.startswith(("http://", "https://")):
-        raise InvalidInput(f"{url[:80]!r} is not an http(s) URL")
+        raise InvalidInput(f"{shown(url, 80)} is not an http(s) URL")
     # the scheme is checked above: http(s) only, never file:
     request = urllib.request.Request(url, headers={"User-Agent": "tegata-crl-sync"})  # noqa: S310
     try:
         # justified: the scheme is checked above, http or https only (bandit B310)
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
             data: bytes = response.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InvalidInput(f"cannot fetch {url}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a URL urllib will not send
+        raise InvalidInput(f"cannot fetch {shown(url)}: {shown(exc)}") from None
     if len(data) > MAX_BYTES:
-        raise InvalidInput(f"{url} is larger than {MAX_BYTES} bytes")
+        raise InvalidInput(f"{shown(url)} is larger than {MAX_BYTES} bytes")
     return data
 
 
@@ -154,4 +155,4 @@ def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"tegata: WARNING: {message}\n")
+    sys.stderr.write(f"tegata: WARNING: {shown(message, 1000)}\n")

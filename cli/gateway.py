@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from cryptography import x509
 
+from ca import validate
 from ca.clock import SystemClock
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT
@@ -17,6 +18,7 @@ from ca.signer import write_private_file
 from cli import crlsync
 from cli.context import STATE, emit
 from cli.gateway_kit import Kit, render
+from cli.output import read_file, shown
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
@@ -103,10 +105,14 @@ def crl_sync(
 ) -> None:
     """Fetch, check and atomically write the tenant's CRL bundle; reload on change."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
+    validate.tenant_name(tenant)  # it becomes part of the URL
     try:
-        trusted = x509.load_pem_x509_certificates(ca_bundle_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read the CA bundle {ca_bundle_path}: {exc}") from None
+        trusted = x509.load_pem_x509_certificates(
+            read_file(ca_bundle_path, limit=1024 * 1024, field="ca_bundle",
+                      what="the CA bundle "))
+    except ValueError:
+        raise InvalidInput(f"the CA bundle {shown(ca_bundle_path)} holds no PEM certificate",
+                           field="ca_bundle") from None
     clock = SystemClock()
     while True:
         now = clock.now()

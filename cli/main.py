@@ -10,6 +10,7 @@ import typer
 from ca import errors
 from cli import commands
 from cli.context import STATE
+from cli.output import check_arguments, shown
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Tegata: a private CA for per-user client certificates.")
@@ -36,15 +37,29 @@ def exit_code(exc: errors.CAError) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a domain error becomes one line on stderr and a non-zero exit."""
+    """Run the CLI; a domain error or a usage error becomes one line on stderr and a non-zero
+    exit (user strings in it escaped and cut short)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="tegata")
+        check_arguments(args)
+        code = app(args=args, prog_name="tegata", standalone_mode=False)
     except errors.CAError as exc:
         if STATE.debug:
             traceback.print_exc()
-        sys.stderr.write(f"tegata: error: {exc.message}\n")
+        _error(exc.message)
         sys.exit(exit_code(exc))
-    except KeyboardInterrupt:
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        message = exc.format_message()
+        if not message.strip():  # a command group called bare: typer printed its help
+            pass
+        elif "\n" in message:
+            sys.stderr.write(message.rstrip("\n") + "\n")
+        else:
+            ctx = getattr(exc, "ctx", None)
+            path = getattr(ctx, "command_path", "tegata") or "tegata"
+            _error(f"{message} (see '{shown(path, 80)} --help')")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("tegata: interrupted\n")
         sys.exit(130)
     except Exception as exc:
@@ -54,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"tegata: internal error ({type(exc).__name__}); run with --debug "
                          "for details\n")
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"tegata: error: {shown(message, 500)}\n")
 
 
 if __name__ == "__main__":

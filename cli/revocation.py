@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, SubscriptionView
-from ca.signer import write_private_file
 from cli.context import STATE, emit
+from cli.output import output_file, shown
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
@@ -79,18 +78,14 @@ def crl_export(
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
 ) -> None:
     """Write a fresh CRL (or the chain bundle) to a file."""
-    if out.exists() and not force:
-        raise InvalidInput(f"{out} exists; pass --force to overwrite it", field="out")
     service = STATE.service()
-    own = service.publish_crl(tenant)
-    if chain:
-        data = (own.pem + service.current_crl(None).pem).encode()
-    else:
-        data = own.der if der else own.pem.encode()
-    out.unlink(missing_ok=True)
-    write_private_file(out, data)
-    out.chmod(0o644)  # a CRL is public
-    typer.echo(f"wrote {out} (CRL {own.number})")
+    with output_file(out, force=force, mode=0o644) as handle:  # a CRL is public
+        own = service.publish_crl(tenant)
+        if chain:
+            handle.write((own.pem + service.current_crl(None).pem).encode())
+        else:
+            handle.write(own.der if der else own.pem.encode())
+    typer.echo(f"wrote {shown(out)} (CRL {own.number})")
 
 
 lifecycle_app = typer.Typer(no_args_is_help=True, help="Time-driven transitions.")

@@ -10,8 +10,8 @@ import typer
 
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, Selection, UserSpec, UserView
-from ca.signer import write_private_file
 from cli.context import STATE, emit
+from cli.output import output_file, shown
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
@@ -153,7 +153,8 @@ def user_import(
             with file.open("rb") as handle:
                 data = handle.read(MAX_CSV_BYTES + 1)
         except OSError as exc:
-            raise InvalidInput(f"cannot read {file}: {exc.strerror}", field="file") from None
+            raise InvalidInput(f"cannot read {shown(file)}: {exc.strerror}",
+                               field="file") from None
     report = STATE.service().import_users(tenant, data, dry_run=dry_run,
                                           best_effort=best_effort)
     data_out = {"dry_run": report.dry_run, "created": report.created,
@@ -181,11 +182,12 @@ def user_export(
 ) -> None:
     """Users as CSV, in the import's columns; safe to open in a spreadsheet."""
     chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
-    text = "".join(STATE.service().export_users(tenant, chosen))
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        write_private_file(out, text.encode("utf-8"))
+    if out is not None:
+        with output_file(out) as handle:
+            for chunk in STATE.service().export_users(tenant, chosen):
+                handle.write(chunk.encode("utf-8"))
+        return
+    sys.stdout.write("".join(STATE.service().export_users(tenant, chosen)))
 
 
 @group_app.command("list")
