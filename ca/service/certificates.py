@@ -208,7 +208,9 @@ class CertificateUseCases(ServiceCore):
         if tenant is not None:
             query = query.where(Tenant.name == tenant)
         with self.reading() as session:
-            rows = session.execute(query).all()
+            # a tenant name no tenant could have is not sent to the database (no NUL in text)
+            rows = session.execute(query).all() \
+                if tenant is None or validate.TENANT.fullmatch(tenant) else []
             if not rows:
                 raise NotFound(f"no certificate with serial {canonical}", field="serial")
             if len(rows) > 1:
@@ -224,7 +226,8 @@ class CertificateUseCases(ServiceCore):
                                field="sha256")
         with self.reading() as session:
             row = session.execute(_listing().where(
-                Certificate.fingerprint_sha256 == cleaned, Tenant.name == tenant)).first()
+                Certificate.fingerprint_sha256 == cleaned, Tenant.name == tenant)).first() \
+                if validate.TENANT.fullmatch(tenant) else None
             if row is None:
                 raise NotFound("no certificate with that fingerprint", field="sha256")
             return _view(row, now=self.now())

@@ -60,6 +60,9 @@ HOSTILE = [
     ("cyrillic-lookalike", "\u0430lice"),
     ("fullwidth-lookalike", "\uff41\uff4c\uff49\uff43\uff45"),
 ]
+# on PostgreSQL only what can behave differently there runs again (see the API test)
+DATABASE_SENSITIVE = {"nul", "100k", "undecodable", "sql", "cyrillic-lookalike",
+                      "fullwidth-lookalike"}
 WARNING_PREFIX = "tegata: WARNING: "
 
 
@@ -301,11 +304,13 @@ def judge(result: Result) -> list[str]:
 def test_hostile_strings_at_every_cli_parameter_get_one_clean_line_and_change_nothing(
         world: tuple[Tables, Data], tmp_path: Path, command: Command) -> None:
     tables, data = world
+    values = HOSTILE if tables.env.database_url is None else [
+        (name, value) for name, value in HOSTILE if name in DATABASE_SENSITIVE]
     failures: list[str] = []
     count = 0
     before = snapshot(tables, tmp_path)
     for target in command.strings:
-        for hostile_id, value in HOSTILE:
+        for hostile_id, value in values:
             argv = argv_for(command, target, value, data)
             result = run(*argv)
             count += 1
@@ -317,7 +322,7 @@ def test_hostile_strings_at_every_cli_parameter_get_one_clean_line_and_change_no
             before = after
             shown = f"tegata {' '.join(command.words)} {target}={hostile_id}"
             failures += [f"{shown} -> exit {result.code}: {f}" for f in found]
-    assert count == len(command.strings) * len(HOSTILE)
+    assert count == len(command.strings) * len(values)
     assert not failures, f"{len(failures)} of {count} cases failed:\n" + "\n".join(failures)
 
 
