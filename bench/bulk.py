@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,23 +24,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchkit import free_port, machine
+
 ROOT = Path(__file__).resolve().parent.parent
 TEGATA = [sys.executable, "-m", "cli.main"]
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True,
-                             check=False).stdout.strip() if shutil.which("openssl") else "?"
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python "
-            f"{platform.python_version()}, {openssl}")
 
 
 def run(step: str, args: list[str], env: dict[str, str], users: int) -> dict[str, object]:
@@ -92,13 +76,6 @@ def cli_bench(users: int, work: Path) -> list[dict[str, object]]:
     ]
     rows[-1]["zip_mb"] = round(zip_path.stat().st_size / 1e6, 1)
     return rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -187,7 +164,9 @@ def main() -> None:
     parser.add_argument("--skip-api", action="store_true")
     args = parser.parse_args()
     sizes = args.users or [1000, 10_000]
-    print(machine())
+    import cryptography
+
+    print(machine(f"cryptography {cryptography.__version__}"))
     with tempfile.TemporaryDirectory(prefix="tegata-bench-") as tmp:
         work = Path(tmp)
         rows = []

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import subprocess
@@ -29,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchkit import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TEGATA = [sys.executable, "-m", "cli.main"]
@@ -45,24 +46,6 @@ QUOTED = {
     ("cryptography, at once", 100_000): (1.05, 78),
     ("cryptography, at once", 1_000_000): (13.4, 455),
 }
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True,
-                             check=False).stdout.strip() if shutil.which("openssl") else "?"
-    import cryptography
-
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python "
-            f"{platform.python_version()}, cryptography {cryptography.__version__}, {openssl}, "
-            f"load average {os.getloadavg()[0]:.2f}")
 
 
 def reason_of(i: int) -> str | None:
@@ -305,7 +288,9 @@ def main() -> None:
     sizes = sorted(set(args.size or SIZES))
     service_sizes = [s for s in sizes if s <= max(SERVICE_SIZES) or args.service_1m]
     have_openssl = shutil.which("openssl") is not None
-    print(machine())
+    import cryptography
+
+    print(machine(f"cryptography {cryptography.__version__}"))
     print("signer: EC P-384 / SHA-384 (pure builder: ca.signer.FileSigner; service: the "
           "default tenant's issuing CA); half the entries with reason keyCompromise")
     print("service path: revoked rows inserted directly with SQLAlchemy Core (random serials, "

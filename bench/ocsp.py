@@ -23,7 +23,6 @@ import base64
 import contextlib
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from benchkit import free_port, machine, stop, tool_version
 from cryptography.x509 import ocsp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,21 +56,7 @@ QUOTED = [
 ]
 
 
-def tool_version(argv: list[str]) -> str:
-    if not shutil.which(argv[0]):
-        return "not installed"
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
-    text = (done.stdout + done.stderr).strip().splitlines()
-    return text[0] if text else "?"
-
-
-def machine() -> str:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+def server_stack() -> str:
     import importlib.util
 
     import uvicorn
@@ -78,10 +64,7 @@ def machine() -> str:
     # uvicorn's "auto" picks httptools and uvloop when installed, else pure-Python h11, asyncio
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python "
-            f"{platform.python_version()}, uvicorn {uvicorn.__version__} ({http}, {loop}), "
-            f"{tool_version(['openssl', 'version'])}, {tool_version(['wrk', '-v'])}, "
-            f"load average {os.getloadavg()[0]:.2f}")
+    return f"uvicorn {uvicorn.__version__} ({http}, {loop})"
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -101,26 +84,13 @@ class Processes:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
         if proc in self.started:
             self.started.remove(proc)
 
     def stop_all(self) -> None:
         for proc in reversed(list(self.started)):
             self.stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def listening(port: int) -> bool:
@@ -510,7 +480,7 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("openssl"):
         raise SystemExit("openssl is needed to make the OCSP request")
-    print(machine())
+    print(machine(server_stack(), tool_version(["wrk", "-v"])))
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install -y wrk): only the checks run, no load")
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "

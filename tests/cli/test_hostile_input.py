@@ -36,7 +36,7 @@ import typer
 
 from cli import server
 from cli.main import app, main
-from tests.api.test_hostile_input import Tables
+from tests.api.test_hostile_input import Tables, describe_change
 from tests.cli.conftest import (
     ERROR_PREFIX,
     Cli,
@@ -231,20 +231,6 @@ def snapshot(tables: Tables, root: Path) -> dict[str, Any]:
     files = sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*")
                    if p.is_file() and not p.name.startswith("tegata.db"))
     return {"tables": tables.read(), "files": files}
-
-
-def describe_change(before: dict[str, Any], after: dict[str, Any]) -> str:
-    changed = []
-    for table in sorted(set(before["tables"]) | set(after["tables"])):
-        old, new = before["tables"].get(table, []), after["tables"].get(table, [])
-        if old != new:
-            added = [r for r in new if r not in old]
-            removed = [r for r in old if r not in new]
-            changed.append(f"{table}: +{len(added)} -{len(removed)} "
-                           f"{(added or removed)[:1]!r:.160}")
-    if before["files"] != after["files"]:
-        changed.append(f"files: {sorted(set(after['files']) ^ set(before['files']))!r:.160}")
-    return "; ".join(changed)
 
 
 # --- running tegata as a terminal would --------------------------------------------------------

@@ -17,15 +17,10 @@ import pytest
 
 from tests.cli.conftest import Cli, Env, Result
 from tests.conftest import PASSPHRASE
+from tests.processes import free_port, stop
 
 UNREACHABLE_DB = "postgresql+psycopg://postgres@127.0.0.1:1/test"
 SERVE_DEADLINE = 20.0  # seconds; a refusal takes about one interpreter start-up
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -55,12 +50,7 @@ def serve(cwd: Path, *, stop_when_listening: bool = False) -> Served:
             time.sleep(0.05)
         code = proc.poll()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
     out, err = proc.communicate(timeout=10)
     return Served(code=code, out=out, err=err, listened=listened,
                   seconds=time.monotonic() - started)

@@ -9,7 +9,6 @@ import email
 import email.policy
 import ipaddress
 import re
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service
 from ca.settings import Settings
 from tests.conftest import BASE_URL, unavailable
+from tests.processes import free_port
 
 try:
     from aiosmtpd.controller import Controller
@@ -79,13 +79,6 @@ class Inbox:
         if ok:
             self.logins.append(SMTP_USER)
         return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

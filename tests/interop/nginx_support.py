@@ -33,16 +33,11 @@ from cryptography.x509.oid import NameOID
 from cli.context import STATE
 from cli.main import main
 from tests.conftest import PASSPHRASE
+from tests.processes import free_port, stop
 
 START_DEADLINE = 20.0  # seconds for tegata serve or nginx to listen
 CURL_TIMEOUT = 10  # seconds for one request through the gateway
 POLL_EVERY = 0.5  # seconds between two attempts of a bounded poll
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -63,17 +58,6 @@ def tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no output)"
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 s: only the process this module started."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 # --- the tegata CLI, in this process -----------------------------------------------------

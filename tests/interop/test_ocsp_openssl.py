@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from tests.cli.conftest import Cli
 from tests.conftest import PASSPHRASE, require_tool
 from tests.interop.conftest import pkilint_tool, run, run_all
+from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.interop
 
@@ -50,12 +51,6 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _tegata(env: dict[str, str], cwd: Path, *argv: str) -> str:
     result = subprocess.run([sys.executable, "-m", "cli.main", *argv], env=env, cwd=cwd,
                             capture_output=True, text=True, timeout=60, check=False)
@@ -67,7 +62,7 @@ def _tegata(env: dict[str, str], cwd: Path, *argv: str) -> str:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     require_tool("openssl")
     home = tmp_path_factory.mktemp("ocsp-server")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # the AIA and CRL distribution points name this server, so that NSS can find it
     env = {"TEGATA_DATA_DIR": str(home / "data"), "TEGATA_KEY_PASSPHRASE": PASSPHRASE,
@@ -98,12 +93,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(0.1)
         yield Server(url=url, env=env, root=root, issuing=issuing, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture
