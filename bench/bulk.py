@@ -141,7 +141,8 @@ def api_bench(users: int, work: Path) -> list[dict[str, object]]:
                 time.sleep(0.2)
 
         def do_download() -> dict[str, object]:
-            request = urllib.request.Request(f"{base}/certificates/download", headers=headers)
+            request = urllib.request.Request(f"{base}/certificates/download?all=true",
+                                             headers=headers)
             size = 0
             with urllib.request.urlopen(request, timeout=600) as response:
                 while chunk := response.read(1 << 16):

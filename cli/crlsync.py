@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ca.errors import InvalidInput
 from cli.output import shown
@@ -50,10 +51,13 @@ def split(pem: bytes) -> list[x509.CertificateRevocationList]:
 def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
           previous: Checked | None) -> Checked:
     """The bundle, if every CRL in it is signed by a trusted CA, current, and not older
-    than the one the gateway has."""
+    than the one the gateway has, and every trusted CA has one (nginx refuses a chain with a
+    CA whose CRL is missing). What is kept is the CRLs alone, re-encoded: text around or
+    between them, which no signature covers, never reaches the gateway."""
     numbers: dict[str, int] = {}
     earliest: dt.datetime | None = None
-    for crl in split(pem):
+    crls = split(pem)
+    for crl in crls:
         issuer = next((ca for ca in trusted if ca.subject == crl.issuer), None)
         if issuer is None or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
             raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} is not signed by a "
@@ -70,7 +74,12 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
         numbers[name] = ext.crl_number
         earliest = next_update if earliest is None else min(earliest, next_update)
     assert earliest is not None
-    return Checked(pem=pem, numbers=numbers, next_update=earliest)
+    missing = [ca.subject.rfc4514_string() for ca in trusted
+               if ca.subject.rfc4514_string() not in numbers]
+    if missing:
+        raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}")
+    clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
+    return Checked(pem=clean, numbers=numbers, next_update=earliest)
 
 
 def read_current(path: Path, trusted: list[x509.Certificate], *,
@@ -132,8 +141,15 @@ def reload(command: str) -> None:
                            f"{(result.stderr or result.stdout).strip()[:200]}")
 
 
+_HAPROXY_UNSAFE = re.compile(r"[\s;#\\\x00-\x1f\x7f]")
+
+
 def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
     """Replace the CRL in a running HAProxy (runtime API: set, then commit)."""
+    if _HAPROXY_UNSAFE.search(str(crl_file)):
+        # the runtime API splits words on spaces and commands on ';'
+        raise InvalidInput(f"{shown(crl_file)}: HAProxy's runtime API cannot name a file "
+                           "with spaces, ';', '#', '\\' or control characters")
     payload = pem.decode().strip()
 
     def send(command: str) -> str:

@@ -80,10 +80,11 @@ def crl_export(
     """Write a fresh CRL (or the chain bundle) to a file."""
     service = STATE.service()
     with output_file(out, force=force, mode=0o644) as handle:  # a CRL is public
-        own = service.publish_crl(tenant)
         if chain:
-            handle.write((own.pem + service.current_crl(None).pem).encode())
+            own = (both := service.crl_chain(tenant, fresh=True)).own
+            handle.write(both.pem.encode())
         else:
+            own = service.publish_crl(tenant)
             handle.write(own.der if der else own.pem.encode())
     typer.echo(f"wrote {shown(out)} (CRL {own.number})")
 

@@ -36,10 +36,8 @@ def user_dict(view: UserView) -> dict[str, Any]:
 
 def selection(logins: list[str] | None, group: str | None, unaffiliated: bool,
               everyone: bool, status: str | None, *, default_everyone: bool) -> Selection:
-    if default_everyone and not (logins or group or unaffiliated or everyone):
-        everyone = True
-    return Selection(logins=tuple(logins) if logins else None, group=group,
-                     unaffiliated=unaffiliated, everyone=everyone, status=status)
+    return Selection.of(logins=logins, group=group, unaffiliated=unaffiliated,
+                        everyone=everyone, status=status, default_everyone=default_everyone)
 
 
 def groups_of(text: str | None) -> tuple[str, ...] | None:

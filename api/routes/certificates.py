@@ -89,12 +89,16 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
 def download(request: Request, tenant: str, login: Logins = None, group: GroupQ = None,
              unaffiliated: bool = False, status: StatusQ = None,
              profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+             everyone: Annotated[bool, Query(alias="all")] = False,
              ) -> StreamingResponse:
     """One zip holding ``<login>.zip`` per selected user with a valid certificate, and
-    ``manifest.csv``; streamed. With no login, group or unaffiliated: everyone."""
+    ``manifest.csv``; streamed. Select the users one way: ``login`` (repeatable),
+    ``group``, ``unaffiliated`` or ``all=true`` (key material for everyone is asked for,
+    never a default, as with ``tegata cert download --all``)."""
     made = service_of(request).download_bulk(
-        tenant, query_selection(login, group, unaffiliated, status), profile=profile,
-        actor=actor_of(request))
+        tenant, query_selection(login, group, unaffiliated, status, everyone=everyone,
+                                default_everyone=False),
+        profile=profile, actor=actor_of(request))
     return StreamingResponse(made.chunks, media_type=ZIP, headers={
         "Content-Disposition": f'attachment; filename="{made.filename}"',
         "Cache-Control": "no-store", "X-Tegata-Users": str(made.count)})

@@ -80,13 +80,13 @@ def crl(request: Request, name: str,
     if chain:
         if tenant is None:
             raise NotFound("no such CRL")
-        own, root = service.current_crl(tenant), service.current_crl(None)
-        headers = _crl_headers(own if own.next_update <= root.next_update else root)
-        headers["ETag"] = f'"{own.number:X}-{root.number:X}"'  # changes with either CRL
-        headers["Last-Modified"] = format_datetime(max(own.this_update, root.this_update),
-                                                   usegmt=True)
-        return Response(own.pem + root.pem, media_type="application/x-pem-file",
-                        headers=headers)
+        both = service.crl_chain(tenant)
+        headers = _crl_headers(both.first_to_expire)
+        # changes with either CRL
+        headers["ETag"] = f'"{both.own.number:X}-{both.root.number:X}"'
+        headers["Last-Modified"] = format_datetime(
+            max(both.own.this_update, both.root.this_update), usegmt=True)
+        return Response(both.pem, media_type="application/x-pem-file", headers=headers)
     view = service.current_crl(tenant)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",

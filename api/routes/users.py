@@ -35,11 +35,11 @@ def selection_of(body: SelectionIn) -> Selection:
 
 
 def query_selection(login: list[str] | None, group: str | None, unaffiliated: bool,
-                    status: str | None) -> Selection:
-    """Selection from query parameters; with none of login/group/unaffiliated: everyone."""
-    return Selection(logins=tuple(login) if login else None, group=group,
-                     unaffiliated=unaffiliated,
-                     everyone=not (login or group is not None or unaffiliated), status=status)
+                    status: str | None, *, everyone: bool = False,
+                    default_everyone: bool = True) -> Selection:
+    """Selection from query parameters (``Selection.of``, as the CLI builds it)."""
+    return Selection.of(logins=login, group=group, unaffiliated=unaffiliated,
+                        everyone=everyone, status=status, default_everyone=default_everyone)
 
 
 Logins = Annotated[list[str] | None, Query(max_length=1000)]

@@ -47,6 +47,23 @@ class CrlView:
             serialization.Encoding.PEM).decode()
 
 
+@dataclass(frozen=True, kw_only=True)
+class CrlChain:
+    """A tenant's CRL and the root's together: nginx and HAProxy need a CRL for every CA of
+    the chain, in one file."""
+
+    own: CrlView
+    root: CrlView
+
+    @property
+    def pem(self) -> str:
+        return self.own.pem + self.root.pem
+
+    @property
+    def first_to_expire(self) -> CrlView:
+        return self.own if self.own.next_update <= self.root.next_update else self.root
+
+
 class RevocationUseCases(ServiceCore):
     def revoke(self, tenant: str, serial: str, *, reason: str = "unspecified",
                actor: Actor = audit.CLI_ACTOR) -> CertificateView:
@@ -122,6 +139,11 @@ class RevocationUseCases(ServiceCore):
                 .where(Authority.kind == "issuing")).all()
         return [(name, (now - this).total_seconds(), (nxt - now).total_seconds())
                 for name, this, nxt in rows]
+
+    def crl_chain(self, tenant: str, *, fresh: bool = False) -> CrlChain:
+        """The tenant's CRL and the root's; ``fresh`` makes the tenant's anew first."""
+        own = self.publish_crl(tenant) if fresh else self.current_crl(tenant)
+        return CrlChain(own=own, root=self.current_crl(None))
 
     def publish_crl(self, tenant: str | None) -> CrlView:
         """Make a new CRL now."""

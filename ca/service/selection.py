@@ -44,6 +44,17 @@ class Selection:
             raise InvalidInput(f"status {self.status[:16]!r} is not one of "
                                f"{', '.join(STATUSES)}", field="status")
 
+    @classmethod
+    def of(cls, *, logins: list[str] | tuple[str, ...] | None = None, group: str | None = None,
+           unaffiliated: bool = False, everyone: bool = False, status: str | None = None,
+           default_everyone: bool) -> Selection:
+        """From filters as both shells take them. Naming nobody means everyone only where
+        ``default_everyone`` (listing, export); taking key material out needs "all" said."""
+        if default_everyone and not (logins or group is not None or unaffiliated):
+            everyone = True
+        return cls(logins=tuple(logins) if logins else None, group=group,
+                   unaffiliated=unaffiliated, everyone=everyone, status=status)
+
 
 def status_expression(now: dt.datetime) -> ColumnElement[str]:
     """SQL for a user's certificate status, correlated to ``User``."""

@@ -329,10 +329,15 @@ def test_a_bulk_job_that_cannot_issue_to_everyone_fails_naming_the_user(
 def test_download_streams_a_zip_with_a_safe_attachment_name(client: TestClient,
                                                             tokens: dict[str, str]) -> None:
     h = admin(tokens)
-    problem(client.get(f"{BASE}/certificates/download", headers=h), 422)
+    problem(client.get(f"{BASE}/certificates/download", params={"all": "true"}, headers=h),
+            422)
     add(client, h, "bob", "Sales")
     serials = {"alice": issue(client, h, "alice"), "bob": issue(client, h, "bob")}
-    r = client.get(f"{BASE}/certificates/download", headers=h)
+    # everyone's keys are asked for by name, never the default (as `cert download --all`)
+    unnamed = client.get(f"{BASE}/certificates/download", headers=h)
+    problem(unnamed, 400)
+    assert unnamed.json()["field"] == "selection"
+    r = client.get(f"{BASE}/certificates/download", params={"all": "true"}, headers=h)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/zip"
     assert r.headers["cache-control"] == "no-store"
@@ -370,7 +375,7 @@ def test_another_tenants_admin_gets_404_on_every_user_and_bulk_route(
         ("GET", "/users.csv", {}),
         ("GET", "/groups", {}),
         ("POST", "/certificates/bulk", {"json": {"selection": {"all": True}}}),
-        ("GET", "/certificates/download", {}),
+        ("GET", "/certificates/download", {"params": {"all": "true"}}),
         ("GET", f"/jobs/{job['id']}", {}),
     ]
     issue(client, h, "alice")

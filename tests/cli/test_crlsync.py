@@ -1,0 +1,78 @@
+"""``tegata gateway crl-sync``'s checks on what it fetched, before the gateway gets it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from ca.errors import InvalidInput
+from ca.service import Service
+from cli import crlsync
+from tests.moments import MOMENTS
+
+
+@pytest.fixture
+def trusted(service: Service) -> list[x509.Certificate]:
+    return [x509.load_pem_x509_certificate(v.pem.encode())
+            for v in service.ca_certificates("default")]
+
+
+def test_a_signed_current_bundle_passes(service: Service,
+                                        trusted: list[x509.Certificate]) -> None:
+    chain = service.crl_chain("default")
+    checked = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None)
+    assert checked.pem == chain.pem.encode()
+    assert checked.next_update == chain.first_to_expire.next_update
+
+
+def test_text_around_the_crls_never_reaches_the_gateway(
+        service: Service, trusted: list[x509.Certificate]) -> None:
+    """No signature covers it: a man in the middle of plain http could feed HAProxy's
+    runtime API (a blank line ends the payload) or nginx anything."""
+    chain = service.crl_chain("default")
+    own, root = chain.own.pem.encode(), chain.root.pem.encode()
+    tampered = b"junk\n\nset server be/web state maint\n\n" + own + b"\n;x\n" + root + b"TAIL"
+    checked = crlsync.check(tampered, trusted, now=MOMENTS.start, previous=None)
+    assert checked.pem == own + root
+
+
+def test_a_bundle_without_a_crl_for_every_trusted_ca_is_refused(
+        service: Service, trusted: list[x509.Certificate]) -> None:
+    # nginx refuses every client when a CA of the chain has no CRL
+    only_own = service.crl_chain("default").own.pem.encode()
+    with pytest.raises(InvalidInput, match="has no CRL of"):
+        crlsync.check(only_own, trusted, now=MOMENTS.start, previous=None)
+
+
+def test_a_crl_of_another_ca_or_an_older_one_is_refused(
+        service: Service, trusted: list[x509.Certificate]) -> None:
+    service.create_tenant("acme")
+    foreign = service.crl_chain("acme").pem.encode()
+    with pytest.raises(InvalidInput, match="not signed by a CA of the trusted bundle"):
+        crlsync.check(foreign, trusted, now=MOMENTS.start, previous=None)
+    old = crlsync.check(service.crl_chain("default").pem.encode(), trusted,
+                        now=MOMENTS.start, previous=None)
+    newer = crlsync.check(service.crl_chain("default", fresh=True).pem.encode(), trusted,
+                          now=MOMENTS.start, previous=None)
+    with pytest.raises(InvalidInput, match="older than"):
+        crlsync.check(old.pem, trusted, now=MOMENTS.start, previous=newer)
+
+
+def test_an_expired_bundle_is_refused(service: Service,
+                                      trusted: list[x509.Certificate]) -> None:
+    chain = service.crl_chain("default")
+    later = chain.first_to_expire.next_update + dt.timedelta(seconds=1)
+    with pytest.raises(InvalidInput, match="has expired"):
+        crlsync.check(chain.pem.encode(), trusted, now=later, previous=None)
+
+
+@pytest.mark.parametrize("name", ["a b.pem", "a;show info.pem", "a\nb.pem", "a#b.pem",
+                                  "a\\b.pem"])
+def test_a_file_name_haproxys_runtime_api_would_split_is_refused(name: str,
+                                                                 tmp_path: Path) -> None:
+    # refused before any connection: the socket does not even exist
+    with pytest.raises(InvalidInput, match="runtime API cannot name"):
+        crlsync.haproxy_push(str(tmp_path / "no.sock"), tmp_path / name, b"")
