@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     data_dir: Path = Path("tegata-data")
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, repr=False)  # may hold a password
     key_dir: Path | None = None
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
@@ -195,7 +195,12 @@ def read_passphrase_file(path: Path) -> bytes:
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{var}: {path} is readable by others (mode {info.st_mode & 0o777:04o});"
                           f" run chmod 600 {path}", field=var)
-    text = path.read_text(encoding="utf-8").strip()
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}: cannot read {path}: {exc.strerror}", field=var) from None
+    except UnicodeDecodeError:  # its message would quote a byte of the passphrase
+        raise ConfigError(f"{var}: {path} is not UTF-8 text", field=var) from None
     try:
         check_passphrase(text)
     except ValueError as exc:
@@ -229,9 +234,12 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for messages: the password replaced by ***."""
+    """A database URL fit for messages: the password, in the authority or as a query
+    parameter (``?password=``), replaced by ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    netloc = parts.netloc if parts.password is None else parts.netloc.replace(
+        f":{parts.password}@", ":***@", 1)
+    query = "&".join(f"{key}=***" if "password" in key.lower() else f"{key}={value}"
+                     for key, _, value in (pair.partition("=")
+                                           for pair in parts.query.split("&") if pair))
+    return parts._replace(netloc=netloc, query=query).geturl()

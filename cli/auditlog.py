@@ -41,14 +41,16 @@ def audit_export(
                                              "standard output).")] = None,
     tenant: TenantOpt = None,
     tz: Annotated[str, typer.Option("--tz", help="Second time column's zone.")] = "UTC",
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. "
+                                               "cert.download.")] = None,
 ) -> None:
-    """Every event as CSV."""
+    """Every event (or every event of one action) as CSV."""
     if out is not None:
         with output_file(out) as handle:
-            for chunk in STATE.service().export_audit_csv(tenant=tenant, zone=tz):
+            for chunk in STATE.service().export_audit_csv(tenant=tenant, zone=tz, action=action):
                 handle.write(chunk.encode())
         return
-    text = "".join(STATE.service().export_audit_csv(tenant=tenant, zone=tz))
+    text = "".join(STATE.service().export_audit_csv(tenant=tenant, zone=tz, action=action))
     sys.stdout.write(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 from pathlib import Path
@@ -78,7 +79,8 @@ def _write_demo_config() -> None:
     config.write_text(
         "# Written by `tegata demo` on first run. For production, keep the passphrase\n"
         "# away from the data directory (TEGATA_KEY_PASSPHRASE_FILE on another volume).\n"
-        f'key_passphrase_file = "{secret_file.as_posix()}"\n', encoding="utf-8")
+        # a JSON string is a valid TOML basic string: quotes and backslashes escaped
+        f"key_passphrase_file = {json.dumps(secret_file.as_posix())}\n", encoding="utf-8")
     typer.echo(f"first run: wrote {config} and a random CA key passphrase in {secret_file}")
 
 

@@ -115,7 +115,7 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def link_page(request: Request, token: str) -> HTMLResponse:
     """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
     links = service_of(request)
-    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
+    wait = limiter_of(request).admit(client_of(request), now=links.now())
     if wait is not None:
         return _too_many(wait)
     try:
@@ -130,7 +130,7 @@ async def link_page(request: Request, token: str) -> HTMLResponse:
 async def redeem(request: Request, token: str) -> HTMLResponse:
     """Spend the link: the password, shown this once, and the zip to save."""
     links = service_of(request)
-    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
+    wait = limiter_of(request).admit(client_of(request), now=links.now())
     if wait is not None:
         return _too_many(wait)
     try:

@@ -67,24 +67,26 @@ class AuditUseCases(ServiceCore):
                                    .limit(max(1, min(limit, 10_000)))).all()
             return [_view(event, name) for event, name in rows]
 
-    def export_audit_csv(self, *, tenant: str | None = None, zone: str = "UTC") -> Iterator[str]:
-        """Every event as CSV, times in UTC and in ``zone`` (e.g. Asia/Tokyo). The zone and
-        the tenant are checked now, before the first line: a streamed answer cannot turn
-        into an error once it has begun."""
+    def export_audit_csv(self, *, tenant: str | None = None, zone: str = "UTC",
+                         action: str | None = None, since: dt.datetime | None = None,
+                         until: dt.datetime | None = None) -> Iterator[str]:
+        """Every event (of ``action``, in [since, until)) as CSV, times in UTC and in
+        ``zone`` (e.g. Asia/Tokyo). The filters are checked now, before the first line: a
+        streamed answer cannot turn into an error once it has begun."""
         from ca import expiry
 
         shown = expiry.zone(zone)
-        if tenant is not None:
-            with self.reading() as session:
-                queries.tenant(session, tenant)
-        return self._audit_rows(tenant, zone, shown)
+        # the first page, read now, checks the tenant and every filter
+        self.audit_events(tenant=tenant, action=action, since=since, until=until, limit=1)
+        return self._audit_rows(zone, shown, tenant=tenant, action=action, since=since,
+                                until=until)
 
-    def _audit_rows(self, tenant: str | None, zone: str, shown: dt.tzinfo) -> Iterator[str]:
+    def _audit_rows(self, zone: str, shown: dt.tzinfo, **filters: Any) -> Iterator[str]:
         header = ("id", "time_utc", f"time_{zone}", "tenant", "actor", "source_ip", "action",
                   "target", "outcome", "request_id", "details")
         offset = 0
         yield from csvio.write([header])
-        while page := self.audit_events(tenant=tenant, limit=PAGE, offset=offset):
+        while page := self.audit_events(**filters, limit=PAGE, offset=offset):
             yield from csvio.write(
                 (str(e.id), e.at.isoformat(), e.at.astimezone(shown).isoformat(),
                  e.tenant or "", e.actor, e.source_ip or "", e.action, e.target, e.outcome,

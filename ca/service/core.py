@@ -53,9 +53,12 @@ class ServiceCore:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session."""
-        with self._sessions() as session:
-            yield session
+        """A read-only session; a database failure is a ``StorageError`` here too."""
+        try:
+            with self._sessions() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {type(exc).__name__}") from exc
 
     def _publish(self, session: Session, authority: Authority | None, *,
                  now: dt.datetime) -> Crl:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 from cryptography import x509
@@ -43,8 +43,8 @@ class Entry:
     not_after: dt.datetime
     fingerprint: str
     cert_der: bytes
-    key_der: bytes
-    password: str
+    key_der: bytes = field(repr=False)  # a private key and its PKCS#12 password: never shown
+    password: str = field(repr=False)
     chain_der: tuple[bytes, ...]
     friendly_name: str
     profile: str

@@ -221,7 +221,7 @@ class LinkUseCases(ServiceCore):
         self._claim(target, info.serial, actor, now=now)
         try:
             made = self._certificates().bundle(info.serial, tenant=target.tenant, actor=actor)
-        except CAError as exc:
+        except Exception as exc:  # whatever failed, the user got nothing: not spent
             self._release(target, actor, error=exc, claimed_at=now)
             raise
         with zipfile.ZipFile(io.BytesIO(made.content)) as archive:
@@ -282,7 +282,7 @@ class LinkUseCases(ServiceCore):
         if refusal is not None:
             raise refusal
 
-    def _release(self, target: _Target, actor: Actor, *, error: CAError,
+    def _release(self, target: _Target, actor: Actor, *, error: Exception,
                  claimed_at: dt.datetime) -> None:
         """The zip could not be built: the link works again (unless it was replaced)."""
         # the original error matters more than a failed release: report that one
@@ -294,7 +294,9 @@ class LinkUseCases(ServiceCore):
             audit.record(session, actor, Event(
                 action="link.redeem", target=f"{target.tenant}/{target.login}",
                 tenant_id=target.tenant_id, outcome="failure",
-                details={"link": target.link_id, "error": error.code, "released": True}),
+                details={"link": target.link_id, "released": True,
+                         "error": error.code if isinstance(error, CAError)
+                         else type(error).__name__}),
                 now=self.now())
 
     def _after_send(self, created: CreatedLink, actor: Actor, *,

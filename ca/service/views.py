@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cryptography import x509
@@ -145,7 +145,7 @@ class Bundle:
     """A user's zip: ``<login>.p12`` and ``<login>-password.txt``."""
 
     filename: str
-    content: bytes
+    content: bytes = field(repr=False)  # the PKCS#12 and its password
     serial: str
 
 

@@ -193,3 +193,15 @@ def test_metrics_count_events_ocsp_and_crl_age(client: TestClient, service: Serv
     assert 'tegata_ocsp_requests_total{method="POST"}' in text
     assert 'tegata_crl_age_seconds{tenant="default"}' in text
     assert "tegata_ocsp_seconds_count" in text
+
+
+def test_a_database_failure_while_reading_is_a_503_problem_not_a_500(
+        client: TestClient, service: Service, tokens: dict[str, str]) -> None:
+    from sqlalchemy import text
+
+    with service.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE users RENAME TO users_gone"))
+    r = client.get("/api/v1/tenants/default/users", headers=bearer(tokens["admin"]))
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == "urn:tegata:problem:storage"
+    assert "users" not in r.text  # no SQL or table name in the body

@@ -27,6 +27,8 @@ def test_export_writes_csv_with_times_in_the_chosen_zone(ready_sqlite: Env, cli:
     assert rows[0][:3] == ["id", "time_utc", "time_Asia/Tokyo"]
     assert len(rows) > 2 and all(r[2].endswith("+09:00") for r in rows[1:])
     assert out.stat().st_mode & 0o077 == 0
+    only = cli.ok("audit", "export", "--action", "user.create").out.splitlines()
+    assert len(only) == 2 and ",user.create,default/alice," in only[1]
 
 
 def test_verify_passes_prints_the_head_and_fails_on_a_changed_event(ready_sqlite: Env,

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 
 from ca.clock import FixedClock
 from ca.db.models import AuditAnchor, AuditEvent
-from ca.errors import ConfigError
+from ca.errors import ConfigError, InvalidInput
 from ca.service import IssueRequest, Service
 from ca.settings import load_settings
 
@@ -184,3 +184,19 @@ def test_retention_shorter_than_90_days_is_refused(service: Service) -> None:
         load_settings(**{**service.settings.model_dump(), "audit_retention_days": 30})
     assert load_settings(**{**service.settings.model_dump(),
                             "audit_retention_days": 90}).audit_retention_days == 90
+
+
+def test_export_takes_the_same_filters_as_the_listing(busy: Service, clock: FixedClock) -> None:
+    start = clock.now()
+    clock.advance(dt.timedelta(hours=1))
+    busy.add_user("default", "bob", email="bob@example.com")
+    rows = "".join(busy.export_audit_csv(tenant="default", action="cert.download")).splitlines()
+    assert len(rows) == 2 and ",cert.download," in rows[1]
+    later = "".join(busy.export_audit_csv(tenant="default",
+                                          since=start + dt.timedelta(minutes=30))).splitlines()
+    assert len(later) == 2 and ",user.create,default/bob," in later[1]
+    # a bad filter is refused before the first line, not half-way through the stream
+    with pytest.raises(InvalidInput, match="names no zone"):
+        busy.export_audit_csv(tenant="default", since=dt.datetime(2026, 1, 1))
+    with pytest.raises(InvalidInput, match="not an action name"):
+        busy.export_audit_csv(tenant="default", action="cert.download\x00")

@@ -213,16 +213,19 @@ def test_concurrent_redeems_hand_out_the_key_once(service: Service, alice: str,
     assert [a for a, o, _ in actions(service) if a == "cert.download"] == ["cert.download"]
 
 
+@pytest.mark.parametrize("failure", [StorageError("database error: OperationalError"),
+                                     MemoryError()], ids=["domain-error", "any-error"])
 def test_a_zip_that_cannot_be_built_leaves_the_link_usable(
-        service: Service, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        service: Service, alice: str, monkeypatch: pytest.MonkeyPatch,
+        failure: Exception) -> None:
     made = service.create_link("default", "alice")
 
     def broken(*_args: object, **_kwargs: object) -> None:
-        raise StorageError("database error: OperationalError")
+        raise failure
 
     with monkeypatch.context() as patch:
         patch.setattr(service, "bundle", broken)
-        with pytest.raises(StorageError):
+        with pytest.raises(type(failure)):
             service.redeem_link(made.token, source_ip=None)
     assert ("link.redeem", "failure", None) in actions(service)
     assert service.redeem_link(made.token, source_ip=None).bundle.serial == alice

@@ -81,3 +81,16 @@ def test_user_zip_holds_the_p12_and_the_password_file() -> None:
 def test_no_input_can_make_an_unsafe_zip_entry(name: str) -> None:
     with pytest.raises(ValueError, match="unsafe file name"):
         bundle.user_zip(login=name, p12=b"", password="", when=WHEN)
+
+
+def test_values_holding_key_material_do_not_show_it_in_their_repr() -> None:
+    from ca.service.downloads import Entry
+    from ca.service.views import Bundle
+
+    bundle = Bundle(filename="alice.zip", content=b"PKCS12-AND-PASSWORD", serial="1A")
+    entry = Entry(login="alice", serial="1A", not_after=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+                  fingerprint="00", cert_der=b"cert", key_der=b"PRIVATE-KEY",
+                  password="pw-Secret-123", chain_der=(), friendly_name="alice",
+                  profile="compat", when=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert "PKCS12-AND-PASSWORD" not in repr(bundle) and "1A" in repr(bundle)
+    assert "PRIVATE-KEY" not in repr(entry) and "pw-Secret-123" not in repr(entry)

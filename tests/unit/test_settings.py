@@ -87,6 +87,25 @@ def test_passphrase_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 def test_database_passwords_are_redacted_in_messages() -> None:
     assert redact_url("postgresql+psycopg://u:s3cret@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert redact_url("postgresql+psycopg://u@h/db?sslmode=require&password=s3cret") == (
+        "postgresql+psycopg://u@h/db?sslmode=require&password=***")
+
+
+def test_the_settings_repr_shows_no_database_password() -> None:
+    settings = load_settings(database_url="postgresql+psycopg://u:s3cret@h/db",
+                             key_passphrase="a-long-random-passphrase")
+    assert "s3cret" not in repr(settings) and "a-long-random" not in repr(settings)
+
+
+def test_a_passphrase_file_that_is_not_utf8_is_refused_without_quoting_it(
+        tmp_path: Path) -> None:
+    secret = tmp_path / "passphrase"
+    secret.write_bytes(b"a-long-random-\xffpassphrase")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(key_passphrase_file=secret).passphrase()
+    assert str(caught.value) == f"TEGATA_KEY_PASSPHRASE_FILE: {secret} is not UTF-8 text"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 def test_the_published_example_passphrase_is_refused() -> None:
