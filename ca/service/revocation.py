@@ -21,13 +21,18 @@ from ca import audit, serials
 from ca.audit import Actor
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Crl, Tenant, User
-from ca.errors import NotPermitted
+from ca.errors import NotPermitted, StorageError
 from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.views import CertificateView, cert_view
 from ca.states import HoldCause
 
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
+# PostgreSQL breaks a deadlock by failing one of the transactions (a revocation holding its
+# certificate's row, waiting for the audit chain held by a bulk change waiting for that row);
+# a status change is then simply made again, so that a revocation is never lost to it
+DEADLOCK_ATTEMPTS = 3
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 # a status change: (session, certificate, its user, its tenant, now) -> whether it changed
 Change = Callable[[Session, Certificate, User, Tenant, dt.datetime], bool]
 
@@ -99,14 +104,24 @@ class RevocationUseCases(ServiceCore):
                 change: Change) -> CertificateView:
         canonical = serials.canonical(serial)
         now = self.now()
-        with self.transaction() as session:
-            owner = queries.tenant(session, tenant)
-            cert = queries.certificate(session, owner, canonical)
-            user = session.get(User, cert.user_id)
-            assert user is not None
-            change(session, cert, user, owner, now)  # a change republishes at commit
-            has_key = cert.revoked_at is None and status.has_key_material(session, cert)
-            return cert_view(cert, owner.name, user.login, now=now, has_key_material=has_key)
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with self.transaction() as session:
+                    owner = queries.tenant(session, tenant)
+                    cert = queries.certificate(session, owner, canonical)
+                    user = session.get(User, cert.user_id)
+                    assert user is not None
+                    # the checks below (revoked? on hold?) and the change read the state
+                    # under the certificate's lock: a change at the same moment is waited for
+                    status.lock(session, cert)
+                    change(session, cert, user, owner, now)  # a change republishes at commit
+                    has_key = cert.revoked_at is None and status.has_key_material(session, cert)
+                    return cert_view(cert, owner.name, user.login, now=now,
+                                     has_key_material=has_key)
+            except StorageError as exc:
+                if attempt == DEADLOCK_ATTEMPTS or not _deadlocked(exc):
+                    raise
+        raise AssertionError("unreachable")
 
     # --- CRLs ------------------------------------------------------------------------------
 
@@ -154,3 +169,10 @@ class RevocationUseCases(ServiceCore):
             made = self._publish(session, authority, now=now)
             return CrlView(number=made.number, this_update=made.this_update,
                            next_update=made.next_update, der=made.der)
+
+
+def _deadlocked(exc: StorageError) -> bool:
+    """The database gave up the transaction to break a deadlock (or a serialisation
+    conflict): trying again is safe, since nothing of it was committed."""
+    orig = getattr(exc.__cause__, "orig", None)
+    return getattr(orig, "sqlstate", None) in _RETRYABLE

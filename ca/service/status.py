@@ -3,13 +3,17 @@
 These take a session and never commit; the use cases that call them own the transaction.
 A hold records its cause (manual, subscription, permission); lifting one cause never lifts
 another. A revoked certificate never comes back, and its key material is purged.
+
+Each change decides on a state read under the certificate's lock (``lock``), so two changes
+at once apply one after the other whatever the interleaving: keyCompromise and superseded
+sent together end keyCompromise with the first date, and two suspends make one hold.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ca import audit
@@ -22,6 +26,30 @@ from ca.states import HoldCause
 # RFC 5280, 5.3.1 reason codes that Tegata records (certificateHold is a hold, not a reason)
 REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "privilegeWithdrawn")
+_LOCKED = "tegata.locked_certificates"  # session.info: ids whose row this transaction holds
+
+
+def lock(session: Session, cert: Certificate) -> None:
+    """Hold the certificate's row until the transaction ends and read it, and its holds,
+    afresh: the read that decides a status change happens under the lock (STYLE 14).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` (a change committed meanwhile is waited for, then
+    read). SQLite has no row locks: a write takes the database's one write lock, held to
+    commit, and the reads after it see the newest state; so a write that changes nothing
+    goes first."""
+    held: set[int] = session.info.setdefault(_LOCKED, set())
+    if cert.id in held:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Certificate).where(Certificate.id == cert.id)
+                        .values(id=Certificate.id)
+                        .execution_options(synchronize_session=False))
+    session.execute(select(Certificate).where(Certificate.id == cert.id).with_for_update()
+                    .execution_options(populate_existing=True)).scalar_one()
+    session.scalars(select(Hold).where(Hold.certificate_id == cert.id)
+                    .execution_options(populate_existing=True)).all()
+    session.expire(cert, ["holds"])  # reloaded with any hold placed meanwhile
+    held.add(cert.id)
 
 
 def purge_key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> None:
@@ -45,10 +73,13 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
     if reason not in REASONS:
         raise InvalidInput(f"reason {reason[:32]!r} is not one of {', '.join(REASONS)}",
                            field="reason")
+    if _revoked_already(cert, reason):
+        return False  # final either way: no need to wait for the lock
+    lock(session, cert)
+    if _revoked_already(cert, reason):
+        return False
     if cert.revoked_at is not None:
-        if reason != "keyCompromise" or cert.revocation_reason == "keyCompromise":
-            return False
-        cert.revocation_reason = reason
+        cert.revocation_reason = reason  # an upgrade to keyCompromise; the first date stays
     else:
         cert.revoked_at = now
         cert.revocation_reason = reason
@@ -60,11 +91,24 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
     return True
 
 
+def _revoked_already(cert: Certificate, reason: str) -> bool:
+    """Revoked, and ``reason`` would change nothing: only keyCompromise is recorded over
+    another reason."""
+    return cert.revoked_at is not None and (
+        reason != "keyCompromise" or cert.revocation_reason == "keyCompromise")
+
+
+def _on_hold(cert: Certificate, cause: HoldCause) -> bool:
+    return any(h.cause == cause.value and h.lifted_at is None for h in cert.holds)
+
+
 def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Actor, *,
                tenant: str, login: str, now: dt.datetime) -> bool:
     """Suspend (certificateHold) for ``cause``; a second hold of the same cause is a no-op."""
-    if cert.revoked_at is not None or any(
-            h.cause == cause.value and h.lifted_at is None for h in cert.holds):
+    if cert.revoked_at is not None or _on_hold(cert, cause):
+        return False  # revocation is final; a hold of this cause stays until lifted
+    lock(session, cert)
+    if cert.revoked_at is not None or _on_hold(cert, cause):
         return False
     hold = Hold(certificate_id=cert.id, cause=cause.value, placed_at=now)
     session.add(hold)
@@ -79,6 +123,9 @@ def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Act
 def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Actor, *,
               tenant: str, login: str, now: dt.datetime) -> bool:
     """Lift the hold of ``cause`` only; holds of other causes stay."""
+    if not _on_hold(cert, cause):
+        return False
+    lock(session, cert)
     lifted = False
     for hold in cert.holds:
         if hold.cause == cause.value and hold.lifted_at is None:
@@ -93,7 +140,9 @@ def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Acto
 
 
 def live_certificates(session: Session, user: User, *, now: dt.datetime) -> list[Certificate]:
-    """The user's certificates that are neither revoked nor expired (valid or on hold)."""
+    """The user's certificates that are neither revoked nor expired (valid or on hold),
+    their rows locked at once in one order (PostgreSQL), before any audit record takes the
+    chain's lock: a revocation of one of them at the same moment waits, never deadlocks."""
     return list(session.scalars(select(Certificate).where(
         Certificate.user_id == user.id, Certificate.revoked_at.is_(None),
-        Certificate.not_after >= now)))
+        Certificate.not_after >= now).order_by(Certificate.id).with_for_update()))

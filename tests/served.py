@@ -1,0 +1,78 @@
+"""A real ``tegata serve`` for tests of concurrency and crashes: its own process, on the
+test's database and data directory, reached over HTTP on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ca.settings import Settings
+from tests.conftest import PASSPHRASE
+from tests.processes import free_port, stop
+
+READY_DEADLINE = 30.0  # seconds: an interpreter start-up and the app's import, on a busy machine
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything (a crash, a pulled plug)."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
+    env.update(TEGATA_DATA_DIR=str(settings.data_dir),
+               TEGATA_DATABASE_URL=settings.effective_database_url,
+               TEGATA_KEY_PASSPHRASE=PASSPHRASE, TEGATA_PUBLIC_BASE_URL=settings.public_base_url,
+               TEGATA_CONFIG=str(settings.data_dir / "no-such-tegata.toml"),
+               TEGATA_LIFECYCLE_INTERVAL_SECONDS="0", TEGATA_TOKEN_REQUESTS_PER_MINUTE="0",
+               TEGATA_LOG_LEVEL="warning")
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, log: Path, **extra: str) -> Iterator[Server]:
+    """``tegata serve`` on the settings' database until the block ends (or the test kills
+    it); ready once ``/healthz`` answers."""
+    server = start(settings, log, **extra)
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+def start(settings: Settings, log: Path, **extra: str) -> Server:
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+                                cwd=ROOT, env=server_env(settings, **extra), stdout=out,
+                                stderr=subprocess.STDOUT)
+    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    started = time.monotonic()
+    while time.monotonic() - started < READY_DEADLINE:
+        if proc.poll() is not None:
+            raise AssertionError(f"tegata serve exited with {proc.returncode}: "
+                                 f"{log.read_text(errors='replace')[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        time.sleep(0.1)
+    stop(proc)
+    raise AssertionError(f"tegata serve did not answer within {READY_DEADLINE} s")
