@@ -4,11 +4,19 @@ Only currently valid certificates with key material go in, the newest per user. 
 archive is produced a batch of users at a time (PKCS#12 files built on every core), so
 memory stays flat at any number of users; the zip module switches to ZIP64 by itself
 when the archive needs it.
+
+A certificate suspended or revoked while the archive streams is left out: its state is read
+again with its sealed key, and once more just before its entry is written (after the batch's
+PKCS#12 files are built, with no pause for the client between that read and the writing).
+The manifest lists exactly the entries written. ``cert.download`` is recorded before the
+first byte with every serial selected; ``cert.download.end`` when the stream stops, with the
+serials that left and those withheld.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,14 +30,16 @@ from ca import audit, csvio, parallel
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
-from ca.errors import NotPermitted
+from ca.errors import CAError, NotPermitted
 from ca.service.certificates import state_filter
 from ca.service.core import ServiceCore
 from ca.service.selection import Selection, select_users
 from ca.states import State
 from ca.x509 import bundle, pkcs12
 
+log = logging.getLogger("tegata.downloads")
 BATCH = 256
+END = "cert.download.end"
 # below this many users a process pool costs more than it saves
 PARALLEL_FROM = 64
 
@@ -105,7 +115,8 @@ class DownloadUseCases(ServiceCore):
     def download_bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
         """The zip of zips for the selected users. The download is audited with every serial
-        before the first byte leaves."""
+        selected before the first byte leaves, and again when the stream stops with the
+        serials that left (a certificate no longer valid when its turn comes is withheld)."""
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
@@ -118,65 +129,111 @@ class DownloadUseCases(ServiceCore):
                 action="cert.download", target=f"{owner.name}/bulk", tenant_id=owner.id,
                 details={"serials": [serial for _, serial in picks],
                          "profile": chosen.value}), now=now)
-            name = owner.name
+            name, tenant_id = owner.name, owner.id
         filename = bundle.safe_name(f"{name}-certificates-{now:%Y%m%d-%H%M%S}.zip")
         return BulkDownload(filename=filename, count=len(picks),
-                            chunks=self._stream(name, [cid for cid, _ in picks], chosen,
+                            chunks=self._stream(name, tenant_id, picks, chosen, actor,
                                                 now=now))
 
-    def _stream(self, tenant: str, ids: list[int], profile: pkcs12.Profile, *,
-                now: dt.datetime) -> Iterator[bytes]:
+    def _stream(self, tenant: str, tenant_id: int, picks: list[tuple[int, str]],
+                profile: pkcs12.Profile, actor: Actor, *, now: dt.datetime
+                ) -> Iterator[bytes]:
         sink = _Sink()
-        executor = parallel.pool(len(ids), threshold=PARALLEL_FROM)
+        executor = parallel.pool(len(picks), threshold=PARALLEL_FROM)
+        left: list[str] = []  # serials whose entry was handed to the client
+        complete = False
         try:
             with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
                 manifest = [("login", "serial", "not_after", "sha256_fingerprint")]
-                iterator = iter(ids)
+                iterator = iter([cid for cid, _ in picks])
                 while batch := list(islice(iterator, BATCH)):
                     entries = self._entries(tenant, batch, profile, now=now)
-                    zips = parallel.batched_map(user_zip, entries, executor, batch=BATCH)
-                    for entry, content in zip(entries, zips, strict=True):
+                    zips = list(parallel.batched_map(user_zip, [e for _, e in entries],
+                                                     executor, batch=BATCH))
+                    # the state once more, just before the entries are written: no key of a
+                    # certificate suspended or revoked while the files were built leaves
+                    valid = self._still_valid([cid for cid, _ in entries])
+                    written = []
+                    for (cid, entry), content in zip(entries, zips, strict=True):
+                        if cid not in valid:
+                            continue
                         info = zipfile.ZipInfo(bundle.zip_name(entry.login),
                                                date_time=now.timetuple()[:6])
                         archive.writestr(info, content, compress_type=zipfile.ZIP_STORED)
                         manifest.append((entry.login, entry.serial,
                                          entry.not_after.isoformat(), entry.fingerprint))
-                        yield sink.take()
+                        written.append(entry.serial)
+                    left += written  # counted as gone once handed over, even if not read
+                    if chunk := sink.take():
+                        yield chunk
                 info = zipfile.ZipInfo("manifest.csv", date_time=now.timetuple()[:6])
                 archive.writestr(info, "".join(csvio.write(manifest)),
                                  compress_type=zipfile.ZIP_DEFLATED)
             yield sink.take()
+            complete = True
         finally:
             if executor is not None:
                 executor.shutdown(cancel_futures=True)
+            self._audit_end(tenant, tenant_id, picks, left, actor, complete=complete)
+
+    def _audit_end(self, tenant: str, tenant_id: int, picks: list[tuple[int, str]],
+                   left: list[str], actor: Actor, *, complete: bool) -> None:
+        """``cert.download.end``: the serials whose key left, those withheld (no longer
+        valid when their turn came, or not reached when the stream broke off)."""
+        gone = set(left)
+        try:
+            with self.transaction() as session:
+                audit.record(session, actor, Event(
+                    action=END, target=f"{tenant}/bulk", tenant_id=tenant_id,
+                    outcome="success" if complete else "failure",
+                    details={"serials": left, "complete": complete,
+                             "withheld": [s for _, s in picks if s not in gone]}),
+                    now=self.now())
+        except CAError:  # the stream's own failure, if any, is the one to report
+            log.exception("could not record the end of a bulk download")
+
+    def _still_valid(self, ids: list[int]) -> set[int]:
+        """Which of these certificates are valid now and still have their key."""
+        if not ids:
+            return set()
+        with self.reading() as session:
+            return set(session.scalars(
+                select(Certificate.id)
+                .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
+                .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
+                       state_filter(State.VALID.value, now=self.now()))))
 
     def _entries(self, tenant: str, ids: list[int], profile: pkcs12.Profile, *,
-                 now: dt.datetime) -> list[Entry]:
+                 now: dt.datetime) -> list[tuple[int, Entry]]:
+        """The batch's entries, unsealed in the read that finds them still valid (a
+        certificate suspended, revoked or purged since the selection is left out)."""
         with self.reading() as session:
             rows = session.execute(
                 select(Certificate, User.login, KeyMaterial)
                 .join(User, Certificate.user_id == User.id)
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
-                .where(Certificate.id.in_(ids)).order_by(User.login_key)).all()
+                .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
+                       KeyMaterial.sealed_password.is_not(None),
+                       state_filter(State.VALID.value, now=self.now()))
+                .order_by(User.login_key)).all()
             chains: dict[int, tuple[bytes, ...]] = {}
             entries = []
             for cert, login, material in rows:
-                if material.sealed_key is None or material.sealed_password is None:
-                    continue  # purged since the selection was made
+                assert material.sealed_key is not None and material.sealed_password is not None
                 if cert.authority_id not in chains:
                     issuing = session.get(Authority, cert.authority_id)
                     assert issuing is not None and issuing.issuer_id is not None
                     root = session.get(Authority, issuing.issuer_id)
                     assert root is not None
                     chains[cert.authority_id] = (issuing.der, root.der)
-                entries.append(Entry(
+                entries.append((cert.id, Entry(
                     login=login, serial=cert.serial, not_after=cert.not_after,
                     fingerprint=cert.fingerprint_sha256, cert_der=cert.der,
                     key_der=self.sealer.open(material.sealed_key, context=f"key:{cert.serial}"),
                     password=self.sealer.open(material.sealed_password,
                                               context=f"password:{cert.serial}").decode(),
                     chain_der=chains[cert.authority_id],
-                    friendly_name=f"{login} ({tenant})", profile=profile.value, when=now))
+                    friendly_name=f"{login} ({tenant})", profile=profile.value, when=now)))
             return entries
 
 
