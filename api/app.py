@@ -38,6 +38,7 @@ from api.routes import (
     tenants,
     users,
 )
+from ca.errors import Conflict
 from ca.service import Service
 from ca.settings import Settings
 
@@ -115,6 +116,8 @@ async def _lifecycle_loop(service: Service, interval: int) -> None:
             REGISTRY.count("tegata_lifecycle_runs_total", "success")
             if report.suspended or report.reinstated or report.revoked or report.purged:
                 log.info("lifecycle: %s", report)
+        except Conflict as exc:  # another process or replica is running it: not a failure
+            log.info("lifecycle: %s", exc.message)
         except Exception:  # the loop must outlive a failed run; the next one retries
             REGISTRY.count("tegata_lifecycle_runs_total", "failure")
             log.exception("lifecycle run failed")

@@ -79,9 +79,10 @@ def set_subscription(request: Request, tenant: str, body: SubscriptionIn) -> Sub
 
 
 @router.post("/lifecycle/run", dependencies=[requires("operator")],
-             response_model=LifecycleOut, responses=responses(401, 403))
+             response_model=LifecycleOut, responses=responses(401, 403, 409))
 def run_lifecycle(request: Request) -> LifecycleOut:
-    """Apply due transitions now (the server also does this every minute)."""
+    """Apply due transitions now (the server also does this every minute); 409 while
+    another run (another process or replica) is in progress."""
     report = service_of(request).run_lifecycle()
     return LifecycleOut(**report.__dict__)
 

@@ -257,6 +257,20 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
+    # renewed by the running process; lapsed while running: its worker died (ca.service.jobs)
+    lease_expires_at: Mapped[dt.datetime | None]
+
+
+class Lease(Base):
+    """Work that one process at a time may do (``lifecycle``), whatever the replicas: taken
+    by a conditional UPDATE while lapsed, renewed by its holder, lapsing if the holder dies."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    taken_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):

@@ -1,14 +1,18 @@
 """Background jobs for long bulk work: started by the API, polled by the client.
 
 The job's row holds its status and result, so any replica can answer a poll; its progress
-is kept in the memory of the process running it (the work holds the database's write lock
-on SQLite, so progress cannot be written there meanwhile). A job runs in a thread of the
-process that accepted it; if that process dies, the row stays ``running`` and the work,
-being one transaction, left nothing half-done.
+is kept in the memory of the process running it, and written to the row with each renewal
+of the job's lease. A job runs in a thread of the process that accepted it, which renews the
+lease every ``HEARTBEAT`` seconds (a failed renewal, say while the work holds SQLite's write
+lock, is tried again at the next beat). If that process dies, the lease lapses: a poll, the
+lifecycle run or a server's start then marks the job failed, keeping ``done``/``total`` as
+last written, and what the work committed stays. ``progress(done, total)`` should report
+committed work, so that ``done`` is what stays.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -18,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from ca.db import queries
 from ca.db.models import Job, Tenant
@@ -30,6 +36,11 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}")
 Work = Callable[[Callable[[int, int], None]], dict[str, Any]]
 # progress of the jobs running in this process: id -> (done, total)
 _PROGRESS: dict[str, tuple[int, int]] = {}
+_RUNNING: set[str] = set()  # jobs whose worker is this process: never lapsed, seen from here
+LEASE = dt.timedelta(minutes=2)
+HEARTBEAT = 10.0  # seconds between renewals: a dozen chances before the lease lapses
+STOPPED = ("the worker stopped (server restarted?) before the job finished: what it "
+           "committed stays; done and total are what it last reported")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +63,8 @@ class JobUseCases(ServiceCore):
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
             session.add(Job(id=job_id, tenant_id=owner.id, kind=kind, status="running",
-                            total=0, done=0, created_at=now))
+                            total=0, done=0, created_at=now, lease_expires_at=now + LEASE))
+        _RUNNING.add(job_id)
         thread = threading.Thread(target=self._run, args=(job_id, work), daemon=True,
                                   name=f"job-{job_id[:8]}")
         thread.start()
@@ -62,6 +74,10 @@ class JobUseCases(ServiceCore):
         def progress(done: int, total: int) -> None:
             _PROGRESS[job_id] = (done, total)
 
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, stop), daemon=True,
+                                name=f"lease-{job_id[:8]}")
+        beat.start()
         try:
             result = work(progress)
             outcome: dict[str, Any] = {"status": "succeeded", "result": json.dumps(result)}
@@ -70,20 +86,49 @@ class JobUseCases(ServiceCore):
         except Exception as exc:  # the thread must record every failure, then log it
             log.exception("job %s failed", job_id)
             outcome = {"status": "failed", "error": f"internal error ({type(exc).__name__})"}
-        with self.transaction() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.done, job.total = _PROGRESS.pop(job_id, (job.done, job.total))
-                job.status = outcome["status"]
-                job.result = outcome.get("result")
-                job.error = outcome.get("error")
-                job.finished_at = self.now()
+        finally:
+            stop.set()
+            beat.join()
+        # the worker knows best: this holds even if a poll meanwhile took it for dead
+        try:
+            with self.transaction() as session:
+                job = session.get(Job, job_id)
+                if job is not None:
+                    job.done, job.total = _PROGRESS.get(job_id, (job.done, job.total))
+                    job.status = outcome["status"]
+                    job.result = outcome.get("result")
+                    job.error = outcome.get("error")
+                    job.finished_at = self.now()
+                    job.lease_expires_at = None
+        finally:
+            _PROGRESS.pop(job_id, None)
+            _RUNNING.discard(job_id)
+
+    def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
+        """Renew the job's lease, and write its progress, until the work ends."""
+        while not stop.wait(HEARTBEAT):
+            done, total = _PROGRESS.get(job_id, (0, 0))
+            try:
+                with self.transaction() as session:
+                    session.execute(update(Job).where(Job.id == job_id,
+                                                      Job.status == "running")
+                                    .values(lease_expires_at=self.now() + LEASE, done=done,
+                                            total=total)
+                                    .execution_options(synchronize_session=False))
+            except CAError as exc:  # the next beat tries again, well inside the lease
+                log.warning("job %s: could not renew its lease: %s", job_id, exc.message)
 
     def get_job(self, tenant: str, job_id: str) -> JobView:
         # ids are 32 hex digits (start_job): another string names no job, and is not sent to
         # the database, which may refuse it (PostgreSQL text holds no NUL)
         if not _JOB_ID.fullmatch(job_id):
             raise NotFound(f"no job {job_id[:64]!r}", field="job")
+        now = self.now()
+        with self.reading() as session:
+            lapsed = session.scalar(select(Job.id).where(Job.id == job_id, _lapsed(now)))
+        if lapsed is not None:
+            with self.transaction() as session:
+                fail_lapsed(session, now=now, job_id=job_id)
         with self.reading() as session:
             row = session.execute(select(Job, Tenant.name).join(
                 Tenant, Job.tenant_id == Tenant.id).where(
@@ -96,3 +141,22 @@ class JobUseCases(ServiceCore):
                            total=total, done=done,
                            result=json.loads(job.result) if job.result else None,
                            error=job.error)
+
+
+def _lapsed(now: dt.datetime) -> ColumnElement[bool]:
+    """SQL: running, and its lease lapsed (or it has none: it ran before leases existed)."""
+    return (Job.status == "running") & or_(Job.lease_expires_at.is_(None),
+                                           Job.lease_expires_at < now)
+
+
+def fail_lapsed(session: Session, *, now: dt.datetime, job_id: str | None = None) -> int:
+    """Mark failed every running job (or ``job_id``) whose lease lapsed: its worker died.
+    A conditional UPDATE, so a worker renewing at the same moment wins or loses whole."""
+    query = update(Job).where(_lapsed(now))
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    if _RUNNING:
+        query = query.where(Job.id.not_in(sorted(_RUNNING)))  # alive: they run here
+    failed = session.execute(query.values(status="failed", error=STOPPED, finished_at=now)
+                             .execution_options(synchronize_session=False))
+    return int(failed.rowcount)  # type: ignore[attr-defined]

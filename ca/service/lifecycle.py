@@ -2,12 +2,16 @@
 
 ``run_lifecycle`` is idempotent and safe to crash and rerun: each tenant's changes are one
 transaction, and every step looks at the state it finds rather than remembering what it did.
-The server runs it every minute, and ``tegata lifecycle run`` runs it once.
+The server runs it every minute, and ``tegata lifecycle run`` runs it once. One run at a
+time, across processes and replicas: a run holds the ``lifecycle`` lease (ca.service.leases),
+renewed at each tenant; another run meanwhile is refused at once (``Conflict``), and the lease
+of a run whose process died lapses after ``LIFECYCLE_TTL``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,13 +21,16 @@ from ca import audit, expiry
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Certificate, Crl, KeyMaterial, Tenant, User
-from ca.errors import InvalidInput
-from ca.service import status
+from ca.errors import CAError, Conflict, InvalidInput
+from ca.service import jobs, leases, status
 from ca.service.auditlog import AuditUseCases
 from ca.service.revocation import RevocationUseCases
 from ca.states import HoldCause
 
 LIFECYCLE_ACTOR = Actor(name="lifecycle")
+LIFECYCLE_LEASE = "lifecycle"
+LIFECYCLE_TTL = dt.timedelta(minutes=5)  # renewed at every tenant; a dead run's lapses
+log = logging.getLogger("tegata.lifecycle")
 KINDS = ("none", "trial", "contract")
 
 
@@ -99,13 +106,40 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             return _subscription_view(queries.tenant(session, tenant), now=self.now())
 
     def run_lifecycle(self) -> LifecycleReport:
-        """Apply every transition whose instant has come; one transaction per tenant."""
+        """Apply every transition whose instant has come; one transaction per tenant. One
+        run at a time: while another holds the lease, this one does nothing and says so."""
+        holder = leases.new_holder()
+        with self.transaction() as session:
+            if not leases.take(session, LIFECYCLE_LEASE, holder, now=self.now(),
+                               ttl=LIFECYCLE_TTL):
+                lease = leases.held(session, LIFECYCLE_LEASE)
+                until = lease.expires_at if lease is not None else None
+                raise Conflict("another lifecycle run is in progress"
+                               + (f" (until {until:%Y-%m-%d %H:%M:%S} UTC at the latest)"
+                                  if until is not None else "") + ": this one did nothing")
+        try:
+            return self._run_lifecycle(holder)
+        finally:
+            try:
+                with self.transaction() as session:
+                    leases.release(session, LIFECYCLE_LEASE, holder)
+            except CAError:  # it lapses by itself; the run's own outcome is the one to report
+                log.exception("could not release the lifecycle lease")
+
+    def _run_lifecycle(self, holder: str) -> LifecycleReport:
         now = self.now()
+        with self.transaction() as session:
+            jobs.fail_lapsed(session, now=now)  # a job whose process died reads failed
         totals = LifecycleReport()
         with self.reading() as session:
             names = list(session.scalars(select(Tenant.name)))
         for name in names:
             with self.transaction() as session:
+                if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.now(),
+                                    ttl=LIFECYCLE_TTL):
+                    raise Conflict("the lifecycle run lost its lease (a tenant took longer "
+                                   f"than {LIFECYCLE_TTL.total_seconds() / 60:.0f} minutes); "
+                                   "another run goes on")
                 owner = queries.tenant(session, name)
                 report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
                 purged = _purge_expired(session, owner, now=now)
