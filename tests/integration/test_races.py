@@ -51,24 +51,24 @@ def issue_many(service: Service, prefix: str, count: int) -> list[CertificateVie
     return service.issue(IssueRequest(tenant=TENANT, logins=logins))
 
 
-def at_once(server: Server, token: str, pairs: list[tuple[str, str, dict[str, str] | None]]
+def at_once(server: Server, token: str, calls: list[tuple[str, str, dict[str, object] | None]]
             ) -> list[httpx.Response]:
-    """POST every (serial, action, body) of ``pairs``; the two of each serial leave together
-    (a barrier per serial), every serial's pair at the same time as the others."""
+    """POST every (group, path, body) of ``calls``; the calls of one group (two changes of
+    one certificate) leave together (a barrier per group), every group at the same time."""
     barriers: dict[str, threading.Barrier] = {}
-    for serial, _, _ in pairs:
-        barriers.setdefault(serial, threading.Barrier(2))
+    for group, _, _ in calls:
+        barriers[group] = threading.Barrier(sum(1 for g, _, _ in calls if g == group))
 
-    def send(client: httpx.Client, serial: str, action: str,
-             body: dict[str, str] | None) -> httpx.Response:
-        barriers[serial].wait(timeout=30)
-        return client.post(f"{server.url}/api/v1/tenants/{TENANT}/certificates/{serial}/"
-                           f"{action}", json=body, timeout=60)
+    def send(client: httpx.Client, group: str, path: str,
+             body: dict[str, object] | None) -> httpx.Response:
+        barriers[group].wait(timeout=30)
+        return client.post(f"{server.url}/api/v1/tenants/{TENANT}/{path}", json=body,
+                           timeout=60)
 
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(headers=headers, limits=httpx.Limits(max_connections=len(pairs))
-                      ) as client, ThreadPoolExecutor(max_workers=len(pairs)) as pool:
-        futures = [pool.submit(send, client, s, a, b) for s, a, b in pairs]
+    with httpx.Client(headers=headers, limits=httpx.Limits(max_connections=len(calls))
+                      ) as client, ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(send, client, g, p, b) for g, p, b in calls]
         return [f.result() for f in futures]
 
 
@@ -109,38 +109,54 @@ def events(service: Service, action: str) -> dict[str, list[tuple[dt.datetime, s
 def test_status_changes_at_the_same_moment_apply_one_after_the_other(
         live: Service, settings: Settings, tmp_path: Path) -> None:
     raced = issue_many(live, "kc", RACES)
+    retired = issue_many(live, "leaver", RACES // 4)
+    reissued = issue_many(live, "renewed", RACES // 4)
     held = issue_many(live, "hold", RACES // 2)
     lifted = issue_many(live, "lift", RACES // 2)
     for view in lifted:
         live.suspend(TENANT, view.serial)
     token = live.create_token(role="admin", tenant=TENANT)[0]
     issuer = x509.load_der_x509_certificate(live.ca_certificates(TENANT)[1].der)
-    pairs: list[tuple[str, str, dict[str, str] | None]] = []
+    compromised: dict[str, object] = {"reason": "keyCompromise"}
+    calls: list[tuple[str, str, dict[str, object] | None]] = []
+    # keyCompromise against each other revocation: by hand (superseded), a leaver
+    # (affiliationChanged), a reissue that revokes (superseded)
+    other = {}
     for view in raced:
-        pairs += [(view.serial, "revoke", {"reason": "keyCompromise"}),
-                  (view.serial, "revoke", {"reason": "superseded"})]
+        calls += [(view.serial, f"certificates/{view.serial}/revoke", compromised),
+                  (view.serial, f"certificates/{view.serial}/revoke", {"reason": "superseded"})]
+        other[view.serial] = "superseded"
+    for view in retired:
+        calls += [(view.serial, f"certificates/{view.serial}/revoke", compromised),
+                  (view.serial, f"users/{view.login}/retire", None)]
+        other[view.serial] = "affiliationChanged"
+    for view in reissued:
+        calls += [(view.serial, f"certificates/{view.serial}/revoke", compromised),
+                  (view.serial, "certificates", {"login": view.login, "reissue": "revoke"})]
+        other[view.serial] = "superseded"
     for view in held:
-        pairs += [(view.serial, "suspend", None)] * 2
+        calls += [(view.serial, f"certificates/{view.serial}/suspend", None)] * 2
     for view in lifted:
-        pairs += [(view.serial, "reinstate", None)] * 2
+        calls += [(view.serial, f"certificates/{view.serial}/reinstate", None)] * 2
 
     with serving(settings, tmp_path / "serve.log") as server:
-        answers = at_once(server, token, pairs)
-        assert [a.status_code for a in answers] == [200] * len(pairs), [
-            a.text for a in answers if a.status_code != 200]
+        answers = at_once(server, token, calls)
+        assert [a.status_code for a in answers] == [
+            201 if path == "certificates" else 200 for _, path, _ in calls], [
+            a.text for a in answers if a.status_code >= 300]
         published = crl_reasons(server)
         answered = {view.serial: ocsp_answer(server, view, issuer)
-                    for view in raced + held + lifted}
+                    for view in raced + retired + reissued + held + lifted}
 
     revokes = events(live, "cert.revoke")
-    serials = [view.serial for view in raced]
+    serials = [view.serial for view in raced + retired + reissued]
     stored = {s: live.get_certificate(s, tenant=TENANT) for s in serials}
     assert {s: (v.state, v.revocation_reason) for s, v in stored.items()} == {
         s: (State.REVOKED, "keyCompromise") for s in serials}
-    # superseded first and then the upgrade, or keyCompromise alone (superseded after it
-    # changes nothing); the date is the first revocation's, everywhere
+    # the other revocation first and then the upgrade, or keyCompromise alone (the other
+    # after it changes nothing); the date is the first revocation's, everywhere
     assert {s: [reason for _, reason in revokes[s]] in (
-        ["keyCompromise"], ["superseded", "keyCompromise"]) for s in serials} == {
+        ["keyCompromise"], [other[s], "keyCompromise"]) for s in serials} == {
         s: True for s in serials}, revokes
     first = {s: revokes[s][0][0] for s in serials}
     assert {s: v.revoked_at for s, v in stored.items()} == first
@@ -165,7 +181,9 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
         v.serial: ["manual"] for v in held + lifted}
     assert {s: [r for _, r in e] for s, e in reinstates.items()} == {
         v.serial: ["manual"] for v in lifted}
-    assert set(published) == {v.serial for v in raced + held}
+    renewals = {v.login for v in live.list_certificates(TENANT, state="valid")}
+    assert renewals == {v.login for v in reissued + lifted}
+    assert set(published) == {v.serial for v in raced + retired + reissued + held}
     for view in held:
         assert published[view.serial][0] == "certificateHold"
         assert answered[view.serial].certificate_status == ocsp.OCSPCertStatus.REVOKED
