@@ -24,7 +24,7 @@ from tests.served import Server, serving
 
 TENANT = "osaka"
 DISPLAY = "Example Holdings International Corporation Japan Branch Osaka"
-USERS = 1000  # enough that the job is still running when the server is killed
+USERS = 500  # enough that the job is still running when the server is killed
 
 
 @pytest.fixture
