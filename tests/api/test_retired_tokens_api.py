@@ -4,6 +4,8 @@ is retired even if it was somehow left in force."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -15,6 +17,13 @@ from tests.api.conftest import bearer
 from tests.moments import MOMENTS
 
 WHOAMI = "/api/v1/whoami"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: what is tested is the HTTP path, not storage (a status and a
+    timestamp both databases hold alike)."""
+    return f"sqlite:///{tmp_path / 'tegata.db'}"
 
 
 def refused(detail: str) -> dict[str, object]:

@@ -6,6 +6,7 @@ What the gateways see (the CRL, OCSP, the status API) is checked through HTTP to
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,13 @@ from tests.moments import MOMENTS
 
 URL = "/api/v1/tenants/acme/subscription"
 SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: the rule and its storage are tested on both databases in
+    tests/integration/test_subscription_guard.py; here it is HTTP's turn."""
+    return f"sqlite:///{tmp_path / 'tegata.db'}"
 
 
 @pytest.fixture

@@ -32,6 +32,13 @@ from tests.conftest import BASE_URL, PASSPHRASE
 OTHER_PASSPHRASE = "someone-elses-passphrase-42"
 
 
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: what is tested is the key file; the sealed rows are bytes both
+    databases hold alike."""
+    return f"sqlite:///{tmp_path / 'tegata.db'}"
+
+
 def open_bundle(content: bytes, login: str) -> tuple[str, bytes, bytes]:
     """(password, the user's private key as PKCS#8 DER, its private scalar) from a zip."""
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
