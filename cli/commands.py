@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from ca import expiry
+from ca.sealing import is_unwrapped
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
 from cli import gateway, revocation, server
 from cli.auditlog import audit_app
@@ -96,8 +97,13 @@ def init(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Bring the schema up to the latest migration."""
-    STATE.service(check_schema=False).upgrade_database()
+    """Bring the schema up to the latest migration; wrap under the CA key passphrase a
+    data-protection key that an earlier release left in the clear."""
+    service = STATE.service(check_schema=False)
+    service.upgrade_database()
+    if is_unwrapped(service.settings.effective_key_dir):
+        _ = service.sealer  # loading it wraps it, once the passphrase proves right
+        typer.echo("data-protection key wrapped under the CA key passphrase")
     typer.echo("database schema is current")
 
 

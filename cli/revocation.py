@@ -108,6 +108,7 @@ def _subscription_dict(view: SubscriptionView) -> dict[str, object]:
             "timezone": view.zone, "ends_at": view.ends_at.isoformat() if view.ends_at else None,
             "grace_days": view.grace_days,
             "grace_ends_at": view.grace_ends_at.isoformat() if view.grace_ends_at else None,
+            "suspended_at": view.suspended_at.isoformat() if view.suspended_at else None,
             "state": view.state}
 
 
@@ -120,6 +121,10 @@ def subscription_set(
     tz: Annotated[str | None, typer.Option("--tz", help="Zone of the end date (default: "
                                            "the tenant's).")] = None,
     trial: Annotated[bool, typer.Option("--trial", help="A trial, not a contract.")] = False,
+    allow_past: Annotated[bool, typer.Option(
+        "--allow-past", help="Accept an end date already past: every certificate is "
+        "suspended now (revoked a full grace period later). Without it such a date is "
+        "refused (exit 2).")] = False,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -129,7 +134,8 @@ def subscription_set(
 
     date = None if ends in (None, "none") else expiry.parse_date(ends or "")
     view = STATE.service().set_subscription(tenant, ends=date, zone=tz, grace_days=grace_days,
-                                            kind="trial" if trial else "contract")
+                                            kind="trial" if trial else "contract",
+                                            allow_past=allow_past)
     data = _subscription_dict(view)
     emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ca import sealing
 from ca.clock import FixedClock
 from ca.service import InitRequest, Service
 from ca.settings import Settings, load_settings
@@ -25,6 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 PG_URL = os.environ.get("TEGATA_TEST_DATABASE_URL")
 PASSPHRASE = "test-" + secrets.token_urlsafe(18)
 BASE_URL = "http://tegata.test"
+PRODUCTION_KDF = sealing.KDF  # as the release ships it, before any test makes it cheap
 
 
 def unavailable(what: str) -> None:
@@ -49,6 +51,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("TEGATA_") and name != "TEGATA_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("TEGATA_CONFIG", str(tmp_path / "no-such-tegata.toml"))
+
+
+@pytest.fixture(autouse=True)
+def _quick_key_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at its production cost takes about 0.25 s per wrap or unwrap of the
+    data-protection key, and most tests make a throwaway CA or two: they wrap at the lowest
+    cost the file format accepts (the file records it). tests/unit/test_sealing.py checks
+    the production cost itself."""
+    monkeypatch.setattr(sealing, "KDF", sealing.ScryptParams(n=2**10, r=8, p=1))
 
 
 def _postgres_database() -> Iterator[str]:

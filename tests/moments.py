@@ -10,3 +10,7 @@ class MOMENTS:
     start = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
     # 2028-02-29 exists: the day after which "one year later" must fall back to 28 Feb
     leap_day = dt.datetime(2028, 2, 29, 12, 0, tzinfo=dt.UTC)
+    # the operator mistypes a contract end at `start` (2025 for 2026): the suspension is
+    # published then, and the 30-day grace period runs from there, not from the typed date
+    grace_day_29 = start + dt.timedelta(days=29)
+    grace_end_after_start = start + dt.timedelta(days=30)

@@ -24,6 +24,9 @@ class SubscriptionIn(BaseModel):
     timezone: str | None = Field(default=None, max_length=64)
     grace_days: int | None = Field(default=None, ge=0, le=3650)
     kind: str = Field(default="contract", pattern="^(trial|contract|none)$")
+    allow_past: bool = Field(default=False, description=(
+        "accept an end already past: every certificate is suspended now, and revoked no "
+        "sooner than a full grace period later; without it such an end is refused (400)"))
 
 
 class SubscriptionOut(BaseModel):
@@ -34,6 +37,8 @@ class SubscriptionOut(BaseModel):
     ends_at: dt.datetime | None
     grace_days: int
     grace_ends_at: dt.datetime | None
+    suspended_at: dt.datetime | None = Field(
+        description="when the subscription hold was published; null while active")
     state: str
 
 
@@ -60,7 +65,7 @@ def _out(view: SubscriptionView) -> SubscriptionOut:
     return SubscriptionOut(tenant=view.tenant, kind=view.kind, ends_on=view.ends_on,
                            timezone=view.zone, ends_at=view.ends_at,
                            grace_days=view.grace_days, grace_ends_at=view.grace_ends_at,
-                           state=view.state)
+                           suspended_at=view.suspended_at, state=view.state)
 
 
 @router.get("/tenants/{tenant}/subscription", dependencies=[requires("operator", "admin")],
@@ -72,10 +77,12 @@ def get_subscription(request: Request, tenant: str) -> SubscriptionOut:
 @router.put("/tenants/{tenant}/subscription", dependencies=[requires("operator")],
             response_model=SubscriptionOut, responses=responses(*COMMON))
 def set_subscription(request: Request, tenant: str, body: SubscriptionIn) -> SubscriptionOut:
-    """Set the trial or contract end (end of that day in the zone) and the grace days."""
+    """Set the trial or contract end (end of that day in the zone) and the grace days. An end
+    already past is refused unless ``allow_past`` is true."""
     return _out(service_of(request).set_subscription(
         tenant, ends=body.ends, zone=body.timezone, grace_days=body.grace_days,
-        kind=body.kind if body.ends else "none", actor=actor_of(request)))
+        kind=body.kind if body.ends else "none", allow_past=body.allow_past,
+        actor=actor_of(request)))
 
 
 @router.post("/lifecycle/run", dependencies=[requires("operator")],

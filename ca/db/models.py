@@ -63,6 +63,9 @@ class Tenant(Base):
     subscription_zone: Mapped[str | None] = mapped_column(String(64))
     subscription_ends_at: Mapped[dt.datetime | None]
     grace_days: Mapped[int] = mapped_column(Integer, default=30)
+    # when the subscription hold was published (the first lifecycle step past the end); the
+    # grace period counts from here as well, so a late or mistyped end never revokes early
+    subscription_suspended_at: Mapped[dt.datetime | None]
     ip_policy: Mapped[str] = mapped_column(String(16), default="cert_only")
     ip_networks: Mapped[str] = mapped_column(Text, default="")  # one CIDR per line
 

@@ -84,7 +84,10 @@ class ServiceCore:
     @property
     def sealer(self) -> Sealer:
         if self._sealer is None:
-            self._sealer = load_sealer(self.settings.effective_key_dir)
+            # unwrapped with the CA key passphrase: the key directory alone opens nothing
+            self._sealer = load_sealer(self.settings.effective_key_dir,
+                                       self.settings.passphrase(),
+                                       passphrase_source=self.settings.passphrase_source())
         return self._sealer
 
     def check_initialized(self) -> None:

@@ -42,7 +42,8 @@ class HierarchyUseCases(ServiceCore):
         with self._writing_keys() as written:
             signer = self.keystore.create(key_id, root_key)
             written.append(key_id)
-            if create_data_protection_key(self.settings.effective_key_dir):
+            if create_data_protection_key(self.settings.effective_key_dir,
+                                          self.settings.passphrase()):
                 written.append(DATA_PROTECTION_MARK)
             root_cert = build_root(root_req, signer, serial=x509.random_serial_number())
             with self.transaction() as session:

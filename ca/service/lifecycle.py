@@ -43,6 +43,7 @@ class SubscriptionView:
     ends_at: dt.datetime | None
     grace_days: int
     grace_ends_at: dt.datetime | None
+    suspended_at: dt.datetime | None  # when the subscription hold was published
     state: str  # active | grace | ended
 
 
@@ -56,10 +57,27 @@ class LifecycleReport:
     audit_pruned: int = 0
 
 
+def grace_ends_at(tenant: Tenant, *, now: dt.datetime) -> dt.datetime | None:
+    """When the certificates are revoked for good: one full grace period after the end, and
+    never sooner than one full grace period after the suspension was published (a mistyped
+    end date, or a server that was down over the end, still leaves users the whole grace
+    period to be renewed in). A suspension not published yet is published ``now`` at the
+    earliest. Without a grace period the end revokes at once."""
+    ends_at = tenant.subscription_ends_at
+    if ends_at is None:
+        return None
+    grace = dt.timedelta(days=tenant.grace_days)
+    published = tenant.subscription_suspended_at
+    if published is None and grace and ends_at <= now:
+        published = now
+    return max(ends_at, published or ends_at) + grace
+
+
 def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
     if tenant.subscription_ends_at is None or now < tenant.subscription_ends_at:
         return "active"
-    if now < tenant.subscription_ends_at + dt.timedelta(days=tenant.grace_days):
+    grace_end = grace_ends_at(tenant, now=now)
+    if grace_end is not None and now < grace_end:
         return "grace"
     return "ended"
 
@@ -67,10 +85,15 @@ def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
 class LifecycleUseCases(RevocationUseCases, AuditUseCases):
     def set_subscription(self, tenant: str, *, ends: dt.date | None, zone: str | None = None,
                          grace_days: int | None = None, kind: str = "contract",
+                         allow_past: bool = False,
                          actor: Actor = audit.CLI_ACTOR) -> SubscriptionView:
         """The trial or contract works through ``ends`` in ``zone`` (the tenant's by
         default); ``None`` makes it open-ended. A renewal inside the grace period brings
-        the suspended certificates back at once."""
+        the suspended certificates back at once.
+
+        An end already past suspends every certificate at once, so it is refused (nothing
+        changed) unless ``allow_past`` says it is meant: a mistyped year must not take a
+        tenant down. Even then, revocation waits a full grace period (``grace_ends_at``)."""
         if kind not in KINDS:
             raise InvalidInput(f"subscription kind {kind[:16]!r} is not one of "
                                f"{', '.join(KINDS)}", field="kind")
@@ -83,12 +106,18 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             # lifecycle run came by revokes for good; a renewal cannot undo that)
             self._apply_subscription(session, owner, actor, now=now)
             zone_name = zone or owner.timezone or "UTC"
+            ends_at = None
             if ends is not None:
                 expiry.check_range(ends)
-                owner.subscription_ends_at = expiry.not_after(
-                    ends, expiry.zone(zone_name)) + expiry.ONE_SECOND
-            else:
-                owner.subscription_ends_at = None
+                ends_at = expiry.not_after(ends, expiry.zone(zone_name)) + expiry.ONE_SECOND
+            # an end already in force is no news; a new one in the past must be confirmed
+            past = ends_at is not None and ends_at <= now
+            if past and not allow_past and ends_at != owner.subscription_ends_at:
+                raise InvalidInput(
+                    f"{owner.name}: subscription end {ends} in {zone_name} is already past; "
+                    "it would suspend every certificate now. Check the date, or confirm "
+                    "with allow_past (CLI: --allow-past)", field="ends")
+            owner.subscription_ends_at = ends_at
             owner.subscription_ends_on = ends
             owner.subscription_zone = zone_name if ends else None
             owner.subscription_kind = kind if ends else "none"
@@ -97,7 +126,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             audit.record(session, actor, Event(
                 action="tenant.subscription", target=owner.name, tenant_id=owner.id,
                 details={"ends_on": ends.isoformat() if ends else None, "zone": zone_name,
-                         "grace_days": owner.grace_days}), now=now)
+                         "grace_days": owner.grace_days,
+                         **({"allow_past": True} if past and allow_past else {})}), now=now)
             self._apply_subscription(session, owner, actor, now=now)
             return _subscription_view(owner, now=now)
 
@@ -168,6 +198,10 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
     def _apply_subscription(self, session: Session, owner: Tenant, actor: Actor, *,
                             now: dt.datetime) -> LifecycleReport:
         state = subscription_state(owner, now=now)
+        if state == "grace" and owner.subscription_suspended_at is None:
+            owner.subscription_suspended_at = now  # published with this transaction's CRL
+        elif state == "active":
+            owner.subscription_suspended_at = None
         suspended = reinstated = revoked = 0
         rows = session.execute(select(Certificate, User.login).join(
             User, Certificate.user_id == User.id).where(
@@ -207,9 +241,8 @@ def _latest_crl_next_update(session: Session, authority_id: int
 
 
 def _subscription_view(owner: Tenant, *, now: dt.datetime) -> SubscriptionView:
-    ends_at = owner.subscription_ends_at
     return SubscriptionView(
         tenant=owner.name, kind=owner.subscription_kind, ends_on=owner.subscription_ends_on,
-        zone=owner.subscription_zone, ends_at=ends_at, grace_days=owner.grace_days,
-        grace_ends_at=ends_at + dt.timedelta(days=owner.grace_days) if ends_at else None,
-        state=subscription_state(owner, now=now))
+        zone=owner.subscription_zone, ends_at=owner.subscription_ends_at,
+        grace_days=owner.grace_days, grace_ends_at=grace_ends_at(owner, now=now),
+        suspended_at=owner.subscription_suspended_at, state=subscription_state(owner, now=now))

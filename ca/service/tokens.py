@@ -6,12 +6,13 @@ import datetime as dt
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import ApiToken
-from ca.errors import AuthenticationFailed, InvalidInput, NotFound
+from ca.db.models import ApiToken, User
+from ca.errors import AuthenticationFailed, InvalidInput, NotFound, NotPermitted
 from ca.service.core import ServiceCore
 from ca.service.views import Principal, TokenView
 
@@ -44,6 +45,9 @@ class TokenUseCases(ServiceCore):
         with self.transaction() as session:
             owner = queries.tenant(session, tenant) if tenant else None
             user = queries.user(session, owner, login) if owner and login else None
+            if user is not None and user.status == "retired":
+                raise NotPermitted(f"{tenant}/{user.login} is retired: a "
+                                   "retired user gets no token", field="user")
             row = ApiToken(name=label, role=role, tenant_id=owner.id if owner else None,
                            user_id=user.id if user else None, token_hash=tokens.digest(text),
                            prefix=tokens.display_prefix(text), timezone=timezone,
@@ -99,6 +103,10 @@ class TokenUseCases(ServiceCore):
                 raise AuthenticationFailed("the token has been revoked")
             if row.expires_at is not None and row.expires_at <= now:
                 raise AuthenticationFailed("the token has expired")
+            # retiring revokes the user's tokens; this holds even for one that was missed
+            # (a user retired before that rule, or a row changed by hand)
+            if row.user is not None and row.user.status == "retired":
+                raise AuthenticationFailed("the token's user has been retired")
             # a write per request would serialise readers on SQLite: record use once a minute
             if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
                 row.last_used_at = now
@@ -108,3 +116,16 @@ class TokenUseCases(ServiceCore):
 
 
 # --- queries (take a session, never commit) ---------------------------------------------------
+
+
+def revoke_user_tokens(session: Session, user: User, actor: Actor, *, cause: str,
+                       now: dt.datetime) -> int:
+    """Revoke every token of ``user`` still in force, each one audited; the number revoked."""
+    rows = session.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)).all()
+    for row in rows:
+        row.revoked_at = now
+        audit.record(session, actor, Event(action="token.revoke", target=f"token:{row.id}",
+                                           tenant_id=row.tenant_id, details={"cause": cause}),
+                     now=now)
+    return len(rows)

@@ -17,6 +17,7 @@ from ca.errors import CAError, Conflict, InvalidInput
 from ca.service import status
 from ca.service.core import ServiceCore
 from ca.service.selection import Selection, select_users, user_status
+from ca.service.tokens import revoke_user_tokens
 from ca.states import HoldCause
 
 KINDS = ("person", "service")
@@ -97,7 +98,8 @@ class UserUseCases(ServiceCore):
 
     def retire_user(self, tenant: str, login: str, *,
                     actor: Actor = audit.CLI_ACTOR) -> UserView:
-        """The user leaves: retired, and every certificate revoked (affiliationChanged)."""
+        """The user leaves: retired, every certificate revoked (affiliationChanged) and every
+        API token revoked. Retiring again revokes what an older release left in force."""
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
@@ -112,6 +114,7 @@ class UserUseCases(ServiceCore):
                 audit.record(session, actor, Event(action="user.retire",
                                                    target=f"{owner.name}/{user.login}",
                                                    tenant_id=owner.id), now=now)
+            revoke_user_tokens(session, user, actor, cause="user.retire", now=now)
             return self._view(session, owner, user, now=now)
 
     def set_permission(self, tenant: str, logins: tuple[str, ...], *, allow: bool,

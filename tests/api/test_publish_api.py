@@ -340,7 +340,8 @@ def test_a_subscription_end_set_over_http_is_published_at_once(
         client: TestClient, tokens: dict[str, str], leaf: CertificateView,
         clock: FixedClock) -> None:
     url = "/api/v1/tenants/default/subscription"
-    r = client.put(url, json={"ends": "2026-03-01"}, headers=bearer(tokens["operator"]))
+    r = client.put(url, json={"ends": "2026-03-01", "allow_past": True},
+                   headers=bearer(tokens["operator"]))
     assert r.status_code == 200 and r.json()["state"] == "grace"
     assert status(client, tokens["gateway"], serial=leaf.serial).json()["state"] == "suspended"
     crl = x509.load_der_x509_crl(client.get("/crl/default.crl").content)

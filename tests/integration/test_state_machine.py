@@ -126,6 +126,7 @@ class Agreement(RuleBasedStateMachine):
         self.certs: list[Expected] = []
         self.allowed = dict.fromkeys(LOGINS, True)
         self.ends_at: dt.datetime | None = None
+        self.suspended_at: dt.datetime | None = None  # when the subscription hold went out
         self.ever_revoked: set[str] = set()
 
     def teardown(self) -> None:
@@ -141,10 +142,19 @@ class Agreement(RuleBasedStateMachine):
     def subscription(self) -> str:
         if self.ends_at is None or self.now < self.ends_at:
             return "active"
-        return "grace" if self.now < self.ends_at + GRACE else "ended"
+        # never revoked sooner than a full grace period after the suspension was published
+        return "grace" if self.now < self.grace_end() else "ended"
+
+    def grace_end(self) -> dt.datetime:
+        assert self.ends_at is not None
+        return max(self.ends_at, self.suspended_at or self.now) + GRACE
 
     def apply_subscription(self) -> None:
         state = self.subscription()
+        if state == "grace" and self.suspended_at is None:
+            self.suspended_at = self.now
+        elif state == "active":
+            self.suspended_at = None
         for cert in self.certs:
             if not cert.live(self.now):
                 continue
@@ -230,7 +240,7 @@ class Agreement(RuleBasedStateMachine):
     @rule()
     def subscription_ends(self) -> None:
         last_day = self.now.date() - dt.timedelta(days=1)
-        self.service.set_subscription("default", ends=last_day, zone="UTC")
+        self.service.set_subscription("default", ends=last_day, zone="UTC", allow_past=True)
         self.ends_at = _midnight_after(last_day)
         self.apply_subscription()
         self.run_lifecycle()
@@ -247,11 +257,10 @@ class Agreement(RuleBasedStateMachine):
         self.apply_subscription()
 
     @precondition(lambda self: self.subscription() == "grace" and self.ends_at is not None
-                  and self.ends_at + GRACE + STEPS[0] < HORIZON)
+                  and self.grace_end() + STEPS[0] < HORIZON)
     @rule()
     def grace_ends(self) -> None:
-        assert self.ends_at is not None
-        self.clock.set(self.ends_at + GRACE + STEPS[0])
+        self.clock.set(self.grace_end() + STEPS[0])
         self.run_lifecycle()
 
     @rule(step=st.sampled_from(STEPS))
