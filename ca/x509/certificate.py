@@ -33,6 +33,8 @@ class CARequest:
     profile: CAProfile
     now: dt.datetime
     not_after: dt.datetime | None = None
+    # an issuing CA's tenant: what keeps its subject unique whatever the display names
+    organizational_unit: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.now)
@@ -43,6 +45,9 @@ class CARequest:
         attrs = []
         if self.organization:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization))
+        if self.organizational_unit:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                            self.organizational_unit))
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, self.common_name))
         return x509.Name(attrs)
 
