@@ -38,7 +38,10 @@ _BACKSLASHED = frozenset(b',+"\\<>;')  # RFC 2253, 2.4
 
 
 def openssl_rfc2253(name: x509.Name) -> str:
-    """``name`` exactly as OpenSSL's XN_FLAG_RFC2253 prints it (nginx's ``$ssl_client_i_dn``)."""
+    """``name`` exactly as OpenSSL's XN_FLAG_RFC2253 prints it (nginx's ``$ssl_client_i_dn``).
+
+    ``name`` as read from a certificate: OpenSSL prints a multi-valued RDN in its DER order,
+    which a name being built need not have yet."""
     flat = [(index, attribute) for index, rdn in enumerate(name.rdns) for attribute in rdn]
     out: list[str] = []
     previous: int | None = None

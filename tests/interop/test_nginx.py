@@ -15,9 +15,13 @@ are printed (``pytest -s`` or ``-rP``); deploy/nginx/README.md quotes them.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sqlite3
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,8 +40,10 @@ from tests.interop.nginx_support import (
     Reply,
     Tegata,
     Tools,
+    auth_include,
     curl,
     issue,
+    kit_config,
     poll,
     s_client,
     server_certificate,
@@ -526,3 +532,42 @@ def test_auth_gateway_refuses_a_revoked_certificate_even_from_an_allowed_network
     assert with_revoked.status == 400
     assert CERTIFICATE_ERROR in with_revoked.body
     assert without.status == 200  # the same device, once it stops offering the certificate
+
+
+def tegata_auth(tegata: Tegata, token: str) -> int:
+    """The status of Tegata's auth sub-request asked directly with this bearer token."""
+    request = urllib.request.Request(f"{tegata.url}/auth/default",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_rerunning_the_auth_kit_for_its_include_file_replaces_the_gateways_token(
+        tegata: Tegata, auth_gateway: Gateway, alice: Client, gateway_files: tuple[Path, Path,
+                                                                                   Path],
+        ask: Ask) -> None:
+    tegata.ok("tenant", "ip-policy", "set", "--policy", "cert_only")
+    nginx = auth_gateway.nginx
+    include = auth_include(nginx, "default")
+    before = include.read_text()
+    old_token = before.split('"Bearer ', 1)[1].split('"', 1)[0]
+    reloads = nginx.reloads()
+
+    config = kit_config(tegata, nginx, "auth", "default", port=nginx.port,
+                        server=gateway_files[:2], bundle=gateway_files[2])
+    subprocess.run(shlex.split(nginx.reload_command()), check=True, timeout=30)
+
+    assert config == auth_gateway.config  # only the include file changes
+    assert nginx.settled_reloads(reloads + 1) == reloads + 1
+    new_token = include.read_text().split('"Bearer ', 1)[1].split('"', 1)[0]
+    assert new_token != old_token
+    # Tegata: the old token is refused (revoked), the new one is a gateway's (403: no
+    # certificate in these headers); nginx, reloaded, passes requests with the new one
+    assert (tegata_auth(tegata, old_token), tegata_auth(tegata, new_token)) == (401, 403)
+    assert ask(auth_gateway, alice).status == 200
+    live = [line for line in tegata.ok("token", "list", "--tenant", "default").splitlines()
+            if " active " in line and f"nginx kit {include}" in line]
+    assert len(live) == 1, live
