@@ -5,7 +5,9 @@ pin on a CA name two old tenants share is refused."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
+import os
 import re
 import stat
 from pathlib import Path
@@ -94,6 +96,27 @@ def test_a_new_run_for_the_same_include_file_replaces_the_token_it_holds(
                                           "token.create", "token.revoke"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".conf") == [
         "acme-auth.conf", "other-auth.conf"]  # no partial file left
+
+
+def test_a_token_made_for_a_file_that_then_cannot_be_written_is_revoked_again(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    include = tmp_path / "auth.conf"
+    real_replace = Path.replace
+
+    def failing_replace(self: Path, target: str | os.PathLike[str]) -> Path:
+        if Path(target) == include:  # the last step: the whole file taking its name
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", failing_replace)
+
+    result = auth_kit(cli, include)
+
+    assert result.code == 2
+    assert result.error() == f"cannot write {include}: Input/output error"
+    assert tokens(ready_sqlite) == [(1, "gateway", f"nginx kit {include}", True)]
+    assert actions(ready_sqlite)[-2:] == ["token.create", "token.revoke"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 def test_an_include_file_that_holds_no_tegata_token_is_not_overwritten(

@@ -7,6 +7,11 @@ trust bundle only what ``tegata gateway ca-bundle`` prints. Three nginx instance
 variant: ``ocsp`` (the default), ``crl`` (kept fresh by ``tegata gateway crl-sync``) and
 ``auth`` (the IP-restriction policy through ``auth_request``).
 
+Each variant's nginx also hosts, on ports of their own, the gateways of NAMED_TENANTS (names
+that once let one tenant into another's gateway, or locked Japanese-named tenants out):
+every tenant's gateway is asked with every tenant's certificate (issue #11, items 1-2).
+openssl s_client -sess_out/-sess_in checks that no TLS session is resumed (item 4).
+
 The tenant's OCSP validity is set short, so that nginx's OCSP cache, and with it the time a
 revocation takes to reach the gateway, is seconds instead of minutes. The measured delays
 are printed (``pytest -s`` or ``-rP``); deploy/nginx/README.md quotes them.
