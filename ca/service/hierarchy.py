@@ -138,7 +138,7 @@ class HierarchyUseCases(ServiceCore):
             raise Conflict(
                 f"tenant {tenant!r}: its issuing CA has the same name as the CA of "
                 f"{', '.join(others)}, so a gateway cannot tell their certificates apart by "
-                "issuer; use --mode auth (Tegata checks the serial in this tenant)",
+                "issuer; use the auth variant (Tegata checks the serial in this tenant)",
                 field="tenant")
         return openssl_rfc2253(subject)
 

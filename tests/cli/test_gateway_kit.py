@@ -177,7 +177,7 @@ def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
     assert {mode: (r.code, r.error()) for mode, r in refused.items()} == {
         mode: (1, "tenant 'osaka': its issuing CA has the same name as the CA of tenant "
                   "'tokyo', so a gateway cannot tell their certificates apart by issuer; use "
-                  "--mode auth (Tegata checks the serial in this tenant)")
+                  "the auth variant (Tegata checks the serial in this tenant)")
         for mode in ("ocsp", "crl")}
     assert auth.code == 0, auth.err  # the auth variant pins nothing: Tegata checks
     assert "ssl_client_i_dn" not in auth.out

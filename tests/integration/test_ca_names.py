@@ -123,8 +123,8 @@ def test_a_gateway_pin_on_a_name_two_old_cas_share_is_refused(
 
     assert str(refused.value) == (
         "tenant 'tokyo': its issuing CA has the same name as the CA of tenant 'osaka', so a "
-        "gateway cannot tell their certificates apart by issuer; use --mode auth (Tegata "
-        "checks the serial in this tenant)")
+        "gateway cannot tell their certificates apart by issuer; use the auth variant "
+        "(Tegata checks the serial in this tenant)")
     # a CA made now cannot share it: it has the tenant's name in it
     assert service.gateway_issuer_dn("kyoto") == (
         "CN=Example Holdings International Corporation Japan Bran Issuing CA,OU=kyoto,"
