@@ -98,7 +98,9 @@ class HierarchyUseCases(ServiceCore):
         request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
         cert = build_issuing(request, root_cert, root_signer,
                              serial=x509.random_serial_number(), urls=self.urls)
-        session.flush()  # the tenant's row: from here on this transaction holds the write lock
+        # the tenant's row first: from here on no other transaction can take this tenant's
+        # name (its unique index), and on SQLite this one holds the write lock
+        session.flush()
         _require_unique_subject(session, cert.subject, tenant)
         issuing = _authority_row(cert, kind="issuing", key_id=key_id, tenant=tenant,
                                  issuer_id=root.id, now=now)
