@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,11 +15,10 @@ from ca import validate
 from ca.clock import SystemClock
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT
-from ca.signer import write_private_file
 from cli import crlsync
 from cli.context import STATE, emit
 from cli.gateway_kit import Kit, render
-from cli.output import read_file, shown
+from cli.output import output_file, read_file, shown
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
@@ -58,7 +58,8 @@ def nginx(
         help="Tegata's OCSP URL for nginx, plain http (default <tegata-url>/ocsp).")] = None,
     auth_include: Annotated[Path | None, typer.Option(
         help="auth mode: write a new gateway token into this nginx include file (0600), "
-             "and point the configuration at it.")] = None,
+             "revoking the one an earlier run wrote there, and point the configuration at "
+             "it.")] = None,
 ) -> None:
     """Print an nginx server block for the tenant's gateway."""
     service = STATE.service()
@@ -66,7 +67,8 @@ def nginx(
         raise InvalidInput("auth mode needs --auth-include FILE for the gateway token",
                            field="auth_include")
     validity = service.get_ocsp_validity(tenant)
-    issuer_dn = service.ca_certificates(tenant)[1].subject
+    # the auth variant pins nothing: Tegata looks the serial up in this tenant
+    issuer_dn = "" if mode == "auth" else service.gateway_issuer_dn(tenant)
     base = f"/etc/nginx/tegata/{tenant}"
     tegata = (tegata_url or service.settings.public_base_url).rstrip("/")
     kit = Kit(tenant=tenant, mode=mode, server_name=server_name, listen=listen,
@@ -78,12 +80,58 @@ def nginx(
               auth_include=str(auth_include or f"{base}-auth.conf"), issuer_dn=issuer_dn)
     text = render(kit)  # checks every value before a token is made
     if auth_include is not None and mode == "auth":
-        token, _ = service.create_token(role="gateway", tenant=tenant,
-                                        name=f"nginx {server_name}")
-        auth_include.unlink(missing_ok=True)
-        write_private_file(auth_include,
-                           f'proxy_set_header Authorization "Bearer {token}";\n'.encode())
+        write_auth_include(auth_include, tenant)
     typer.echo(text, nl=False)
+
+
+def write_auth_include(path: Path, tenant: str) -> None:
+    """A new gateway token into ``path``, replacing the one an earlier run wrote there.
+
+    The file is checked and opened before the token is made (a bad path creates nothing);
+    a token made for a file that could not be written is revoked again; the earlier run's
+    token is revoked once the new file is in place, so re-runs never pile tokens up.
+    """
+    service = STATE.service()
+    previous = previous_kit_token(path, tenant)
+    made: int | None = None
+    try:
+        with output_file(path, force=True, field="auth_include") as handle:
+            token, view = service.create_token(role="gateway", tenant=tenant,
+                                               name=f"nginx kit {shown(path, 80)}")
+            made = view.id
+            handle.write(
+                f"# Tegata gateway token {view.id} of tenant {tenant}, written by `tegata "
+                "gateway nginx --auth-include`.\n# It does not expire: a new run for this "
+                f"file replaces it; `tegata token revoke {view.id}` stops it.\n"
+                f'proxy_set_header Authorization "Bearer {token}";\n'.encode())
+    except BaseException:
+        if made is not None:
+            service.revoke_token(made, tenant=tenant)
+        raise
+    if previous is not None and previous != made:
+        service.revoke_token(previous, tenant=tenant)
+
+
+def previous_kit_token(path: Path, tenant: str) -> int | None:
+    """The live gateway token an earlier run wrote into ``path``, if any; a file that is
+    there but holds no Tegata token is someone else's, and is refused."""
+    try:
+        present = path.exists()
+    except (OSError, ValueError):
+        present = False  # output_file names what is wrong with the path
+    if not present:
+        return None
+    data = read_file(path, limit=64 * 1024, field="auth_include", what="the include file ")
+    found = KIT_TOKEN.search(data.decode("utf-8", "replace"))
+    if found is None:
+        if data.strip():
+            raise InvalidInput(f"{shown(path)} exists and holds no Tegata gateway token: "
+                               "not overwriting it", field="auth_include")
+        return None
+    return STATE.service().live_gateway_token_id(tenant, found.group(1))
+
+
+KIT_TOKEN = re.compile(r'proxy_set_header\s+Authorization\s+"Bearer\s+(tgt_[A-Za-z0-9_-]+)"')
 
 
 @gateway_app.command("crl-sync")

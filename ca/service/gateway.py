@@ -11,9 +11,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ca import audit, serials
+from sqlalchemy import or_, select
+
+from ca import audit, serials, tokens
 from ca.audit import Actor, Event
 from ca.db import queries
+from ca.db.models import ApiToken
 from ca.errors import InvalidInput
 from ca.service.core import ServiceCore
 from ca.states import State, state_of
@@ -150,3 +153,14 @@ class GatewayUseCases(ServiceCore):
         if state is State.VALID:
             return True, "certificate-valid"
         return False, f"certificate-{state.value}"
+
+    def live_gateway_token_id(self, tenant: str, token: str) -> int | None:
+        """The id of the tenant's gateway token whose text is ``token`` (what an nginx
+        include file written by the kit holds), if it is neither revoked nor expired."""
+        now = self.now()
+        with self.reading() as session:
+            owner = queries.tenant(session, tenant)
+            return session.scalar(select(ApiToken.id).where(
+                ApiToken.token_hash == tokens.digest(token), ApiToken.role == "gateway",
+                ApiToken.tenant_id == owner.id, ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now)))

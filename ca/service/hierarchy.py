@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.x509.oid import NameOID
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ca import audit, serials, validate
@@ -23,6 +25,7 @@ from ca.service.core import ServiceCore
 from ca.service.views import DEFAULT_TENANT, CAView, InitRequest, ca_view
 from ca.signer import Signer, generate_ca_key
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
+from ca.x509.names import openssl_rfc2253
 
 DATA_PROTECTION_MARK = "<data-protection>"
 
@@ -93,13 +96,13 @@ class HierarchyUseCases(ServiceCore):
         key_id = _new_key_id("issuing")
         signer = self.keystore.create(key_id, key)
         written.append(key_id)
-        orgs = root_cert.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)
-        request = CARequest(common_name=common_name(display_name, " Issuing CA"),
-                            organization=str(orgs[0].value) if orgs else None,
-                            public_key=key.public_key(), profile=ISSUING, now=now)
+        request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
         cert = build_issuing(request, root_cert, root_signer,
                              serial=x509.random_serial_number(), urls=self.urls)
+        # the tenant's row first: from here on no other transaction can take this tenant's
+        # name (its unique index), and on SQLite this one holds the write lock
         session.flush()
+        _require_unique_subject(session, cert.subject, tenant)
         issuing = _authority_row(cert, kind="issuing", key_id=key_id, tenant=tenant,
                                  issuer_id=root.id, now=now)
         session.add(issuing)
@@ -122,6 +125,26 @@ class HierarchyUseCases(ServiceCore):
                 self._signers.pop(key_id, None)
             raise
 
+    def gateway_issuer_dn(self, tenant: str) -> str:
+        """The tenant's issuing CA as nginx prints ``$ssl_client_i_dn``, for a gateway to pin.
+
+        Refused when a CA of another tenant has the same name (two CAs made before the
+        tenant's name was put into the subject): such a pin would let the other tenant's
+        certificates through.
+        """
+        with self.reading() as session:
+            owner = queries.tenant(session, tenant)
+            issuing = queries.issuing(session, owner)
+            subject = x509.load_der_x509_certificate(issuing.der).subject
+            others = _sharing_subject(session, subject, owner)
+        if others:
+            raise Conflict(
+                f"tenant {tenant!r}: its issuing CA has the same name as the CA of "
+                f"{', '.join(others)}, so a gateway cannot tell their certificates apart by "
+                "issuer; use the auth variant (Tegata checks the serial in this tenant)",
+                field="tenant")
+        return openssl_rfc2253(subject)
+
     def list_tenants(self) -> list[str]:
         with self.reading() as session:
             return list(session.scalars(select(Tenant.name).order_by(Tenant.name)))
@@ -135,6 +158,55 @@ class HierarchyUseCases(ServiceCore):
                 owner = queries.tenant(session, tenant)
                 views.append(ca_view(queries.issuing(session, owner), tenant))
             return views
+
+
+def issuing_request(tenant: str, display_name: str, root_cert: x509.Certificate,
+                    public_key: CertificateIssuerPublicKeyTypes, *,
+                    now: dt.datetime) -> CARequest:
+    """The one rule for an issuing CA's subject, for this and every later CA of the tenant:
+    O = the root's organization, OU = the tenant's name, CN = its display name (cut to fit)
+    and " Issuing CA".
+
+    Gateways tell tenants apart by the issuer's name (nginx pins ``$ssl_client_i_dn``), so
+    it must be unique across the deployment. Display names are not unique, and are cut to
+    53 characters: the tenant's name is (the database's unique key; 1-63 of a-z 0-9 -, so
+    it fits ub-organizational-unit-name and prints the same in every form). A tenant's later
+    CA has the same subject, so a gateway's pin survives the rollover; another tenant's
+    never can.
+    """
+    orgs = root_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return CARequest(common_name=common_name(display_name, " Issuing CA"),
+                     organization=str(orgs[0].value) if orgs else None,
+                     organizational_unit=tenant, public_key=public_key, profile=ISSUING,
+                     now=now)
+
+
+def _sharing_subject(session: Session, subject: x509.Name, owner: Tenant) -> list[str]:
+    """The other tenants (or "the root") whose CA has ``subject``, sorted.
+
+    Compared as the stored RFC 4514 text: two names that nginx prints alike hold the same
+    attributes and values (its escaping loses nothing), so their stored text is alike too.
+    """
+    rows = session.execute(
+        select(Authority.tenant_id, Tenant.name).outerjoin(Tenant, Authority.tenant)
+        .where(Authority.subject == subject.rfc4514_string(),
+               or_(Authority.tenant_id.is_(None), Authority.tenant_id != owner.id)))
+    return sorted({f"tenant {name!r}" if tenant_id is not None else "the root"
+                   for tenant_id, name in rows})
+
+
+def _require_unique_subject(session: Session, subject: x509.Name, owner: Tenant) -> None:
+    """Refuse a CA whose name a CA of another tenant (or the root) already has.
+
+    With the tenant's name in the subject this cannot happen between CAs made by this rule
+    (tenant names are unique); it guards against the CAs made before it (which had no OU,
+    and keep their names) and against any later change of the rule.
+    """
+    others = _sharing_subject(session, subject, owner)
+    if others:
+        raise Conflict(f"an issuing CA named {subject.rfc4514_string()[:120]!r} exists "
+                       f"already ({', '.join(others)}): CA names must be unique",
+                       field="name")
 
 
 def _new_key_id(kind: str) -> str:

@@ -13,14 +13,24 @@ from ca.clock import require_aware
 from ca.profiles import CLOCK_SKEW, CAProfile, Urls, add_years
 from ca.signer import Signer
 
-# the longest common name X.509 allows (RFC 5280, appendix A: ub-common-name)
+# the longest common name, organization and organizational unit X.509 allows (RFC 5280,
+# appendix A: ub-common-name, ub-organization-name, ub-organizational-unit-name)
 MAX_COMMON_NAME = 64
+
+
+def fit(text: str, limit: int = MAX_COMMON_NAME) -> str:
+    """``text`` cut to ``limit`` bytes of UTF-8, between characters, never inside one.
+
+    RFC 5280 counts characters, cryptography counts UTF-8 bytes: 22 Japanese characters
+    (66 bytes) passed the first and failed deep inside the builder, for a tenant's CA and
+    for every certificate of its users (their O is the tenant's display name)."""
+    return text.encode()[:limit].decode("utf-8", "ignore").rstrip()
 
 
 def common_name(label: str, suffix: str) -> str:
     """``label`` then ``suffix`` (" Issuing CA"), the label shortened to fit ub-common-name:
     a tenant's name or display name may be longer than what is left after the suffix."""
-    return label[:MAX_COMMON_NAME - len(suffix)].rstrip() + suffix
+    return fit(label, MAX_COMMON_NAME - len(suffix.encode())) + suffix
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +43,8 @@ class CARequest:
     profile: CAProfile
     now: dt.datetime
     not_after: dt.datetime | None = None
+    # an issuing CA's tenant: what keeps its subject unique whatever the display names
+    organizational_unit: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.now)
@@ -42,8 +54,11 @@ class CARequest:
     def subject(self) -> x509.Name:
         attrs = []
         if self.organization:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization))
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, self.common_name))
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, fit(self.organization)))
+        if self.organizational_unit:  # never cut: it is what keeps the name unique
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                            self.organizational_unit))
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, fit(self.common_name)))
         return x509.Name(attrs)
 
     def validity_end(self) -> dt.datetime:
@@ -144,7 +159,7 @@ def build_client(request: ClientRequest, issuer: x509.Certificate, signer: Signe
                  serial: int, urls: Urls) -> x509.Certificate:
     """A client certificate: CN = login, O = tenant, SAN e-mail, EKU clientAuth."""
     subject = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, request.organization),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, fit(request.organization)),
         x509.NameAttribute(NameOID.COMMON_NAME, request.login),
     ])
     names: list[x509.GeneralName] = [x509.RFC822Name(request.email)]

@@ -19,7 +19,7 @@ def test_operator_creates_a_tenant_with_its_issuing_ca(client: TestClient,
                     headers=bearer(tokens["operator"]))
     assert r.status_code == 201, r.text
     ca = x509.load_pem_x509_certificate(r.json()["issuing_ca"]["pem"].encode())
-    assert ca.subject.rfc4514_string() == "CN=Globex Issuing CA,O=Tegata"
+    assert ca.subject.rfc4514_string() == "CN=Globex Issuing CA,OU=globex,O=Tegata"
     again = client.post("/api/v1/tenants", json={"name": "globex"},
                         headers=bearer(tokens["operator"]))
     assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
@@ -131,7 +131,7 @@ def test_aia_ca_certificates_are_served_in_der(client: TestClient, service: Serv
         "CN=Tegata Root CA,O=Tegata")
     issuing = client.get("/ca/default.crt")
     assert x509.load_der_x509_certificate(issuing.content).subject.rfc4514_string() == (
-        "CN=Default Issuing CA,O=Tegata")
+        "CN=Default Issuing CA,OU=default,O=Tegata")
     assert client.get("/ca/..%2Fetc.crt").status_code == 404
     assert client.get("/ca/nobody.crt").status_code == 404
 

@@ -142,7 +142,7 @@ def test_the_bundle_holds_key_certificate_chain_and_a_stable_password(users: Ser
     assert loaded.key is not None
     assert loaded.key.public_key() == loaded.cert.certificate.public_key()
     chain = [c.certificate.subject.rfc4514_string() for c in loaded.additional_certs]
-    assert chain == ["CN=Default Issuing CA,O=Tegata", "CN=Tegata Root CA,O=Tegata"]
+    assert chain == ["CN=Default Issuing CA,OU=default,O=Tegata", "CN=Tegata Root CA,O=Tegata"]
     _, again = open_bundle(users.bundle(view.serial, tenant="default",
                                         profile="modern").content, "alice")
     assert again == password  # the user's password does not change between downloads

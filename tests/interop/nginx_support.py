@@ -292,16 +292,18 @@ class Reply:
 
 
 def curl(binary: str, nginx: Nginx, server_cert: Path, *, client: Client | None = None,
-         source: str | None = None) -> Reply:
-    """One request through the gateway in a new curl process (a new TLS session: nothing
-    resumed), from ``source`` (a loopback address) if given."""
+         source: str | None = None, port: int | None = None) -> Reply:
+    """One request through the gateway (on ``port``, default the nginx's first server) in a
+    new curl process (a new TLS session: nothing resumed), from ``source`` (a loopback
+    address) if given."""
     argv = [binary, "-sS", "--max-time", str(CURL_TIMEOUT), "--cacert", str(server_cert),
             "--write-out", "\n%{http_code}"]
     if client is not None:
         argv += ["--cert", str(client.pem)]
     if source is not None:
         argv += ["--interface", source]
-    result = subprocess.run([*argv, f"https://127.0.0.1:{nginx.port}/"], capture_output=True,
+    result = subprocess.run([*argv, f"https://127.0.0.1:{port or nginx.port}/"],
+                            capture_output=True,
                             text=True, timeout=CURL_TIMEOUT + 5, check=False)
     body, _, code = result.stdout.rpartition("\n")
     if result.returncode != 0:
@@ -335,29 +337,84 @@ class Tools:
 class Gateway:
     mode: str
     nginx: Nginx
-    config: str  # what `tegata gateway nginx` printed
+    config: str  # what `tegata gateway nginx` printed for the default tenant
+    ports: dict[str, int]  # tenant -> the port of its server block in this nginx
 
 
 def start_gateway(tegata: Tegata, tools: Tools, files: tuple[Path, Path, Path], prefix: Path,
-                  mode: str) -> Gateway:
+                  mode: str, others: dict[str, Path] | None = None) -> Gateway:
+    """One nginx for a variant: the default tenant's gateway on ``nginx.port``, and one
+    server block for each of ``others`` (tenant -> its trust bundle) on a port of its own,
+    each exactly as `tegata gateway nginx` printed it."""
     cert, key, bundle = files
     nginx = Nginx(binary=tools.nginx, prefix=prefix)
+    ports = {"default": nginx.port} | {tenant: free_port() for tenant in others or {}}
+    bundles = {"default": bundle} | (others or {})
+    configs = {tenant: kit_config(tegata, nginx, mode, tenant, port=ports[tenant],
+                                  server=(cert, key), bundle=bundles[tenant])
+               for tenant in ports}
+    nginx.gateway_conf.write_text("".join(configs.values()), encoding="utf-8")
+    nginx.start()
+    return Gateway(mode=mode, nginx=nginx, config=configs["default"], ports=ports)
+
+
+def kit_config(tegata: Tegata, nginx: Nginx, mode: str, tenant: str, *, port: int,
+               server: tuple[Path, Path], bundle: Path) -> str:
+    """What `tegata gateway nginx` prints for ``tenant``'s server block in ``nginx``; in the
+    crl variant, after the first crl-sync (nginx needs the file to start; nothing to reload
+    yet), in the auth variant with its token in ``auth-<tenant>.conf``."""
     extra: list[str] = []
     if mode == "crl":
-        crl = prefix / "crl.pem"
+        crl = nginx.prefix / ("crl.pem" if tenant == "default" else f"crl-{tenant}.pem")
         extra = ["--crl-file", str(crl)]
-        # the first sync writes the file nginx needs to start; there is nothing to reload yet
-        tegata.ok("gateway", "crl-sync", "--tenant", "default", "--out", str(crl),
+        tegata.ok("gateway", "crl-sync", "--tenant", tenant, "--out", str(crl),
                   "--ca-bundle", str(bundle), "--url", tegata.url)
     if mode == "auth":
-        extra = ["--auth-include", str(prefix / "auth.conf")]
-    config = tegata.ok("gateway", "nginx", "--tenant", "default", "--mode", mode,
-                       "--upstream", nginx.upstream, "--listen", f"127.0.0.1:{nginx.port}",
-                       "--server-cert", str(cert), "--server-key", str(key),
-                       "--ca-bundle", str(bundle), "--tegata-url", tegata.url, *extra)
-    nginx.gateway_conf.write_text(config, encoding="utf-8")
-    nginx.start()
-    return Gateway(mode=mode, nginx=nginx, config=config)
+        extra = ["--auth-include", str(auth_include(nginx, tenant))]
+    return tegata.ok("gateway", "nginx", "--tenant", tenant, "--mode", mode,
+                     "--upstream", nginx.upstream, "--listen", f"127.0.0.1:{port}",
+                     "--server-cert", str(server[0]), "--server-key", str(server[1]),
+                     "--ca-bundle", str(bundle), "--tegata-url", tegata.url, *extra)
+
+
+def auth_include(nginx: Nginx, tenant: str) -> Path:
+    return nginx.prefix / ("auth.conf" if tenant == "default" else f"auth-{tenant}.conf")
+
+
+# --- TLS session resumption, as openssl s_client tries it ---------------------------------
+
+@dataclass(frozen=True)
+class Handshake:
+    """One connection by ``openssl s_client`` that sends one request."""
+
+    protocol: str  # "tls1_2" or "tls1_3"
+    summary: str  # "New, TLSv1.3, Cipher is ..." or "Reused, ..."
+    status: int  # the HTTP status line's code; 0: none
+    session_saved: bool  # with -sess_out: whether the server gave a session to resume
+
+    @property
+    def resumed(self) -> bool:
+        return self.summary.startswith("Reused,")
+
+
+def s_client(openssl: str, port: int, server_cert: Path, client: Client, session: Path, *,
+             protocol: str, resume: bool) -> Handshake:
+    """A request over a new TLS connection with ``client``'s certificate: saving the
+    session into ``session`` (``-sess_out``), or offering the saved one (``-sess_in``)."""
+    argv = [openssl, "s_client", "-connect", f"127.0.0.1:{port}", f"-{protocol}",
+            "-CAfile", str(server_cert), "-cert", str(client.pem), "-key", str(client.pem),
+            "-ign_eof", "-sess_in" if resume else "-sess_out", str(session)]
+    if not resume:
+        session.unlink(missing_ok=True)
+    result = subprocess.run(
+        argv, input=b"GET / HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n",
+        capture_output=True, timeout=CURL_TIMEOUT + 5, check=False)
+    lines = result.stdout.decode(errors="replace").splitlines()
+    summaries = [line for line in lines if line.startswith(("New,", "Reused,"))]
+    statuses = [int(line.split()[1]) for line in lines if line.startswith("HTTP/1.1 ")]
+    assert len(summaries) == 1, (result.returncode, result.stderr[-500:])
+    return Handshake(protocol=protocol, summary=summaries[0],
+                     status=statuses[0] if statuses else 0, session_saved=session.exists())
 
 
 def tegata_ocsp_status(tools: Tools, tegata: Tegata, bundle: Path, client: Client) -> str:

@@ -7,6 +7,11 @@ trust bundle only what ``tegata gateway ca-bundle`` prints. Three nginx instance
 variant: ``ocsp`` (the default), ``crl`` (kept fresh by ``tegata gateway crl-sync``) and
 ``auth`` (the IP-restriction policy through ``auth_request``).
 
+Each variant's nginx also hosts, on ports of their own, the gateways of NAMED_TENANTS (names
+that once let one tenant into another's gateway, or locked Japanese-named tenants out):
+every tenant's gateway is asked with every tenant's certificate (issue #11, items 1-2).
+openssl s_client -sess_out/-sess_in checks that no TLS session is resumed (item 4).
+
 The tenant's OCSP validity is set short, so that nginx's OCSP cache, and with it the time a
 revocation takes to reach the gateway, is seconds instead of minutes. The measured delays
 are printed (``pytest -s`` or ``-rP``); deploy/nginx/README.md quotes them.
@@ -15,16 +20,23 @@ are printed (``pytest -s`` or ``-rP``); deploy/nginx/README.md quotes them.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sqlite3
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from cryptography import x509
 
 from ca.service.ocsp import BACKDATE
+from ca.x509.names import openssl_rfc2253
 from tests.conftest import require_tool
 from tests.interop.nginx_support import (
     Client,
@@ -33,9 +45,12 @@ from tests.interop.nginx_support import (
     Reply,
     Tegata,
     Tools,
+    auth_include,
     curl,
     issue,
+    kit_config,
     poll,
+    s_client,
     server_certificate,
     start_gateway,
     tegata_ocsp_status,
@@ -52,6 +67,22 @@ POLL_LIMIT = OCSP_VALIDITY + 30  # seconds: a bounded poll, never an endless one
 
 ALLOWED = "127.0.0.1"  # the tenant's allowed network is 127.0.0.1/32
 FOREIGN = "127.0.0.2"  # another loopback address: curl --interface binds to it
+
+# Tenants whose names broke the gateway's isolation or locked their users out (issue #11,
+# items 1 and 2), each with a gateway of its own in every variant's nginx:
+NAMED_TENANTS = {
+    # identical in their first 53 characters, all an issuing CA's common name had room for
+    "tokyo": "Example Holdings International Corporation Japan Branch Tokyo",
+    "osaka": "Example Holdings International Corporation Japan Branch Osaka",
+    # nginx prints bytes >= 0x80 of $ssl_client_i_dn as \XX
+    "acme-jp": "株式会社アクメ",
+    # Japanese, and differing only after the 53rd character
+    "jp-tokyo": "株式会社アクメ" * 8 + "東京",
+    "jp-osaka": "株式会社アクメ" * 8 + "大阪",
+    # RFC 2253 escapes (, + " \ ; < > and a leading #), PCRE syntax, and an nginx variable
+    # that a string operand would expand
+    "quoted": '#1 Acme, "Quoted" + Sons \\ Ltd; <x> $host {a} (.*)',
+}
 
 NO_CERTIFICATE = "No required SSL certificate was sent"
 CERTIFICATE_ERROR = "The SSL certificate error"
@@ -75,6 +106,11 @@ def tegata(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     tegata.ok("user", "add", "alice", "--email", "alice@example.com", "--allow")
     tegata.ok("tenant", "create", "acme", "--key-type", "ec-p256")
     tegata.ok("user", "add", "bob", "--email", "bob@example.com", "--allow", "--tenant", "acme")
+    for tenant, display_name in NAMED_TENANTS.items():
+        tegata.ok("tenant", "create", tenant, "--display-name", display_name,
+                  "--key-type", "ec-p256")
+        tegata.ok("user", "add", "taro", "--email", "taro@example.com", "--allow",
+                  "--tenant", tenant)
     # no CLI or API command sets a tenant's OCSP validity yet: set the column, before the
     # server starts (its responders read the validity when they are loaded)
     with sqlite3.connect(tegata.database) as conn:
@@ -96,12 +132,25 @@ def gateway_files(tegata: Tegata,
     return cert, key, bundle
 
 
+@pytest.fixture(scope="module")
+def named_bundles(tegata: Tegata, gateway_files: tuple[Path, Path, Path]) -> dict[str, Path]:
+    """The trust bundle of each of NAMED_TENANTS."""
+    bundles = {}
+    for tenant in NAMED_TENANTS:
+        bundles[tenant] = gateway_files[2].with_name(f"{tenant}-ca.pem")
+        bundles[tenant].write_text(tegata.ok("gateway", "ca-bundle", "--tenant", tenant),
+                                   encoding="ascii")
+    return bundles
+
+
 def gateway_fixture(mode: str) -> Any:
     @pytest.fixture(scope="module")
     def fixture(tegata: Tegata, tools: Tools, gateway_files: tuple[Path, Path, Path],
+                named_bundles: dict[str, Path],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         gateway = start_gateway(tegata, tools, gateway_files,
-                                tmp_path_factory.mktemp(f"nginx-{mode}"), mode)
+                                tmp_path_factory.mktemp(f"nginx-{mode}"), mode,
+                                others=named_bundles)
         yield gateway
         gateway.nginx.stop()
     return fixture
@@ -127,6 +176,15 @@ def alice(tegata: Tegata, tools: Tools, certs: Path) -> Client:
 def bob_of_acme(tegata: Tegata, tools: Tools, certs: Path) -> Client:
     """A valid certificate of another tenant, with acme's chain as the PKCS#12 carries it."""
     return issue(tegata, tools.openssl, certs, login="bob", tenant="acme")
+
+
+@pytest.fixture(scope="module")
+def everyone(tegata: Tegata, tools: Tools, certs: Path, alice: Client,
+             bob_of_acme: Client) -> dict[str, Client]:
+    """A valid certificate of every tenant (taro's in each of NAMED_TENANTS)."""
+    return {"default": alice, "acme": bob_of_acme} | {
+        tenant: issue(tegata, tools.openssl, certs, login="taro", tenant=tenant)
+        for tenant in NAMED_TENANTS}
 
 
 @pytest.fixture
@@ -234,6 +292,88 @@ def test_a_certificate_of_another_tenant_is_refused(
         f"{reply.status} {reply.body!r}")
 
 
+def served(tools: Tools, gateway: Gateway, server_cert: Path, at: str,
+           holder: Client) -> Reply:
+    return curl(tools.curl, gateway.nginx, server_cert, client=holder, port=gateway.ports[at])
+
+
+def leaf(client: Client) -> x509.Certificate:
+    found = [cert for cert in x509.load_pem_x509_certificates(client.pem.read_bytes())
+             if cert.serial_number == int(client.serial, 16)]
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("gateway", VARIANTS, ids=VARIANTS, indirect=True)
+def test_each_tenants_gateway_lets_in_its_own_certificates_only_whatever_the_names(
+        gateway: Gateway, everyone: dict[str, Client], tools: Tools,
+        gateway_files: tuple[Path, Path, Path]) -> None:
+    # issue #11, items 1 and 2: tokyo/osaka (and jp-tokyo/jp-osaka) had one issuing-CA name
+    # and let each other in; a Japanese name's own users got 403
+    cases = [(at, holder) for at in gateway.ports for holder in everyone]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        replies = dict(zip(cases, pool.map(
+            lambda case: served(tools, gateway, gateway_files[0], case[0], everyone[case[1]]),
+            cases), strict=True))
+
+    statuses = {case: reply.status for case, reply in replies.items()}
+    assert statuses == {(at, holder): 200 if at == holder
+                        else OTHER_TENANT_REFUSAL[gateway.mode] for at, holder in cases}
+    # what nginx hands the upstream ($ssl_client_s_dn) is the holder's subject in the form
+    # the pin is written in (ca.x509.names): checked by the real nginx, names and all
+    subjects = {at: replies[at, at].body.split(" subject=", 1)[1].rstrip("\n")
+                for at in gateway.ports}
+    assert subjects == {at: openssl_rfc2253(leaf(everyone[at]).subject)
+                        for at in gateway.ports}
+
+
+# --- TLS session resumption: never (issue #11, item 4) -------------------------------------
+
+PROTOCOLS = ["tls1_2", "tls1_3"]
+
+
+def save_sessions(tools: Tools, port: int, server_cert: Path, client: Client,
+                  directory: Path) -> dict[str, Path]:
+    """A request per protocol (200), each saving the TLS session the server gave, if any."""
+    saved = {}
+    for protocol in PROTOCOLS:
+        session = directory / f"{client.serial}-{protocol}.session"
+        first = s_client(tools.openssl, port, server_cert, client, session,
+                         protocol=protocol, resume=False)
+        assert (first.resumed, first.status) == (False, 200), first
+        if first.session_saved:
+            saved[protocol] = session
+    return saved
+
+
+def resume(tools: Tools, port: int, server_cert: Path, client: Client,
+           saved: dict[str, Path]) -> dict[str, tuple[str, int]]:
+    """Each saved session offered again: (New or Reused, the HTTP status) per protocol."""
+    found = {}
+    for protocol, session in saved.items():
+        again = s_client(tools.openssl, port, server_cert, client, session,
+                         protocol=protocol, resume=True)
+        found[protocol] = ("Reused" if again.resumed else "New", again.status)
+    return found
+
+
+@pytest.mark.parametrize("gateway", VARIANTS, ids=VARIANTS, indirect=True)
+def test_no_gateway_resumes_a_tls_session(
+        gateway: Gateway, alice: Client, tools: Tools,
+        gateway_files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    saved = save_sessions(tools, gateway.nginx.port, gateway_files[0], alice, tmp_path)
+
+    again = resume(tools, gateway.nginx.port, gateway_files[0], alice, saved)
+
+    # a session the server gave (TLS 1.3 still sends a ticket it will not take) is never
+    # taken: every connection is a full handshake, with the certificate checked again
+    print(f"\n{gateway.mode} gateway: sessions given for {sorted(saved)}, offered again: "
+          f"{again}")
+    assert again == {protocol: ("New", 200) for protocol in saved}
+    assert "ssl_session_cache off;" in gateway.config
+    assert "ssl_session_tickets off;" in gateway.config
+
+
 # --- the OCSP variant: revocation, suspension ----------------------------------------------
 
 def test_ocsp_gateway_refuses_a_revoked_certificate_within_the_ocsp_validity(
@@ -257,15 +397,20 @@ def test_ocsp_gateway_refuses_a_revoked_certificate_within_the_ocsp_validity(
 
 
 def test_ocsp_gateway_refuses_a_suspended_certificate_and_accepts_it_once_reinstated(
-        tegata: Tegata, ocsp_gateway: Gateway, fresh_alice: Client,
-        ask: Ask) -> None:
+        tegata: Tegata, tools: Tools, ocsp_gateway: Gateway, fresh_alice: Client,
+        gateway_files: tuple[Path, Path, Path], ask: Ask, tmp_path: Path) -> None:
     assert ask(ocsp_gateway, fresh_alice).status == 200
+    port = ocsp_gateway.nginx.port
+    saved = save_sessions(tools, port, gateway_files[0], fresh_alice, tmp_path)
 
     started = time.monotonic()
     tegata.ok("cert", "suspend", fresh_alice.serial)
     held, held_after = poll(lambda: ask(ocsp_gateway, fresh_alice), refused(400),
                             limit=POLL_LIMIT, since=started)
     assert held.status == 400, f"still {held.status} {held_after:.1f} s after the suspension"
+    # the device offers the session it had before the suspension: no way round the check
+    assert resume(tools, port, gateway_files[0], fresh_alice, saved) == {
+        protocol: ("New", 400) for protocol in saved}
 
     started = time.monotonic()
     tegata.ok("cert", "reinstate", fresh_alice.serial)
@@ -288,9 +433,11 @@ def crl_sync(tegata: Tegata, gateway: Gateway, bundle: Path) -> str:
 
 
 def test_crl_gateway_refuses_a_revoked_certificate_once_crl_sync_has_run(
-        tegata: Tegata, crl_gateway: Gateway, fresh_alice: Client,
-        gateway_files: tuple[Path, Path, Path], ask: Ask) -> None:
+        tegata: Tegata, tools: Tools, crl_gateway: Gateway, fresh_alice: Client,
+        gateway_files: tuple[Path, Path, Path], ask: Ask, tmp_path: Path) -> None:
     assert ask(crl_gateway, fresh_alice).status == 200
+    saved = save_sessions(tools, crl_gateway.nginx.port, gateway_files[0], fresh_alice,
+                          tmp_path)
     reloads = crl_gateway.nginx.reloads()
 
     started = time.monotonic()
@@ -307,6 +454,9 @@ def test_crl_gateway_refuses_a_revoked_certificate_once_crl_sync_has_run(
     assert reply.status == 400, f"still {reply.status} {delay:.1f} s after the revocation"
     assert CERTIFICATE_ERROR in reply.body
     assert delay <= 10
+    # a session from before the revocation (a shared cache outlives the reload) gets nothing
+    assert resume(tools, crl_gateway.nginx.port, gateway_files[0], fresh_alice, saved) == {
+        protocol: ("New", 400) for protocol in saved}
 
 
 def test_crl_sync_without_change_leaves_the_file_and_nginx_alone(
@@ -387,3 +537,45 @@ def test_auth_gateway_refuses_a_revoked_certificate_even_from_an_allowed_network
     assert with_revoked.status == 400
     assert CERTIFICATE_ERROR in with_revoked.body
     assert without.status == 200  # the same device, once it stops offering the certificate
+
+
+def tegata_auth(tegata: Tegata, token: str) -> int:
+    """The status of Tegata's auth sub-request asked directly with this bearer token."""
+    request = urllib.request.Request(f"{tegata.url}/auth/default",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_rerunning_the_auth_kit_for_its_include_file_replaces_the_gateways_token(
+        tegata: Tegata, auth_gateway: Gateway, alice: Client, gateway_files: tuple[Path, Path,
+                                                                                   Path],
+        ask: Ask) -> None:
+    tegata.ok("tenant", "ip-policy", "set", "--policy", "cert_only")
+    nginx = auth_gateway.nginx
+    include = auth_include(nginx, "default")
+    before = include.read_text()
+    old_token = before.split('"Bearer ', 1)[1].split('"', 1)[0]
+    reloads = nginx.reloads()
+
+    config = kit_config(tegata, nginx, "auth", "default", port=nginx.port,
+                        server=gateway_files[:2], bundle=gateway_files[2])
+    subprocess.run(shlex.split(nginx.reload_command()), check=True, timeout=30)
+
+    assert config == auth_gateway.config  # only the include file changes
+    assert nginx.settled_reloads(reloads + 1) == reloads + 1
+    new_token = include.read_text().split('"Bearer ', 1)[1].split('"', 1)[0]
+    assert new_token != old_token
+    # Tegata: the old token is refused (revoked), the new one is a gateway's (403: no
+    # certificate in these headers); nginx, reloaded, passes requests with the new one
+    assert (tegata_auth(tegata, old_token), tegata_auth(tegata, new_token)) == (401, 403)
+    # an old worker may take a connection or two while the new ones start (with the old
+    # token: 401): a bounded poll
+    reply, _ = poll(lambda: ask(auth_gateway, alice), accepted, limit=10)
+    assert reply.status == 200, reply.body
+    live = [line for line in tegata.ok("token", "list", "--tenant", "default").splitlines()
+            if " active " in line and f"nginx kit {include}" in line]
+    assert len(live) == 1, live

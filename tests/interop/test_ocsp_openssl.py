@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -251,7 +252,11 @@ def _request_with_slash_plus_and_equals(issuing: x509.Certificate) -> tuple[int,
     template = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
                 .issuer_name(issuing.subject).public_key(key.public_key()))
-    for serial in range(1, 5000):
+    # only the serial varies between attempts (the hashes of the issuer's name and key are
+    # fixed): 4 to 6 random bytes of it, so that '/' and '+' can fall anywhere and every
+    # length modulo 3 (hence a trailing '=') comes up, whatever the issuer's name
+    for attempt in range(5000):
+        serial = secrets.randbits(32 + 8 * (attempt % 3)) | 1
         cert = (template.serial_number(serial)
                 .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
                 .not_valid_after(dt.datetime(2026, 1, 2, tzinfo=dt.UTC))

@@ -192,7 +192,7 @@ def test_the_bundle_holds_the_key_the_leaf_and_the_whole_chain_paired_by_name_an
     assert certs_only.returncode == 0, certs_only.stderr
     certs = x509.load_pem_x509_certificates(certs_only.stdout.encode())
     names = [cert.subject.rfc4514_string() for cert in certs]
-    assert names == ["CN=alice,O=Default", "CN=Default Issuing CA,O=Tegata",
+    assert names == ["CN=alice,O=Default", "CN=Default Issuing CA,OU=default,O=Tegata",
                      "CN=Tegata Root CA,O=Tegata"]
     assert certs[0] == bundle.leaf
     assert [c.public_bytes(Encoding.PEM).decode() for c in certs[1:]] \
