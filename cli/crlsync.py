@@ -267,9 +267,9 @@ def _asn1_time(moment: dt.datetime) -> str:
 
 
 def _crl_summary(pem: bytes) -> list[tuple[str, str, frozenset[int]]]:
-    return [(_asn1_time(crl.last_update_utc),
+    return sorted((_asn1_time(crl.last_update_utc),
              _asn1_time(crl.next_update_utc) if crl.next_update_utc else "",
-             frozenset(entry.serial_number for entry in crl)) for crl in split(pem)]
+             frozenset(entry.serial_number for entry in crl)) for crl in split(pem))
 
 
 def _shown_summary(answer: str) -> list[tuple[str, str, frozenset[int]]]:
@@ -282,12 +282,12 @@ def _shown_summary(answer: str) -> list[tuple[str, str, frozenset[int]]]:
                             re.findall(r"^\s+Serial Number: ([0-9A-Fa-f]+)$", block, re.M))
         found.append((last.group(1).strip() if last else "?",
                       after.group(1).strip() if after else "", serials))
-    return found
+    return sorted(found)
 
 
 def haproxy_holds(socket_path: str, crl_file: Path, pem: bytes) -> bool:
     """Whether the running HAProxy holds these CRLs for ``crl_file`` (same thisUpdate,
-    nextUpdate and serials, in order)."""
+    nextUpdate and serials; HAProxy lists them in an order of its own)."""
     check_haproxy_name(crl_file)
     answer = _haproxy(socket_path, f"show ssl crl-file {crl_file}")
     return _shown_summary(answer) == _crl_summary(pem)

@@ -15,7 +15,7 @@ from ca.clock import SystemClock
 from ca.errors import CAError, InvalidInput
 from ca.service import DEFAULT_TENANT
 from ca.signer import write_private_file
-from cli import crlsync
+from cli import crlsync, haproxy_kit
 from cli.context import STATE, emit
 from cli.gateway_kit import Kit, render
 from cli.output import read_file, shown
@@ -84,6 +84,9 @@ def nginx(
         write_private_file(auth_include,
                            f'proxy_set_header Authorization "Bearer {token}";\n'.encode())
     typer.echo(text, nl=False)
+
+
+gateway_app.command("haproxy")(haproxy_kit.haproxy)
 
 
 @gateway_app.command("crl-sync")
