@@ -9,6 +9,7 @@ started it. Every wait is a bounded poll.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -137,10 +138,8 @@ def s_client(openssl: str, gateway: Haproxy, server_cert: Path, client: Client, 
     result = subprocess.run(argv, input=b"GET / HTTP/1.0\r\nHost: gateway\r\n\r\n",
                             capture_output=True, timeout=CURL_TIMEOUT + 5, check=False)
     text = (result.stdout + result.stderr).decode(errors="replace")
-    status = 0
-    for line in text.splitlines():
-        if line.startswith("HTTP/1."):
-            status = int(line.split()[1])
-            break
+    # s_client prints the session (a ticket's hex dump) and the answer interleaved
+    answer = re.search(r"HTTP/1\.[01] (\d{3}) ", text)
+    status = int(answer.group(1)) if answer else 0
     reused = any(line.startswith("Reused,") for line in text.splitlines())
     return Handshake(reused=reused, status=status, transcript=text)
