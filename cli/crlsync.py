@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -154,8 +155,8 @@ def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
         if exc.code >= 500:
             raise Unreachable(f"Tegata at {shown(url)} answered {exc.code}") from None
         raise InvalidInput(f"Tegata at {shown(url)} answered {exc.code}") from None
-    except (OSError, ValueError) as exc:  # ValueError: a URL urllib will not send
-        if isinstance(exc, ValueError):
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        if isinstance(exc, ValueError):  # a URL urllib will not send
             raise InvalidInput(f"cannot fetch {shown(url)}: {shown(exc)}") from None
         raise Unreachable(f"cannot reach Tegata at {shown(url)}: "
                           f"{shown(getattr(exc, 'reason', exc))}") from None

@@ -13,14 +13,19 @@ kept by ``tegata gateway crl-sync --haproxy-socket``.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
 from cli import crlsync
 from tests.conftest import require_tool
@@ -315,22 +320,46 @@ def test_an_unchanged_crl_costs_crl_sync_a_304(tegata: Tegata,
 
 # --- HEAD and 304 through the real server ----------------------------------------------------
 
+def ocsp_url(tegata: Tegata, client: Client) -> str:
+    """A GET URL asking Tegata's responder about ``client`` (RFC 6960, A.1)."""
+    leaf, issuing = x509.load_pem_x509_certificates(client.pem.read_bytes())[:2]
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuing, hashes.SHA1()).build()
+    encoded = base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
+    return f"{tegata.url}/ocsp/{quote(encoded, safe='')}"
+
+
 def test_head_and_conditional_get_through_the_real_server(
-        tegata: Tegata, tools: dict[str, str]) -> None:
+        tegata: Tegata, tools: dict[str, str], clients: dict[str, Client]) -> None:
+    """``tegata serve``, with the OCSP fast path in front of the app: HEAD answers 200 with
+    GET's headers and no body (curl -I, wget --spider), and the advertised ETag gets 304."""
     urls = [f"{tegata.url}{path}" for path in (
-        "/crl/acme.crl", "/crl/acme-chain.pem", "/crl/root.crl", "/ca/root.crt",
-        "/ca/acme.crt", "/healthz")]
+        "/crl/acme.crl", "/crl/acme.pem", "/crl/acme-chain.pem", "/crl/root.crl",
+        "/ca/root.crt", "/ca/acme.crt", "/healthz", "/readyz")] + [
+        ocsp_url(tegata, clients["acme"])]
+
+    def fetch(*argv: str) -> list[str]:
+        result = subprocess.run([tools["curl"], "-sS", *argv], capture_output=True,
+                                text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
     for url in urls:
-        head = subprocess.run([tools["curl"], "-sS", "-I", url], capture_output=True,
-                              text=True, timeout=30, check=False)
-        assert head.stdout.splitlines()[0] == "HTTP/1.1 200 OK", (url, head.stdout)
+        head = fetch("-I", url)
+        got = fetch("-D", "-", "-o", "/dev/null", url)
+        assert head[0] == "HTTP/1.1 200 OK", (url, head)
+        assert without_request_id(head) == without_request_id(got), url
         spider = subprocess.run([tools["wget"], "--spider", "-q", url], capture_output=True,
                                 text=True, timeout=30, check=False)
         assert spider.returncode == 0, (url, spider.stderr)
-    etag = next(line.split(": ", 1)[1] for line in subprocess.run(
-        [tools["curl"], "-sS", "-I", urls[1]], capture_output=True, text=True, timeout=30,
-        check=False).stdout.splitlines() if line.lower().startswith("etag: "))
-    got = subprocess.run([tools["curl"], "-sS", "-H", f"If-None-Match: {etag}",
-                          "--write-out", "%{http_code} %{size_download}", urls[1]],
-                         capture_output=True, text=True, timeout=30, check=False)
-    assert got.stdout == "304 0"
+    for url in (urls[2], urls[-1]):  # the chain bundle, an OCSP answer (the fast path)
+        etag = next(line.split(": ", 1)[1] for line in fetch("-I", url)
+                    if line.lower().startswith("etag: "))
+        assert fetch("-H", f"If-None-Match: {etag}", "--write-out",
+                     "%{http_code} %{size_download}", "-o", "/dev/null", url) == ["304 0"]
+        assert fetch("-H", 'If-None-Match: "0"', "--write-out", "%{http_code}", "-o",
+                     "/dev/null", url) == ["200"]
+
+
+def without_request_id(lines: list[str]) -> list[str]:
+    # Date may tick between the two requests
+    return [line for line in lines if not line.lower().startswith(("x-request-id:", "date:"))]
