@@ -131,6 +131,15 @@ def crl_sync(
         crlsync.check_haproxy_name(out)
     target = crlsync.Target(out=out, url=f"{base}/crl/{tenant}-chain.pem",
                             reload_command=reload_command, haproxy_socket=haproxy_socket)
+    _sync(target, trusted, watch=watch, interval=interval, retry=retry,
+          warn_within=dt.timedelta(hours=warn_hours))
+
+
+def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: bool,
+          interval: int, retry: int, warn_within: dt.timedelta) -> None:
+    """One sync, or with --watch one every ``interval`` seconds. A failure ends a single
+    sync; a watch logs it in one line and retries after ``retry`` seconds, doubling up to
+    ``interval``, for as long as it runs (the gateway may be restarting)."""
     clock = SystemClock()
     failures = 0
     while True:
@@ -138,32 +147,36 @@ def crl_sync(
         try:
             outcome = crlsync.sync_once(target, trusted, now=now)
         except CAError as exc:
-            current = crlsync.read_current(out, trusted, now=now)
+            current = crlsync.read_current(target.out, trusted, now=now)
             left = (f"the gateway's CRL expires in {current.next_update - now}" if current
                     else "the gateway has no CRL")
             if not watch:
-                if current is None or current.next_update - now < dt.timedelta(
-                        hours=warn_hours):
+                if current is None or current.next_update - now < warn_within:
                     crlsync.warn(f"{left}; once expired, the gateway refuses every client")
                 raise
             failures += 1
             wait = min(interval, retry * 2 ** min(failures - 1, 16))
-            crlsync.warn(f"crl-sync of {out} failed ({exc.code}): {exc.message}; {left}; "
-                         f"retry {failures} in {wait} s")
+            crlsync.warn(f"crl-sync of {target.out} failed ({exc.code}): {exc.message}; "
+                         f"{left}; retry {failures} in {wait} s")
             time.sleep(wait)
             continue
         failures = 0
-        checked = outcome.checked
-        if checked.next_update - now < dt.timedelta(hours=warn_hours):
-            crlsync.warn(f"the CRL expires at {checked.next_update.isoformat()}: is "
-                         "Tegata renewing it?")
-        emit({"file": str(out), "changed": outcome.changed, "numbers": checked.numbers,
-              "next_update": checked.next_update.isoformat()}, as_json=False,
-             text=f"{out}: {'updated' if outcome.changed else 'unchanged'}, next update "
-                  f"{checked.next_update.isoformat()}")
+        _report(target.out, outcome, now, warn_within)
         if not watch:
             return
         time.sleep(interval)
+
+
+def _report(out: Path, outcome: crlsync.Outcome, now: dt.datetime,
+            warn_within: dt.timedelta) -> None:
+    checked = outcome.checked
+    if checked.next_update - now < warn_within:
+        crlsync.warn(f"the CRL expires at {checked.next_update.isoformat()}: is Tegata "
+                     "renewing it?")
+    emit({"file": str(out), "changed": outcome.changed, "numbers": checked.numbers,
+          "next_update": checked.next_update.isoformat()}, as_json=False,
+         text=f"{out}: {'updated' if outcome.changed else 'unchanged'}, next update "
+              f"{checked.next_update.isoformat()}")
 
 
 @ip_policy_app.command("set")

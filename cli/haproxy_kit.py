@@ -31,26 +31,31 @@ from ca.service import DEFAULT_TENANT
 from cli import crlsync
 from cli.context import STATE
 
-# short names OpenSSL prints (XN_FLAG_FN_SN); Tegata's CA names use only these
+# the short names OpenSSL prints (XN_FLAG_FN_SN); any other attribute is refused
 _SHORT = {NameOID.COMMON_NAME: "CN", NameOID.ORGANIZATION_NAME: "O",
           NameOID.ORGANIZATIONAL_UNIT_NAME: "OU", NameOID.COUNTRY_NAME: "C",
           NameOID.LOCALITY_NAME: "L", NameOID.STATE_OR_PROVINCE_NAME: "ST",
           NameOID.DOMAIN_COMPONENT: "DC", NameOID.SERIAL_NUMBER: "serialNumber",
           NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.ORGANIZATION_IDENTIFIER:
-          "organizationIdentifier"}
+          "organizationIdentifier", NameOID.DN_QUALIFIER: "dnQualifier",
+          NameOID.TITLE: "title", NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN",
+          NameOID.PSEUDONYM: "pseudonym", NameOID.USER_ID: "UID",
+          NameOID.STREET_ADDRESS: "street", NameOID.POSTAL_CODE: "postalCode",
+          NameOID.BUSINESS_CATEGORY: "businessCategory"}
 _ESCAPED = ',+"\\<>;'  # RFC 2253, 2.4
 
 
 def openssl_rfc2253(name: x509.Name) -> str:
     """``name`` as OpenSSL's X509_NAME_print_ex(XN_FLAG_RFC2253) prints it, which is how
-    HAProxy's ``ssl_c_i_dn(,0,rfc2253)`` and nginx's ``$ssl_client_i_dn`` show it: RDNs
-    last first, ``,+"\\<>;`` escaped with a backslash, a leading ``#`` or space and a
-    trailing space too, and every byte of the UTF-8 that is >= 0x80 or a control as
-    ``\\XX``."""
+    HAProxy's ``ssl_c_i_dn(,0,rfc2253)`` and nginx's ``$ssl_client_i_dn`` show it: entries
+    last first (``name`` as decoded from DER, in its order); ``,+"\\<>;`` escaped with a
+    backslash, and a leading ``#`` or space and a trailing space; every byte of the UTF-8
+    that is >= 0x80 or a control as ``\\XX``."""
     rdns = []
     for rdn in reversed(list(name.rdns)):
         members = []
-        for attribute in rdn:
+        # DN_REV reverses the name's entries, those of a multi-valued RDN included
+        for attribute in reversed(list(rdn)):
             short = _SHORT.get(attribute.oid)
             if short is None or not isinstance(attribute.value, str):
                 raise InvalidInput(f"the issuing CA's name has an attribute "

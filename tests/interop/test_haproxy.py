@@ -14,6 +14,7 @@ kept by ``tegata gateway crl-sync --haproxy-socket``.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -25,9 +26,12 @@ from urllib.parse import quote
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 
 from cli import crlsync
+from cli.haproxy_kit import openssl_rfc2253
 from tests.conftest import require_tool
 from tests.interop.haproxy_support import Haproxy, Reply, curl, s_client
 from tests.interop.nginx_support import Client, Tegata, issue, server_certificate, tail
@@ -124,6 +128,45 @@ def until(check: object, *, limit: float = POLL_LIMIT) -> bool:
 
 
 # --- isolation ----------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["株式会社アクメ", " leading space", "trailing space ", "#hash first", "a#b",
+                 'x,y+z"q\\r<s>t;u=v', "tab\tdel\x7f", "Ω é ü ß", "\U0001d4d0 😀", "  ", "=eq",
+                 "it's / slash", TENANTS["tokyo"][:53]]
+
+
+def test_the_pin_is_the_issuer_as_openssl_and_so_haproxy_prints_it(
+        tools: dict[str, str], tmp_path: Path) -> None:
+    """HAProxy's ssl_c_i_dn(,0,rfc2253) is OpenSSL's X509_NAME_print_ex(XN_FLAG_RFC2253),
+    as `openssl x509 -nameopt RFC2253` prints it; HAProxy itself is asked in the isolation
+    tests (the Japanese tenant gets in only if the pin is right)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    when = dt.datetime.now(dt.UTC)
+    mine, theirs = {}, {}
+    for value in HOSTILE_NAMES:
+        name = x509.Name([
+            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP")]),
+            x509.RelativeDistinguishedName([
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tegata, Inc."),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "a+b")]),
+            x509.RelativeDistinguishedName([
+                x509.NameAttribute(NameOID.COMMON_NAME, value)]),
+            x509.RelativeDistinguishedName([
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, "42"),
+                x509.NameAttribute(NameOID.DN_QUALIFIER, "q")])])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(1).not_valid_before(when)
+                .not_valid_after(when + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+        printed = subprocess.run(
+            [tools["openssl"], "x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+            input=cert.public_bytes(serialization.Encoding.PEM), capture_output=True,
+            timeout=30, check=True).stdout.decode("ascii").strip()
+        theirs[value] = printed.removeprefix("subject=")
+        mine[value] = openssl_rfc2253(x509.load_der_x509_certificate(
+            cert.public_bytes(serialization.Encoding.DER)).subject)
+    assert mine == theirs
+    # UTF-8 bytes as \XX, in the order of the bytes
+    assert r"CN=\E6\A0\AA\E5\BC\8F\E4\BC\9A\E7\A4\BE\E3\82\A2\E3\82\AF\E3\83\A1" in (
+        theirs["株式会社アクメ"].split(","))
 
 def test_every_tenants_certificate_is_refused_at_every_other_tenants_gateway(
         tools: dict[str, str], gateways: dict[str, Haproxy], clients: dict[str, Client],
