@@ -101,6 +101,9 @@ class HaproxyKit:
                     ord(c) < 0x20 or ord(c) == 0x7F for c in value):
                 raise InvalidInput(f"{name} {value[:40]!r} is empty or holds a character "
                                    "HAProxy would read as syntax", field=name)
+        if "/" in self.upstream:
+            raise InvalidInput(f"upstream {self.upstream[:40]!r}: give host:port (HAProxy's "
+                               "server line takes no URL)", field="upstream")
         if any(ord(c) < 0x20 for c in self.issuer_dn):
             raise InvalidInput("the issuing CA's name cannot be written into an HAProxy "
                                "configuration", field="tenant")
