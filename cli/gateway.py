@@ -152,7 +152,7 @@ def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: boo
                     else "the gateway has no CRL")
             if not watch:
                 if current is None or current.next_update - now < warn_within:
-                    crlsync.warn(f"{left}; once expired, the gateway refuses every client")
+                    crlsync.warn(f"{left}: without a current one, it refuses every client")
                 raise
             failures += 1
             wait = min(interval, retry * 2 ** min(failures - 1, 16))

@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from ca.errors import InvalidInput
 from cli import crlsync
-from cli.haproxy_kit import openssl_rfc2253
+from cli.haproxy_kit import HaproxyKit, openssl_rfc2253
 from tests.conftest import require_tool
 from tests.interop.haproxy_support import Haproxy, Reply, curl, s_client
 from tests.interop.nginx_support import Client, Tegata, issue, server_certificate, tail
@@ -210,6 +211,21 @@ def test_the_issuer_pin_refuses_another_tenant_whose_crl_the_gateway_holds(
             gateway.sync(tegata, push=True)
     assert seen == {(gw, holder): 200 if gw == holder else 403
                     for gw in TENANTS for holder in TENANTS}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("bind", ":443 ssl crt /x"), ("server_pem", "/a#b"), ("ca_bundle", '/a"b'),
+    ("crl_file", "/a\\b"), ("runtime_socket", "/a$HOME"), ("upstream", "http://x:1"),
+    ("upstream", "x:1\nglobal"), ("bind", "")],
+    ids=["space", "comment", "quote", "backslash", "variable", "url", "newline", "empty"])
+def test_the_kit_refuses_a_value_haproxy_would_read_as_syntax(field: str,
+                                                              value: str) -> None:
+    values = {"tenant": "acme", "bind": ":443", "server_pem": "/s.pem", "ca_bundle": "/ca.pem",
+              "crl_file": "/crl.pem", "runtime_socket": "/admin.sock",
+              "upstream": "127.0.0.1:9000", "issuer_dn": "CN=x"}
+    with pytest.raises(InvalidInput) as caught:
+        HaproxyKit(**{**values, field: value})
+    assert caught.value.field == field
 
 
 # --- session resumption -------------------------------------------------------------------
