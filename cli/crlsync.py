@@ -172,6 +172,7 @@ class Applied:
     """The record beside --out of the CRL the gateway last took."""
 
     sha256: str
+    gateway: str = ""  # how it was applied (Target.gateway): another way applies it again
     etag: str | None = None
     last_modified: str | None = None
 
@@ -189,15 +190,15 @@ def read_applied(out: Path) -> Applied | None:
     again: a needless push is harmless, a missed one is not)."""
     try:
         data = json.loads(record_path(out).read_text(encoding="utf-8"))
-        return Applied(sha256=str(data["sha256"]), etag=data.get("etag"),
-                       last_modified=data.get("last_modified"))
+        return Applied(sha256=str(data["sha256"]), gateway=str(data.get("gateway", "")),
+                       etag=data.get("etag"), last_modified=data.get("last_modified"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def write_applied(out: Path, applied: Applied) -> None:
-    text = json.dumps({"sha256": applied.sha256, "etag": applied.etag,
-                       "last_modified": applied.last_modified})
+    text = json.dumps({"sha256": applied.sha256, "gateway": applied.gateway,
+                       "etag": applied.etag, "last_modified": applied.last_modified})
     try:
         write_atomically(record_path(out), text.encode())
     except OSError as exc:
@@ -324,6 +325,10 @@ class Target:
     reload_command: str | None = None
     haproxy_socket: str | None = None
 
+    @property
+    def gateway(self) -> str:
+        return json.dumps([self.reload_command, self.haproxy_socket])
+
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
@@ -359,7 +364,8 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
         except OSError as exc:
             raise ConfigError(f"cannot write {shown(out)}: {shown(exc.strerror or exc)}"
                               ) from None
-    recorded = not written and record is not None and record.sha256 == sha
+    recorded = (not written and record is not None and record.sha256 == sha
+                and record.gateway == target.gateway)
     given = False
     if target.haproxy_socket and not haproxy_holds(target.haproxy_socket, out, checked.pem):
         haproxy_push(target.haproxy_socket, out, checked.pem)
@@ -367,7 +373,8 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
     if target.reload_command and not recorded:
         reload(target.reload_command)
         given = True
-    fresh = Applied(sha256=sha, etag=fetched.etag, last_modified=fetched.last_modified)
+    fresh = Applied(sha256=sha, gateway=target.gateway, etag=fetched.etag,
+                    last_modified=fetched.last_modified)
     if fresh != record:
         write_applied(out, fresh)
     return Outcome(checked=checked, changed=written or given,

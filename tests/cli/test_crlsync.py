@@ -109,7 +109,7 @@ def test_the_record_of_what_was_applied_survives_a_round_trip_and_garbage(
         tmp_path: Path) -> None:
     out = tmp_path / "crl.pem"
     assert crlsync.read_applied(out) is None
-    applied = crlsync.Applied(sha256="ab" * 32, etag='"1-2"',
+    applied = crlsync.Applied(sha256="ab" * 32, gateway='["nginx -s reload", null]', etag='"1-2"',
                               last_modified="Sun, 29 Nov 2026 20:00:00 GMT")
     crlsync.write_applied(out, applied)
     assert crlsync.read_applied(out) == applied

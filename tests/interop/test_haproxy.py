@@ -300,6 +300,9 @@ def test_a_failed_reload_is_retried_by_the_next_run(tegata: Tegata, tmp_path: Pa
     assert sync(count) == (0, f"{out}: updated", "")
     assert sync(count) == (0, f"{out}: unchanged", "")
     assert reloads.read_text() == "reload\n"
+    # applied by another command (another gateway) is not applied by this one
+    assert sync(count + " # another") == (0, f"{out}: updated", "")
+    assert reloads.read_text() == "reload\n" * 2
 
 
 def test_crl_sync_names_what_failed_with_its_exit_code(
