@@ -334,7 +334,6 @@ class Target:
 class Outcome:
     checked: Checked
     changed: bool  # the file was written, or the gateway given the CRL, in this run
-    not_modified: bool  # Tegata answered 304
 
 
 def sync_once(target: Target, trusted: list[x509.Certificate], *,
@@ -377,8 +376,7 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
                     last_modified=fetched.last_modified)
     if fresh != record:
         write_applied(out, fresh)
-    return Outcome(checked=checked, changed=written or given,
-                   not_modified=fetched.pem is None)
+    return Outcome(checked=checked, changed=written or given)
 
 
 def warn(message: str) -> None:
