@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import FailureLimiter, declared_access
+from api.conditional import Conditional
 from api.metrics import REGISTRY
 from api.openapi import complete
 from api.ratelimit import RateLimiter
@@ -175,6 +176,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_middleware(BodyLimit)
     app.add_middleware(Hardening)
+    app.add_middleware(Conditional)  # HEAD and 304 for whatever the app answers
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
                    selfservice.router, ocsp.router, lifecycle.router, gateway.router,

@@ -2,9 +2,10 @@
 
 A busy gateway fleet asks the same few thousand questions over and over: the answer is a
 kept response (``ca.service.ocsp``), so the framework around it was most of the cost. This
-ASGI wrapper answers ``POST /ocsp`` and ``GET /ocsp/<request>`` with the same service call
-and the same headers as the documented routes in ``api.routes.ocsp`` (which tests and the
-OpenAPI document use), and passes everything else to the app.
+ASGI wrapper answers ``POST /ocsp`` and ``GET /ocsp/<request>`` (``HEAD`` too, and 304 for
+a request naming the answer's ETag, as ``api.conditional`` decides for the app) with the
+same service call and the same headers as the documented routes in ``api.routes.ocsp``
+(which tests and the OpenAPI document use), and passes everything else to the app.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from api.conditional import answer as send_answer
 from api.metrics import REGISTRY
 from api.routes.ocsp import decode_get, response_headers
 from ca.service import Service
@@ -35,7 +37,7 @@ class OcspFastPath:
         method = scope.get("method", "")
         if method == "POST" and path == "/ocsp":
             data = await _body(receive)
-        elif method == "GET" and path.startswith("/ocsp/"):
+        elif method in ("GET", "HEAD") and path.startswith("/ocsp/"):
             data = decode_get(scope.get("raw_path", b"").decode("latin-1") or path)
         else:
             await self.app(scope, receive, send)
@@ -43,12 +45,12 @@ class OcspFastPath:
         started = time.perf_counter()
         # no thread hop: a kept answer costs well under a millisecond (one indexed read)
         answer = self.service.ocsp_respond(data)
-        REGISTRY.count("tegata_ocsp_requests_total", method)
+        REGISTRY.count("tegata_ocsp_requests_total", "POST" if method == "POST" else "GET")
         REGISTRY.observe_ocsp(time.perf_counter() - started)
         headers = response_headers(answer, self.service.now().timestamp())
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
-        await send({"type": "http.response.body", "body": answer.der})
+        await send_answer(scope, send, 200,
+                          [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+                          answer.der)
 
 
 async def _body(receive: Receive) -> bytes:

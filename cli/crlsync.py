@@ -2,14 +2,23 @@
 
 Fetch the chain bundle (the tenant's CRL and the root's), check it (every CRL signed by a
 CA of the trusted bundle, nextUpdate ahead, CRL Number never going backwards), write it
-atomically, and run the reload command (nginx) or push it through HAProxy's runtime API,
-only when the content changed. It warns loudly long before the file on the gateway would
-expire: an expired CRL locks every user out.
+atomically, and run the reload command (nginx) or push it through HAProxy's runtime API.
+It warns loudly long before the file on the gateway would expire: an expired CRL locks
+every user out.
+
+A CRL counts as applied only once the gateway has taken it: what was last applied is
+recorded beside the file (``<out>.applied``) after the push or reload succeeded, so a run
+after a failed one retries it rather than finding the file "unchanged"; HAProxy is also
+asked which CRL it holds (``show ssl crl-file``). The record's ETag makes the next fetch
+conditional: an unchanged CRL costs a 304 and no body.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import http.client
+import json
 import os
 import re
 import shlex
@@ -17,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +34,24 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca.errors import InvalidInput
+from ca.errors import CAError, ConfigError, InvalidInput
 from cli.output import shown
 
 _PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.S)
 MAX_BYTES = 512 * 1024 * 1024
+
+
+class Unreachable(CAError):
+    """Tegata or the gateway cannot be reached (exit 69, EX_UNAVAILABLE): worth a retry."""
+
+    code = "unreachable"
+
+
+class GatewayRefused(CAError):
+    """The gateway was reached but did not take the CRL (exit 1): HAProxy answered with an
+    error or still holds another CRL, or the reload command failed."""
+
+    code = "gateway-refused"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,20 +124,86 @@ def read_current(path: Path, trusted: list[x509.Certificate], *,
     return Checked(pem=pem, numbers=numbers, next_update=earliest or now)
 
 
-def fetch(url: str, *, timeout: float = 30) -> bytes:
+@dataclass(frozen=True, kw_only=True)
+class Fetched:
+    pem: bytes | None  # None: 304, the CRL is the one the validators named
+    etag: str | None
+    last_modified: str | None
+
+
+def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
+          last_modified: str | None = None) -> Fetched:
+    """GET ``url``, conditionally when validators of the last applied CRL are given."""
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{shown(url, 80)} is not an http(s) URL")
+    headers = {"User-Agent": "tegata-crl-sync"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
     # the scheme is checked above: http(s) only, never file:
-    request = urllib.request.Request(url, headers={"User-Agent": "tegata-crl-sync"})  # noqa: S310
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         # justified: the scheme is checked above, http or https only (bandit B310)
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
             data: bytes = response.read(MAX_BYTES + 1)
-    except (OSError, ValueError) as exc:  # ValueError: a URL urllib will not send
-        raise InvalidInput(f"cannot fetch {shown(url)}: {shown(exc)}") from None
+            got = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return Fetched(pem=None, etag=exc.headers.get("ETag") or etag,
+                           last_modified=exc.headers.get("Last-Modified") or last_modified)
+        if exc.code >= 500:
+            raise Unreachable(f"Tegata at {shown(url)} answered {exc.code}") from None
+        raise InvalidInput(f"Tegata at {shown(url)} answered {exc.code}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        if isinstance(exc, ValueError):  # a URL urllib will not send
+            raise InvalidInput(f"cannot fetch {shown(url)}: {shown(exc)}") from None
+        raise Unreachable(f"cannot reach Tegata at {shown(url)}: "
+                          f"{shown(getattr(exc, 'reason', exc))}") from None
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"{shown(url)} is larger than {MAX_BYTES} bytes")
-    return data
+    return Fetched(pem=data, etag=got[0], last_modified=got[1])
+
+
+# --- what was applied ------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    """The record beside --out of the CRL the gateway last took."""
+
+    sha256: str
+    gateway: str = ""  # how it was applied (Target.gateway): another way applies it again
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def record_path(out: Path) -> Path:
+    return out.with_name(out.name + ".applied")
+
+
+def digest(pem: bytes) -> str:
+    return hashlib.sha256(pem).hexdigest()
+
+
+def read_applied(out: Path) -> Applied | None:
+    """The record, or None when there is none or it cannot be read (then the CRL is pushed
+    again: a needless push is harmless, a missed one is not)."""
+    try:
+        data = json.loads(record_path(out).read_text(encoding="utf-8"))
+        return Applied(sha256=str(data["sha256"]), gateway=str(data.get("gateway", "")),
+                       etag=data.get("etag"), last_modified=data.get("last_modified"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_applied(out: Path, applied: Applied) -> None:
+    text = json.dumps({"sha256": applied.sha256, "gateway": applied.gateway,
+                       "etag": applied.etag, "last_modified": applied.last_modified})
+    try:
+        write_atomically(record_path(out), text.encode())
+    except OSError as exc:
+        raise ConfigError(f"cannot write {shown(record_path(out))}: "
+                          f"{shown(exc.strerror or exc)}") from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -134,25 +223,33 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def reload(command: str) -> None:
     """Run the reload command (no shell: its words are split as a shell would)."""
-    result = subprocess.run(shlex.split(command), capture_output=True, text=True,  # noqa: S603
-                            timeout=60, check=False)
+    words = shlex.split(command)
+    try:
+        result = subprocess.run(words, capture_output=True, text=True,  # noqa: S603
+                                timeout=60, check=False)
+    except FileNotFoundError:
+        raise ConfigError(f"reload command {shown(words[0] if words else command, 80)} "
+                          "not found") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GatewayRefused(f"reload command failed: {shown(exc, 200)}") from None
     if result.returncode != 0:
-        raise InvalidInput(f"reload command failed ({result.returncode}): "
-                           f"{(result.stderr or result.stdout).strip()[:200]}")
+        raise GatewayRefused(f"reload command failed ({result.returncode}): "
+                             f"{shown((result.stderr or result.stdout).strip(), 200)}")
 
 
 _HAPROXY_UNSAFE = re.compile(r"[\s;#\\\x00-\x1f\x7f]")
 
 
-def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
-    """Replace the CRL in a running HAProxy (runtime API: set, then commit)."""
+def check_haproxy_name(crl_file: Path) -> None:
     if _HAPROXY_UNSAFE.search(str(crl_file)):
         # the runtime API splits words on spaces and commands on ';'
         raise InvalidInput(f"{shown(crl_file)}: HAProxy's runtime API cannot name a file "
                            "with spaces, ';', '#', '\\' or control characters")
-    payload = pem.decode().strip()
 
-    def send(command: str) -> str:
+
+def _haproxy(socket_path: str, command: str) -> str:
+    """One command on HAProxy's runtime API; its whole answer."""
+    try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)
             sock.connect(socket_path)
@@ -160,14 +257,126 @@ def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-            return b"".join(chunks).decode(errors="replace")
+    except OSError as exc:
+        raise Unreachable(f"HAProxy's runtime API at {shown(socket_path)}: "
+                          f"{shown(exc.strerror or exc)}") from None
+    return b"".join(chunks).decode(errors="replace")
 
-    answer = send(f"set ssl crl-file {crl_file} <<\n{payload}\n")
-    if "error" in answer.lower():
-        raise InvalidInput(f"HAProxy refused the CRL: {answer.strip()[:200]}")
-    answer = send(f"commit ssl crl-file {crl_file}")
+
+def _asn1_time(moment: dt.datetime) -> str:
+    """A time as OpenSSL prints it (ASN1_TIME_print): ``Nov  9 20:07:10 2026 GMT``."""
+    return f"{moment:%b} {moment.day:2d} {moment:%H:%M:%S %Y} GMT"
+
+
+def _crl_summary(pem: bytes) -> list[tuple[str, str, frozenset[int]]]:
+    return sorted((_asn1_time(crl.last_update_utc),
+             _asn1_time(crl.next_update_utc) if crl.next_update_utc else "",
+             frozenset(entry.serial_number for entry in crl)) for crl in split(pem))
+
+
+def _shown_summary(answer: str) -> list[tuple[str, str, frozenset[int]]]:
+    """What ``show ssl crl-file <file>`` says HAProxy holds, in the form of _crl_summary."""
+    found = []
+    for block in re.split(r"^Certificate Revocation List #\d+:$", answer, flags=re.M)[1:]:
+        last = re.search(r"^Last Update: (.+)$", block, re.M)
+        after = re.search(r"^Next Update: (.+)$", block, re.M)
+        serials = frozenset(int(s, 16) for s in
+                            re.findall(r"^\s+Serial Number: ([0-9A-Fa-f]+)$", block, re.M))
+        found.append((last.group(1).strip() if last else "?",
+                      after.group(1).strip() if after else "", serials))
+    return sorted(found)
+
+
+def haproxy_holds(socket_path: str, crl_file: Path, pem: bytes) -> bool:
+    """Whether the running HAProxy holds these CRLs for ``crl_file`` (same thisUpdate,
+    nextUpdate and serials; HAProxy lists them in an order of its own)."""
+    check_haproxy_name(crl_file)
+    answer = _haproxy(socket_path, f"show ssl crl-file {crl_file}")
+    return _shown_summary(answer) == _crl_summary(pem)
+
+
+def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
+    """Replace the CRL in a running HAProxy (runtime API: set, then commit), and check that
+    it holds it now."""
+    check_haproxy_name(crl_file)
+    payload = pem.decode().strip()
+    where = f"HAProxy at {shown(socket_path)}"
+    # a transaction left open by a run that failed half-way would refuse the new one
+    _haproxy(socket_path, f"abort ssl crl-file {crl_file}")
+    answer = _haproxy(socket_path, f"set ssl crl-file {crl_file} <<\n{payload}\n")
+    if "transaction" not in answer.lower() or "error" in answer.lower():
+        raise GatewayRefused(f"{where} refused the CRL for {shown(crl_file)}: "
+                             f"{shown(answer.strip(), 200)}")
+    answer = _haproxy(socket_path, f"commit ssl crl-file {crl_file}")
     if "success" not in answer.lower():
-        raise InvalidInput(f"HAProxy did not commit the CRL: {answer.strip()[:200]}")
+        raise GatewayRefused(f"{where} did not commit the CRL for {shown(crl_file)}: "
+                             f"{shown(answer.strip(), 200)}")
+    if not haproxy_holds(socket_path, crl_file, pem):
+        raise GatewayRefused(f"{where} does not hold the CRL just committed for "
+                             f"{shown(crl_file)} (is it the crl-file of a bind line?)")
+
+
+# --- one sync ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    out: Path
+    url: str  # the chain bundle's URL
+    reload_command: str | None = None
+    haproxy_socket: str | None = None
+
+    @property
+    def gateway(self) -> str:
+        return json.dumps([self.reload_command, self.haproxy_socket])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    checked: Checked
+    changed: bool  # the file was written, or the gateway given the CRL, in this run
+
+
+def sync_once(target: Target, trusted: list[x509.Certificate], *,
+              now: dt.datetime) -> Outcome:
+    """Fetch (conditionally), check, write, and have the gateway take the CRL unless the
+    record beside the file, or HAProxy itself, says it already has."""
+    out = target.out
+    current = read_current(out, trusted, now=now)
+    record = read_applied(out)
+    # validators only for the CRL on disk that the gateway took: anything else needs a body
+    in_step = current is not None and record is not None and record.sha256 == digest(
+        current.pem)
+    fetched = fetch(target.url, etag=record.etag if in_step and record else None,
+                    last_modified=record.last_modified if in_step and record else None)
+    if fetched.pem is None and current is not None:  # 304: the CRL on disk is current
+        checked = check(current.pem, trusted, now=now, previous=None)
+    elif fetched.pem is None:
+        raise InvalidInput(f"Tegata at {shown(target.url)} answered 304 to an "
+                           "unconditional request")
+    else:
+        checked = check(fetched.pem, trusted, now=now, previous=current)
+    sha = digest(checked.pem)
+    written = current is None or current.pem != checked.pem
+    if written:
+        try:
+            write_atomically(out, checked.pem)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {shown(out)}: {shown(exc.strerror or exc)}"
+                              ) from None
+    recorded = (not written and record is not None and record.sha256 == sha
+                and record.gateway == target.gateway)
+    given = False
+    if target.haproxy_socket and not haproxy_holds(target.haproxy_socket, out, checked.pem):
+        haproxy_push(target.haproxy_socket, out, checked.pem)
+        given = True
+    if target.reload_command and not recorded:
+        reload(target.reload_command)
+        given = True
+    fresh = Applied(sha256=sha, gateway=target.gateway, etag=fetched.etag,
+                    last_modified=fetched.last_modified)
+    if fresh != record:
+        write_applied(out, fresh)
+    return Outcome(checked=checked, changed=written or given)
 
 
 def warn(message: str) -> None:

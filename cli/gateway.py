@@ -13,9 +13,9 @@ from cryptography import x509
 
 from ca import validate
 from ca.clock import SystemClock
-from ca.errors import InvalidInput
+from ca.errors import CAError, InvalidInput
 from ca.service import DEFAULT_TENANT
-from cli import crlsync
+from cli import crlsync, haproxy_kit
 from cli.context import STATE, emit
 from cli.gateway_kit import Kit, render
 from cli.output import output_file, read_file, shown
@@ -134,6 +134,9 @@ def previous_kit_token(path: Path, tenant: str) -> int | None:
 KIT_TOKEN = re.compile(r'proxy_set_header\s+Authorization\s+"Bearer\s+(tgt_[A-Za-z0-9_-]+)"')
 
 
+gateway_app.command("haproxy")(haproxy_kit.haproxy)
+
+
 @gateway_app.command("crl-sync")
 def crl_sync(
     out: Annotated[Path, typer.Option("--out", "-o", help="The gateway's CRL file.")],
@@ -143,17 +146,28 @@ def crl_sync(
     url: Annotated[str | None, typer.Option(help="Tegata's base URL (default "
                                             "TEGATA_PUBLIC_BASE_URL).")] = None,
     reload_command: Annotated[str | None, typer.Option(
-        "--reload", help="Run when the file changed, e.g. 'nginx -s reload'.")] = None,
+        "--reload", help="Run when the gateway must take a new CRL, e.g. 'nginx -s reload'.")
+    ] = None,
     haproxy_socket: Annotated[str | None, typer.Option(
-        help="HAProxy runtime API socket: push the CRL there (set + commit).")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Keep syncing.")] = False,
+        help="HAProxy runtime API socket: push the CRL there (set + commit) unless HAProxy "
+             "already holds it.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep syncing; a failure is logged "
+                                        "and retried, never the end.")] = False,
     interval: Annotated[int, typer.Option(help="Seconds between syncs with --watch.")] = 300,
+    retry: Annotated[int, typer.Option(help="Seconds before the first retry of a failed "
+                                       "sync with --watch (doubling up to --interval).")] = 5,
     warn_hours: Annotated[int, typer.Option(help="Warn when the gateway's CRL would expire "
                                             "within this many hours.")] = 48,
 ) -> None:
-    """Fetch, check and atomically write the tenant's CRL bundle; reload on change."""
+    """Fetch, check and atomically write the tenant's CRL bundle; have the gateway take it.
+
+    Exit codes: 0 synced; 2 bad input (arguments, a CRL that fails the checks, Tegata
+    answering 4xx); 69 Tegata or the gateway unreachable; 78 configuration (--out not
+    writable, the reload command not found); 1 the gateway refused the CRL."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
     validate.tenant_name(tenant)  # it becomes part of the URL
+    if interval < 1 or retry < 1:
+        raise InvalidInput("--interval and --retry are at least 1 second", field="interval")
     try:
         trusted = x509.load_pem_x509_certificates(
             read_file(ca_bundle_path, limit=1024 * 1024, field="ca_bundle",
@@ -161,38 +175,56 @@ def crl_sync(
     except ValueError:
         raise InvalidInput(f"the CA bundle {shown(ca_bundle_path)} holds no PEM certificate",
                            field="ca_bundle") from None
+    if haproxy_socket:
+        crlsync.check_haproxy_name(out)
+    target = crlsync.Target(out=out, url=f"{base}/crl/{tenant}-chain.pem",
+                            reload_command=reload_command, haproxy_socket=haproxy_socket)
+    _sync(target, trusted, watch=watch, interval=interval, retry=retry,
+          warn_within=dt.timedelta(hours=warn_hours))
+
+
+def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: bool,
+          interval: int, retry: int, warn_within: dt.timedelta) -> None:
+    """One sync, or with --watch one every ``interval`` seconds. A failure ends a single
+    sync; a watch logs it in one line and retries after ``retry`` seconds, doubling up to
+    ``interval``, for as long as it runs (the gateway may be restarting)."""
     clock = SystemClock()
+    failures = 0
     while True:
         now = clock.now()
-        current = crlsync.read_current(out, trusted, now=now)
         try:
-            fetched = crlsync.check(crlsync.fetch(f"{base}/crl/{tenant}-chain.pem"), trusted,
-                                    now=now, previous=current)
-        except InvalidInput as exc:
-            left = (current.next_update - now) if current else dt.timedelta(0)
-            crlsync.warn(f"{exc}; the gateway's CRL "
-                         + (f"expires in {left}" if current else "is missing")
-                         + " — once expired, nginx refuses every client")
+            outcome = crlsync.sync_once(target, trusted, now=now)
+        except CAError as exc:
+            current = crlsync.read_current(target.out, trusted, now=now)
+            left = (f"the gateway's CRL expires in {current.next_update - now}" if current
+                    else "the gateway has no CRL")
             if not watch:
+                if current is None or current.next_update - now < warn_within:
+                    crlsync.warn(f"{left}: without a current one, it refuses every client")
                 raise
-        else:
-            changed = current is None or current.pem != fetched.pem
-            if changed:
-                crlsync.write_atomically(out, fetched.pem)
-                if haproxy_socket:
-                    crlsync.haproxy_push(haproxy_socket, out, fetched.pem)
-                if reload_command:
-                    crlsync.reload(reload_command)
-            if fetched.next_update - now < dt.timedelta(hours=warn_hours):
-                crlsync.warn(f"the CRL expires at {fetched.next_update.isoformat()}: is "
-                             "Tegata renewing it?")
-            emit({"file": str(out), "changed": changed, "numbers": fetched.numbers,
-                  "next_update": fetched.next_update.isoformat()}, as_json=False,
-                 text=f"{out}: {'updated' if changed else 'unchanged'}, next update "
-                      f"{fetched.next_update.isoformat()}")
+            failures += 1
+            wait = min(interval, retry * 2 ** min(failures - 1, 16))
+            crlsync.warn(f"crl-sync of {target.out} failed ({exc.code}): {exc.message}; "
+                         f"{left}; retry {failures} in {wait} s")
+            time.sleep(wait)
+            continue
+        failures = 0
+        _report(target.out, outcome, now, warn_within)
         if not watch:
             return
         time.sleep(interval)
+
+
+def _report(out: Path, outcome: crlsync.Outcome, now: dt.datetime,
+            warn_within: dt.timedelta) -> None:
+    checked = outcome.checked
+    if checked.next_update - now < warn_within:
+        crlsync.warn(f"the CRL expires at {checked.next_update.isoformat()}: is Tegata "
+                     "renewing it?")
+    emit({"file": str(out), "changed": outcome.changed, "numbers": checked.numbers,
+          "next_update": checked.next_update.isoformat()}, as_json=False,
+         text=f"{out}: {'updated' if outcome.changed else 'unchanged'}, next update "
+              f"{checked.next_update.isoformat()}")
 
 
 @ip_policy_app.command("set")

@@ -8,7 +8,7 @@ import traceback
 import typer
 
 from ca import errors
-from cli import commands
+from cli import commands, crlsync
 from cli.context import STATE
 from cli.output import check_arguments, shown
 
@@ -20,6 +20,7 @@ EXIT = {
     errors.InvalidInput: 2,
     errors.ConfigError: 78,  # EX_CONFIG
     errors.StorageError: 69,  # EX_UNAVAILABLE
+    crlsync.Unreachable: 69,  # Tegata or the gateway, for crl-sync
 }
 
 

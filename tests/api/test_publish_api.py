@@ -441,3 +441,107 @@ def test_ocsp_get_answers_garbage_with_malformed_request(client: TestClient,
     assert r.headers["cache-control"] == "no-store"
     assert ocsp.load_der_ocsp_response(r.content).response_status is (
         ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+
+
+# --- HEAD and conditional GET (RFC 9110, 9.3.2 and 13) --------------------------------------
+
+
+def public_urls(client: TestClient, service: Service, leaf: CertificateView) -> list[str]:
+    encoded = base64.b64encode(ocsp_der(service, x509.load_der_x509_certificate(leaf.der)))
+    return ["/crl/default.crl", "/crl/default.crl?format=pem", "/crl/default.pem",
+            "/crl/default-chain.pem", "/crl/root.crl", "/ca/root.crt", "/ca/default.crt",
+            "/ocsp/" + quote(encoded.decode(), safe=""), "/healthz", "/readyz"]
+
+
+def without_request_id(headers: object) -> dict[str, str]:
+    return {k: v for k, v in dict(headers).items()  # type: ignore[call-overload]
+            if k != "x-request-id"}
+
+
+def test_head_answers_every_public_resource_as_get_does_without_the_body(
+        client: TestClient, service: Service, leaf: CertificateView) -> None:
+    for url in public_urls(client, service, leaf):
+        got, head = client.get(url), client.head(url)
+        assert (url, got.status_code, head.status_code) == (url, 200, 200)
+        assert head.content == b""
+        assert without_request_id(head.headers) == without_request_id(got.headers), url
+        assert head.headers["content-length"] == str(len(got.content))
+
+
+def test_head_elsewhere_and_other_methods_on_public_paths_still_say_what_is_allowed(
+        client: TestClient, tokens: dict[str, str]) -> None:
+    # HEAD never runs an authenticated GET (a bundle download is audited)
+    r = client.head("/api/v1/tenants/default/status?serial=1", headers=bearer(tokens["admin"]))
+    assert r.status_code == 405
+    r = client.post("/crl/default.crl")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
+
+
+VALIDATOR_CASES = {
+    # request headers -> 304?  ({etag} and {modified} are the resource's own)
+    "same-etag": ({"If-None-Match": "{etag}"}, True),
+    "weak-form-of-it": ({"If-None-Match": "W/{etag}"}, True),
+    "in-a-list": ({"If-None-Match": '"0", W/"1" , {etag}'}, True),
+    "star": ({"If-None-Match": "*"}, True),
+    "other-etag": ({"If-None-Match": '"0"'}, False),
+    "unquoted": ({"If-None-Match": "{bare}"}, False),
+    "same-date": ({"If-Modified-Since": "{modified}"}, True),
+    "later-date": ({"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, True),
+    "earlier-date": ({"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}, False),
+    "bad-date": ({"If-Modified-Since": "yesterday"}, False),
+    # If-None-Match takes precedence: a date that matches does not save a changed ETag
+    "etag-wins-over-date": ({"If-None-Match": '"0"', "If-Modified-Since": "{modified}"},
+                            False),
+    "etag-wins-either-way": ({"If-None-Match": "{etag}",
+                              "If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}, True),
+}
+
+
+@pytest.mark.parametrize("url", ["/crl/default.crl", "/crl/default-chain.pem",
+                                 "/crl/root.crl"], ids=["crl", "chain", "root"])
+def test_a_crl_fetch_naming_the_current_validators_gets_304_and_no_body(
+        client: TestClient, url: str) -> None:
+    first = client.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    outcome = {}
+    for case, (template, _) in VALIDATOR_CASES.items():
+        headers = {k: v.format(etag=etag, modified=modified, bare=etag.strip('"'))
+                   for k, v in template.items()}
+        for method in ("GET", "HEAD"):
+            r = client.request(method, url, headers=headers)
+            outcome[case, method] = r.status_code
+            if r.status_code == 304:
+                assert r.content == b""
+                assert r.headers["etag"] == etag
+                assert r.headers["cache-control"] == first.headers["cache-control"]
+                assert r.headers["expires"] == first.headers["expires"]
+                assert "content-type" not in r.headers
+            else:
+                assert r.content == (first.content if method == "GET" else b"")
+    assert outcome == {(case, method): 304 if expected else 200
+                       for case, (_, expected) in VALIDATOR_CASES.items()
+                       for method in ("GET", "HEAD")}
+
+
+def test_a_new_crl_is_sent_whole_to_a_fetch_naming_the_old_validators(
+        client: TestClient, service: Service, clock: FixedClock) -> None:
+    old = client.get("/crl/default-chain.pem")
+    clock.advance(dt.timedelta(seconds=1))
+    service.publish_crl(None)
+    r = client.get("/crl/default-chain.pem", headers={
+        "If-None-Match": old.headers["etag"], "If-Modified-Since": old.headers["last-modified"]})
+    assert r.status_code == 200 and r.text != old.text and r.headers["etag"] != old.headers[
+        "etag"]
+
+
+def test_ocsp_and_ca_certificates_answer_304_to_their_etag(
+        client: TestClient, service: Service, leaf: CertificateView) -> None:
+    encoded = base64.b64encode(ocsp_der(service, x509.load_der_x509_certificate(leaf.der)))
+    url = "/ocsp/" + quote(encoded.decode(), safe="")
+    etag = client.get(url).headers["etag"]
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    # a CA certificate has no validator: a conditional GET gets it whole
+    r = client.get("/ca/root.crt", headers={"If-None-Match": "*"})
+    assert r.status_code == 304
+    r = client.get("/ca/root.crt", headers={"If-None-Match": '"0"'})
+    assert r.status_code == 200 and r.content == service.ca_certificates()[0].der

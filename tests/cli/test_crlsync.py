@@ -76,3 +76,43 @@ def test_a_file_name_haproxys_runtime_api_would_split_is_refused(name: str,
     # refused before any connection: the socket does not even exist
     with pytest.raises(InvalidInput, match="runtime API cannot name"):
         crlsync.haproxy_push(str(tmp_path / "no.sock"), tmp_path / name, b"")
+
+
+def test_what_haproxy_shows_is_compared_with_what_was_pushed(
+        service: Service, trusted: list[x509.Certificate]) -> None:
+    """``show ssl crl-file`` as HAProxy 2.6 prints it (its own order, OpenSSL's dates)."""
+    chain = service.crl_chain("default")
+    pem = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None).pem
+
+    def block(number: int, crl: x509.CertificateRevocationList) -> str:
+        assert crl.next_update_utc is not None
+        revoked = "".join(f"    Serial Number: {entry.serial_number:X}\n"
+                          "        Revocation Date: Jan  1 00:00:00 2026 GMT\n"
+                          for entry in crl)
+        return (f"Certificate Revocation List #{number}:\nVersion 2\nIssuer: /O=x/CN=y\n"
+                f"Last Update: {crl.last_update_utc:%b} {crl.last_update_utc.day:2d} "
+                f"{crl.last_update_utc:%H:%M:%S %Y} GMT\n"
+                f"Next Update: {crl.next_update_utc:%b} {crl.next_update_utc.day:2d} "
+                f"{crl.next_update_utc:%H:%M:%S %Y} GMT\n"
+                + (("Revoked Certificates:\n" + revoked) if revoked
+                   else "No Revoked Certificates.\n") + " \n")
+
+    own, root = crlsync.split(pem)
+    shown = "Filename: /x/crl.pem\nStatus: Used\n \n" + block(1, root) + block(2, own)
+    assert crlsync._shown_summary(shown) == crlsync._crl_summary(pem)
+    assert crlsync._shown_summary(shown.replace("Last Update: ", "Last Update: X")) != (
+        crlsync._crl_summary(pem))
+    assert crlsync._shown_summary("Unknown CRL file") == []
+
+
+def test_the_record_of_what_was_applied_survives_a_round_trip_and_garbage(
+        tmp_path: Path) -> None:
+    out = tmp_path / "crl.pem"
+    assert crlsync.read_applied(out) is None
+    applied = crlsync.Applied(sha256="ab" * 32, gateway='["nginx -s reload", null]', etag='"1-2"',
+                              last_modified="Sun, 29 Nov 2026 20:00:00 GMT")
+    crlsync.write_applied(out, applied)
+    assert crlsync.read_applied(out) == applied
+    assert crlsync.record_path(out) == tmp_path / "crl.pem.applied"
+    crlsync.record_path(out).write_text("{not json")
+    assert crlsync.read_applied(out) is None  # pushed again: harmless
