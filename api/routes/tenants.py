@@ -64,7 +64,7 @@ def tenant_ca(request: Request, tenant: str) -> list[CAOut]:
 
 
 @router.put("/tenants/{tenant}/settings/upn-suffix", dependencies=[requires("operator", "admin")],
-            response_model=UpnSuffixOut, responses=responses(*COMMON, 422))
+            response_model=UpnSuffixOut, responses=responses(*COMMON))
 def set_upn_suffix(request: Request, tenant: str, body: UpnSuffixIn) -> UpnSuffixOut:
     """The DNS domain of the Windows UPN (otherName 1.3.6.1.4.1.311.20.2.3, ``<login>@suffix``)
     in the SAN of certificates issued from now on; ``null`` removes it. Certificates issued

@@ -16,7 +16,8 @@ ACCEPTED = [
     ("EXAMPLE.Co.JP", "example.co.jp"),  # DNS names are case-insensitive: stored lowercase
     ("corp.example", "corp.example"),
     ("例え.jp", "例え.jp"),  # Unicode stays Unicode, as entered in Active Directory
-    ("例え．ｊｐ", "例え.jp"),  # a full-width dot and letters, as a Japanese IME types them
+    # a full-width dot and letters, as a Japanese input method types them
+    ("例え\uff0e\uff4a\uff50", "例え.jp"),
     ("株式会社アクメ.jp", "株式会社アクメ.jp"),
     ("xn--r8jz45g.jp", "xn--r8jz45g.jp"),  # A-labels stay A-labels
     ("XN--R8JZ45G.JP", "xn--r8jz45g.jp"),
