@@ -134,3 +134,13 @@ def test_nss_refuses_tegatas_crl_for_its_critical_idp_and_takes_it_without(
     assert taken == ""
     assert crls_held(nss_db) == [nickname]
     assert serials_held(nss_db, nickname) == ({revoked} if tenant is not None else set())
+
+
+def test_the_readme_says_so_where_it_documents_crls() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    crl = re.search(r"^- \*\*CRL\*\*: (.*?)^- \*\*OCSP\*\*", readme, re.MULTILINE | re.DOTALL)
+    assert crl is not None
+    said = " ".join(crl.group(1).split())
+
+    assert f"NSS refuses these CRLs (`crlutil -I`: `{REFUSAL}`)" in said
+    assert "should check by OCSP, which NSS does (`tests/interop/test_crl_nss.py`" in said
