@@ -42,6 +42,18 @@ class TenantOut(BaseModel):
     issuing_ca: CAOut
 
 
+class UpnSuffixIn(Strict):
+    # required, so that a body that forgets it never clears the setting; null clears it
+    upn_suffix: str | None = Field(max_length=253, examples=["example.co.jp"], description=(
+        "DNS domain (IDNA: Unicode or A-labels) for the Windows UPN <login>@suffix in "
+        "certificates issued from now on; null: no UPN."))
+
+
+class UpnSuffixOut(BaseModel):
+    tenant: str
+    upn_suffix: str | None
+
+
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]
 Login = Annotated[str, Field(min_length=1, max_length=64)]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import idna
+
 from ca.errors import InvalidInput
 
 LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -73,3 +75,42 @@ def display_text(value: str, *, field: str, limit: int = 200) -> str:
             raise InvalidInput(f"{field} {_shown(value)} contains the control or formatting "
                                f"character U+{ord(ch):04X}", field=field)
     return value
+
+
+# a DNS name in text, ASCII (A-label) form: RFC 1035's 255 octets on the wire (2.3.4)
+UPN_SUFFIX_LIMIT = 253
+
+
+def upn_suffix(value: str) -> str:
+    """The DNS domain after the '@' of a Windows UPN (``login@example.co.jp``), in the form
+    stored and written into certificates: IDNA 2008 with the UTS #46 mapping (lowercase; a
+    full-width letter or dot is the ASCII one). A suffix typed in Unicode stays Unicode and
+    one typed in ASCII (A-labels included) stays ASCII, as Active Directory keeps the suffix
+    as it was entered."""
+    rule = f"UPN suffix {_shown(value)} must be a DNS domain name such as example.co.jp: "
+    if not value:
+        raise InvalidInput("the UPN suffix is empty; clear the setting to have no UPN",
+                           field="upn_suffix")
+    if any(c.isspace() or c == "@" for c in value):
+        raise InvalidInput(rule + "no spaces and no '@' (only the part after the '@')",
+                           field="upn_suffix")
+    if len(value) > UPN_SUFFIX_LIMIT:
+        raise InvalidInput(rule + f"at most {UPN_SUFFIX_LIMIT} characters",
+                           field="upn_suffix")
+    try:
+        encoded = idna.encode(value, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:  # its message quotes the value unescaped and uncut
+        if str(exc) == "Domain too long":
+            raise InvalidInput(rule + f"at most {UPN_SUFFIX_LIMIT} characters in its IDNA "
+                               "(xn--) form", field="upn_suffix") from None
+        raise InvalidInput(rule + "labels of letters, digits and hyphens (IDNA 2008), 1-63 "
+                           "characters each, no hyphen first or last", field="upn_suffix"
+                           ) from None
+    if encoded.endswith("."):
+        raise InvalidInput(rule + "no final '.'", field="upn_suffix")
+    labels = encoded.split(".")
+    if len(labels) < 2:
+        raise InvalidInput(rule + "at least two labels", field="upn_suffix")
+    if labels[-1].isdigit():
+        raise InvalidInput(rule + "not an IP address", field="upn_suffix")
+    return encoded if value.isascii() else idna.decode(encoded)

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.auth import requires
 from api.clientip import client_ip
 from api.problems import responses
-from api.schemas import CAOut, TenantIn, TenantOut
+from api.schemas import CAOut, TenantIn, TenantOut, UpnSuffixIn, UpnSuffixOut
 from ca.audit import Actor
 from ca.service import CAView, Principal, Service
 
@@ -61,3 +61,13 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
 def tenant_ca(request: Request, tenant: str) -> list[CAOut]:
     """The root and the tenant's issuing CA certificates."""
     return [_ca_out(v) for v in service_of(request).ca_certificates(tenant)]
+
+
+@router.put("/tenants/{tenant}/settings/upn-suffix", dependencies=[requires("operator", "admin")],
+            response_model=UpnSuffixOut, responses=responses(*COMMON))
+def set_upn_suffix(request: Request, tenant: str, body: UpnSuffixIn) -> UpnSuffixOut:
+    """The DNS domain of the Windows UPN (otherName 1.3.6.1.4.1.311.20.2.3, ``<login>@suffix``)
+    in the SAN of certificates issued from now on; ``null`` removes it. Certificates issued
+    before keep what they carry."""
+    made = service_of(request).set_upn_suffix(tenant, body.upn_suffix, actor=actor_of(request))
+    return UpnSuffixOut(tenant=made.tenant, upn_suffix=made.suffix)

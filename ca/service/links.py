@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, Result, exists, select, update
 from sqlalchemy.orm import Session
 
-from ca import audit, mail, tokens
+from ca import audit, mail, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
@@ -90,6 +90,12 @@ class DownloadSetting:
     tenant: str
     allowed: bool
     links_withdrawn: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpnSetting:
+    tenant: str
+    suffix: str | None  # None: certificates carry no UPN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +190,24 @@ class LinkUseCases(ServiceCore):
                     details={"user_download": allowed, "links_withdrawn": withdrawn}), now=now)
             return DownloadSetting(tenant=owner.name, allowed=allowed,
                                    links_withdrawn=withdrawn)
+
+    def set_upn_suffix(self, tenant: str, suffix: str | None, *,
+                       actor: Actor = audit.CLI_ACTOR) -> UpnSetting:
+        """The tenant's UPN suffix: certificates issued from now on carry the Windows UPN
+        ``<login>@<suffix>`` in their SAN (those issued before keep what they have).
+        ``None`` clears it. A suffix that is not a DNS domain name is refused."""
+        cleaned = None if suffix is None else validate.upn_suffix(suffix)
+        now = self.now()
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            previous = owner.upn_suffix
+            if previous != cleaned:
+                owner.upn_suffix = cleaned
+                audit.record(session, actor, Event(
+                    action="tenant.update", target=owner.name, tenant_id=owner.id,
+                    details={"upn_suffix": cleaned, "previous_upn_suffix": previous}),
+                    now=now)
+            return UpnSetting(tenant=owner.name, suffix=cleaned)
 
     # --- links, for whoever holds one ------------------------------------------------------
 
