@@ -2,7 +2,7 @@
 grace period is counted from it as well as from the end date
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-29 20:10:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import ca.db.types
 
 revision = '0008'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
