@@ -10,16 +10,13 @@ is compared with the work's own duration, never with a fixed number of milliseco
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptography import x509
 from sqlalchemy import func, select
 
 from ca.db.models import AuditEvent
-from ca.service import IssueRequest, Selection, Service
-from ca.states import State
+from ca.service import IssueRequest, Service
 
 BUNDLES = 16  # concurrent downloads of key material (issue 11, item 5: 8 forked the chain)
 WAIT = 120.0  # seconds: the bound of every wait, never reached when things work
