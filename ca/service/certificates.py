@@ -41,6 +41,28 @@ class _Issuer:
 
 
 Progress = Callable[[int, int], None]
+# a batch whose random serial was already taken is made again, this many times at most
+SERIAL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Whom:
+    """A user to issue to, as the read found them."""
+
+    id: int
+    login: str
+    email: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Made:
+    """A signed certificate and its sealed key and password (None: from a CSR)."""
+
+    who: _Whom
+    cert: x509.Certificate
+    serial: str  # canonical
+    key_type: str
+    sealed: tuple[bytes, bytes] | None
 # RSA keys cost ~50 ms each: from this many on, they are made on every core
 PARALLEL_KEYS_FROM = 16
 
@@ -59,30 +81,134 @@ class CertificateUseCases(ServiceCore):
                    progress: Progress | None = None) -> BulkResult:
         """Issue to users named or selected. All or none, unless ``request.best_effort``:
         then every user that cannot have a certificate is listed with the reason, and the
-        others are issued. One transaction either way."""
+        others are issued.
+
+        Three steps, so that the write lock is held only briefly (other tenants revoke in
+        the meantime): a read decides who gets a certificate; keys, certificates and sealed
+        key material are made outside any transaction; one short transaction checks again
+        what may have changed since (the user retired or denied, the subscription ended, the
+        CA replaced), supersedes the current certificates if asked, and records everything
+        (ca.service.core, "Short transactions")."""
         now = self.now()
         checked = csr.load(request.csr) if request.csr is not None else None
-        failures: list[tuple[str, str]] = []
+        for _attempt in range(SERIAL_ATTEMPTS):
+            failures: list[tuple[str, str]] = []
+            with self.reading() as session:
+                issuer = self._issuer(session, request, admin_zone, now=now)
+                users = self._users(session, issuer.tenant, request, failures, now=now)
+                whom = [_Whom(id=u.id, login=u.login, email=u.email) for u in users
+                        if _may_issue(issuer.tenant, u, request, failures, now=now)]
+            made = self._make(issuer, whom, request, checked, progress, now=now)
+            try:
+                return self._record(issuer, made, request, failures, actor, now=now)
+            except Conflict:
+                # random serials (159 bits) collide astronomically rarely; the database's
+                # unique constraint is what guarantees it: make them again then
+                if not self._serial_taken(issuer, made):
+                    raise
+        raise Conflict("could not find unused serials; try again")
+
+    def _make(self, issuer: _Issuer, whom: list[_Whom], request: IssueRequest,
+              checked: csr.CheckedKey | None, progress: Progress | None, *,
+              now: dt.datetime) -> list[_Made]:
+        """Keys, signed certificates and sealed key material: the costly part, in no
+        transaction."""
+        keys = self._keys(request, issuer.tenant, len(whom) if checked is None else 0)
+        upn_suffix = issuer.tenant.upn_suffix
+        signer = self.signer(issuer.authority)
+        made = []
+        for done, who in enumerate(whom, start=1):
+            pair = next(keys, None)
+            public_key: CertificateIssuerPublicKeyTypes
+            if checked is not None:
+                public_key, key_type = checked.public_key, checked.key_type
+            else:
+                assert pair is not None
+                key_type = request.key_type or issuer.tenant.key_type
+                loaded = serialization.load_der_public_key(pair[1])
+                assert isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+                public_key = loaded
+            serial = x509.random_serial_number()
+            client = ClientRequest(
+                login=who.login, organization=issuer.tenant.display_name, email=who.email,
+                public_key=public_key, not_after=issuer.not_after, now=now,
+                tenant=issuer.tenant.name,
+                upn=f"{who.login}@{upn_suffix}" if upn_suffix else None)
+            cert = build_client(client, issuer.cert, signer, serial=serial, urls=self.urls)
+            text = serials.to_text(serial)
+            sealed = None if pair is None else (
+                self.sealer.seal(pair[0], context=f"key:{text}"),
+                self.sealer.seal(passwords.generate().encode(), context=f"password:{text}"))
+            made.append(_Made(who=who, cert=cert, serial=text, key_type=key_type,
+                              sealed=sealed))
+            if progress is not None:
+                progress(done, len(whom))
+        return made
+
+    def _record(self, issuer: _Issuer, made: list[_Made], request: IssueRequest,
+                failures: list[tuple[str, str]], actor: Actor, *,
+                now: dt.datetime) -> BulkResult:
+        """The short write: check again, supersede, insert, audit."""
         with self.transaction() as session:
-            issuer = self._issuer(session, request, admin_zone, now=now)
-            users = self._users(session, issuer.tenant, request, failures, now=now)
-            for user in users:
-                try:
-                    check_may_issue(issuer.tenant, user, now=now)
-                except CAError as exc:
-                    if not request.best_effort:
-                        raise
-                    failures.append((user.login, exc.message))
-            refused = {login for login, _ in failures}
-            users = [u for u in users if u.login not in refused]
-            keys = self._keys(request, issuer.tenant, len(users) if checked is None else 0)
+            tenant = session.get(Tenant, issuer.tenant.id)
+            assert tenant is not None
+            if queries.issuing(session, tenant).id != issuer.authority.id:
+                raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
+                               "certificates were made; issue again")
+            current = {u.id: u for u in session.scalars(
+                select(User).where(User.tenant_id == tenant.id))}
+            made = [m for m in made if _may_issue(tenant, current[m.who.id], request,
+                                                  failures, now=now)]
+            live: dict[int, list[Certificate]] = {}
+            if request.reissue == "revoke":
+                for cert in session.scalars(select(Certificate).where(
+                        Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
+                        Certificate.not_after >= now).order_by(Certificate.id)):
+                    live.setdefault(cert.user_id, []).append(cert)
+            rows = [self._row(issuer, m, request, now=now) for m in made]
+            session.add_all(rows)
+            session.flush()  # one batch of INSERTs; a serial already taken fails here
+            session.add_all(
+                KeyMaterial(certificate_id=row.id, created_at=now, sealed_key=m.sealed[0],
+                            sealed_password=m.sealed[1])
+                for m, row in zip(made, rows, strict=True) if m.sealed is not None)
             issued = []
-            for done, user in enumerate(users, start=1):
-                issued.append(self._issue_one(session, issuer, user, request, checked,
-                                              next(keys, None), actor, now=now))
-                if progress is not None:
-                    progress(done, len(users))
+            for m, row in zip(made, rows, strict=True):
+                # the old certificates go in the same transaction as the new one comes:
+                # never a moment with neither recorded
+                for old in live.get(m.who.id, ()):
+                    status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
+                                  login=m.who.login, now=now)
+                audit.record(session, actor, Event(
+                    action="cert.issue", target=f"{tenant.name}/{m.who.login}/{row.serial}",
+                    tenant_id=tenant.id,
+                    details={"not_after": row.not_after.isoformat(), "source": row.source,
+                             "reissue": request.reissue}), now=now)
+                issued.append(cert_view(row, tenant.name, m.who.login, now=now,
+                                        has_key_material=m.sealed is not None))
             return BulkResult(issued=issued, failures=failures)
+
+    @staticmethod
+    def _row(issuer: _Issuer, made: _Made, request: IssueRequest, *,
+             now: dt.datetime) -> Certificate:
+        cert = made.cert
+        return Certificate(
+            tenant_id=issuer.tenant.id, authority_id=issuer.authority.id,
+            user_id=made.who.id, serial=made.serial,
+            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
+            subject=cert.subject.rfc4514_string(),
+            der=cert.public_bytes(serialization.Encoding.DER), key_type=made.key_type,
+            source="server" if made.sealed is not None else "csr",
+            p12_profile=request.p12_profile, not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc, expiry_date=issuer.expires,
+            expiry_zone=issuer.zone, created_at=now, holds=[])
+
+    def _serial_taken(self, issuer: _Issuer, made: list[_Made]) -> bool:
+        wanted = {m.serial for m in made}
+        with self.reading() as session:
+            return any(serial in wanted for serial in session.scalars(
+                select(Certificate.serial).where(
+                    Certificate.authority_id == issuer.authority.id)))
 
     def check_issue(self, request: IssueRequest, *, admin_zone: str | None = None) -> None:
         """Refuse now what ``issue_bulk`` would refuse for the whole request (tenant, zone,
@@ -141,63 +267,6 @@ class CertificateUseCases(ServiceCore):
                        cert=x509.load_der_x509_certificate(authority.der),
                        not_after=expiry.not_after(expires, zone), expires=expires,
                        zone=zone_name)
-
-    def _issue_one(self, session: Session, issuer: _Issuer, user: User, request: IssueRequest,
-                   checked: csr.CheckedKey | None, pair: tuple[bytes, bytes] | None,
-                   actor: Actor, *, now: dt.datetime) -> CertificateView:
-        if request.reissue == "revoke":
-            self._supersede(session, issuer.tenant, user, actor, now=now)
-        private: bytes | None = None
-        public_key: CertificateIssuerPublicKeyTypes
-        if checked is not None:
-            public_key, key_type = checked.public_key, checked.key_type
-        else:
-            assert pair is not None
-            key_type = request.key_type or issuer.tenant.key_type
-            private = pair[0]
-            loaded = serialization.load_der_public_key(pair[1])
-            assert isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
-            public_key = loaded
-        serial = queries.unused_serial(session, issuer.authority)
-        upn = f"{user.login}@{issuer.tenant.upn_suffix}" if issuer.tenant.upn_suffix else None
-        client = ClientRequest(
-            login=user.login, organization=issuer.tenant.display_name, email=user.email,
-            public_key=public_key, not_after=issuer.not_after, now=now,
-            tenant=issuer.tenant.name, upn=upn)
-        cert = build_client(client, issuer.cert, self.signer(issuer.authority), serial=serial,
-                            urls=self.urls)
-        row = Certificate(
-            tenant_id=issuer.tenant.id, authority_id=issuer.authority.id, user_id=user.id,
-            serial=serials.to_text(serial),
-            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
-            subject=cert.subject.rfc4514_string(),
-            der=cert.public_bytes(serialization.Encoding.DER), key_type=key_type,
-            source="csr" if checked else "server", p12_profile=request.p12_profile,
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            expiry_date=issuer.expires, expiry_zone=issuer.zone, created_at=now, holds=[])
-        session.add(row)
-        session.flush()
-        if private is not None:
-            session.add(KeyMaterial(
-                certificate_id=row.id, created_at=now,
-                sealed_key=self.sealer.seal(private, context=f"key:{row.serial}"),
-                sealed_password=self.sealer.seal(passwords.generate().encode(),
-                                                 context=f"password:{row.serial}")))
-        audit.record(session, actor, Event(
-            action="cert.issue", target=f"{issuer.tenant.name}/{user.login}/{row.serial}",
-            tenant_id=issuer.tenant.id,
-            details={"not_after": row.not_after.isoformat(), "source": row.source,
-                     "reissue": request.reissue}), now=now)
-        return cert_view(row, issuer.tenant.name, user.login, now=now,
-                         has_key_material=private is not None)
-
-    def _supersede(self, session: Session, tenant: Tenant, user: User, actor: Actor, *,
-                   now: dt.datetime) -> None:
-        """Revoke the user's current certificates as superseded, in the caller's transaction,
-        so that there is no moment with neither the old nor the new certificate recorded."""
-        for cert in status.live_certificates(session, user, now=now):
-            status.revoke(session, cert, SUPERSEDED, actor, tenant=tenant.name,
-                          login=user.login, now=now)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -299,6 +368,20 @@ class CertificateUseCases(ServiceCore):
                 tenant_id=owner.id, details={"serials": [cert.serial],
                                              "profile": chosen.value}), now=now)
             return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
+
+
+def _may_issue(tenant: Tenant, user: User, request: IssueRequest,
+               failures: list[tuple[str, str]], *, now: dt.datetime) -> bool:
+    """Whether the user may have a certificate; if not, raise (all or none) or, with
+    best effort, list the user with the reason."""
+    try:
+        check_may_issue(tenant, user, now=now)
+    except CAError as exc:
+        if not request.best_effort:
+            raise
+        failures.append((user.login, exc.message))
+        return False
+    return True
 
 
 def check_may_issue(tenant: Tenant, user: User, *, now: dt.datetime) -> None:
