@@ -328,23 +328,16 @@ class CertificateUseCases(ServiceCore):
     def bundle(self, serial: str, *, tenant: str, profile: str | None = None,
                actor: Actor = audit.CLI_ACTOR) -> Bundle:
         """The user's zip (PKCS#12 and password) for a valid server-generated certificate.
-        Every download of key material is audited."""
+        Every download of key material is audited. The zip is made in a read; the short
+        write that audits it checks again that the certificate is still valid, so nothing
+        leaves for a certificate revoked or suspended meanwhile."""
         canonical = serials.canonical(serial)
         now = self.now()
-        with self.transaction() as session:
+        with self.reading() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate(session, owner, canonical)
-            state = state_of(cert, now=now)
-            if state is not State.VALID:
-                raise NotPermitted(f"certificate {canonical} is {state.value}: its key "
-                                   "material is no longer handed out")
-            material = session.get(KeyMaterial, cert.id)
-            if material is None or material.sealed_key is None:
-                raise NotPermitted(
-                    f"certificate {canonical} was issued from a CSR: its key never left the "
-                    "device" if cert.source == "csr" else
-                    f"certificate {canonical} has no key material any more")
-            assert material.sealed_password is not None
+            material = _key_material(session, cert, now=now)
+            assert material.sealed_key is not None and material.sealed_password is not None
             key = serialization.load_der_private_key(
                 self.sealer.open(material.sealed_key, context=f"key:{cert.serial}"), None)
             password = self.sealer.open(material.sealed_password,
@@ -363,11 +356,30 @@ class CertificateUseCases(ServiceCore):
                        x509.load_der_x509_certificate(root.der)],
                 friendly_name=f"{login} ({owner.name})", password=password, profile=chosen)
             content = bundle.user_zip(login=login, p12=p12, password=password, when=now)
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            cert = queries.certificate(session, owner, canonical)
+            _key_material(session, cert, now=now)
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/{login}/{cert.serial}",
                 tenant_id=owner.id, details={"serials": [cert.serial],
                                              "profile": chosen.value}), now=now)
-            return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
+        return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
+
+
+def _key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> KeyMaterial:
+    """The key material of a valid server-generated certificate, or why there is none."""
+    state = state_of(cert, now=now)
+    if state is not State.VALID:
+        raise NotPermitted(f"certificate {cert.serial} is {state.value}: its key "
+                           "material is no longer handed out")
+    material = session.get(KeyMaterial, cert.id)
+    if material is None or material.sealed_key is None or material.sealed_password is None:
+        raise NotPermitted(
+            f"certificate {cert.serial} was issued from a CSR: its key never left the "
+            "device" if cert.source == "csr" else
+            f"certificate {cert.serial} has no key material any more")
+    return material
 
 
 def _may_issue(tenant: Tenant, user: User, request: IssueRequest,
