@@ -154,9 +154,11 @@ def _hold(session: Session, chain: int) -> dict[int, str]:
 
 
 @orm_event.listens_for(Session, "after_transaction_end")
-def _forget_heads(session: Session, _transaction: SessionTransaction) -> None:
-    # a head read in a transaction (or savepoint) that ended may be gone or stale
-    session.info.pop(HEADS, None)
+def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
+    # a head read in a transaction (or savepoint) that ended may be gone or stale; a flush's
+    # inner transaction changes nothing
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(HEADS, None)
 
 
 PRUNE = "audit.prune"
