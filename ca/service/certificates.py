@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, not_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, insert, not_, select
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, parallel, passwords, serials, validate
@@ -56,13 +57,31 @@ class _Whom:
 
 @dataclass(frozen=True, kw_only=True)
 class _Made:
-    """A signed certificate and its sealed key and password (None: from a CSR)."""
+    """A signed certificate (its row's values) and its sealed key and password (None: from
+    a CSR)."""
 
     who: _Whom
-    cert: x509.Certificate
     serial: str  # canonical
-    key_type: str
-    sealed: tuple[bytes, bytes] | None
+    row: dict[str, Any]
+    sealed: tuple[bytes, bytes] | None = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Standing:
+    """What decides whether a user may have a certificate."""
+
+    login: str
+    status: str
+    secure_access: bool
+
+
+class Standing(Protocol):
+    @property
+    def login(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def secure_access(self) -> bool: ...
 # RSA keys cost ~50 ms each: from this many on, they are made on every core
 PARALLEL_KEYS_FROM = 16
 
@@ -139,8 +158,16 @@ class CertificateUseCases(ServiceCore):
             sealed = None if pair is None else (
                 self.sealer.seal(pair[0], context=f"key:{text}"),
                 self.sealer.seal(passwords.generate().encode(), context=f"password:{text}"))
-            made.append(_Made(who=who, cert=cert, serial=text, key_type=key_type,
-                              sealed=sealed))
+            made.append(_Made(who=who, serial=text, sealed=sealed, row={
+                "tenant_id": issuer.tenant.id, "authority_id": issuer.authority.id,
+                "user_id": who.id, "serial": text,
+                "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+                "subject": cert.subject.rfc4514_string(),
+                "der": cert.public_bytes(serialization.Encoding.DER), "key_type": key_type,
+                "source": "csr" if checked is not None else "server",
+                "p12_profile": request.p12_profile, "not_before": cert.not_valid_before_utc,
+                "not_after": cert.not_valid_after_utc, "expiry_date": issuer.expires,
+                "expiry_zone": issuer.zone, "created_at": now}))
             if progress is not None:
                 progress(done, len(whom))
         return made
@@ -148,60 +175,49 @@ class CertificateUseCases(ServiceCore):
     def _record(self, issuer: _Issuer, made: list[_Made], request: IssueRequest,
                 failures: list[tuple[str, str]], actor: Actor, *,
                 now: dt.datetime) -> BulkResult:
-        """The short write: check again, supersede, insert, audit."""
+        """The short write: check again, supersede, insert in batches, audit."""
         with self.transaction() as session:
             tenant = session.get(Tenant, issuer.tenant.id)
             assert tenant is not None
             if queries.issuing(session, tenant).id != issuer.authority.id:
                 raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
                                "certificates were made; issue again")
-            current = {u.id: u for u in session.scalars(
-                select(User).where(User.tenant_id == tenant.id))}
-            made = [m for m in made if _may_issue(tenant, current[m.who.id], request,
+            standing = {row.id: _Standing(login=row.login, status=row.status,
+                                          secure_access=row.secure_access)
+                        for row in session.execute(select(
+                            User.id, User.login, User.status, User.secure_access).where(
+                            User.tenant_id == tenant.id))}
+            made = [m for m in made if _may_issue(tenant, standing[m.who.id], request,
                                                   failures, now=now)]
-            live: dict[int, list[Certificate]] = {}
             if request.reissue == "revoke":
-                for cert in session.scalars(select(Certificate).where(
+                # the old certificates go in the same transaction as the new ones come:
+                # never a moment with neither recorded
+                whom = {m.who.id: m.who.login for m in made}
+                for old in session.scalars(select(Certificate).where(
                         Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
                         Certificate.not_after >= now).order_by(Certificate.id)):
-                    live.setdefault(cert.user_id, []).append(cert)
-            rows = [self._row(issuer, m, request, now=now) for m in made]
-            session.add_all(rows)
-            session.flush()  # one batch of INSERTs; a serial already taken fails here
-            session.add_all(
-                KeyMaterial(certificate_id=row.id, created_at=now, sealed_key=m.sealed[0],
-                            sealed_password=m.sealed[1])
-                for m, row in zip(made, rows, strict=True) if m.sealed is not None)
-            issued = []
-            for m, row in zip(made, rows, strict=True):
-                # the old certificates go in the same transaction as the new one comes:
-                # never a moment with neither recorded
-                for old in live.get(m.who.id, ()):
-                    status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
-                                  login=m.who.login, now=now)
-                audit.record(session, actor, Event(
-                    action="cert.issue", target=f"{tenant.name}/{m.who.login}/{row.serial}",
-                    tenant_id=tenant.id,
-                    details={"not_after": row.not_after.isoformat(), "source": row.source,
-                             "reissue": request.reissue}), now=now)
-                issued.append(cert_view(row, tenant.name, m.who.login, now=now,
-                                        has_key_material=m.sealed is not None))
-            return BulkResult(issued=issued, failures=failures)
-
-    @staticmethod
-    def _row(issuer: _Issuer, made: _Made, request: IssueRequest, *,
-             now: dt.datetime) -> Certificate:
-        cert = made.cert
-        return Certificate(
-            tenant_id=issuer.tenant.id, authority_id=issuer.authority.id,
-            user_id=made.who.id, serial=made.serial,
-            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
-            subject=cert.subject.rfc4514_string(),
-            der=cert.public_bytes(serialization.Encoding.DER), key_type=made.key_type,
-            source="server" if made.sealed is not None else "csr",
-            p12_profile=request.p12_profile, not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, expiry_date=issuer.expires,
-            expiry_zone=issuer.zone, created_at=now, holds=[])
+                    if old.user_id in whom:
+                        status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
+                                      login=whom[old.user_id], now=now)
+            rows = [m.row for m in made]
+            # one batch of INSERTs; a serial already taken fails here
+            ids = list(session.scalars(insert(Certificate).returning(
+                Certificate.id, sort_by_parameter_order=True), rows)) if rows else []
+            keys = [{"certificate_id": cid, "created_at": now, "sealed_key": m.sealed[0],
+                     "sealed_password": m.sealed[1]}
+                    for m, cid in zip(made, ids, strict=True) if m.sealed is not None]
+            if keys:
+                session.execute(insert(KeyMaterial), keys)
+            audit.record_many(session, actor, (Event(
+                action="cert.issue", target=f"{tenant.name}/{m.who.login}/{m.serial}",
+                tenant_id=tenant.id,
+                details={"not_after": m.row["not_after"].isoformat(),
+                         "source": m.row["source"], "reissue": request.reissue})
+                for m in made), now=now)
+            name = tenant.name
+        return BulkResult(issued=[cert_view(Certificate(**m.row, holds=[]), name, m.who.login,
+                                            now=now, has_key_material=m.sealed is not None)
+                                  for m in made], failures=failures)
 
     def _serial_taken(self, issuer: _Issuer, made: list[_Made]) -> bool:
         wanted = {m.serial for m in made}
@@ -382,7 +398,7 @@ def _key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> K
     return material
 
 
-def _may_issue(tenant: Tenant, user: User, request: IssueRequest,
+def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
                failures: list[tuple[str, str]], *, now: dt.datetime) -> bool:
     """Whether the user may have a certificate; if not, raise (all or none) or, with
     best effort, list the user with the reason."""
@@ -396,7 +412,7 @@ def _may_issue(tenant: Tenant, user: User, request: IssueRequest,
     return True
 
 
-def check_may_issue(tenant: Tenant, user: User, *, now: dt.datetime) -> None:
+def check_may_issue(tenant: Tenant, user: Standing, *, now: dt.datetime) -> None:
     if user.status != "active":
         raise NotPermitted(f"{user.login}: the user is retired", field="login")
     if not user.secure_access:
