@@ -76,12 +76,16 @@ class _Standing:
 
 
 class Standing(Protocol):
+    """A user as ``check_may_issue`` sees them: a ``User`` row, or a ``_Standing``."""
+
     @property
     def login(self) -> str: ...
     @property
     def status(self) -> str: ...
     @property
     def secure_access(self) -> bool: ...
+
+
 # RSA keys cost ~50 ms each: from this many on, they are made on every core
 PARALLEL_KEYS_FROM = 16
 
@@ -158,16 +162,9 @@ class CertificateUseCases(ServiceCore):
             sealed = None if pair is None else (
                 self.sealer.seal(pair[0], context=f"key:{text}"),
                 self.sealer.seal(passwords.generate().encode(), context=f"password:{text}"))
-            made.append(_Made(who=who, serial=text, sealed=sealed, row={
-                "tenant_id": issuer.tenant.id, "authority_id": issuer.authority.id,
-                "user_id": who.id, "serial": text,
-                "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
-                "subject": cert.subject.rfc4514_string(),
-                "der": cert.public_bytes(serialization.Encoding.DER), "key_type": key_type,
-                "source": "csr" if checked is not None else "server",
-                "p12_profile": request.p12_profile, "not_before": cert.not_valid_before_utc,
-                "not_after": cert.not_valid_after_utc, "expiry_date": issuer.expires,
-                "expiry_zone": issuer.zone, "created_at": now}))
+            made.append(_Made(who=who, serial=text, sealed=sealed, row=_row(
+                issuer, who, cert, key_type=key_type, p12_profile=request.p12_profile,
+                source="csr" if checked is not None else "server", now=now)))
             if progress is not None:
                 progress(done, len(whom))
         return made
@@ -396,6 +393,19 @@ def _key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> K
             "device" if cert.source == "csr" else
             f"certificate {cert.serial} has no key material any more")
     return material
+
+
+def _row(issuer: _Issuer, who: _Whom, cert: x509.Certificate, *, key_type: str, source: str,
+         p12_profile: str | None, now: dt.datetime) -> dict[str, Any]:
+    """A new certificate's row, as values for a bulk INSERT."""
+    return {"tenant_id": issuer.tenant.id, "authority_id": issuer.authority.id,
+            "user_id": who.id, "serial": serials.to_text(cert.serial_number),
+            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+            "subject": cert.subject.rfc4514_string(),
+            "der": cert.public_bytes(serialization.Encoding.DER), "key_type": key_type,
+            "source": source, "p12_profile": p12_profile,
+            "not_before": cert.not_valid_before_utc, "not_after": cert.not_valid_after_utc,
+            "expiry_date": issuer.expires, "expiry_zone": issuer.zone, "created_at": now}
 
 
 def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
