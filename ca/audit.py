@@ -1,7 +1,13 @@
 """The audit log: every change and every download of key material, hash-chained.
 
-Each event's ``hash`` is the SHA-256 of the previous event's hash and this event's canonical
-JSON; a changed, removed or reordered event breaks the chain from there on.
+Each event's ``hash`` is the SHA-256 of the previous event's hash in its chain and this
+event's canonical JSON; a changed, removed or reordered event breaks the chain from there on.
+
+There is a chain per tenant (its events) and one for the operator (the events of no tenant,
+and every event written before revision 0006, when there was one chain for all). Appends to
+one chain are serialised (PostgreSQL: an advisory lock per chain; SQLite: its single writer,
+taken at BEGIN); appends to different chains are not, so one tenant's bulk work never holds
+up another tenant's revocation.
 """
 
 from __future__ import annotations
@@ -9,17 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from ca.db.models import AuditAnchor, AuditEvent
 
 GENESIS = "0" * 64
-CHAIN_LOCK = 0x7465676174  # "tegat": the advisory lock that orders appends on PostgreSQL
+OPERATOR = 0  # the operator's chain; a tenant's chain is its id
+# "tega": the first key of the advisory locks (one per chain) that order appends on PostgreSQL
+CHAIN_LOCK = 0x74656761
+# session.info: the chains this transaction holds, and each one's head as this transaction
+# extends it (read once, under the chain's lock)
+HEADS = "tegata_audit_heads"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,22 +55,18 @@ class Event:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def canonical(event: AuditEvent) -> bytes:
-    body = {
-        "at": event.at.astimezone(dt.UTC).isoformat(),
-        "tenant_id": event.tenant_id,
-        "actor": event.actor,
-        "source_ip": event.source_ip,
-        "action": event.action,
-        "target": event.target,
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "details": json.loads(event.details),
-    }
+FIELDS = ("at", "tenant_id", "actor", "source_ip", "action", "target", "outcome",
+          "request_id", "details")
+
+
+def canonical(event: AuditEvent | Mapping[str, Any]) -> bytes:
+    values = event if isinstance(event, Mapping) else {f: getattr(event, f) for f in FIELDS}
+    body = {**{f: values[f] for f in FIELDS}, "at": values["at"].astimezone(dt.UTC).isoformat(),
+            "details": json.loads(values["details"])}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+def chain_hash(prev_hash: str, event: AuditEvent | Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(event)).hexdigest()
 
 
@@ -70,16 +78,26 @@ class Break:
     problem: str
 
 
-def verify(events: Iterable[AuditEvent], *, anchor: AuditAnchor | None = None) -> Break | None:
-    """Walk the chain in id order; the first event that was changed, removed or moved.
+def chain_of(tenant_id: int | None) -> int:
+    return OPERATOR if tenant_id is None else tenant_id
+
+
+def verify(events: Iterable[AuditEvent], *, anchor: AuditAnchor | None = None,
+           chain: int = OPERATOR) -> Break | None:
+    """Walk one chain in id order; the first event that was changed, removed or moved.
 
     After retention removed the oldest events, the chain starts at ``anchor``; the last
     ``audit.prune`` event must vouch for that anchor, or the anchor itself was forged.
+    A tenant's chain holds only that tenant's events (the operator's chain also holds every
+    event from before there were chains).
     """
     previous = anchor.prev_hash if anchor is not None else GENESIS
     vouched: dict[str, Any] | None = None
     last_id: int | None = None
     for event in events:
+        if chain != OPERATOR and event.tenant_id != chain:
+            return Break(event_id=event.id, problem="it is another tenant's event, filed in "
+                                                     "this tenant's chain (it was moved)")
         if event.prev_hash != previous:
             problem = ("it does not follow the event before it (an event was removed or "
                        "reordered)") if last_id is not None else (
@@ -100,56 +118,113 @@ def verify(events: Iterable[AuditEvent], *, anchor: AuditAnchor | None = None) -
 
 
 def record(session: Session, actor: Actor, event: Event, *, now: dt.datetime) -> AuditEvent:
-    """Append one event in the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        # one writer at a time extends the chain (SQLite already has a single writer)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    last = session.execute(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    """Append one event, to its tenant's chain or the operator's, in the caller's
+    transaction."""
+    chain = chain_of(event.tenant_id)
+    heads = _hold(session, chain)
     row = AuditEvent(
         at=now, tenant_id=event.tenant_id, actor=actor.name[:200], source_ip=actor.source_ip,
         action=event.action, target=event.target, outcome=event.outcome,
         request_id=actor.request_id,
         details=json.dumps(event.details, sort_keys=True, ensure_ascii=False),
-        prev_hash=last or GENESIS, hash="",
+        chain=chain, prev_hash=heads[chain], hash="",
     )
-    row.hash = chain_hash(row.prev_hash, row)
+    row.hash = heads[chain] = chain_hash(row.prev_hash, row)
     session.add(row)
     return row
+
+
+def record_many(session: Session, actor: Actor, events: Iterable[Event], *,
+                now: dt.datetime) -> int:
+    """Append many events at once (a bulk issuance's), in the caller's transaction, as
+    ``record`` would one after the other, in one batch of INSERTs; how many."""
+    session.flush()  # events recorded before these come first in their chain
+    rows = []
+    for event in events:
+        chain = chain_of(event.tenant_id)
+        heads = _hold(session, chain)
+        row: dict[str, Any] = {
+            "at": now, "tenant_id": event.tenant_id, "actor": actor.name[:200],
+            "source_ip": actor.source_ip, "action": event.action, "target": event.target,
+            "outcome": event.outcome, "request_id": actor.request_id,
+            "details": json.dumps(event.details, sort_keys=True, ensure_ascii=False),
+            "chain": chain, "prev_hash": heads[chain]}
+        row["hash"] = heads[chain] = chain_hash(row["prev_hash"], row)
+        rows.append(row)
+    if rows:
+        session.execute(insert(AuditEvent), rows)
+    return len(rows)
+
+
+def _hold(session: Session, chain: int) -> dict[int, str]:
+    """Lock ``chain`` for this transaction (once) and know its head."""
+    heads: dict[int, str] = session.info.setdefault(HEADS, {})
+    if chain not in heads:
+        if session.get_bind().dialect.name == "postgresql":
+            # one writer at a time extends a chain; SQLite's writer holds the database's
+            # write lock from BEGIN (ca.db.engine)
+            session.execute(text("SELECT pg_advisory_xact_lock(:space, :chain)"),
+                            {"space": CHAIN_LOCK, "chain": chain})
+        heads[chain] = session.scalar(
+            select(AuditEvent.hash).where(AuditEvent.chain == chain)
+            .order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+    return heads
+
+
+@orm_event.listens_for(Session, "after_transaction_end")
+def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
+    # a head read in a transaction (or savepoint) that ended may be gone or stale; a flush's
+    # inner transaction changes nothing
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(HEADS, None)
 
 
 PRUNE = "audit.prune"
 
 
-def prune(session: Session, actor: Actor, *, before: dt.datetime, now: dt.datetime) -> int:
-    """Remove the events older than ``before``, up to the first one that is not; how many.
+def chains(session: Session) -> list[int]:
+    """Every chain that has events or an anchor, the operator's first."""
+    found = set(session.scalars(select(AuditEvent.chain).distinct()))
+    found.update(session.scalars(select(AuditAnchor.chain)))
+    return sorted(found)
 
-    Only a prefix of the chain goes, so what is kept still verifies: from the anchor, which
-    records the hash of the last removed event, and which an ``audit.prune`` event repeats.
+
+def anchor_of(session: Session, chain: int) -> AuditAnchor | None:
+    return session.scalar(select(AuditAnchor).where(AuditAnchor.chain == chain))
+
+
+def prune(session: Session, actor: Actor, *, chain: int, before: dt.datetime,
+          now: dt.datetime) -> int:
+    """Remove the chain's events older than ``before``, up to the first one that is not; how
+    many.
+
+    Only a prefix of the chain goes, so what is kept still verifies: from the chain's anchor,
+    which records the hash of the last removed event, and which an ``audit.prune`` event (in
+    the same chain) repeats.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    kept = session.scalar(select(func.min(AuditEvent.id)).where(AuditEvent.at >= before))
-    old = select(AuditEvent.id) if kept is None else select(AuditEvent.id).where(
-        AuditEvent.id < kept)
+    _hold(session, chain)
+    mine = AuditEvent.chain == chain
+    kept = session.scalar(select(func.min(AuditEvent.id)).where(mine, AuditEvent.at >= before))
+    old = select(AuditEvent.id).where(mine) if kept is None else select(AuditEvent.id).where(
+        mine, AuditEvent.id < kept)
     last_old = session.scalar(select(func.max(old.subquery().c.id)))
     if last_old is None:
         return 0
-    count = session.scalar(select(func.count()).where(AuditEvent.id <= last_old)) or 0
+    count = session.scalar(select(func.count()).where(mine, AuditEvent.id <= last_old)) or 0
     last_hash = session.scalar(select(AuditEvent.hash).where(AuditEvent.id == last_old))
     assert last_hash is not None
     # recorded before the removal: when every event is old, this one is the first kept
-    event = record(session, actor, Event(action=PRUNE, target="audit log", details={
-        "before": before.astimezone(dt.UTC).isoformat(), "removed": count,
-        "anchor": last_hash}), now=now)
+    event = record(session, actor, Event(
+        action=PRUNE, target="audit log", tenant_id=None if chain == OPERATOR else chain,
+        details={"before": before.astimezone(dt.UTC).isoformat(), "removed": count,
+                 "anchor": last_hash}), now=now)
     session.flush()
-    session.execute(delete(AuditEvent).where(AuditEvent.id <= last_old))
+    session.execute(delete(AuditEvent).where(mine, AuditEvent.id <= last_old))
     first_id = kept if kept is not None else event.id
-    anchor = session.get(AuditAnchor, 1)
+    anchor = anchor_of(session, chain)
     if anchor is None:
-        session.add(AuditAnchor(id=1, prev_hash=last_hash, first_id=first_id, removed=count,
-                                pruned_at=now))
+        session.add(AuditAnchor(chain=chain, prev_hash=last_hash, first_id=first_id,
+                                removed=count, pruned_at=now))
     else:
         anchor.prev_hash, anchor.first_id = last_hash, first_id
         anchor.removed, anchor.pruned_at = anchor.removed + count, now

@@ -56,17 +56,29 @@ def audit_export(
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False) -> None:
-    """Check the hash chain; exit 1 at the first changed, removed or reordered event."""
+    """Check every hash chain (the operator's, each tenant's); print each chain's head; exit
+    1 at the first changed, removed or reordered event."""
     check = STATE.service().verify_audit()
     broken = check.broken
-    kept = (f"; {check.removed} older events removed by retention, the log starts at event "
-            f"{check.first_id}") if check.removed else ""
+    chains = [{"tenant": c.tenant, "events": c.events, "intact": c.broken is None,
+               "broken_at": c.broken.event_id if c.broken else None,
+               "problem": c.broken.problem if c.broken else None, "head": c.head,
+               "removed_by_retention": c.removed, "first_kept_id": c.first_id}
+              for c in check.chains]
+    lines = [f"{check.events} events in {len(check.chains)} chains, "
+             + ("every chain intact" if broken is None else
+                f"chain broken at event {broken.event_id}: {broken.problem}")]
+    for c in check.chains:
+        name = "operator" if c.tenant is None else f"tenant {c.tenant}"
+        kept = (f"; {c.removed} older events removed by retention, the chain starts at event "
+                f"{c.first_id}") if c.removed else ""
+        state = (f"head {c.head}{kept}" if c.broken is None
+                 else f"broken at event {c.broken.event_id}: {c.broken.problem}")
+        lines.append(f"  {name}: {c.events} events, {state}")
     emit({"events": check.events, "intact": broken is None,
           "broken_at": broken.event_id if broken else None,
-          "problem": broken.problem if broken else None, "head": check.head,
-          "removed_by_retention": check.removed, "first_kept_id": check.first_id},
-         as_json=as_json,
-         text=f"{check.events} events, chain intact, head {check.head}{kept}" if broken is None
-         else f"chain broken at event {broken.event_id}: {broken.problem}")
+          "problem": broken.problem if broken else None,
+          "removed_by_retention": check.removed, "chains": chains},
+         as_json=as_json, text="\n".join(lines))
     if broken is not None:
         raise typer.Exit(1)

@@ -31,14 +31,24 @@ class EventOut(BaseModel):
     details: dict[str, Any]
 
 
-class VerifyOut(BaseModel):
+class ChainOut(BaseModel):
+    tenant: str | None  # None: the operator's chain (and every event from before chains)
     events: int
     intact: bool
     broken_at: int | None
     problem: str | None
-    head: str | None  # the newest event's hash: note it elsewhere to pin the log's state
+    head: str | None  # the chain's newest hash: note it elsewhere to pin the chain's state
     removed_by_retention: int
     first_kept_id: int | None
+
+
+class VerifyOut(BaseModel):
+    events: int
+    intact: bool  # every chain
+    broken_at: int | None
+    problem: str | None
+    removed_by_retention: int
+    chains: list[ChainOut]  # the operator's first, then each tenant's
 
 
 def _out(view: EventView) -> EventOut:
@@ -84,9 +94,15 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
 @router.get("/audit/verify", dependencies=[requires("operator")], response_model=VerifyOut,
             responses=responses(401, 403))
 def verify(request: Request) -> VerifyOut:
-    """Walk the hash chain: a changed, removed or reordered event breaks it."""
+    """Walk every hash chain (the operator's, each tenant's): a changed, removed or
+    reordered event breaks it."""
     check = service_of(request).verify_audit()
+    chains = [ChainOut(tenant=c.tenant, events=c.events, intact=c.broken is None,
+                       broken_at=c.broken.event_id if c.broken else None,
+                       problem=c.broken.problem if c.broken else None, head=c.head,
+                       removed_by_retention=c.removed, first_kept_id=c.first_id)
+              for c in check.chains]
     return VerifyOut(events=check.events, intact=check.broken is None,
                      broken_at=check.broken.event_id if check.broken else None,
-                     problem=check.broken.problem if check.broken else None, head=check.head,
-                     removed_by_retention=check.removed, first_kept_id=check.first_id)
+                     problem=check.broken.problem if check.broken else None,
+                     removed_by_retention=check.removed, chains=chains)

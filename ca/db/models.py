@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -277,9 +278,12 @@ class Lease(Base):
 
 
 class AuditEvent(Base):
-    """One audited action; ``hash`` chains each event to the one before it."""
+    """One audited action; ``hash`` chains each event to the one before it in its chain:
+    ``chain`` is the tenant's id, or 0 for the operator's chain (which also holds every event
+    from before revision 0006, when one chain held all)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_chain_id", "chain", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(index=True)
@@ -291,21 +295,24 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[str] = mapped_column(Text, default="{}")
+    chain: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class AuditAnchor(Base):
-    """Where the kept log starts once retention has removed its oldest events.
+    """Where a chain's kept events start once retention has removed its oldest events.
 
-    One row: the hash of the last removed event, which the first kept event must name as its
-    ``prev_hash``. The ``audit.prune`` event that removed them carries the same values, so a
-    forged anchor contradicts the chain.
+    One row per chain: the hash of the last removed event, which the first kept event must
+    name as its ``prev_hash``. The ``audit.prune`` event that removed them carries the same
+    values, so a forged anchor contradicts the chain.
     """
 
     __tablename__ = "audit_anchor"
 
-    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain: Mapped[int] = mapped_column(Integer, server_default=text("0"), index=True,
+                                       unique=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     first_id: Mapped[int] = mapped_column(BigInteger)
     removed: Mapped[int] = mapped_column(BigInteger)  # events removed over all time

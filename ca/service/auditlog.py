@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from ca import audit, csvio
 from ca.db import queries
-from ca.db.models import AuditAnchor, AuditEvent, Tenant
+from ca.db.models import AuditEvent, Tenant
 from ca.errors import InvalidInput
 from ca.service.core import ServiceCore
 
@@ -36,15 +36,37 @@ class EventView:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditCheck:
-    """What ``verify`` found: the events kept, the chain's head, the first break if any, and
-    how many events retention removed before the kept ones."""
+class ChainCheck:
+    """One chain: its tenant (None: the operator's), the events kept, its head (note it
+    elsewhere to pin the chain), the first break if any, and how many events retention
+    removed before ``first_id``."""
 
+    tenant: str | None
     events: int
     head: str | None
     broken: audit.Break | None
     removed: int
     first_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditCheck:
+    """What ``verify`` found in every chain, the operator's first."""
+
+    chains: list[ChainCheck]
+
+    @property
+    def events(self) -> int:
+        return sum(c.events for c in self.chains)
+
+    @property
+    def removed(self) -> int:
+        return sum(c.removed for c in self.chains)
+
+    @property
+    def broken(self) -> audit.Break | None:
+        """The first break of the first broken chain."""
+        return next((c.broken for c in self.chains if c.broken is not None), None)
 
 
 class AuditUseCases(ServiceCore):
@@ -101,28 +123,43 @@ class AuditUseCases(ServiceCore):
                 select(AuditEvent.action, func.count()).group_by(AuditEvent.action))}
 
     def verify_audit(self) -> AuditCheck:
-        """Walk the whole chain from its start (or from the retention anchor)."""
+        """Walk every chain (the operator's, each tenant's) from its start, or from its
+        retention anchor. One read: the chains are checked at one moment."""
         with self.reading() as session:
-            total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
-            head = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc())
-                                  .limit(1))
-            anchor = session.get(AuditAnchor, 1)
-            broken = audit.verify(session.scalars(
-                select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=PAGE)),
-                anchor=anchor)
-            return AuditCheck(events=total, head=head, broken=broken,
-                              removed=anchor.removed if anchor else 0,
-                              first_id=anchor.first_id if anchor else None)
+            names: dict[int, str] = {
+                i: n for i, n in session.execute(select(Tenant.id, Tenant.name))}
+            found = []
+            for chain in audit.chains(session):
+                mine = AuditEvent.chain == chain
+                total = session.scalar(select(func.count()).where(mine)) or 0
+                head = session.scalar(select(AuditEvent.hash).where(mine)
+                                      .order_by(AuditEvent.id.desc()).limit(1))
+                anchor = audit.anchor_of(session, chain)
+                broken = audit.verify(session.scalars(
+                    select(AuditEvent).where(mine).order_by(AuditEvent.id)
+                    .execution_options(yield_per=PAGE)), anchor=anchor, chain=chain)
+                found.append(ChainCheck(
+                    tenant=None if chain == audit.OPERATOR else names.get(chain, f"#{chain}"),
+                    events=total, head=head, broken=broken,
+                    removed=anchor.removed if anchor else 0,
+                    first_id=anchor.first_id if anchor else None))
+            return AuditCheck(chains=found)
 
     def prune_audit(self, *, actor: audit.Actor = audit.CLI_ACTOR) -> int:
-        """Apply ``TEGATA_AUDIT_RETENTION_DAYS``: remove the older events; how many went."""
+        """Apply ``TEGATA_AUDIT_RETENTION_DAYS``: remove the older events of every chain,
+        one short transaction per chain; how many went."""
         days = self.settings.audit_retention_days
         if days == 0:
             return 0
         now = self.now()
-        with self.transaction() as session:
-            return audit.prune(session, actor, before=now - dt.timedelta(days=days),
-                               now=now)
+        with self.reading() as session:
+            chains = audit.chains(session)
+        removed = 0
+        for chain in chains:
+            with self.transaction() as session:
+                removed += audit.prune(session, actor, chain=chain,
+                                       before=now - dt.timedelta(days=days), now=now)
+        return removed
 
 
 def _view(event: AuditEvent, tenant: str | None) -> EventView:

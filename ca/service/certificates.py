@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, not_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, insert, not_, select
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, parallel, passwords, serials, validate
@@ -41,6 +42,50 @@ class _Issuer:
 
 
 Progress = Callable[[int, int], None]
+# a batch whose random serial was already taken is made again, this many times at most
+SERIAL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Whom:
+    """A user to issue to, as the read found them."""
+
+    id: int
+    login: str
+    email: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Made:
+    """A signed certificate (its row's values) and its sealed key and password (None: from
+    a CSR)."""
+
+    who: _Whom
+    serial: str  # canonical
+    row: dict[str, Any]
+    sealed: tuple[bytes, bytes] | None = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Standing:
+    """What decides whether a user may have a certificate."""
+
+    login: str
+    status: str
+    secure_access: bool
+
+
+class Standing(Protocol):
+    """A user as ``check_may_issue`` sees them: a ``User`` row, or a ``_Standing``."""
+
+    @property
+    def login(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def secure_access(self) -> bool: ...
+
+
 # RSA keys cost ~50 ms each: from this many on, they are made on every core
 PARALLEL_KEYS_FROM = 16
 
@@ -59,30 +104,124 @@ class CertificateUseCases(ServiceCore):
                    progress: Progress | None = None) -> BulkResult:
         """Issue to users named or selected. All or none, unless ``request.best_effort``:
         then every user that cannot have a certificate is listed with the reason, and the
-        others are issued. One transaction either way."""
+        others are issued.
+
+        Three steps, so that the write lock is held only briefly (other tenants revoke in
+        the meantime): a read decides who gets a certificate; keys, certificates and sealed
+        key material are made outside any transaction; one short transaction checks again
+        what may have changed since (the user retired or denied, the subscription ended, the
+        CA replaced), supersedes the current certificates if asked, and records everything
+        (ca.service.core, "Short transactions")."""
         now = self.now()
         checked = csr.load(request.csr) if request.csr is not None else None
-        failures: list[tuple[str, str]] = []
+        for _attempt in range(SERIAL_ATTEMPTS):
+            failures: list[tuple[str, str]] = []
+            with self.reading() as session:
+                issuer = self._issuer(session, request, admin_zone, now=now)
+                users = self._users(session, issuer.tenant, request, failures, now=now)
+                whom = [_Whom(id=u.id, login=u.login, email=u.email) for u in users
+                        if _may_issue(issuer.tenant, u, request, failures, now=now)]
+            made = self._make(issuer, whom, request, checked, progress, now=now)
+            try:
+                return self._record(issuer, made, request, failures, actor, now=now)
+            except Conflict:
+                # random serials (159 bits) collide astronomically rarely; the database's
+                # unique constraint is what guarantees it: make them again then
+                if not self._serial_taken(issuer, made):
+                    raise
+        raise Conflict("could not find unused serials; try again")
+
+    def _make(self, issuer: _Issuer, whom: list[_Whom], request: IssueRequest,
+              checked: csr.CheckedKey | None, progress: Progress | None, *,
+              now: dt.datetime) -> list[_Made]:
+        """Keys, signed certificates and sealed key material: the costly part, in no
+        transaction."""
+        keys = self._keys(request, issuer.tenant, len(whom) if checked is None else 0)
+        upn_suffix = issuer.tenant.upn_suffix
+        signer = self.signer(issuer.authority)
+        made = []
+        for done, who in enumerate(whom, start=1):
+            pair = next(keys, None)
+            public_key: CertificateIssuerPublicKeyTypes
+            if checked is not None:
+                public_key, key_type = checked.public_key, checked.key_type
+            else:
+                assert pair is not None
+                key_type = request.key_type or issuer.tenant.key_type
+                loaded = serialization.load_der_public_key(pair[1])
+                assert isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+                public_key = loaded
+            serial = x509.random_serial_number()
+            client = ClientRequest(
+                login=who.login, organization=issuer.tenant.display_name, email=who.email,
+                public_key=public_key, not_after=issuer.not_after, now=now,
+                tenant=issuer.tenant.name,
+                upn=f"{who.login}@{upn_suffix}" if upn_suffix else None)
+            cert = build_client(client, issuer.cert, signer, serial=serial, urls=self.urls)
+            text = serials.to_text(serial)
+            sealed = None if pair is None else (
+                self.sealer.seal(pair[0], context=f"key:{text}"),
+                self.sealer.seal(passwords.generate().encode(), context=f"password:{text}"))
+            made.append(_Made(who=who, serial=text, sealed=sealed, row=_row(
+                issuer, who, cert, key_type=key_type, p12_profile=request.p12_profile,
+                source="csr" if checked is not None else "server", now=now)))
+            if progress is not None:
+                progress(done, len(whom))
+        return made
+
+    def _record(self, issuer: _Issuer, made: list[_Made], request: IssueRequest,
+                failures: list[tuple[str, str]], actor: Actor, *,
+                now: dt.datetime) -> BulkResult:
+        """The short write: check again, supersede, insert in batches, audit."""
         with self.transaction() as session:
-            issuer = self._issuer(session, request, admin_zone, now=now)
-            users = self._users(session, issuer.tenant, request, failures, now=now)
-            for user in users:
-                try:
-                    check_may_issue(issuer.tenant, user, now=now)
-                except CAError as exc:
-                    if not request.best_effort:
-                        raise
-                    failures.append((user.login, exc.message))
-            refused = {login for login, _ in failures}
-            users = [u for u in users if u.login not in refused]
-            keys = self._keys(request, issuer.tenant, len(users) if checked is None else 0)
-            issued = []
-            for done, user in enumerate(users, start=1):
-                issued.append(self._issue_one(session, issuer, user, request, checked,
-                                              next(keys, None), actor, now=now))
-                if progress is not None:
-                    progress(done, len(users))
-            return BulkResult(issued=issued, failures=failures)
+            tenant = session.get(Tenant, issuer.tenant.id)
+            assert tenant is not None
+            if queries.issuing(session, tenant).id != issuer.authority.id:
+                raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
+                               "certificates were made; issue again")
+            standing = {row.id: _Standing(login=row.login, status=row.status,
+                                          secure_access=row.secure_access)
+                        for row in session.execute(select(
+                            User.id, User.login, User.status, User.secure_access).where(
+                            User.tenant_id == tenant.id))}
+            made = [m for m in made if _may_issue(tenant, standing[m.who.id], request,
+                                                  failures, now=now)]
+            if request.reissue == "revoke":
+                # the old certificates go in the same transaction as the new ones come:
+                # never a moment with neither recorded
+                whom = {m.who.id: m.who.login for m in made}
+                for old in session.scalars(select(Certificate).where(
+                        Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
+                        Certificate.not_after >= now).order_by(Certificate.id)):
+                    if old.user_id in whom:
+                        status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
+                                      login=whom[old.user_id], now=now)
+            rows = [m.row for m in made]
+            # one batch of INSERTs; a serial already taken fails here
+            ids = list(session.scalars(insert(Certificate).returning(
+                Certificate.id, sort_by_parameter_order=True), rows)) if rows else []
+            keys = [{"certificate_id": cid, "created_at": now, "sealed_key": m.sealed[0],
+                     "sealed_password": m.sealed[1]}
+                    for m, cid in zip(made, ids, strict=True) if m.sealed is not None]
+            if keys:
+                session.execute(insert(KeyMaterial), keys)
+            audit.record_many(session, actor, (Event(
+                action="cert.issue", target=f"{tenant.name}/{m.who.login}/{m.serial}",
+                tenant_id=tenant.id,
+                details={"not_after": m.row["not_after"].isoformat(),
+                         "source": m.row["source"], "reissue": request.reissue})
+                for m in made), now=now)
+            name = tenant.name
+        return BulkResult(issued=[cert_view(Certificate(**m.row, holds=[]), name, m.who.login,
+                                            now=now, has_key_material=m.sealed is not None)
+                                  for m in made], failures=failures)
+
+    def _serial_taken(self, issuer: _Issuer, made: list[_Made]) -> bool:
+        wanted = {m.serial for m in made}
+        with self.reading() as session:
+            return any(serial in wanted for serial in session.scalars(
+                select(Certificate.serial).where(
+                    Certificate.authority_id == issuer.authority.id)))
 
     def check_issue(self, request: IssueRequest, *, admin_zone: str | None = None) -> None:
         """Refuse now what ``issue_bulk`` would refuse for the whole request (tenant, zone,
@@ -141,63 +280,6 @@ class CertificateUseCases(ServiceCore):
                        cert=x509.load_der_x509_certificate(authority.der),
                        not_after=expiry.not_after(expires, zone), expires=expires,
                        zone=zone_name)
-
-    def _issue_one(self, session: Session, issuer: _Issuer, user: User, request: IssueRequest,
-                   checked: csr.CheckedKey | None, pair: tuple[bytes, bytes] | None,
-                   actor: Actor, *, now: dt.datetime) -> CertificateView:
-        if request.reissue == "revoke":
-            self._supersede(session, issuer.tenant, user, actor, now=now)
-        private: bytes | None = None
-        public_key: CertificateIssuerPublicKeyTypes
-        if checked is not None:
-            public_key, key_type = checked.public_key, checked.key_type
-        else:
-            assert pair is not None
-            key_type = request.key_type or issuer.tenant.key_type
-            private = pair[0]
-            loaded = serialization.load_der_public_key(pair[1])
-            assert isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
-            public_key = loaded
-        serial = queries.unused_serial(session, issuer.authority)
-        upn = f"{user.login}@{issuer.tenant.upn_suffix}" if issuer.tenant.upn_suffix else None
-        client = ClientRequest(
-            login=user.login, organization=issuer.tenant.display_name, email=user.email,
-            public_key=public_key, not_after=issuer.not_after, now=now,
-            tenant=issuer.tenant.name, upn=upn)
-        cert = build_client(client, issuer.cert, self.signer(issuer.authority), serial=serial,
-                            urls=self.urls)
-        row = Certificate(
-            tenant_id=issuer.tenant.id, authority_id=issuer.authority.id, user_id=user.id,
-            serial=serials.to_text(serial),
-            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
-            subject=cert.subject.rfc4514_string(),
-            der=cert.public_bytes(serialization.Encoding.DER), key_type=key_type,
-            source="csr" if checked else "server", p12_profile=request.p12_profile,
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            expiry_date=issuer.expires, expiry_zone=issuer.zone, created_at=now, holds=[])
-        session.add(row)
-        session.flush()
-        if private is not None:
-            session.add(KeyMaterial(
-                certificate_id=row.id, created_at=now,
-                sealed_key=self.sealer.seal(private, context=f"key:{row.serial}"),
-                sealed_password=self.sealer.seal(passwords.generate().encode(),
-                                                 context=f"password:{row.serial}")))
-        audit.record(session, actor, Event(
-            action="cert.issue", target=f"{issuer.tenant.name}/{user.login}/{row.serial}",
-            tenant_id=issuer.tenant.id,
-            details={"not_after": row.not_after.isoformat(), "source": row.source,
-                     "reissue": request.reissue}), now=now)
-        return cert_view(row, issuer.tenant.name, user.login, now=now,
-                         has_key_material=private is not None)
-
-    def _supersede(self, session: Session, tenant: Tenant, user: User, actor: Actor, *,
-                   now: dt.datetime) -> None:
-        """Revoke the user's current certificates as superseded, in the caller's transaction,
-        so that there is no moment with neither the old nor the new certificate recorded."""
-        for cert in status.live_certificates(session, user, now=now):
-            status.revoke(session, cert, SUPERSEDED, actor, tenant=tenant.name,
-                          login=user.login, now=now)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -259,23 +341,16 @@ class CertificateUseCases(ServiceCore):
     def bundle(self, serial: str, *, tenant: str, profile: str | None = None,
                actor: Actor = audit.CLI_ACTOR) -> Bundle:
         """The user's zip (PKCS#12 and password) for a valid server-generated certificate.
-        Every download of key material is audited."""
+        Every download of key material is audited. The zip is made in a read; the short
+        write that audits it checks again that the certificate is still valid, so nothing
+        leaves for a certificate revoked or suspended meanwhile."""
         canonical = serials.canonical(serial)
         now = self.now()
-        with self.transaction() as session:
+        with self.reading() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate(session, owner, canonical)
-            state = state_of(cert, now=now)
-            if state is not State.VALID:
-                raise NotPermitted(f"certificate {canonical} is {state.value}: its key "
-                                   "material is no longer handed out")
-            material = session.get(KeyMaterial, cert.id)
-            if material is None or material.sealed_key is None:
-                raise NotPermitted(
-                    f"certificate {canonical} was issued from a CSR: its key never left the "
-                    "device" if cert.source == "csr" else
-                    f"certificate {canonical} has no key material any more")
-            assert material.sealed_password is not None
+            material = _key_material(session, cert, now=now)
+            assert material.sealed_key is not None and material.sealed_password is not None
             key = serialization.load_der_private_key(
                 self.sealer.open(material.sealed_key, context=f"key:{cert.serial}"), None)
             password = self.sealer.open(material.sealed_password,
@@ -294,14 +369,60 @@ class CertificateUseCases(ServiceCore):
                        x509.load_der_x509_certificate(root.der)],
                 friendly_name=f"{login} ({owner.name})", password=password, profile=chosen)
             content = bundle.user_zip(login=login, p12=p12, password=password, when=now)
+        with self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            cert = queries.certificate(session, owner, canonical)
+            _key_material(session, cert, now=now)
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/{login}/{cert.serial}",
                 tenant_id=owner.id, details={"serials": [cert.serial],
                                              "profile": chosen.value}), now=now)
-            return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
+        return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
 
 
-def check_may_issue(tenant: Tenant, user: User, *, now: dt.datetime) -> None:
+def _key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> KeyMaterial:
+    """The key material of a valid server-generated certificate, or why there is none."""
+    state = state_of(cert, now=now)
+    if state is not State.VALID:
+        raise NotPermitted(f"certificate {cert.serial} is {state.value}: its key "
+                           "material is no longer handed out")
+    material = session.get(KeyMaterial, cert.id)
+    if material is None or material.sealed_key is None or material.sealed_password is None:
+        raise NotPermitted(
+            f"certificate {cert.serial} was issued from a CSR: its key never left the "
+            "device" if cert.source == "csr" else
+            f"certificate {cert.serial} has no key material any more")
+    return material
+
+
+def _row(issuer: _Issuer, who: _Whom, cert: x509.Certificate, *, key_type: str, source: str,
+         p12_profile: str | None, now: dt.datetime) -> dict[str, Any]:
+    """A new certificate's row, as values for a bulk INSERT."""
+    return {"tenant_id": issuer.tenant.id, "authority_id": issuer.authority.id,
+            "user_id": who.id, "serial": serials.to_text(cert.serial_number),
+            "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+            "subject": cert.subject.rfc4514_string(),
+            "der": cert.public_bytes(serialization.Encoding.DER), "key_type": key_type,
+            "source": source, "p12_profile": p12_profile,
+            "not_before": cert.not_valid_before_utc, "not_after": cert.not_valid_after_utc,
+            "expiry_date": issuer.expires, "expiry_zone": issuer.zone, "created_at": now}
+
+
+def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
+               failures: list[tuple[str, str]], *, now: dt.datetime) -> bool:
+    """Whether the user may have a certificate; if not, raise (all or none) or, with
+    best effort, list the user with the reason."""
+    try:
+        check_may_issue(tenant, user, now=now)
+    except CAError as exc:
+        if not request.best_effort:
+            raise
+        failures.append((user.login, exc.message))
+        return False
+    return True
+
+
+def check_may_issue(tenant: Tenant, user: Standing, *, now: dt.datetime) -> None:
     if user.status != "active":
         raise NotPermitted(f"{user.login}: the user is retired", field="login")
     if not user.secure_access:

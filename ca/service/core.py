@@ -31,6 +31,7 @@ class ServiceCore:
         self.clock = clock or SystemClock()
         self.engine = engine or make_engine(settings.effective_database_url)
         self._sessions = make_sessionmaker(self.engine)
+        self._writes = make_sessionmaker(self.engine, write=True)
         self.urls = Urls(base=settings.public_base_url)
         self._keystore: FileKeyStore | None = None
         self._signers: dict[str, Signer] = {}
@@ -38,9 +39,11 @@ class ServiceCore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commits on success, rolls back on any error."""
+        """One unit of work: commits on success, rolls back on any error. On SQLite it holds
+        the write lock from its first statement (``BEGIN IMMEDIATE``): keep it short, and do
+        the costly work (keys, signatures, bundles, validation) before it begins."""
         try:
-            with self._sessions.begin() as session:
+            with self._writes.begin() as session:
                 yield session
                 # every certificate whose status changed: its CA's CRL is made again in the
                 # same transaction, so what gateways fetch is never behind the database
@@ -53,7 +56,8 @@ class ServiceCore:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session; a database failure is a ``StorageError`` here too."""
+        """A read-only session (a deferred transaction: it never takes or waits for the write
+        lock); a database failure is a ``StorageError`` here too."""
         try:
             with self._sessions() as session:
                 yield session

@@ -21,6 +21,7 @@ from ca.service.tokens import revoke_user_tokens
 from ca.states import HoldCause
 
 KINDS = ("person", "service")
+IN_BATCH = 500  # values in one SQL IN list
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +85,9 @@ class UserUseCases(ServiceCore):
         now = self.now()
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
+            if queries.user_or_none(session, owner, spec.login) is not None:
+                raise Conflict(f"{owner.name}: user {spec.login!r} already exists",
+                               field="login")
             user = self._create(session, owner, spec, actor, now=now)
             return self._view(session, owner, user, now=now)
 
@@ -161,40 +165,44 @@ class UserUseCases(ServiceCore):
                      best_effort: bool = False,
                      actor: Actor = audit.CLI_ACTOR) -> ImportReport:
         """Create or update users from CSV. Every bad row is reported with its line; nothing
-        is written if any row is bad, unless ``best_effort`` (then the good rows land)."""
-        rows = csvio.read(data)
+        is written if any row is bad, unless ``best_effort`` (then the good rows land).
+
+        Every check that needs no database (the CSV, each value, repeated logins) runs
+        before any transaction; the write then reads the tenant's users and groups in a few
+        queries, decides each row and writes them together, holding the write lock briefly.
+        A dry run decides in a read and writes nothing."""
         report = ImportReport(dry_run=dry_run)
         now = self.now()
-        seen: dict[str, int] = {}
-        try:
-            with self.transaction() as session:
-                owner = queries.tenant(session, tenant)
-                for row in rows:
-                    login = row.cells.get("login", "").strip()
-                    try:
-                        first = seen.setdefault(login.lower(), row.line)
-                        if row.problem is not None:
-                            raise InvalidInput(row.problem)
-                        if first != row.line:
-                            raise InvalidInput(f"login {login!r} is already on line {first}")
-                        # every check of a row comes before its first write
-                        outcome = self._apply(session, owner, _spec_from_row(row), actor,
-                                              now=now)
-                    except CAError as exc:
-                        report.errors.append((row.line, login[:64], exc.message))
-                        continue
-                    getattr(report, outcome).append(login)
-                if dry_run or (report.errors and not best_effort):
-                    raise _Undo
-                audit.record(session, actor, Event(
-                    action="user.import", target=owner.name, tenant_id=owner.id,
-                    details={"created": len(report.created), "updated": len(report.updated),
-                             "errors": len(report.errors)}), now=now)
-        except _Undo:
-            if not dry_run:  # nothing was written: say so, rows and all
-                report.created.clear()
-                report.updated.clear()
-                report.unchanged.clear()
+        specs = _checked_rows(csvio.read(data), report)
+        with self.reading() if dry_run else self.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            users = _users_by_key(session, owner, [spec.login.lower() for _, spec in specs])
+            decided: list[tuple[str, UserSpec, User | None]] = []
+            for line, spec in specs:
+                user = users.get(spec.login.lower())
+                try:
+                    decided.append((_outcome(user, spec), spec, user))
+                except CAError as exc:
+                    report.errors.append((line, spec.login, exc.message))
+            report.errors.sort(key=lambda error: error[0])
+            if dry_run or (report.errors and not best_effort):
+                if not dry_run:  # nothing is written: say so, rows and all
+                    return report
+                for outcome, spec, _ in decided:
+                    getattr(report, outcome).append(spec.login)
+                return report
+            known = {g.name_key: g for g in session.scalars(
+                select(Group).where(Group.tenant_id == owner.id))}
+            for outcome, spec, user in decided:
+                if user is None:
+                    self._create(session, owner, spec, actor, now=now, known=known)
+                else:
+                    self._update(session, owner, user, spec, actor, now=now, known=known)
+                getattr(report, outcome).append(spec.login)
+            audit.record(session, actor, Event(
+                action="user.import", target=owner.name, tenant_id=owner.id,
+                details={"created": len(report.created), "updated": len(report.updated),
+                         "errors": len(report.errors)}), now=now)
         return report
 
     def export_users(self, tenant: str, selection: Selection | None = None) -> Iterator[str]:
@@ -210,47 +218,36 @@ class UserUseCases(ServiceCore):
 
     # --- the steps -------------------------------------------------------------------------
 
-    def _apply(self, session: Session, owner: Tenant, spec: UserSpec, actor: Actor, *,
-               now: dt.datetime) -> str:
-        user = queries.user_or_none(session, owner, spec.login)
-        if user is None:
-            if not spec.email:
-                raise InvalidInput("a new user needs an e-mail", field="email")
-            self._create(session, owner, spec, actor, now=now)
-            return "created"
-        return "updated" if self._update(session, owner, user, spec, actor,
-                                         now=now) else "unchanged"
-
     def _create(self, session: Session, owner: Tenant, spec: UserSpec, actor: Actor, *,
-                now: dt.datetime) -> User:
-        if queries.user_or_none(session, owner, spec.login) is not None:
-            raise Conflict(f"{owner.name}: user {spec.login!r} already exists", field="login")
+                now: dt.datetime, known: dict[str, Group] | None = None) -> User:
+        """A new user (the caller knows there is none by that login)."""
         assert spec.email is not None
         user = User(tenant_id=owner.id, login=spec.login, login_key=spec.login.lower(),
                     email=spec.email, display_name=spec.display_name or "",
                     kind=spec.kind or "person", status="active",
                     secure_access=bool(spec.secure_access), created_at=now, updated_at=now,
-                    groups=self._groups(session, owner, spec.groups or (), now=now))
+                    groups=self._groups(session, owner, spec.groups or (), now=now,
+                                        known=known))
         session.add(user)
-        session.flush()
         audit.record(session, actor, Event(
             action="user.create", target=f"{owner.name}/{spec.login}", tenant_id=owner.id,
             details={"secure_access": user.secure_access}), now=now)
         return user
 
     def _update(self, session: Session, owner: Tenant, user: User, spec: UserSpec,
-                actor: Actor, *, now: dt.datetime) -> bool:
+                actor: Actor, *, now: dt.datetime,
+                known: dict[str, Group] | None = None) -> bool:
         changes: dict[str, object] = {}
         for name, value in (("email", spec.email), ("display_name", spec.display_name),
                             ("kind", spec.kind)):
             if value is not None and getattr(user, name) != value:
                 setattr(user, name, value)
                 changes[name] = value
-        if spec.groups is not None:
-            wanted = self._groups(session, owner, spec.groups, now=now)
-            if {g.id for g in wanted} != {g.id for g in user.groups}:
-                user.groups = wanted
-                changes["groups"] = [g.name for g in wanted]
+        if spec.groups is not None and _group_keys(spec.groups) != {
+                g.name_key for g in user.groups}:
+            wanted = self._groups(session, owner, spec.groups, now=now, known=known)
+            user.groups = wanted
+            changes["groups"] = [g.name for g in wanted]
         if spec.secure_access is not None and spec.secure_access != user.secure_access:
             self._permission(session, owner, user, spec.secure_access, actor, now=now)
             changes["secure_access"] = spec.secure_access
@@ -278,19 +275,21 @@ class UserUseCases(ServiceCore):
             tenant_id=owner.id), now=now)
 
     def _groups(self, session: Session, owner: Tenant, names: tuple[str, ...], *,
-                now: dt.datetime) -> list[Group]:
-        """The named groups, created on first mention."""
-        found = []
+                now: dt.datetime, known: dict[str, Group] | None = None) -> list[Group]:
+        """The named groups, created on first mention; ``known``: the tenant's groups by
+        key, read once (an import), else each is looked up."""
+        found: dict[str, Group] = {}
         for name in names:
             key = name.casefold()
-            group = session.scalar(select(Group).where(Group.tenant_id == owner.id,
-                                                       Group.name_key == key))
+            group = known.get(key) if known is not None else session.scalar(
+                select(Group).where(Group.tenant_id == owner.id, Group.name_key == key))
             if group is None:
                 group = Group(tenant_id=owner.id, name=name, name_key=key, created_at=now)
                 session.add(group)
-                session.flush()
-            found.append(group)
-        return found
+                if known is not None:
+                    known[key] = group
+            found.setdefault(key, group)
+        return list(found.values())
 
     def _view(self, session: Session, owner: Tenant, user: User, *,
               now: dt.datetime) -> UserView:
@@ -306,8 +305,53 @@ def _view(owner: Tenant, user: User, certificate_status: str) -> UserView:
                     certificate_status=certificate_status)
 
 
-class _Undo(Exception):
-    """Raised inside an import's transaction to roll it back (dry run, or a bad row)."""
+def _checked_rows(rows: list[csvio.Row], report: ImportReport) -> list[tuple[int, UserSpec]]:
+    """Each good row's line and values; each bad row (its cells, a login repeated) goes to
+    ``report.errors``. No database needed."""
+    seen: dict[str, int] = {}
+    specs = []
+    for row in rows:
+        login = row.cells.get("login", "").strip()
+        try:
+            first = seen.setdefault(login.lower(), row.line)
+            if row.problem is not None:
+                raise InvalidInput(row.problem)
+            if first != row.line:
+                raise InvalidInput(f"login {login!r} is already on line {first}")
+            specs.append((row.line, _spec_from_row(row)))
+        except CAError as exc:
+            report.errors.append((row.line, login[:64], exc.message))
+    return specs
+
+
+def _users_by_key(session: Session, owner: Tenant, keys: list[str]) -> dict[str, User]:
+    """The tenant's users of these login keys, with their groups, a few queries in all."""
+    found: dict[str, User] = {}
+    for start in range(0, len(keys), IN_BATCH):
+        found.update((u.login_key, u) for u in session.scalars(
+            select(User).where(User.tenant_id == owner.id,
+                               User.login_key.in_(keys[start:start + IN_BATCH]))
+            .options(selectinload(User.groups))))
+    return found
+
+
+def _outcome(user: User | None, spec: UserSpec) -> str:
+    """What a row does to its user: created, updated or unchanged (as ``_update`` decides)."""
+    if user is None:
+        if not spec.email:
+            raise InvalidInput("a new user needs an e-mail", field="email")
+        return "created"
+    changed = any(value is not None and getattr(user, name) != value for name, value in (
+        ("email", spec.email), ("display_name", spec.display_name), ("kind", spec.kind),
+        ("secure_access", spec.secure_access)))
+    if spec.groups is not None and _group_keys(spec.groups) != {g.name_key
+                                                                 for g in user.groups}:
+        changed = True
+    return "updated" if changed else "unchanged"
+
+
+def _group_keys(names: tuple[str, ...]) -> set[str]:
+    return {name.casefold() for name in names}
 
 
 def _spec_from_row(row: csvio.Row) -> UserSpec:

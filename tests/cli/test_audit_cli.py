@@ -34,8 +34,15 @@ def test_export_writes_csv_with_times_in_the_chosen_zone(ready_sqlite: Env, cli:
 def test_verify_passes_prints_the_head_and_fails_on_a_changed_event(ready_sqlite: Env,
                                                                      cli: Cli) -> None:
     report = json.loads(cli.ok("audit", "verify", "--json").out)
-    assert report["intact"] is True and len(report["head"]) == 64
-    assert report["head"] in cli.ok("audit", "verify").out
+    assert report["intact"] is True
+    assert [(c["tenant"], c["intact"], len(c["head"])) for c in report["chains"]] == [
+        (None, True, 64), ("default", True, 64)]
+    assert report["events"] == sum(c["events"] for c in report["chains"])
+    text = cli.ok("audit", "verify").out.splitlines()
+    operator, default = report["chains"]
+    assert text == [f"{report['events']} events in 2 chains, every chain intact",
+                    f"  operator: {operator['events']} events, head {operator['head']}",
+                    f"  tenant default: {default['events']} events, head {default['head']}"]
 
     assert ready_sqlite.sqlite_file is not None
     with sqlite3.connect(ready_sqlite.sqlite_file) as conn:

@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import delete, select, update
 
+from ca import audit
 from ca.clock import FixedClock
+from ca.db import queries
 from ca.db.models import AuditAnchor, AuditEvent
 from ca.errors import ConfigError, InvalidInput
 from ca.service import IssueRequest, Service
@@ -23,15 +25,24 @@ def busy(service: Service) -> Service:
     return service
 
 
-def ids(service: Service) -> list[int]:
+def ids(service: Service, tenant: str | None = "default") -> list[int]:
+    """The ids of one chain's events, in order (``None``: the operator's chain)."""
+    with service.reading() as session:
+        chain = audit.OPERATOR if tenant is None else queries.tenant(session, tenant).id
+        return list(session.scalars(select(AuditEvent.id).where(AuditEvent.chain == chain)
+                                    .order_by(AuditEvent.id)))
+
+
+def all_ids(service: Service) -> list[int]:
     with service.reading() as session:
         return list(session.scalars(select(AuditEvent.id).order_by(AuditEvent.id)))
 
 
 def test_an_untouched_log_verifies(busy: Service) -> None:
     check = busy.verify_audit()
-    assert check.broken is None and check.events == len(ids(busy)) >= 6
-    assert check.removed == 0 and check.first_id is None
+    assert check.broken is None and check.events == len(all_ids(busy)) >= 6
+    assert [(c.tenant, c.events, c.removed, c.first_id, c.broken) for c in check.chains] == [
+        (None, 1, 0, None, None), ("default", len(ids(busy)), 0, None, None)]
 
 
 def test_a_changed_event_is_found(busy: Service) -> None:
@@ -109,43 +120,51 @@ def kept_90_days(busy: Service, clock: FixedClock) -> Service:
 
 def test_retention_keeps_everything_younger_than_the_setting(
         kept_90_days: Service, clock: FixedClock) -> None:
-    before = ids(kept_90_days)
+    before = all_ids(kept_90_days)
     clock.advance(dt.timedelta(days=89, hours=23))
     assert kept_90_days.run_lifecycle().audit_pruned == 0
-    assert ids(kept_90_days)[:len(before)] == before
+    assert all_ids(kept_90_days)[:len(before)] == before
 
 
-def test_retention_removes_older_events_and_the_rest_still_verifies(
+def test_retention_removes_older_events_of_every_chain_and_the_rest_still_verifies(
         kept_90_days: Service, clock: FixedClock) -> None:
-    old = ids(kept_90_days)
+    old_operator, old_default = ids(kept_90_days, None), ids(kept_90_days)
     clock.advance(dt.timedelta(days=60))
     kept_90_days.add_user("default", "bob", email="bob@example.com", allow=True)
-    young = [i for i in ids(kept_90_days) if i not in old]
+    young = [i for i in ids(kept_90_days) if i not in old_default]
     clock.advance(dt.timedelta(days=31))  # the first events are now 91 days old
 
     report = kept_90_days.run_lifecycle()
 
-    remaining = ids(kept_90_days)
-    assert report.audit_pruned == len(old)
-    assert not set(old) & set(remaining) and set(young) <= set(remaining)
+    remaining = all_ids(kept_90_days)
+    assert report.audit_pruned == len(old_operator) + len(old_default)
+    assert not set(old_operator + old_default) & set(remaining)
+    assert set(young) <= set(remaining)
+    # one audit.prune per chain, in that chain
     prune = kept_90_days.audit_events(action="audit.prune")
-    assert len(prune) == 1 and prune[0].details["removed"] == len(old)
+    assert [(e.tenant, e.details["removed"]) for e in prune] == [
+        (None, len(old_operator)), ("default", len(old_default))]
     check = kept_90_days.verify_audit()
-    assert check.broken is None and check.removed == len(old) and check.first_id == young[0]
+    assert check.broken is None
+    assert [(c.tenant, c.removed, c.first_id) for c in check.chains] == [
+        (None, len(old_operator), prune[0].id), ("default", len(old_default), young[0])]
     # a second run has nothing more to remove, and adds no event
     assert kept_90_days.run_lifecycle().audit_pruned == 0
-    assert len(kept_90_days.audit_events(action="audit.prune")) == 1
+    assert len(kept_90_days.audit_events(action="audit.prune")) == 2
 
 
 def test_when_every_event_is_old_the_prune_event_starts_the_log(
         kept_90_days: Service, clock: FixedClock) -> None:
-    old = ids(kept_90_days)
+    old = all_ids(kept_90_days)
     clock.advance(dt.timedelta(days=400))
     kept_90_days.prune_audit()
     remaining = kept_90_days.audit_events()
-    assert remaining[0].action == "audit.prune" and remaining[0].id not in old
+    assert [(e.action, e.tenant) for e in remaining] == [("audit.prune", None),
+                                                         ("audit.prune", "default")]
+    assert not set(old) & {e.id for e in remaining}
     check = kept_90_days.verify_audit()
-    assert check.broken is None and check.first_id == remaining[0].id
+    assert check.broken is None
+    assert [c.first_id for c in check.chains] == [e.id for e in remaining]
 
 
 def test_deleting_more_than_retention_removed_is_found(
@@ -171,7 +190,8 @@ def test_a_forged_anchor_is_found(kept_90_days: Service, clock: FixedClock) -> N
     first, second = ids(kept_90_days)[:2]
     with kept_90_days.transaction() as session:
         new_start = session.get(AuditEvent, second)
-        anchor = session.get(AuditAnchor, 1)
+        anchor = session.scalar(select(AuditAnchor).where(
+            AuditAnchor.chain == queries.tenant(session, "default").id))
         assert new_start is not None and anchor is not None
         session.execute(delete(AuditEvent).where(AuditEvent.id == first))
         anchor.prev_hash, anchor.first_id = new_start.prev_hash, second

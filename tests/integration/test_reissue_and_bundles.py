@@ -67,14 +67,15 @@ def test_reissue_revoke_supersedes_and_purges_the_old_certificate(users: Service
 def test_reissue_revoke_is_one_transaction_with_the_new_issuance(
         users: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     first = issue(users, "alice")[0]
-    original = audit.record
+    original = audit.record_many
 
-    def fail_on_issue(session, actor, event, *, now):  # type: ignore[no-untyped-def]
-        if event.action == "cert.issue":
+    def fail_on_issue(session, actor, events, *, now):  # type: ignore[no-untyped-def]
+        events = list(events)
+        if any(event.action == "cert.issue" for event in events):
             raise RuntimeError("crash between revoking the old and recording the new")
-        return original(session, actor, event, now=now)
+        return original(session, actor, events, now=now)
 
-    monkeypatch.setattr(audit, "record", fail_on_issue)
+    monkeypatch.setattr(audit, "record_many", fail_on_issue)
     with pytest.raises(RuntimeError):
         issue(users, "alice", reissue="revoke")
     monkeypatch.undo()
