@@ -1,7 +1,7 @@
 """leases: one lifecycle run at a time across processes, and a lease per running job
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-29 20:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import ca.db.types
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
