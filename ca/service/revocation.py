@@ -127,17 +127,27 @@ class RevocationUseCases(ServiceCore):
 
     def current_crl(self, tenant: str | None) -> CrlView:
         """The newest CRL of a tenant's issuing CA (``None``: the root's), made now if there
-        is none yet or if the newest is past half its validity."""
+        is none yet or if the newest is past half its validity.
+
+        A read first: a gateway's fetch takes the write lock (SQLite's one writer) only on the
+        rare fetch that has to make a CRL, never behind a bulk job's write.
+        """
         now = self.now()
+        with self.reading() as session:
+            latest = crls.latest(session, self._crl_authority(session, tenant))
+            if latest is not None and not _stale(latest, now=now):
+                return _crl_view(latest)
         with self.transaction() as session:
-            authority = (queries.require_root(session) if tenant is None
-                         else queries.issuing(session, queries.tenant(session, tenant)))
-            latest = crls.latest(session, authority)
-            if latest is None or now >= latest.this_update + (
-                    latest.next_update - latest.this_update) / 2:
+            authority = self._crl_authority(session, tenant)
+            latest = crls.latest(session, authority)  # another writer may have made it
+            if latest is None or _stale(latest, now=now):
                 latest = self._publish(session, authority, now=now)
-            return CrlView(number=latest.number, this_update=latest.this_update,
-                           next_update=latest.next_update, der=latest.der)
+            return _crl_view(latest)
+
+    @staticmethod
+    def _crl_authority(session: Session, tenant: str | None) -> Authority:
+        return (queries.require_root(session) if tenant is None
+                else queries.issuing(session, queries.tenant(session, tenant)))
 
     def crl_ages(self) -> list[tuple[str, float, float]]:
         """Per tenant: seconds since its newest CRL was made, and until its nextUpdate."""
@@ -164,11 +174,18 @@ class RevocationUseCases(ServiceCore):
         """Make a new CRL now."""
         now = self.now()
         with self.transaction() as session:
-            authority = (queries.require_root(session) if tenant is None
-                         else queries.issuing(session, queries.tenant(session, tenant)))
-            made = self._publish(session, authority, now=now)
-            return CrlView(number=made.number, this_update=made.this_update,
-                           next_update=made.next_update, der=made.der)
+            return _crl_view(self._publish(session, self._crl_authority(session, tenant),
+                                           now=now))
+
+
+def _stale(crl: Crl, *, now: dt.datetime) -> bool:
+    """Past half its validity: time to make the next one (before gateways need it)."""
+    return now >= crl.this_update + (crl.next_update - crl.this_update) / 2
+
+
+def _crl_view(crl: Crl) -> CrlView:
+    return CrlView(number=crl.number, this_update=crl.this_update,
+                   next_update=crl.next_update, der=crl.der)
 
 
 def _deadlocked(exc: StorageError) -> bool:

@@ -289,3 +289,27 @@ def test_on_sqlite_a_write_transaction_holds_the_write_lock_from_its_start(
     with service.reading() as session:
         session.scalar(select(func.count()).select_from(AuditEvent))
         assert other_writer() == "began"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL has no such lock
+def test_a_fresh_crl_is_served_while_another_writer_holds_the_write_lock(
+        service: Service) -> None:
+    """What a gateway fetches is read, not written: a bulk job's write does not hold up a
+    CRL download (the CRL is made anew only when it is past half its validity)."""
+    service.create_tenant("acme", display_name="株式会社アクメ")
+    made = {name: service.current_crl(name) for name in ("acme", None)}
+    database = service.engine.url.database
+    assert database is not None
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        fetch = Background(lambda: {name: service.current_crl(name)
+                                    for name in ("acme", None)}).start()
+        # far above a read, far below the 10 s busy timeout a write would wait
+        finished_under_the_lock = fetch.done.wait(timeout=5)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert finished_under_the_lock
+    assert {name: crl.number for name, crl in fetch.join().items()} == {
+        name: crl.number for name, crl in made.items()}
