@@ -190,12 +190,16 @@ class CertificateUseCases(ServiceCore):
                 # the old certificates go in the same transaction as the new ones come:
                 # never a moment with neither recorded
                 whom = {m.who.id: m.who.login for m in made}
-                for old in session.scalars(select(Certificate).where(
-                        Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
-                        Certificate.not_after >= now).order_by(Certificate.id)):
-                    if old.user_id in whom:
-                        status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
-                                      login=whom[old.user_id], now=now)
+                # every row locked at once, in id order, before the first audit record takes
+                # the chain's lock: a single revocation of one of them at the same moment
+                # (row, then chain) waits for this transaction instead of deadlocking with it
+                superseded = list(session.scalars(select(Certificate).where(
+                    Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
+                    Certificate.not_after >= now, Certificate.user_id.in_(list(whom)))
+                    .order_by(Certificate.id).with_for_update()))
+                for old in superseded:
+                    status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
+                                  login=whom[old.user_id], now=now)
             rows = [m.row for m in made]
             # one batch of INSERTs; a serial already taken fails here
             ids = list(session.scalars(insert(Certificate).returning(

@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from sqlalchemy import func, select
 
-from ca.db.models import AuditEvent
+from ca.db.models import AuditEvent, Certificate
 from ca.errors import NotPermitted
 from ca.service import IssueRequest, Selection, Service
 from ca.states import State
@@ -313,3 +313,47 @@ def test_a_fresh_crl_is_served_while_another_writer_holds_the_write_lock(
     assert finished_under_the_lock
     assert {name: crl.number for name, crl in fetch.join().items()} == {
         name: crl.number for name, crl in made.items()}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no row locks
+def test_a_bulk_reissue_locks_every_superseded_row_before_it_takes_the_chains_lock(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lock order, row before chain, as a single revocation takes them: when the bulk write
+    records its first event, every certificate it will supersede is already locked, so a
+    revocation of the last of them at that moment waits instead of deadlocking with it."""
+    from sqlalchemy import create_engine, text
+
+    from ca import audit as audit_module
+    from ca.service import status as status_module
+
+    service.create_tenant("acme", display_name="株式会社アクメ")
+    logins = [f"shain{i:02d}" for i in range(6)]
+    for i, login in enumerate(logins):
+        service.add_user("acme", login, email=f"{login}@example.jp",
+                         display_name=f"社員 {i:02d}", allow=True)
+    old = service.issue(IssueRequest(tenant="acme", logins=tuple(logins)))
+    with service.reading() as session:  # the row the bulk write reaches last
+        last_id = session.scalar(select(func.max(Certificate.id)).where(
+            Certificate.serial.in_([view.serial for view in old])))
+    probe = create_engine(service.engine.url)
+    seen: list[str] = []
+    real_record = audit_module.record
+
+    def record(session: Any, actor: Any, event: Any, **kwargs: Any) -> Any:
+        if not seen:  # the first event of the bulk write: is the last row locked yet?
+            with probe.connect() as conn:
+                try:
+                    conn.execute(text("SELECT id FROM certificates WHERE id = :id "
+                                      "FOR UPDATE NOWAIT"), {"id": last_id})
+                    seen.append("free")
+                except Exception:
+                    seen.append("locked")
+                conn.rollback()
+        return real_record(session, actor, event, **kwargs)
+
+    monkeypatch.setattr(status_module.audit, "record", record)
+    try:
+        service.issue(IssueRequest(tenant="acme", logins=tuple(logins), reissue="revoke"))
+    finally:
+        probe.dispose()
+    assert seen == ["locked"]
