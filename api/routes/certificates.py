@@ -14,6 +14,7 @@ from api.problems import responses
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.routes.users import GroupQ, Logins, StatusQ, query_selection, selection_of
 from api.schemas import BulkIssueIn, CertificateOut, IssuedOut, IssueIn, JobOut
+from api.streams import ClosingStream
 from ca.service import CertificateView, IssueRequest, JobView
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
@@ -99,7 +100,7 @@ def download(request: Request, tenant: str, login: Logins = None, group: GroupQ 
         tenant, query_selection(login, group, unaffiliated, status, everyone=everyone,
                                 default_everyone=False),
         profile=profile, actor=actor_of(request))
-    return StreamingResponse(made.chunks, media_type=ZIP, headers={
+    return ClosingStream(made.chunks, media_type=ZIP, headers={
         "Content-Disposition": f'attachment; filename="{made.filename}"',
         "Cache-Control": "no-store", "X-Tegata-Users": str(made.count)})
 

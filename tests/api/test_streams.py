@@ -1,0 +1,85 @@
+"""A streamed bulk download whose client goes away: the generator's closing step (it audits
+which keys left) runs in a worker thread, never on the event loop, and it does run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import select
+
+from api.streams import in_threads
+from ca.db.models import AuditEvent
+from ca.service import InitRequest, IssueRequest, Selection, Service
+from ca.settings import Settings
+from tests.served import serving
+
+
+def on_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_stream_broken_off_is_closed_in_a_worker_thread() -> None:
+    seen: dict[str, bool] = {}
+
+    def produce() -> Iterator[bytes]:
+        try:
+            seen["first step on the loop"] = on_an_event_loop()
+            yield b"first"
+            yield b"second"
+        finally:
+            seen["closed on the loop"] = on_an_event_loop()
+
+    async def client_goes_away() -> None:
+        stream = in_threads(produce())
+        with anyio.CancelScope() as scope:
+            async for _chunk in stream:
+                scope.cancel()  # the client is gone after the first chunk
+                await anyio.sleep(0)
+        await stream.aclose()  # what the loop's finaliser does with an abandoned stream
+
+    anyio.run(client_goes_away)
+    assert seen == {"first step on the loop": False, "closed on the loop": False}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_bulk_download_the_client_breaks_off_is_audited_with_what_left(
+        settings: Settings, tmp_path: Path) -> None:
+    service = Service(settings)
+    service.upgrade_database()
+    service.initialize(InitRequest(key_type="ec-p256"))
+    service.create_tenant("acme", display_name="株式会社アクメ", key_type="ec-p256")
+    count = 600  # more than two batches of 256: the stream is far from done at its start
+    rows = "".join(f"user{n:04d},user{n:04d}@example.jp,yes\n" for n in range(count))
+    service.import_users("acme", ("login,email,secure_access\n" + rows).encode())
+    service.issue_bulk(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
+    token = service.create_token(role="admin", tenant="acme")[0]
+    with serving(settings, tmp_path / "serve.log") as server, httpx.stream(
+            "GET", f"{server.url}/api/v1/tenants/acme/certificates/download?all=true",
+            headers={"Authorization": f"Bearer {token}"}, timeout=60) as answer:
+        assert answer.status_code == 200
+        next(answer.iter_raw(64 * 1024))
+        answer.close()  # the client goes away after its first 64 KiB
+        deadline = time.monotonic() + 60
+        ends: list[AuditEvent] = []
+        while not ends and time.monotonic() < deadline:  # bounded: until it is recorded
+            with service.reading() as session:
+                ends = list(session.scalars(select(AuditEvent).where(
+                    AuditEvent.action == "cert.download.end")))
+            time.sleep(0.05)
+    service.engine.dispose()
+    assert len(ends) == 1
+    details = json.loads(ends[0].details)
+    assert (ends[0].outcome, details["complete"]) == ("failure", False)
+    assert len(details["serials"]) + len(details["withheld"]) == count
+    assert len(details["withheld"]) > 0
