@@ -4,7 +4,6 @@ pin on a CA name two old tenants share is refused."""
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import hashlib
 import os
@@ -13,12 +12,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.service import hierarchy
-from ca.x509.certificate import CARequest
 from tests.cli.conftest import Cli, Env, Result
+from tests.legacy import legacy_request
 
 UPSTREAM = ("--upstream", "http://127.0.0.1:9000")
 
@@ -145,17 +142,6 @@ def test_a_token_the_file_holds_but_that_is_already_revoked_is_left_as_it_is(
     assert again.code == 0, again.err
     assert [(t[0], t[3]) for t in tokens(ready_sqlite)] == [(1, True), (2, False)]
     assert actions(ready_sqlite).count("token.revoke") == 1
-
-
-CURRENT_RULE = hierarchy.issuing_request
-
-
-def legacy_request(tenant: str, display_name: str, root_cert: x509.Certificate,
-                   public_key: ec.EllipticCurvePublicKey, *, now: dt.datetime) -> CARequest:
-    """Issuing CAs as they were named before issue #11: no OU."""
-    request = CURRENT_RULE(tenant, display_name, root_cert, public_key, now=now)
-    return CARequest(common_name=request.common_name, organization=request.organization,
-                     public_key=public_key, profile=request.profile, now=now)
 
 
 def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from ca.db.models import AuditEvent, Tenant
 from ca.errors import Conflict
 from ca.service import IssueRequest, Service, hierarchy
-from ca.x509.certificate import CARequest
 from ca.x509.names import openssl_rfc2253
+from tests.legacy import legacy_request
 from tests.moments import MOMENTS
 
 # display names that used to give two tenants one issuing-CA name (cut to 53 characters)
@@ -74,17 +74,6 @@ def test_a_later_ca_of_a_tenant_keeps_its_name_and_no_other_tenant_can_take_it(
         "tokyo", LONG["tokyo"], MOMENTS.start + dt.timedelta(days=3650))
     assert name("tokyo", LONG["tokyo"], MOMENTS.start) != name(
         "osaka", LONG["tokyo"], MOMENTS.start)
-
-
-CURRENT_RULE = hierarchy.issuing_request
-
-
-def legacy_request(tenant: str, display_name: str, root_cert: x509.Certificate,
-                   public_key: ec.EllipticCurvePublicKey, *, now: dt.datetime) -> CARequest:
-    """The naming rule before issue #11: no OU, so display names decided alone."""
-    request = CURRENT_RULE(tenant, display_name, root_cert, public_key, now=now)
-    return CARequest(common_name=request.common_name, organization=request.organization,
-                     public_key=public_key, profile=request.profile, now=now)
 
 
 def test_a_ca_named_like_another_tenants_ca_is_refused_and_nothing_is_left(
