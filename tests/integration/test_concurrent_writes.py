@@ -213,9 +213,13 @@ def test_a_revocation_goes_through_while_another_tenant_imports_users(
 
 
 def test_a_revocation_goes_through_while_another_tenant_downloads_in_bulk(
-        service: Service) -> None:
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bulk download streams outside any transaction: with the stream stopped half-way
     (a slow client), another tenant's revocation goes through at once."""
+    from ca.service import downloads
+
+    # a chunk per batch: small batches, so that half-way is a chunk boundary
+    monkeypatch.setattr(downloads, "BATCH", DOWNLOAD_USERS // 6)
     serial = two_tenants(service, DOWNLOAD_USERS)
     service.issue(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
     reached, revoked = threading.Event(), threading.Event()
@@ -225,13 +229,13 @@ def test_a_revocation_goes_through_while_another_tenant_downloads_in_bulk(
         content = bytearray()
         for i, chunk in enumerate(archive.chunks):
             content += chunk
-            if i == DOWNLOAD_USERS // 2:
+            if i == 2:  # three of the six batches handed over: half-way
                 reached.set()
                 revoked.wait(SLOW_CLIENT)
         return sorted(zipfile.ZipFile(io.BytesIO(bytes(content))).namelist())
 
     job = Background(download).start()
-    assert reached.wait(WAIT) or job.done.is_set()
+    assert reached.wait(WAIT), "the download never reached half-way"
 
     latency = revoke_meanwhile(service, serial, job)
     revoked.set()

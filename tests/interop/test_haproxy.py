@@ -179,7 +179,10 @@ def test_every_tenants_certificate_is_refused_at_every_other_tenants_gateway(
         (gw, holder): 200 if gw == holder else 0 for gw in TENANTS for holder in TENANTS}
     for (gw, holder), reply in seen.items():
         if gw == holder:
-            assert reply.body == f"verify=0 serial={clients[holder].serial}\n"
+            # HAProxy prints the serial's bytes in hex (a leading zero digit kept); Tegata
+            # writes serials without leading zeros: the same number
+            verify, _, serial = reply.body.rstrip("\n").partition(" serial=")
+            assert (verify, int(serial, 16)) == ("verify=0", int(clients[holder].serial, 16))
         else:
             assert "alert" in reply.body, reply.body
 
