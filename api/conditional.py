@@ -44,7 +44,8 @@ def _opaque(tag: str) -> str:
 def not_modified(request: dict[str, str], response: dict[str, str]) -> bool:
     """Whether a GET/HEAD with these request headers gets 304 for a 200 with these response
     headers (names lower-case): If-None-Match, weak comparison over its list or ``*``,
-    takes precedence; If-Modified-Since counts only without it (RFC 9110, 13.1.2-3, 13.2.2)."""
+    takes precedence; If-Modified-Since counts only without it (RFC 9110, 13.1.2-3, 13.2.2),
+    and only for a date after the second Last-Modified names."""
     if_none_match = request.get("if-none-match")
     if if_none_match is not None:
         if if_none_match.strip() == "*":
@@ -57,7 +58,10 @@ def not_modified(request: dict[str, str], response: dict[str, str]) -> bool:
         return False
     try:
         since_at, modified_at = parsedate_to_datetime(since), parsedate_to_datetime(modified)
-        return modified_at <= since_at
+        # strictly before: HTTP dates have whole seconds, so a date equal to Last-Modified
+        # cannot tell apart two CRLs (or OCSP answers) made in one second; such a client
+        # gets the body (RFC 9110, 13.2.2 lets a server send 200; ETag is exact)
+        return modified_at < since_at
     except (TypeError, ValueError):
         return False  # an invalid date is ignored (RFC 9110, 13.1.3)
 

@@ -39,12 +39,12 @@ def decode_get(raw_path: str) -> bytes:
 
 def response_headers(answer: OcspAnswer, now_seconds: float) -> dict[str, str]:
     headers = {"Content-Length": str(len(answer.der)), "Content-Type": MEDIA_TYPE}
-    if answer.cacheable and answer.this_update and answer.next_update:
+    if answer.cacheable and answer.made_at and answer.next_update:
         # RFC 5019, 6.2: caches may keep the response until its nextUpdate
         max_age = max(0, int(answer.next_update.timestamp() - now_seconds))
         headers.update({
             "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
-            "Last-Modified": format_datetime(answer.this_update, usegmt=True),
+            "Last-Modified": format_datetime(answer.made_at, usegmt=True),
             "Expires": format_datetime(answer.next_update, usegmt=True),
             "ETag": '"' + hashlib.sha1(answer.der, usedforsecurity=False).hexdigest() + '"',
         })

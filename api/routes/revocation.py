@@ -55,7 +55,7 @@ def reinstate(request: Request, tenant: str, serial: str) -> CertificateOut:
 
 def _crl_headers(view: CrlView) -> dict[str, str]:
     return {"Cache-Control": "public, max-age=60, no-transform",
-            "Last-Modified": format_datetime(view.this_update, usegmt=True),
+            "Last-Modified": format_datetime(view.made_at, usegmt=True),
             "Expires": format_datetime(view.next_update, usegmt=True),
             "ETag": f'"{view.number:X}"'}
 
@@ -85,7 +85,7 @@ def crl(request: Request, name: str,
         # changes with either CRL
         headers["ETag"] = f'"{both.own.number:X}-{both.root.number:X}"'
         headers["Last-Modified"] = format_datetime(
-            max(both.own.this_update, both.root.this_update), usegmt=True)
+            max(both.own.made_at, both.root.made_at), usegmt=True)
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
     view = service.current_crl(tenant)
     if suffix == "pem" or format == "pem":

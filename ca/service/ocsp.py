@@ -35,9 +35,10 @@ MAX_REQUEST_BYTES = 16 * 1024
 @dataclass(frozen=True, kw_only=True)
 class OcspAnswer:
     der: bytes
-    this_update: dt.datetime | None = None
+    this_update: dt.datetime | None = None  # backdated (BACKDATE)
     next_update: dt.datetime | None = None
     cacheable: bool = False
+    made_at: dt.datetime | None = None  # when it was really made: HTTP's Last-Modified
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +115,7 @@ class OcspUseCases(ServiceCore):
             this_update=this_update, next_update=next_update), responder.cert,
             responder.signer, nonce=nonce)
         answer = OcspAnswer(der=der, this_update=this_update, next_update=next_update,
-                            cacheable=nonce is None)
+                            cacheable=nonce is None, made_at=now)
         if nonce is None:
             cache[key] = (status, answer)
         return answer

@@ -40,9 +40,10 @@ Change = Callable[[Session, Certificate, User, Tenant, dt.datetime], bool]
 @dataclass(frozen=True, kw_only=True)
 class CrlView:
     number: int
-    this_update: dt.datetime
+    this_update: dt.datetime  # backdated by the clock-skew allowance
     next_update: dt.datetime
     der: bytes
+    made_at: dt.datetime  # when it was really made: HTTP's Last-Modified
 
     @property
     def pem(self) -> str:
@@ -185,7 +186,7 @@ def _stale(crl: Crl, *, now: dt.datetime) -> bool:
 
 def _crl_view(crl: Crl) -> CrlView:
     return CrlView(number=crl.number, this_update=crl.this_update,
-                   next_update=crl.next_update, der=crl.der)
+                   next_update=crl.next_update, der=crl.der, made_at=crl.created_at)
 
 
 def _deadlocked(exc: StorageError) -> bool:

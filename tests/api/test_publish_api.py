@@ -7,7 +7,7 @@ import base64
 import datetime as dt
 import re
 import secrets
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import quote
 
 import pytest
@@ -19,7 +19,9 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
 from ca.clock import FixedClock
+from ca.profiles import CLOCK_SKEW
 from ca.service import CertificateView, IssueRequest, Service
+from ca.service import ocsp as ocsp_service
 from ca.states import State
 from tests.api.conftest import bearer
 from tests.moments import MOMENTS
@@ -68,7 +70,8 @@ def test_the_tenants_crl_is_der_with_its_media_type_and_caching_headers(
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     cache = [part.strip() for part in r.headers["cache-control"].split(",")]
     assert "public" in cache and any(re.fullmatch(r"max-age=\d+", p) for p in cache)
-    assert parsedate_to_datetime(r.headers["last-modified"]) == crl.last_update_utc
+    # when it was made, not its thisUpdate (backdated by the clock-skew allowance)
+    assert parsedate_to_datetime(r.headers["last-modified"]) == crl.last_update_utc + CLOCK_SKEW
     assert parsedate_to_datetime(r.headers["expires"]) == crl.next_update_utc
     assert r.headers["etag"] == f'"{number:X}"'
 
@@ -404,7 +407,9 @@ def test_ocsp_get_has_the_rfc_5019_caching_headers(
     cache = {part.strip() for part in r.headers["cache-control"].split(",")}
     max_age = (answer.next_update_utc - MOMENTS.start).total_seconds()  # type: ignore[operator]
     assert cache == {f"max-age={int(max_age)}", "public", "no-transform", "must-revalidate"}
-    assert parsedate_to_datetime(r.headers["last-modified"]) == answer.this_update_utc
+    # when it was made, not its thisUpdate (backdated 30 s)
+    assert parsedate_to_datetime(r.headers["last-modified"]) == (
+        answer.this_update_utc + ocsp_service.BACKDATE)
     assert parsedate_to_datetime(r.headers["expires"]) == answer.next_update_utc
     assert re.fullmatch(r'"[0-9a-f]{40}"', r.headers["etag"])
     again = client.get("/ocsp/" + quote(encoded.decode(), safe=""))
@@ -485,7 +490,9 @@ VALIDATOR_CASES = {
     "star": ({"If-None-Match": "*"}, True),
     "other-etag": ({"If-None-Match": '"0"'}, False),
     "unquoted": ({"If-None-Match": "{bare}"}, False),
-    "same-date": ({"If-Modified-Since": "{modified}"}, True),
+    # a date equal to Last-Modified cannot tell two CRLs of one second apart: the body
+    "same-date": ({"If-Modified-Since": "{modified}"}, False),
+    "a-second-later": ({"If-Modified-Since": "{next_second}"}, True),
     "later-date": ({"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, True),
     "earlier-date": ({"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}, False),
     "bad-date": ({"If-Modified-Since": "yesterday"}, False),
@@ -505,8 +512,10 @@ def test_a_crl_fetch_naming_the_current_validators_gets_304_and_no_body(
     etag, modified = first.headers["etag"], first.headers["last-modified"]
     outcome = {}
     for case, (template, _) in VALIDATOR_CASES.items():
-        headers = {k: v.format(etag=etag, modified=modified, bare=etag.strip('"'))
-                   for k, v in template.items()}
+        next_second = format_datetime(parsedate_to_datetime(modified)
+                                      + dt.timedelta(seconds=1), usegmt=True)
+        headers = {k: v.format(etag=etag, modified=modified, bare=etag.strip('"'),
+                               next_second=next_second) for k, v in template.items()}
         for method in ("GET", "HEAD"):
             r = client.request(method, url, headers=headers)
             outcome[case, method] = r.status_code
@@ -532,6 +541,29 @@ def test_a_new_crl_is_sent_whole_to_a_fetch_naming_the_old_validators(
         "If-None-Match": old.headers["etag"], "If-Modified-Since": old.headers["last-modified"]})
     assert r.status_code == 200 and r.text != old.text and r.headers["etag"] != old.headers[
         "etag"]
+
+
+@pytest.mark.parametrize("change", ["same-second", "seconds-later"])
+def test_a_changed_crl_or_ocsp_answer_is_never_304_to_the_date_of_the_old_one(
+        client: TestClient, service: Service, clock: FixedClock, leaf: CertificateView,
+        change: str) -> None:
+    """If-Modified-Since with the old response's Last-Modified, or the moment it was
+    fetched, after a suspension: the new CRL and the new OCSP answer come whole (their
+    thisUpdate is backdated, and HTTP dates have whole seconds)."""
+    encoded = base64.b64encode(ocsp_der(service, x509.load_der_x509_certificate(leaf.der)))
+    urls = ("/crl/default.crl", "/crl/default-chain.pem", "/ocsp/" + quote(
+        encoded.decode(), safe=""))
+    old = {url: client.get(url) for url in urls}
+    fetched_at = format_datetime(clock.now(), usegmt=True)
+    if change == "seconds-later":
+        clock.advance(dt.timedelta(seconds=2))
+    service.suspend("default", leaf.serial)
+    outcome = {}
+    for url in urls:
+        for since in (old[url].headers["last-modified"], fetched_at):
+            r = client.get(url, headers={"If-Modified-Since": since})
+            outcome[url, since] = (r.status_code, r.content != old[url].content)
+    assert outcome == {key: (200, True) for key in outcome}
 
 
 def test_ocsp_and_ca_certificates_answer_304_to_their_etag(
