@@ -66,6 +66,12 @@ def nginx(
     if mode == "auth" and auth_include is None:
         raise InvalidInput("auth mode needs --auth-include FILE for the gateway token",
                            field="auth_include")
+    if mode != "auth" and auth_include is not None:
+        raise InvalidInput("--auth-include is for --mode auth (the other modes use no token)",
+                           field="auth_include")
+    if auth_include is not None:
+        # nginx reads a relative include against its own configuration directory, not here
+        auth_include = auth_include.absolute()
     validity = service.get_ocsp_validity(tenant)
     # the auth variant pins nothing: Tegata looks the serial up in this tenant
     issuer_dn = "" if mode == "auth" else service.gateway_issuer_dn(tenant)
@@ -128,7 +134,15 @@ def previous_kit_token(path: Path, tenant: str) -> int | None:
             raise InvalidInput(f"{shown(path)} exists and holds no Tegata gateway token: "
                                "not overwriting it", field="auth_include")
         return None
-    return STATE.service().live_gateway_token_id(tenant, found.group(1))
+    live = STATE.service().live_gateway_token(found.group(1))
+    if live is None:
+        return None  # revoked or expired: nothing to replace
+    owner, token_id = live
+    if owner != tenant:
+        raise InvalidInput(f"{shown(path)} holds the gateway token of tenant {shown(owner)}: "
+                           "another tenant's gateway uses it; not overwriting it",
+                           field="auth_include")
+    return token_id
 
 
 KIT_TOKEN = re.compile(r'proxy_set_header\s+Authorization\s+"Bearer\s+(tgt_[A-Za-z0-9_-]+)"')

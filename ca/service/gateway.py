@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from ca import audit, serials, tokens
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import ApiToken
+from ca.db.models import ApiToken, Tenant
 from ca.errors import InvalidInput
 from ca.service.core import ServiceCore
 from ca.states import State, state_of
@@ -154,13 +154,14 @@ class GatewayUseCases(ServiceCore):
             return True, "certificate-valid"
         return False, f"certificate-{state.value}"
 
-    def live_gateway_token_id(self, tenant: str, token: str) -> int | None:
-        """The id of the tenant's gateway token whose text is ``token`` (what an nginx
+    def live_gateway_token(self, token: str) -> tuple[str, int] | None:
+        """The tenant and id of the gateway token whose text is ``token`` (what an nginx
         include file written by the kit holds), if it is neither revoked nor expired."""
         now = self.now()
         with self.reading() as session:
-            owner = queries.tenant(session, tenant)
-            return session.scalar(select(ApiToken.id).where(
+            row = session.execute(select(Tenant.name, ApiToken.id).join(
+                Tenant, ApiToken.tenant_id == Tenant.id).where(
                 ApiToken.token_hash == tokens.digest(token), ApiToken.role == "gateway",
-                ApiToken.tenant_id == owner.id, ApiToken.revoked_at.is_(None),
-                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now)))
+                ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))).first()
+            return (row[0], row[1]) if row is not None else None

@@ -144,6 +144,50 @@ def test_a_token_the_file_holds_but_that_is_already_revoked_is_left_as_it_is(
     assert actions(ready_sqlite).count("token.revoke") == 1
 
 
+def test_an_include_file_holding_another_tenants_live_token_is_not_overwritten(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ")
+    include = tmp_path / "auth.conf"
+    cli.ok("gateway", "nginx", "--mode", "auth", "--auth-include", str(include),
+           "--tenant", "acme", *UPSTREAM)
+    held = include.read_text()
+    before = ready_sqlite.dump()
+
+    result = auth_kit(cli, include)  # for the default tenant, into acme's file
+
+    assert result.code == 2
+    assert result.error() == (f"{include} holds the gateway token of tenant acme: another "
+                              "tenant's gateway uses it; not overwriting it")
+    assert include.read_text() == held
+    assert ready_sqlite.dump() == before  # acme's token still live, no new one
+
+
+def test_a_relative_include_is_written_into_the_configuration_as_an_absolute_path(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    """nginx reads a relative include against its own configuration directory."""
+    result = cli("gateway", "nginx", "--mode", "auth", "--auth-include", "rel-auth.conf",
+                 *UPSTREAM)
+    assert result.code == 0, result.err
+    written = Path.cwd() / "rel-auth.conf"
+    assert token_in(written)
+    includes = [line.strip() for line in result.out.splitlines()
+                if line.strip().startswith("include ")]
+    assert includes == [f"include {written};"]
+
+
+@pytest.mark.parametrize("mode", ["ocsp", "crl"])
+def test_auth_include_with_a_mode_that_uses_no_token_is_refused(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, mode: str) -> None:
+    include = tmp_path / "auth.conf"
+    before = ready_sqlite.dump()
+    result = cli("gateway", "nginx", "--mode", mode, "--auth-include", str(include),
+                 *UPSTREAM)
+    assert (result.code, result.out) == (2, "")
+    assert result.error() == "--auth-include is for --mode auth (the other modes use no token)"
+    assert not include.exists()
+    assert ready_sqlite.dump() == before
+
+
 def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
         ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
