@@ -18,7 +18,11 @@ CLIENT_KEY_TYPES = ("ec-p256", "rsa-2048", "rsa-3072")
 
 @dataclass(frozen=True, kw_only=True)
 class Urls:
-    """Where relying parties fetch status and issuer certificates, from the public base URL."""
+    """Where relying parties fetch status and issuer certificates, from the public base URL.
+
+    ``crl`` and ``root_crl`` give the CRL URL of a CA made now only: it is stored with the CA
+    (``authorities.crl_url``) and every certificate and CRL the CA signs takes it from there,
+    never from the base URL of the process at hand (ca.service.crls.crl_url)."""
 
     base: str
 

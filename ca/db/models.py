@@ -91,6 +91,10 @@ class Authority(Base):
     not_after: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime]
     retired_at: Mapped[dt.datetime | None]
+    # the URL of the CA's CRL: the IDP of every CRL it signs and the CDP of every certificate
+    # it signs, fixed when the CA is made (ca.service.crls.crl_url); NULL only for a CA made
+    # before 0009 that had published nothing
+    crl_url: Mapped[str | None] = mapped_column(Text)
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")
 

@@ -20,7 +20,7 @@ from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
 from ca.errors import CAError, Conflict, InvalidInput, NotFound, NotPermitted
 from ca.keys import generate_der_pair
-from ca.service import status
+from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.selection import select_users
 from ca.service.views import BulkResult, Bundle, CertificateView, IssueRequest, cert_view
@@ -139,6 +139,7 @@ class CertificateUseCases(ServiceCore):
         keys = self._keys(request, issuer.tenant, len(whom) if checked is None else 0)
         upn_suffix = issuer.tenant.upn_suffix
         signer = self.signer(issuer.authority)
+        crl_url = issuer.authority.crl_url or self._fill_crl_url(issuer.authority)
         made = []
         for done, who in enumerate(whom, start=1):
             pair = next(keys, None)
@@ -157,7 +158,8 @@ class CertificateUseCases(ServiceCore):
                 public_key=public_key, not_after=issuer.not_after, now=now,
                 tenant=issuer.tenant.name,
                 upn=f"{who.login}@{upn_suffix}" if upn_suffix else None)
-            cert = build_client(client, issuer.cert, signer, serial=serial, urls=self.urls)
+            cert = build_client(client, issuer.cert, signer, serial=serial, urls=self.urls,
+                                crl_url=crl_url)
             text = serials.to_text(serial)
             sealed = None if pair is None else (
                 self.sealer.seal(pair[0], context=f"key:{text}"),
@@ -168,6 +170,15 @@ class CertificateUseCases(ServiceCore):
             if progress is not None:
                 progress(done, len(whom))
         return made
+
+    def _fill_crl_url(self, authority: Authority) -> str:
+        """The CRL URL of a CA from before migration 0009 that had published nothing: set
+        from the current settings in a short transaction of its own (the first writer wins;
+        see ``crls.crl_url``) before the first certificate that carries it is signed."""
+        with self.transaction() as session:
+            row = session.get(Authority, authority.id)
+            assert row is not None
+            return crls.crl_url(session, row, self.urls)
 
     def _record(self, issuer: _Issuer, made: list[_Made], request: IssueRequest,
                 failures: list[tuple[str, str]], actor: Actor, *,

@@ -38,15 +38,14 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     last = latest(session, authority)
     number = max(int(now.timestamp() * 1000), (last.number + 1) if last else 1)
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
+    url = crl_url(session, authority, urls)
     if authority.kind == "root":
         validity = ROOT_CRL_VALIDITY
-        url = urls.root_crl()
         entries = _root_entries(session, authority)
     else:
         owner = session.get(Tenant, authority.tenant_id)
         assert owner is not None
         validity = dt.timedelta(seconds=owner.crl_validity_seconds)
-        url = urls.crl(owner.name)
         entries = _entries(session, authority, last)
     request = crl_builder.CrlRequest(
         number=number, this_update=this_update, next_update=this_update + validity,
@@ -59,6 +58,36 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     session.add(row)
     session.flush()
     return row
+
+
+def new_crl_url(urls: Urls, tenant: str | None) -> str:
+    """The CRL URL of a CA made now: the root's (``tenant`` None) or a tenant's issuing CA's."""
+    return urls.root_crl() if tenant is None else urls.crl(tenant)
+
+
+def crl_url(session: Session, authority: Authority, urls: Urls) -> str:
+    """The CA's CRL URL: the IDP of its CRLs and the CDP of every certificate it signs.
+
+    Stored on the authority's row when the CA is made, and never taken from the settings of
+    the process at hand after that: a CRL made by a process with another (or no)
+    TEGATA_PUBLIC_BASE_URL still has the scope of the certificates it covers. A CA made
+    before the column existed that had published nothing (migration 0009) gets it from
+    ``urls`` here, in the caller's transaction; the first writer wins, and every later
+    caller reads its value.
+    """
+    if authority.crl_url is not None:
+        return authority.crl_url
+    tenant = None
+    if authority.kind != "root":
+        owner = session.get(Tenant, authority.tenant_id)
+        assert owner is not None
+        tenant = owner.name
+    session.execute(update(Authority)
+                    .where(Authority.id == authority.id, Authority.crl_url.is_(None))
+                    .values(crl_url=new_crl_url(urls, tenant)))
+    session.refresh(authority, ["crl_url"])
+    assert authority.crl_url is not None
+    return authority.crl_url
 
 
 def latest(session: Session, authority: Authority) -> Crl | None:

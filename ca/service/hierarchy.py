@@ -21,6 +21,7 @@ from ca.db.models import Authority, Tenant
 from ca.errors import Conflict, InvalidInput
 from ca.profiles import CA_KEY_TYPES, ISSUING, ROOT, CAProfile
 from ca.sealing import create_data_protection_key, remove_data_protection_key
+from ca.service import crls
 from ca.service.core import ServiceCore
 from ca.service.views import DEFAULT_TENANT, CAView, InitRequest, ca_view
 from ca.signer import Signer, generate_ca_key
@@ -51,7 +52,8 @@ class HierarchyUseCases(ServiceCore):
             root_cert = build_root(root_req, signer, serial=x509.random_serial_number())
             with self.transaction() as session:
                 root = _authority_row(root_cert, kind="root", key_id=key_id, tenant=None,
-                                      issuer_id=None, now=now)
+                                      issuer_id=None, now=now,
+                                      crl_url=crls.new_crl_url(self.urls, None))
                 session.add(root)
                 session.flush()
                 root.issuer_id = root.id
@@ -97,14 +99,17 @@ class HierarchyUseCases(ServiceCore):
         signer = self.keystore.create(key_id, key)
         written.append(key_id)
         request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
+        # the CDP is the root's CRL URL as stored; the new CA's own is fixed here, for good
         cert = build_issuing(request, root_cert, root_signer,
-                             serial=x509.random_serial_number(), urls=self.urls)
+                             serial=x509.random_serial_number(), urls=self.urls,
+                             crl_url=crls.crl_url(session, root, self.urls))
         # the tenant's row first: from here on no other transaction can take this tenant's
         # name (its unique index), and on SQLite this one holds the write lock
         session.flush()
         _require_unique_subject(session, cert.subject, tenant)
         issuing = _authority_row(cert, kind="issuing", key_id=key_id, tenant=tenant,
-                                 issuer_id=root.id, now=now)
+                                 issuer_id=root.id, now=now,
+                                 crl_url=crls.new_crl_url(self.urls, name))
         session.add(issuing)
         session.flush()
         self._signers[key_id] = signer
@@ -214,13 +219,13 @@ def _new_key_id(kind: str) -> str:
 
 
 def _authority_row(cert: x509.Certificate, *, kind: str, key_id: str, tenant: Tenant | None,
-                   issuer_id: int | None, now: dt.datetime) -> Authority:
+                   issuer_id: int | None, now: dt.datetime, crl_url: str) -> Authority:
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     return Authority(
         tenant=tenant, issuer_id=issuer_id, kind=kind, key_id=key_id,
         subject=cert.subject.rfc4514_string(), serial=serials.to_text(cert.serial_number),
         ski=ski.hex().upper(), der=cert.public_bytes(serialization.Encoding.DER),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        created_at=now)
+        created_at=now, crl_url=crl_url)
 
 

@@ -100,8 +100,9 @@ def build_root(request: CARequest, signer: Signer, *, serial: int) -> x509.Certi
 
 
 def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, *,
-                  serial: int, urls: Urls) -> x509.Certificate:
-    """A tenant's issuing CA, signed by the root; it ends no later than the root does."""
+                  serial: int, urls: Urls, crl_url: str) -> x509.Certificate:
+    """A tenant's issuing CA, signed by the root; it ends no later than the root does.
+    ``crl_url``: the root's CRL URL, as stored on its row (never from ``urls``)."""
     not_after = min(request.validity_end(), issuer.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
@@ -116,7 +117,7 @@ def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, 
     builder = (
         builder
         .add_extension(_aki_of(issuer), critical=False)
-        .add_extension(_crl_dp(urls.root_crl()), critical=False)
+        .add_extension(_crl_dp(crl_url), critical=False)
         .add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
                                    x509.UniformResourceIdentifier(urls.root_cert())),
@@ -156,8 +157,12 @@ def _utf8_string(value: str) -> bytes:
 
 
 def build_client(request: ClientRequest, issuer: x509.Certificate, signer: Signer, *,
-                 serial: int, urls: Urls) -> x509.Certificate:
-    """A client certificate: CN = login, O = tenant, SAN e-mail, EKU clientAuth."""
+                 serial: int, urls: Urls, crl_url: str) -> x509.Certificate:
+    """A client certificate: CN = login, O = tenant, SAN e-mail, EKU clientAuth.
+
+    ``crl_url`` is the issuing CA's CRL URL as stored on its row: it must equal the IDP of
+    the CA's CRLs, whatever process makes them. The AIA URLs follow ``urls`` (the current
+    settings): nothing compares them with anything."""
     subject = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, fit(request.organization)),
         x509.NameAttribute(NameOID.COMMON_NAME, request.login),
@@ -185,7 +190,7 @@ def build_client(request: ClientRequest, issuer: x509.Certificate, signer: Signe
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key),
                        critical=False)
         .add_extension(_aki_of(issuer), critical=False)
-        .add_extension(_crl_dp(urls.crl(request.tenant)), critical=False)
+        .add_extension(_crl_dp(crl_url), critical=False)
         .add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                    x509.UniformResourceIdentifier(urls.ocsp())),

@@ -76,6 +76,9 @@ class Tegata:
     home: Path
     port: int = field(default_factory=free_port)
     server: subprocess.Popen[bytes] | None = None
+    # the CLI run from a shell whose TEGATA_* differ (None: unset), as dataclasses.replace
+    # makes it; the server keeps self.env()
+    shell: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -102,8 +105,9 @@ class Tegata:
             for name in list(os.environ):
                 if name.startswith("TEGATA_"):
                     mp.delenv(name)
-            for name, value in self.env().items():
-                mp.setenv(name, value)
+            for name, value in (self.env() | self.shell).items():
+                if value is not None:
+                    mp.setenv(name, value)
             _reset_cli()
             try:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

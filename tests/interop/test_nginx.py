@@ -19,6 +19,7 @@ are printed (``pytest -s`` or ``-rP``); deploy/nginx/README.md quotes them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -457,6 +458,25 @@ def test_crl_gateway_refuses_a_revoked_certificate_once_crl_sync_has_run(
     # a session from before the revocation (a shared cache outlives the reload) gets nothing
     assert resume(tools, crl_gateway.nginx.port, gateway_files[0], fresh_alice, saved) == {
         protocol: ("New", 400) for protocol in saved}
+
+
+def test_a_revocation_from_a_shell_with_another_base_url_locks_out_only_the_revoked(
+        tegata: Tegata, crl_gateway: Gateway, alice: Client, fresh_alice: Client,
+        gateway_files: tuple[Path, Path, Path], ask: Ask) -> None:
+    # the CRL the shell makes has the scope of the CA's certificates (their CDP), not one
+    # from the shell's TEGATA_PUBLIC_BASE_URL: nginx said "unable to get certificate CRL" to
+    # every user of the tenant until a process with the server's URL made the next CRL
+    assert (ask(crl_gateway, alice).status, ask(crl_gateway, fresh_alice).status) == (200, 200)
+    shell = dataclasses.replace(tegata, shell={"TEGATA_PUBLIC_BASE_URL":
+                                               "https://pki.example.jp/tegata"})
+
+    shell.ok("cert", "revoke", fresh_alice.serial, "--reason", "keyCompromise")
+    synced = crl_sync(tegata, crl_gateway, gateway_files[2])
+    reply, _ = poll(lambda: ask(crl_gateway, fresh_alice), refused(400), limit=POLL_LIMIT)
+
+    assert ": updated, next update " in synced
+    assert reply.status == 400 and CERTIFICATE_ERROR in reply.body
+    assert ask(crl_gateway, alice).status == 200
 
 
 def test_crl_sync_without_change_leaves_the_file_and_nginx_alone(
