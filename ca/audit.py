@@ -32,6 +32,7 @@ CHAIN_LOCK = 0x74656761
 # session.info: the chains this transaction holds, and each one's head as this transaction
 # extends it (read once, under the chain's lock)
 HEADS = "tegata_audit_heads"
+PENDING = "tegata_audit_pending"  # events recorded, written at commit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,43 +118,57 @@ def verify(events: Iterable[AuditEvent], *, anchor: AuditAnchor | None = None,
     return None
 
 
-def record(session: Session, actor: Actor, event: Event, *, now: dt.datetime) -> AuditEvent:
+def record(session: Session, actor: Actor, event: Event, *, now: dt.datetime) -> None:
     """Append one event, to its tenant's chain or the operator's, in the caller's
-    transaction."""
-    chain = chain_of(event.tenant_id)
-    heads = _hold(session, chain)
-    row = AuditEvent(
-        at=now, tenant_id=event.tenant_id, actor=actor.name[:200], source_ip=actor.source_ip,
-        action=event.action, target=event.target, outcome=event.outcome,
-        request_id=actor.request_id,
-        details=json.dumps(event.details, sort_keys=True, ensure_ascii=False),
-        chain=chain, prev_hash=heads[chain], hash="",
-    )
-    row.hash = heads[chain] = chain_hash(row.prev_hash, row)
-    session.add(row)
-    return row
+    transaction: it is written when the transaction commits (``append_pending``)."""
+    _pending(session).append(_row(actor, event, now=now))
 
 
 def record_many(session: Session, actor: Actor, events: Iterable[Event], *,
                 now: dt.datetime) -> int:
-    """Append many events at once (a bulk issuance's), in the caller's transaction, as
-    ``record`` would one after the other, in one batch of INSERTs; how many."""
-    session.flush()  # events recorded before these come first in their chain
-    rows = []
-    for event in events:
-        chain = chain_of(event.tenant_id)
+    """Append many events at once (a bulk issuance's), as ``record`` would one after the
+    other; how many."""
+    rows = [_row(actor, event, now=now) for event in events]
+    _pending(session).extend(rows)
+    return len(rows)
+
+
+def append_pending(session: Session) -> None:
+    """Write the transaction's events, in the order they were recorded, each chain under its
+    lock, the chains in one order (SQLAlchemy calls this just before every commit).
+
+    The chain's lock is the last lock a transaction takes: whatever rows the transaction
+    locked (users, certificates, an authority to publish a CRL) it locked before, so two
+    transactions never wait for each other's rows and chains crosswise (a deadlock that
+    PostgreSQL would break by failing one of them).
+    """
+    pending: list[dict[str, Any]] = session.info.pop(PENDING, [])
+    if not pending:
+        return
+    for chain in sorted({row["chain"] for row in pending}):
         heads = _hold(session, chain)
-        row: dict[str, Any] = {
-            "at": now, "tenant_id": event.tenant_id, "actor": actor.name[:200],
+    for row in pending:
+        row["prev_hash"] = heads[row["chain"]]
+        row["hash"] = heads[row["chain"]] = chain_hash(row["prev_hash"], row)
+    session.execute(insert(AuditEvent), pending)
+
+
+def _pending(session: Session) -> list[dict[str, Any]]:
+    pending: list[dict[str, Any]] = session.info.setdefault(PENDING, [])
+    return pending
+
+
+def _row(actor: Actor, event: Event, *, now: dt.datetime) -> dict[str, Any]:
+    return {"at": now, "tenant_id": event.tenant_id, "actor": actor.name[:200],
             "source_ip": actor.source_ip, "action": event.action, "target": event.target,
             "outcome": event.outcome, "request_id": actor.request_id,
             "details": json.dumps(event.details, sort_keys=True, ensure_ascii=False),
-            "chain": chain, "prev_hash": heads[chain]}
-        row["hash"] = heads[chain] = chain_hash(row["prev_hash"], row)
-        rows.append(row)
-    if rows:
-        session.execute(insert(AuditEvent), rows)
-    return len(rows)
+            "chain": chain_of(event.tenant_id)}
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _append_at_commit(session: Session) -> None:
+    append_pending(session)
 
 
 def _hold(session: Session, chain: int) -> dict[int, str]:
@@ -177,6 +192,8 @@ def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     # inner transaction changes nothing
     if transaction.parent is None or transaction.nested:
         session.info.pop(HEADS, None)
+    if transaction.parent is None:  # committed (written already) or rolled back: gone
+        session.info.pop(PENDING, None)
 
 
 PRUNE = "audit.prune"
@@ -214,10 +231,13 @@ def prune(session: Session, actor: Actor, *, chain: int, before: dt.datetime,
     last_hash = session.scalar(select(AuditEvent.hash).where(AuditEvent.id == last_old))
     assert last_hash is not None
     # recorded before the removal: when every event is old, this one is the first kept
-    event = record(session, actor, Event(
+    heads = _hold(session, chain)
+    event = AuditEvent(**_row(actor, Event(
         action=PRUNE, target="audit log", tenant_id=None if chain == OPERATOR else chain,
         details={"before": before.astimezone(dt.UTC).isoformat(), "removed": count,
-                 "anchor": last_hash}), now=now)
+                 "anchor": last_hash}), now=now), prev_hash=heads[chain], hash="")
+    event.hash = heads[chain] = chain_hash(event.prev_hash, event)
+    session.add(event)  # now, not at commit: its id is the anchor's when all else goes
     session.flush()
     session.execute(delete(AuditEvent).where(mine, AuditEvent.id <= last_old))
     first_id = kept if kept is not None else event.id

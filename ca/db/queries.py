@@ -85,3 +85,24 @@ def unused_serial(session: Session, authority: Authority) -> int:
 def active_hold() -> Exists:
     """SQL: the certificate has a hold that has not been lifted."""
     return exists().where(Hold.certificate_id == Certificate.id, Hold.lifted_at.is_(None))
+
+
+LOCK_BATCH = 1000  # ids per SELECT ... FOR UPDATE
+
+
+def lock_users(session: Session, ids: list[int]) -> dict[int, User]:
+    """Lock these users' rows until the transaction ends (PostgreSQL; SQLite's writer holds
+    the whole database) and read them afresh, all in id order: the order every transaction
+    takes user rows in, before any certificate row, so two never wait for each other.
+
+    A change of a user's standing (deny, retire) and an issuance to that user then happen
+    one after the other: the issuance sees the denial, or the denial sees the new
+    certificate; never neither."""
+    found: dict[int, User] = {}
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), LOCK_BATCH):
+        found.update((user.id, user) for user in session.scalars(
+            select(User).where(User.id.in_(ordered[start:start + LOCK_BATCH]))
+            .order_by(User.id).with_for_update()
+            .execution_options(populate_existing=True)))
+    return found

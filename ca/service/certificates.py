@@ -190,11 +190,12 @@ class CertificateUseCases(ServiceCore):
             if queries.issuing(session, tenant).id != issuer.authority.id:
                 raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
                                "certificates were made; issue again")
-            standing = {row.id: _Standing(login=row.login, status=row.status,
-                                          secure_access=row.secure_access)
-                        for row in session.execute(select(
-                            User.id, User.login, User.status, User.secure_access).where(
-                            User.tenant_id == tenant.id))}
+            # the users' rows locked (id order, before any certificate's) and read afresh: a
+            # denial or retirement at the same moment is seen here, or sees what is issued
+            standing = {user.id: _Standing(login=user.login, status=user.status,
+                                           secure_access=user.secure_access)
+                        for user in queries.lock_users(
+                            session, [m.who.id for m in made]).values()}
             made = [m for m in made if _may_issue(tenant, standing[m.who.id], request,
                                                   failures, now=now)]
             if request.reissue == "revoke":
@@ -387,6 +388,10 @@ class CertificateUseCases(ServiceCore):
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate(session, owner, canonical)
+            # under the certificate's lock, as a suspension or revocation decides: one of
+            # them at the same moment comes wholly before this check or wholly after the
+            # download is recorded
+            status.lock(session, cert)
             _key_material(session, cert, now=now)
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/{login}/{cert.serial}",

@@ -108,6 +108,7 @@ class UserUseCases(ServiceCore):
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
             user = queries.user(session, owner, login)
+            queries.lock_users(session, [user.id])  # read afresh, locked
             if user.status != "retired":
                 user.status = "retired"
                 user.retired_at = now
@@ -128,6 +129,7 @@ class UserUseCases(ServiceCore):
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
             users = [queries.user(session, owner, login) for login in logins]
+            queries.lock_users(session, [user.id for user in users])  # read afresh, locked
             for user in users:
                 self._permission(session, owner, user, allow, actor, now=now)
             return [self._view(session, owner, u, now=now) for u in users]
@@ -191,6 +193,8 @@ class UserUseCases(ServiceCore):
                 for outcome, spec, _ in decided:
                     getattr(report, outcome).append(spec.login)
                 return report
+            # the rows this import changes, locked in id order before any certificate's
+            queries.lock_users(session, [user.id for _, _, user in decided if user is not None])
             known = {g.name_key: g for g in session.scalars(
                 select(Group).where(Group.tenant_id == owner.id))}
             for outcome, spec, user in decided:
