@@ -179,6 +179,22 @@ def load_sealer(directory: Path, passphrase: bytes, *, passphrase_source: str) -
     return sealer
 
 
+def check_passphrase(directory: Path, passphrase: bytes, *, passphrase_source: str) -> None:
+    """``ConfigError`` unless ``passphrase`` opens the data-protection key (or, for one an
+    earlier release left in the clear, the CA keys beside it), as ``load_sealer`` would;
+    nothing is written. For steps that must not begin under a wrong passphrase (the
+    migrations of ``tegata db upgrade``, which would otherwise run before the wrapping
+    fails)."""
+    path = directory / DATA_PROTECTION_FILE
+    if path.exists():
+        check_private_file(path, what="data-protection key")
+        data = path.read_bytes()
+        if data.lstrip().startswith(b"{"):
+            unwrap_key(data, passphrase, path=path, passphrase_source=passphrase_source)
+            return
+    _check_ca_passphrase(directory, passphrase, passphrase_source)
+
+
 def _check_ca_passphrase(directory: Path, passphrase: bytes, source: str) -> None:
     for path in sorted(directory.glob(f"*{KEY_SUFFIX}"))[:1]:
         try:

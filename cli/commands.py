@@ -100,6 +100,7 @@ def db_upgrade() -> None:
     """Bring the schema up to the latest migration; wrap under the CA key passphrase a
     data-protection key that an earlier release left in the clear."""
     service = STATE.service(check_schema=False)
+    server.check_before_migrating(service)  # a wrong passphrase changes nothing
     service.upgrade_database()
     if is_unwrapped(service.settings.effective_key_dir):
         _ = service.sealer  # loading it wraps it, once the passphrase proves right

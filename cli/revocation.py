@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, SubscriptionView
 from cli.context import STATE, emit
 from cli.output import output_file, shown
@@ -123,8 +124,9 @@ def subscription_set(
     trial: Annotated[bool, typer.Option("--trial", help="A trial, not a contract.")] = False,
     allow_past: Annotated[bool, typer.Option(
         "--allow-past", help="Accept an end date already past: every certificate is "
-        "suspended now (revoked a full grace period later). Without it such a date is "
-        "refused (exit 2).")] = False,
+        "suspended now and revoked a full grace period later unless the end is corrected; "
+        "with 0 grace days, every certificate is revoked and its key purged now. Without it "
+        "such a date is refused (exit 2), saying which of the two it would be.")] = False,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -132,7 +134,13 @@ def subscription_set(
     suspended certificates back."""
     from ca import expiry
 
-    date = None if ends in (None, "none") else expiry.parse_date(ends or "")
+    date = None
+    if ends not in (None, "none"):
+        try:
+            date = expiry.parse_date(ends or "")
+        except InvalidInput:
+            raise InvalidInput(f"subscription end {(ends or '')[:32]!r} is not a date of the "
+                               "form YYYY-MM-DD", field="ends") from None
     view = STATE.service().set_subscription(tenant, ends=date, zone=tz, grace_days=grace_days,
                                             kind="trial" if trial else "contract",
                                             allow_past=allow_past)

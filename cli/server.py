@@ -11,7 +11,10 @@ from typing import Annotated
 
 import typer
 
-from ca.errors import Conflict, NotPermitted
+from ca.db import migrate as schema
+from ca.db.engine import check_reachable
+from ca.errors import ConfigError, Conflict, NotPermitted
+from ca.sealing import check_passphrase, is_unwrapped
 from ca.service import InitRequest, Service
 from ca.settings import DEFAULT_CONFIG_FILE
 from ca.signer import write_private_file
@@ -25,10 +28,34 @@ HostOpt = Annotated[str | None, typer.Option(help="Address to listen on.")]
 PortOpt = Annotated[int | None, typer.Option(help="Port to listen on.")]
 
 
+def check_before_migrating(service: Service) -> None:
+    """A wrong passphrase must fail before the schema moves on: once migrated, the database
+    is ahead of the release an operator may go back to. A configured passphrase must open
+    the key directory; a data-protection key left in the clear needs one (it is wrapped
+    right after migrating)."""
+    settings = service.settings
+    key_dir = settings.effective_key_dir
+    configured = settings.key_passphrase is not None or settings.key_passphrase_file is not None
+    if key_dir.is_dir() and (configured or is_unwrapped(key_dir)):
+        check_passphrase(key_dir, settings.passphrase(),
+                         passphrase_source=settings.passphrase_source())
+
+
+def check_schema(service: Service) -> None:
+    """A schema behind (or ahead of) this release is a configuration problem (exit 78: run
+    `tegata db upgrade`), not an unreachable database (69)."""
+    check_reachable(service.engine)
+    if not schema.is_current(service.engine):
+        raise ConfigError("the database schema is not current: run `tegata db upgrade` "
+                          "(or start with TEGATA_MIGRATE_ON_START=true)")
+
+
 def prepare(service: Service, *, migrate: bool) -> None:
     """Everything start-up checks, in order; the first failure stops it with one line."""
     if migrate:
+        check_before_migrating(service)
         service.upgrade_database()
+    check_schema(service)
     service.check_database()
     if not service.is_initialized():
         raise NotPermitted("Tegata is not initialised: run `tegata init` first")

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.auth import requires
 from api.problems import responses
@@ -24,9 +24,12 @@ class SubscriptionIn(BaseModel):
     timezone: str | None = Field(default=None, max_length=64)
     grace_days: int | None = Field(default=None, ge=0, le=3650)
     kind: str = Field(default="contract", pattern="^(trial|contract|none)$")
-    allow_past: bool = Field(default=False, description=(
-        "accept an end already past: every certificate is suspended now, and revoked no "
-        "sooner than a full grace period later; without it such an end is refused (400)"))
+    # a destructive confirmation: only a JSON true, never "on", "1" or 1
+    allow_past: StrictBool = Field(default=False, description=(
+        "accept an end already past (JSON true or false only): with a grace period, every "
+        "certificate is suspended now and revoked that many days later unless the end is "
+        "corrected; with 0 grace days, every certificate is revoked and its key purged now. "
+        "Without it such an end is refused (400)"))
 
 
 class SubscriptionOut(BaseModel):

@@ -30,6 +30,8 @@ from ca.states import HoldCause
 LIFECYCLE_ACTOR = Actor(name="lifecycle")
 LIFECYCLE_LEASE = "lifecycle"
 LIFECYCLE_TTL = dt.timedelta(minutes=5)  # renewed at every tenant; a dead run's lapses
+# the latest instant a grace period can end: an end near 9999 plus its grace is clamped here
+LATEST_INSTANT = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
 log = logging.getLogger("tegata.lifecycle")
 KINDS = ("none", "trial", "contract")
 
@@ -70,7 +72,10 @@ def grace_ends_at(tenant: Tenant, *, now: dt.datetime) -> dt.datetime | None:
     published = tenant.subscription_suspended_at
     if published is None and grace and ends_at <= now:
         published = now
-    return max(ends_at, published or ends_at) + grace
+    start = max(ends_at, published or ends_at)
+    if grace >= LATEST_INSTANT - start:
+        return LATEST_INSTANT  # an end near year 9999: the grace period runs to the end of time
+    return start + grace
 
 
 def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
@@ -91,9 +96,10 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         default); ``None`` makes it open-ended. A renewal inside the grace period brings
         the suspended certificates back at once.
 
-        An end already past suspends every certificate at once, so it is refused (nothing
-        changed) unless ``allow_past`` says it is meant: a mistyped year must not take a
-        tenant down. Even then, revocation waits a full grace period (``grace_ends_at``)."""
+        An end already past suspends every certificate at once (with a grace period of 0
+        days: revokes every one and purges its key), so it is refused (nothing changed)
+        unless ``allow_past`` says it is meant: a mistyped year must not take a tenant
+        down. Even then, revocation waits a full grace period (``grace_ends_at``)."""
         if kind not in KINDS:
             raise InvalidInput(f"subscription kind {kind[:16]!r} is not one of "
                                f"{', '.join(KINDS)}", field="kind")
@@ -108,15 +114,16 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             zone_name = zone or owner.timezone or "UTC"
             ends_at = None
             if ends is not None:
-                expiry.check_range(ends)
+                _check_end_range(ends)
                 ends_at = expiry.not_after(ends, expiry.zone(zone_name)) + expiry.ONE_SECOND
             # an end already in force is no news; a new one in the past must be confirmed
             past = ends_at is not None and ends_at <= now
             if past and not allow_past and ends_at != owner.subscription_ends_at:
+                grace = owner.grace_days if grace_days is None else grace_days
                 raise InvalidInput(
                     f"{owner.name}: subscription end {ends} in {zone_name} is already past; "
-                    "it would suspend every certificate now. Check the date, or confirm "
-                    "with allow_past (CLI: --allow-past)", field="ends")
+                    f"confirming it would {_what_past_end_does(grace)}. Check the date, or "
+                    "confirm with allow_past (CLI: --allow-past)", field="ends")
             owner.subscription_ends_at = ends_at
             owner.subscription_ends_on = ends
             owner.subscription_zone = zone_name if ends else None
@@ -221,6 +228,26 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         made = 1 if suspended or reinstated or revoked else 0
         return LifecycleReport(suspended=suspended, reinstated=reinstated, revoked=revoked,
                                crls=made)
+
+
+def _what_past_end_does(grace_days: int) -> str:
+    """What confirming an end already past does to a tenant with this grace period."""
+    if grace_days == 0:
+        return ("revoke every certificate (cessationOfOperation) and purge its key now, "
+                "with no grace period")
+    days = "1 day" if grace_days == 1 else f"{grace_days} days"
+    return (f"suspend every certificate now and revoke it {days} later unless the end is "
+            "corrected by then")
+
+
+def _check_end_range(ends: dt.date) -> None:
+    """The range certificates take (``expiry.check_range``), in words about the end."""
+    if ends < expiry.EARLIEST_DATE:
+        raise InvalidInput(f"subscription end {ends} is before the earliest allowed, "
+                           f"{expiry.EARLIEST_DATE}", field="ends")
+    if ends > expiry.LATEST_DATE:
+        raise InvalidInput(f"subscription end {ends} is after the latest allowed, "
+                           f"{expiry.LATEST_DATE}", field="ends")
 
 
 def _purge_expired(session: Session, owner: Tenant, *, now: dt.datetime) -> int:

@@ -32,8 +32,9 @@ MISTYPED = dt.date(2025, 12, 31)  # the wrong year
 MISTYPED_END = dt.datetime(2025, 12, 31, 15, 0, tzinfo=dt.UTC)
 GRACE = dt.timedelta(days=30)
 SECOND = dt.timedelta(seconds=1)
-REFUSAL = ("acme: subscription end 2025-12-31 in Asia/Tokyo is already past; it would suspend "
-           "every certificate now. Check the date, or confirm with allow_past "
+REFUSAL = ("acme: subscription end 2025-12-31 in Asia/Tokyo is already past; confirming it "
+           "would suspend every certificate now and revoke it 30 days later unless the end "
+           "is corrected by then. Check the date, or confirm with allow_past "
            "(CLI: --allow-past)")
 
 
