@@ -177,6 +177,9 @@ def haproxy(
 ) -> None:
     """Print an HAProxy configuration for the tenant's gateway (CRL variant)."""
     service = STATE.service()
+    # refused, as for nginx, when another tenant's (old) issuing CA has the same name: the
+    # pin could not tell their certificates apart
+    service.gateway_issuer_dn(tenant)
     issuing = x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
     base = f"/etc/haproxy/tegata/{tenant}"
     kit = HaproxyKit(tenant=tenant, bind=bind, server_pem=server_pem,
