@@ -6,8 +6,10 @@ kept by ``tegata gateway crl-sync --haproxy-socket``.
   all chain to one root and the client sends its own issuing CA (tenants named in Japanese
   and with long names that differ only at the end);
 - resumption: a session saved before a suspension is neither resumed nor let in after it;
+  a kept-alive connection does not outlive a revocation (closed after each response);
 - crl-sync: a failed push is retried by the next run, the watcher outlives HAProxy's
-  restart, failures are named with their exit codes, an unchanged CRL costs a 304;
+  restart, failures are named with their exit codes, every argument is checked before
+  anything is fetched or written, an unchanged CRL costs a 304;
 - HEAD and conditional GET through the real server, with curl and ``wget --spider``.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -250,6 +254,38 @@ def test_a_suspended_certificate_neither_resumes_its_session_nor_connects(
     tegata.ok("cert", "reinstate", client.serial, "--tenant", "acme")
     gateway.sync(tegata, push=True)
     assert ask(tools, gateway, server_files, client).status == 200
+
+
+def test_a_kept_alive_connection_does_not_outlive_a_revocation(
+        tegata: Tegata, tools: dict[str, str], gateways: dict[str, Haproxy],
+        server_files: tuple[Path, Path], certs: Path) -> None:
+    """HAProxy checks the CRL at the handshake only, and `commit ssl crl-file` leaves open
+    connections alone (an idle keep-alive connection is no session `shutdown session`
+    could end): the kit closes the client's connection after each response, so every
+    request is a new handshake checked against the CRL HAProxy holds."""
+    gateway = gateways["tokyo"]
+    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
+    context = ssl.create_default_context(cafile=str(server_files[0]))
+    context.load_cert_chain(str(client.pem))
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=context,
+                                             timeout=10)
+    try:
+        connection.request("GET", "/")
+        first = connection.getresponse()
+        assert (first.status, first.read().decode().split()[0]) == (200, "verify=0")
+        assert first.getheader("Connection") == "close"
+        assert connection.sock is None  # HAProxy closed it after the response
+
+        tegata.ok("cert", "suspend", client.serial, "--tenant", "tokyo")
+        assert ": updated, " in gateway.sync(tegata, push=True)
+
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            connection.request("GET", "/")  # a new connection, and handshake: refused
+            connection.getresponse().read()
+    finally:
+        connection.close()
+        tegata.ok("cert", "reinstate", client.serial, "--tenant", "tokyo")
+        gateway.sync(tegata, push=True)
 
 
 # --- crl-sync -------------------------------------------------------------------------------
