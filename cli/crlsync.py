@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -105,19 +106,44 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
     return Checked(pem=clean, numbers=numbers, next_update=earliest)
 
 
-def read_current(path: Path, trusted: list[x509.Certificate], *,
-                 now: dt.datetime) -> Checked | None:
-    """What the gateway has now, if anything readable (expired or not)."""
+def read_current(path: Path, trusted: list[x509.Certificate], *, now: dt.datetime,
+                 quiet: bool = False) -> Checked | None:
+    """What the gateway has now, if anything readable (expired or not).
+
+    A file that holds CRLs this cannot use (unreadable, without a CRL Number) is replaced
+    by the next sync, with a warning naming it (unless ``quiet``); a file that is there and
+    holds no PEM CRL at all is someone else's (a mistyped --out) and is refused: exit 2,
+    nothing written."""
     try:
         pem = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {shown(path)}: {shown(exc.strerror or exc)}"
+                          ) from None
+    if not _PEM.search(pem):
+        if pem.strip():
+            raise InvalidInput(f"{shown(path)} exists and holds no PEM CRL: not "
+                               "overwriting it", field="out")
+        return None
+    try:
         crls = split(pem)
-    except (OSError, InvalidInput):
+    except InvalidInput as exc:
+        if not quiet:
+            warn(f"{path}: {exc.message}; replacing it")
         return None
     numbers = {}
     earliest = None
     for crl in crls:
-        numbers[crl.issuer.rfc4514_string()] = crl.extensions.get_extension_for_class(
-            x509.CRLNumber).value.crl_number
+        try:
+            number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        except x509.ExtensionNotFound:
+            # not one of Tegata's: any numbered CRL is newer
+            if not quiet:
+                warn(f"{path}: the CRL of {crl.issuer.rfc4514_string()} has no CRL Number; "
+                     "replacing it")
+            continue
+        numbers[crl.issuer.rfc4514_string()] = number
         if crl.next_update_utc is not None:
             earliest = crl.next_update_utc if earliest is None else min(earliest,
                                                                         crl.next_update_utc)
@@ -221,20 +247,98 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def reload_words(command: str) -> list[str]:
+    """The reload command's words (split as a shell would, none run by one); checked
+    before anything is fetched or written."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise InvalidInput(f"--reload {shown(command, 80)}: {exc}", field="reload") from None
+    if not words:  # an unset variable: never "no reload" in silence
+        raise InvalidInput("--reload is empty", field="reload")
+    return words
+
+
 def reload(command: str) -> None:
     """Run the reload command (no shell: its words are split as a shell would)."""
-    words = shlex.split(command)
+    words = reload_words(command)
     try:
         result = subprocess.run(words, capture_output=True, text=True,  # noqa: S603
                                 timeout=60, check=False)
     except FileNotFoundError:
-        raise ConfigError(f"reload command {shown(words[0] if words else command, 80)} "
-                          "not found") from None
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"reload command {shown(words[0], 80)} not found") from None
+    except subprocess.TimeoutExpired as exc:
         raise GatewayRefused(f"reload command failed: {shown(exc, 200)}") from None
+    except OSError as exc:  # not executable, a directory, not a program
+        raise ConfigError(f"reload command {shown(words[0], 80)} cannot be run: "
+                          f"{shown(exc.strerror or exc)}") from None
     if result.returncode != 0:
         raise GatewayRefused(f"reload command failed ({result.returncode}): "
                              f"{shown((result.stderr or result.stdout).strip(), 200)}")
+
+
+# --- nginx: did the master take the new configuration? -------------------------------------
+
+RELOAD_WAIT = 10.0  # seconds for nginx's master to start a new generation of workers
+
+
+def nginx_master(pid_file: Path) -> int:
+    """The pid of the nginx master that ``pid_file`` names, if it runs."""
+    try:
+        text = pid_file.read_text(encoding="ascii", errors="replace").strip()
+    except OSError as exc:
+        raise Unreachable(f"nginx's pid file {shown(pid_file)}: "
+                          f"{shown(exc.strerror or exc)} (is nginx running?)") from None
+    if not text.isdigit() or int(text) < 1:
+        raise Unreachable(f"nginx's pid file {shown(pid_file)} holds no pid")
+    pid = int(text)
+    if not Path(f"/proc/{pid}").exists():
+        raise Unreachable(f"nginx's master (pid {pid}, from {shown(pid_file)}) is not "
+                          "running")
+    return pid
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (nginx's workers, cache manager...), from
+    /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.add(int(entry.name))
+    return found
+
+
+def reload_nginx(command: str, pid_file: Path, *, wait: float = RELOAD_WAIT) -> None:
+    """Run the reload command, then check that nginx's master took the new configuration.
+
+    ``nginx -s reload`` only signals the master: it exits 0 even when the master then
+    refuses the configuration (``[emerg] bind() ... Address already in use``) and goes on
+    with the old one and the old CRL. A master that took it starts new workers (and
+    closes the old ones); one that did not keeps its workers. So the master's children are
+    noted before the reload, and a new one must show up within ``wait`` seconds."""
+    master = nginx_master(pid_file)
+    before = children(master)
+    reload(command)
+    deadline = time.monotonic() + wait
+    while True:
+        if not Path(f"/proc/{master}").exists():
+            raise GatewayRefused(f"nginx's master (pid {master}) exited on the reload")
+        if children(master) - before:
+            return
+        if time.monotonic() > deadline:
+            raise GatewayRefused(
+                f"nginx (master {master}) did not take the new configuration within "
+                f"{wait:g} s: it keeps the old one and the old CRL (its error log says why, "
+                "e.g. [emerg] bind() failed)")
+        time.sleep(0.05)
 
 
 _HAPROXY_UNSAFE = re.compile(r"[\s;#\\\x00-\x1f\x7f]")
@@ -323,11 +427,14 @@ class Target:
     out: Path
     url: str  # the chain bundle's URL
     reload_command: str | None = None
+    nginx_pid: Path | None = None  # check that nginx's master took the reload
+    reload_wait: float = RELOAD_WAIT  # seconds it has to start new workers
     haproxy_socket: str | None = None
 
     @property
     def gateway(self) -> str:
-        return json.dumps([self.reload_command, self.haproxy_socket])
+        return json.dumps([self.reload_command, self.haproxy_socket]
+                          + ([str(self.nginx_pid)] if self.nginx_pid else []))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,7 +477,10 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
         haproxy_push(target.haproxy_socket, out, checked.pem)
         given = True
     if target.reload_command and not recorded:
-        reload(target.reload_command)
+        if target.nginx_pid is not None:
+            reload_nginx(target.reload_command, target.nginx_pid, wait=target.reload_wait)
+        else:
+            reload(target.reload_command)
         given = True
     fresh = Applied(sha256=sha, gateway=target.gateway, etag=fetched.etag,
                     last_modified=fetched.last_modified)

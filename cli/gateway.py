@@ -160,8 +160,16 @@ def crl_sync(
     url: Annotated[str | None, typer.Option(help="Tegata's base URL (default "
                                             "TEGATA_PUBLIC_BASE_URL).")] = None,
     reload_command: Annotated[str | None, typer.Option(
-        "--reload", help="Run when the gateway must take a new CRL, e.g. 'nginx -s reload'.")
+        "--reload", help="Run when the gateway must take a new CRL, e.g. 'nginx -s reload'. "
+        "Its exit status alone cannot say that nginx took the CRL: add --nginx-pid.")
     ] = None,
+    nginx_pid: Annotated[Path | None, typer.Option(
+        help="nginx's pid file (its `pid` directive, e.g. /run/nginx.pid): after --reload, "
+             "check that the master started new workers, i.e. took the new configuration; "
+             "if not, the CRL is not applied (exit 1) and the next run retries.")] = None,
+    reload_wait: Annotated[int, typer.Option(help="Seconds nginx's master has to start new "
+                                             "workers after the reload (--nginx-pid).")]
+    = int(crlsync.RELOAD_WAIT),
     haproxy_socket: Annotated[str | None, typer.Option(
         help="HAProxy runtime API socket: push the CRL there (set + commit) unless HAProxy "
              "already holds it.")] = None,
@@ -176,12 +184,15 @@ def crl_sync(
     """Fetch, check and atomically write the tenant's CRL bundle; have the gateway take it.
 
     Exit codes: 0 synced; 2 bad input (arguments, a CRL that fails the checks, Tegata
-    answering 4xx); 69 Tegata or the gateway unreachable; 78 configuration (--out not
-    writable, the reload command not found); 1 the gateway refused the CRL."""
+    answering 4xx, an --out file that holds no CRL); 69 Tegata or the gateway unreachable;
+    78 configuration (--out not writable, the reload command not found or not executable);
+    1 the gateway refused the CRL (the reload command failed, nginx kept its old
+    configuration, HAProxy refused the push)."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
     validate.tenant_name(tenant)  # it becomes part of the URL
-    if interval < 1 or retry < 1:
-        raise InvalidInput("--interval and --retry are at least 1 second", field="interval")
+    if interval < 1 or retry < 1 or reload_wait < 1:
+        raise InvalidInput("--interval, --retry and --reload-wait are at least 1 second",
+                           field="interval")
     try:
         trusted = x509.load_pem_x509_certificates(
             read_file(ca_bundle_path, limit=1024 * 1024, field="ca_bundle",
@@ -189,10 +200,20 @@ def crl_sync(
     except ValueError:
         raise InvalidInput(f"the CA bundle {shown(ca_bundle_path)} holds no PEM certificate",
                            field="ca_bundle") from None
+    # every argument is checked before anything is fetched or written
+    if reload_command is not None:
+        crlsync.reload_words(reload_command)
+    if nginx_pid is not None and reload_command is None:
+        raise InvalidInput("--nginx-pid checks the reload: give --reload too",
+                           field="nginx_pid")
     if haproxy_socket:
         crlsync.check_haproxy_name(out)
+    # a file that is no CRL file (a mistyped --out) is refused here, --watch or not
+    crlsync.read_current(out, trusted, now=SystemClock().now(), quiet=True)
     target = crlsync.Target(out=out, url=f"{base}/crl/{tenant}-chain.pem",
-                            reload_command=reload_command, haproxy_socket=haproxy_socket)
+                            reload_command=reload_command, nginx_pid=nginx_pid,
+                            reload_wait=reload_wait,
+                            haproxy_socket=haproxy_socket)
     _sync(target, trusted, watch=watch, interval=interval, retry=retry,
           warn_within=dt.timedelta(hours=warn_hours))
 
@@ -208,8 +229,13 @@ def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: boo
         now = clock.now()
         try:
             outcome = crlsync.sync_once(target, trusted, now=now)
-        except CAError as exc:
-            current = crlsync.read_current(target.out, trusted, now=now)
+        except Exception as exc:  # a watch logs anything and goes on
+            if not watch and not isinstance(exc, CAError):
+                raise
+            try:
+                current = crlsync.read_current(target.out, trusted, now=now, quiet=True)
+            except CAError:
+                current = None
             left = (f"the gateway's CRL expires in {current.next_update - now}" if current
                     else "the gateway has no CRL")
             if not watch:
@@ -218,7 +244,9 @@ def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: boo
                 raise
             failures += 1
             wait = min(interval, retry * 2 ** min(failures - 1, 16))
-            crlsync.warn(f"crl-sync of {target.out} failed ({exc.code}): {exc.message}; "
+            what = (f"({exc.code}): {exc.message}" if isinstance(exc, CAError)
+                    else f"(internal error, {type(exc).__name__}): {shown(exc, 200)}")
+            crlsync.warn(f"crl-sync of {target.out} failed {what}; "
                          f"{left}; retry {failures} in {wait} s")
             time.sleep(wait)
             continue

@@ -124,7 +124,7 @@ def render(kit: HaproxyKit) -> str:
         "    # a resumed TLS session skips the certificate checks, the CRL's included: no",
         "    # session cache here and no tickets on the bind line (TLS 1.3 resumes from either).",
         "    # The cost: every new connection is a full handshake (a signature by the gateway's",
-        "    # key, the client's chain and the CRL checked again); keep-alive reuses connections",
+        "    # key, the client's chain and the CRL checked again)",
         "    tune.ssl.cachesize 0",
         "",
         "defaults",
@@ -137,6 +137,10 @@ def render(kit: HaproxyKit) -> str:
         f"    # only devices holding a certificate of tenant {kit.tenant}, not revoked or held",
         f"    bind {kit.bind} ssl crt {kit.server_pem} ssl-min-ver TLSv1.2 no-tls-tickets "
         f"verify required ca-file {kit.ca_bundle} crl-file {kit.crl_file}",
+        "    # the CRL is checked at the handshake only, and a new CRL leaves open connections",
+        "    # alone: the client's connection is closed after each response, so a revoked",
+        "    # device cannot go on over a kept-alive one. The cost: a full handshake per request",
+        "    option httpclose",
         "    # every tenant's issuing CA chains to the same root, and OpenSSL builds the chain",
         "    # through an issuing CA the client sends: pin this tenant's, as HAProxy prints it",
         f"    #   {kit.issuer_dn}",
@@ -177,6 +181,9 @@ def haproxy(
 ) -> None:
     """Print an HAProxy configuration for the tenant's gateway (CRL variant)."""
     service = STATE.service()
+    # refused, as for nginx, when another tenant's (old) issuing CA has the same name: the
+    # pin could not tell their certificates apart
+    service.gateway_issuer_dn(tenant)
     issuing = x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
     base = f"/etc/haproxy/tegata/{tenant}"
     kit = HaproxyKit(tenant=tenant, bind=bind, server_pem=server_pem,

@@ -116,3 +116,54 @@ def test_the_record_of_what_was_applied_survives_a_round_trip_and_garbage(
     assert crlsync.record_path(out) == tmp_path / "crl.pem.applied"
     crlsync.record_path(out).write_text("{not json")
     assert crlsync.read_applied(out) is None  # pushed again: harmless
+
+
+def test_a_watch_logs_any_failure_and_goes_on(
+        service: Service, trusted: list[x509.Certificate], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No exception of a sync ends --watch (a bug of ours included): it is logged in one
+    line and retried; only bad arguments found at start end it."""
+    from cli import gateway
+
+    chain = service.crl_chain("default")
+    checked = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None)
+    results: list[BaseException | crlsync.Outcome] = [
+        ValueError("No closing quotation"),
+        x509.ExtensionNotFound("no CRL Number", x509.CRLNumber.oid),
+        crlsync.Unreachable("HAProxy's runtime API at /x.sock: Connection refused"),
+        crlsync.Outcome(checked=checked, changed=True)]
+
+    def sync_once(*args: object, **kwargs: object) -> crlsync.Outcome:
+        result = results.pop(0)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    class Stop(Exception):
+        pass
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if not results:
+            raise Stop
+
+    monkeypatch.setattr(crlsync, "sync_once", sync_once)
+    monkeypatch.setattr(gateway.time, "sleep", sleep)
+    monkeypatch.setattr(gateway, "_report", lambda *args, **kwargs: None)
+    out = tmp_path / "crl.pem"
+    target = crlsync.Target(out=out, url="http://127.0.0.1:1/crl/default-chain.pem")
+    with pytest.raises(Stop):
+        gateway._sync(target, trusted, watch=True, interval=60, retry=5,
+                      warn_within=dt.timedelta(hours=0))
+
+    assert waits == [5, 10, 20, 60]
+    assert capsys.readouterr().err.splitlines() == [
+        f"tegata: WARNING: crl-sync of {out} failed {what}; the gateway has no CRL; "
+        f"retry {n} in {wait} s"
+        for n, (what, wait) in enumerate([
+            ("(internal error, ValueError): No closing quotation", 5),
+            ("(internal error, ExtensionNotFound): no CRL Number", 10),
+            ("(unreachable): HAProxy's runtime API at /x.sock: Connection refused", 20)],
+            start=1)]

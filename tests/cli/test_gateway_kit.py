@@ -211,3 +211,29 @@ def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
         for mode in ("ocsp", "crl")}
     assert auth.code == 0, auth.err  # the auth variant pins nothing: Tegata checks
     assert "ssl_client_i_dn" not in auth.out
+
+
+def test_gateway_haproxy_refuses_to_pin_a_name_two_old_cas_share(
+        ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    long_name = "Example Holdings International Corporation Japan Branch "
+    with monkeypatch.context() as old:
+        old.setattr(hierarchy, "issuing_request", legacy_request)
+        old.setattr(hierarchy, "_require_unique_subject", lambda *args: None)
+        for tenant in ("tokyo", "osaka"):
+            cli.ok("tenant", "create", tenant, "--display-name", long_name + tenant.title(),
+                   "--key-type", "ec-p256")
+    cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ", "--key-type",
+           "ec-p256")
+
+    refused = {tenant: cli("gateway", "haproxy", "--tenant", tenant, "--upstream",
+                           "127.0.0.1:9000") for tenant in ("tokyo", "osaka")}
+    fine = cli("gateway", "haproxy", "--tenant", "acme", "--upstream", "127.0.0.1:9000")
+
+    assert {tenant: (r.code, r.out, r.error()) for tenant, r in refused.items()} == {
+        tenant: (1, "", f"tenant {tenant!r}: its issuing CA has the same name as the CA of "
+                        f"tenant {other!r}, so a gateway cannot tell their certificates apart "
+                        "by issuer; use the auth variant (Tegata checks the serial in this "
+                        "tenant)")
+        for tenant, other in (("tokyo", "osaka"), ("osaka", "tokyo"))}
+    assert fine.code == 0, fine.err
+    assert "ssl_c_i_dn(,0,rfc2253),hex -m str " in fine.out

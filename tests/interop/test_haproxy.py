@@ -6,8 +6,10 @@ kept by ``tegata gateway crl-sync --haproxy-socket``.
   all chain to one root and the client sends its own issuing CA (tenants named in Japanese
   and with long names that differ only at the end);
 - resumption: a session saved before a suspension is neither resumed nor let in after it;
+  a kept-alive connection does not outlive a revocation (closed after each response);
 - crl-sync: a failed push is retried by the next run, the watcher outlives HAProxy's
-  restart, failures are named with their exit codes, an unchanged CRL costs a 304;
+  restart, failures are named with their exit codes, every argument is checked before
+  anything is fetched or written, an unchanged CRL costs a 304;
 - HEAD and conditional GET through the real server, with curl and ``wget --spider``.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -255,6 +259,38 @@ def test_a_suspended_certificate_neither_resumes_its_session_nor_connects(
     assert ask(tools, gateway, server_files, client).status == 200
 
 
+def test_a_kept_alive_connection_does_not_outlive_a_revocation(
+        tegata: Tegata, tools: dict[str, str], gateways: dict[str, Haproxy],
+        server_files: tuple[Path, Path], certs: Path) -> None:
+    """HAProxy checks the CRL at the handshake only, and `commit ssl crl-file` leaves open
+    connections alone (an idle keep-alive connection is no session `shutdown session`
+    could end): the kit closes the client's connection after each response, so every
+    request is a new handshake checked against the CRL HAProxy holds."""
+    gateway = gateways["tokyo"]
+    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
+    context = ssl.create_default_context(cafile=str(server_files[0]))
+    context.load_cert_chain(str(client.pem))
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=context,
+                                             timeout=10)
+    try:
+        connection.request("GET", "/")
+        first = connection.getresponse()
+        assert (first.status, first.read().decode().split()[0]) == (200, "verify=0")
+        assert first.getheader("Connection") == "close"
+        assert connection.sock is None  # HAProxy closed it after the response
+
+        tegata.ok("cert", "suspend", client.serial, "--tenant", "tokyo")
+        assert ": updated, " in gateway.sync(tegata, push=True)
+
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            connection.request("GET", "/")  # a new connection, and handshake: refused
+            connection.getresponse().read()
+    finally:
+        connection.close()
+        tegata.ok("cert", "reinstate", client.serial, "--tenant", "tokyo")
+        gateway.sync(tegata, push=True)
+
+
 # --- crl-sync -------------------------------------------------------------------------------
 
 def test_a_failed_push_is_retried_by_the_next_run(
@@ -338,6 +374,93 @@ def test_crl_sync_names_what_failed_with_its_exit_code(
         ran = tegata(*argv)
         seen[case] = (ran.code, ran.err.splitlines()[-1] if ran.err else "")
     assert seen == {case: (code, line) for case, (_, code, line) in cases.items()}
+
+
+def crl_without_number() -> bytes:
+    """A CRL not made by Tegata: no CRL Number extension."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    moment = dt.datetime.now(dt.UTC)
+    crl = (x509.CertificateRevocationListBuilder()
+           .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Someone else")]))
+           .last_update(moment).next_update(moment + dt.timedelta(days=1))
+           .sign(key, hashes.SHA256()))
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def test_crl_sync_checks_every_argument_before_it_fetches_or_writes(
+        tegata: Tegata, gateways: dict[str, Haproxy], tmp_path: Path) -> None:
+    """Bad --reload values and an --out file that holds no CRL: exit 2, nothing written,
+    with --watch too (no 'internal error', no exit 70)."""
+    gateway = gateways["osaka"]
+    foreign = tmp_path / "server.key"
+    foreign.write_text("-----BEGIN PRIVATE KEY-----\nnot a CRL\n")
+    cases = {
+        "unbalanced-quote": (["--reload", "nginx 'x"], "crl.pem",
+                             "--reload nginx 'x: No closing quotation"),
+        "empty": (["--reload", ""], "crl.pem", "--reload is empty"),
+        "blank": (["--reload", "  "], "crl.pem", "--reload is empty"),
+        "pid-without-reload": (["--nginx-pid", str(tmp_path / "nginx.pid")], "crl.pem",
+                               "--nginx-pid checks the reload: give --reload too"),
+        "not-a-crl-file": ([], "server.key",
+                           f"{foreign} exists and holds no PEM CRL: not overwriting it"),
+    }
+    watched = ("unbalanced-quote", "empty", "not-a-crl-file")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
+    seen = {}
+    for case, (extra, name, _) in cases.items():
+        argv = ["gateway", "crl-sync", "--tenant", "osaka", "--ca-bundle",
+                str(gateway.ca_bundle), "--url", tegata.url, "--out", str(tmp_path / name),
+                *extra]
+        ran = tegata(*argv)
+        seen[case, False] = (ran.code, ran.out, ran.err)
+        if case in watched:  # a watcher that does not stop at once is a failure, not a hang
+            try:
+                done = subprocess.run([sys.executable, "-m", "cli.main", *argv, "--watch"],
+                                      env={**env, **tegata.env()}, capture_output=True,
+                                      text=True, timeout=30, check=False)
+                seen[case, True] = (done.returncode, done.stdout, done.stderr)
+            except subprocess.TimeoutExpired:
+                seen[case, True] = (-1, "still watching after 30 s", "")
+    assert seen == {(case, watch): (2, "", f"tegata: error: {line}\n")
+                    for case, (_, _, line) in cases.items()
+                    for watch in ((False, True) if case in watched else (False,))}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.key"]
+    assert foreign.read_text() == "-----BEGIN PRIVATE KEY-----\nnot a CRL\n"
+
+
+def test_a_reload_command_that_cannot_be_run_is_configuration(
+        tegata: Tegata, gateways: dict[str, Haproxy], tmp_path: Path) -> None:
+    gateway = gateways["osaka"]
+    not_executable = tmp_path / "reload.sh"
+    not_executable.write_text("#!/bin/sh\nexit 0\n")
+    not_executable.chmod(0o644)
+    ran = {command: tegata("gateway", "crl-sync", "--tenant", "osaka", "--ca-bundle",
+                           str(gateway.ca_bundle), "--url", tegata.url, "--out",
+                           str(tmp_path / "crl.pem"), "--reload", command)
+           for command in (str(not_executable), str(tmp_path))}
+    assert {command: (r.code, r.err.splitlines()[-1]) for command, r in ran.items()} == {
+        str(not_executable): (78, f"tegata: error: reload command {not_executable} cannot "
+                                  "be run: Permission denied"),
+        str(tmp_path): (78, f"tegata: error: reload command {tmp_path} cannot be run: "
+                            "Permission denied"),
+    }
+    assert crlsync.read_applied(tmp_path / "crl.pem") is None  # written, never applied
+
+
+def test_a_crl_file_without_a_crl_number_is_replaced_with_a_warning(
+        tegata: Tegata, gateways: dict[str, Haproxy], tmp_path: Path) -> None:
+    gateway = gateways["osaka"]
+    out = tmp_path / "crl.pem"
+    out.write_bytes(crl_without_number())
+    ran = tegata("gateway", "crl-sync", "--tenant", "osaka", "--ca-bundle",
+                 str(gateway.ca_bundle), "--url", tegata.url, "--out", str(out))
+    assert (ran.code, ran.out.split(",")[0], ran.err) == (
+        0, f"{out}: updated",
+        f"tegata: WARNING: {out}: the CRL of CN=Someone else has no CRL Number; "
+        "replacing it\n")
+    tegata.ok("gateway", "crl-sync", "--tenant", "osaka", "--ca-bundle",
+              str(gateway.ca_bundle), "--url", tegata.url, "--out", str(tmp_path / "b.pem"))
+    assert out.read_bytes() == (tmp_path / "b.pem").read_bytes()  # osaka's CRLs, no other
 
 
 def test_the_watcher_outlives_haproxys_restart_and_pushes_what_it_missed(

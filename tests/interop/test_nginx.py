@@ -23,6 +23,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -38,6 +39,7 @@ from cryptography import x509
 
 from ca.service.ocsp import BACKDATE
 from ca.x509.names import openssl_rfc2253
+from cli import crlsync
 from tests.conftest import require_tool
 from tests.interop.nginx_support import (
     Client,
@@ -495,6 +497,71 @@ def test_crl_sync_without_change_leaves_the_file_and_nginx_alone(
     assert (crl_file.read_bytes(), crl_file.stat().st_mtime_ns) == before
     time.sleep(0.5)  # time enough for a reload to show in the log, had there been one
     assert nginx.reloads() == reloads
+
+
+def test_crl_sync_checks_that_nginx_took_the_reload_and_retries_one_it_refused(
+        tegata: Tegata, tools: Tools, gateway_files: tuple[Path, Path, Path],
+        fresh_alice: Client, tmp_path: Path) -> None:
+    """``nginx -s reload`` only signals the master and exits 0; a master that cannot bind a
+    listen address of another server block keeps its old configuration and the old CRL.
+    With --nginx-pid, crl-sync sees that no new workers came: exit 1, not applied, and the
+    next run, once the configuration is fixed, reloads again."""
+    cert, key, bundle = gateway_files
+    nginx = Nginx(binary=tools.nginx, prefix=tmp_path)
+    config = kit_config(tegata, nginx, "crl", "default", port=nginx.port, server=(cert, key),
+                        bundle=bundle)
+    nginx.gateway_conf.write_text(config, encoding="utf-8")
+    nginx.start()
+    out, pid_file = nginx.prefix / "crl.pem", nginx.prefix / "nginx.pid"
+
+    def sync(*extra: str) -> tuple[int, str, str]:
+        ran = tegata("gateway", "crl-sync", "--tenant", "default", "--out", str(out),
+                     "--ca-bundle", str(bundle), "--url", tegata.url, "--reload",
+                     nginx.reload_command(), "--nginx-pid", str(pid_file), *extra)
+        return ran.code, ran.out.split(",")[0], ran.err.strip()
+
+    def status() -> int:
+        return curl(tools.curl, nginx, cert, client=fresh_alice).status
+
+    blocker = socket.socket()
+    try:
+        assert status() == 200
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        busy = blocker.getsockname()[1]
+        # another site's server block, on an address something else holds
+        nginx.gateway_conf.write_text(
+            config + f"server {{\n    listen 127.0.0.1:{busy};\n    return 204;\n}}\n",
+            encoding="utf-8")
+        master = int(pid_file.read_text())
+        tegata.ok("cert", "suspend", fresh_alice.serial)
+
+        failed = sync("--reload-wait", "3")
+
+        assert failed == (1, "", "tegata: error: nginx (master "
+                           f"{master}) did not take the new configuration within 3 s: it keeps "
+                           "the old one and the old CRL (its error log says why, e.g. [emerg] "
+                           "bind() failed)")
+        assert (f"bind() to 127.0.0.1:{busy} failed (98: Address already in use)"
+                in nginx.error_log.read_text())
+        applied = crlsync.read_applied(out)
+        assert applied is not None and applied.sha256 != crlsync.digest(out.read_bytes())
+        assert status() == 200  # nginx holds the old CRL
+        blocker.close()  # the configuration can be taken now
+
+        assert sync() == (0, f"{out}: updated", "")
+        reply, _ = poll(status_reply(tools, nginx, cert, fresh_alice), refused(400),
+                        limit=10)
+        assert reply.status == 400
+        assert sync() == (0, f"{out}: unchanged", "")
+    finally:
+        blocker.close()
+        nginx.stop()
+
+
+def status_reply(tools: Tools, nginx: Nginx, cert: Path, client: Client
+                 ) -> Callable[[], Reply]:
+    return lambda: curl(tools.curl, nginx, cert, client=client)
 
 
 # --- the auth variant: the IP-restriction policy -------------------------------------------
