@@ -23,61 +23,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT
 from cli import crlsync
 from cli.context import STATE
-
-# the short names OpenSSL prints (XN_FLAG_FN_SN); any other attribute is refused
-_SHORT = {NameOID.COMMON_NAME: "CN", NameOID.ORGANIZATION_NAME: "O",
-          NameOID.ORGANIZATIONAL_UNIT_NAME: "OU", NameOID.COUNTRY_NAME: "C",
-          NameOID.LOCALITY_NAME: "L", NameOID.STATE_OR_PROVINCE_NAME: "ST",
-          NameOID.DOMAIN_COMPONENT: "DC", NameOID.SERIAL_NUMBER: "serialNumber",
-          NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.ORGANIZATION_IDENTIFIER:
-          "organizationIdentifier", NameOID.DN_QUALIFIER: "dnQualifier",
-          NameOID.TITLE: "title", NameOID.GIVEN_NAME: "GN", NameOID.SURNAME: "SN",
-          NameOID.PSEUDONYM: "pseudonym", NameOID.USER_ID: "UID",
-          NameOID.STREET_ADDRESS: "street", NameOID.POSTAL_CODE: "postalCode",
-          NameOID.BUSINESS_CATEGORY: "businessCategory"}
-_ESCAPED = ',+"\\<>;'  # RFC 2253, 2.4
-
-
-def openssl_rfc2253(name: x509.Name) -> str:
-    """``name`` as OpenSSL's X509_NAME_print_ex(XN_FLAG_RFC2253) prints it, which is how
-    HAProxy's ``ssl_c_i_dn(,0,rfc2253)`` and nginx's ``$ssl_client_i_dn`` show it: entries
-    last first (``name`` as decoded from DER, in its order); ``,+"\\<>;`` escaped with a
-    backslash, and a leading ``#`` or space and a trailing space; every byte of the UTF-8
-    that is >= 0x80 or a control as ``\\XX``."""
-    rdns = []
-    for rdn in reversed(list(name.rdns)):
-        members = []
-        # DN_REV reverses the name's entries, those of a multi-valued RDN included
-        for attribute in reversed(list(rdn)):
-            short = _SHORT.get(attribute.oid)
-            if short is None or not isinstance(attribute.value, str):
-                raise InvalidInput(f"the issuing CA's name has an attribute "
-                                   f"({attribute.oid.dotted_string}) the kit cannot pin")
-            members.append(f"{short}={_escape(attribute.value)}")
-        rdns.append("+".join(members))
-    return ",".join(rdns)
-
-
-def _escape(value: str) -> str:
-    data = value.encode("utf-8")
-    out = []
-    for i, byte in enumerate(data):
-        char = chr(byte)
-        if byte >= 0x7F or byte < 0x20:
-            out.append(f"\\{byte:02X}")
-        elif char in _ESCAPED or (i == 0 and char in "# ") or (i == len(data) - 1
-                                                                and char == " "):
-            out.append("\\" + char)
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +39,7 @@ class HaproxyKit:
     crl_file: str
     runtime_socket: str
     upstream: str  # host:port
-    issuer_dn: str  # openssl_rfc2253 of the tenant's issuing CA
+    issuer_dn: str  # ca.x509.names.openssl_rfc2253 of the tenant's issuing CA
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -181,14 +131,13 @@ def haproxy(
 ) -> None:
     """Print an HAProxy configuration for the tenant's gateway (CRL variant)."""
     service = STATE.service()
-    # refused, as for nginx, when another tenant's (old) issuing CA has the same name: the
-    # pin could not tell their certificates apart
-    service.gateway_issuer_dn(tenant)
-    issuing = x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
+    # the pin in the form OpenSSL, so HAProxy, prints it; refused, as for nginx, when another
+    # tenant's (old) issuing CA has the same name: it could not tell their certificates apart
+    issuer_dn = service.gateway_issuer_dn(tenant)
     base = f"/etc/haproxy/tegata/{tenant}"
     kit = HaproxyKit(tenant=tenant, bind=bind, server_pem=server_pem,
                      ca_bundle=ca_bundle_path or f"{base}-ca.pem",
                      crl_file=crl_file or f"{base}-crl.pem", runtime_socket=runtime_socket,
-                     upstream=upstream, issuer_dn=openssl_rfc2253(issuing.subject))
+                     upstream=upstream, issuer_dn=issuer_dn)
     crlsync.check_haproxy_name(Path(kit.crl_file))
     typer.echo(render(kit), nl=False)

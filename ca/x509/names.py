@@ -32,6 +32,10 @@ _SHORT_NAMES = {
     NameOID.TITLE: "title",
     NameOID.GIVEN_NAME: "GN",
     NameOID.SURNAME: "SN",
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.PSEUDONYM: "pseudonym",
+    NameOID.POSTAL_CODE: "postalCode",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
 }
 
 _BACKSLASHED = frozenset(b',+"\\<>;')  # RFC 2253, 2.4

@@ -35,8 +35,9 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from ca.errors import InvalidInput
+from ca.x509.names import openssl_rfc2253
 from cli import crlsync
-from cli.haproxy_kit import HaproxyKit, openssl_rfc2253
+from cli.haproxy_kit import HaproxyKit
 from tests.conftest import require_tool
 from tests.interop.haproxy_support import Haproxy, Reply, curl, s_client
 from tests.interop.nginx_support import Client, Tegata, issue, server_certificate, tail
