@@ -15,9 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
+from ca.clock import FixedClock
+from ca.service import Service
+from ca.settings import Settings
 from cli.context import STATE
 from cli.main import main
 from tests.conftest import BASE_URL, PASSPHRASE
+from tests.moments import MOMENTS
 
 ERROR_PREFIX = "tegata: error: "
 
@@ -171,3 +175,15 @@ def ready(env: Env, cli: Cli) -> Env:
 def ready_sqlite(sqlite_env: Env, cli: Cli) -> Env:
     initialise(cli)
     return sqlite_env
+
+
+@pytest.fixture
+def cli_clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
+    """A fixed clock that every command's service reads (time moved by the test)."""
+    fixed = FixedClock(MOMENTS.start)
+
+    def service(settings: Settings) -> Service:
+        return Service(settings, clock=fixed)
+
+    monkeypatch.setattr("cli.context.Service", service)
+    return fixed

@@ -12,30 +12,15 @@ import pytest
 import typer
 
 from ca.clock import FixedClock
-from ca.service import Service
-from ca.settings import Settings
 from cli.main import app
 from tests.cli.conftest import Cli, Env
-from tests.moments import MOMENTS
 
 T = ("--tenant", "acme")
 SET = ("tenant", "subscription", "set", *T)
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """Every command's service reads this clock."""
-    fixed = FixedClock(MOMENTS.start)
-
-    def service(settings: Settings) -> Service:
-        return Service(settings, clock=fixed)
-
-    monkeypatch.setattr("cli.context.Service", service)
-    return fixed
-
-
-@pytest.fixture
-def acme(ready_sqlite: Env, cli: Cli, clock: FixedClock) -> Env:
+def acme(ready_sqlite: Env, cli: Cli, cli_clock: FixedClock) -> Env:
     cli.ok("tenant", "create", "acme", "--display-name",
            "Example Holdings International Corporation Japan Branch Osaka",
            "--key-type", "ec-p256")

@@ -9,29 +9,15 @@ import datetime as dt
 import json
 from typing import Any
 
-import pytest
 from cryptography import x509
 
 from ca.clock import FixedClock
-from ca.service import Service
-from ca.settings import Settings
 from tests.cli.conftest import Cli, Env
 from tests.integration.test_subscription_guard import REFUSAL
 from tests.moments import MOMENTS
 
 T = ("--tenant", "acme")
 SET = ("tenant", "subscription", "set", "--tz", "Asia/Tokyo", *T)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """Every command's service reads this clock."""
-    fixed = FixedClock(MOMENTS.start)
-    def service(settings: Settings) -> Service:
-        return Service(settings, clock=fixed)
-
-    monkeypatch.setattr("cli.context.Service", service)
-    return fixed
 
 
 def as_json(cli: Cli, *argv: str) -> Any:
@@ -52,7 +38,7 @@ def gateway_view(cli: Cli) -> dict[str, Any]:
 
 
 def test_a_mistyped_end_is_refused_in_one_line_then_confirmed_then_corrected(
-        ready_sqlite: Env, cli: Cli, clock: FixedClock) -> None:
+        ready_sqlite: Env, cli: Cli, cli_clock: FixedClock) -> None:
     cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ",
            "--key-type", "ec-p256")
     for login in ("alice", "bob"):
@@ -77,19 +63,19 @@ def test_a_mistyped_end_is_refused_in_one_line_then_confirmed_then_corrected(
                  "crl": {"alice": "certificateHold", "bob": "certificateHold"}}
     assert gateway_view(cli) == suspended
 
-    clock.set(MOMENTS.grace_day_29)
+    cli_clock.set(MOMENTS.grace_day_29)
     assert as_json(cli, "lifecycle", "run")["revoked"] == 0
     assert gateway_view(cli) == suspended
     shown = as_json(cli, *SET, "--ends", "2026-12-31")
     assert (shown["state"], shown["suspended_at"]) == ("active", None)
     assert gateway_view(cli) == valid
-    clock.set(MOMENTS.grace_end_after_start)
+    cli_clock.set(MOMENTS.grace_end_after_start)
     assert as_json(cli, "lifecycle", "run")["revoked"] == 0
     assert gateway_view(cli) == valid
 
 
 def test_allow_past_still_waits_a_full_grace_period_before_revoking(
-        ready_sqlite: Env, cli: Cli, clock: FixedClock) -> None:
+        ready_sqlite: Env, cli: Cli, cli_clock: FixedClock) -> None:
     cli.ok("tenant", "create", "acme", "--display-name",
            "Example Holdings International Corporation Japan Branch Tokyo",
            "--key-type", "ec-p256")
@@ -97,10 +83,10 @@ def test_allow_past_still_waits_a_full_grace_period_before_revoking(
     cli.ok("cert", "issue", "alice", *T)
     cli.ok(*SET, "--ends", "2025-12-31", "--allow-past")
 
-    clock.set(MOMENTS.grace_end_after_start - dt.timedelta(hours=1))
+    cli_clock.set(MOMENTS.grace_end_after_start - dt.timedelta(hours=1))
     assert as_json(cli, "lifecycle", "run")["revoked"] == 0
     assert gateway_view(cli)["states"] == {"alice": ("suspended", None)}
-    clock.set(MOMENTS.grace_end_after_start)
+    cli_clock.set(MOMENTS.grace_end_after_start)
     assert as_json(cli, "lifecycle", "run")["revoked"] == 1
     assert gateway_view(cli) == {"states": {"alice": ("revoked", "cessationOfOperation")},
                                  "crl": {"alice": "cessationOfOperation"}}
