@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from api.streams import in_threads
 from ca.db.models import AuditEvent
-from ca.service import InitRequest, IssueRequest, Selection, Service
+from ca.service import IssueRequest, Selection, Service
 from ca.settings import Settings
-from tests.served import serving
+from tests.served import live_service, serving
 
 
 def on_an_event_loop() -> bool:
@@ -52,32 +52,34 @@ def test_a_stream_broken_off_is_closed_in_a_worker_thread() -> None:
     assert seen == {"first step on the loop": False, "closed on the loop": False}
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_bulk_download_the_client_breaks_off_is_audited_with_what_left(
-        settings: Settings, tmp_path: Path) -> None:
-    service = Service(settings)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant("acme", display_name="株式会社アクメ", key_type="ec-p256")
-    count = 600  # more than two batches of 256: the stream is far from done at its start
-    rows = "".join(f"user{n:04d},user{n:04d}@example.jp,yes\n" for n in range(count))
-    service.import_users("acme", ("login,email,secure_access\n" + rows).encode())
-    service.issue_bulk(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
-    token = service.create_token(role="admin", tenant="acme")[0]
+def broken_off_download(service: Service, settings: Settings, tmp_path: Path,
+                        token: str) -> list[AuditEvent]:
+    """The bulk download through a real server, its client gone after 64 KiB: the
+    ``cert.download.end`` events recorded (a bounded wait for the first)."""
     with serving(settings, tmp_path / "serve.log") as server, httpx.stream(
             "GET", f"{server.url}/api/v1/tenants/acme/certificates/download?all=true",
             headers={"Authorization": f"Bearer {token}"}, timeout=60) as answer:
         assert answer.status_code == 200
         next(answer.iter_raw(64 * 1024))
-        answer.close()  # the client goes away after its first 64 KiB
+        answer.close()
         deadline = time.monotonic() + 60
         ends: list[AuditEvent] = []
-        while not ends and time.monotonic() < deadline:  # bounded: until it is recorded
+        while not ends and time.monotonic() < deadline:
             with service.reading() as session:
                 ends = list(session.scalars(select(AuditEvent).where(
                     AuditEvent.action == "cert.download.end")))
             time.sleep(0.05)
-    service.engine.dispose()
+    return ends
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_bulk_download_the_client_breaks_off_is_audited_with_what_left(
+        settings: Settings, tmp_path: Path) -> None:
+    count = 600  # more than two batches of 256: the stream is far from done at its start
+    with live_service(settings, "acme", "株式会社アクメ", users=count) as service:
+        service.issue_bulk(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
+        token = service.create_token(role="admin", tenant="acme")[0]
+        ends = broken_off_download(service, settings, tmp_path, token)
     assert len(ends) == 1
     details = json.loads(ends[0].details)
     assert (ends[0].outcome, details["complete"]) == ("failure", False)

@@ -188,9 +188,8 @@ def test_auth_include_with_a_mode_that_uses_no_token_is_refused(
     assert ready_sqlite.dump() == before
 
 
-def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
-        ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+def two_old_cas_sharing_a_name(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tenants tokyo and osaka made as before issue #11: one issuing-CA name for both."""
     long_name = "Example Holdings International Corporation Japan Branch "
     with monkeypatch.context() as old:
         old.setattr(hierarchy, "issuing_request", legacy_request)
@@ -198,6 +197,12 @@ def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
         for tenant in ("tokyo", "osaka"):
             cli.ok("tenant", "create", tenant, "--display-name", long_name + tenant.title(),
                    "--key-type", "ec-p256")
+
+
+def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
+        ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    two_old_cas_sharing_a_name(cli, monkeypatch)
 
     refused = {mode: cli("gateway", "nginx", "--tenant", "osaka", "--mode", mode, *UPSTREAM)
                for mode in ("ocsp", "crl")}
@@ -215,13 +220,7 @@ def test_gateway_nginx_refuses_to_pin_a_name_two_old_cas_share(
 
 def test_gateway_haproxy_refuses_to_pin_a_name_two_old_cas_share(
         ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    long_name = "Example Holdings International Corporation Japan Branch "
-    with monkeypatch.context() as old:
-        old.setattr(hierarchy, "issuing_request", legacy_request)
-        old.setattr(hierarchy, "_require_unique_subject", lambda *args: None)
-        for tenant in ("tokyo", "osaka"):
-            cli.ok("tenant", "create", tenant, "--display-name", long_name + tenant.title(),
-                   "--key-type", "ec-p256")
+    two_old_cas_sharing_a_name(cli, monkeypatch)
     cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ", "--key-type",
            "ec-p256")
 

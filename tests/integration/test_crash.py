@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from ca.clock import FixedClock
-from ca.service import InitRequest, Service, jobs
+from ca.service import Service, jobs
 from ca.settings import Settings
-from tests.served import Server, serving
+from tests.served import Server, live_service, serving
 
 TENANT = "osaka"
 DISPLAY = "Example Holdings International Corporation Japan Branch Osaka"
@@ -29,15 +29,8 @@ USERS = 500  # enough that the job is still running when the server is killed
 
 @pytest.fixture
 def live(settings: Settings) -> Iterator[Service]:
-    service = Service(settings)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant(TENANT, display_name=DISPLAY, key_type="ec-p256")
-    rows = "".join(f"user{n:04d},user{n:04d}@example.com,yes\n" for n in range(USERS))
-    report = service.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
-    assert len(report.created) == USERS
-    yield service
-    service.engine.dispose()
+    with live_service(settings, TENANT, DISPLAY, users=USERS) as service:
+        yield service
 
 
 def poll(server: Server, token: str, job_id: str) -> dict[str, Any]:

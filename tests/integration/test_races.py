@@ -23,10 +23,10 @@ from cryptography.x509 import ocsp
 from sqlalchemy import select
 
 from ca.db.models import Certificate, Hold
-from ca.service import CertificateView, InitRequest, IssueRequest, Service
+from ca.service import CertificateView, IssueRequest, Service
 from ca.settings import Settings
 from ca.states import State
-from tests.served import Server, serving
+from tests.served import Server, live_service, serving
 
 TENANT = "acme"
 DISPLAY = "株式会社アクメ"
@@ -36,12 +36,8 @@ RACES = 20  # certificates raced for revocation; a quarter as many for each othe
 @pytest.fixture
 def live(settings: Settings) -> Iterator[Service]:
     """A CA on the system clock, as the server it shares the database with."""
-    service = Service(settings)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant(TENANT, display_name=DISPLAY, key_type="ec-p256")
-    yield service
-    service.engine.dispose()
+    with live_service(settings, TENANT, DISPLAY) as service:
+        yield service
 
 
 def issue_many(service: Service, prefix: str, count: int) -> list[CertificateView]:
