@@ -6,10 +6,21 @@ cannot change under it. pysqlite's own transaction handling would run those read
 ``BEGIN`` and open a deferred transaction only at the first write, so two writers could both
 read the same head and fork the audit chain. Reads stay deferred (``BEGIN``) and never wait
 for a writer (WAL).
+
+The threads of one process take turns for that lock first come, first served
+(``writer_turn``) before they send ``BEGIN IMMEDIATE``: left to SQLite, a writer that finds
+the lock held sleeps in its busy handler with a growing backoff (up to 100 ms a nap) and
+keeps losing to newcomers, which is where a loaded server's tail latency came from. Only a
+writer in another process still meets SQLite's busy handler, bounded by its timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -24,20 +35,24 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE = "tegata_write"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for ``url``; on SQLite a writer waits at most ``busy_timeout_ms`` for the
+    write lock (for its turn in this process, then for another process's writer)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        _TURNS[engine] = _Turns(busy_timeout_ms / 1000)
+        event.listen(engine, "connect",
+                     lambda conn, record: _sqlite_pragmas(conn, record, busy_timeout_ms))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (OCSP, CRL downloads) go on while one writer works
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -68,3 +83,59 @@ def check_reachable(engine: Engine) -> None:
         raise StorageError(
             f"TEGATA_DATABASE_URL: cannot reach {redact_url(engine.url.render_as_string(False))}:"
             f" {reason}", field="TEGATA_DATABASE_URL") from None
+
+
+class _Turns:
+    """A first come, first served lock: a released lock passes straight to the thread that
+    has waited longest (``threading.Lock`` promises no order)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Lock] = deque()
+        self._held = False
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            mine = threading.Lock()
+            mine.acquire()
+            self._waiting.append(mine)
+        if mine.acquire(timeout=self.timeout):
+            return True  # handed over by release(): the lock is ours
+        with self._mutex:
+            try:
+                self._waiting.remove(mine)
+            except ValueError:  # handed over as the wait ended: ours after all
+                return True
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()  # still held: now by the next in line
+            else:
+                self._held = False
+
+
+_TURNS: weakref.WeakKeyDictionary[Engine, _Turns] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def writer_turn(engine: Engine) -> Iterator[None]:
+    """This thread's turn to write on ``engine`` (SQLite), in the order the threads asked;
+    a ``StorageError`` when the turn does not come within the busy timeout. PostgreSQL needs
+    none: it locks rows, and its writers go on side by side."""
+    turns = _TURNS.get(engine)
+    if turns is None:
+        yield
+        return
+    if not turns.acquire():
+        raise StorageError(f"the database is busy: no turn to write within "
+                           f"{turns.timeout:g} s (a long write transaction in this process)")
+    try:
+        yield
+    finally:
+        turns.release()

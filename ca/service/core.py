@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ca.clock import Clock, SystemClock
 from ca.db import migrate, queries
-from ca.db.engine import check_reachable, make_engine, make_sessionmaker
+from ca.db.engine import check_reachable, make_engine, make_sessionmaker, writer_turn
 from ca.db.models import Authority, Crl
 from ca.errors import Conflict, NotPermitted, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.service import crls
 from ca.settings import Settings
-from ca.signer import FileKeyStore, Signer
+from ca.signer import FileKeyStore, Signer, check_private_file
 
 
 class ServiceCore:
@@ -35,15 +36,18 @@ class ServiceCore:
         self.urls = Urls(base=settings.public_base_url)
         self._keystore: FileKeyStore | None = None
         self._signers: dict[str, Signer] = {}
+        self._signer_loading: dict[str, threading.Lock] = {}
+        self._signers_guard = threading.Lock()
         self._sealer: Sealer | None = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error. On SQLite it holds
-        the write lock from its first statement (``BEGIN IMMEDIATE``): keep it short, and do
-        the costly work (keys, signatures, bundles, validation) before it begins."""
+        the write lock from its first statement (``BEGIN IMMEDIATE``), after waiting its turn
+        behind this process's other writers (``writer_turn``): keep it short, and do the
+        costly work (keys, signatures, bundles, validation) before it begins."""
         try:
-            with self._writes.begin() as session:
+            with writer_turn(self.engine), self._writes.begin() as session:
                 yield session
                 # every certificate whose status changed: its CA's CRL is made again in the
                 # same transaction, so what gateways fetch is never behind the database
@@ -52,6 +56,9 @@ class ServiceCore:
         except SQLAlchemyError as exc:
             if isinstance(exc, IntegrityError):
                 raise Conflict("the change conflicts with existing data") from None
+            if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+                raise StorageError("the database is busy: another process held its write "
+                                   "lock for longer than the busy timeout") from exc
             raise StorageError(f"database error: {type(exc).__name__}") from exc
 
     @contextlib.contextmanager
@@ -81,9 +88,24 @@ class ServiceCore:
         return self._keystore
 
     def signer(self, authority: Authority) -> Signer:
-        if authority.key_id not in self._signers:
-            self._signers[authority.key_id] = self.keystore.load(authority.key_id)
-        return self._signers[authority.key_id]
+        """The CA's key, loaded from its file on first use and kept: with thousands of
+        tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
+        for the same key at once load it once."""
+        return self._signer(authority.key_id)
+
+    def _signer(self, key_id: str) -> Signer:
+        found = self._signers.get(key_id)
+        if found is not None:
+            return found
+        with self._signers_guard:
+            loading = self._signer_loading.setdefault(key_id, threading.Lock())
+        with loading:
+            found = self._signers.get(key_id)
+            if found is None:
+                found = self._signers[key_id] = self.keystore.load(key_id)
+        with self._signers_guard:
+            self._signer_loading.pop(key_id, None)
+        return found
 
     @property
     def sealer(self) -> Sealer:
@@ -127,13 +149,19 @@ class ServiceCore:
         return migrate.current_revision(self.engine), migrate.head_revision()
 
     def load_signers(self) -> None:
-        """Load every active CA key now, so that a bad key file stops start-up, not a request."""
+        """Check the CA keys at start-up, in time that does not grow with the tenants: the
+        root's key and the data-protection key are loaded (so a wrong passphrase stops
+        start-up), and every other active CA's key file must be there, private (a missing or
+        world-readable file stops start-up, not a request). Those keys load on first use."""
         with self.reading() as session:
-            authorities = session.scalars(
-                select(Authority).where(Authority.retired_at.is_(None))).all()
-        for authority in authorities:
-            self.signer(authority)
-        if authorities:
+            keys = session.execute(select(Authority.key_id, Authority.kind).where(
+                Authority.retired_at.is_(None))).all()
+        for key_id, kind in keys:
+            if kind == "root":
+                self._signer(key_id)
+            else:
+                check_private_file(self.keystore.path_for(key_id), what="CA key file")
+        if keys:
             _ = self.sealer
 
     def is_initialized(self) -> bool:

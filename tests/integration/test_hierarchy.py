@@ -4,6 +4,9 @@ created half-way."""
 from __future__ import annotations
 
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -14,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from ca import audit
+from ca.db import queries
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, Conflict, InvalidInput, NotPermitted
 from ca.service import InitRequest, IssueRequest, Service
@@ -177,8 +181,49 @@ def test_a_data_protection_key_readable_by_others_is_refused(service: Service) -
         fresh_service(service).load_signers()
 
 
-def test_a_good_restart_loads_every_signer(service: Service) -> None:
-    service.create_tenant("acme")
+def key_id(service: Service, tenant: str | None) -> str:
+    with service.reading() as session:
+        if tenant is None:
+            return queries.require_root(session).key_id
+        return queries.issuing(session, queries.tenant(session, tenant)).key_id
+
+
+def test_a_restart_loads_the_root_key_only_and_a_tenants_key_on_first_use(
+        service: Service) -> None:
+    service.create_tenant("acme", display_name="アクメ株式会社")
     again = fresh_service(service)
     again.load_signers()
-    assert len(again._signers) == 3
+    assert set(again._signers) == {key_id(service, None)}
+    again.publish_crl("acme")
+    assert set(again._signers) == {key_id(service, None), key_id(service, "acme")}
+
+
+def test_a_missing_tenant_key_file_stops_start_up_naming_it(service: Service) -> None:
+    victim = service.keystore.path_for(key_id(service, "default"))
+    victim.unlink()
+    with pytest.raises(ConfigError, match=f"CA key file {victim} does not exist"):
+        fresh_service(service).load_signers()
+
+
+def test_threads_asking_for_one_key_at_once_load_it_once(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    again = fresh_service(service)
+    loads: list[str] = []
+    first_in, release = threading.Event(), threading.Event()
+    real_load = again.keystore.load
+
+    def slow_load(wanted: str) -> Any:
+        loads.append(wanted)
+        first_in.set()
+        assert release.wait(timeout=60)
+        return real_load(wanted)
+
+    monkeypatch.setattr(again.keystore, "load", slow_load)
+    with again.reading() as session:
+        issuing = queries.issuing(session, queries.tenant(session, "default"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        asked = [pool.submit(again.signer, issuing) for _ in range(8)]
+        assert first_in.wait(timeout=60)
+        release.set()
+        signers = {id(f.result(timeout=60)) for f in asked}
+    assert loads == [issuing.key_id] and len(signers) == 1
