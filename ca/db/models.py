@@ -67,6 +67,9 @@ class Tenant(Base):
     # when the subscription hold was published (the first lifecycle step past the end); the
     # grace period counts from here as well, so a late or mistyped end never revokes early
     subscription_suspended_at: Mapped[dt.datetime | None]
+    # the next instant the lifecycle must look at the subscription (its end, then its grace
+    # end); NULL when nothing is ever due (ca.service.lifecycle.next_due)
+    lifecycle_due_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     ip_policy: Mapped[str] = mapped_column(String(16), default="cert_only")
     ip_networks: Mapped[str] = mapped_column(Text, default="")  # one CIDR per line
 
@@ -95,6 +98,9 @@ class Authority(Base):
     # it signs, fixed when the CA is made (ca.service.crls.crl_url); NULL only for a CA made
     # before 0009 that had published nothing
     crl_url: Mapped[str | None] = mapped_column(Text)
+    # when the CA's latest CRL is past half its validity and the lifecycle renews it; NULL
+    # when it has none yet (due at once); set at every publication (ServiceCore._publish)
+    crl_renew_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")
 
@@ -148,6 +154,8 @@ class Certificate(Base):
     __table_args__ = (
         UniqueConstraint("authority_id", "serial"),
         Index("ix_certificates_tenant_not_after", "tenant_id", "not_after"),
+        # the lifecycle finds the certificates that expired since its last run by this
+        Index("ix_certificates_not_after", "not_after"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -279,6 +287,9 @@ class Lease(Base):
     holder: Mapped[str | None] = mapped_column(String(100))
     taken_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
+    # the instant up to which the holder's time-driven work is done (the lifecycle: keys of
+    # certificates that expired before it are purged); NULL: none done yet
+    done_until: Mapped[dt.datetime | None]
 
 
 class AuditEvent(Base):

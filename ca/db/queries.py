@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from cryptography import x509
-from sqlalchemy import Exists, exists, func, select
+from sqlalchemy import Exists, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ca import serials, validate
-from ca.db.models import Authority, Certificate, Hold, Tenant, User
+from ca.db.models import Authority, Certificate, Hold, KeyMaterial, Tenant, User
 from ca.errors import NotFound, NotPermitted
 
 
@@ -106,3 +109,45 @@ def lock_users(session: Session, ids: list[int]) -> dict[int, User]:
             .order_by(User.id).with_for_update()
             .execution_options(populate_existing=True)))
     return found
+
+
+# What a lifecycle pass looks at, each by an index (migration 0012): the pass's work grows
+# with what came due, not with the number of tenants or certificates.
+
+def tenants_due(session: Session, *, now: dt.datetime) -> list[int]:
+    """Tenants whose subscription reached an instant (its end, its grace end) by ``now``."""
+    return list(session.scalars(select(Tenant.id).where(Tenant.lifecycle_due_at <= now)
+                                .order_by(Tenant.lifecycle_due_at, Tenant.id)))
+
+
+def tenants_with_expired_keys(session: Session, *, since: dt.datetime | None,
+                              now: dt.datetime) -> set[int]:
+    """Tenants with a certificate that expired in [``since``, ``now``) (every one before
+    ``now`` when ``since`` is None) whose private key is still kept."""
+    return set(session.scalars(select(Certificate.tenant_id).distinct().join(
+        KeyMaterial, KeyMaterial.certificate_id == Certificate.id).where(
+        *_expired_with_key(since, now))))
+
+
+def expired_keys(session: Session, tenant_id: int, *, since: dt.datetime | None,
+                 now: dt.datetime) -> list[Certificate]:
+    """The tenant's certificates of ``tenants_with_expired_keys``."""
+    return list(session.scalars(select(Certificate).join(
+        KeyMaterial, KeyMaterial.certificate_id == Certificate.id).where(
+        Certificate.tenant_id == tenant_id, *_expired_with_key(since, now))
+        .order_by(Certificate.id)))
+
+
+def _expired_with_key(since: dt.datetime | None, now: dt.datetime) -> list[Any]:
+    found = [Certificate.not_after < now, KeyMaterial.sealed_key.is_not(None)]
+    return found if since is None else [*found, Certificate.not_after >= since]
+
+
+def crls_due(session: Session, *, now: dt.datetime) -> list[int]:
+    """The active CAs whose CRL is due for renewal (or that have none yet), earliest first."""
+    return list(session.scalars(
+        select(Authority.id).where(Authority.kind.in_(("root", "issuing")),
+                                   Authority.retired_at.is_(None),
+                                   or_(Authority.crl_renew_at.is_(None),
+                                       Authority.crl_renew_at <= now))
+        .order_by(Authority.crl_renew_at.is_not(None), Authority.crl_renew_at, Authority.id)))

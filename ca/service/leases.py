@@ -66,3 +66,18 @@ def release(session: Session, name: str, holder: str) -> None:
 def held(session: Session, name: str) -> Lease | None:
     """The lease row as it stands (``populate_existing``: not a copy read earlier)."""
     return session.get(Lease, name, populate_existing=True)
+
+
+def done_until(session: Session, name: str) -> dt.datetime | None:
+    """The instant up to which the lease's time-driven work is done (None: none yet)."""
+    lease = session.get(Lease, name)
+    return lease.done_until if lease is not None else None
+
+
+def mark_done(session: Session, name: str, holder: str, *, until: dt.datetime) -> bool:
+    """Record that the work is done up to ``until``, while ``holder`` still has the lease
+    (in the transaction that did the last of it); False if the lease was lost."""
+    marked = session.execute(
+        update(Lease).where(Lease.name == name, Lease.holder == holder)
+        .values(done_until=until).execution_options(synchronize_session=False))
+    return bool(marked.rowcount == 1)  # type: ignore[attr-defined]

@@ -2,10 +2,14 @@
 
 ``run_lifecycle`` is idempotent and safe to crash and rerun: each tenant's changes are one
 transaction, and every step looks at the state it finds rather than remembering what it did.
+It visits only what came due, found by indexed due times (a tenant's ``lifecycle_due_at``, a
+CA's ``crl_renew_at``, certificates that expired since the lease's ``done_until``), so a pass
+with nothing to do costs a handful of queries whatever the number of tenants. A due time is
+set in the transaction that changes what it derives from, so a crash leaves it due.
 The server runs it every minute, and ``tegata lifecycle run`` runs it once. One run at a
 time, across processes and replicas: a run holds the ``lifecycle`` lease (ca.service.leases),
-renewed at each tenant; another run meanwhile is refused at once (``Conflict``), and the lease
-of a run whose process died lapses after ``LIFECYCLE_TTL``.
+renewed at each tenant and each CRL; another run meanwhile is refused at once (``Conflict``),
+and the lease of a run whose process died lapses after ``LIFECYCLE_TTL``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.orm import Session
 from ca import audit, expiry
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import Certificate, Crl, KeyMaterial, Tenant, User
+from ca.db.models import Authority, Certificate, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
 from ca.service import jobs, leases, status
 from ca.service.auditlog import AuditUseCases
@@ -76,6 +80,18 @@ def grace_ends_at(tenant: Tenant, *, now: dt.datetime) -> dt.datetime | None:
     if grace >= LATEST_INSTANT - start:
         return LATEST_INSTANT  # an end near year 9999: the grace period runs to the end of time
     return start + grace
+
+
+def next_due(tenant: Tenant, *, now: dt.datetime) -> dt.datetime | None:
+    """The next instant the lifecycle must look at the tenant's subscription, as the state
+    found ``now`` has been applied: its end, then its grace end; none once it ended (every
+    certificate is revoked, and no new one is issued) or when it never ends."""
+    state = subscription_state(tenant, now=now)
+    if state == "active":
+        return tenant.subscription_ends_at
+    if state == "grace":
+        return grace_ends_at(tenant, now=now)
+    return None
 
 
 def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
@@ -164,43 +180,65 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                 log.exception("could not release the lifecycle lease")
 
     def _run_lifecycle(self, holder: str) -> LifecycleReport:
+        """Only what came due since the last run, each found by an index (migration
+        0012): a pass with nothing to do is a handful of queries, whatever the number of
+        tenants. Each tenant's changes are one transaction, each CRL renewal another."""
         now = self.now()
         with self.transaction() as session:
             jobs.fail_lapsed(session, now=now)  # a job whose process died reads failed
-        totals = LifecycleReport()
         with self.reading() as session:
-            names = list(session.scalars(select(Tenant.name)))
-        for name in names:
+            since = leases.done_until(session, LIFECYCLE_LEASE)
+            tenants = set(queries.tenants_due(session, now=now))
+            tenants |= queries.tenants_with_expired_keys(session, since=since, now=now)
+        totals = LifecycleReport()
+        for tenant_id in sorted(tenants):
             with self.transaction() as session:
-                if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.now(),
-                                    ttl=LIFECYCLE_TTL):
-                    raise Conflict("the lifecycle run lost its lease (a tenant took longer "
-                                   f"than {LIFECYCLE_TTL.total_seconds() / 60:.0f} minutes); "
-                                   "another run goes on")
-                owner = queries.tenant(session, name)
-                report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
-                purged = _purge_expired(session, owner, now=now)
-                issuing = queries.issuing(session, owner)
-                latest = _latest_crl_next_update(session, issuing.id)
-                # a CRL past half its validity is renewed, so nextUpdate never passes
-                stale = latest is None or now >= latest[0] + (latest[1] - latest[0]) / 2
-                crls = 0
-                if stale and not (report.suspended or report.reinstated or report.revoked):
-                    self._publish(session, issuing, now=now)
-                    crls = 1
-            totals = LifecycleReport(
-                suspended=totals.suspended + report.suspended,
-                reinstated=totals.reinstated + report.reinstated,
-                revoked=totals.revoked + report.revoked, purged=totals.purged + purged,
-                crls=totals.crls + crls + report.crls)
+                self._keep_lease(session, holder)
+                totals = _sum(totals, self._tenant_pass(session, tenant_id, since, now=now))
         with self.transaction() as session:
-            root = queries.require_root(session)
-            latest = _latest_crl_next_update(session, root.id)
-            if latest is None or now >= latest[0] + (latest[1] - latest[0]) / 2:
-                self._publish(session, root, now=now)
-                totals = LifecycleReport(**{**totals.__dict__, "crls": totals.crls + 1})
+            self._keep_lease(session, holder)
+            leases.mark_done(session, LIFECYCLE_LEASE, holder, until=now)
+        totals = _sum(totals, LifecycleReport(crls=self._renew_crls(holder, now=now)))
         pruned = self.prune_audit(actor=LIFECYCLE_ACTOR)
         return LifecycleReport(**{**totals.__dict__, "audit_pruned": pruned})
+
+    def _tenant_pass(self, session: Session, tenant_id: int, since: dt.datetime | None, *,
+                     now: dt.datetime) -> LifecycleReport:
+        """What came due for one tenant: its subscription's instant, its expired keys."""
+        owner = session.get(Tenant, tenant_id, populate_existing=True)
+        assert owner is not None
+        report = LifecycleReport()
+        if owner.lifecycle_due_at is not None and owner.lifecycle_due_at <= now:
+            report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
+        purged = queries.expired_keys(session, tenant_id, since=since, now=now)
+        for cert in purged:
+            status.purge_key_material(session, cert, now=now)
+        return _sum(report, LifecycleReport(purged=len(purged)))
+
+    def _renew_crls(self, holder: str, *, now: dt.datetime) -> int:
+        """Renew every CRL past half its validity, earliest due first, each in its own
+        short transaction: the writers waiting meanwhile take their turns in between
+        (ca.db.engine.writer_turn), so renewing thousands never stalls the service."""
+        with self.reading() as session:
+            due = queries.crls_due(session, now=now)
+        renewed = 0
+        for authority_id in due:
+            with self.transaction() as session:
+                self._keep_lease(session, holder)
+                authority = session.get(Authority, authority_id, populate_existing=True)
+                assert authority is not None
+                # renewed meanwhile (a revocation republished it): nothing to do
+                if authority.crl_renew_at is None or authority.crl_renew_at <= now:
+                    self._publish(session, authority, now=self.now())
+                    renewed += 1
+        return renewed
+
+    def _keep_lease(self, session: Session, holder: str) -> None:
+        if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.now(),
+                            ttl=LIFECYCLE_TTL):
+            raise Conflict("the lifecycle run lost its lease (a step took longer than "
+                           f"{LIFECYCLE_TTL.total_seconds() / 60:.0f} minutes); another "
+                           "run goes on")
 
     def _apply_subscription(self, session: Session, owner: Tenant, actor: Actor, *,
                             now: dt.datetime) -> LifecycleReport:
@@ -224,6 +262,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             else:
                 reinstated += status.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
                                                tenant=owner.name, login=login, now=now)
+        owner.lifecycle_due_at = next_due(owner, now=now)
         # a change republishes the CRL when the transaction commits (ca.service.crls)
         made = 1 if suspended or reinstated or revoked else 0
         return LifecycleReport(suspended=suspended, reinstated=reinstated, revoked=revoked,
@@ -250,21 +289,9 @@ def _check_end_range(ends: dt.date) -> None:
                            f"{expiry.LATEST_DATE}", field="ends")
 
 
-def _purge_expired(session: Session, owner: Tenant, *, now: dt.datetime) -> int:
-    rows = session.scalars(select(Certificate).join(
-        KeyMaterial, KeyMaterial.certificate_id == Certificate.id).where(
-        Certificate.tenant_id == owner.id, Certificate.not_after < now,
-        KeyMaterial.sealed_key.is_not(None))).all()
-    for cert in rows:
-        status.purge_key_material(session, cert, now=now)
-    return len(rows)
-
-
-def _latest_crl_next_update(session: Session, authority_id: int
-                            ) -> tuple[dt.datetime, dt.datetime] | None:
-    row = session.execute(select(Crl.this_update, Crl.next_update).where(
-        Crl.authority_id == authority_id).order_by(Crl.number.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else None
+def _sum(a: LifecycleReport, b: LifecycleReport) -> LifecycleReport:
+    return LifecycleReport(**{name: getattr(a, name) + getattr(b, name)
+                              for name in a.__dataclass_fields__})
 
 
 def _subscription_view(owner: Tenant, *, now: dt.datetime) -> SubscriptionView:
