@@ -122,7 +122,8 @@ def test_every_crl_is_renewed_once_past_half_its_validity_and_not_before(
         tenants: Service, clock: FixedClock) -> None:
     before = crl_counts(tenants)
     with tenants.reading() as session:
-        renew = dict(session.execute(select(Authority.id, Authority.crl_renew_at)).all())
+        renew: dict[int, dt.datetime] = dict(session.execute(  # type: ignore[arg-type]
+            select(Authority.id, Authority.crl_renew_at)).all())
         newest = {crl.authority_id: crl for crl in session.scalars(select(Crl))}
     assert renew == {a: crl_renew_at(crl) for a, crl in newest.items()}
     first_due = min(renew.values())
@@ -182,7 +183,8 @@ def test_upgrading_to_0012_sets_every_due_time_from_what_it_finds(at_0009: Servi
     at_0009.upgrade_database()
     with at_0009.reading() as session:
         due = dict(session.execute(select(Tenant.name, Tenant.lifecycle_due_at)).all())
-        renew = dict(session.execute(select(Authority.id, Authority.crl_renew_at)).all())
+        renew: dict[int, dt.datetime] = dict(session.execute(  # type: ignore[arg-type]
+            select(Authority.id, Authority.crl_renew_at)).all())
         newest: dict[int, Crl] = {}
         for crl in session.scalars(select(Crl).order_by(Crl.number)):
             newest[crl.authority_id] = crl
