@@ -152,13 +152,14 @@ class AuditUseCases(ServiceCore):
         if days == 0:
             return 0
         now = self.now()
-        with self.reading() as session:
-            chains = audit.chains(session)
+        before = now - dt.timedelta(days=days)
+        with self.reading() as session:  # only chains with an event to remove (index on at)
+            chains = sorted(session.scalars(select(AuditEvent.chain).distinct()
+                                            .where(AuditEvent.at < before)))
         removed = 0
         for chain in chains:
             with self.transaction() as session:
-                removed += audit.prune(session, actor, chain=chain,
-                                       before=now - dt.timedelta(days=days), now=now)
+                removed += audit.prune(session, actor, chain=chain, before=before, now=now)
         return removed
 
 

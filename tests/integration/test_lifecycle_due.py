@@ -71,8 +71,10 @@ def crl_counts(service: Service) -> dict[int, int]:
                                     .group_by(Crl.authority_id)).all())
 
 
+@pytest.mark.parametrize("retention", [0, 30], ids=["audit-kept", "audit-pruned-after-30-days"])
 def test_a_pass_with_nothing_due_costs_the_same_whatever_the_number_of_tenants(
-        tenants: Service, clock: FixedClock) -> None:
+        tenants: Service, clock: FixedClock, retention: int) -> None:
+    tenants.settings = tenants.settings.model_copy(update={"audit_retention_days": retention})
     clock.advance(dt.timedelta(minutes=1))
     report, few = counted_pass(tenants)
     assert report == LifecycleReport()
