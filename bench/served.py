@@ -41,8 +41,12 @@ def database(work: Path, postgres: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def environment(work: Path, db_url: str, **extra: str) -> dict[str, str]:
+def environment(work: Path, db_url: str, tree: Path = ROOT, **extra: str) -> dict[str, str]:
+    """The environment of a ``tegata`` process on the throwaway instance, running the code of
+    ``tree`` (another checkout, such as the code before a change, for a same-run ratio)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
+    if tree != ROOT:
+        env["PYTHONPATH"] = str(tree)
     env.update(TEGATA_DATA_DIR=str(work / "data"), TEGATA_DATABASE_URL=db_url,
                TEGATA_KEY_PASSPHRASE=PASSPHRASE, TEGATA_PUBLIC_BASE_URL=BASE_URL,
                TEGATA_CONFIG=str(work / "no-such.toml"), TEGATA_LOG_LEVEL="warning",
@@ -59,7 +63,8 @@ def serving(env: dict[str, str], log: Path, *args: str) -> Iterator[tuple[str, f
     started = time.monotonic()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port),
-                                 *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 *args], cwd=env.get("PYTHONPATH", ROOT), env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=5) as client:
@@ -74,7 +79,7 @@ def serving(env: dict[str, str], log: Path, *args: str) -> Iterator[tuple[str, f
                 time.sleep(0.005)
         yield url, time.monotonic() - started
     finally:
-        stop(proc)  # type: ignore[arg-type]
+        stop(proc)
 
 
 def percentile(values: list[float], share: float) -> float:
