@@ -168,6 +168,8 @@ class Certificate(Base):
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    # the CRL entry's DER, written when revoked: a CRL lays these end to end (ca/x509/crl.py)
+    crl_entry: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     user: Mapped[User] = relationship()
     authority: Mapped[Authority] = relationship()
