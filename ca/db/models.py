@@ -148,6 +148,14 @@ class Certificate(Base):
     __table_args__ = (
         UniqueConstraint("authority_id", "serial"),
         Index("ix_certificates_tenant_not_after", "tenant_id", "not_after"),
+        # a CRL reads its kept entries from this index alone, never the rows (migration 0013)
+        Index("ix_certificates_crl_entries", "authority_id", "not_after", "crl_entry",
+              sqlite_where=text("crl_entry IS NOT NULL"),
+              postgresql_where=text("crl_entry IS NOT NULL")),
+        # revoked rows that kept no entry (none, but a CRL must look without a table scan)
+        Index("ix_certificates_unkept_entries", "authority_id",
+              sqlite_where=text("revoked_at IS NOT NULL AND crl_entry IS NULL"),
+              postgresql_where=text("revoked_at IS NOT NULL AND crl_entry IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

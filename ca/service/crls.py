@@ -117,9 +117,10 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
     mine = Certificate.authority_id == authority.id
     if last is not None:
         mine = mine & (Certificate.not_after >= last.this_update)
-    revoked = mine & Certificate.revoked_at.is_not(None)
+    # only a revoked certificate keeps an entry: read from ix_certificates_crl_entries alone
     yield from _stream(session, select(Certificate.crl_entry)
-                       .where(revoked, Certificate.crl_entry.is_not(None)), scalar=True)
+                       .where(mine, Certificate.crl_entry.is_not(None)), scalar=True)
+    revoked = mine & Certificate.revoked_at.is_not(None)
     unkept = select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
     for serial, revoked_at, reason in _stream(
             session, unkept.where(revoked, Certificate.crl_entry.is_(None))):
@@ -137,7 +138,8 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
 
 def _stream(session: Session, query: Select[Any], *, scalar: bool = False) -> Iterator[Any]:
     """The rows in batches of ``STREAM_BATCH``: memory stays bounded whatever the count."""
-    result = session.execute(query, execution_options={"yield_per": STREAM_BATCH})
+    # Core rows on the session's connection: the ORM's per-row machinery is not needed
+    result = session.connection().execute(query.execution_options(yield_per=STREAM_BATCH))
     try:
         yield from (result.scalars() if scalar else result)
     finally:
