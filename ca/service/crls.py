@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Executable, func, select, update
 from sqlalchemy.orm import Session
 
 from ca import serials
@@ -136,7 +136,8 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
             serial=serials.parse(serial), revoked_at=since, reason="certificateHold"))
 
 
-def _stream(session: Session, query: Select[Any], *, scalar: bool = False) -> Iterator[Any]:
+def _stream(session: Session, query: Executable, *,
+            scalar: bool = False) -> Iterator[Any]:
     """The rows in batches of ``STREAM_BATCH``: memory stays bounded whatever the count."""
     # Core rows on the session's connection: the ORM's per-row machinery is not needed
     result = session.connection().execute(query.execution_options(yield_per=STREAM_BATCH))
