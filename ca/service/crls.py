@@ -139,7 +139,9 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
 def _stream(session: Session, query: Executable, *,
             scalar: bool = False) -> Iterator[Any]:
     """The rows in batches of ``STREAM_BATCH``: memory stays bounded whatever the count."""
-    # Core rows on the session's connection: the ORM's per-row machinery is not needed
+    # Core rows on the session's connection (the ORM's per-row machinery is not needed),
+    # after what the session holds pending: a revocation's kept entry is read back
+    session.flush()
     result = session.connection().execute(query.execution_options(yield_per=STREAM_BATCH))
     try:
         yield from (result.scalars() if scalar else result)
