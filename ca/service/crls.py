@@ -6,7 +6,7 @@ authority's row is locked while a CRL is made) and a restored backup."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -106,8 +106,9 @@ def entry_of(cert: Certificate) -> bytes:
 
 
 def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterator[bytes]:
-    """Revoked and suspended certificates, each entry's DER. An expired one stays until a
-    CRL has listed it past its expiry (the previous CRL was made after notAfter).
+    """Revoked and suspended certificates: their entries' DER, in pieces of one or more
+    entries. An expired one stays until a CRL has listed it past its expiry (the previous
+    CRL was made after notAfter).
 
     Streamed in batches (a server-side cursor on PostgreSQL), with no ORM object per row:
     a revoked certificate's entry is the DER kept when it was revoked, one made now only if
@@ -117,34 +118,36 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
     mine = Certificate.authority_id == authority.id
     if last is not None:
         mine = mine & (Certificate.not_after >= last.this_update)
-    # only a revoked certificate keeps an entry: read from ix_certificates_crl_entries alone
-    yield from _stream(session, select(Certificate.crl_entry)
-                       .where(mine, Certificate.crl_entry.is_not(None)), scalar=True)
+    # only a revoked certificate keeps an entry: read from ix_certificates_crl_entries alone,
+    # a batch of kept entries at a time joined into one piece (no Python step per entry)
+    kept = select(Certificate.crl_entry).where(mine, Certificate.crl_entry.is_not(None))
+    yield from (b"".join(batch) for batch in _stream(session, kept, scalar=True))
     revoked = mine & Certificate.revoked_at.is_not(None)
     unkept = select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
-    for serial, revoked_at, reason in _stream(
-            session, unkept.where(revoked, Certificate.crl_entry.is_(None))):
-        yield crl_builder.entry_der(crl_builder.Entry(
+    for batch in _stream(session, unkept.where(revoked, Certificate.crl_entry.is_(None))):
+        yield from (crl_builder.entry_der(crl_builder.Entry(
             serial=serials.parse(serial), revoked_at=revoked_at, reason=reason))
+            for serial, revoked_at, reason in batch)
     held = (select(Hold.certificate_id, func.min(Hold.placed_at).label("since"))
             .where(Hold.lifted_at.is_(None)).group_by(Hold.certificate_id).subquery())
     suspended = (select(Certificate.serial, held.c.since)
                  .join(held, held.c.certificate_id == Certificate.id)
                  .where(mine, Certificate.revoked_at.is_(None)))
-    for serial, since in _stream(session, suspended):
-        yield crl_builder.entry_der(crl_builder.Entry(
+    for batch in _stream(session, suspended):
+        yield from (crl_builder.entry_der(crl_builder.Entry(
             serial=serials.parse(serial), revoked_at=since, reason="certificateHold"))
+            for serial, since in batch)
 
 
 def _stream(session: Session, query: Executable, *,
-            scalar: bool = False) -> Iterator[Any]:
+            scalar: bool = False) -> Iterator[Sequence[Any]]:
     """The rows in batches of ``STREAM_BATCH``: memory stays bounded whatever the count."""
     # Core rows on the session's connection (the ORM's per-row machinery is not needed),
     # after what the session holds pending: a revocation's kept entry is read back
     session.flush()
     result = session.connection().execute(query.execution_options(yield_per=STREAM_BATCH))
     try:
-        yield from (result.scalars() if scalar else result)
+        yield from (result.scalars() if scalar else result).partitions()
     finally:
         result.close()
 

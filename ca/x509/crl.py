@@ -82,8 +82,9 @@ def entry_der(entry: Entry) -> bytes:
 
 def tbs_certlist(request: CrlRequest, issuer: x509.Certificate, algorithm: bytes,
                  entries: Iterable[bytes]) -> bytes:
-    """The TBSCertList (RFC 5280, 5.1): ``entries`` are ``entry_der`` outputs, in the order
-    they are listed; ``algorithm`` is the signer's AlgorithmIdentifier."""
+    """The TBSCertList (RFC 5280, 5.1): ``entries`` are ``entry_der`` outputs in the order
+    they are listed, each piece one entry or several laid end to end; ``algorithm`` is the
+    signer's AlgorithmIdentifier."""
     revoked = bytearray()
     for entry in entries:  # amortised appends: linear, one copy of the entries at a time
         revoked += entry
