@@ -11,7 +11,7 @@ from functools import cache
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
@@ -154,3 +154,18 @@ def test_an_entry_refuses_what_no_crl_may_list(serial: int, reason: str | None) 
 def test_an_entry_refuses_a_naive_date() -> None:
     with pytest.raises(ValueError):
         crl.Entry(serial=1, revoked_at=dt.datetime(2026, 3, 2, 9, 0), reason=None)
+
+
+@pytest.mark.parametrize("entries", [ENTRIES, [], MANY], ids=["every-kind", "none", "many"])
+def test_the_pem_is_cryptographys_byte_for_byte(entries: list[crl.Entry]) -> None:
+    issuer, key = issuer_and_key("p384")
+    made = crl.build(request_for(root=False), issuer, FileSigner("k", key),
+                     (crl.entry_der(e) for e in entries))
+    assert crl.pem(made) == x509.load_der_x509_crl(made).public_bytes(
+        serialization.Encoding.PEM).decode("ascii")
+
+
+def test_the_pem_breaks_lines_at_64_characters_and_no_sooner() -> None:
+    assert crl.pem(bytes(48)) == ("-----BEGIN X509 CRL-----\n" + "A" * 64 + "\n"
+                                  "-----END X509 CRL-----\n")
+    assert crl.pem(bytes(49)).splitlines()[1:3] == ["A" * 64, "AA=="]
