@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import Certificate, Hold
-from ca.service import CertificateView, IssueRequest, Service
+from ca.service import CertificateView, IssueRequest, Service, crls
 from ca.x509 import crl
 from tests.moments import MOMENTS
 
@@ -144,3 +144,25 @@ def test_the_upgrade_from_0009_keeps_each_revoked_certificates_entry(
     assert entries(service) == before == {
         taro: (first, "keyCompromise"), jiro: (first + dt.timedelta(minutes=7), None),
         hanako: (first + dt.timedelta(minutes=7), "certificateHold")}
+
+
+def test_every_batch_of_the_stream_is_listed(service: Service, monkeypatch: pytest.MonkeyPatch,
+                                             acme: dict[str, CertificateView]) -> None:
+    more = ("saburo", "shiro", "goro", "rokuro", "nanako")
+    for login in more:
+        service.add_user(TENANT, login, email=f"{login}@example.jp", allow=True)
+    views = {v.login: v for v in service.issue(IssueRequest(tenant=TENANT, logins=more))}
+    monkeypatch.setattr(crls, "STREAM_BATCH", 2)
+    for login in ("taro", "hanako", "jiro", "saburo", "shiro"):  # 5 kept: batches 2, 2, 1
+        service.revoke(TENANT, (acme | views)[login].serial, reason="superseded")
+    keep(service, acme["taro"].serial, None)
+    keep(service, acme["hanako"].serial, None)
+    keep(service, acme["jiro"].serial, None)  # 3 without a kept entry: batches 2, 1
+    for login in ("goro", "rokuro", "nanako"):  # 3 holds: batches 2, 1
+        service.suspend(TENANT, views[login].serial)
+    service.publish_crl(TENANT)
+    at = MOMENTS.start.replace(microsecond=0)
+    assert entries(service) == (
+        {(acme | views)[login].serial: (at, "superseded")
+         for login in ("taro", "hanako", "jiro", "saburo", "shiro")}
+        | {views[login].serial: (at, "certificateHold") for login in ("goro", "rokuro", "nanako")})
