@@ -4,15 +4,18 @@
 
     .venv/bin/python bench/crl.py                      # 10,000 / 100,000 / 1,000,000
     .venv/bin/python bench/crl.py --size 100000        # one size only
-    .venv/bin/python bench/crl.py --service-1m         # the service path at 1,000,000 too
 
 Each measurement runs in a fresh process, so that its peak memory (max RSS) is its own:
 ``op s`` is the operation alone, timed inside that process (for openssl, the whole command);
 ``peak MB`` includes the interpreter and its imports (the ``baseline`` row shows how much).
 The service path reads revoked rows inserted directly with SQLAlchemy Core (random serials,
-fake fingerprints and DER): issuing a million real certificates first would take hours, and
-``publish_crl`` reads only serial, revocation date and reason. Half the entries carry the
-reason keyCompromise, half none. Not part of the test suite: it never fails on a slow machine.
+fake fingerprints and DER) with the CRL entry a revocation keeps (migration 0013): issuing a
+million real certificates first would take hours, and ``publish_crl`` reads only the kept
+entries. ``publish_crl`` is the first CRL of a fresh process over those rows; "revoke one,
+republish" is then one more ``revoke`` (its CRL made in the same transaction); "no entry
+kept" is ``publish_crl`` over rows without kept entries (every entry encoded, as from
+scratch). Half the entries carry the reason keyCompromise, half none. Not part of the test
+suite: it never fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from benchkit import machine
 ROOT = Path(__file__).resolve().parent.parent
 TEGATA = [sys.executable, "-m", "cli.main"]
 SIZES = (10_000, 100_000, 1_000_000)
-SERVICE_SIZES = (10_000, 100_000)
+UNKEPT_SIZES = (100_000,)  # rows with no kept entry: the service encodes every one
 REVOKED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 # Peer figures from /work/shared/PEERS.md, same kind of machine, not re-measured here:
@@ -58,7 +61,7 @@ def reason_of(i: int) -> str | None:
 def child_pure(size: int) -> dict[str, float]:
     """Build and sign a CRL of ``size`` entries with ``ca.x509.crl.build`` and a P-384 key."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -86,16 +89,18 @@ def child_pure(size: int) -> dict[str, float]:
     request = crl.CrlRequest(number=1, this_update=now, next_update=now + dt.timedelta(days=7),
                              distribution_point="http://127.0.0.1/crl/default.crl",
                              covers_ca_certificates=False)
-    start = time.perf_counter()
-    made = crl.build(request, issuer, signer, entries)
-    der = made.public_bytes(serialization.Encoding.DER)
+    start = time.perf_counter()  # every entry encoded: the CRL from scratch
+    der = crl.build(request, issuer, signer, (crl.entry_der(e) for e in entries))
     seconds = time.perf_counter() - start
+    made = x509.load_der_x509_crl(der)
     assert len(made) == size and made.is_signature_valid(key.public_key())
     return {"op_s": seconds, "prep_s": prepared, "crl_bytes": len(der)}
 
 
-def child_insert(size: int) -> dict[str, float]:
-    """Put ``size`` revoked certificate rows under the default tenant's issuing CA."""
+def child_insert(size: int, kept: bool = True) -> dict[str, float]:
+    """Put ``size`` revoked certificate rows under the default tenant's issuing CA, each
+    with the CRL entry a revocation keeps (``kept``), or none, as rows revoked before
+    migration 0013 would have had without its back-fill."""
     from cryptography import x509
     from sqlalchemy import insert, select
 
@@ -103,6 +108,7 @@ def child_insert(size: int) -> dict[str, float]:
     from ca.db.models import Authority, Certificate, Tenant, User
     from ca.service import Service
     from ca.settings import load_settings
+    from ca.x509 import crl
 
     service = Service(load_settings())
     start = time.perf_counter()
@@ -132,6 +138,8 @@ def child_insert(size: int) -> dict[str, float]:
                     "expiry_date": far.date(), "expiry_zone": "UTC",
                     "created_at": REVOKED_AT - dt.timedelta(days=30),
                     "revoked_at": REVOKED_AT, "revocation_reason": reason_of(i) or "unspecified",
+                    "crl_entry": crl.entry_der(crl.Entry(serial=serial, revoked_at=REVOKED_AT,
+                                                         reason=reason_of(i))) if kept else None,
                 })
             conn.execute(insert(Certificate), rows)
             done += len(rows)
@@ -139,31 +147,44 @@ def child_insert(size: int) -> dict[str, float]:
 
 
 def child_publish(size: int) -> dict[str, float]:
-    """``service.publish_crl("default")`` over the inserted rows, keys loaded first as
-    ``tegata serve`` does at start-up."""
+    """``service.publish_crl("default")`` over the inserted rows in a fresh process (keys
+    loaded first, as ``tegata serve`` does at start-up); then one more certificate revoked,
+    which republishes in the revocation's transaction: ``republish_s`` is that whole call."""
+    import resource
+
     from cryptography import x509
 
-    from ca.service import Service
+    from ca.service import IssueRequest, Service
     from ca.settings import load_settings
 
     service = Service(load_settings())
     service.load_signers()
+    (one,) = service.issue(IssueRequest(tenant="default", logins=("bench",)))
     start = time.perf_counter()
     view = service.publish_crl("default")
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    service.revoke("default", one.serial, reason="keyCompromise")
+    republish = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the checks
     listed = len(x509.load_der_x509_crl(view.der))
     assert listed == size, f"the CRL lists {listed} entries, not {size}"
-    return {"op_s": seconds, "crl_bytes": len(view.der)}
+    again = x509.load_der_x509_crl(service.current_crl("default").der)
+    assert len(again) == size + 1 and again.get_revoked_certificate_by_serial_number(
+        int(one.serial, 16)) is not None
+    return {"op_s": seconds, "republish_s": republish, "crl_bytes": len(view.der),
+            "peak_mb": peak}
 
 
-CHILDREN = {"pure": child_pure, "insert": child_insert, "publish": child_publish}
+CHILDREN = {"pure": child_pure, "insert": child_insert, "publish": child_publish,
+            "insert-unkept": lambda size: child_insert(size, kept=False)}
 
 
 def child_main(kind: str, size: int, out: Path) -> None:
     import resource
 
     result = CHILDREN[kind](size)
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -197,7 +218,8 @@ def python_child(kind: str, size: int, work: Path,
     if code != 0:
         raise SystemExit(f"the {kind} run at {size:,} entries failed (exit {code})")
     result: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
-    result.update(process_s=wall, peak_mb=max(peak, result["peak_mb"]))
+    result.update(process_s=wall, peak_mb=result["peak_mb"] if kind == "publish" else
+                  max(peak, result["peak_mb"]))
     return result
 
 
@@ -261,13 +283,17 @@ def environment(data: Path) -> dict[str, str]:
     return env
 
 
-def service_run(size: int, work: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """A new Tegata (P-384 issuing CA), ``size`` revoked rows, then one ``publish_crl``."""
-    env = environment(work / f"service-{size}")
-    for args in (["init"], ["user", "add", "bench", "--email", "bench@example.com"]):
+def service_run(size: int, work: Path, *,
+                kept: bool = True) -> tuple[dict[str, float], dict[str, float]]:
+    """A new Tegata (P-384 issuing CA), ``size`` revoked rows (with their kept entries or
+    without), then one ``publish_crl`` and one more revocation."""
+    env = environment(work / f"service-{size}-{kept}")
+    for args in (["init"], ["user", "add", "bench", "--email", "bench@example.com", "--allow"]):
         subprocess.run([*TEGATA, *args], env=env, cwd=ROOT, check=True, capture_output=True)
-    inserted = python_child("insert", size, work, env)
-    return inserted, python_child("publish", size, work, env)
+    inserted = python_child("insert" if kept else "insert-unkept", size, work, env)
+    published = python_child("publish", size, work, env)
+    shutil.rmtree(work / f"service-{size}-{kept}", ignore_errors=True)
+    return inserted, published
 
 
 def ratio(mine: float | None, theirs: float) -> str:
@@ -278,15 +304,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, action="append",
                         help="entries (default 10,000, 100,000 and 1,000,000)")
-    parser.add_argument("--service-1m", action="store_true",
-                        help="also run the service path at 1,000,000 (about 700 MB of SQLite)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args.child[0], int(args.child[1]), Path(args.child[2]))
         return
     sizes = sorted(set(args.size or SIZES))
-    service_sizes = [s for s in sizes if s <= max(SERVICE_SIZES) or args.service_1m]
     have_openssl = shutil.which("openssl") is not None
     import cryptography
 
@@ -304,14 +327,18 @@ def main() -> None:
             rows.append(("tegata pure build", size, python_child("pure", size, work)))
             if have_openssl:
                 rows.append(("openssl ca -gencrl (measured)", size, openssl_gencrl(size, work)))
-        for size in [0, *service_sizes]:
+        for size in [0, *sizes]:
             inserted, published = service_run(size, work)
             if size == 0:
                 rows.append(("baseline: service, empty CRL", 0, published))
                 continue
             rows.append(("tegata service publish_crl", size, published))
+            rows.append(("tegata service revoke one, republish", size,
+                         {**published, "op_s": published["republish_s"]}))
             rows.append(("  (setup: insert rows, not a CRL)", size, inserted))
-            shutil.rmtree(work / f"service-{size}", ignore_errors=True)
+            if size in UNKEPT_SIZES:
+                _, unkept = service_run(size, work, kept=False)
+                rows.append(("tegata service, no entry kept", size, unkept))
     print(f"{'path':36} {'entries':>10} {'op s':>8} {'process s':>10} {'peak MB':>8} "
           f"{'CRL MB':>7}")
     for label, size, r in rows:

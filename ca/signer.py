@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509 import ocsp
 
 from ca.errors import ConfigError
+from ca.x509 import der
 
 _KEY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 KEY_SUFFIX = ".key.pem"
@@ -44,6 +45,16 @@ class Signer(Protocol):
     ) -> x509.CertificateRevocationList: ...
 
     def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder) -> ocsp.OCSPResponse: ...
+
+    @property
+    def signature_algorithm(self) -> bytes:
+        """The DER AlgorithmIdentifier of what ``sign_tbs`` makes."""
+        ...
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        """The signatureValue over a to-be-signed structure the caller encoded (a large
+        CRL's TBSCertList, ca/x509/crl.py)."""
+        ...
 
 
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
@@ -86,6 +97,18 @@ class FileSigner:
 
     def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder) -> ocsp.OCSPResponse:
         return builder.sign(self.__key, self._hash)
+
+    @property
+    def signature_algorithm(self) -> bytes:
+        return der.signature_algorithm(self.__key.public_key(), self._hash)
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        # the same schemes as cryptography's builders: ECDSA, or RSA PKCS #1 v1.5
+        if isinstance(self.__key, ec.EllipticCurvePrivateKey):
+            return self.__key.sign(tbs, ec.ECDSA(self._hash))
+        if isinstance(self.__key, rsa.RSAPrivateKey):
+            return self.__key.sign(tbs, padding.PKCS1v15(), self._hash)
+        raise ConfigError(f"CA key type {type(self.__key).__name__} is not supported")
 
 
 def generate_ca_key(key_type: str) -> CertificateIssuerPrivateKeyTypes:

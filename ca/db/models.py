@@ -156,6 +156,14 @@ class Certificate(Base):
         Index("ix_certificates_tenant_not_after", "tenant_id", "not_after"),
         # the lifecycle finds the certificates that expired since its last run by this
         Index("ix_certificates_not_after", "not_after"),
+        # a CRL reads its kept entries from this index alone, never the rows (migration 0013)
+        Index("ix_certificates_crl_entries", "authority_id", "not_after", "crl_entry",
+              sqlite_where=text("crl_entry IS NOT NULL"),
+              postgresql_where=text("crl_entry IS NOT NULL")),
+        # revoked rows that kept no entry (none, but a CRL must look without a table scan)
+        Index("ix_certificates_unkept_entries", "authority_id",
+              sqlite_where=text("revoked_at IS NOT NULL AND crl_entry IS NULL"),
+              postgresql_where=text("revoked_at IS NOT NULL AND crl_entry IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,6 +184,8 @@ class Certificate(Base):
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    # the CRL entry's DER, written when revoked: a CRL lays these end to end (ca/x509/crl.py)
+    crl_entry: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     user: Mapped[User] = relationship()
     authority: Mapped[Authority] = relationship()

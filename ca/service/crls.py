@@ -6,11 +6,11 @@ authority's row is locked while a CRL is made) and a restored backup."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Executable, func, select, update
 from sqlalchemy.orm import Session
 
 from ca import serials
@@ -22,6 +22,7 @@ from ca.x509 import crl as crl_builder
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
 # the session.info key naming the CAs whose certificates changed status in a transaction
 DIRTY = "tegata_crl_dirty"
+STREAM_BATCH = 10_000  # rows read at a time while a CRL is made
 
 
 def mark_dirty(session: Session, authority_id: int) -> None:
@@ -39,6 +40,7 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     number = max(int(now.timestamp() * 1000), (last.number + 1) if last else 1)
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     url = crl_url(session, authority, urls)
+    entries: Iterable[bytes]
     if authority.kind == "root":
         validity = ROOT_CRL_VALIDITY
         entries = _root_entries(session, authority)
@@ -50,11 +52,10 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     request = crl_builder.CrlRequest(
         number=number, this_update=this_update, next_update=this_update + validity,
         distribution_point=url, covers_ca_certificates=authority.kind == "root")
-    made = crl_builder.build(request, x509.load_der_x509_certificate(authority.der),
-                             signer_of(authority), entries)
+    der = crl_builder.build(request, x509.load_der_x509_certificate(authority.der),
+                            signer_of(authority), entries)
     row = Crl(authority_id=authority.id, number=number, this_update=this_update,
-              next_update=request.next_update,
-              der=made.public_bytes(serialization.Encoding.DER), created_at=now)
+              next_update=request.next_update, der=der, created_at=now)
     session.add(row)
     session.flush()
     return row
@@ -95,34 +96,66 @@ def latest(session: Session, authority: Authority) -> Crl | None:
                           .order_by(Crl.number.desc()).limit(1))
 
 
-def _entries(session: Session, authority: Authority,
-             last: Crl | None) -> list[crl_builder.Entry]:
-    """Revoked and suspended certificates. An expired one stays until a CRL has listed it
-    past its expiry (the previous CRL was made after notAfter)."""
+def entry_of(cert: Certificate) -> bytes:
+    """The CRL entry of a revoked certificate, kept with it (``Certificate.crl_entry``) when
+    it is revoked or its reason changes, so that no CRL encodes it again."""
+    assert cert.revoked_at is not None and cert.revocation_reason is not None
+    return crl_builder.entry_der(crl_builder.Entry(
+        serial=serials.parse(cert.serial), revoked_at=cert.revoked_at,
+        reason=cert.revocation_reason))
+
+
+def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterator[bytes]:
+    """Revoked and suspended certificates: their entries' DER, in pieces of one or more
+    entries. An expired one stays until a CRL has listed it past its expiry (the previous
+    CRL was made after notAfter).
+
+    Streamed in batches (a server-side cursor on PostgreSQL), with no ORM object per row:
+    a revoked certificate's entry is the DER kept when it was revoked, one made now only if
+    none was kept. A hold is never kept: its entry (certificateHold, dated from the oldest
+    unlifted hold) changes when one of several holds is lifted, and it goes when all are.
+    """
+    mine = Certificate.authority_id == authority.id
+    if last is not None:
+        mine = mine & (Certificate.not_after >= last.this_update)
+    # only a revoked certificate keeps an entry: read from ix_certificates_crl_entries alone,
+    # a batch of kept entries at a time joined into one piece (no Python step per entry)
+    kept = select(Certificate.crl_entry).where(mine, Certificate.crl_entry.is_not(None))
+    yield from (b"".join(batch) for batch in _stream(session, kept, scalar=True))
+    revoked = mine & Certificate.revoked_at.is_not(None)
+    unkept = select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
+    for batch in _stream(session, unkept.where(revoked, Certificate.crl_entry.is_(None))):
+        yield from (crl_builder.entry_der(crl_builder.Entry(
+            serial=serials.parse(serial), revoked_at=revoked_at, reason=reason))
+            for serial, revoked_at, reason in batch)
     held = (select(Hold.certificate_id, func.min(Hold.placed_at).label("since"))
             .where(Hold.lifted_at.is_(None)).group_by(Hold.certificate_id).subquery())
-    query = (select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason,
-                    held.c.since)
-             .outerjoin(held, held.c.certificate_id == Certificate.id)
-             .where(Certificate.authority_id == authority.id,
-                    or_(Certificate.revoked_at.is_not(None), held.c.since.is_not(None))))
-    if last is not None:
-        query = query.where(Certificate.not_after >= last.this_update)
-    entries = []
-    for serial, revoked_at, reason, since in session.execute(query):
-        if revoked_at is not None:
-            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=revoked_at,
-                                             reason=reason))
-        else:
-            entries.append(crl_builder.Entry(serial=serials.parse(serial), revoked_at=since,
-                                             reason="certificateHold"))
-    return entries
+    suspended = (select(Certificate.serial, held.c.since)
+                 .join(held, held.c.certificate_id == Certificate.id)
+                 .where(mine, Certificate.revoked_at.is_(None)))
+    for batch in _stream(session, suspended):
+        yield from (crl_builder.entry_der(crl_builder.Entry(
+            serial=serials.parse(serial), revoked_at=since, reason="certificateHold"))
+            for serial, since in batch)
 
 
-def _root_entries(session: Session, root: Authority) -> list[crl_builder.Entry]:
+def _stream(session: Session, query: Executable, *,
+            scalar: bool = False) -> Iterator[Sequence[Any]]:
+    """The rows in batches of ``STREAM_BATCH``: memory stays bounded whatever the count."""
+    # Core rows on the session's connection (the ORM's per-row machinery is not needed),
+    # after what the session holds pending: a revocation's kept entry is read back
+    session.flush()
+    result = session.connection().execute(query.execution_options(yield_per=STREAM_BATCH))
+    try:
+        yield from (result.scalars() if scalar else result).partitions()
+    finally:
+        result.close()
+
+
+def _root_entries(session: Session, root: Authority) -> list[bytes]:
     retired = session.scalars(select(Authority).where(
         Authority.issuer_id == root.id, Authority.id != root.id,
         Authority.retired_at.is_not(None))).all()
-    return [crl_builder.Entry(serial=serials.parse(a.serial), revoked_at=a.retired_at,
-                              reason="cessationOfOperation")
-            for a in retired if a.retired_at is not None]
+    return [crl_builder.entry_der(crl_builder.Entry(
+        serial=serials.parse(a.serial), revoked_at=a.retired_at, reason="cessationOfOperation"))
+        for a in retired if a.retired_at is not None]

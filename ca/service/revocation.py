@@ -13,7 +13,6 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography import x509
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.views import CertificateView, cert_view
 from ca.states import HoldCause
+from ca.x509 import crl as crl_builder
 
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
 # PostgreSQL breaks a deadlock by failing one of the transactions (a revocation holding its
@@ -47,10 +47,7 @@ class CrlView:
 
     @property
     def pem(self) -> str:
-        from cryptography.hazmat.primitives import serialization
-
-        return x509.load_der_x509_crl(self.der).public_bytes(
-            serialization.Encoding.PEM).decode()
+        return crl_builder.pem(self.der)
 
 
 @dataclass(frozen=True, kw_only=True)

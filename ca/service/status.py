@@ -83,6 +83,7 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
     else:
         cert.revoked_at = now
         cert.revocation_reason = reason
+    cert.crl_entry = crls.entry_of(cert)  # encoded once: every later CRL reuses it
     purge_key_material(session, cert, now=now)
     crls.mark_dirty(session, cert.authority_id)
     audit.record(session, actor, Event(
