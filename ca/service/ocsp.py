@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ca import serials
 from ca.db.models import Authority, Certificate, Hold, Tenant
 from ca.errors import StorageError
-from ca.service import ocsp_feed
+from ca.service import ocsp_feed, ocsp_memory
 from ca.service.core import ServiceCore
 from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
 from ca.signer import Signer
@@ -70,10 +70,16 @@ class _Responder:
 
 class OcspUseCases(ServiceCore):
     @property
+    def ocsp_memory(self) -> Memory:
+        """This process's OCSP memory (for metrics and tests)."""
+        return self._ocsp
+
+    @property
     def _ocsp(self) -> Memory:
         memory = self.__dict__.get("_ocsp_memory")
         if memory is None:
-            memory = self.__dict__.setdefault("_ocsp_memory", Memory())
+            memory = self.__dict__.setdefault("_ocsp_memory",
+                                              Memory(capacity=ocsp_memory.CAPACITY))
             # this process's own changes: forgotten right after their commit
             ocsp_feed.listen(self.engine, memory.forget)
         assert isinstance(memory, Memory)
@@ -90,11 +96,10 @@ class OcspUseCases(ServiceCore):
         ``raw``: the request's bytes as they came (a GET's path), remembered to name the
         answer so that the same bytes again cost one dictionary lookup."""
         memory = self._ocsp
-        if memory.poll_due():
+        decided = (self._decide(memory, data, data if raw is None else raw)
+                   if memory.trusted() else None)
+        if memory.to_refresh or memory.poll_due():
             memory.kick(self._ocsp_background)
-        if not memory.trusted():
-            return None
-        decided = self._decide(memory, data, data if raw is None else raw)
         return decided if isinstance(decided, OcspAnswer) else None
 
     def ocsp_respond(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer:
@@ -104,6 +109,8 @@ class OcspUseCases(ServiceCore):
             memory = self._ocsp
             self._ocsp_catch_up(memory, force=False)
             decided = self._decide(memory, data, data if raw is None else raw)
+            if memory.to_refresh:
+                memory.kick(self._ocsp_background)
             if isinstance(decided, OcspAnswer):
                 return decided
             return self._answer_afresh(memory, decided, raw=data if raw is None else raw)
