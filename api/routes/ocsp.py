@@ -53,6 +53,27 @@ def response_headers(answer: OcspAnswer, now_seconds: float) -> dict[str, str]:
     return headers
 
 
+_STATIC: dict[str, list[tuple[bytes, bytes]]] = {}  # by ETag: an answer's fixed headers
+
+
+def wire_headers(answer: OcspAnswer, now_seconds: float) -> list[tuple[bytes, bytes]]:
+    """``response_headers`` as ASGI wants them; a kept answer's fixed part is encoded once
+    (bounded: a kept answer's ETag names it), only max-age is made per request."""
+    if not (answer.cacheable and answer.made_at and answer.next_update):
+        return [(k.lower().encode(), v.encode())
+                for k, v in response_headers(answer, now_seconds).items()]
+    static = _STATIC.get(answer.etag)
+    if static is None:
+        if len(_STATIC) >= 4096:
+            _STATIC.clear()
+        static = _STATIC[answer.etag] = [
+            (k.lower().encode(), v.encode())
+            for k, v in response_headers(answer, now_seconds).items() if k != "Cache-Control"]
+    max_age = max(0, int(answer.next_update.timestamp() - now_seconds))
+    return [*static, (b"cache-control", b"max-age=%d, public, no-transform, must-revalidate"
+                      % max_age)]
+
+
 async def answer_for(service: Service, data: bytes, raw: bytes) -> OcspAnswer:
     """From memory on the event loop when it can; else reading and signing in a thread."""
     answer = service.ocsp_from_memory(data, raw=raw)

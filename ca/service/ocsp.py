@@ -90,6 +90,16 @@ class OcspUseCases(ServiceCore):
         found: dict[int, _Responder] = self.__dict__.setdefault("_ocsp_responder_map", {})
         return found
 
+    def ocsp_kept(self, raw: bytes) -> OcspAnswer | None:
+        """The kept answer to exactly these request bytes, asked before (a GET's path, a
+        POST's body), else None: one dictionary lookup, for the event loop."""
+        memory = self._ocsp
+        if memory.to_refresh or memory.poll_due():
+            memory.kick(self._ocsp_background)
+        key = memory.named(raw) if memory.trusted() else None
+        kept = memory.fresh(key, self.now().timestamp()) if key is not None else None
+        return kept.answer if kept is not None else None
+
     def ocsp_from_memory(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer | None:
         """The answer to a DER OCSP request when memory alone gives it, else None (then
         ``ocsp_respond`` in a thread). No database, no signature, no I/O: for the event loop.
