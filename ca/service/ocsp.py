@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass, replace
 
 from cryptography import x509
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ca import serials
@@ -124,11 +126,11 @@ class OcspUseCases(ServiceCore):
             if isinstance(decided, OcspAnswer):
                 return decided
             return self._answer_afresh(memory, decided, raw=data if raw is None else raw)
-        except StorageError:
-            log.warning("OCSP: the database failed; answered tryLater", exc_info=True)
+        except (StorageError, SQLAlchemyError):
+            _failed("the database failed; answered tryLater")
             return TRY_LATER
         except Exception:
-            log.exception("OCSP: internal error; answered internalError")
+            _failed("internal error; answered internalError")
             return INTERNAL_ERROR
 
     def ocsp_catch_up(self) -> None:
@@ -193,7 +195,7 @@ class OcspUseCases(ServiceCore):
             for kept in memory.take_refreshes():
                 self._answer_afresh(memory, kept.question, raw=None)
         except Exception:
-            log.exception("OCSP: background refresh failed")
+            _failed("background refresh failed")
 
     def _ocsp_catch_up(self, memory: Memory, *, force: bool) -> None:
         if not force and not memory.poll_due() and not memory.issuers_stale:
@@ -299,6 +301,19 @@ _STATUS_QUERY = select(
     .order_by(Hold.placed_at).limit(1).scalar_subquery(),
 ).where(Certificate.authority_id == bindparam("authority"),
         Certificate.serial == bindparam("serial"))
+
+
+_LOG_EVERY = 10.0  # seconds: a failure repeated by every request is logged once per this
+_logged: dict[str, float] = {}
+
+
+def _failed(what: str) -> None:
+    """Log a failure with its traceback, at most once per ``_LOG_EVERY`` for each kind: a
+    flood of requests meeting a broken database must not become a flood of tracebacks."""
+    now = time.monotonic()
+    if now - _logged.get(what, -_LOG_EVERY) >= _LOG_EVERY:
+        _logged[what] = now
+        log.error("OCSP: %s", what, exc_info=True)
 
 
 def _newest_responder(session: Session, authority_id: int) -> Authority | None:

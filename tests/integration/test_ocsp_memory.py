@@ -6,6 +6,7 @@ no read falls due during a test: a count of zero queries is exact, not a matter 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from ca.clock import FixedClock
 from ca.errors import StorageError
@@ -251,3 +253,20 @@ def test_an_internal_failure_is_an_ocsp_internal_error(
     statuses = {ocsp.load_der_ocsp_response(a.der).response_status
                 for a in (responder.INTERNAL_ERROR, responder.TRY_LATER)}
     assert statuses == {ocsp.OCSPResponseStatus.INTERNAL_ERROR, ocsp.OCSPResponseStatus.TRY_LATER}
+
+
+def test_a_broken_database_is_try_later_and_logged_once_not_per_request(
+        tokyo: Service, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(responder, "_logged", {})
+    serials = [x509.random_serial_number() for _ in range(20)]
+    asked = [request(tokyo, serial) for serial in serials]
+
+    def unreachable(*_args: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("unable to open database file"))
+    monkeypatch.setattr(tokyo, "_status", unreachable)
+    with caplog.at_level(logging.ERROR, logger="tegata.ocsp"):
+        answers = {tokyo.ocsp_respond(data) for data in asked}
+    assert answers == {responder.TRY_LATER}
+    assert [r.getMessage() for r in caplog.records] == [
+        "OCSP: the database failed; answered tryLater"]
