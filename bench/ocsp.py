@@ -12,11 +12,11 @@ loads GET /ocsp/<base64> and POST /ocsp (answers kept in memory), the SHA-384 GE
 with a nonce (a fresh signature each), with one process and with ``--workers 2`` when
 ``tegata serve`` has it; and an ``openssl ocsp`` responder with the same kind of request.
 Last, two ``tegata serve`` processes on one database: the time from a suspension or
-reinstatement through one's API returning to the other answering it (20 tries). Prints requests/s, p50 and p99 next
-to PEERS.md's figures, which are quoted, not re-measured. wrk runs on the same cores as the
-server, as it did for PEERS.md. All traffic goes to 127.0.0.1; every wait is bounded; the
-processes started here are stopped on exit. Not part of the test suite: it never fails on a
-slow machine.
+reinstatement through one's API returning to the other answering it (20 tries). Prints
+requests/s, p50 and p99 next to PEERS.md's figures, which are quoted, not re-measured. wrk
+runs on the same cores as the server, as it did for PEERS.md. All traffic goes to 127.0.0.1;
+every wait is bounded; the processes started here are stopped on exit. Not part of the test
+suite: it never fails on a slow machine.
 """
 
 from __future__ import annotations

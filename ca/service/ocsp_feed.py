@@ -107,7 +107,8 @@ def _tell_this_process(session: Session) -> None:
     if changes:
         bind = session.get_bind()
         # a writing session's engine is a copy with options (ca.db.engine): its original
-        for listener in list(_listeners.get(getattr(bind, "_proxied", bind), ())):
+        engine = getattr(bind, "_proxied", bind.engine)
+        for listener in list(_listeners.get(engine, ())):
             listener(changes)
 
 

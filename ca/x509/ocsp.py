@@ -1,8 +1,8 @@
 """OCSP (pure): the delegated responder's certificate, and responses (RFC 6960, RFC 5019).
 
-A response answers with the CertID hash the request used (SHA-1, SHA-256, SHA-384 or SHA-512): a client
-asking with SHA-1, as nginx and openssl do by default, finds no status in a response keyed
-by SHA-256.
+A response answers with the CertID hash the request used (SHA-1, SHA-256, SHA-384 or
+SHA-512): a client asking with SHA-1, as nginx and openssl do by default, finds no status in
+a response keyed by SHA-256.
 """
 
 from __future__ import annotations
