@@ -328,16 +328,25 @@ def setup_tegata(work: Path) -> tuple[dict[str, str], int]:
 
 
 def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
-                 workers: int | None) -> tuple[list[Load], list[str]]:
+                 workers: int | None, *, emulated: bool = False) -> tuple[list[Load], list[str]]:
+    """Tegata's rows; ``emulated``: the workers come from uvicorn running the same app
+    (bench/ocsp_workers.py), for a ``tegata serve`` without ``--workers``."""
     here = work / f"w{workers or 1}"
     here.mkdir()
     env, serial = setup_tegata(here)
     port = free_port()
-    extra = ["--workers", str(workers)] if workers else []
-    server = procs.start([*TEGATA, "serve", "--port", str(port), *extra], env=env, cwd=ROOT)
+    if emulated:
+        argv = [sys.executable, "-m", "uvicorn", "ocsp_workers:app", "--factory", "--app-dir",
+                str(ROOT / "bench"), "--host", HOST, "--port", str(port), "--workers",
+                str(workers), "--log-level", "warning", "--no-server-header"]
+    else:
+        extra = ["--workers", str(workers)] if workers else []
+        argv = [*TEGATA, "serve", "--port", str(port), *extra]
+    server = procs.start(argv, env=env, cwd=ROOT)
     wait_for_port(port, server)
     request = (here / "req.der").read_bytes()
-    name = f"{workers} workers" if workers else "1 process"
+    name = (f"uvicorn --workers {workers}, same app" if emulated
+            else f"{workers} workers" if workers else "1 process")
     get_url = f"http://{HOST}:{port}/ocsp/{quote(base64.b64encode(request).decode(), safe='')}"
     post_url = f"http://{HOST}:{port}/ocsp"
     lines = [f"sample GET  {describe(*fetch(get_url, timeout=30), serial)} (first: makes the "
@@ -570,8 +579,11 @@ def main() -> None:
                 print("tegata serve --workers 2:")
                 print("\n".join(f"  {line}" for line in lines))
             else:
-                print("  (`tegata serve` has no --workers option: one process measured; "
-                      "PEERS.md's FastAPI and django-ca figures used 2 workers)")
+                found, lines = bench_tegata(work, procs, args, 2, emulated=True)
+                loads += found
+                print("`tegata serve` has no --workers option yet: the same app under "
+                      "uvicorn --workers 2 (bench/ocsp_workers.py):")
+                print("\n".join(f"  {line}" for line in lines))
             print("status change visibility, two tegata serve processes on one database:")
             print("\n".join(f"  {line}" for line in bench_visibility(work, procs, args.tries)))
             if shutil.which("wrk"):
