@@ -5,15 +5,18 @@
     .venv/bin/python bench/ocsp.py --duration 5    # shorter rows
 
 Sets up a throwaway Tegata (``tegata init --key-type ec-p256``, one user, one certificate),
-makes one DER OCSP request without a nonce (``openssl ocsp -no_nonce -reqout``), checks a
-sample answer, then shows that the server shrugs off an empty connection, a half-sent request
-left to stall and a half-closed one. Then ``wrk --latency`` loads GET /ocsp/<base64> and
-POST /ocsp (the kept-response path; a nonce forces a fresh signature, one extra row), and an
-``openssl ocsp`` responder with the same kind of request. Prints requests/s, p50 and p99 next
-to PEERS.md's figures, which are quoted, not re-measured. wrk runs on the same cores as the
-server, as it did for PEERS.md. All traffic goes to 127.0.0.1; every wait is bounded; the
-processes started here are stopped on exit. Not part of the test suite: it never fails on a
-slow machine.
+makes DER OCSP requests without a nonce (``openssl ocsp -no_nonce -reqout``, SHA-1 and
+SHA-384 CertIDs), checks a sample answer, then shows that the server shrugs off an empty
+connection, a half-sent request left to stall and a half-closed one. Then ``wrk --latency``
+loads GET /ocsp/<base64> and POST /ocsp (answers kept in memory), the SHA-384 GET, and POST
+with a nonce (a fresh signature each), with one process and with ``--workers 2`` when
+``tegata serve`` has it; and an ``openssl ocsp`` responder with the same kind of request.
+Last, two ``tegata serve`` processes on one database: the time from a suspension or
+reinstatement through one's API returning to the other answering it (20 tries). Prints
+requests/s, p50 and p99 next to PEERS.md's figures, which are quoted, not re-measured. wrk
+runs on the same cores as the server, as it did for PEERS.md. All traffic goes to 127.0.0.1;
+every wait is bounded; the processes started here are stopped on exit. Not part of the test
+suite: it never fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -238,12 +241,16 @@ def parse_wrk(label: str, text: str) -> Load:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (its threads included)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its child processes (workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(label: str, url: str, args: argparse.Namespace, server: int,
@@ -315,20 +322,31 @@ def setup_tegata(work: Path) -> tuple[dict[str, str], int]:
             "req.der", cwd=work)
     openssl("ocsp", "-issuer", "issuing.pem", "-cert", "leaf.pem", "-reqout", "req-nonce.der",
             cwd=work)
+    openssl("ocsp", "-issuer", "issuing.pem", "-sha384", "-cert", "leaf.pem", "-no_nonce",
+            "-reqout", "req-sha384.der", cwd=work)
     return env, int(serial_text, 16)
 
 
 def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
-                 workers: int | None) -> tuple[list[Load], list[str]]:
+                 workers: int | None, *, emulated: bool = False) -> tuple[list[Load], list[str]]:
+    """Tegata's rows; ``emulated``: the workers come from uvicorn running the same app
+    (bench/ocsp_workers.py), for a ``tegata serve`` without ``--workers``."""
     here = work / f"w{workers or 1}"
     here.mkdir()
     env, serial = setup_tegata(here)
     port = free_port()
-    extra = ["--workers", str(workers)] if workers else []
-    server = procs.start([*TEGATA, "serve", "--port", str(port), *extra], env=env, cwd=ROOT)
+    if emulated:
+        argv = [sys.executable, "-m", "uvicorn", "ocsp_workers:app", "--factory", "--app-dir",
+                str(ROOT / "bench"), "--host", HOST, "--port", str(port), "--workers",
+                str(workers), "--log-level", "warning", "--no-server-header"]
+    else:
+        extra = ["--workers", str(workers)] if workers else []
+        argv = [*TEGATA, "serve", "--port", str(port), *extra]
+    server = procs.start(argv, env=env, cwd=ROOT)
     wait_for_port(port, server)
     request = (here / "req.der").read_bytes()
-    name = f"{workers} workers" if workers else "1 process"
+    name = (f"uvicorn --workers {workers}, same app" if emulated
+            else f"{workers} workers" if workers else "1 process")
     get_url = f"http://{HOST}:{port}/ocsp/{quote(base64.b64encode(request).decode(), safe='')}"
     post_url = f"http://{HOST}:{port}/ocsp"
     lines = [f"sample GET  {describe(*fetch(get_url, timeout=30), serial)} (first: makes the "
@@ -341,10 +359,14 @@ def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
         lines += robustness(port, get_url, serial)
     loads = []
     if shutil.which("wrk"):
-        loads.append(run_wrk(f"tegata serve ({name}), GET, kept response", get_url, args,
-                             server.pid))
-        loads.append(run_wrk(f"tegata serve ({name}), POST, kept response", post_url, args,
+        sha384 = (here / "req-sha384.der").read_bytes()
+        get384 = f"http://{HOST}:{port}/ocsp/{quote(base64.b64encode(sha384).decode(), safe='')}"
+        lines.append(f"sample GET, SHA-384 CertID {describe(*fetch(get384), serial)}")
+        loads.append(run_wrk(f"tegata serve ({name}), GET, kept", get_url, args, server.pid))
+        loads.append(run_wrk(f"tegata serve ({name}), POST, kept", post_url, args,
                              server.pid, post_script(here, "post", here / "req.der")))
+        loads.append(run_wrk(f"tegata serve ({name}), GET SHA-384, kept", get384, args,
+                             server.pid))
         loads.append(run_wrk(f"tegata serve ({name}), POST with nonce, signs each", post_url,
                              args, server.pid, post_script(here, "nonce", here / "req-nonce.der")))
     time.sleep(1)  # let the requests wrk left in flight drain
@@ -352,6 +374,61 @@ def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
                  + ("" if server.poll() is None else f"; the server exited ({server.returncode})"))
     procs.stop(server)
     return loads, lines
+
+
+# --- a status change, from one process's API to another's answers ---------------------------
+
+
+def status_of(url: str) -> str:
+    status, body, _ = fetch(url)
+    try:
+        parsed = ocsp.load_der_ocsp_response(body)
+        return parsed.certificate_status.name.lower() if status == 200 else f"HTTP {status}"
+    except ValueError:
+        return f"HTTP {status}, not OCSP"
+
+
+def change(url: str, token: str) -> None:
+    request = urllib.request.Request(url, data=b"{}", method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def bench_visibility(work: Path, procs: Processes, tries: int) -> list[str]:
+    """Two ``tegata serve`` on one SQLite file; suspend and reinstate through A's API, and
+    time from the call returning to B's GET answering the new status (B asks in a loop)."""
+    here = work / "visibility"
+    here.mkdir()
+    env, serial = setup_tegata(here)
+    token = json.loads(tegata("token", "create", "--role", "admin", "--json", env=env))["token"]
+    servers = []
+    for _ in range(2):
+        port = free_port()
+        proc = procs.start([*TEGATA, "serve", "--port", str(port)], env=env, cwd=ROOT)
+        wait_for_port(port, proc)
+        servers.append(port)
+    a, b = servers
+    request = quote(base64.b64encode((here / "req.der").read_bytes()).decode(), safe="")
+    url_b = f"http://{HOST}:{b}/ocsp/{request}"
+    api_a = f"http://{HOST}:{a}/api/v1/tenants/default/certificates/{serial:X}"
+    for _ in range(2):
+        status_of(url_b)  # made, then kept in B's memory
+    delays, wrong = [], 0
+    for n in range(tries):
+        action, expected = ("suspend", "revoked") if n % 2 == 0 else ("reinstate", "good")
+        change(f"{api_a}/{action}", token)
+        returned = time.perf_counter()
+        while (found := status_of(url_b)) != expected:
+            wrong += found not in ("good", "revoked")
+            if time.perf_counter() - returned > 10:
+                break
+        delays.append((time.perf_counter() - returned) * 1000)
+    delays.sort()
+    p50, worst = delays[len(delays) // 2], delays[-1]
+    return [f"{tries} changes (suspend/reinstate alternately) through A's API: B answered the "
+            f"new status after median {p50:.0f} ms, at most {worst:.0f} ms "
+            f"(goal: within 1,000 ms); {wrong} non-OCSP answers meanwhile"]
 
 
 # --- the peer: openssl ocsp -------------------------------------------------------------------
@@ -477,6 +554,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tries", type=int, default=20,
+                        help="status changes timed from one process to another")
     args = parser.parse_args()
     if not shutil.which("openssl"):
         raise SystemExit("openssl is needed to make the OCSP request")
@@ -492,7 +571,7 @@ def main() -> None:
         try:  # stop the servers before their directory goes
             found, lines = bench_tegata(work, procs, args, None)
             loads += found
-            print("tegata serve (one uvicorn process, the only mode `tegata serve` has):")
+            print("tegata serve (one process):")
             print("\n".join(f"  {line}" for line in lines))
             if serve_supports_workers():
                 found, lines = bench_tegata(work, procs, args, 2)
@@ -500,8 +579,13 @@ def main() -> None:
                 print("tegata serve --workers 2:")
                 print("\n".join(f"  {line}" for line in lines))
             else:
-                print("  (`tegata serve` has no --workers option: one process measured; "
-                      "PEERS.md's FastAPI and django-ca figures used 2 workers)")
+                found, lines = bench_tegata(work, procs, args, 2, emulated=True)
+                loads += found
+                print("`tegata serve` has no --workers option yet: the same app under "
+                      "uvicorn --workers 2 (bench/ocsp_workers.py):")
+                print("\n".join(f"  {line}" for line in lines))
+            print("status change visibility, two tegata serve processes on one database:")
+            print("\n".join(f"  {line}" for line in bench_visibility(work, procs, args.tries)))
             if shutil.which("wrk"):
                 loads += bench_references(work, procs, args)
             found, lines = bench_openssl(work, procs, args)
@@ -517,9 +601,16 @@ def main() -> None:
     for label, rps, p50, p99 in QUOTED:
         print(f"{label + ' [quoted]':58} {fmt(rps, ',.0f'):>8} {fmt(p50, '.2f'):>7} "
               f"{fmt(p99, '.2f'):>7} {'':>7}  PEERS.md, not re-measured")
-    print("(a kept response: no nonce, served again while the status is unchanged, the status "
-          "read from the database on every request; srv CPU: the responder's CPU time over the "
-          f"run, in cores; load average at the end {os.getloadavg()[0]:.2f})")
+    peer = next((x.rps for x in loads if x.label.startswith("openssl ocsp") and x.rps), None)
+    if peer:
+        print("\nratios to openssl ocsp measured now (goal for kept answers: >= 2x, p99 <= 10 ms):")
+        for load in loads:
+            if load.label.startswith("tegata") and load.rps:
+                print(f"  {load.label:56} {load.rps / peer:5.2f}x")
+    print("(kept: no nonce, answered from the process's memory with no database read, renewed "
+          "in the background; srv CPU: the responder's CPU time over the run, in cores, its "
+          f"worker processes included; load average at the end "
+          f"{os.getloadavg()[0]:.2f})")
     print("(openssl ocsp answers HTTP/1.0 and closes each connection: wrk's read and write "
           "socket errors against it are its keep-alive reuse failing, and wrk reconnects)")
 

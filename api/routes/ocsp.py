@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import time
 from email.utils import format_datetime
 from typing import Any
@@ -17,6 +16,7 @@ from api.auth import public
 from api.metrics import REGISTRY
 from api.problems import responses
 from api.routes.tenants import service_of
+from ca.service import Service
 from ca.service.ocsp import MAX_REQUEST_BYTES, OcspAnswer
 
 router = APIRouter(tags=["ocsp"])
@@ -46,11 +46,40 @@ def response_headers(answer: OcspAnswer, now_seconds: float) -> dict[str, str]:
             "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
             "Last-Modified": format_datetime(answer.made_at, usegmt=True),
             "Expires": format_datetime(answer.next_update, usegmt=True),
-            "ETag": '"' + hashlib.sha1(answer.der, usedforsecurity=False).hexdigest() + '"',
+            "ETag": answer.etag,
         })
     else:
         headers["Cache-Control"] = "no-store"
     return headers
+
+
+_STATIC: dict[str, list[tuple[bytes, bytes]]] = {}  # by ETag: an answer's fixed headers
+
+
+def wire_headers(answer: OcspAnswer, now_seconds: float) -> list[tuple[bytes, bytes]]:
+    """``response_headers`` as ASGI wants them; a kept answer's fixed part is encoded once
+    (bounded: a kept answer's ETag names it), only max-age is made per request."""
+    if not (answer.cacheable and answer.made_at and answer.next_update):
+        return [(k.lower().encode(), v.encode())
+                for k, v in response_headers(answer, now_seconds).items()]
+    static = _STATIC.get(answer.etag)
+    if static is None:
+        if len(_STATIC) >= 4096:
+            _STATIC.clear()
+        static = _STATIC[answer.etag] = [
+            (k.lower().encode(), v.encode())
+            for k, v in response_headers(answer, now_seconds).items() if k != "Cache-Control"]
+    max_age = max(0, int(answer.next_update.timestamp() - now_seconds))
+    return [*static, (b"cache-control", b"max-age=%d, public, no-transform, must-revalidate"
+                      % max_age)]
+
+
+async def answer_for(service: Service, data: bytes, raw: bytes) -> OcspAnswer:
+    """From memory on the event loop when it can; else reading and signing in a thread."""
+    answer = service.ocsp_from_memory(data, raw=raw)
+    if answer is None:
+        answer = await run_in_threadpool(service.ocsp_respond, data, raw=raw)
+    return answer
 
 
 def _response(answer: OcspAnswer, now_seconds: float) -> Response:
@@ -70,7 +99,8 @@ async def ocsp_post(request: Request) -> Response:
             break
     service = service_of(request)
     started = time.perf_counter()
-    answer = await run_in_threadpool(service.ocsp_respond, bytes(body))
+    data = bytes(body)
+    answer = await answer_for(service, data, data)
     REGISTRY.count("tegata_ocsp_requests_total", "POST")
     REGISTRY.observe_ocsp(time.perf_counter() - started)
     return _response(answer, service.now().timestamp())
@@ -82,11 +112,11 @@ async def ocsp_post(request: Request) -> Response:
 async def ocsp_get(request: Request, encoded: str) -> Response:
     """The base64 DER request as the rest of the path (RFC 6960, A.1); unescaped '/', '+'
     and '=' are accepted, as some clients send them."""
-    raw = request.scope.get("raw_path", b"").decode("latin-1") or f"/ocsp/{encoded}"
-    data = decode_get(raw)
+    raw = request.scope.get("raw_path", b"") or f"/ocsp/{encoded}".encode()
+    data = decode_get(raw.decode("latin-1"))
     service = service_of(request)
     started = time.perf_counter()
-    answer = await run_in_threadpool(service.ocsp_respond, data)
+    answer = await answer_for(service, data, raw)
     REGISTRY.count("tegata_ocsp_requests_total", "GET")
     REGISTRY.observe_ocsp(time.perf_counter() - started)
     return _response(answer, service.now().timestamp())

@@ -207,6 +207,29 @@ class Hold(Base):
     certificate: Mapped[Certificate] = relationship(back_populates="holds")
 
 
+class OcspSequence(Base):
+    """One row: the number of the newest committed batch of ``ocsp_changes``. A transaction
+    that changes a status takes it last (``UPDATE ... + 1``, so its row lock orders the
+    batches): every process reads the changes past the number it has seen (ca.service.ocsp_feed)."""
+
+    __tablename__ = "ocsp_sequence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class OcspChange(Base):
+    """A certificate whose OCSP answer changed (``serial`` NULL: the whole CA's, or the CA is
+    new), in batch ``seq``; only the newest batches are kept."""
+
+    __tablename__ = "ocsp_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    authority_id: Mapped[int] = mapped_column(Integer)
+    serial: Mapped[str | None] = mapped_column(String(40))
+
+
 class KeyMaterial(Base):
     """A server-generated key and its bundle password, sealed under the data-protection key."""
 

@@ -1,44 +1,65 @@
-"""The OCSP responder: delegated responder certificates, and answers that cost almost nothing.
+"""The OCSP responder: delegated responder certificates, and answers from memory.
 
 Each issuing CA has a short-lived responder certificate (id-kp-OCSPSigning, ocsp-nocheck),
-replaced when half its life is gone. A response without a nonce is kept and served again
-until half its validity has passed, as long as the certificate's status is unchanged: the
-status is read from the database on every request (one indexed query, outside the ORM), so
-a revocation is answered at once. A request with a nonce gets a fresh signature.
+replaced when half its life is gone. An answer without a nonce is kept in this process's
+memory (``ca.service.ocsp_memory``) and served again, with no database read, until half its
+life (from when it was made to its nextUpdate) has passed; from a third of it, it is made
+afresh in the background, so a busy answer never waits for a signature. A status change
+made by any process reaches every process's memory through the change feed
+(``ca.service.ocsp_feed``) within a second. A request with a nonce gets a fresh signature.
+
+``ocsp_from_memory`` answers on the event loop when memory alone can (a kept answer, or an
+unsigned error); ``ocsp_respond`` answers anything, reading the database and signing: run
+it in a thread. Neither raises: a failure inside is an OCSP ``internalError`` (``tryLater``
+when the database is at fault), never an HTTP error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from ca import serials
 from ca.db.models import Authority, Certificate, Hold, Tenant
+from ca.errors import StorageError
+from ca.service import ocsp_feed, ocsp_memory
 from ca.service.core import ServiceCore
+from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
 from ca.signer import Signer
 from ca.x509 import ocsp
 
+__all__ = ["BACKDATE", "MAX_REQUEST_BYTES", "OcspAnswer", "OcspUseCases"]
+
+log = logging.getLogger("tegata.ocsp")
 RESPONDER_LIFETIME = dt.timedelta(days=7)
 # a response is dated a little before it is made, for clients whose clocks run behind
 BACKDATE = dt.timedelta(seconds=30)
 MAX_REQUEST_BYTES = 16 * 1024
+# RFC 5280, 4.1.2.2: a serial is a positive integer of at most 20 octets
+MAX_SERIAL = 1 << 160
 
 
-@dataclass(frozen=True, kw_only=True)
-class OcspAnswer:
-    der: bytes
-    this_update: dt.datetime | None = None  # backdated (BACKDATE)
-    next_update: dt.datetime | None = None
-    cacheable: bool = False
-    made_at: dt.datetime | None = None  # when it was really made: HTTP's Last-Modified
+def _unsuccessful(status: x509_ocsp.OCSPResponseStatus) -> OcspAnswer:
+    return OcspAnswer(der=ocsp.unsuccessful(status))
+
+
+# unsigned (RFC 6960, 2.3), the same bytes every time: made once
+MALFORMED = _unsuccessful(x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+UNAUTHORIZED = _unsuccessful(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED)
+INTERNAL_ERROR = _unsuccessful(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+TRY_LATER = _unsuccessful(x509_ocsp.OCSPResponseStatus.TRY_LATER)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,123 +68,177 @@ class _Responder:
     cert: x509.Certificate
     signer: Signer
     not_after: dt.datetime
-    validity: dt.timedelta
-
-
-Status = tuple[str, dt.datetime | None, str | None]
-
-
-@dataclass
-class _State:
-    """This process's OCSP memory: issuer hashes, responders, and kept responses."""
-
-    issuers: dict[tuple[str, bytes, bytes], int] = field(default_factory=dict)
-    responders: dict[int, _Responder] = field(default_factory=dict)
-    cache: dict[tuple[int, int, str], tuple[Status, OcspAnswer]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class OcspUseCases(ServiceCore):
     @property
-    def _ocsp(self) -> _State:
-        state = self.__dict__.get("_ocsp_state")
-        if state is None:
-            state = self.__dict__.setdefault("_ocsp_state", _State())
-        assert isinstance(state, _State)
-        return state
+    def ocsp_memory(self) -> Memory:
+        """This process's OCSP memory (for metrics and tests)."""
+        return self._ocsp
 
-    def ocsp_respond(self, data: bytes) -> OcspAnswer:
-        """Answer one DER OCSP request (RFC 6960); never raises for bad input."""
-        if not data or len(data) > MAX_REQUEST_BYTES:
-            return OcspAnswer(der=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus
-                                                    .MALFORMED_REQUEST))
-        try:
-            request = x509_ocsp.load_der_ocsp_request(data)
-            serial = request.serial_number
-            algorithm = request.hash_algorithm.name
-            name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
-            nonce = _nonce(request)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except BaseException:
-            return OcspAnswer(der=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus
-                                                    .MALFORMED_REQUEST))
-        if algorithm not in ocsp.HASHES:
-            return OcspAnswer(der=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus
-                                                    .MALFORMED_REQUEST))
-        authority_id = self._issuer_of(algorithm, name_hash, key_hash)
-        if authority_id is None:  # not one of our CAs (RFC 6960, 2.3)
-            return OcspAnswer(der=ocsp.unsuccessful(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED))
-        now = self.now()
-        status = self._status(authority_id, serial)
-        cache = self._ocsp.cache
-        key = (authority_id, serial, algorithm)
-        if nonce is None and key in cache:
-            known, answer = cache[key]
-            assert answer.this_update is not None and answer.next_update is not None
-            half = answer.this_update + (answer.next_update - answer.this_update) / 2
-            if known == status and now < half:
-                return answer
-        responder = self._responder(authority_id, now=now)
-        this_update = (now - BACKDATE).replace(microsecond=0)
-        # the tenant's setting as it is now: a change applies from the next fresh answer
-        next_update = this_update + self._validity(authority_id)
-        kind, revoked_at, reason = status
-        der = ocsp.build_response(ocsp.Answer(
-            name_hash=name_hash, key_hash=key_hash, algorithm=algorithm, serial=serial,
-            status=kind, revoked_at=revoked_at, reason=reason,
-            this_update=this_update, next_update=next_update), responder.cert,
-            responder.signer, nonce=nonce)
-        answer = OcspAnswer(der=der, this_update=this_update, next_update=next_update,
-                            cacheable=nonce is None, made_at=now)
-        if nonce is None:
-            cache[key] = (status, answer)
-        return answer
+    @property
+    def _ocsp(self) -> Memory:
+        memory = self.__dict__.get("_ocsp_memory")
+        if memory is None:
+            memory = self.__dict__.setdefault("_ocsp_memory",
+                                              Memory(capacity=ocsp_memory.CAPACITY))
+            # this process's own changes: forgotten right after their commit
+            ocsp_feed.listen(self.engine, memory.forget)
+        assert isinstance(memory, Memory)
+        return memory
 
-    def _issuer_of(self, algorithm: str, name_hash: bytes, key_hash: bytes) -> int | None:
-        issuers = self._ocsp.issuers
-        found = issuers.get((algorithm, name_hash, key_hash))
-        if found is None:  # a tenant made since, perhaps: look again
-            with self.reading() as session:
-                for authority in session.scalars(select(Authority).where(
-                        Authority.kind == "issuing", Authority.retired_at.is_(None))):
-                    keys = ocsp.issuer_keys(x509.load_der_x509_certificate(authority.der))
-                    for name, (n, k) in keys.by_algorithm.items():
-                        issuers[(name, n, k)] = authority.id
-            found = issuers.get((algorithm, name_hash, key_hash))
+    @property
+    def _ocsp_responders(self) -> dict[int, _Responder]:
+        found: dict[int, _Responder] = self.__dict__.setdefault("_ocsp_responder_map", {})
         return found
 
-    def _status(self, authority_id: int, serial: int) -> Status:
-        """("good"|"revoked"|"unknown", revocation time, reason) from the database now."""
+    def ocsp_kept(self, raw: bytes) -> OcspAnswer | None:
+        """The kept answer to exactly these request bytes, asked before (a GET's path, a
+        POST's body), else None: one dictionary lookup, for the event loop."""
+        memory = self._ocsp
+        if memory.to_refresh or memory.poll_due():
+            memory.kick(self._ocsp_background)
+        key = memory.named(raw) if memory.trusted() else None
+        kept = memory.fresh(key, self.now().timestamp()) if key is not None else None
+        return kept.answer if kept is not None else None
+
+    def ocsp_from_memory(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer | None:
+        """The answer to a DER OCSP request when memory alone gives it, else None (then
+        ``ocsp_respond`` in a thread). No database, no signature, no I/O: for the event loop.
+        ``raw``: the request's bytes as they came (a GET's path), remembered to name the
+        answer so that the same bytes again cost one dictionary lookup."""
+        memory = self._ocsp
+        decided = (self._decide(memory, data, data if raw is None else raw)
+                   if memory.trusted() else None)
+        if memory.to_refresh or memory.poll_due():
+            memory.kick(self._ocsp_background)
+        return decided if isinstance(decided, OcspAnswer) else None
+
+    def ocsp_respond(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer:
+        """Answer one DER OCSP request (RFC 6960); never raises. Reads the database and
+        signs when memory cannot answer: not on the event loop."""
         try:
-            text = serials.to_text(serial)
-        except ValueError:
-            return ("unknown", None, None)
+            memory = self._ocsp
+            self._ocsp_catch_up(memory, force=False)
+            decided = self._decide(memory, data, data if raw is None else raw)
+            if memory.to_refresh:
+                memory.kick(self._ocsp_background)
+            if isinstance(decided, OcspAnswer):
+                return decided
+            return self._answer_afresh(memory, decided, raw=data if raw is None else raw)
+        except (StorageError, SQLAlchemyError):
+            _failed("the database failed; answered tryLater")
+            return TRY_LATER
+        except Exception:
+            _failed("internal error; answered internalError")
+            return INTERNAL_ERROR
+
+    def ocsp_catch_up(self) -> None:
+        """Read the change feed now (the background does so while answering)."""
+        self._ocsp_catch_up(self._ocsp, force=True)
+
+    def _decide(self, memory: Memory, data: bytes, raw: bytes) -> OcspAnswer | Question:
+        """From memory: a kept answer or an unsigned error, else the question to answer."""
+        now = self.now().timestamp()
+        known = memory.named(raw)
+        if known is not None and (kept := memory.fresh(known, now)) is not None:
+            return kept.answer
+        question = _question(data)
+        if isinstance(question, OcspAnswer):
+            return question
+        authority_id = memory.issuer((question.algorithm, question.name_hash,
+                                      question.key_hash))
+        if authority_id is None:  # not one of our CAs (RFC 6960, 2.3)
+            return UNAUTHORIZED
+        question = replace(question, authority_id=authority_id)
+        if question.nonce is None and (kept := memory.fresh(question.key, now)) is not None:
+            memory.remember(raw, question.key)
+            return kept.answer
+        return question
+
+    def _answer_afresh(self, memory: Memory, question: Question, *,
+                       raw: bytes | None) -> OcspAnswer:
+        """Read the status (or take it from memory for a nonce), sign, keep if it may be."""
+        now = self.now()
+        generation = memory.generation
+        kept = memory.peek(question.key) if question.nonce is not None else None
+        if kept is not None:  # memory follows every change: its status is current
+            status, validity = kept.status, kept.validity
+        else:
+            status, validity = self._status(question.authority_id, question.serial)
+        responder = self._responder(question.authority_id, now=now)
+        this_update = (now - BACKDATE).replace(microsecond=0)
+        # the tenant's setting as it is now: a change applies from the next fresh answer
+        next_update = this_update + validity
+        kind, revoked_at, reason = status
+        der = ocsp.build_response(ocsp.Answer(
+            name_hash=question.name_hash, key_hash=question.key_hash,
+            algorithm=question.algorithm, serial=question.serial, status=kind,
+            revoked_at=revoked_at, reason=reason, this_update=this_update,
+            next_update=next_update), responder.cert, responder.signer, nonce=question.nonce)
+        cacheable = question.nonce is None
+        answer = OcspAnswer(der=der, this_update=this_update, next_update=next_update,
+                            cacheable=cacheable, made_at=now)
+        if cacheable and kind != "unknown":  # nothing is kept for a serial never issued
+            made, life = now.timestamp(), (next_update - now).total_seconds()
+            memory.keep(Kept(question=question, answer=answer, status=status,
+                             validity=validity, refresh_at=made + life / 3,
+                             stale_at=made + life / 2), generation=generation, raw=raw)
+        return answer
+
+    def _ocsp_background(self) -> None:
+        """Read the change feed, then make afresh the kept answers past a third of their
+        life that were asked for."""
+        try:
+            memory = self._ocsp
+            self._ocsp_catch_up(memory, force=False)
+            for kept in memory.take_refreshes():
+                self._answer_afresh(memory, kept.question, raw=None)
+        except Exception:
+            _failed("background refresh failed")
+
+    def _ocsp_catch_up(self, memory: Memory, *, force: bool) -> None:
+        if not force and not memory.poll_due() and not memory.issuers_stale:
+            return
+        with memory.poll_lock:
+            if not force and not memory.poll_due() and not memory.issuers_stale:
+                return  # another thread read it meanwhile
+            began = memory.ticks()
+            with self.engine.connect() as conn:
+                if memory.seq is None:
+                    memory.seq = ocsp_feed.newest(conn)
+                else:
+                    memory.seq, changes = ocsp_feed.since(conn, memory.seq)
+                    if changes != []:
+                        memory.forget(changes)
+                if memory.issuers_stale:
+                    memory.set_issuers(_issuers(conn, memory.issuers_of))
+            memory.polled_at = began
+
+    def _status(self, authority_id: int, serial: int) -> tuple[Status, dt.timedelta]:
+        """The certificate's status from the database now, and the tenant's OCSP validity."""
         with self.engine.connect() as conn:
             row = conn.execute(_STATUS_QUERY, {"authority": authority_id,
-                                               "serial": text}).first()
-        if row is None:
-            return ("unknown", None, None)  # never "good" for a serial Tegata did not issue
-        revoked_at, reason, is_held, since = row
-        if revoked_at is not None:
-            return ("revoked", _aware(revoked_at), str(reason) if reason else None)
-        if is_held:
-            return ("revoked", _aware(since), "certificateHold")
-        return ("good", None, None)
-
-    def _validity(self, authority_id: int) -> dt.timedelta:
-        with self.engine.connect() as conn:
+                                               "serial": serials.to_text(serial)}).first()
             seconds = conn.execute(select(Tenant.ocsp_validity_seconds).join(
                 Authority, Authority.tenant_id == Tenant.id).where(
                 Authority.id == authority_id)).scalar_one()
-        return dt.timedelta(seconds=seconds)
+        validity = dt.timedelta(seconds=seconds)
+        if row is None:
+            return ("unknown", None, None), validity  # never "good" for a serial not ours
+        revoked_at, reason, is_held, since = row
+        if revoked_at is not None:
+            return ("revoked", _aware(revoked_at), str(reason) if reason else None), validity
+        if is_held:
+            return ("revoked", _aware(since), "certificateHold"), validity
+        return ("good", None, None), validity
 
     def _responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
-        responders = self._ocsp.responders
+        responders = self._ocsp_responders
         current = responders.get(authority_id)
         if current is not None and now < current.not_after - RESPONDER_LIFETIME / 2:
             return current
-        with self._ocsp.lock:
+        with _RESPONDER_LOCK:
             current = responders.get(authority_id)
             if current is None or now >= current.not_after - RESPONDER_LIFETIME / 2:
                 current = self._load_or_make_responder(authority_id, now=now)
@@ -171,20 +246,22 @@ class OcspUseCases(ServiceCore):
             return current
 
     def _load_or_make_responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
+        with self.reading() as session:  # the usual case: made already, by any process
+            row = _newest_responder(session, authority_id)
+            if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
+                return _Responder(authority_id=authority_id,
+                                  cert=x509.load_der_x509_certificate(row.der),
+                                  signer=self.signer(row), not_after=row.not_after)
         with self.transaction() as session:
             issuing = session.get(Authority, authority_id)
             assert issuing is not None
             tenant = session.get(Tenant, issuing.tenant_id)
             assert tenant is not None
-            validity = dt.timedelta(seconds=tenant.ocsp_validity_seconds)
-            row = session.scalar(select(Authority).where(
-                Authority.issuer_id == authority_id, Authority.kind == "ocsp",
-                Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1))
+            row = _newest_responder(session, authority_id)
             if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
                 return _Responder(authority_id=authority_id,
                                   cert=x509.load_der_x509_certificate(row.der),
-                                  signer=self.signer(row), not_after=row.not_after,
-                                  validity=validity)
+                                  signer=self.signer(row), not_after=row.not_after)
             if row is not None:
                 row.retired_at = now  # rotated: the old key file stays until it expires
             key = ec.generate_private_key(ec.SECP256R1())
@@ -211,9 +288,10 @@ class OcspUseCases(ServiceCore):
                 self.keystore.remove(key_id)
                 raise
             return _Responder(authority_id=authority_id, cert=cert, signer=signer,
-                              not_after=cert.not_valid_after_utc, validity=validity)
+                              not_after=cert.not_valid_after_utc)
 
 
+_RESPONDER_LOCK = threading.Lock()  # one responder certificate made at a time
 # built once: the hot path binds two values and runs it (no statement building per request)
 _STATUS_QUERY = select(
     Certificate.revoked_at, Certificate.revocation_reason,
@@ -223,6 +301,66 @@ _STATUS_QUERY = select(
     .order_by(Hold.placed_at).limit(1).scalar_subquery(),
 ).where(Certificate.authority_id == bindparam("authority"),
         Certificate.serial == bindparam("serial"))
+
+
+_LOG_EVERY = 10.0  # seconds: a failure repeated by every request is logged once per this
+_logged: dict[str, float] = {}
+
+
+def _failed(what: str) -> None:
+    """Log a failure with its traceback, at most once per ``_LOG_EVERY`` for each kind: a
+    flood of requests meeting a broken database must not become a flood of tracebacks."""
+    now = time.monotonic()
+    if now - _logged.get(what, -_LOG_EVERY) >= _LOG_EVERY:
+        _logged[what] = now
+        log.error("OCSP: %s", what, exc_info=True)
+
+
+def _newest_responder(session: Session, authority_id: int) -> Authority | None:
+    return session.scalar(select(Authority).where(
+        Authority.issuer_id == authority_id, Authority.kind == "ocsp",
+        Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1))
+
+
+def _question(data: bytes) -> Question | OcspAnswer:
+    """What a DER request asks, or the unsigned answer it gets at once: malformedRequest
+    for anything that is not one request with one CertID of a hash we answer in."""
+    if not data or len(data) > MAX_REQUEST_BYTES:
+        return MALFORMED
+    try:
+        request = x509_ocsp.load_der_ocsp_request(data)
+        question = Question(algorithm=request.hash_algorithm.name,
+                            name_hash=request.issuer_name_hash,
+                            key_hash=request.issuer_key_hash,
+                            serial=request.serial_number, nonce=_nonce(request))
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException:
+        return MALFORMED
+    if question.algorithm not in ocsp.HASHES:
+        return MALFORMED
+    if not 0 < question.serial < MAX_SERIAL:
+        # no conforming certificate has this serial (RFC 5280, 4.1.2.2), so no CA's
+        # status can be asked with it: malformed, answered unsigned and at once, not an
+        # "unknown" that would cost a database read and a signature per request
+        return MALFORMED
+    return question
+
+
+def _issuers(conn: Connection, known: dict[int, list[IssuerKey]]
+             ) -> dict[int, list[IssuerKey]]:
+    """Every issuing CA in service and the CertID hashes naming it; the hashes of a CA in
+    ``known`` are taken from there, so a new tenant costs one certificate's hashes."""
+    ids = set(conn.scalars(select(Authority.id).where(
+        Authority.kind == "issuing", Authority.retired_at.is_(None))))
+    found = {authority: known[authority] for authority in ids & known.keys()}
+    missing = sorted(ids - found.keys())
+    for start in range(0, len(missing), 500):
+        for authority, der in conn.execute(select(Authority.id, Authority.der).where(
+                Authority.id.in_(missing[start:start + 500]))):
+            keys = ocsp.issuer_keys(x509.load_der_x509_certificate(der))
+            found[authority] = [(name, n, k) for name, (n, k) in keys.by_algorithm.items()]
+    return found
 
 
 def _nonce(request: x509_ocsp.OCSPRequest) -> bytes | None:

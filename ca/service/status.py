@@ -20,7 +20,7 @@ from ca import audit
 from ca.audit import Actor, Event
 from ca.db.models import Certificate, Hold, KeyMaterial, User
 from ca.errors import InvalidInput
-from ca.service import crls
+from ca.service import crls, ocsp_feed
 from ca.states import HoldCause
 
 # RFC 5280, 5.3.1 reason codes that Tegata records (certificateHold is a hold, not a reason)
@@ -86,6 +86,7 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
     cert.crl_entry = crls.entry_of(cert)  # encoded once: every later CRL reuses it
     purge_key_material(session, cert, now=now)
     crls.mark_dirty(session, cert.authority_id)
+    ocsp_feed.mark(session, cert.authority_id, cert.serial)
     audit.record(session, actor, Event(
         action="cert.revoke", target=f"{tenant}/{login}/{cert.serial}", tenant_id=cert.tenant_id,
         details={"reason": reason}), now=now)
@@ -115,6 +116,7 @@ def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Act
     session.add(hold)
     cert.holds.append(hold)
     crls.mark_dirty(session, cert.authority_id)
+    ocsp_feed.mark(session, cert.authority_id, cert.serial)
     audit.record(session, actor, Event(
         action="cert.suspend", target=f"{tenant}/{login}/{cert.serial}",
         tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)
@@ -134,6 +136,7 @@ def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Acto
             lifted = True
     if lifted:
         crls.mark_dirty(session, cert.authority_id)
+        ocsp_feed.mark(session, cert.authority_id, cert.serial)
         audit.record(session, actor, Event(
             action="cert.reinstate", target=f"{tenant}/{login}/{cert.serial}",
             tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)

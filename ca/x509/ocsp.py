@@ -1,8 +1,8 @@
 """OCSP (pure): the delegated responder's certificate, and responses (RFC 6960, RFC 5019).
 
-A response answers with the CertID hash the request used (SHA-1 or SHA-256): a client
-asking with SHA-1, as nginx and openssl do by default, finds no status in a response keyed
-by SHA-256.
+A response answers with the CertID hash the request used (SHA-1, SHA-256, SHA-384 or
+SHA-512): a client asking with SHA-1, as nginx and openssl do by default, finds no status in
+a response keyed by SHA-256.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from ca.signer import Signer
 from ca.x509.certificate import common_name
 from ca.x509.crl import REASON_FLAGS
 
-HASHES: dict[str, type[hashes.SHA1] | type[hashes.SHA256]] = {
-    "sha1": hashes.SHA1, "sha256": hashes.SHA256}
+# the CertID hashes answered, each in kind (RFC 6960, 4.1.1; RFC 5019 asks for SHA-1)
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import build_app
 from api.fastpath import OcspFastPath
 from ca.service import IssueRequest, Service
+from ca.service import ocsp as ocsp_service
 
 
 def request_for(service: Service) -> bytes:
@@ -48,3 +50,33 @@ def test_fast_path_passes_everything_else_to_the_app(service: Service) -> None:
     garbage = fast.post("/ocsp", content=b"\x30\x03garbage")
     status = ocsp.load_der_ocsp_response(garbage.content).response_status
     assert status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_fast_path_heads_and_conditional_gets_answer_as_the_routes_do(service: Service) -> None:
+    data = request_for(service)
+    app = build_app(service.settings, service=service)
+    routed, fast = TestClient(app), TestClient(OcspFastPath(app, service))
+    url = "/ocsp/" + base64.b64encode(data).decode()
+    etag = fast.get(url).headers["etag"]
+    for client in (routed, fast):
+        head = client.head(url)
+        assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", etag)
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert (again.status_code, again.content) == (304, b"")
+        other = client.get(url, headers={"If-None-Match": '"another"'})
+        assert other.status_code == 200 and other.headers["etag"] == etag
+
+
+def test_the_same_request_bytes_again_are_answered_without_parsing(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = request_for(service)
+    fast = TestClient(OcspFastPath(build_app(service.settings, service=service), service))
+    url = "/ocsp/" + base64.b64encode(data).decode()
+    first = fast.get(url).content
+    parsed: list[bytes] = []
+    parse = ocsp_service._question
+    monkeypatch.setattr(ocsp_service, "_question", lambda d: parsed.append(d) or parse(d))
+    assert fast.get(url).content == first
+    assert fast.post("/ocsp", content=data).content == first  # the body: asked once, parsed
+    assert fast.post("/ocsp", content=data).content == first  # and not again
+    assert parsed == [data]
