@@ -12,11 +12,9 @@ The caller is stored as a SHA-256 hash: no address or token ever lands in the ta
 log line from here). Rows are bounded: a bucket untouched for as long as it takes to drain
 is empty, means nothing, and is deleted (at most once a minute per limit and process).
 
-On SQLite a count takes the database's write lock for a moment. It waits for it at most
-``LIMIT_WAIT_SECONDS`` (not the service's 10 s), and a limit that cannot be counted in that
-time admits the request (and says so in the log): a limit slows guessing and hammering, while
-a request stalled behind a long write would stall everyone. Tokens have 256 bits, so a few
-extra guesses while the database is busy change nothing.
+A limit that cannot be counted (the database is down) admits the request and says so in the
+log: the request's own work fails then anyway, and a limit only slows guessing and
+hammering (tokens have 256 bits).
 """
 
 from __future__ import annotations
@@ -26,17 +24,18 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Float, Table, bindparam, case, create_engine, delete, select
+from sqlalchemy import Engine, Float, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from ca.db.engine import make_engine
 from ca.db.models import RateBucket
 
 log = logging.getLogger("tegata.limits")
 
-LIMIT_WAIT_SECONDS = 0.1
 PRUNE_EVERY = dt.timedelta(minutes=1)
 
 BUCKETS = cast(Table, RateBucket.__table__)
@@ -72,12 +71,18 @@ PRUNE = delete(BUCKETS).where(BUCKETS.c.kind == bindparam("kind"),
 
 
 def limits_engine(engine: Engine) -> Engine:
-    """The engine the limits use: on SQLite one of their own on the same file, whose
-    connections wait ``LIMIT_WAIT_SECONDS`` for the write lock; elsewhere ``engine`` itself
-    (PostgreSQL locks only the bucket's row, which no other transaction holds for long)."""
-    if engine.dialect.name != "sqlite":
+    """Where the buckets live. On PostgreSQL, in the database (a count locks only its row,
+    which no other transaction holds for long). On SQLite, whose write lock is the whole
+    file's, in a file of their own beside it (``<name>-limits.db``, the same table, made on
+    first use): a count then never waits behind a long write of the service, nor a long
+    write behind a storm of counts. It holds nothing but hashes and levels; deleting it
+    resets the limits, nothing more."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
         return engine
-    return create_engine(engine.url, connect_args={"timeout": LIMIT_WAIT_SECONDS})
+    database = Path(engine.url.database)
+    limits = make_engine(f"sqlite:///{database.with_name(database.stem + '-limits.db')}")
+    BUCKETS.create(limits, checkfirst=True)
+    return limits
 
 
 def caller_key(caller: str) -> str:
