@@ -1,4 +1,20 @@
-"""The composition root of the HTTP service: ``build_app(settings)``."""
+"""The composition root of the HTTP service: ``build_app(settings)``.
+
+The rule for everything under ``api/``: **the event loop only waits on the network.** The
+synchronous core (``Service``: the database, signing, key generation, file I/O) never runs
+on the loop's thread, where one SQLite writer holding its lock for 10 s would stop every
+request, ``/healthz`` included, for 10 s.
+
+- A route that calls the service is a plain ``def``: FastAPI runs it in its thread pool.
+- An ``async def`` route (it streams a request body, say) hands each service call to
+  ``run_in_threadpool``; a dependency does the same (``api.auth.RoleGuard``).
+- A streamed response made by the core goes through ``api.streams.ClosingStream``.
+- Middleware and exception handlers touch no service, file or database.
+
+``tests/api/test_event_loop.py`` holds every route to it (a ``Service`` that refuses calls
+made on the loop's thread, driven through every route and role) and shows what it buys: a
+held write lock stops neither ``/healthz`` nor an authenticated read.
+"""
 
 from __future__ import annotations
 
