@@ -79,10 +79,14 @@ def limits_engine(engine: Engine) -> Engine:
     resets the limits, nothing more."""
     if engine.dialect.name != "sqlite" or not engine.url.database:
         return engine
-    database = Path(engine.url.database)
-    limits = make_engine(f"sqlite:///{database.with_name(database.stem + '-limits.db')}")
+    limits = make_engine(f"sqlite:///{limits_file(Path(engine.url.database))}")
     BUCKETS.create(limits, checkfirst=True)
     return limits
+
+
+def limits_file(database: Path) -> Path:
+    """Where an SQLite database's buckets live: ``tegata.db`` -> ``tegata-limits.db``."""
+    return database.with_name(database.stem + "-limits.db")
 
 
 def caller_key(caller: str) -> str:
