@@ -30,6 +30,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Float, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ca.db.engine import make_engine
 from ca.db.models import RateBucket
@@ -80,7 +81,10 @@ def limits_engine(engine: Engine) -> Engine:
     if engine.dialect.name != "sqlite" or not engine.url.database:
         return engine
     limits = make_engine(f"sqlite:///{limits_file(Path(engine.url.database))}")
-    BUCKETS.create(limits, checkfirst=True)
+    with limits.begin() as conn:  # IF NOT EXISTS: workers starting together may all make it
+        conn.execute(CreateTable(BUCKETS, if_not_exists=True))
+        for index in BUCKETS.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
     return limits
 
 
