@@ -1,4 +1,20 @@
-"""The composition root of the HTTP service: ``build_app(settings)``."""
+"""The composition root of the HTTP service: ``build_app(settings)``.
+
+The rule for everything under ``api/``: **the event loop only waits on the network.** The
+synchronous core (``Service``: the database, signing, key generation, file I/O) never runs
+on the loop's thread, where one SQLite writer holding its lock for 10 s would stop every
+request, ``/healthz`` included, for 10 s.
+
+- A route that calls the service is a plain ``def``: FastAPI runs it in its thread pool.
+- An ``async def`` route (it streams a request body, say) hands each service call to
+  ``run_in_threadpool``; a dependency does the same (``api.auth.RoleGuard``).
+- A streamed response made by the core goes through ``api.streams.ClosingStream``.
+- Middleware and exception handlers touch no service, file or database.
+
+``tests/api/test_event_loop.py`` holds every route to it (a ``Service`` that refuses calls
+made on the loop's thread, driven through every route and role) and shows what it buys: a
+held write lock stops neither ``/healthz`` nor an authenticated read.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +34,10 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
-from api.auth import FailureLimiter, declared_access
+from api.auth import declared_access, failure_limit, token_limit
 from api.conditional import Conditional
 from api.metrics import REGISTRY
 from api.openapi import complete
-from api.ratelimit import RateLimiter
 from api.routes import (
     audit,
     certificates,
@@ -41,6 +56,7 @@ from api.routes import (
 )
 from ca.errors import Conflict
 from ca.service import Service
+from ca.service.limits import limits_engine
 from ca.settings import Settings
 
 # FastAPI's own documentation routes; everything else must declare its roles
@@ -167,9 +183,11 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
                     description="A private certificate authority for per-user client "
                                 "certificates.")
     app.state.service = the_service
-    app.state.auth_failures = FailureLimiter()
-    rate = settings.token_requests_per_minute
-    app.state.token_limiter = RateLimiter(per_minute=rate, burst=rate) if rate else None
+    # the limits live in the database, so that every worker and replica shares them
+    limits = limits_engine(the_service.engine)
+    app.state.auth_failures = failure_limit(limits)
+    app.state.token_limiter = token_limit(limits, settings.token_requests_per_minute)
+    app.state.link_limiter = selfservice.link_limit(limits)
     app.state.trusted_proxies = tuple(ipaddress.ip_network(n, strict=False)
                                       for n in settings.trusted_proxies)
     problems.install(app)

@@ -3,25 +3,24 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import threading
-from collections import deque
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from sqlalchemy import Engine
+from starlette.datastructures import State
 
 from api.clientip import client_ip
-from api.ratelimit import RateLimiter
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service import Principal, Service
+from ca.service.limits import RateBuckets
 from ca.validate import TENANT
 
 ROLES = ("operator", "admin", "user", "gateway")
-# failed authentications allowed per client address and window before it must wait
+# failed authentications allowed per client address at once, and then per minute
 FAILURES_ALLOWED = 20
-FAILURE_WINDOW = dt.timedelta(minutes=1)
 
 
 class TooManyFailures(Exception):
@@ -35,36 +34,28 @@ class TooManyFailures(Exception):
         self.reason = reason
 
 
-class FailureLimiter:
-    """Failed authentications per client address, in a sliding window (this process)."""
+def failure_limit(engine: Engine, allowed: int = FAILURES_ALLOWED) -> RateBuckets:
+    """Failed authentications per client address: ``allowed`` at once, then ``allowed`` a
+    minute, counted in the database so that every worker and replica shares them."""
+    return RateBuckets(engine, kind="auth-failure", capacity=allowed, per_minute=allowed)
 
-    def __init__(self, allowed: int = FAILURES_ALLOWED) -> None:
-        self.allowed = allowed
-        self._failures: dict[str, deque[dt.datetime]] = {}
-        self._lock = threading.Lock()
 
-    def check(self, client: str, now: dt.datetime) -> None:
-        with self._lock:
-            recent = self._recent(client, now)
-            if len(recent) >= self.allowed:
-                wait = recent[0] + FAILURE_WINDOW - now
-                raise TooManyFailures(max(1, int(wait.total_seconds()) + 1))
+def token_limit(engine: Engine, per_minute: int) -> RateBuckets | None:
+    """Requests per API token (``TEGATA_TOKEN_REQUESTS_PER_MINUTE``, 0 for none)."""
+    if not per_minute:
+        return None
+    return RateBuckets(engine, kind="token", capacity=per_minute, per_minute=per_minute)
 
-    def failed(self, client: str, now: dt.datetime) -> None:
-        with self._lock:
-            self._recent(client, now).append(now)
-            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
-                self._failures.clear()
 
-    def _recent(self, client: str, now: dt.datetime) -> deque[dt.datetime]:
-        recent = self._failures.setdefault(client, deque())
-        while recent and recent[0] <= now - FAILURE_WINDOW:
-            recent.popleft()
-        return recent
+def _retry_after(wait: float) -> int:
+    return max(1, math.ceil(wait))
 
 
 class RoleGuard:
-    """A dependency admitting bearer tokens of the given roles, scoped to the path's tenant."""
+    """A dependency admitting bearer tokens of the given roles, scoped to the path's tenant.
+
+    Authentication reads the database and may record the token's last use, and each limit is
+    a statement: all of it runs in a worker thread, never on the event loop."""
 
     def __init__(self, roles: tuple[str, ...]) -> None:
         unknown = set(roles) - set(ROLES)
@@ -73,12 +64,22 @@ class RoleGuard:
         self.roles = roles
 
     async def __call__(self, request: Request) -> Principal:
-        service: Service = request.app.state.service
-        limiter: FailureLimiter = request.app.state.auth_failures
-        client = client_ip(request) or "-"
+        principal = await run_in_threadpool(
+            self.admit, request.app.state, client_ip(request) or "-",
+            request.headers.get("authorization", ""), request.path_params.get("tenant"))
+        request.state.principal = principal
+        return principal
+
+    def admit(self, state: State, client: str, header: str, tenant: str | None) -> Principal:
+        """The principal the ``Authorization`` header speaks for, if it may call a route of
+        these roles on ``tenant``'s objects; raises otherwise. Blocking: a worker thread's."""
+        service: Service = state.service
+        failures: RateBuckets = state.auth_failures
         now = service.now()
-        limiter.check(client, now)
-        header = request.headers.get("authorization", "")
+        # a client over its failure limit waits, even with a good token this time
+        wait = failures.wait(client, now=now)
+        if wait is not None:
+            raise TooManyFailures(_retry_after(wait))
         scheme, _, token = header.partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
@@ -86,9 +87,8 @@ class RoleGuard:
                     "send an API token as 'Authorization: Bearer <token>'")
             principal = service.authenticate(token.strip())
         except AuthenticationFailed:
-            limiter.failed(client, now)
+            failures.admit(client, now=now)
             raise
-        tenant = request.path_params.get("tenant")
         if tenant is not None and (not TENANT.fullmatch(tenant) or (
                 principal.role != "operator" and principal.tenant != tenant)):
             # another tenant's objects answer as if absent, as does a name no tenant can have
@@ -96,14 +96,13 @@ class RoleGuard:
             raise NotFound(f"no tenant {str(tenant)[:64]!r}", field="tenant")
         if principal.role not in self.roles:
             raise Forbidden(f"a {principal.role} token may not do this")
-        per_token: RateLimiter | None = request.app.state.token_limiter
+        per_token: RateBuckets | None = state.token_limiter
         # a gateway token answers nginx's sub-request for every client request: not limited
         if per_token is not None and principal.role != "gateway":
             wait = per_token.admit(str(principal.token_id), now=now)
             if wait is not None:
-                raise TooManyFailures(max(1, math.ceil(wait)),
+                raise TooManyFailures(_retry_after(wait),
                                       "this token has made too many requests; slow down")
-        request.state.principal = principal
         return principal
 
 

@@ -48,21 +48,27 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+# what runs the server: ``tegata serve``, or a module taking ``--port`` as it does
+TEGATA_SERVE = ("cli.main", "serve")
+
+
 @contextlib.contextmanager
-def serving(settings: Settings, log: Path, **extra: str) -> Iterator[Server]:
+def serving(settings: Settings, log: Path, *, module: tuple[str, ...] = TEGATA_SERVE,
+            **extra: str) -> Iterator[Server]:
     """``tegata serve`` on the settings' database until the block ends (or the test kills
     it); ready once ``/healthz`` answers."""
-    server = start(settings, log, **extra)
+    server = start(settings, log, module=module, **extra)
     try:
         yield server
     finally:
         stop(server.proc)
 
 
-def start(settings: Settings, log: Path, **extra: str) -> Server:
+def start(settings: Settings, log: Path, *, module: tuple[str, ...] = TEGATA_SERVE,
+          **extra: str) -> Server:
     port = free_port()
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", *module, "--port", str(port)],
                                 cwd=ROOT, env=server_env(settings, **extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)

@@ -15,18 +15,17 @@ import html
 import logging
 import math
 import re
-import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
+from sqlalchemy import Engine
 
 from api.auth import public, requires
 from api.clientip import client_ip
 from api.problems import responses
-from api.ratelimit import RateLimiter
 from api.routes.certificates import ZIP, cert_out
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
@@ -39,6 +38,7 @@ from ca.errors import (
     NotPermitted,
     StorageError,
 )
+from ca.service.limits import RateBuckets
 from ca.service.links import PREFIX, LinkInfo, Redeemed
 
 log = logging.getLogger("tegata.api")
@@ -79,20 +79,20 @@ class RedactLinkTokens(logging.Filter):
 
 # --- the rate limit --------------------------------------------------------------------------
 
-
-_LIMITER_LOCK = threading.Lock()
-
-
-def limiter_of(request: Request) -> RateLimiter:
-    """The app's limiter, made on first use (one per app, so tests do not share one)."""
-    with _LIMITER_LOCK:
-        limiter: RateLimiter | None = getattr(request.app.state, "link_limiter", None)
-        if limiter is None:
-            limiter = RateLimiter()
-            request.app.state.link_limiter = limiter
-        return limiter
+# page views and redemptions per client address: this many at once, then this many a minute
+LINK_REQUESTS_PER_MINUTE = 20
 
 
+def link_limit(engine: Engine) -> RateBuckets:
+    """Requests to the link page per client address, counted in the database so that every
+    worker and replica shares them (``build_app`` keeps it in ``app.state``)."""
+    return RateBuckets(engine, kind="link", capacity=LINK_REQUESTS_PER_MINUTE,
+                       per_minute=LINK_REQUESTS_PER_MINUTE)
+
+
+def limiter_of(request: Request) -> RateBuckets:
+    limiter: RateBuckets = request.app.state.link_limiter
+    return limiter
 
 
 def client_of(request: Request) -> str:
@@ -112,14 +112,14 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
             responses=PAGE_RESPONSES)
-async def link_page(request: Request, token: str) -> HTMLResponse:
+def link_page(request: Request, token: str) -> HTMLResponse:
     """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
     links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.now())
     if wait is not None:
         return _too_many(wait)
     try:
-        info = await run_in_threadpool(links.link_page_info, token)
+        info = links.link_page_info(token)
     except CAError as exc:
         return _error_page(exc)
     return _page(200, "証明書のダウンロード / Certificate download", _landing(info))
@@ -127,16 +127,15 @@ async def link_page(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
              responses=PAGE_RESPONSES)
-async def redeem(request: Request, token: str) -> HTMLResponse:
+def redeem(request: Request, token: str) -> HTMLResponse:
     """Spend the link: the password, shown this once, and the zip to save."""
     links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.now())
     if wait is not None:
         return _too_many(wait)
     try:
-        made = await run_in_threadpool(
-            links.redeem_link, token, source_ip=client_ip(request),
-            request_id=getattr(request.state, "request_id", None))
+        made = links.redeem_link(token, source_ip=client_ip(request),
+                                 request_id=getattr(request.state, "request_id", None))
     except CAError as exc:
         return _error_page(exc)
     return _page(200, "証明書 / Your certificate", _delivered(made))

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -365,3 +366,19 @@ class AuditAnchor(Base):
     first_id: Mapped[int] = mapped_column(BigInteger)
     removed: Mapped[int] = mapped_column(BigInteger)  # events removed over all time
     pruned_at: Mapped[dt.datetime]
+
+
+class RateBucket(Base):
+    """A leaky bucket of one rate limit (``kind``) for one caller, shared by every worker and
+    replica (``ca.service.limits``). ``key`` is a hash of the caller (an address, a token's
+    id): no address or token is stored. ``level`` is what the bucket held at ``at`` (seconds
+    since the epoch); ``admitted`` says whether the last request counted in."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = (Index("ix_rate_buckets_kind_at", "kind", "at"),)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    level: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+    admitted: Mapped[bool] = mapped_column(Boolean)

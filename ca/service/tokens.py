@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import ApiToken, User
-from ca.errors import AuthenticationFailed, InvalidInput, NotFound, NotPermitted
+from ca.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    StorageError,
+)
 from ca.service.core import ServiceCore
 from ca.service.views import Principal, TokenView
+
+log = logging.getLogger("tegata.tokens")
+
+# a token's last use is written at most this often: a write per request would take the write
+# lock (on SQLite, the whole database's) for every authenticated request
+LAST_USE_EVERY = dt.timedelta(minutes=1)
 
 
 class TokenUseCases(ServiceCore):
@@ -90,11 +103,15 @@ class TokenUseCases(ServiceCore):
                                                    tenant_id=row.tenant_id), now=now)
 
     def authenticate(self, token: str) -> Principal:
-        """The principal a bearer token speaks for; ``AuthenticationFailed`` otherwise."""
+        """The principal a bearer token speaks for; ``AuthenticationFailed`` otherwise.
+
+        A read, which never waits for a writer. The token's last use is written at most
+        once per ``LAST_USE_EVERY``: a burst of requests does not take the write lock (on
+        SQLite, the whole database's) each time."""
         if not token.startswith(tokens.PREFIX) or len(token) > 200:
             raise AuthenticationFailed("unknown token")
         now = self.now()
-        with self.transaction() as session:
+        with self.reading() as session:
             row = session.scalar(select(ApiToken).where(
                 ApiToken.token_hash == tokens.digest(token)))
             if row is None or not secrets.compare_digest(row.token_hash, tokens.digest(token)):
@@ -107,12 +124,34 @@ class TokenUseCases(ServiceCore):
             # (a user retired before that rule, or a row changed by hand)
             if row.user is not None and row.user.status == "retired":
                 raise AuthenticationFailed("the token's user has been retired")
-            # a write per request would serialise readers on SQLite: record use once a minute
-            if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
-                row.last_used_at = now
-            return Principal(token_id=row.id, name=row.name, role=row.role,
-                             tenant=row.tenant.name if row.tenant else None,
-                             login=row.user.login if row.user else None, timezone=row.timezone)
+            principal = Principal(token_id=row.id, name=row.name, role=row.role,
+                                  tenant=row.tenant.name if row.tenant else None,
+                                  login=row.user.login if row.user else None,
+                                  timezone=row.timezone)
+            due = last_use_due(row.last_used_at, now=now)
+        if due:
+            self._record_use(row.id, now=now)
+        return principal
+
+    def _record_use(self, token_id: int, *, now: dt.datetime) -> None:
+        """Last use, by a conditional UPDATE (of several workers finding it due at once,
+        one writes). It is a record for people and never decides access: a database too
+        busy to take it leaves it to the next request, and the request goes on."""
+        try:
+            with self.transaction() as session:
+                session.execute(update(ApiToken).where(
+                    ApiToken.id == token_id,
+                    or_(ApiToken.last_used_at.is_(None),
+                        ApiToken.last_used_at <= now - LAST_USE_EVERY),
+                ).values(last_used_at=now))
+        except StorageError as exc:
+            log.warning("token %d: last use not recorded (%s)", token_id, exc.message)
+
+
+def last_use_due(last_used_at: dt.datetime | None, *, now: dt.datetime) -> bool:
+    """Whether a use at ``now`` is to be written (the Python form of ``_record_use``'s
+    WHERE, which decides among workers)."""
+    return last_used_at is None or now - last_used_at >= LAST_USE_EVERY
 
 
 # --- queries (take a session, never commit) ---------------------------------------------------

@@ -9,8 +9,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import api_routes, build_app, check_routes_declare_access
-from api.auth import FailureLimiter, PublicMarker, RoleGuard, declared_access, requires
+from api.auth import PublicMarker, RoleGuard, declared_access, failure_limit, requires
 from ca.service import Service
+from ca.service.limits import limits_engine
 from tests.api.conftest import bearer
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}", "/crl/{name}", "/d/{token}", "/ocsp",
@@ -73,8 +74,9 @@ def guarded_calls(client: TestClient) -> list[tuple[str, str]]:
                                     "Bearer " + "x" * 5000, "bearer tgt_\x7f"],
                          ids=["none", "empty", "unknown", "basic", "huge", "control"])
 def test_every_guarded_route_refuses_requests_without_a_valid_token(
-        client: TestClient, header: str | None) -> None:
-    client.app.state.auth_failures = FailureLimiter(allowed=10**6)  # type: ignore[attr-defined]
+        service: Service, client: TestClient, header: str | None) -> None:
+    client.app.state.auth_failures = failure_limit(  # type: ignore[attr-defined]
+        limits_engine(service.engine), allowed=10**6)
     calls = guarded_calls(client)
     assert len(calls) >= 6
     for method, path in calls:

@@ -64,6 +64,7 @@ from sqlalchemy import Engine, MetaData, create_engine, select
 from api.app import api_routes, build_app
 from api.auth import RoleGuard, declared_access
 from ca.service import IssueRequest, Service
+from ca.service.limits import BUCKETS, limits_file
 from ca.settings import load_settings
 from tests.cli.conftest import Env
 from tests.conftest import BASE_URL, IN_CI, PASSPHRASE, PG_URL, _postgres_database
@@ -71,6 +72,7 @@ from tests.conftest import BASE_URL, IN_CI, PASSPHRASE, PG_URL, _postgres_databa
 PROBLEM = "application/problem+json"
 TYPE_PREFIX = "urn:tegata:problem:"
 PLACEHOLDER = "HOSTILE-PLACEHOLDER-7F3A"
+LIMITS_FILE = limits_file(Path("tegata.db")).name
 
 
 # --- the hostile values ----------------------------------------------------------------------
@@ -575,10 +577,13 @@ class World:
     data: Data
 
     def snapshot(self) -> dict[str, Any]:
+        # the rate limits count every request, refused ones too: bookkeeping, not state
         files = sorted((str(p.relative_to(self.env.data_dir)), p.stat().st_size)
                        for p in self.env.data_dir.rglob("*")
-                       if p.is_file() and not p.name.startswith("tegata.db"))
-        return {"tables": self.tables.read(), "files": files}
+                       if p.is_file() and not p.name.startswith(("tegata.db", LIMITS_FILE)))
+        tables = self.tables.read()
+        tables.pop(BUCKETS.name, None)
+        return {"tables": tables, "files": files}
 
     def wait_for_jobs(self) -> None:
         deadline = time.monotonic() + 30

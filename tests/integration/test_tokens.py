@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, event, select
 
+from ca.clock import FixedClock
+from ca.db.engine import WRITE
 from ca.db.models import ApiToken
 from ca.errors import AuthenticationFailed, InvalidInput, NotFound
 from ca.service import Service
@@ -70,6 +72,25 @@ def test_last_use_is_recorded(service: Service) -> None:
     service.authenticate(token)
     with service.transaction() as session:
         assert session.scalar(select(ApiToken.last_used_at)) == service.now()
+
+
+def test_last_use_is_written_at_most_once_a_minute(service: Service,
+                                                  clock: FixedClock) -> None:
+    token, view = service.create_token(role="admin", tenant="default", name="佐藤の端末")
+    writes: list[dt.datetime] = []
+
+    @event.listens_for(service.engine, "begin")
+    def counted(conn: Connection) -> None:  # every write transaction, on SQLite and PostgreSQL
+        if conn.get_execution_options().get(WRITE):
+            writes.append(service.now())
+
+    first = service.now()
+    for step in (0, 30, 29, 1, 59):  # at 0 s, 30 s, 59 s, 60 s and 119 s
+        clock.advance(dt.timedelta(seconds=step))
+        assert service.authenticate(token).name == "佐藤の端末"
+        assert service.list_tokens(tenant="default")[0].last_used_at == writes[-1]
+    assert writes == [first, first + dt.timedelta(seconds=60)]
+    assert view.last_used_at is None
 
 
 def test_a_revoked_token_stops_working_at_once_and_listing_never_shows_it(
