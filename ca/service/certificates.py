@@ -269,11 +269,7 @@ class CertificateUseCases(ServiceCore):
         key_type = request.key_type or tenant.key_type
         executor = parallel.pool(count, threshold=PARALLEL_KEYS_FROM) if key_type.startswith(
             "rsa") else None
-        try:
-            yield from parallel.batched_map(generate_der_pair, [key_type] * count, executor)
-        finally:
-            if executor is not None:
-                executor.shutdown(cancel_futures=True)
+        yield from parallel.batched_map(generate_der_pair, [key_type] * count, executor)
 
     def _issuer(self, session: Session, request: IssueRequest, admin_zone: str | None, *,
                 now: dt.datetime) -> _Issuer:
@@ -371,7 +367,7 @@ class CertificateUseCases(ServiceCore):
                 self.sealer.open(material.sealed_key, context=f"key:{cert.serial}"), None)
             password = self.sealer.open(material.sealed_password,
                                         context=f"password:{cert.serial}").decode()
-            chosen = pkcs12.Profile.parse(profile or cert.p12_profile or owner.p12_profile)
+            chosen = pkcs12.chosen(profile, issued=cert.p12_profile, tenant=owner.p12_profile)
             issuing = session.get(Authority, cert.authority_id)
             assert issuing is not None and issuing.issuer_id is not None
             root = session.get(Authority, issuing.issuer_id)
