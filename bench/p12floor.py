@@ -41,7 +41,7 @@ def _bundles(count: int) -> int:
                 .sign(ca_key, hashes.SHA256()))
         encryption = (PrivateFormat.PKCS12.encryption_builder().kdf_rounds(2048)
                       .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-                      .hmac_hash(hashes.SHA1()).build(b"correct horse battery staple"))  # noqa: S303
+                      .hmac_hash(hashes.SHA1()).build(b"correct horse battery staple"))
         size += len(pkcs12.serialize_key_and_certificates(b"user", key, cert, None,
                                                            encryption))
     return size

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -77,7 +77,7 @@ class Tally:
 
 def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
            executor: Executor | None, *, ahead: int, tally: Tally | None = None
-           ) -> Iterator[list[R]]:
+           ) -> Generator[list[R], None, None]:
     """``fn`` over each group, a group's results at a time, in order. On the pool, up to
     ``ahead`` groups are in the workers' hands (in tasks of ``PER_TASK`` items) while the
     consumer works on the one before: the cores stay busy, and no more is asked of them.
@@ -86,8 +86,8 @@ def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
     that when this returns the pool holds nothing of it."""
     tally = tally if tally is not None else Tally()
     if executor is None:
-        for group in groups:
-            results = fn(group)
+        for items in groups:
+            results = fn(items)
             tally.built += len(results)
             yield results
         return
@@ -95,7 +95,7 @@ def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
     source = iter(groups)
     try:
         while True:
-            while len(pending) < ahead and (group := next(source, None)) is not None:
+            while len(pending) < ahead and (group := _next(source)) is not None:
                 pending.append([executor.submit(fn, group[start:start + PER_TASK])
                                 for start in range(0, len(group), PER_TASK)])
             if not pending:
@@ -111,6 +111,10 @@ def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
             for future in futures:
                 if not future.cancelled() and future.exception() is None:
                     tally.built += len(future.result())
+
+
+def _next(source: Iterator[list[A]]) -> list[A] | None:
+    return next(source, None)
 
 
 def batched_map(fn: Callable[[A], R], items: Iterable[A], executor: Executor | None,

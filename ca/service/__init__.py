@@ -33,8 +33,8 @@ from ca.service.views import (
 
 
 class Service(HierarchyUseCases, UserUseCases, BulkJobUseCases, CertificateUseCases,
-              DownloadUseCases, JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases,
-              GatewayUseCases, AuditUseCases):
+              DownloadUseCases, JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases,
+              LinkUseCases, GatewayUseCases, AuditUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -162,8 +162,9 @@ class DownloadUseCases(ServiceCore):
         # each batch's entries are read (and unsealed) only when the pool has room for it
         batches = (self._entries(where, batch, asked, now=now)
                    for batch in iter(lambda: list(islice(ids, BATCH)), []))
-        built = parallel.stream(user_zips, batches, parallel.pool(
-            len(picks), threshold=PARALLEL_FROM), ahead=AHEAD, tally=tally)
+        pool = parallel.pool(len(picks), threshold=PARALLEL_FROM)
+        built: Generator[list[tuple[int, Entry, bytes]], None, None] = parallel.stream(
+            user_zips, batches, pool, ahead=AHEAD, tally=tally)
         try:
             with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
                 manifest = [("login", "serial", "not_after", "sha256_fingerprint")]

@@ -3,10 +3,11 @@
 The job's row holds its status, progress and result, so any worker or replica can answer a
 poll: progress is written to the row as the work reports it (at most ``PROGRESS_WRITES``
 times a job, and whenever the total changes or the work is done). A job runs in a thread of
-the process that accepted it, which renews the lease every ``HEARTBEAT`` seconds (a failed renewal, say while the work holds SQLite's write
-lock, is tried again at the next beat). If that process dies, the lease lapses: a poll, the
-lifecycle run or a server's start then marks the job failed, keeping ``done``/``total`` as
-last written, and what the work committed stays. ``done`` is what the work last reported:
+the process that accepted it, which renews the lease every ``HEARTBEAT`` seconds (a failed
+renewal, say while the work holds SQLite's write lock, is tried again at the next beat). If
+that process dies, the lease lapses: a poll, the lifecycle run or a server's start then marks
+the job failed, keeping ``done``/``total`` as last written, and what the work committed
+stays. ``done`` is what the work last reported:
 for an issuance, certificates made, which land together at its end or not at all.
 """
 

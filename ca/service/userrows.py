@@ -39,7 +39,7 @@ def insert_users(session: Session, owner: Tenant, rows: Sequence[dict[str, objec
     _insert(session, User.__table__, values)
     ids: dict[str, int] = {key: uid for key, uid in session.execute(
         select(User.login_key, User.id).where(User.tenant_id == owner.id))}
-    _insert(session, user_groups, [{"user_id": ids[row["login_key"]], "group_id": g.id}
+    _insert(session, user_groups, [{"user_id": ids[str(row["login_key"])], "group_id": g.id}
                                    for row, mine in zip(values, groups, strict=True)
                                    for g in mine])
 

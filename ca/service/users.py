@@ -194,7 +194,8 @@ class UserUseCases(ServiceCore):
                     getattr(report, outcome).append(spec.login)
                 return report
             # the rows this import changes, locked in id order before any certificate's
-            changed = [(spec, user) for outcome, spec, user in decided if outcome == "updated"]
+            changed = [(spec, user) for outcome, spec, user in decided
+                       if outcome == "updated" and user is not None]
             queries.lock_users(session, [user.id for _, user in changed])
             created = [spec for _, spec, user in decided if user is None]
             known = userrows.groups_by_key(

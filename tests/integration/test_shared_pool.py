@@ -21,6 +21,7 @@ TENANT = "default"
 def pooled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(downloads, "PARALLEL_FROM", 1)  # the pool even for a few users
     monkeypatch.setattr(downloads, "BATCH", 4)
+    parallel.shutdown()  # whatever an earlier test left running in this process
     yield
     parallel.shutdown()
 
