@@ -10,12 +10,13 @@ threads. Small jobs stay in-process, where handing work over would cost more tha
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
@@ -40,7 +41,8 @@ class Pool:
 
     def executor(self) -> Executor:
         with self._lock:
-            if self._executor is None:
+            # a worker that died (killed, out of memory) breaks its pool for good: a new one
+            if self._executor is None or getattr(self._executor, "_broken", False):
                 self._executor = ProcessPoolExecutor(
                     max_workers=workers(), mp_context=multiprocessing.get_context("spawn"))
             return self._executor
@@ -109,8 +111,9 @@ def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
                 future.cancel()
         for futures in pending:
             for future in futures:
-                if not future.cancelled() and future.exception() is None:
-                    tally.built += len(future.result())
+                with contextlib.suppress(CancelledError):  # the pool shut down meanwhile
+                    if future.exception() is None:
+                        tally.built += len(future.result())
 
 
 def _next(source: Iterator[list[A]]) -> list[A] | None:
