@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import ColumnElement, Row, Select, and_, exists, insert, not_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry, parallel, serials, validate
+from ca import audit, expiry, making, parallel, serials, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
 from ca.errors import CAError, Conflict, InvalidInput, NotFound, NotPermitted
-from ca.service import crls, making, status
+from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.selection import select_users
 from ca.service.views import BulkResult, Bundle, CertificateView, IssueRequest, cert_view

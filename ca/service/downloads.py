@@ -19,10 +19,9 @@ import datetime as dt
 import logging
 import zipfile
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
-from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +35,7 @@ from ca.service.core import ServiceCore
 from ca.service.selection import Selection, select_users
 from ca.states import State
 from ca.x509 import bundle, pkcs12
+from ca.x509.bundle import Entry
 
 log = logging.getLogger("tegata.downloads")
 BATCH = 64  # users read (and unsealed) together, and checked again before they are written
@@ -43,44 +43,6 @@ AHEAD = 3  # batches in the pool's hands at once: the cores stay busy, no more i
 END = "cert.download.end"
 # below this many users a process pool costs more than it saves
 PARALLEL_FROM = 64
-
-
-@dataclass(frozen=True, kw_only=True)
-class Entry:
-    """What one user's zip needs, all picklable for a worker process."""
-
-    login: str
-    serial: str
-    not_after: dt.datetime
-    fingerprint: str
-    cert_der: bytes
-    key_der: bytes = field(repr=False)  # a private key and its PKCS#12 password: never shown
-    password: str = field(repr=False)
-    chain_der: tuple[bytes, ...]
-    friendly_name: str
-    profile: str
-    when: dt.datetime
-
-
-def user_zip(entry: Entry) -> bytes:
-    """The per-user zip for one entry (runs in a worker process)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    key = serialization.load_der_private_key(entry.key_der, None,
-                                             unsafe_skip_rsa_key_validation=True)
-    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
-    p12 = pkcs12.build(key=key, cert=x509.load_der_x509_certificate(entry.cert_der),
-                       chain=[x509.load_der_x509_certificate(d) for d in entry.chain_der],
-                       friendly_name=entry.friendly_name, password=entry.password,
-                       profile=pkcs12.Profile(entry.profile))
-    return bundle.user_zip(login=entry.login, p12=p12, password=entry.password,
-                           when=entry.when)
-
-
-def user_zips(entries: list[tuple[int, Entry]]) -> list[tuple[int, Entry, bytes]]:
-    """Each entry's zip, beside its certificate id and entry (one task of a worker)."""
-    return [(cid, entry, user_zip(entry)) for cid, entry in entries]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +126,7 @@ class DownloadUseCases(ServiceCore):
                    for batch in iter(lambda: list(islice(ids, BATCH)), []))
         pool = parallel.pool(len(picks), threshold=PARALLEL_FROM)
         built: Generator[list[tuple[int, Entry, bytes]], None, None] = parallel.stream(
-            user_zips, batches, pool, ahead=AHEAD, tally=tally)
+            bundle.entry_zips, batches, pool, ahead=AHEAD, tally=tally)
         try:
             with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
                 manifest = [("login", "serial", "not_after", "sha256_fingerprint")]

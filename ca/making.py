@@ -1,6 +1,7 @@
 """Making certificates in bulk, on every core: for each user a key (or a CSR's public key), a
 signed certificate and a bundle password. No database and no sealing here: the caller seals
-what comes back and records it in one short transaction (ca.service.certificates).
+what comes back and records it in one short transaction (ca.service.certificates). It
+imports nothing of the service (no database layer), so that a worker stays small.
 
 A worker process signs with its own ``Signer``, loaded once from the key store the service
 uses (``KeyAccess``: handed over the pool's pipe, never on a command line, never shown);
