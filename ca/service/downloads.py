@@ -1,16 +1,17 @@
 """Admin bulk download: one zip of per-user zips and a manifest, streamed.
 
 Only currently valid certificates with key material go in, the newest per user. The
-archive is produced a batch of users at a time (PKCS#12 files built on every core), so
-memory stays flat at any number of users; the zip module switches to ZIP64 by itself
-when the archive needs it.
+archive is produced a batch of users at a time, the PKCS#12 files built in the process's one
+pool (ca.parallel) a few batches ahead of the writing and streamed into the zip as they come
+out, so memory stays flat at any number of users and a client that goes stops the building;
+the zip module switches to ZIP64 by itself when the archive needs it.
 
 A certificate suspended or revoked while the archive streams is left out: its state is read
 again with its sealed key, and once more just before its entry is written (after the batch's
 PKCS#12 files are built, with no pause for the client between that read and the writing).
 The manifest lists exactly the entries written. ``cert.download`` is recorded before the
 first byte with every serial selected; ``cert.download.end`` when the stream stops, with the
-serials that left and those withheld.
+serials that left, those withheld, and how many bundles were built.
 """
 
 from __future__ import annotations
