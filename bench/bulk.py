@@ -35,16 +35,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TEGATA = [sys.executable, "-m", "cli.main"]
 
 
-def tree_rss_mb(root: int) -> float:
-    """The resident memory of ``root`` and every process below it, in MB."""
+def tree_stats(root: int) -> tuple[float, float]:
+    """The resident memory (MB) and the CPU time (s, with that of ended children) of
+    ``root`` and every process below it."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             parents[int(entry.name)] = int(fields[1])
+            cpu[int(entry.name)] = sum(int(f) for f in fields[11:15])
             rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
@@ -53,7 +56,12 @@ def tree_rss_mb(root: int) -> float:
         below = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= below
         grew = bool(below)
-    return sum(rss.get(pid, 0) for pid in tree) / 1e6
+    return (sum(rss.get(pid, 0) for pid in tree) / 1e6,
+            sum(cpu.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK"))
+
+
+def tree_rss_mb(root: int) -> float:
+    return tree_stats(root)[0]
 
 
 class PeakSampler:
@@ -84,11 +92,15 @@ def run(step: str, args: list[str], env: dict[str, str], users: int) -> dict[str
     start = time.perf_counter()
     proc = subprocess.Popen([*TEGATA, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     with PeakSampler(proc.pid) as sampler:
-        if proc.wait() != 0:
+        # wait4: the CPU time of the CLI and of the workers it waited for
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
             raise SystemExit(f"{step} failed: tegata {' '.join(args)}")
     seconds = time.perf_counter() - start
     return {"step": step, "users": users, "seconds": round(seconds, 2),
-            "per_second": round(users / seconds, 1), "peak_mb": round(sampler.peak, 1)}
+            "per_second": round(users / seconds, 1), "peak_mb": round(sampler.peak, 1),
+            "cpu": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 def csv_file(path: Path, users: int) -> None:
@@ -146,13 +158,14 @@ def api_bench(users: int, work: Path) -> list[dict[str, object]]:
         csv_file(work / f"users-{users}.csv", users)
 
         def timed(step: str, action) -> None:  # type: ignore[no-untyped-def]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), tree_stats(server.pid)[1]
             with PeakSampler(server.pid) as sampler:
                 extra = action() or {}
             seconds = time.perf_counter() - start
             rows.append({"step": step, "users": users, "seconds": round(seconds, 2),
                          "per_second": round(users / seconds, 1),
-                         "peak_mb": round(sampler.peak, 1), **extra})
+                         "peak_mb": round(sampler.peak, 1),
+                         "cpu": round(tree_stats(server.pid)[1] - cpu, 2), **extra})
 
         def post(url: str, body: bytes, content_type: str) -> dict[str, object]:
             request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -196,18 +209,21 @@ def api_bench(users: int, work: Path) -> list[dict[str, object]]:
     return rows
 
 
-def totals(rows: list[dict[str, object]], floors: dict[int, float]) -> list[str]:
+def totals(rows: list[dict[str, object]], floors: dict[int, tuple[float, float]]
+           ) -> list[str]:
     """End to end per shell and size, against the floor measured in this run."""
     lines = []
     for shell in ("cli", "api"):
-        for users, seconds in floors.items():
+        for users, (seconds, cpu) in floors.items():
             steps = [r for r in rows if r["users"] == users and str(r["step"]).startswith(shell)]
             if len(steps) != 3:
                 continue
             total = sum(float(r["seconds"]) for r in steps)  # type: ignore[arg-type]
+            used = sum(float(r["cpu"]) for r in steps)  # type: ignore[arg-type]
             peak = max(float(r["peak_mb"]) for r in steps)  # type: ignore[arg-type]
             lines.append(f"{shell + ' end to end':18} {users:>7} {total:>8.2f} "
-                         f"{users / total:>9.1f} {peak:>8.1f} {'':>7} {total / seconds:>6.2f}")
+                         f"{users / total:>9.1f} {peak:>8.1f} {used:>7.2f} {'':>7} "
+                         f"{total / seconds:>6.2f} {used / cpu:>6.2f}")
     return lines
 
 
@@ -222,29 +238,34 @@ def main() -> None:
 
     print(machine(f"cryptography {cryptography.__version__}"))
     rows: list[dict[str, object]] = []
-    floors: dict[int, float] = {}
+    floors: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="tegata-bench-") as tmp:
         work = Path(tmp)
         for users in sizes:
             floors[users] = floor(users)
             rows.append({"step": "p12 floor (peer)", "users": users,
-                         "seconds": round(floors[users], 2),
-                         "per_second": round(users / floors[users], 1), "peak_mb": ""})
+                         "seconds": round(floors[users][0], 2),
+                         "per_second": round(users / floors[users][0], 1), "peak_mb": "",
+                         "cpu": round(floors[users][1], 2)})
+            print(rows[-1], flush=True)
             rows += cli_bench(users, work)
+            print(*rows[-3:], sep="\n", flush=True)
             if not args.skip_api:
                 rows += api_bench(users, work)
-    print(f"{'step':18} {'users':>7} {'seconds':>8} {'users/s':>9} {'peak MB':>8} {'zip MB':>7} "
-          f"{'/floor':>6}")
+                print(*rows[-3:], sep="\n", flush=True)
+    print(f"{'step':18} {'users':>7} {'seconds':>8} {'users/s':>9} {'peak MB':>8} "
+          f"{'CPU s':>7} {'zip MB':>7} {'/floor':>6} {'CPU/fl':>6}")
     for row in rows:
         print(f"{row['step']:18} {row['users']:>7} {row['seconds']:>8} {row['per_second']:>9} "
-              f"{row['peak_mb']:>8} {row.get('zip_mb', ''):>7}")
+              f"{row['peak_mb']:>8} {row['cpu']:>7} {row.get('zip_mb', ''):>7}")
     for line in totals(rows, floors):
         print(line)
     print(f"load average after the run: {os.getloadavg()[0]:.2f} (2 cores: above 2, other "
           "work shared them)")
     print("(peak MB: the largest sum of resident memory of the CLI process, or of the server, "
-          "and their worker processes; /floor: end-to-end time over the PKCS#12 floor "
-          "measured just before, 1.00 = the floor)")
+          "and their worker processes; CPU s: their CPU time; /floor and CPU/fl: end-to-end "
+          "wall and CPU time over the PKCS#12 floor's, measured just before; 1.00 = the floor. "
+          "CPU/fl holds under load, when the wall times depend on what else runs)")
 
 
 if __name__ == "__main__":
