@@ -5,8 +5,11 @@ broken by a dead worker replaced by a new one on next use. Counted, never timed.
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +66,20 @@ def test_a_pool_broken_by_a_dead_worker_is_replaced_on_next_use(executor: object
     replaced = parallel.SHARED.executor()
     assert replaced is not broken
     assert replaced.submit(sorted, [3, 1, 2]).result() == [1, 2, 3]
+
+
+def test_a_worker_does_not_run_the_program_that_started_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stand-in for `tegata` as __main__: spawn would run it in each worker it starts
+    script = tmp_path / "heavy_main.py"
+    marker = tmp_path / "imported"
+    script.write_text(f"open({str(marker)!r}, 'a').write('x')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    parallel.shutdown()
+    try:
+        assert parallel.SHARED.executor().submit(sorted, [2, 1]).result() == [1, 2]
+    finally:
+        parallel.shutdown()
+    assert not marker.exists()
