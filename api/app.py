@@ -54,6 +54,7 @@ from api.routes import (
     tenants,
     users,
 )
+from ca import parallel
 from ca.errors import Conflict
 from ca.service import Service
 from ca.service.limits import limits_engine
@@ -178,6 +179,7 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
         yield
         if task is not None:
             task.cancel()
+        await asyncio.to_thread(parallel.shutdown)  # the bulk workers stop with the server
 
     app = TegataAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
                     description="A private certificate authority for per-user client "

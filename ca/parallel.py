@@ -1,35 +1,161 @@
-"""CPU-bound work on every core: RSA key generation and PKCS#12 building in bulk.
+"""CPU-bound work on every core: certificates, RSA keys and PKCS#12 files in bulk.
 
-A process pool (spawned, not forked: the server has threads) serves batches so that memory
-stays flat however many users a request names. Small jobs stay in-process, where a pool's
-start-up would cost more than it saves.
+One bounded process pool per process (a server's, or one CLI run's), made on first use and
+shut down with the server (``shutdown``): six downloads share its workers instead of starting
+a pool each. Work is handed to it a window at a time (``stream``), so that memory stays flat
+however many users a request names, and a consumer that stops (a client gone) leaves nothing
+queued: what was not started is cancelled. Small jobs stay in-process, where handing work
+over would cost more than it saves.
+
+Workers are spawned, not forked (the server has threads), and import only what their tasks
+name (``ca.making``, ``ca.x509.bundle``: about 30 MB each), not the program that started
+them: multiprocessing's spawn would run the parent's ``__main__`` in every worker, which for
+``tegata`` is the whole CLI and service (about 150 MB).
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
-from typing import TypeVar
+from multiprocessing import context, popen_spawn_posix, spawn
+from typing import Any, TypeVar
 
 A = TypeVar("A")
 R = TypeVar("R")
 
 BATCH = 128
+PER_TASK = 16  # items per task handed to a worker: amortises the hand-over, keeps order cheap
 
 
 def workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+_LAUNCH = threading.Lock()
+
+
+class _LightPopen(popen_spawn_posix.Popen):
+    """A spawned worker told nothing of the parent's ``__main__``, so it does not import it."""
+
+    def _launch(self, process_obj: Any) -> None:
+        with _LAUNCH:
+            full = spawn.get_preparation_data
+
+            def light(name: str) -> dict[str, Any]:
+                data = full(name)
+                data.pop("init_main_from_name", None)
+                data.pop("init_main_from_path", None)
+                return data
+
+            spawn.get_preparation_data = light  # while this process is launched, only
+            try:
+                super()._launch(process_obj)  # type: ignore[misc]  # not in the stubs
+            finally:
+                spawn.get_preparation_data = full
+
+
+class _LightProcess(context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _LightPopen:
+        return _LightPopen(process_obj)
+
+
+class _LightContext(context.SpawnContext):
+    Process = _LightProcess
+
+
+class Pool:
+    """A process pool of ``workers()`` processes, made on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> Executor:
+        with self._lock:
+            # a worker that died (killed, out of memory) breaks its pool for good: a new one
+            if self._executor is None or getattr(self._executor, "_broken", False):
+                self._executor = ProcessPoolExecutor(max_workers=workers(),
+                                                     mp_context=_LightContext())
+            return self._executor
+
+    def shutdown(self) -> None:
+        """Stop the workers (queued work is cancelled); the next use makes new ones."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+SHARED = Pool()
+
+
 def pool(size: int, *, threshold: int) -> Executor | None:
-    """A process pool when there is enough work for one, else None (work in-process)."""
+    """The process's pool when there is enough work for one, else None (work in-process)."""
     if size < threshold or workers() < 2:
         return None
-    return ProcessPoolExecutor(max_workers=workers(),
-                               mp_context=multiprocessing.get_context("spawn"))
+    return SHARED.executor()
+
+
+def shutdown() -> None:
+    """The server stops: so do its workers."""
+    SHARED.shutdown()
+
+
+@dataclass
+class Tally:
+    """Items a ``stream`` had built, whether or not its consumer took them."""
+
+    built: int = 0
+
+
+def stream(fn: Callable[[list[A]], list[R]], groups: Iterable[list[A]],
+           executor: Executor | None, *, ahead: int, tally: Tally | None = None
+           ) -> Generator[list[R], None, None]:
+    """``fn`` over each group, a group's results at a time, in order. On the pool, up to
+    ``ahead`` groups are in the workers' hands (in tasks of ``PER_TASK`` items) while the
+    consumer works on the one before: the cores stay busy, and no more is asked of them.
+    When the consumer stops early (closes this generator), nothing more is read from
+    ``groups``, work not started is cancelled, and work already running is waited for, so
+    that when this returns the pool holds nothing of it."""
+    tally = tally if tally is not None else Tally()
+    if executor is None:
+        for items in groups:
+            results = fn(items)
+            tally.built += len(results)
+            yield results
+        return
+    pending: deque[list[Future[list[R]]]] = deque()
+    source = iter(groups)
+    try:
+        while True:
+            while len(pending) < ahead and (group := _next(source)) is not None:
+                pending.append([executor.submit(fn, group[start:start + PER_TASK])
+                                for start in range(0, len(group), PER_TASK)])
+            if not pending:
+                return
+            results = [r for future in pending.popleft() for r in future.result()]
+            tally.built += len(results)
+            yield results
+    finally:
+        for futures in pending:
+            for future in futures:
+                future.cancel()
+        for futures in pending:
+            for future in futures:
+                with contextlib.suppress(CancelledError):  # the pool shut down meanwhile
+                    if future.exception() is None:
+                        tally.built += len(future.result())
+
+
+def _next(source: Iterator[list[A]]) -> list[A] | None:
+    return next(source, None)
 
 
 def batched_map(fn: Callable[[A], R], items: Iterable[A], executor: Executor | None,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -62,24 +61,13 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
     """Issue to a selection of users (logins, a group, the unaffiliated, or all; optionally
     only those of one certificate status) as a background job: poll its ``Location``. All
     or none, unless ``best_effort``: then the result lists every user refused and why."""
-    service = service_of(request)
     issue_request = IssueRequest(
         tenant=tenant, selection=selection_of(body.selection), best_effort=body.best_effort,
         expires=body.expires, timezone=body.timezone, reissue=body.reissue,
         key_type=body.key_type, p12_profile=body.p12_profile)
-    admin_zone = principal_of(request).timezone
-    actor = actor_of(request)
-    service.check_issue(issue_request, admin_zone=admin_zone)  # a bad zone: 400, not a job
-
-    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
-        result = service.issue_bulk(issue_request, admin_zone=admin_zone, actor=actor,
-                                    progress=progress)
-        return {"issued": [{"login": v.login, "serial": v.serial,
-                            "not_after": v.not_after.isoformat()} for v in result.issued],
-                "failures": [{"login": login, "reason": reason}
-                             for login, reason in result.failures]}
-
-    job = service.start_job(tenant, "issue", work)
+    # a bad zone or date is a 400 now, not a failed job
+    job = service_of(request).start_issue_job(
+        issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
     response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
     return job_out(job)
 

@@ -6,6 +6,7 @@ The API and the CLI both call ``Service``; neither reaches the database or a key
 from __future__ import annotations
 
 from ca.service.auditlog import AuditUseCases, EventView
+from ca.service.bulkjobs import BulkJobUseCases
 from ca.service.certificates import CertificateUseCases
 from ca.service.downloads import BulkDownload, DownloadUseCases
 from ca.service.gateway import GatewayUseCases
@@ -31,9 +32,9 @@ from ca.service.views import (
 )
 
 
-class Service(HierarchyUseCases, UserUseCases, CertificateUseCases, DownloadUseCases,
-              JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases, LinkUseCases,
-              GatewayUseCases, AuditUseCases):
+class Service(HierarchyUseCases, UserUseCases, BulkJobUseCases, CertificateUseCases,
+              DownloadUseCases, JobUseCases, LifecycleUseCases, OcspUseCases, TokenUseCases,
+              LinkUseCases, GatewayUseCases, AuditUseCases):
     """Tegata's use cases over one database, one key store and one clock."""
 
 

@@ -1,16 +1,17 @@
 """Admin bulk download: one zip of per-user zips and a manifest, streamed.
 
 Only currently valid certificates with key material go in, the newest per user. The
-archive is produced a batch of users at a time (PKCS#12 files built on every core), so
-memory stays flat at any number of users; the zip module switches to ZIP64 by itself
-when the archive needs it.
+archive is produced a batch of users at a time, the PKCS#12 files built in the process's one
+pool (ca.parallel) a few batches ahead of the writing and streamed into the zip as they come
+out, so memory stays flat at any number of users and a client that goes stops the building;
+the zip module switches to ZIP64 by itself when the archive needs it.
 
 A certificate suspended or revoked while the archive streams is left out: its state is read
 again with its sealed key, and once more just before its entry is written (after the batch's
 PKCS#12 files are built, with no pause for the client between that read and the writing).
 The manifest lists exactly the entries written. ``cert.download`` is recorded before the
 first byte with every serial selected; ``cert.download.end`` when the stream stops, with the
-serials that left and those withheld.
+serials that left, those withheld, and how many bundles were built.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
-from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,45 +36,23 @@ from ca.service.core import ServiceCore
 from ca.service.selection import Selection, select_users
 from ca.states import State
 from ca.x509 import bundle, pkcs12
+from ca.x509.bundle import Entry
 
 log = logging.getLogger("tegata.downloads")
-BATCH = 256
+BATCH = 64  # users read (and unsealed) together, and checked again before they are written
+AHEAD = 3  # batches in the pool's hands at once: the cores stay busy, no more is built
 END = "cert.download.end"
 # below this many users a process pool costs more than it saves
 PARALLEL_FROM = 64
 
 
 @dataclass(frozen=True, kw_only=True)
-class Entry:
-    """What one user's zip needs, all picklable for a worker process."""
+class _Where:
+    """The tenant a download is for: its name, id and default PKCS#12 profile."""
 
-    login: str
-    serial: str
-    not_after: dt.datetime
-    fingerprint: str
-    cert_der: bytes
-    key_der: bytes = field(repr=False)  # a private key and its PKCS#12 password: never shown
-    password: str = field(repr=False)
-    chain_der: tuple[bytes, ...]
-    friendly_name: str
-    profile: str
-    when: dt.datetime
-
-
-def user_zip(entry: Entry) -> bytes:
-    """The per-user zip for one entry (runs in a worker process)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    key = serialization.load_der_private_key(entry.key_der, None,
-                                             unsafe_skip_rsa_key_validation=True)
-    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
-    p12 = pkcs12.build(key=key, cert=x509.load_der_x509_certificate(entry.cert_der),
-                       chain=[x509.load_der_x509_certificate(d) for d in entry.chain_der],
-                       friendly_name=entry.friendly_name, password=entry.password,
-                       profile=pkcs12.Profile(entry.profile))
-    return bundle.user_zip(login=entry.login, p12=p12, password=entry.password,
-                           when=entry.when)
+    tenant: str
+    tenant_id: int
+    default: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,13 +92,15 @@ class _Sink:
 class DownloadUseCases(ServiceCore):
     def download_bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
-        """The zip of zips for the selected users. The download is audited with every serial
-        selected before the first byte leaves, and again when the stream stops with the
-        serials that left (a certificate no longer valid when its turn comes is withheld)."""
+        """The zip of zips for the selected users, each bundle in the profile asked for, else
+        its certificate's own (``pkcs12.chosen``, as a single download). The download is
+        audited with every serial selected before the first byte leaves, and again when the
+        stream stops with the serials that left (a certificate no longer valid when its turn
+        comes is withheld)."""
         now = self.now()
+        asked = pkcs12.Profile.parse(profile) if profile is not None else None
         with self.transaction() as session:
             owner = queries.tenant(session, tenant)
-            chosen = pkcs12.Profile.parse(profile or owner.p12_profile)
             picks = _newest_valid(session, owner, selection, now=now)
             if not picks:
                 raise NotPermitted(f"{tenant}: no selected user has a valid certificate with "
@@ -128,33 +108,34 @@ class DownloadUseCases(ServiceCore):
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/bulk", tenant_id=owner.id,
                 details={"serials": [serial for _, serial in picks],
-                         "profile": chosen.value}), now=now)
-            name, tenant_id = owner.name, owner.id
-        filename = bundle.safe_name(f"{name}-certificates-{now:%Y%m%d-%H%M%S}.zip")
+                         "profile": asked.value if asked else "as issued"}), now=now)
+            where = _Where(tenant=owner.name, tenant_id=owner.id, default=owner.p12_profile)
+        filename = bundle.safe_name(f"{where.tenant}-certificates-{now:%Y%m%d-%H%M%S}.zip")
         return BulkDownload(filename=filename, count=len(picks),
-                            chunks=self._stream(name, tenant_id, picks, chosen, actor,
-                                                now=now))
+                            chunks=self._stream(where, picks, asked, actor, now=now))
 
-    def _stream(self, tenant: str, tenant_id: int, picks: list[tuple[int, str]],
-                profile: pkcs12.Profile, actor: Actor, *, now: dt.datetime
+    def _stream(self, where: _Where, picks: list[tuple[int, str]],
+                asked: pkcs12.Profile | None, actor: Actor, *, now: dt.datetime
                 ) -> Iterator[bytes]:
         sink = _Sink()
-        executor = parallel.pool(len(picks), threshold=PARALLEL_FROM)
         left: list[str] = []  # serials whose entry was handed to the client
+        tally = parallel.Tally()
         complete = False
+        ids = iter([cid for cid, _ in picks])
+        # each batch's entries are read (and unsealed) only when the pool has room for it
+        batches = (self._entries(where, batch, asked, now=now)
+                   for batch in iter(lambda: list(islice(ids, BATCH)), []))
+        pool = parallel.pool(len(picks), threshold=PARALLEL_FROM)
+        built: Generator[list[tuple[int, Entry, bytes]], None, None] = parallel.stream(
+            bundle.entry_zips, batches, pool, ahead=AHEAD, tally=tally)
         try:
             with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
                 manifest = [("login", "serial", "not_after", "sha256_fingerprint")]
-                iterator = iter([cid for cid, _ in picks])
-                while batch := list(islice(iterator, BATCH)):
-                    entries = self._entries(tenant, batch, profile, now=now)
-                    zips = list(parallel.batched_map(user_zip, [e for _, e in entries],
-                                                     executor, batch=BATCH))
+                for done in built:
                     # the state once more, just before the entries are written: no key of a
                     # certificate suspended or revoked while the files were built leaves
-                    valid = self._still_valid([cid for cid, _ in entries])
-                    written = []
-                    for (cid, entry), content in zip(entries, zips, strict=True):
+                    valid = self._still_valid([cid for cid, _, _ in done])
+                    for cid, entry, content in done:
                         if cid not in valid:
                             continue
                         info = zipfile.ZipInfo(bundle.zip_name(entry.login),
@@ -162,8 +143,7 @@ class DownloadUseCases(ServiceCore):
                         archive.writestr(info, content, compress_type=zipfile.ZIP_STORED)
                         manifest.append((entry.login, entry.serial,
                                          entry.not_after.isoformat(), entry.fingerprint))
-                        written.append(entry.serial)
-                    left += written  # counted as gone once handed over, even if not read
+                        left.append(entry.serial)  # gone once handed over, even if not read
                     if chunk := sink.take():
                         yield chunk
                 info = zipfile.ZipInfo("manifest.csv", date_time=now.timetuple()[:6])
@@ -172,21 +152,21 @@ class DownloadUseCases(ServiceCore):
             yield sink.take()
             complete = True
         finally:
-            if executor is not None:
-                executor.shutdown(cancel_futures=True)
-            self._audit_end(tenant, tenant_id, picks, left, actor, complete=complete)
+            built.close()  # nothing more is built for a client that has gone
+            self._audit_end(where, picks, left, tally.built, actor, complete=complete)
 
-    def _audit_end(self, tenant: str, tenant_id: int, picks: list[tuple[int, str]],
-                   left: list[str], actor: Actor, *, complete: bool) -> None:
+    def _audit_end(self, where: _Where, picks: list[tuple[int, str]], left: list[str],
+                   built: int, actor: Actor, *, complete: bool) -> None:
         """``cert.download.end``: the serials whose key left, those withheld (no longer
-        valid when their turn came, or not reached when the stream broke off)."""
+        valid when their turn came, or not reached when the stream broke off), and how many
+        bundles were built (a stream broken off stops building)."""
         gone = set(left)
         try:
             with self.transaction() as session:
                 audit.record(session, actor, Event(
-                    action=END, target=f"{tenant}/bulk", tenant_id=tenant_id,
+                    action=END, target=f"{where.tenant}/bulk", tenant_id=where.tenant_id,
                     outcome="success" if complete else "failure",
-                    details={"serials": left, "complete": complete,
+                    details={"serials": left, "complete": complete, "built": built,
                              "withheld": [s for _, s in picks if s not in gone]}),
                     now=self.now())
         except CAError:  # the stream's own failure, if any, is the one to report
@@ -203,7 +183,7 @@ class DownloadUseCases(ServiceCore):
                 .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
                        state_filter(State.VALID.value, now=self.now()))))
 
-    def _entries(self, tenant: str, ids: list[int], profile: pkcs12.Profile, *,
+    def _entries(self, where: _Where, ids: list[int], asked: pkcs12.Profile | None, *,
                  now: dt.datetime) -> list[tuple[int, Entry]]:
         """The batch's entries, unsealed in the read that finds them still valid (a
         certificate suspended, revoked or purged since the selection is left out)."""
@@ -226,6 +206,7 @@ class DownloadUseCases(ServiceCore):
                     root = session.get(Authority, issuing.issuer_id)
                     assert root is not None
                     chains[cert.authority_id] = (issuing.der, root.der)
+                profile = pkcs12.chosen(asked, issued=cert.p12_profile, tenant=where.default)
                 entries.append((cert.id, Entry(
                     login=login, serial=cert.serial, not_after=cert.not_after,
                     fingerprint=cert.fingerprint_sha256, cert_der=cert.der,
@@ -233,7 +214,8 @@ class DownloadUseCases(ServiceCore):
                     password=self.sealer.open(material.sealed_password,
                                               context=f"password:{cert.serial}").decode(),
                     chain_der=chains[cert.authority_id],
-                    friendly_name=f"{login} ({tenant})", profile=profile.value, when=now)))
+                    friendly_name=f"{login} ({where.tenant})", profile=profile.value,
+                    when=now)))
             return entries
 
 

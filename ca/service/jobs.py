@@ -1,13 +1,14 @@
 """Background jobs for long bulk work: started by the API, polled by the client.
 
-The job's row holds its status and result, so any replica can answer a poll; its progress
-is kept in the memory of the process running it, and written to the row with each renewal
-of the job's lease. A job runs in a thread of the process that accepted it, which renews the
-lease every ``HEARTBEAT`` seconds (a failed renewal, say while the work holds SQLite's write
-lock, is tried again at the next beat). If that process dies, the lease lapses: a poll, the
-lifecycle run or a server's start then marks the job failed, keeping ``done``/``total`` as
-last written, and what the work committed stays. ``progress(done, total)`` should report
-committed work, so that ``done`` is what stays.
+The job's row holds its status, progress and result, so any worker or replica can answer a
+poll: progress is written to the row as the work reports it (at most ``PROGRESS_WRITES``
+times a job, and whenever the total changes or the work is done). A job runs in a thread of
+the process that accepted it, which renews the lease every ``HEARTBEAT`` seconds (a failed
+renewal, say while the work holds SQLite's write lock, is tried again at the next beat). If
+that process dies, the lease lapses: a poll, the lifecycle run or a server's start then marks
+the job failed, keeping ``done``/``total`` as last written, and what the work committed
+stays. ``done`` is what the work last reported:
+for an issuance, certificates made, which land together at its end or not at all.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from ca.service.core import ServiceCore
 log = logging.getLogger("tegata.jobs")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 Work = Callable[[Callable[[int, int], None]], dict[str, Any]]
-# progress of the jobs running in this process: id -> (done, total)
-_PROGRESS: dict[str, tuple[int, int]] = {}
+PROGRESS_WRITES = 50  # progress rows written per job, at most, besides the first and last
 _RUNNING: set[str] = set()  # jobs whose worker is this process: never lapsed, seen from here
 LEASE = dt.timedelta(minutes=2)
 HEARTBEAT = 10.0  # seconds between renewals: a dozen chances before the lease lapses
@@ -71,8 +71,11 @@ class JobUseCases(ServiceCore):
         return self.get_job(tenant, job_id)
 
     def _run(self, job_id: str, work: Work) -> None:
+        reported = _Reported()
+
         def progress(done: int, total: int) -> None:
-            _PROGRESS[job_id] = (done, total)
+            if reported.due(done, total):
+                self._write_progress(job_id, done, total)
 
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, stop), daemon=True,
@@ -94,26 +97,35 @@ class JobUseCases(ServiceCore):
             with self.transaction() as session:
                 job = session.get(Job, job_id)
                 if job is not None:
-                    job.done, job.total = _PROGRESS.get(job_id, (job.done, job.total))
+                    if reported.last is not None:
+                        job.done, job.total = reported.last
                     job.status = outcome["status"]
                     job.result = outcome.get("result")
                     job.error = outcome.get("error")
                     job.finished_at = self.now()
                     job.lease_expires_at = None
         finally:
-            _PROGRESS.pop(job_id, None)
             _RUNNING.discard(job_id)
 
+    def _write_progress(self, job_id: str, done: int, total: int) -> None:
+        """Progress into the job's row, where every worker and replica reads it; a failed
+        write (say the database busy) is left to the next one."""
+        try:
+            with self.transaction() as session:
+                session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                                .values(done=done, total=total)
+                                .execution_options(synchronize_session=False))
+        except CAError as exc:
+            log.warning("job %s: could not record its progress: %s", job_id, exc.message)
+
     def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
-        """Renew the job's lease, and write its progress, until the work ends."""
+        """Renew the job's lease until the work ends."""
         while not stop.wait(HEARTBEAT):
-            done, total = _PROGRESS.get(job_id, (0, 0))
             try:
                 with self.transaction() as session:
                     session.execute(update(Job).where(Job.id == job_id,
                                                       Job.status == "running")
-                                    .values(lease_expires_at=self.now() + LEASE, done=done,
-                                            total=total)
+                                    .values(lease_expires_at=self.now() + LEASE)
                                     .execution_options(synchronize_session=False))
             except CAError as exc:  # the next beat tries again, well inside the lease
                 log.warning("job %s: could not renew its lease: %s", job_id, exc.message)
@@ -136,11 +148,28 @@ class JobUseCases(ServiceCore):
             if row is None:
                 raise NotFound(f"no job {job_id[:64]!r}", field="job")
             job, name = row
-            done, total = _PROGRESS.get(job.id, (job.done, job.total))
             return JobView(id=job.id, tenant=name, kind=job.kind, status=job.status,
-                           total=total, done=done,
+                           total=job.total, done=job.done,
                            result=json.loads(job.result) if job.result else None,
                            error=job.error)
+
+
+@dataclass
+class _Reported:
+    """The progress a job last reported, and whether a report is worth a write: the first,
+    the last, a new total, or a step of ``1/PROGRESS_WRITES`` of the work since the last."""
+
+    last: tuple[int, int] | None = None
+    written: int = -1
+
+    def due(self, done: int, total: int) -> bool:
+        previous, self.last = self.last, (done, total)
+        step = max(1, total // PROGRESS_WRITES)
+        if previous is None or previous[1] != total or done >= total or \
+                done - self.written >= step:
+            self.written = done
+            return True
+        return False
 
 
 def _lapsed(now: dt.datetime) -> ColumnElement[bool]:

@@ -14,7 +14,7 @@ from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Group, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
-from ca.service import status
+from ca.service import status, userrows
 from ca.service.core import ServiceCore
 from ca.service.selection import Selection, select_users, user_status
 from ca.service.tokens import revoke_user_tokens
@@ -194,19 +194,28 @@ class UserUseCases(ServiceCore):
                     getattr(report, outcome).append(spec.login)
                 return report
             # the rows this import changes, locked in id order before any certificate's
-            queries.lock_users(session, [user.id for _, _, user in decided if user is not None])
-            known = {g.name_key: g for g in session.scalars(
-                select(Group).where(Group.tenant_id == owner.id))}
-            for outcome, spec, user in decided:
-                if user is None:
-                    self._create(session, owner, spec, actor, now=now, known=known)
-                else:
-                    self._update(session, owner, user, spec, actor, now=now, known=known)
+            changed = [(spec, user) for outcome, spec, user in decided
+                       if outcome == "updated" and user is not None]
+            queries.lock_users(session, [user.id for _, user in changed])
+            created = [spec for _, spec, user in decided if user is None]
+            known = userrows.groups_by_key(
+                session, owner, (name for _, spec, _ in decided for name in spec.groups or ()),
+                now=now)
+            userrows.insert_users(session, owner, [_new_row(spec) for spec in created], [
+                [known[key] for key in dict.fromkeys(g.casefold() for g in spec.groups or ())]
+                for spec in created], now=now)
+            for spec, user in changed:  # one event each (ca.audit), as a single update
+                self._update(session, owner, user, spec, actor, now=now, known=known)
+            for outcome, spec, _ in decided:
                 getattr(report, outcome).append(spec.login)
+            # the users created are named in the batch's one event, not one event each
             audit.record(session, actor, Event(
                 action="user.import", target=owner.name, tenant_id=owner.id,
                 details={"created": len(report.created), "updated": len(report.updated),
-                         "errors": len(report.errors)}), now=now)
+                         "errors": len(report.errors),
+                         "created_logins": [spec.login for spec in created],
+                         "allowed": [spec.login for spec in created if spec.secure_access]}),
+                now=now)
         return report
 
     def export_users(self, tenant: str, selection: Selection | None = None) -> Iterator[str]:
@@ -223,15 +232,14 @@ class UserUseCases(ServiceCore):
     # --- the steps -------------------------------------------------------------------------
 
     def _create(self, session: Session, owner: Tenant, spec: UserSpec, actor: Actor, *,
-                now: dt.datetime, known: dict[str, Group] | None = None) -> User:
+                now: dt.datetime) -> User:
         """A new user (the caller knows there is none by that login)."""
         assert spec.email is not None
         user = User(tenant_id=owner.id, login=spec.login, login_key=spec.login.lower(),
                     email=spec.email, display_name=spec.display_name or "",
                     kind=spec.kind or "person", status="active",
                     secure_access=bool(spec.secure_access), created_at=now, updated_at=now,
-                    groups=self._groups(session, owner, spec.groups or (), now=now,
-                                        known=known))
+                    groups=self._groups(session, owner, spec.groups or (), now=now))
         session.add(user)
         audit.record(session, actor, Event(
             action="user.create", target=f"{owner.name}/{spec.login}", tenant_id=owner.id,
@@ -281,7 +289,8 @@ class UserUseCases(ServiceCore):
     def _groups(self, session: Session, owner: Tenant, names: tuple[str, ...], *,
                 now: dt.datetime, known: dict[str, Group] | None = None) -> list[Group]:
         """The named groups, created on first mention; ``known``: the tenant's groups by
-        key, read once (an import), else each is looked up."""
+        key, read once (an import, which created every group it names), else each is looked
+        up."""
         found: dict[str, Group] = {}
         for name in names:
             key = name.casefold()
@@ -290,8 +299,6 @@ class UserUseCases(ServiceCore):
             if group is None:
                 group = Group(tenant_id=owner.id, name=name, name_key=key, created_at=now)
                 session.add(group)
-                if known is not None:
-                    known[key] = group
             found.setdefault(key, group)
         return list(found.values())
 
@@ -337,6 +344,12 @@ def _users_by_key(session: Session, owner: Tenant, keys: list[str]) -> dict[str,
                                User.login_key.in_(keys[start:start + IN_BATCH]))
             .options(selectinload(User.groups))))
     return found
+
+
+def _new_row(spec: UserSpec) -> dict[str, object]:
+    """A new user's values from its row (``_outcome`` checked that it has an e-mail)."""
+    return {"login": spec.login, "email": spec.email, "display_name": spec.display_name or "",
+            "kind": spec.kind or "person", "secure_access": bool(spec.secure_access)}
 
 
 def _outcome(user: User | None, spec: UserSpec) -> str:

@@ -1,4 +1,6 @@
-"""Zip bundles (pure): a user's PKCS#12 and its password, under names no input can subvert."""
+"""Zip bundles (pure): a user's PKCS#12 and its password, under names no input can subvert;
+and ``entry_zips``, the bulk download's work for a worker process (which imports no more than
+this module and ``pkcs12``, so that the workers stay small)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,13 @@ import datetime as dt
 import io
 import re
 import zipfile
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ca.x509 import pkcs12
 
 # a login is checked at creation (ca.validate.login); this second check guards every name that
 # reaches a zip, so that no path ('..', '/', '\\'), NUL or control character can ever appear
@@ -38,3 +47,37 @@ def user_zip(*, login: str, p12: bytes, password: str, when: dt.datetime) -> byt
 
 def zip_name(login: str) -> str:
     return safe_name(f"{login}.zip")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """What one user's zip in a bulk download needs, all picklable for a worker process."""
+
+    login: str
+    serial: str
+    not_after: dt.datetime
+    fingerprint: str
+    cert_der: bytes
+    key_der: bytes = field(repr=False)  # a private key and its PKCS#12 password: never shown
+    password: str = field(repr=False)
+    chain_der: tuple[bytes, ...]
+    friendly_name: str
+    profile: str
+    when: dt.datetime
+
+
+def entry_zip(entry: Entry) -> bytes:
+    """The per-user zip for one entry."""
+    key = serialization.load_der_private_key(entry.key_der, None,
+                                             unsafe_skip_rsa_key_validation=True)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    p12 = pkcs12.build(key=key, cert=x509.load_der_x509_certificate(entry.cert_der),
+                       chain=[x509.load_der_x509_certificate(d) for d in entry.chain_der],
+                       friendly_name=entry.friendly_name, password=entry.password,
+                       profile=pkcs12.Profile(entry.profile))
+    return user_zip(login=entry.login, p12=p12, password=entry.password, when=entry.when)
+
+
+def entry_zips(entries: list[tuple[int, Entry]]) -> list[tuple[int, Entry, bytes]]:
+    """Each entry's zip, beside its certificate id and entry (one task of a worker)."""
+    return [(cid, entry, entry_zip(entry)) for cid, entry in entries]

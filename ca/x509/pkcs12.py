@@ -60,3 +60,10 @@ def build(*, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, cert: x509.Cer
     """A PKCS#12 file; the key and certificate share a localKeyID, so importers pair them."""
     return pkcs12.serialize_key_and_certificates(
         friendly_name.encode(), key, cert, list(chain), _encryption(profile, password.encode()))
+
+
+def chosen(asked: str | None, *, issued: str | None, tenant: str) -> Profile:
+    """The profile a bundle is built in, for the single and the bulk download alike: the one
+    the download asks for, else the certificate's own (chosen when it was issued), else the
+    tenant's default."""
+    return Profile.parse(asked or issued or tenant)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ca.service import IssueRequest, Selection, Service, downloads
 from ca.states import State
+from ca.x509 import bundle
 from tests.integration.test_bulk import manifest, members
 
 TENANT = "default"
@@ -45,15 +46,15 @@ def opened(service: Service) -> list[list[str]]:
 
 def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
         service: Service, staff: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    building = downloads.user_zip
+    building = bundle.entry_zip
 
-    def suspended_while_built(entry: downloads.Entry) -> bytes:
+    def suspended_while_built(entry: bundle.Entry) -> bytes:
         # u12's PKCS#12 is being built (its key already unsealed) when it is suspended
         if entry.login == "u12":
             service.suspend(TENANT, staff["u12"])
         return building(entry)
 
-    monkeypatch.setattr(downloads, "user_zip", suspended_while_built)
+    monkeypatch.setattr(bundle, "entry_zip", suspended_while_built)
     made = service.download_bulk(TENANT, Selection(everyone=True))
     assert made.count == USERS
     chunks: Iterator[bytes] = iter(made.chunks)
@@ -73,15 +74,16 @@ def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
         login: staff[login] for login in kept}
     with zipfile.ZipFile(io.BytesIO(archive)) as outer, zipfile.ZipFile(
             io.BytesIO(outer.read("u03.zip"))) as inner:
-        bundle = pkcs12.load_pkcs12(inner.read("u03.p12"),
-                                    inner.read("u03-password.txt").strip())
-    assert bundle.key is not None and bundle.cert is not None
-    assert format(bundle.cert.certificate.serial_number, "X") == staff["u03"]
+        opened_p12 = pkcs12.load_pkcs12(inner.read("u03.p12"),
+                                        inner.read("u03-password.txt").strip())
+    assert opened_p12.key is not None and opened_p12.cert is not None
+    assert format(opened_p12.cert.certificate.serial_number, "X") == staff["u03"]
 
     assert opened(service) == [list(staff.values())]  # what was asked for, before any byte
+    # u12 was built (and withheld); the others changed before their batch was read
     assert ends(service) == [{"serials": [staff[login] for login in kept], "complete": True,
                               "withheld": [staff[login] for login in withheld],
-                              "outcome": "success"}]
+                              "built": USERS - 4, "outcome": "success"}]
     states = {login: service.get_certificate(staff[login]).state for login in withheld}
     assert states == {"u12": State.SUSPENDED, "u20": State.SUSPENDED, "u25": State.SUSPENDED,
                       "u30": State.REVOKED, "u35": State.REVOKED}
@@ -96,4 +98,5 @@ def test_a_download_broken_off_is_audited_with_what_left(
     chunks.close()  # type: ignore[attr-defined]
     serials = list(staff.values())
     assert ends(service) == [{"serials": serials[:2 * BATCH], "complete": False,
-                              "withheld": serials[2 * BATCH:], "outcome": "failure"}]
+                              "withheld": serials[2 * BATCH:], "built": 2 * BATCH,
+                              "outcome": "failure"}]
