@@ -49,20 +49,22 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, log: Path, **extra: str) -> Iterator[Server]:
-    """``tegata serve`` on the settings' database until the block ends (or the test kills
-    it); ready once ``/healthz`` answers."""
-    server = start(settings, log, **extra)
+def serving(settings: Settings, log: Path, *, workers: int = 1,
+            **extra: str) -> Iterator[Server]:
+    """``tegata serve --workers N`` on the settings' database until the block ends (or the
+    test kills it); ready once ``/healthz`` answers."""
+    server = start(settings, log, workers=workers, **extra)
     try:
         yield server
     finally:
         stop(server.proc)
 
 
-def start(settings: Settings, log: Path, **extra: str) -> Server:
+def start(settings: Settings, log: Path, *, workers: int = 1, **extra: str) -> Server:
     port = free_port()
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port),
+                                 "--workers", str(workers)],
                                 cwd=ROOT, env=server_env(settings, **extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
