@@ -35,6 +35,7 @@ class HostTurn:
         if self._fd is not None or fcntl is None:
             return True
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:  # no writable data directory: the lease alone keeps runs single
             return True
