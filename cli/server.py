@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -125,6 +126,11 @@ def worker_app() -> ASGIApp:
     from api.app import build_app
     from cli import logs
 
+    # a forked worker inherits the parent's SIGTERM handler, which would swallow a stop
+    # that comes while this runs (granian sets the worker's own handlers only after it):
+    # until then, a stop ends the worker at once, as it serves nothing yet
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, signal.SIG_DFL)
     settings = load_settings()
     logs.configure(settings)
     service = Service(settings)
@@ -152,7 +158,9 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
             http1_settings=HTTP1Settings(header_read_timeout=how.header_timeout_ms),
             # connections a worker holds at once; past it they wait in the listen queue
             backpressure=how.connections_per_worker,
-            respawn_failed_workers=True, log_level=LogLevels(settings.log_level),
+            # a crashed worker is replaced; a stop gives requests in flight 8 s to finish
+            respawn_failed_workers=True, workers_kill_timeout=8,
+            log_level=LogLevels(settings.log_level),
             # granian's loggers go through the handler configured above
             log_dictconfig={"loggers": {name: {"handlers": [], "propagate": True}
                                         for name in ("_granian", "granian.access")}},

@@ -31,8 +31,9 @@ class Server:
     log: Path
 
     def kill(self) -> None:
-        """SIGKILL: the process gets no chance to finish anything (a crash, a pulled plug)."""
-        os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the server and its workers at once (its own process group): none gets
+        a chance to finish anything (a crash, a pulled plug)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
 
@@ -58,13 +59,15 @@ def serving(settings: Settings, log: Path, *, workers: int = 1,
         yield server
     finally:
         stop(server.proc)
+        with contextlib.suppress(ProcessLookupError):  # a worker left behind, if any
+            os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 def start(settings: Settings, log: Path, *, workers: int = 1, **extra: str) -> Server:
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port),
-                                 "--workers", str(workers)],
+                                 "--workers", str(workers)], start_new_session=True,
                                 cwd=ROOT, env=server_env(settings, **extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
