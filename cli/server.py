@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -138,6 +139,16 @@ def worker_app() -> ASGIApp:
     return build_app(settings, service=service)
 
 
+def check_address(host: str, port: int) -> None:
+    """A port already taken stops ``serve`` in one line naming it (granian would panic)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"TEGATA_HOST/TEGATA_PORT: cannot listen on {host}:{port}: "
+                          f"{exc.strerror or exc}", field="TEGATA_PORT") from None
+
+
 def run(service: Service, host: str, port: int, *, workers: int | None = None) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
@@ -147,6 +158,7 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     from cli import logs
 
     settings = service.settings
+    check_address(host, port)
     logs.configure(settings)
     how = plan(settings, workers=workers, open_files=open_files_limit())
     service.engine.dispose()  # the workers open their own connections

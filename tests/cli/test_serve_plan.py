@@ -3,7 +3,9 @@ shared among the workers and never past the open files limit, and granian set up
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -54,6 +56,9 @@ def test_serve_without_options_runs_granian_on_every_core(
 
     monkeypatch.setattr(os, "cpu_count", lambda: 7)
     monkeypatch.setattr(granian, "Granian", FakeGranian)
+    root = logging.getLogger()  # serve sets its log handler up: put the test's back after
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setenv("TEGATA_HEADER_TIMEOUT_SECONDS", "4")
     monkeypatch.setenv("TEGATA_MAX_CONNECTIONS", "700")
 
@@ -71,3 +76,12 @@ def test_serve_refuses_zero_workers_in_one_line(ready_sqlite: Env, cli: Cli) -> 
     result = cli("serve", "--workers", "0")
     assert result.code == 2
     assert "--workers" in result.error()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(ready_sqlite: Env, cli: Cli) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), "--workers", "1")
+    assert result.code == 78
+    assert result.error().startswith(f"TEGATA_HOST/TEGATA_PORT: cannot listen on "
+                                     f"127.0.0.1:{port}: ")
