@@ -1,4 +1,5 @@
-"""The composition root of the HTTP service: ``build_app(settings)``.
+"""The composition root of the HTTP service: ``build_app(settings)``, the one stack that
+``tegata serve`` runs in every worker and that tests drive.
 
 The rule for everything under ``api/``: **the event loop only waits on the network.** The
 synchronous core (``Service``: the database, signing, key generation, file I/O) never runs
@@ -36,6 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import problems
 from api.auth import declared_access, failure_limit, token_limit
 from api.conditional import Conditional
+from api.fastpath import OcspFastPath
+from api.hostturn import HostTurn
 from api.metrics import REGISTRY
 from api.openapi import complete
 from api.routes import (
@@ -58,6 +61,7 @@ from ca import parallel
 from ca.errors import Conflict
 from ca.service import Service
 from ca.service.limits import limits_engine
+from ca.service.lifecycle import LifecycleReport
 from ca.settings import Settings
 
 # FastAPI's own documentation routes; everything else must declare its roles
@@ -125,15 +129,24 @@ class BodyLimit:
 log = logging.getLogger("tegata.lifecycle")
 
 
-async def _lifecycle_loop(service: Service, interval: int) -> None:
+def lifecycle_tick(service: Service, turn: HostTurn) -> LifecycleReport | None:
+    """One tick of the loop, in a thread: the run, if this worker has the host's turn
+    (``api.hostturn``); None if another worker of this host has it."""
+    if not turn.mine():
+        return None
+    return service.run_lifecycle()
+
+
+async def _lifecycle_loop(service: Service, interval: int, turn: HostTurn) -> None:
     """Subscription ends, grace ends, expiry and CRL renewal, every ``interval`` seconds:
     what CRL and OCSP publish is right within a minute of each instant."""
     while True:
         try:
-            report = await run_in_threadpool(service.run_lifecycle)
-            REGISTRY.count("tegata_lifecycle_runs_total", "success")
-            if report.suspended or report.reinstated or report.revoked or report.purged:
-                log.info("lifecycle: %s", report)
+            report = await run_in_threadpool(lifecycle_tick, service, turn)
+            if report is not None:  # None: another worker of this host runs it
+                REGISTRY.count("tegata_lifecycle_runs_total", "success")
+                if report.suspended or report.reinstated or report.revoked or report.purged:
+                    log.info("lifecycle: %s", report)
         except Conflict as exc:  # another process or replica is running it: not a failure
             log.info("lifecycle: %s", exc.message)
         except Exception:  # the loop must outlive a failed run; the next one retries
@@ -168,18 +181,31 @@ async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
 
 
 def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
+    """What ``tegata serve`` serves (each worker builds its own from the same settings) and
+    what tests drive: the API with the OCSP fast path in front of its middleware."""
+    app = build_api(settings, service=service)
+    # added last, so outermost: an OCSP request skips routing, dependencies and middleware
+    app.add_middleware(OcspFastPath, service=app.state.service)
+    return app
+
+
+def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
+    """The API alone, OCSP answered by its documented routes (``api.routes.ocsp``): for
+    tests that compare them with the fast path."""
     the_service = service or Service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
+        turn = HostTurn(settings.data_dir)
         if settings.lifecycle_interval_seconds > 0:
-            task = asyncio.create_task(_lifecycle_loop(the_service,
-                                                       settings.lifecycle_interval_seconds))
+            task = asyncio.create_task(_lifecycle_loop(
+                the_service, settings.lifecycle_interval_seconds, turn))
         yield
         if task is not None:
             task.cancel()
         await asyncio.to_thread(parallel.shutdown)  # the bulk workers stop with the server
+        turn.release()
 
     app = TegataAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
                     description="A private certificate authority for per-user client "

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    # --- the HTTP server (cli/server.py) ---
+    # worker processes of `tegata serve` (None: one per core, os.cpu_count())
+    workers: int | None = Field(default=None, ge=1, le=256)
+    # a request whose headers are not all in within this time is closed (slowloris); an
+    # idle kept-alive connection is closed after it too
+    header_timeout_seconds: int = Field(default=10, ge=1, le=60)
+    # open connections the server holds at once, all workers together (None: what the open
+    # files limit allows); beyond it new connections wait in the listen queue
+    max_connections: int | None = Field(default=None, ge=1, le=10_000_000)
 
     @classmethod
     def settings_customise_sources(

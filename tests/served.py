@@ -31,8 +31,9 @@ class Server:
     log: Path
 
     def kill(self) -> None:
-        """SIGKILL: the process gets no chance to finish anything (a crash, a pulled plug)."""
-        os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the server and its workers at once (its own process group): none gets
+        a chance to finish anything (a crash, a pulled plug)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
 
@@ -54,21 +55,27 @@ TEGATA_SERVE = ("cli.main", "serve")
 
 @contextlib.contextmanager
 def serving(settings: Settings, log: Path, *, module: tuple[str, ...] = TEGATA_SERVE,
-            **extra: str) -> Iterator[Server]:
-    """``tegata serve`` on the settings' database until the block ends (or the test kills
-    it); ready once ``/healthz`` answers."""
-    server = start(settings, log, module=module, **extra)
+            workers: int = 1, **extra: str) -> Iterator[Server]:
+    """``tegata serve --workers N`` (or a module taking ``--port`` as it does) on the
+    settings' database until the block ends (or the test kills it); ready once ``/healthz``
+    answers."""
+    server = start(settings, log, module=module, workers=workers, **extra)
     try:
         yield server
     finally:
         stop(server.proc)
+        with contextlib.suppress(ProcessLookupError):  # a worker left behind, if any
+            os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 def start(settings: Settings, log: Path, *, module: tuple[str, ...] = TEGATA_SERVE,
-          **extra: str) -> Server:
+          workers: int = 1, **extra: str) -> Server:
     port = free_port()
+    command = [sys.executable, "-m", *module, "--port", str(port)]
+    if module == TEGATA_SERVE:
+        command += ["--workers", str(workers)]
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", *module, "--port", str(port)],
+        proc = subprocess.Popen(command, start_new_session=True,
                                 cwd=ROOT, env=server_env(settings, **extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)

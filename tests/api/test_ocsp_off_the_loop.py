@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 
-from api.app import build_app
-from api.fastpath import OcspFastPath
+from api.app import build_api, build_app
 from ca.service import IssueRequest, Service
 
 TENANT = "nagoya"
@@ -43,8 +42,8 @@ def nagoya(service: Service) -> Service:
 
 
 def clients(service: Service) -> dict[str, TestClient]:
-    app = build_app(service.settings, service=service)
-    return {"routes": TestClient(app), "fast path": TestClient(OcspFastPath(app, service))}
+    return {"routes": TestClient(build_api(service.settings, service=service)),
+            "fast path": TestClient(build_app(service.settings, service=service))}
 
 
 @pytest.mark.parametrize("path", ["routes", "fast path"])
