@@ -3,7 +3,7 @@ not by visiting every tenant (issue 12): a tenant's next subscription instant, a
 renewal time, certificates by expiry, and the instant the lifecycle's expiry work is done to
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-11-29 23:10:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import ca.db.types
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 lays stored entries end to end instead of encoding every one again
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 Create Date: 2026-11-29 23:20:00
 """
 
@@ -18,7 +18,7 @@ from ca.db.types import UTCDateTime
 from ca.x509 import crl
 
 revision = '0013'
-down_revision = '0009'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
