@@ -328,25 +328,17 @@ def setup_tegata(work: Path) -> tuple[dict[str, str], int]:
 
 
 def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
-                 workers: int | None, *, emulated: bool = False) -> tuple[list[Load], list[str]]:
-    """Tegata's rows; ``emulated``: the workers come from uvicorn running the same app
-    (bench/ocsp_workers.py), for a ``tegata serve`` without ``--workers``."""
+                 workers: int) -> tuple[list[Load], list[str]]:
+    """Tegata's rows, ``tegata serve --workers N``."""
     here = work / f"w{workers or 1}"
     here.mkdir()
     env, serial = setup_tegata(here)
     port = free_port()
-    if emulated:
-        argv = [sys.executable, "-m", "uvicorn", "ocsp_workers:app", "--factory", "--app-dir",
-                str(ROOT / "bench"), "--host", HOST, "--port", str(port), "--workers",
-                str(workers), "--log-level", "warning", "--no-server-header"]
-    else:
-        extra = ["--workers", str(workers)] if workers else []
-        argv = [*TEGATA, "serve", "--port", str(port), *extra]
+    argv = [*TEGATA, "serve", "--port", str(port), "--workers", str(workers)]
     server = procs.start(argv, env=env, cwd=ROOT)
     wait_for_port(port, server)
     request = (here / "req.der").read_bytes()
-    name = (f"uvicorn --workers {workers}, same app" if emulated
-            else f"{workers} workers" if workers else "1 process")
+    name = f"{workers} workers" if workers > 1 else "1 process"
     get_url = f"http://{HOST}:{port}/ocsp/{quote(base64.b64encode(request).decode(), safe='')}"
     post_url = f"http://{HOST}:{port}/ocsp"
     lines = [f"sample GET  {describe(*fetch(get_url, timeout=30), serial)} (first: makes the "
@@ -355,7 +347,7 @@ def bench_tegata(work: Path, procs: Processes, args: argparse.Namespace,
              f"sample POST {describe(*fetch(post_url, request), serial)}"]
     if not answers_well(*fetch(get_url)[:2], serial):
         raise SystemExit("Tegata did not answer the sample request with 'good': stopping")
-    if workers is None:
+    if workers == 1:
         lines += robustness(port, get_url, serial)
     loads = []
     if shutil.which("wrk"):
@@ -539,12 +531,6 @@ def bench_references(work: Path, procs: Processes, args: argparse.Namespace) -> 
 # --- report -----------------------------------------------------------------------------------
 
 
-def serve_supports_workers() -> bool:
-    done = subprocess.run([*TEGATA, "serve", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, check=False, timeout=60, env={**os.environ, "COLUMNS": "200"})
-    return "--workers" in done.stdout
-
-
 def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -569,20 +555,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tegata-bench-ocsp-") as tmp:
         work = Path(tmp)
         try:  # stop the servers before their directory goes
-            found, lines = bench_tegata(work, procs, args, None)
-            loads += found
-            print("tegata serve (one process):")
-            print("\n".join(f"  {line}" for line in lines))
-            if serve_supports_workers():
-                found, lines = bench_tegata(work, procs, args, 2)
+            for workers in (1, 2):
+                found, lines = bench_tegata(work, procs, args, workers)
                 loads += found
-                print("tegata serve --workers 2:")
-                print("\n".join(f"  {line}" for line in lines))
-            else:
-                found, lines = bench_tegata(work, procs, args, 2, emulated=True)
-                loads += found
-                print("`tegata serve` has no --workers option yet: the same app under "
-                      "uvicorn --workers 2 (bench/ocsp_workers.py):")
+                print(f"tegata serve --workers {workers}:")
                 print("\n".join(f"  {line}" for line in lines))
             print("status change visibility, two tegata serve processes on one database:")
             print("\n".join(f"  {line}" for line in bench_visibility(work, procs, args.tries)))
