@@ -17,6 +17,8 @@ from ca.service import Service
 from ca.settings import load_settings
 
 NOW_VARIABLE = "TEGATA_TEST_NOW"
+# for tests.served.serving(..., module=CLOCKED)
+CLOCKED = ("tests.clocked_server",)
 
 
 def main() -> None:

@@ -78,9 +78,11 @@ def limits_engine(engine: Engine) -> Engine:
     first use): a count then never waits behind a long write of the service, nor a long
     write behind a storm of counts. It holds nothing but hashes and levels; deleting it
     resets the limits, nothing more."""
-    if engine.dialect.name != "sqlite" or not engine.url.database:
-        return engine
-    limits = make_engine(f"sqlite:///{limits_file(Path(engine.url.database))}")
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return engine  # no file to put one beside: the table migration 0011 made
+    limits = make_engine(f"sqlite:///{limits_file(Path(database))}")
     with limits.begin() as conn:  # IF NOT EXISTS: workers starting together may all make it
         conn.execute(CreateTable(BUCKETS, if_not_exists=True))
         for index in BUCKETS.indexes:

@@ -7,7 +7,7 @@ import logging
 import secrets
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
@@ -112,7 +112,9 @@ class TokenUseCases(ServiceCore):
             raise AuthenticationFailed("unknown token")
         now = self.now()
         with self.reading() as session:
-            row = session.scalar(select(ApiToken).where(
+            # one statement: the token with its tenant and user (no lazy load per request)
+            row = session.scalar(select(ApiToken).options(
+                joinedload(ApiToken.tenant), joinedload(ApiToken.user)).where(
                 ApiToken.token_hash == tokens.digest(token)))
             if row is None or not secrets.compare_digest(row.token_hash, tokens.digest(token)):
                 raise AuthenticationFailed("unknown token")

@@ -31,12 +31,12 @@ from ca.service.limits import limits_engine
 from ca.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.test_route_roles import CALLERS, concrete
+from tests.clocked_server import CLOCKED
 from tests.served import live_service, serving
 
 # the OCSP routes are the OCSP responder's work (issue 12, "OCSP answers from memory"), which
 # moves them off the database altogether; every other route is walked
 NOT_WALKED = {"/ocsp", "/ocsp/{encoded:path}"}
-CLOCKED = ("tests.clocked_server",)
 
 
 def on_event_loop() -> bool:

@@ -20,7 +20,7 @@ from api.auth import FAILURES_ALLOWED
 from api.routes.selfservice import LINK_REQUESTS_PER_MINUTE
 from ca.settings import Settings
 from tests.api.conftest import bearer
-from tests.api.test_event_loop import CLOCKED
+from tests.clocked_server import CLOCKED
 from tests.served import Server, live_service, serving
 
 PER_TOKEN = 4

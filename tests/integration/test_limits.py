@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select
 
 from ca.db import migrate
+from ca.db.engine import make_engine
 from ca.service import Service
 from ca.service.limits import BUCKETS, RateBuckets, limits_engine
 from tests.moments import MOMENTS
@@ -114,3 +115,14 @@ def test_the_migration_goes_down_and_up(bare_service: Service) -> None:
     assert "rate_buckets" not in inspect(bare_service.engine).get_table_names()
     bare_service.upgrade_database()
     assert "rate_buckets" in inspect(bare_service.engine).get_table_names()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_on_sqlite_the_buckets_live_beside_the_database_file(
+        bare_service: Service, limits: Engine, tmp_path: Path) -> None:
+    RateBuckets(limits, kind="link", capacity=1, per_minute=1).admit(ADDRESS, now=T0)
+    assert limits.url.database == str(tmp_path / "tegata-limits.db")
+    assert len(rows(limits)) == 1 and rows(bare_service.engine) == []
+    # a database with no file (in memory) keeps them in its own table
+    memory = make_engine("sqlite://")
+    assert limits_engine(memory) is memory
