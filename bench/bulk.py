@@ -218,9 +218,9 @@ def totals(rows: list[dict[str, object]], floors: dict[int, tuple[float, float]]
             steps = [r for r in rows if r["users"] == users and str(r["step"]).startswith(shell)]
             if len(steps) != 3:
                 continue
-            total = sum(float(r["seconds"]) for r in steps)  # type: ignore[arg-type]
-            used = sum(float(r["cpu"]) for r in steps)  # type: ignore[arg-type]
-            peak = max(float(r["peak_mb"]) for r in steps)  # type: ignore[arg-type]
+            total = sum(float(str(r["seconds"])) for r in steps)
+            used = sum(float(str(r["cpu"])) for r in steps)
+            peak = max(float(str(r["peak_mb"])) for r in steps)
             lines.append(f"{shell + ' end to end':18} {users:>7} {total:>8.2f} "
                          f"{users / total:>9.1f} {peak:>8.1f} {used:>7.2f} {'':>7} "
                          f"{total / seconds:>6.2f} {used / cpu:>6.2f}")

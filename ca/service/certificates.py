@@ -88,6 +88,7 @@ class Standing(Protocol):
 PARALLEL_FROM = 1000
 PARALLEL_RSA_FROM = 16
 GROUP = 64  # certificates made per group handed to the pool
+INSERT_ROWS = 1000  # certificate rows per INSERT statement
 AHEAD = 4  # groups in the pool's hands at once
 
 
@@ -146,6 +147,10 @@ class CertificateUseCases(ServiceCore):
             upn_suffix=issuer.tenant.upn_suffix, key_type=key_type,
             public_key_der=None if checked is None else checked.public_key.public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        if checked is None:
+            # opened before the workers start: unwrapping the sealing key takes scrypt's
+            # 128 MB for a moment, which then should not add to theirs
+            _ = self.sealer
         executor = parallel.pool(len(whom), threshold=PARALLEL_RSA_FROM if key_type.startswith(
             "rsa") else PARALLEL_FROM)
         make = making.maker(self.signer(issuer.authority), making.KeyAccess(
@@ -211,15 +216,17 @@ class CertificateUseCases(ServiceCore):
                 for old in superseded:
                     status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
                                   login=whom[old.user_id], now=now)
-            rows = [m.row for m in made]
-            # one batch of INSERTs; a serial already taken fails here
-            ids = list(session.scalars(insert(Certificate).returning(
-                Certificate.id, sort_by_parameter_order=True), rows)) if rows else []
-            keys = [{"certificate_id": cid, "created_at": now, "sealed_key": m.sealed[0],
-                     "sealed_password": m.sealed[1]}
-                    for m, cid in zip(made, ids, strict=True) if m.sealed is not None]
-            if keys:
-                session.execute(insert(KeyMaterial), keys)
+            # batches of INSERTs (a bounded statement each: memory stays flat); a serial
+            # already taken fails here
+            for start in range(0, len(made), INSERT_ROWS):
+                chunk = made[start:start + INSERT_ROWS]
+                ids = list(session.scalars(insert(Certificate).returning(
+                    Certificate.id, sort_by_parameter_order=True), [m.row for m in chunk]))
+                keys = [{"certificate_id": cid, "created_at": now, "sealed_key": m.sealed[0],
+                         "sealed_password": m.sealed[1]}
+                        for m, cid in zip(chunk, ids, strict=True) if m.sealed is not None]
+                if keys:
+                    session.execute(insert(KeyMaterial), keys)
             audit.record_many(session, actor, (Event(
                 action="cert.issue", target=f"{tenant.name}/{m.who.login}/{m.serial}",
                 tenant_id=tenant.id,
