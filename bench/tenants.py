@@ -15,7 +15,7 @@ key file (no fsync), certificate signed by the root, subject and CRL URL, as
 1. ``tegata serve`` from process start to the first ``/healthz`` 200; its lifecycle loop
    then publishes every CA's first CRL (seconds from server start until all are out).
 2. a lifecycle pass with nothing to do, in this process (wall and CPU, median of 5).
-3. every CRL made due at once (labelled: each CA's latest CRL moved 8 days back, and its due
+3. every CRL made due at once (labelled: each CA's CRLs moved 31 days back, and its due
    time with it where the schema has one), a server started,
    and the seconds until its lifecycle loop has renewed all of them, with ``/healthz``
    probed every 20 ms meanwhile (p50, p99, max), then for 5 s at rest for comparison.
@@ -129,8 +129,9 @@ def published(engine: Engine, since: dt.datetime) -> int:
 
 
 def make_all_due(engine: Engine) -> None:
-    """Labelled setup: every CRL 8 days older (due on any schema), and its due time too."""
-    back = dt.timedelta(days=8)
+    """Labelled setup: every CRL 31 days older, past half of any validity (the root's is 30
+    days), so due on any schema; and its due time too where the schema has one."""
+    back = dt.timedelta(days=31)
     with engine.begin() as conn:
         rows = conn.execute(select(CRLS.c.id, CRLS.c.this_update, CRLS.c.next_update)).all()
         conn.execute(update(CRLS).where(CRLS.c.id == bindparam("crl")).values(

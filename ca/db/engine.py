@@ -134,7 +134,8 @@ def writer_turn(engine: Engine) -> Iterator[None]:
         return
     if not turns.acquire():
         raise StorageError(f"the database is busy: no turn to write within "
-                           f"{turns.timeout:g} s (a long write transaction in this process)")
+                           f"{turns.timeout:g} s (a long write transaction, here or in another "
+                           "process)")
     try:
         yield
     finally:

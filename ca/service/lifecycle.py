@@ -206,8 +206,9 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                      now: dt.datetime) -> LifecycleReport:
         """What came due for one tenant: its subscription's instant, its expired keys."""
         owner = session.get(Tenant, tenant_id, populate_existing=True)
-        assert owner is not None
         report = LifecycleReport()
+        if owner is None:  # gone since the pass looked
+            return report
         if owner.lifecycle_due_at is not None and owner.lifecycle_due_at <= now:
             report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
         purged = queries.expired_keys(session, tenant_id, since=since, now=now)
@@ -226,9 +227,9 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             with self.transaction() as session:
                 self._keep_lease(session, holder)
                 authority = session.get(Authority, authority_id, populate_existing=True)
-                assert authority is not None
-                # renewed meanwhile (a revocation republished it): nothing to do
-                if authority.crl_renew_at is None or authority.crl_renew_at <= now:
+                # renewed meanwhile (a revocation republished it), or retired: nothing to do
+                if authority is not None and authority.retired_at is None and (
+                        authority.crl_renew_at is None or authority.crl_renew_at <= now):
                     self._publish(session, authority, now=self.now())
                     renewed += 1
         return renewed

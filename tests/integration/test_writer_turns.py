@@ -98,7 +98,7 @@ def test_a_writer_waiting_past_the_timeout_for_its_turn_is_refused_clearly(
         done.set()
         holder.join(timeout=60)
     assert refused.value.message == ("the database is busy: no turn to write within 0.3 s "
-                                     "(a long write transaction in this process)")
+                                     "(a long write transaction, here or in another process)")
     assert quick.add_user(TENANT, "taro", email="taro@example.jp").login == "taro"
 
 
