@@ -68,7 +68,18 @@ def _read(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:  # folded by another scrape meanwhile
         return None
+    except ValueError:  # not ours (renames are atomic): skipped, not a failed scrape
+        log.warning("metrics: %s is not a counters file; skipped", path.name)
+        return None
     return data if isinstance(data, dict) else None
+
+
+def _totals(path: Path, data: dict[str, Any]) -> Totals | None:
+    try:
+        return Totals.from_json(data)
+    except (KeyError, TypeError, ValueError):  # another release's, or not ours
+        log.warning("metrics: %s holds no counters this release reads; skipped", path.name)
+        return None
 
 
 class WorkerShare:
@@ -148,18 +159,22 @@ class WorkerShare:
 
     def _fold_and_sum(self) -> Totals:
         retired_path = self.directory / RETIRED
-        kept = _read(retired_path) or {"files": [], "totals": Totals().to_json()}
-        folded = set(kept["files"])
-        retired = Totals.from_json(kept["totals"])
+        kept = _read(retired_path) or {}
+        folded = {str(name) for name in kept.get("files", ())}
+        retired = _totals(retired_path, kept.get("totals", {})) or Totals()
         live, dead = Totals(), []
         for path in sorted(self.directory.glob("*-*.json")):
             data = _read(path)
-            if data is None or path.name in folded:
+            pid = path.name.split("-", 1)[0]
+            if data is None or path.name in folded or not pid.isdigit():
                 continue
-            if _alive(int(path.name.split("-", 1)[0])):
-                live.add(Totals.from_json(data))
+            counts = _totals(path, data)
+            if counts is None:
+                continue
+            if _alive(int(pid)):
+                live.add(counts)
             else:
-                retired.add(Totals.from_json(data))
+                retired.add(counts)
                 dead.append(path)
         if dead:
             present = {p.name for p in self.directory.glob("*-*.json")}

@@ -71,3 +71,11 @@ def test_a_file_folded_by_a_scrape_that_died_before_removing_it_counts_once(
 def test_without_a_writable_directory_a_worker_reports_its_own_counts(tmp_path: Path) -> None:
     (tmp_path / DIRECTORY).write_text("a file where the directory should be", encoding="utf-8")
     assert share_counting(tmp_path, 4).totals().counters[OCSP_GET] == 4
+
+
+def test_a_file_that_is_not_a_workers_counters_is_skipped(tmp_path: Path) -> None:
+    worker_file(tmp_path, os.getppid(), 3)
+    (tmp_path / DIRECTORY / f"{os.getppid()}-壊れた.json").write_text("{", encoding="utf-8")
+    (tmp_path / DIRECTORY / f"{os.getppid()}-other.json").write_text('{"counters": 1}',
+                                                                     encoding="utf-8")
+    assert share_counting(tmp_path, 1).totals().counters[OCSP_GET] == 4
