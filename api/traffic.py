@@ -37,26 +37,37 @@ class BodyTimedOut(Exception):
 
 async def next_chunk(receive: Receive, timeout: float) -> Message:
     """The next message of a request, or BodyTimedOut if none comes within ``timeout``
-    seconds (``asyncio.timeout``: no task per call, cheap enough for OCSP POST)."""
+    seconds. The read is cancelled itself, not the task awaiting it: cancelling the task
+    (``asyncio.timeout``) from inside Starlette's task groups left granian's read of the
+    body running now and then, and the connection open after the 408."""
+    pending = asyncio.ensure_future(receive())
     try:
-        async with asyncio.timeout(timeout):
-            return await receive()
-    except TimeoutError:
-        raise BodyTimedOut(f"the request body stalled for {timeout:g} s") from None
+        done, _ = await asyncio.wait((pending,), timeout=timeout)
+    finally:
+        if not pending.done():
+            pending.cancel()
+    if not done:
+        raise BodyTimedOut(f"the request body stalled for {timeout:g} s")
+    return pending.result()
 
 
 DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+async def _no_body() -> Message:
+    return DISCONNECT
 
 
 class SlowBody:
     """Every wait for a body chunk bounded by ``timeout``; then 408 and the connection
     closed. Once the body is in, waiting (for a disconnect) is not bounded.
 
-    At the timeout the app is told the client left (``http.disconnect``: every layer stops
-    reading, whatever it makes of it) and whatever it answers then is dropped for the 408.
-    Raising into the app instead would not do: FastAPI answers any exception met while
-    reading a body other than an HTTPException with 400, and the task group of Starlette's
-    BaseHTTPMiddleware wraps whatever passes through it in an ExceptionGroup."""
+    At the timeout the 408 goes out at once, the app is told the client left
+    (``http.disconnect``: every layer stops reading, whatever it makes of it), and whatever
+    it answers then is dropped. Raising into the app instead would not do: FastAPI answers
+    any exception met while reading a body other than an HTTPException with 400, and the
+    task group of Starlette's BaseHTTPMiddleware wraps whatever passes through it in an
+    ExceptionGroup."""
 
     def __init__(self, app: ASGIApp, *, timeout: float) -> None:
         self.app = app
@@ -68,13 +79,15 @@ class SlowBody:
             return
         body_in = answering = False
         stalled: str | None = None
-        # granian drops a connection's unread body, and so closes it, once nothing holds its
-        # ``receive``: after a stall the app's layers keep only ``timed``, which lets go of
-        # it (a cycle through an exception's frames would otherwise hold it until the GC)
+        # granian drops a connection's unread body, and so closes it after the 408, only once
+        # nothing holds its ``receive`` or ``send``: the app's layers may keep ``timed`` and
+        # ``sending`` in reference cycles (exceptions and their frames) until the GC runs,
+        # so these two let go of granian's callables at a stall and when the app is done
         source: Receive | None = receive
+        sink: Send | None = send
 
         async def timed() -> Message:
-            nonlocal body_in, stalled, source
+            nonlocal body_in, stalled, source, sink
             if source is None:
                 return DISCONNECT
             if body_in:
@@ -82,9 +95,12 @@ class SlowBody:
             try:
                 message = await next_chunk(source, self.timeout)
             except BodyTimedOut as exc:
-                if not answering:
+                if not answering and sink is not None:
                     stalled = str(exc)
-                    source = None
+                    source, answer_with, sink = None, sink, None
+                    await problems.problem(408, "request-timeout", "Request timeout",
+                                           stalled, headers={"Connection": "close"})(
+                        scope, _no_body, answer_with)
                 body_in = True  # too late for a 408: the app just sees the client gone
                 return DISCONNECT
             body_in = message["type"] != "http.request" or not message.get("more_body")
@@ -92,16 +108,15 @@ class SlowBody:
 
         async def sending(message: Message) -> None:
             nonlocal answering
-            if stalled is not None:
+            if sink is None:
                 return  # the app's answer to a body that never came: the 408 replaces it
             answering = answering or message["type"] == "http.response.start"
-            await send(message)
+            await sink(message)
 
-        await self.app(scope, timed, sending)
-        if stalled is not None:
-            response = problems.problem(408, "request-timeout", "Request timeout",
-                                        stalled, headers={"Connection": "close"})
-            await response(scope, receive, send)
+        try:
+            await self.app(scope, timed, sending)
+        finally:
+            source = sink = None
 
 
 def route_of(scope: Scope) -> str:
