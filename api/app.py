@@ -57,11 +57,13 @@ from api.routes import (
     tenants,
     users,
 )
+from api.sharedmetrics import WorkerShare
+from api.traffic import AccessLog, SlowBody
 from ca import parallel
 from ca.errors import Conflict
 from ca.service import Service
-from ca.service.limits import limits_engine
 from ca.service.lifecycle import LifecycleReport
+from ca.service.limits import limits_engine
 from ca.settings import Settings
 
 # FastAPI's own documentation routes; everything else must declare its roles
@@ -186,6 +188,9 @@ def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app = build_api(settings, service=service)
     # added last, so outermost: an OCSP request skips routing, dependencies and middleware
     app.add_middleware(OcspFastPath, service=app.state.service)
+    # around the fast path too: its body waits are bounded, its requests counted and logged
+    app.add_middleware(SlowBody, timeout=settings.body_timeout_seconds)
+    app.add_middleware(AccessLog, enabled=settings.access_log)
     return app
 
 
@@ -193,11 +198,13 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
     """The API alone, OCSP answered by its documented routes (``api.routes.ocsp``): for
     tests that compare them with the fast path."""
     the_service = service or Service(settings)
+    share = WorkerShare(settings.data_dir)  # /metrics sums every worker's counters
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
         turn = HostTurn(settings.data_dir)
+        share.start()
         if settings.lifecycle_interval_seconds > 0:
             task = asyncio.create_task(_lifecycle_loop(
                 the_service, settings.lifecycle_interval_seconds, turn))
@@ -206,6 +213,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
             task.cancel()
         await asyncio.to_thread(parallel.shutdown)  # the bulk workers stop with the server
         turn.release()
+        await run_in_threadpool(share.stop)
 
     app = TegataAPI(title="Tegata", version="0.1.0", redoc_url=None, lifespan=lifespan,
                     description="A private certificate authority for per-user client "
@@ -216,6 +224,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
     app.state.auth_failures = failure_limit(limits)
     app.state.token_limiter = token_limit(limits, settings.token_requests_per_minute)
     app.state.link_limiter = selfservice.link_limit(limits)
+    app.state.metrics_share = share
     app.state.trusted_proxies = tuple(ipaddress.ip_network(n, strict=False)
                                       for n in settings.trusted_proxies)
     problems.install(app)

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # open connections the server holds at once, all workers together (None: what the open
     # files limit allows); beyond it new connections wait in the listen queue
     max_connections: int | None = Field(default=None, ge=1, le=10_000_000)
+    # a request body whose next chunk does not come within this time is answered 408 and its
+    # connection closed (granian bounds headers only): a slow POST cannot hold a connection
+    body_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # one log line per request (tegata.access): peer, method, path, status, milliseconds
+    access_log: bool = True
 
     @classmethod
     def settings_customise_sources(

@@ -155,6 +155,7 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
+    from api import sharedmetrics
     from cli import logs
 
     settings = service.settings
@@ -162,6 +163,7 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     logs.configure(settings)
     how = plan(settings, workers=workers, open_files=open_files_limit())
     service.engine.dispose()  # the workers open their own connections
+    sharedmetrics.reset(settings.data_dir)  # a new server counts from zero
     Granian(WORKER_FACTORY, factory=True, address=host, port=port,
             interface=Interfaces.ASGI, loop=Loops.uvloop, workers=how.workers,
             # HTTP/1 only: with HTTP/2 detection granian waits for a first byte without
