@@ -128,7 +128,7 @@ class _FileTurn:
         # held by another process: a helper thread waits in the kernel's queue; if the
         # wait outlasts the timeout, the helper closes what it gets (nobody waits for it)
         got, guard = threading.Event(), threading.Lock()
-        state = {"abandoned": False, "error": None}
+        state: dict[str, Any] = {"abandoned": False, "error": None}
 
         def wait_in_queue() -> None:
             try:
