@@ -77,7 +77,7 @@ class ServiceCore:
         made = crls.publish(session, authority, now=now, urls=self.urls,
                             signer_of=self.signer)
         assert authority is not None
-        authority.crl_renew_at = crl_renew_at(made.this_update, made.next_update)
+        authority.crl_renew_at = crl_renew_at(made)
         return made
 
     def now(self) -> dt.datetime:
@@ -173,7 +173,7 @@ class ServiceCore:
             return queries.root(session) is not None
 
 
-def crl_renew_at(this_update: dt.datetime, next_update: dt.datetime) -> dt.datetime:
+def crl_renew_at(crl: crls.Dated) -> dt.datetime:
     """A CRL is renewed past half its validity, so that its nextUpdate never passes while
     the service runs (migration 0012 applies the same rule to the CRLs it finds)."""
-    return this_update + (next_update - this_update) / 2
+    return crl.this_update + (crl.next_update - crl.this_update) / 2

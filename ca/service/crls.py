@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from sqlalchemy import Executable, bindparam, func, insert, select, update
@@ -67,6 +67,15 @@ def next_number(now: dt.datetime, last: int | None) -> int:
     return max(int(now.timestamp() * 1000), (last + 1) if last is not None else 1)
 
 
+class Dated(Protocol):
+    """A CRL's dates: a ``Crl`` row, or a ``Renewal`` not yet recorded."""
+
+    @property
+    def this_update(self) -> dt.datetime: ...
+    @property
+    def next_update(self) -> dt.datetime: ...
+
+
 @dataclass(frozen=True)
 class Renewal:
     """An issuing CA's next CRL, made and signed outside any write transaction: the crls
@@ -75,6 +84,14 @@ class Renewal:
     authority_id: int
     after: int | None
     row: dict[str, Any]
+
+    @property
+    def this_update(self) -> dt.datetime:
+        return self.row["this_update"]  # type: ignore[no-any-return]
+
+    @property
+    def next_update(self) -> dt.datetime:
+        return self.row["next_update"]  # type: ignore[no-any-return]
 
 
 def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: dt.datetime,
@@ -117,7 +134,7 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
 
 
 def record_renewals(session: Session, renewals: Sequence[Renewal], *,
-                    renew_at: Callable[[dt.datetime, dt.datetime], dt.datetime]) -> set[int]:
+                    renew_at: Callable[[Renewal], dt.datetime]) -> set[int]:
     """Insert the prepared CRLs whose CA has published nothing since (its latest CRL is
     still the one each follows) and is active, with their CAs' next renewal times: a few
     Core statements in all. The CAs recorded; the caller decides about the others.
@@ -143,7 +160,7 @@ def record_renewals(session: Session, renewals: Sequence[Renewal], *,
             update(Authority).where(Authority.id == bindparam("renewed"))
             .values(crl_renew_at=bindparam("renew_at")),
             [{"renewed": r.authority_id,
-              "renew_at": renew_at(r.row["this_update"], r.row["next_update"])}
+              "renew_at": renew_at(r)}
              for r in fresh])
     return {r.authority_id for r in fresh}
 
