@@ -5,6 +5,7 @@
     .venv/bin/python bench/issue.py --requests 2000 --clients 20
     .venv/bin/python bench/issue.py --postgres postgresql+psycopg://postgres@127.0.0.1/postgres
     .venv/bin/python bench/issue.py --before /tmp/tegata-main   # that checkout too, same run
+    .venv/bin/python bench/issue.py --workers 1 2                # tegata serve --workers 1, 2
 
 Setup (not measured): a throwaway Tegata with one tenant, one user per request (one CSV
 import) and an admin token, then ``tegata serve`` (its lifecycle loop off, so that only the
@@ -14,7 +15,9 @@ certificate with a key made on the server (sealed for a later download), until
 ``--requests`` are done; 20 warm-up requests first (the CA key and the data-protection key
 load on first use). Prints requests/s, p50, p99 and max, and every non-201 answer.
 With ``--before DIR`` (a checkout of the code before this change, e.g. ``git archive main``)
-the same load runs against it too, alternately, and the ratios are printed. The issue's
+the same load runs against it too, alternately, and the ratios are printed. ``--workers``
+runs every step with ``tegata serve --workers N`` for each N given (granian worker processes
+on one database: on SQLite their writers meet across processes). The issue's
 figure (111/s, p50 94 ms, p99 1.5 s, SQLite) is quoted; there is no peer for this row.
 """
 
@@ -109,7 +112,7 @@ def load(url: str, token: str, logins: list[str], clients: int
     return latencies, errors, time.monotonic() - began
 
 
-def measure(tree: Path, db_url: str, work: Path, args: argparse.Namespace
+def measure(tree: Path, db_url: str, work: Path, args: argparse.Namespace, workers: int
             ) -> tuple[list[float], list[str], float]:
     """Set up with ``tree``'s code (in a process of its own), serve it, and load it."""
     users = WARM_UP + args.requests
@@ -118,7 +121,8 @@ def measure(tree: Path, db_url: str, work: Path, args: argparse.Namespace
                           env=env, cwd=tree, capture_output=True, text=True, check=True)
     token = json.loads(made.stdout.strip().splitlines()[-1])["token"]
     logins = [f"user{n:05d}" for n in range(users)]
-    with serving(env, work / "serve.log", *args.serve_args.split()) as (url, _):
+    with serving(env, work / "serve.log", "--workers", str(workers),
+                 *args.serve_args.split()) as (url, _):
         load(url, token, logins[:WARM_UP], min(args.clients, WARM_UP))
         return load(url, token, logins[WARM_UP:], args.clients)
 
@@ -141,29 +145,34 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code before, measured "
                         "in the same run")
     parser.add_argument("--rounds", type=int, default=1, help="alternate rounds with --before")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="tegata serve --workers N, one run for each N")
     parser.add_argument("--serve-args", default="", help="extra `tegata serve` arguments")
     args = parser.parse_args()
     print(machine())
     kind = "PostgreSQL" if args.postgres else "SQLite"
-    trees = [("this tree", ROOT)] + ([("before", args.before)] if args.before else [])
-    results: dict[str, list[tuple[list[float], list[str], float]]] = {n: [] for n, _ in trees}
+    trees = [(f"this tree, {w} worker{'s' if w > 1 else ''}", ROOT, w) for w in args.workers]
+    trees += [(f"before, {w} worker{'s' if w > 1 else ''}", args.before, w)
+              for w in args.workers if args.before]
+    results: dict[str, list[tuple[list[float], list[str], float]]] = {n: [] for n, *_ in trees}
     for _ in range(args.rounds):
-        for name, tree in trees:
+        for name, tree, workers in trees:
             with tempfile.TemporaryDirectory(prefix="tegata-bench-issue-") as tmp, \
                     database(Path(tmp), args.postgres) as db_url:
-                results[name].append(measure(tree, db_url, Path(tmp), args))
+                results[name].append(measure(tree, db_url, Path(tmp), args, workers))
     print(f"\n{kind}, {args.clients} clients, {args.requests} issuances a round "
           "(one certificate each, key made on the server)")
     for name, rounds in results.items():
         for latencies, errors, wall in rounds:
-            print(f"  {name:<10} {summary(latencies, errors, wall)}")
+            print(f"  {name:<24} {summary(latencies, errors, wall)}")
             for error, count in itertools.islice(
                     sorted({e: errors.count(e) for e in errors}.items()), 3):
-                print(f"  {'':<10} {count} x {error}")
-    if args.before:
-        mine = [x for r in results["this tree"] for x in r[0]]
-        old = [x for r in results["before"] for x in r[0]]
-        print(f"  ratio this/before, all rounds: p50 "
+                print(f"  {'':<24} {count} x {error}")
+    for workers in args.workers if args.before else ():
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        mine = [x for r in results[f"this tree, {label}"] for x in r[0]]
+        old = [x for r in results[f"before, {label}"] for x in r[0]]
+        print(f"  ratio this/before, {label}, all rounds: p50 "
               f"{percentile(mine, 0.5) / percentile(old, 0.5):.2f}, p99 "
               f"{percentile(mine, 0.99) / percentile(old, 0.99):.2f}")
     print(f"  quoted: {QUOTED}")

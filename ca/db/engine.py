@@ -10,18 +10,29 @@ for a writer (WAL).
 The threads of one process take turns for that lock first come, first served
 (``writer_turn``) before they send ``BEGIN IMMEDIATE``: left to SQLite, a writer that finds
 the lock held sleeps in its busy handler with a growing backoff (up to 100 ms a nap) and
-keeps losing to newcomers, which is where a loaded server's tail latency came from. Only a
-writer in another process still meets SQLite's busy handler, bounded by its timeout.
+keeps losing to newcomers, which is where a loaded server's tail latency came from. Then the
+processes on one database file (``tegata serve --workers N``) take turns the same way: the
+thread whose turn it is locks a file beside the database (``<database>-turn``, ``flock``)
+until its transaction ends, the kernel queueing the processes that wait for it, and
+releasing it when its holder exits, even killed. Only a writer that does not take that turn
+(another program, or a system without ``fcntl``) still meets SQLite's busy handler.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the processes meet SQLite's busy handler, as before
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,7 +51,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> E
     write lock (for its turn in this process, then for another process's writer)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-        _TURNS[engine] = _Turns(busy_timeout_ms / 1000)
+        _TURNS[engine] = _Turns(busy_timeout_ms / 1000, _turn_file(engine))
         event.listen(engine, "connect",
                      lambda conn, record: _sqlite_pragmas(conn, record, busy_timeout_ms))
         event.listen(engine, "begin", _sqlite_begin)
@@ -85,12 +96,80 @@ def check_reachable(engine: Engine) -> None:
             f" {reason}", field="TEGATA_DATABASE_URL") from None
 
 
+def _turn_file(engine: Engine) -> str | None:
+    """The file the processes writing ``engine``'s database lock in turn; none for a
+    database in memory (no other process shares it) or without ``fcntl``."""
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:" or database.startswith(
+            "file:") or engine.url.query.get("mode") == "memory":
+        return None
+    return f"{database}-turn"
+
+
+class _FileTurn:
+    """The lock on the turn file, held through one open file description: ``flock`` queues
+    the processes asking for it in the kernel (no sleeping backoff) and drops it when the
+    description is closed, by ``release`` or by the holder's death."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self, timeout: float) -> int | None:
+        """The locked descriptor, or None if the lock did not come within ``timeout``."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        # held by another process: a helper thread waits in the kernel's queue; if the
+        # wait outlasts the timeout, the helper closes what it gets (nobody waits for it)
+        got, guard = threading.Event(), threading.Lock()
+        state: dict[str, Any] = {"abandoned": False, "error": None}
+
+        def wait_in_queue() -> None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                state["error"] = exc
+            with guard:
+                if state["abandoned"]:
+                    os.close(fd)
+                    return
+                got.set()
+
+        threading.Thread(target=wait_in_queue, name="tegata-file-turn", daemon=True).start()
+        if got.wait(timeout):
+            return self._checked(fd, state)
+        with guard:
+            if got.is_set():  # came as the wait ended: ours after all
+                return self._checked(fd, state)
+            state["abandoned"] = True
+        return None
+
+    @staticmethod
+    def _checked(fd: int, state: dict[str, Any]) -> int:
+        if state["error"] is not None:
+            os.close(fd)
+            raise state["error"]
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # closing the only descriptor of the description unlocks it
+
+
 class _Turns:
     """A first come, first served lock: a released lock passes straight to the thread that
-    has waited longest (``threading.Lock`` promises no order)."""
+    has waited longest (``threading.Lock`` promises no order). With a ``turn_file``, the
+    thread whose turn it is then takes the processes' turn too (``_FileTurn``)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, turn_file: str | None = None) -> None:
         self.timeout = timeout
+        self.file = _FileTurn(turn_file) if turn_file else None
         self._mutex = threading.Lock()
         self._waiting: deque[threading.Lock] = deque()
         self._held = False
@@ -132,11 +211,22 @@ def writer_turn(engine: Engine) -> Iterator[None]:
     if turns is None:
         yield
         return
+    started = time.monotonic()
     if not turns.acquire():
-        raise StorageError(f"the database is busy: no turn to write within "
-                           f"{turns.timeout:g} s (a long write transaction, here or in another "
-                           "process)")
+        raise _busy(turns)
+    fd: int | None = None
     try:
+        if turns.file is not None:
+            fd = turns.file.acquire(max(0.0, turns.timeout - (time.monotonic() - started)))
+            if fd is None:
+                raise _busy(turns)
         yield
     finally:
+        if fd is not None:
+            _FileTurn.release(fd)
         turns.release()
+
+
+def _busy(turns: _Turns) -> StorageError:
+    return StorageError(f"the database is busy: no turn to write within {turns.timeout:g} s "
+                        "(a long write transaction, here or in another process)")

@@ -173,7 +173,7 @@ class ServiceCore:
             return queries.root(session) is not None
 
 
-def crl_renew_at(crl: Crl) -> dt.datetime:
+def crl_renew_at(crl: crls.Dated) -> dt.datetime:
     """A CRL is renewed past half its validity, so that its nextUpdate never passes while
     the service runs (migration 0012 applies the same rule to the CRLs it finds)."""
     return crl.this_update + (crl.next_update - crl.this_update) / 2

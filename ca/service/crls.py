@@ -6,11 +6,12 @@ authority's row is locked while a CRL is made) and a restored backup."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography import x509
-from sqlalchemy import Executable, func, select, update
+from sqlalchemy import Executable, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ca import serials
@@ -37,7 +38,7 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     session.execute(update(Authority).where(Authority.id == authority.id)
                     .values(key_id=Authority.key_id))
     last = latest(session, authority)
-    number = max(int(now.timestamp() * 1000), (last.number + 1) if last else 1)
+    number = next_number(now, last.number if last else None)
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     url = crl_url(session, authority, urls)
     entries: Iterable[bytes]
@@ -48,7 +49,7 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
         owner = session.get(Tenant, authority.tenant_id)
         assert owner is not None
         validity = dt.timedelta(seconds=owner.crl_validity_seconds)
-        entries = _entries(session, authority, last)
+        entries = _entries(session, authority.id, last.this_update if last else None)
     request = crl_builder.CrlRequest(
         number=number, this_update=this_update, next_update=this_update + validity,
         distribution_point=url, covers_ca_certificates=authority.kind == "root")
@@ -59,6 +60,109 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     session.add(row)
     session.flush()
     return row
+
+
+def next_number(now: dt.datetime, last: int | None) -> int:
+    """The CRL Number after ``last`` (the CA's latest), made at ``now``."""
+    return max(int(now.timestamp() * 1000), (last + 1) if last is not None else 1)
+
+
+class Dated(Protocol):
+    """A CRL's dates: a ``Crl`` row, or a ``Renewal`` not yet recorded."""
+
+    @property
+    def this_update(self) -> dt.datetime: ...
+    @property
+    def next_update(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """An issuing CA's next CRL, made and signed outside any write transaction: the crls
+    row to insert, valid only while the CA's latest CRL is still number ``after``."""
+
+    authority_id: int
+    after: int | None
+    row: dict[str, Any]
+
+    @property
+    def this_update(self) -> dt.datetime:
+        return self.row["this_update"]  # type: ignore[no-any-return]
+
+    @property
+    def next_update(self) -> dt.datetime:
+        return self.row["next_update"]  # type: ignore[no-any-return]
+
+
+def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: dt.datetime,
+                     signer_of: Callable[[str], Signer]) -> list[Renewal]:
+    """The next CRLs of those of ``authority_ids`` that are active issuing CAs with a CRL
+    URL (the others are left to ``publish``), read in two statements for the whole set:
+    each CA with its tenant's CRL validity and its latest CRL, then which of them list any
+    certificate (only those read their entries). ``signer_of`` takes a key id."""
+    newest = (select(Crl.authority_id, func.max(Crl.number).label("number"))
+              .where(Crl.authority_id.in_(authority_ids)).group_by(Crl.authority_id)
+              .subquery())
+    cas = session.execute(
+        select(Authority.id, Authority.der, Authority.key_id, Authority.crl_url,
+               Tenant.crl_validity_seconds, Crl.number, Crl.this_update)
+        .join(Tenant, Tenant.id == Authority.tenant_id)
+        .outerjoin(newest, newest.c.authority_id == Authority.id)
+        .outerjoin(Crl, (Crl.authority_id == Authority.id) & (Crl.number == newest.c.number))
+        .where(Authority.id.in_(authority_ids), Authority.kind == "issuing",
+               Authority.retired_at.is_(None), Authority.crl_url.is_not(None))).all()
+    held = select(Hold.certificate_id).where(Hold.lifted_at.is_(None))
+    listing = set(session.scalars(select(Certificate.authority_id).distinct().where(
+        Certificate.authority_id.in_(authority_ids),
+        Certificate.revoked_at.is_not(None) | Certificate.id.in_(held))))
+    this_update = (now - CLOCK_SKEW).replace(microsecond=0)
+    made = []
+    for authority_id, issuer, key_id, url, validity, last, last_made in cas:
+        assert url is not None  # selected so
+        request = crl_builder.CrlRequest(
+            number=next_number(now, last), this_update=this_update,
+            next_update=this_update + dt.timedelta(seconds=validity),
+            distribution_point=url, covers_ca_certificates=False)
+        entries = _entries(session, authority_id, last_made) if authority_id in listing else ()
+        der = crl_builder.build(request, x509.load_der_x509_certificate(issuer),
+                                signer_of(key_id), entries)
+        made.append(Renewal(authority_id, last, {
+            "authority_id": authority_id, "number": request.number,
+            "this_update": this_update, "next_update": request.next_update, "der": der,
+            "created_at": now}))
+    return made
+
+
+def record_renewals(session: Session, renewals: Sequence[Renewal], *,
+                    renew_at: Callable[[Renewal], dt.datetime]) -> set[int]:
+    """Insert the prepared CRLs whose CA has published nothing since (its latest CRL is
+    still the one each follows) and is active, with their CAs' next renewal times: a few
+    Core statements in all. The CAs recorded; the caller decides about the others.
+
+    Each CA's row is locked first, in id order (as a revocation's republishing locks them),
+    so that no other publisher can slip a CRL in between the check and the insert: CRL
+    Numbers stay strictly increasing per CA."""
+    ids = sorted(r.authority_id for r in renewals)
+    connection = session.connection()
+    for authority_id in ids:
+        connection.execute(update(Authority).where(Authority.id == authority_id)
+                           .values(key_id=Authority.key_id))
+    latest_now = dict(connection.execute(
+        select(Authority.id, func.max(Crl.number))
+        .outerjoin(Crl, Crl.authority_id == Authority.id)
+        .where(Authority.id.in_(ids), Authority.retired_at.is_(None))
+        .group_by(Authority.id)).all())
+    fresh = [r for r in renewals
+             if r.authority_id in latest_now and latest_now[r.authority_id] == r.after]
+    if fresh:
+        connection.execute(insert(Crl), [r.row for r in fresh])
+        connection.execute(
+            update(Authority).where(Authority.id == bindparam("renewed"))
+            .values(crl_renew_at=bindparam("renew_at")),
+            [{"renewed": r.authority_id,
+              "renew_at": renew_at(r)}
+             for r in fresh])
+    return {r.authority_id for r in fresh}
 
 
 def new_crl_url(urls: Urls, tenant: str | None) -> str:
@@ -105,7 +209,8 @@ def entry_of(cert: Certificate) -> bytes:
         reason=cert.revocation_reason))
 
 
-def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterator[bytes]:
+def _entries(session: Session, authority_id: int,
+             last_made: dt.datetime | None) -> Iterator[bytes]:
     """Revoked and suspended certificates: their entries' DER, in pieces of one or more
     entries. An expired one stays until a CRL has listed it past its expiry (the previous
     CRL was made after notAfter).
@@ -115,9 +220,9 @@ def _entries(session: Session, authority: Authority, last: Crl | None) -> Iterat
     none was kept. A hold is never kept: its entry (certificateHold, dated from the oldest
     unlifted hold) changes when one of several holds is lifted, and it goes when all are.
     """
-    mine = Certificate.authority_id == authority.id
-    if last is not None:
-        mine = mine & (Certificate.not_after >= last.this_update)
+    mine = Certificate.authority_id == authority_id
+    if last_made is not None:  # the thisUpdate of the CA's latest CRL
+        mine = mine & (Certificate.not_after >= last_made)
     # only a revoked certificate keeps an entry: read from ix_certificates_crl_entries alone,
     # a batch of kept entries at a time joined into one piece (no Python step per entry)
     kept = select(Certificate.crl_entry).where(mine, Certificate.crl_entry.is_not(None))
