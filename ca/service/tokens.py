@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import secrets
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, tokens, validate
@@ -115,7 +115,7 @@ class TokenUseCases(ServiceCore):
         with self.reading() as session:
             # one statement, the columns alone (no ORM objects built: this runs on every
             # request): the token with its tenant's name and its user's login and status
-            row = session.execute(_AUTHENTICATING.where(ApiToken.token_hash == digest)).first()
+            row = session.execute(_AUTHENTICATING, {"digest": digest}).first()
         if row is None or not secrets.compare_digest(row.token_hash, digest):
             raise AuthenticationFailed("unknown token")
         if row.revoked_at is not None:
@@ -163,7 +163,8 @@ _AUTHENTICATING = (
            Tenant.name.label("tenant"), User.login.label("login"),
            User.status.label("user_status"))
     .outerjoin(Tenant, ApiToken.tenant_id == Tenant.id)
-    .outerjoin(User, ApiToken.user_id == User.id))
+    .outerjoin(User, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest")))
 
 
 def revoke_user_tokens(session: Session, user: User, actor: Actor, *, cause: str,
