@@ -48,8 +48,9 @@ def _issuing_id(tenant_id: Any) -> ScalarSelect[int]:
 _ISSUING = select(Authority).where(Authority.id == _issuing_id(bindparam("tenant_id")))
 _TENANT_AND_ISSUING = select(Tenant, Authority).outerjoin(
     Authority, Authority.id == _issuing_id(Tenant.id)).where(Tenant.name == bindparam("name"))
-_FRESH_TENANT = select(Tenant, _issuing_id(Tenant.id)).where(
-    Tenant.id == bindparam("tenant_id")).execution_options(populate_existing=True)
+_FRESH_TENANT = select(Tenant.id, Tenant.name, Tenant.subscription_ends_at,
+                       Tenant.subscription_ends_on, _issuing_id(Tenant.id).label("issuing_id")
+                       ).where(Tenant.id == bindparam("tenant_id"))
 _USER = select(User).where(User.tenant_id == bindparam("tenant_id"),
                            User.login_key == bindparam("login_key"))
 
@@ -73,11 +74,12 @@ def tenant_and_issuing(session: Session, name: str) -> tuple[Tenant, Authority]:
     return owner, authority
 
 
-def fresh_tenant(session: Session, tenant_id: int) -> tuple[Tenant, int | None]:
-    """A tenant read afresh (whatever this session held of it) with the id of its issuing CA
-    now, in one statement (an issuance's write checks them again)."""
-    owner, issuing_id = session.execute(_FRESH_TENANT, {"tenant_id": tenant_id}).one()
-    return owner, issuing_id
+def fresh_tenant(session: Session, tenant_id: int) -> Row[int, str, dt.datetime | None,
+                                                        dt.date | None, int | None]:
+    """What an issuance's write checks again of a tenant, read afresh in one statement as
+    columns (id, name, subscription_ends_at, subscription_ends_on) with ``issuing_id``, the
+    id of its issuing CA now."""
+    return session.execute(_FRESH_TENANT, {"tenant_id": tenant_id}).one()
 
 
 def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:

@@ -183,8 +183,8 @@ class CertificateUseCases(ServiceCore):
                 now: dt.datetime) -> BulkResult:
         """The short write: check again, supersede, insert in batches, audit."""
         with self.transaction() as session:
-            tenant, issuing_id = queries.fresh_tenant(session, issuer.tenant.id)
-            if issuing_id != issuer.authority.id:
+            tenant = queries.fresh_tenant(session, issuer.tenant.id)
+            if tenant.issuing_id != issuer.authority.id:
                 raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
                                "certificates were made; issue again")
             # the users' rows locked (id order, before any certificate's) and read afresh: a
@@ -410,7 +410,18 @@ def _row(issuer: _Issuer, who: _Whom, cert: x509.Certificate, *, key_type: str, 
             "expiry_date": issuer.expires, "expiry_zone": issuer.zone, "created_at": now}
 
 
-def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
+class Subscriber(Protocol):
+    """A tenant as ``check_may_issue`` sees it: a ``Tenant`` row, or the columns of one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def subscription_ends_at(self) -> dt.datetime | None: ...
+    @property
+    def subscription_ends_on(self) -> dt.date | None: ...
+
+
+def _may_issue(tenant: Subscriber, user: Standing, request: IssueRequest,
                failures: list[tuple[str, str]], *, now: dt.datetime) -> bool:
     """Whether the user may have a certificate; if not, raise (all or none) or, with
     best effort, list the user with the reason."""
@@ -424,7 +435,7 @@ def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
     return True
 
 
-def check_may_issue(tenant: Tenant, user: Standing, *, now: dt.datetime) -> None:
+def check_may_issue(tenant: Subscriber, user: Standing, *, now: dt.datetime) -> None:
     if user.status != "active":
         raise NotPermitted(f"{user.login}: the user is retired", field="login")
     if not user.secure_access:
