@@ -30,7 +30,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,24 +80,40 @@ SECURITY_HEADERS = {
 DOCS_PATHS = ("/docs", "/openapi.json")  # the API browser loads its own scripts
 
 
-class Hardening(BaseHTTPMiddleware):
-    """A request id on every response, security headers, and a cap on declared body size."""
+class Hardening:
+    """A request id on every response, security headers, and a cap on declared body size.
+    Plain ASGI (Starlette's ``BaseHTTPMiddleware`` runs each request in a task group with
+    memory streams: about 0.25 ms of CPU a request, 7% of an issuance's)."""
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        request.state.request_id = secrets.token_hex(8)
-        declared = request.headers.get("content-length", "")
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        docs = scope["path"].startswith(DOCS_PATHS)
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                for name, value in SECURITY_HEADERS.items():
+                    if name == "Content-Security-Policy" and docs:
+                        continue
+                    headers.setdefault(name, value)
+            await send(message)
+
+        declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             response: Response = problems.problem(
                 413, "request-too-large", "Request too large",
                 f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        for name, value in SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path.startswith(DOCS_PATHS):
-                continue
-            response.headers.setdefault(name, value)
-        return response
+            await response(scope, receive, marked)
+            return
+        await self.app(scope, receive, marked)
 
 
 class BodyLimit:

@@ -17,13 +17,15 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from ca.db.models import AuditAnchor, AuditEvent
+
+EVENTS = cast(Table, AuditEvent.__table__)
 
 GENESIS = "0" * 64
 OPERATOR = 0  # the operator's chain; a tenant's chain is its id
@@ -150,7 +152,7 @@ def append_pending(session: Session) -> None:
     for row in pending:
         row["prev_hash"] = heads[row["chain"]]
         row["hash"] = heads[row["chain"]] = chain_hash(row["prev_hash"], row)
-    session.execute(insert(AuditEvent), pending)
+    session.execute(insert(EVENTS), pending)  # Core: no ORM bookkeeping at every commit
 
 
 def _pending(session: Session) -> list[dict[str, Any]]:
@@ -171,6 +173,11 @@ def _append_at_commit(session: Session) -> None:
     append_pending(session)
 
 
+# a chain's head (built once: it is read by every write that audits)
+_HEAD = select(AuditEvent.hash).where(AuditEvent.chain == bindparam("chain")) \
+    .order_by(AuditEvent.id.desc()).limit(1)
+
+
 def _hold(session: Session, chain: int) -> dict[int, str]:
     """Lock ``chain`` for this transaction (once) and know its head."""
     heads: dict[int, str] = session.info.setdefault(HEADS, {})
@@ -180,9 +187,7 @@ def _hold(session: Session, chain: int) -> dict[int, str]:
             # write lock from BEGIN (ca.db.engine)
             session.execute(text("SELECT pg_advisory_xact_lock(:space, :chain)"),
                             {"space": CHAIN_LOCK, "chain": chain})
-        heads[chain] = session.scalar(
-            select(AuditEvent.hash).where(AuditEvent.chain == chain)
-            .order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+        heads[chain] = session.scalar(_HEAD, {"chain": chain}) or GENESIS
     return heads
 
 

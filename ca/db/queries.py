@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Exists, exists, func, or_, select
+from sqlalchemy import Exists, Row, ScalarSelect, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ca import serials, validate
@@ -35,13 +36,50 @@ def tenant(session: Session, name: str) -> Tenant:
     return found
 
 
+def _issuing_id(tenant_id: Any) -> ScalarSelect[int]:
+    """SQL: the id of the tenant's issuing CA (its newest one not retired)."""
+    return select(Authority.id).where(
+        Authority.tenant_id == tenant_id, Authority.kind == "issuing",
+        Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1) \
+        .correlate_except(Authority).scalar_subquery()  # its own authorities, not the outer's
+
+
+# an issuance's statements, built once (building one costs more than SQLite running it)
+_ISSUING = select(Authority).where(Authority.id == _issuing_id(bindparam("tenant_id")))
+_TENANT_AND_ISSUING = select(Tenant, Authority).outerjoin(
+    Authority, Authority.id == _issuing_id(Tenant.id)).where(Tenant.name == bindparam("name"))
+_FRESH_TENANT = select(Tenant.id, Tenant.name, Tenant.subscription_ends_at,
+                       Tenant.subscription_ends_on, _issuing_id(Tenant.id).label("issuing_id")
+                       ).where(Tenant.id == bindparam("tenant_id"))
+_USER = select(User).where(User.tenant_id == bindparam("tenant_id"),
+                           User.login_key == bindparam("login_key"))
+
+
 def issuing(session: Session, owner: Tenant) -> Authority:
-    found = session.scalar(select(Authority).where(
-        Authority.tenant_id == owner.id, Authority.kind == "issuing",
-        Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1))
+    found = session.scalar(_ISSUING, {"tenant_id": owner.id})
     if found is None:
         raise NotFound(f"tenant {owner.name!r} has no issuing CA")
     return found
+
+
+def tenant_and_issuing(session: Session, name: str) -> tuple[Tenant, Authority]:
+    """A tenant by name with its issuing CA, in one statement (an issuance's read)."""
+    found = session.execute(_TENANT_AND_ISSUING, {"name": name}).first() \
+        if validate.TENANT.fullmatch(name) else None
+    if found is None:
+        raise NotFound(f"no tenant {name[:64]!r}", field="tenant")
+    owner, authority = found
+    if authority is None:
+        raise NotFound(f"tenant {owner.name!r} has no issuing CA")
+    return owner, authority
+
+
+def fresh_tenant(session: Session, tenant_id: int) -> Row[int, str, dt.datetime | None,
+                                                        dt.date | None, int | None]:
+    """What an issuance's write checks again of a tenant, read afresh in one statement as
+    columns (id, name, subscription_ends_at, subscription_ends_on) with ``issuing_id``, the
+    id of its issuing CA now."""
+    return session.execute(_FRESH_TENANT, {"tenant_id": tenant_id}).one()
 
 
 def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:
@@ -49,8 +87,7 @@ def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:
     # which may refuse it outright (PostgreSQL text holds no NUL)
     if not validate.LOGIN.fullmatch(login):
         return None
-    return session.scalar(select(User).where(User.tenant_id == owner.id,
-                                             User.login_key == login.lower()))
+    return session.scalar(_USER, {"tenant_id": owner.id, "login_key": login.lower()})
 
 
 def user(session: Session, owner: Tenant, login: str) -> User:
@@ -102,13 +139,31 @@ def lock_users(session: Session, ids: list[int]) -> dict[int, User]:
     one after the other: the issuance sees the denial, or the denial sees the new
     certificate; never neither."""
     found: dict[int, User] = {}
-    ordered = sorted(set(ids))
-    for start in range(0, len(ordered), LOCK_BATCH):
+    for batch in _id_batches(ids):
         found.update((user.id, user) for user in session.scalars(
-            select(User).where(User.id.in_(ordered[start:start + LOCK_BATCH]))
-            .order_by(User.id).with_for_update()
+            select(User).where(User.id.in_(batch)).order_by(User.id).with_for_update()
             .execution_options(populate_existing=True)))
     return found
+
+
+def lock_standing(session: Session, ids: list[int]) -> dict[int, Row[int, str, str, bool]]:
+    """``lock_users``, reading only what decides whether a user may have a certificate (id,
+    login, status, secure_access) as rows, not ORM objects: an issuance's write."""
+    found: dict[int, Row[int, str, str, bool]] = {}
+    for batch in _id_batches(ids):
+        found.update((row.id, row) for row in session.execute(_STANDING, {"ids": batch}))
+    return found
+
+
+_STANDING = select(User.id, User.login, User.status, User.secure_access).where(
+    User.id.in_(bindparam("ids", expanding=True))).order_by(User.id).with_for_update()
+
+
+def _id_batches(ids: list[int]) -> Iterator[list[int]]:
+    """The ids in the order rows are locked (ascending), ``LOCK_BATCH`` at a time."""
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), LOCK_BATCH):
+        yield ordered[start:start + LOCK_BATCH]
 
 
 # What a lifecycle pass looks at, each by an index (migration 0012): the pass's work grows

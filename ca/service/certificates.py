@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, insert, not_, select
+from sqlalchemy import ColumnElement, Row, Select, Table, and_, exists, insert, not_, select
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, making, parallel, serials, validate
@@ -26,6 +26,9 @@ from ca.states import State, state_of
 from ca.x509 import bundle, csr, pkcs12
 
 SUPERSEDED = "superseded"
+# the tables, for Core INSERTs (the ORM's bulk path adds only its bookkeeping here)
+CERTIFICATES = cast(Table, Certificate.__table__)
+KEY_MATERIAL = cast(Table, KeyMaterial.__table__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,17 +66,8 @@ class _Made:
     sealed: tuple[bytes, bytes] | None = field(repr=False)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Standing:
-    """What decides whether a user may have a certificate."""
-
-    login: str
-    status: str
-    secure_access: bool
-
-
 class Standing(Protocol):
-    """A user as ``check_may_issue`` sees them: a ``User`` row, or a ``_Standing``."""
+    """A user as ``check_may_issue`` sees them: a ``User`` row, or the columns of one."""
 
     @property
     def login(self) -> str: ...
@@ -189,17 +183,13 @@ class CertificateUseCases(ServiceCore):
                 now: dt.datetime) -> BulkResult:
         """The short write: check again, supersede, insert in batches, audit."""
         with self.transaction() as session:
-            tenant = session.get(Tenant, issuer.tenant.id)
-            assert tenant is not None
-            if queries.issuing(session, tenant).id != issuer.authority.id:
+            tenant = queries.fresh_tenant(session, issuer.tenant.id)
+            if tenant.issuing_id != issuer.authority.id:
                 raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
                                "certificates were made; issue again")
             # the users' rows locked (id order, before any certificate's) and read afresh: a
             # denial or retirement at the same moment is seen here, or sees what is issued
-            standing = {user.id: _Standing(login=user.login, status=user.status,
-                                           secure_access=user.secure_access)
-                        for user in queries.lock_users(
-                            session, [m.who.id for m in made]).values()}
+            standing = queries.lock_standing(session, [m.who.id for m in made])
             made = [m for m in made if _may_issue(tenant, standing[m.who.id], request,
                                                   failures, now=now)]
             if request.reissue == "revoke":
@@ -220,13 +210,13 @@ class CertificateUseCases(ServiceCore):
             # already taken fails here
             for start in range(0, len(made), INSERT_ROWS):
                 chunk = made[start:start + INSERT_ROWS]
-                ids = list(session.scalars(insert(Certificate).returning(
+                ids = list(session.scalars(insert(CERTIFICATES).returning(
                     Certificate.id, sort_by_parameter_order=True), [m.row for m in chunk]))
                 keys = [{"certificate_id": cid, "created_at": now, "sealed_key": m.sealed[0],
                          "sealed_password": m.sealed[1]}
                         for m, cid in zip(chunk, ids, strict=True) if m.sealed is not None]
                 if keys:
-                    session.execute(insert(KeyMaterial), keys)
+                    session.execute(insert(KEY_MATERIAL), keys)
             audit.record_many(session, actor, (Event(
                 action="cert.issue", target=f"{tenant.name}/{m.who.login}/{m.serial}",
                 tenant_id=tenant.id,
@@ -270,12 +260,11 @@ class CertificateUseCases(ServiceCore):
 
     def _issuer(self, session: Session, request: IssueRequest, admin_zone: str | None, *,
                 now: dt.datetime) -> _Issuer:
-        tenant = queries.tenant(session, request.tenant)
+        tenant, authority = queries.tenant_and_issuing(session, request.tenant)
         # the zone: the request's, else the admin's preference, else the tenant's, else UTC
         zone_name = request.timezone or admin_zone or tenant.timezone or "UTC"
         zone = expiry.zone(zone_name)
         validity = expiry.Period.parse(tenant.default_validity)
-        authority = queries.issuing(session, tenant)
         latest = expiry.latest_within(authority.not_after, zone)
         # a default longer than the CA's life stops with the CA; an asked-for date is refused
         expires = request.expires or min(
@@ -421,7 +410,18 @@ def _row(issuer: _Issuer, who: _Whom, cert: x509.Certificate, *, key_type: str, 
             "expiry_date": issuer.expires, "expiry_zone": issuer.zone, "created_at": now}
 
 
-def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
+class Subscriber(Protocol):
+    """A tenant as ``check_may_issue`` sees it: a ``Tenant`` row, or the columns of one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def subscription_ends_at(self) -> dt.datetime | None: ...
+    @property
+    def subscription_ends_on(self) -> dt.date | None: ...
+
+
+def _may_issue(tenant: Subscriber, user: Standing, request: IssueRequest,
                failures: list[tuple[str, str]], *, now: dt.datetime) -> bool:
     """Whether the user may have a certificate; if not, raise (all or none) or, with
     best effort, list the user with the reason."""
@@ -435,7 +435,7 @@ def _may_issue(tenant: Tenant, user: Standing, request: IssueRequest,
     return True
 
 
-def check_may_issue(tenant: Tenant, user: Standing, *, now: dt.datetime) -> None:
+def check_may_issue(tenant: Subscriber, user: Standing, *, now: dt.datetime) -> None:
     if user.status != "active":
         raise NotPermitted(f"{user.login}: the user is retired", field="login")
     if not user.secure_access:

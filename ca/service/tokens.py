@@ -6,13 +6,13 @@ import datetime as dt
 import logging
 import secrets
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session
 
 from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
-from ca.db.models import ApiToken, User
+from ca.db.models import ApiToken, Tenant, User
 from ca.errors import (
     AuthenticationFailed,
     InvalidInput,
@@ -111,27 +111,24 @@ class TokenUseCases(ServiceCore):
         if not token.startswith(tokens.PREFIX) or len(token) > 200:
             raise AuthenticationFailed("unknown token")
         now = self.now()
+        digest = tokens.digest(token)
         with self.reading() as session:
-            # one statement: the token with its tenant and user (no lazy load per request)
-            row = session.scalar(select(ApiToken).options(
-                joinedload(ApiToken.tenant), joinedload(ApiToken.user)).where(
-                ApiToken.token_hash == tokens.digest(token)))
-            if row is None or not secrets.compare_digest(row.token_hash, tokens.digest(token)):
-                raise AuthenticationFailed("unknown token")
-            if row.revoked_at is not None:
-                raise AuthenticationFailed("the token has been revoked")
-            if row.expires_at is not None and row.expires_at <= now:
-                raise AuthenticationFailed("the token has expired")
-            # retiring revokes the user's tokens; this holds even for one that was missed
-            # (a user retired before that rule, or a row changed by hand)
-            if row.user is not None and row.user.status == "retired":
-                raise AuthenticationFailed("the token's user has been retired")
-            principal = Principal(token_id=row.id, name=row.name, role=row.role,
-                                  tenant=row.tenant.name if row.tenant else None,
-                                  login=row.user.login if row.user else None,
-                                  timezone=row.timezone)
-            due = last_use_due(row.last_used_at, now=now)
-        if due:
+            # one statement, the columns alone (no ORM objects built: this runs on every
+            # request): the token with its tenant's name and its user's login and status
+            row = session.execute(_AUTHENTICATING, {"digest": digest}).first()
+        if row is None or not secrets.compare_digest(row.token_hash, digest):
+            raise AuthenticationFailed("unknown token")
+        if row.revoked_at is not None:
+            raise AuthenticationFailed("the token has been revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise AuthenticationFailed("the token has expired")
+        # retiring revokes the user's tokens; this holds even for one that was missed
+        # (a user retired before that rule, or a row changed by hand)
+        if row.user_status == "retired":
+            raise AuthenticationFailed("the token's user has been retired")
+        principal = Principal(token_id=row.id, name=row.name, role=row.role,
+                              tenant=row.tenant, login=row.login, timezone=row.timezone)
+        if last_use_due(row.last_used_at, now=now):
             self._record_use(row.id, now=now)
         return principal
 
@@ -157,6 +154,17 @@ def last_use_due(last_used_at: dt.datetime | None, *, now: dt.datetime) -> bool:
 
 
 # --- queries (take a session, never commit) ---------------------------------------------------
+
+
+# what ``authenticate`` reads of a token, its tenant and its user
+_AUTHENTICATING = (
+    select(ApiToken.id, ApiToken.token_hash, ApiToken.name, ApiToken.role, ApiToken.timezone,
+           ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at,
+           Tenant.name.label("tenant"), User.login.label("login"),
+           User.status.label("user_status"))
+    .outerjoin(Tenant, ApiToken.tenant_id == Tenant.id)
+    .outerjoin(User, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest")))
 
 
 def revoke_user_tokens(session: Session, user: User, actor: Actor, *, cause: str,

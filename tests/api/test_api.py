@@ -146,6 +146,19 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert len(client.get("/healthz").headers["x-request-id"]) == 16
 
 
+def test_an_issuance_is_audited_with_its_responses_request_id(
+        service: Service, client: TestClient, tokens: dict[str, str]) -> None:
+    service.add_user("default", "hanako", email="hanako@example.jp", display_name="山田花子",
+                     allow=True)
+    r = client.post("/api/v1/tenants/default/certificates", json={"login": "hanako"},
+                    headers=bearer(tokens["admin"]))
+    assert r.status_code == 201
+    serial = r.json()["certificates"][0]["serial"]
+    assert [(e.target, e.request_id) for e in service.audit_events(
+        tenant="default", action="cert.issue")] == [
+        (f"default/hanako/{serial}", r.headers["x-request-id"])]
+
+
 def test_every_response_carries_security_headers(client: TestClient) -> None:
     for path in ("/healthz", "/nope", "/crl/default.crl"):
         headers = client.get(path).headers
