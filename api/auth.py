@@ -76,19 +76,23 @@ class RoleGuard:
         service: Service = state.service
         failures: RateBuckets = state.auth_failures
         now = service.now()
-        # a client over its failure limit waits, even with a good token this time
-        wait = failures.wait(client, now=now)
+        # every attempt takes a failure place first, in one atomic statement, and a good
+        # token gives it back: N guesses in flight at once cannot all pass a read of the
+        # bucket, so no more than FAILURES_ALLOWED ever fail. A client over its failure
+        # limit waits, even with a good token this time.
+        wait = failures.admit(client, now=now)
         if wait is not None:
             raise TooManyFailures(_retry_after(wait))
         scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("send an API token as 'Authorization: Bearer <token>'")
         try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise AuthenticationFailed(
-                    "send an API token as 'Authorization: Bearer <token>'")
             principal = service.authenticate(token.strip())
-        except AuthenticationFailed:
-            failures.admit(client, now=now)
+        except Exception as exc:
+            if not isinstance(exc, AuthenticationFailed):  # only a bad token keeps its place
+                failures.refund(client)
             raise
+        failures.refund(client)
         if tenant is not None and (not TENANT.fullmatch(tenant) or (
                 principal.role != "operator" and principal.tenant != tenant)):
             # another tenant's objects answer as if absent, as does a name no tenant can have
