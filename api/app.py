@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
-from api.auth import declared_access, failure_limit, token_limit
+from api.auth import KnownGood, declared_access, failure_limit, token_limit
 from api.conditional import Conditional
 from api.early import BeforeTheBody
 from api.fastpath import OcspFastPath
@@ -216,6 +216,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
     # the limits live in the database, so that every worker and replica shares them
     limits = limits_engine(the_service.engine)
     app.state.auth_failures = failure_limit(limits)
+    app.state.good_tokens = KnownGood()
     app.state.token_limiter = token_limit(limits, settings.token_requests_per_minute)
     app.state.link_limiter = selfservice.link_limit(limits)
     app.state.trusted_proxies = tuple(ipaddress.ip_network(n, strict=False)
