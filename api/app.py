@@ -61,8 +61,8 @@ from api.routes import (
 from ca import parallel
 from ca.errors import Conflict
 from ca.service import Service
-from ca.service.limits import limits_engine
 from ca.service.lifecycle import LifecycleReport
+from ca.service.limits import limits_engine
 from ca.settings import Settings
 
 # FastAPI's own documentation routes; everything else must declare its roles
