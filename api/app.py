@@ -35,8 +35,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
-from api.auth import declared_access, failure_limit, token_limit
+from api.auth import KnownGood, declared_access, failure_limit, token_limit
 from api.conditional import Conditional
+from api.early import BeforeTheBody
 from api.fastpath import OcspFastPath
 from api.hostturn import HostTurn
 from api.metrics import REGISTRY
@@ -70,6 +71,7 @@ from ca.settings import Settings
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
 
 
+# streamed bodies (CSV imports, OCSP); a body FastAPI reads whole: api.early.MAX_JSON_BYTES
 MAX_BODY_BYTES = 64 * 1024 * 1024
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -238,6 +240,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
     # the limits live in the database, so that every worker and replica shares them
     limits = limits_engine(the_service.engine)
     app.state.auth_failures = failure_limit(limits)
+    app.state.good_tokens = KnownGood()
     app.state.token_limiter = token_limit(limits, settings.token_requests_per_minute)
     app.state.link_limiter = selfservice.link_limit(limits)
     app.state.metrics_share = share
@@ -245,6 +248,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
                                       for n in settings.trusted_proxies)
     problems.install(app)
     app.add_exception_handler(405, _method_not_allowed)
+    app.add_middleware(BeforeTheBody)  # innermost: it matches routes as the router does
     app.add_middleware(BodyLimit)
     app.add_middleware(Hardening)
     app.add_middleware(Conditional)  # HEAD and 304 for whatever the app answers

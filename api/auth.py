@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import Depends, Request
@@ -47,6 +50,31 @@ def token_limit(engine: Engine, per_minute: int) -> RateBuckets | None:
     return RateBuckets(engine, kind="token", capacity=per_minute, per_minute=per_minute)
 
 
+class KnownGood:
+    """The SHA-256 of tokens that authenticated in this process lately (the last
+    ``size``): only which way the failure limit counts depends on it, never whether a
+    token is accepted (``Service.authenticate`` decides that on every request)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, token: object) -> bool:
+        if not isinstance(token, str) or not token:
+            return False
+        with self._lock:
+            return hashlib.sha256(token.encode()).digest() in self._seen
+
+    def add(self, token: str) -> None:
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            self._seen[digest] = None
+            self._seen.move_to_end(digest)
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+
+
 def _retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
 
@@ -76,19 +104,32 @@ class RoleGuard:
         service: Service = state.service
         failures: RateBuckets = state.auth_failures
         now = service.now()
-        # a client over its failure limit waits, even with a good token this time
-        wait = failures.wait(client, now=now)
+        # A token not yet known good takes its failure place first, in one atomic
+        # statement, and gives it back once good: guesses in flight together cannot all
+        # pass a read of the bucket, so no more than FAILURES_ALLOWED ever fail. A token
+        # that authenticated here lately (no guess is one) pays only the read, as before.
+        # Either way a client over its failure limit waits, even with a good token.
+        scheme, _, token = header.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        known: KnownGood = state.good_tokens
+        trusted = token in known
+        wait = (failures.wait if trusted else failures.admit)(client, now=now)
         if wait is not None:
             raise TooManyFailures(_retry_after(wait))
-        scheme, _, token = header.partition(" ")
         try:
-            if scheme.lower() != "bearer" or not token.strip():
+            if not token:
                 raise AuthenticationFailed(
                     "send an API token as 'Authorization: Bearer <token>'")
-            principal = service.authenticate(token.strip())
-        except AuthenticationFailed:
-            failures.admit(client, now=now)
+            principal = service.authenticate(token)
+        except Exception as exc:
+            if trusted and isinstance(exc, AuthenticationFailed):
+                failures.admit(client, now=now)  # a once-good token, now revoked or expired
+            elif not trusted and not isinstance(exc, AuthenticationFailed):
+                failures.refund(client)  # not a failed authentication: the database, say
             raise
+        if not trusted:
+            failures.refund(client)
+            known.add(token)
         if tenant is not None and (not TENANT.fullmatch(tenant) or (
                 principal.role != "operator" and principal.tenant != tenant)):
             # another tenant's objects answer as if absent, as does a name no tenant can have

@@ -28,13 +28,25 @@ def _is_in(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in n for n in networks)
 
 
+# hops read from the right; a longer list's left end is the client's to choose anyway
+MAX_HOPS = 64
+
+
+def forwarded_hops(request: Request) -> list[str]:
+    """Every X-Forwarded-For hop, all header lines joined in order (RFC 9110, 5.3: a proxy
+    such as HAProxy's ``option forwardfor`` may add its own line after the client's), the
+    right-most ``MAX_HOPS`` only: what trusted proxies appended is at the right."""
+    lines = request.headers.getlist("x-forwarded-for")
+    hops = [h.strip() for h in ",".join(lines).split(",")]
+    return [h for h in hops if h][-MAX_HOPS:]
+
+
 def client_ip(request: Request) -> str | None:
     peer = request.client.host if request.client else None
     trusted = _trusted(request)
     if peer is None or not trusted or not _is_in(peer, trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    for hop in reversed([h.strip() for h in forwarded.split(",")[:32] if h.strip()]):
+    for hop in reversed(forwarded_hops(request)):
         if not _is_in(hop, trusted):
             try:
                 return str(ipaddress.ip_address(hop))

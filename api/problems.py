@@ -55,6 +55,11 @@ def status_of(exc: errors.CAError) -> tuple[int, str]:
 
 async def _domain(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.CAError)
+    return domain_problem(exc)
+
+
+def domain_problem(exc: errors.CAError) -> JSONResponse:
+    """The problem a domain error is answered with (401s name the Bearer scheme)."""
     status, title = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status >= 500:
@@ -86,6 +91,11 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _too_many(_request: Request, exc: Exception) -> JSONResponse:
+    return too_many_problem(exc)
+
+
+def too_many_problem(exc: Exception) -> JSONResponse:
+    """429 with the seconds to wait (``api.auth.TooManyFailures``)."""
     retry = str(getattr(exc, "retry_after", 60))
     reason = getattr(exc, "reason", "too many requests")
     return problem(429, "too-many-requests", "Too many requests", f"{reason}; wait and retry",

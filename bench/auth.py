@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 from starlette.datastructures import State
 
-from api.auth import RoleGuard, failure_limit, token_limit
+from api.auth import KnownGood, RoleGuard, failure_limit, token_limit
 from ca.clock import FixedClock
 from ca.service import InitRequest, Service
 from ca.service.limits import limits_engine
@@ -64,6 +64,7 @@ def main() -> None:
     service.authenticate(token)  # last use written: the rest are reads
     limits = limits_engine(service.engine)
     state = State({"service": service, "auth_failures": failure_limit(limits),
+                   "good_tokens": KnownGood(),
                    "token_limiter": token_limit(limits, 10**9)})
     guard = RoleGuard(("admin",))
     header = f"Bearer {token}"

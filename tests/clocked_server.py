@@ -28,7 +28,10 @@ def main() -> None:
     settings = load_settings()
     clock = FixedClock(dt.datetime.fromisoformat(os.environ[NOW_VARIABLE]))
     app = build_app(settings, service=Service(settings, clock=clock))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False)
+    # proxy_headers off, as under tegata serve (granian): X-Forwarded-For is api.clientip's
+    # to read, not uvicorn's, whose middleware would rewrite the peer from loopback first
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False,
+                proxy_headers=False)
 
 
 if __name__ == "__main__":

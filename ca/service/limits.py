@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Float, Table, bindparam, case, delete, select
+from sqlalchemy import Engine, Float, Table, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -67,6 +67,10 @@ def _count(insert: Callable[..., Any]) -> Any:
 
 COUNT = {"sqlite": _count(sqlite.insert), "postgresql": _count(postgresql.insert)}
 LEVEL = select(DRAINED).where(*_KEY)
+# an UPDATE binds its columns' own names: the key goes under others
+REFUND = (update(BUCKETS).where(BUCKETS.c.kind == bindparam("which"),
+                                BUCKETS.c.key == bindparam("whose"))
+          .values(level=case((BUCKETS.c.level > 1, BUCKETS.c.level - 1), else_=0.0)))
 PRUNE = delete(BUCKETS).where(BUCKETS.c.kind == bindparam("kind"),
                               BUCKETS.c.at < bindparam("horizon", type_=Float))
 
@@ -127,6 +131,15 @@ class RateBuckets:
             return None
         self._prune_now_and_then(now)
         return None if admitted else self._wait(level)
+
+    def refund(self, caller: str) -> None:
+        """Give back one place ``admit`` took (a request counted before it was known not
+        to count): the bucket holds one less, never below empty."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(REFUND, {"which": self.kind, "whose": caller_key(caller)})
+        except SQLAlchemyError as exc:
+            self._unchecked(exc)
 
     def wait(self, caller: str, *, now: dt.datetime) -> float | None:
         """Without counting: None when one more request of ``caller`` would fit, else the

@@ -322,9 +322,13 @@ def _newest_responder(session: Session, authority_id: int) -> Authority | None:
         Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1))
 
 
+MAX_NONCE_BYTES = 32
+
+
 def _question(data: bytes) -> Question | OcspAnswer:
     """What a DER request asks, or the unsigned answer it gets at once: malformedRequest
-    for anything that is not one request with one CertID of a hash we answer in."""
+    for anything that is not one request with one CertID of a hash we answer in, with at
+    most a nonce of 1 to 32 octets."""
     if not data or len(data) > MAX_REQUEST_BYTES:
         return MALFORMED
     try:
@@ -338,6 +342,9 @@ def _question(data: bytes) -> Question | OcspAnswer:
     except BaseException:
         return MALFORMED
     if question.algorithm not in ocsp.HASHES:
+        return MALFORMED
+    if question.nonce is not None and not 1 <= len(question.nonce) <= MAX_NONCE_BYTES:
+        # RFC 8954, 2.1: a nonce is 1 to 32 octets; anything else is not echoed and signed
         return MALFORMED
     if not 0 < question.serial < MAX_SERIAL:
         # no conforming certificate has this serial (RFC 5280, 4.1.2.2), so no CA's

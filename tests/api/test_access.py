@@ -9,7 +9,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import api_routes, build_app, check_routes_declare_access
-from api.auth import PublicMarker, RoleGuard, declared_access, failure_limit, requires
+from api.auth import (
+    FAILURES_ALLOWED,
+    PublicMarker,
+    RoleGuard,
+    declared_access,
+    failure_limit,
+    requires,
+)
 from ca.service import Service
 from ca.service.limits import limits_engine
 from tests.api.conftest import bearer
@@ -178,3 +185,14 @@ def test_a_token_limit_of_zero_means_none(service: Service) -> None:
     # 0 is no limit, not "no request": fifty at once all pass (a limit of 5 stops the sixth)
     for _ in range(50):
         assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
+
+
+def test_good_tokens_give_back_the_failure_places_they_took(service: Service) -> None:
+    """Each new token takes a place in the failure bucket before it is checked and gives it
+    back once good: 25 good tokens leave the address its whole allowance of failures."""
+    client = TestClient(build_app(service.settings, service=service))
+    good = [service.create_token(role="operator", name=f"佐藤 {n}")[0] for n in range(25)]
+    assert {client.get("/api/v1/whoami", headers=bearer(t)).status_code for t in good} == {200}
+    guesses = [client.get("/api/v1/whoami", headers=bearer("tgt_" + "B" * 43)).status_code
+               for _ in range(FAILURES_ALLOWED + 1)]
+    assert guesses == [401] * FAILURES_ALLOWED + [429]
