@@ -25,7 +25,7 @@ import typer
 
 from ca.db import migrate as schema
 from ca.db.engine import check_reachable
-from ca.errors import CAError, ConfigError, Conflict, NotPermitted
+from ca.errors import ConfigError, Conflict, NotPermitted
 from ca.sealing import check_passphrase, is_unwrapped
 from ca.service import InitRequest, Service
 from ca.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
@@ -138,7 +138,7 @@ def worker_app() -> ASGIApp:
         logs.configure(settings)
         service = Service(settings)
         service.load_signers()
-    except CAError as exc:
+    except Exception as exc:  # any: a worker that cannot start is told apart from a death
         raise supervise.start_failed(exc) from None
     return build_app(settings, service=service)
 

@@ -5,11 +5,12 @@ outlives the server.
 Granian's own rule ends the whole server when a replaced worker dies again within 5.5 s, live
 workers included, and a worker whose start raised leaves a traceback and exit code 1. Here a
 death is told from a failed start by the worker's exit code: a failed start exits with
-Tegata's code for the error (78 configuration, 69 database unreachable; ``cli.main``) and
-sends its one-line reason to the parent first; a killed or crashed worker exits by a signal
-(or with 1). A failed start is tried ``START_ATTEMPTS`` times, waiting longer each time
-(a database back within seconds is no reason to stop); after that the reason is the
-server's error. A death is always answered with a new worker: the others keep serving.
+Tegata's code for the error (78 configuration, 69 database unreachable; ``cli.main``; 70 for
+anything else) and sends its one-line reason to the parent first; a killed or crashed
+worker exits by a signal (or with 1). A failed start is tried ``START_ATTEMPTS`` times,
+waiting longer each time (a database back within seconds is no reason to stop); after that
+the reason is the server's error. A death is always answered with a new worker: the others
+keep serving.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ START_ATTEMPTS = 3  # starts of a worker in a row that fail before the server st
 START_BACKOFF_SECONDS = 1.0  # the wait before the 2nd start; doubled before each next one
 ORPHAN_POLL_SECONDS = 1.0  # how often a worker checks its parent where prctl is not there
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-# a failed start's exit code, back to the error it was (as cli.main maps errors to codes)
-FAILED_START = {78: ConfigError, 69: StorageError}
+INTERNAL = 70  # EX_SOFTWARE: a start that raised something Tegata does not raise on purpose
+# a failed start's exit code, back to the error it was (as cli.main maps errors to codes;
+# an internal error ends `tegata serve` with 1, as any other command's)
+FAILED_START = {78: ConfigError, 69: StorageError, INTERNAL: CAError}
 
 # the failed starts' reasons, worker to parent: made before granian forks the workers
 _reasons: Any = None
@@ -42,14 +45,19 @@ def prepare_reasons() -> None:
     _reasons = multiprocessing.SimpleQueue()
 
 
-def start_failed(exc: CAError) -> SystemExit:
+def start_failed(exc: Exception) -> SystemExit:
     """In a worker whose start raised ``exc``: the reason to the parent, and the exit that
-    tells it this was a failed start (no traceback: multiprocessing takes the code)."""
+    tells it this was a failed start (no traceback: multiprocessing takes the code). The
+    message of an unexpected error may hold anything: only its type is told, as cli.main
+    does."""
     from cli.main import exit_code
 
-    code = exit_code(exc)
-    if _reasons is not None and code in FAILED_START:
-        _reasons.put((code, exc.message))
+    if isinstance(exc, CAError) and exit_code(exc) in FAILED_START:
+        code, reason = exit_code(exc), exc.message
+    else:
+        code, reason = INTERNAL, f"a worker could not start: internal error ({type(exc).__name__})"
+    if _reasons is not None:
+        _reasons.put((code, reason))
     return SystemExit(code)
 
 

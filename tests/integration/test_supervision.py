@@ -33,9 +33,10 @@ def live(settings: Settings) -> Iterator[Service]:
         yield service
 
 
-def until(what: str, holds: Callable[[], bool]) -> None:
+def until(what: str, holds: Callable[[], bool], server: Server | None = None) -> None:
     started = time.monotonic()
     while not holds():
+        assert server is None or server.proc.poll() is None, f"the server exited: {what}"
         assert time.monotonic() - started < DEADLINE, f"never: {what}"
         time.sleep(0.05)
 
@@ -58,7 +59,7 @@ def replaced(server: Server, dead: int, kept: int) -> int:
     def new() -> set[int]:
         return worker_pids(server) - {dead, kept}
 
-    until("a new worker", lambda: len(new()) == 1)
+    until("a new worker", lambda: len(new()) == 1, server)
     (pid,) = new()
     return pid
 
