@@ -41,6 +41,7 @@ def test_connections_are_shared_among_workers_within_the_open_files(
 
 class FakeGranian:
     made: dict[str, Any] = {}
+    failure = None  # as cli.supervise.Supervisor's when every worker started
 
     def __init__(self, target: str, **kwargs: Any) -> None:
         FakeGranian.made = {"target": target, **kwargs}
@@ -51,11 +52,12 @@ class FakeGranian:
 
 def test_serve_without_options_runs_granian_on_every_core(
         ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    import granian
     from granian.constants import HTTPModes
 
+    from cli import supervise
+
     monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    monkeypatch.setattr(granian, "Granian", FakeGranian)
+    monkeypatch.setattr(supervise, "Supervisor", FakeGranian)
     root = logging.getLogger()  # serve sets its log handler up: put the test's back after
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
