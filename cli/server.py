@@ -125,17 +125,21 @@ def worker_app() -> ASGIApp:
     """A worker's app: its own service (database pool, signers) from the settings of the
     environment and config file that ``tegata serve`` checked before starting it."""
     from api.app import build_app
-    from cli import logs
+    from cli import logs, supervise
 
     # a forked worker inherits the parent's SIGTERM handler, which would swallow a stop
     # that comes while this runs (granian sets the worker's own handlers only after it):
     # until then, a stop ends the worker at once, as it serves nothing yet
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, signal.SIG_DFL)
-    settings = load_settings()
-    logs.configure(settings)
-    service = Service(settings)
-    service.load_signers()
+    supervise.die_with_parent()
+    try:
+        settings = load_settings()
+        logs.configure(settings)
+        service = Service(settings)
+        service.load_signers()
+    except Exception as exc:  # any: a worker that cannot start is told apart from a death
+        raise supervise.start_failed(exc) from None
     return build_app(settings, service=service)
 
 
@@ -150,13 +154,12 @@ def check_address(host: str, port: int) -> None:
 
 
 def run(service: Service, host: str, port: int, *, workers: int | None = None) -> None:
-    from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     from api import sharedmetrics
-    from cli import logs
+    from cli import logs, supervise
 
     settings = service.settings
     check_address(host, port)
@@ -164,7 +167,8 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     how = plan(settings, workers=workers, open_files=open_files_limit())
     service.engine.dispose()  # the workers open their own connections
     sharedmetrics.reset(settings.data_dir)  # a new server counts from zero
-    Granian(WORKER_FACTORY, factory=True, address=host, port=port,
+    supervise.prepare_reasons()
+    server = supervise.Supervisor(WORKER_FACTORY, factory=True, address=host, port=port,
             interface=Interfaces.ASGI, loop=Loops.uvloop, workers=how.workers,
             # HTTP/1 only: with HTTP/2 detection granian waits for a first byte without
             # the header timeout, and a connection that sends nothing is never closed
@@ -172,13 +176,17 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
             http1_settings=HTTP1Settings(header_read_timeout=how.header_timeout_ms),
             # connections a worker holds at once; past it they wait in the listen queue
             backpressure=how.connections_per_worker,
-            # a crashed worker is replaced; a stop gives requests in flight 8 s to finish
+            # a dead worker is replaced (cli.supervise says when not); a stop gives requests
+            # in flight 8 s to finish
             respawn_failed_workers=True, workers_kill_timeout=8,
             log_level=LogLevels(settings.log_level),
             # granian's loggers go through the handler configured above
             log_dictconfig={"loggers": {name: {"handlers": [], "propagate": True}
                                         for name in ("_granian", "granian.access")}},
-            ).serve()
+            )
+    server.serve()
+    if server.failure is not None:
+        raise server.failure
 
 
 WorkersOpt = Annotated[int | None, typer.Option(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ca.errors import ConfigError, StorageError
 from ca.settings import load_settings
 from cli.server import WORKER_FACTORY, Plan, plan
 from tests.cli.conftest import Cli, Env
@@ -41,6 +42,7 @@ def test_connections_are_shared_among_workers_within_the_open_files(
 
 class FakeGranian:
     made: dict[str, Any] = {}
+    failure = None  # as cli.supervise.Supervisor's when every worker started
 
     def __init__(self, target: str, **kwargs: Any) -> None:
         FakeGranian.made = {"target": target, **kwargs}
@@ -51,11 +53,12 @@ class FakeGranian:
 
 def test_serve_without_options_runs_granian_on_every_core(
         ready_sqlite: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    import granian
     from granian.constants import HTTPModes
 
+    from cli import supervise
+
     monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    monkeypatch.setattr(granian, "Granian", FakeGranian)
+    monkeypatch.setattr(supervise, "Supervisor", FakeGranian)
     root = logging.getLogger()  # serve sets its log handler up: put the test's back after
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
@@ -85,3 +88,19 @@ def test_serve_refuses_a_port_in_use_in_one_line(ready_sqlite: Env, cli: Cli) ->
     assert result.code == 78
     assert result.error().startswith(f"TEGATA_HOST/TEGATA_PORT: cannot listen on "
                                      f"127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize(("error", "code", "reason"), [
+    (ConfigError("TEGATA_KEY_PASSPHRASE_FILE: 鍵 does not exist"), 78,
+     "TEGATA_KEY_PASSPHRASE_FILE: 鍵 does not exist"),
+    (StorageError("the database cannot be reached"), 69, "the database cannot be reached"),
+    (ValueError("passphrase=秘密の合言葉"), 70,
+     "a worker could not start: internal error (ValueError)"),
+], ids=["configuration", "database", "unexpected"])
+def test_a_worker_that_cannot_start_tells_the_server_why_in_its_exit_code_and_one_line(
+        error: Exception, code: int, reason: str) -> None:
+    from cli import supervise
+
+    supervise.prepare_reasons()
+    assert supervise.start_failed(error).code == code
+    assert supervise.Supervisor._reason(code) == reason  # an unexpected error's text untold
