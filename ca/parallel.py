@@ -43,7 +43,7 @@ PER_TASK = 16  # items per task handed to a worker: amortises the hand-over, kee
 
 IDLE_SECONDS = 60.0
 SERVER_WORKERS = "TEGATA_SERVER_WORKERS"  # set by ``tegata serve`` for its workers
-PASSPHRASE = "TEGATA_KEY_PASSPHRASE"  # never in a child's environment
+PASSPHRASE_VARIABLE = "TEGATA_KEY_PASSPHRASE"  # noqa: S105  # a name: never in a child's env
 
 
 def share(cores: int, server_workers: int) -> int:
@@ -62,12 +62,12 @@ _LAUNCH = threading.Lock()
 def _without_passphrase() -> Iterator[None]:
     """The environment a child is started under: this one's, without the passphrase.
     Callers hold ``_LAUNCH``."""
-    saved = os.environ.pop(PASSPHRASE, None)
+    saved = os.environ.pop(PASSPHRASE_VARIABLE, None)
     try:
         yield
     finally:
         if saved is not None:
-            os.environ[PASSPHRASE] = saved
+            os.environ[PASSPHRASE_VARIABLE] = saved
 
 
 class _LightPopen(popen_spawn_posix.Popen):

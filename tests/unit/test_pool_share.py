@@ -111,3 +111,4 @@ def test_no_child_of_the_pool_has_the_passphrase_in_its_environment() -> None:
     assert len(seen["workers"]) == parallel.share(os.cpu_count() or 1, 1)
     assert seen["with_passphrase"] == []
     assert seen["kept_here"] is True  # this process may read its settings again
+
