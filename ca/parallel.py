@@ -10,7 +10,14 @@ over would cost more than it saves.
 Workers are spawned, not forked (the server has threads), and import only what their tasks
 name (``ca.making``, ``ca.x509.bundle``: about 30 MB each), not the program that started
 them: multiprocessing's spawn would run the parent's ``__main__`` in every worker, which for
-``tegata`` is the whole CLI and service (about 150 MB).
+``tegata`` is the whole CLI and service (about 150 MB). They start without
+TEGATA_KEY_PASSPHRASE in their environment (nor does multiprocessing's resource tracker): the
+passphrase reaches a worker only over its pipe (``ca.making.KeyAccess``), never its
+/proc/<pid>/environ.
+
+A server's workers share the cores: each one's pool has its share of them
+(``TEGATA_SERVER_WORKERS``, set by ``tegata serve``), and a pool idle for ``IDLE_SECONDS`` is
+shut down (the next use makes a new one).
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from multiprocessing import context, popen_spawn_posix, spawn
+from multiprocessing import context, popen_spawn_posix, resource_tracker, spawn
 from typing import Any, TypeVar
 
 A = TypeVar("A")
@@ -33,18 +41,40 @@ BATCH = 128
 PER_TASK = 16  # items per task handed to a worker: amortises the hand-over, keeps order cheap
 
 
+IDLE_SECONDS = 60.0
+SERVER_WORKERS = "TEGATA_SERVER_WORKERS"  # set by ``tegata serve`` for its workers
+PASSPHRASE_VARIABLE = "TEGATA_KEY_PASSPHRASE"  # noqa: S105  # a name: never in a child's env
+
+
+def share(cores: int, server_workers: int) -> int:
+    """Processes in one server worker's pool: its share of the cores, at most 8."""
+    return max(1, min(cores // max(1, server_workers), 8))
+
+
 def workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    return share(os.cpu_count() or 1, int(os.environ.get(SERVER_WORKERS) or 1))
 
 
 _LAUNCH = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_passphrase() -> Iterator[None]:
+    """The environment a child is started under: this one's, without the passphrase.
+    Callers hold ``_LAUNCH``."""
+    saved = os.environ.pop(PASSPHRASE_VARIABLE, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[PASSPHRASE_VARIABLE] = saved
 
 
 class _LightPopen(popen_spawn_posix.Popen):
     """A spawned worker told nothing of the parent's ``__main__``, so it does not import it."""
 
     def _launch(self, process_obj: Any) -> None:
-        with _LAUNCH:
+        with _LAUNCH, _without_passphrase():
             full = spawn.get_preparation_data
 
             def light(name: str) -> dict[str, Any]:
@@ -71,19 +101,59 @@ class _LightContext(context.SpawnContext):
 
 
 class Pool:
-    """A process pool of ``workers()`` processes, made on first use."""
+    """A process pool of ``workers()`` processes, made on first use, shut down once idle for
+    ``idle_seconds`` by ``clock`` (a watcher thread looks every quarter of that)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_seconds: float = IDLE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+        self._used = clock()
+        self._watching = threading.Event()
 
     def executor(self) -> Executor:
         with self._lock:
+            self._used = self._clock()
             # a worker that died (killed, out of memory) breaks its pool for good: a new one
             if self._executor is None or getattr(self._executor, "_broken", False):
+                with _LAUNCH, _without_passphrase():
+                    resource_tracker.ensure_running()
                 self._executor = ProcessPoolExecutor(max_workers=workers(),
                                                      mp_context=_LightContext())
+                self._watch()
             return self._executor
+
+    def _watch(self) -> None:
+        if self._watching.is_set():
+            return
+        self._watching.set()
+        threading.Thread(target=self._watcher, name="tegata-pool-idle", daemon=True).start()
+
+    def _watcher(self) -> None:
+        while True:
+            time.sleep(self._idle_seconds / 4)
+            self.reap()
+            with self._lock:
+                if self._executor is None:  # until the next pool, nothing to watch
+                    self._watching.clear()
+                    return
+
+    def reap(self) -> bool:
+        """Shut the pool down if it has had no work for ``idle_seconds``; True if it did.
+        Work in the workers' hands counts as use."""
+        with self._lock:
+            executor = self._executor
+            if executor is None:
+                return False
+            if getattr(executor, "_pending_work_items", None):
+                self._used = self._clock()
+            if self._clock() - self._used < self._idle_seconds:
+                return False
+            self._executor = None
+        executor.shutdown(wait=True, cancel_futures=True)
+        return True
 
     def shutdown(self) -> None:
         """Stop the workers (queued work is cancelled); the next use makes new ones."""

@@ -159,12 +159,14 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     from granian.log import LogLevels
 
     from api import sharedmetrics
+    from ca import parallel
     from cli import logs, supervise
 
     settings = service.settings
     check_address(host, port)
     logs.configure(settings)
     how = plan(settings, workers=workers, open_files=open_files_limit())
+    os.environ[parallel.SERVER_WORKERS] = str(how.workers)  # each one's pool: its share of cores
     service.engine.dispose()  # the workers open their own connections
     sharedmetrics.reset(settings.data_dir)  # a new server counts from zero
     supervise.prepare_reasons()

@@ -115,3 +115,25 @@ def test_a_certificate_issued_by_another_process_is_answered_at_once(
         assert answered(get_url(live, server, early)) == GOOD  # memory warm
         later = issue_one(live, "sato")
         assert answered(get_url(live, server, later)) == GOOD
+
+
+def test_an_etag_from_one_process_gets_a_304_or_a_valid_answer_from_another(
+        live: Service, settings: Settings, tmp_path: Path) -> None:
+    """With several workers (or servers) each signs its own answer: a cache's ETag from one
+    is answered by another with 304 when their answers are the same bytes, else with 200
+    and that one's own valid, current answer, never with an error or a stale status."""
+    view = issue_one(live, "kobayashi")
+    with serving(settings, tmp_path / "a.log") as a, serving(settings, tmp_path / "b.log") as b:
+        first = httpx.get(get_url(live, a, view), timeout=30)
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        again = httpx.get(get_url(live, b, view), headers={"If-None-Match": etag}, timeout=30)
+        assert again.status_code in (200, 304)
+        if again.status_code == 304:
+            assert again.content == b""
+        else:
+            parsed = ocsp.load_der_ocsp_response(again.content)
+            assert parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+            assert parsed.serial_number == int(view.serial, 16)
+            assert (parsed.certificate_status, parsed.revocation_reason) == GOOD
+            assert again.headers["etag"] != etag

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import zipfile
 from collections.abc import Iterator
 
@@ -13,6 +14,9 @@ import pytest
 
 from ca import parallel
 from ca.service import IssueRequest, Selection, Service, downloads
+from ca.settings import Settings
+from tests.processes import free_port
+from tests.served import live_service
 
 TENANT = "default"
 
@@ -46,3 +50,26 @@ def test_downloads_at_once_share_one_bounded_pool_that_stops_with_the_server(
             assert len(archive.namelist()) == len(logins) + 1  # and the manifest
     parallel.shutdown()
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_tegata_serve_tells_its_workers_how_many_share_the_cores(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import granian
+
+    from cli import server
+
+    told: list[str | None] = []
+
+    class Granian:  # what the workers are started under: this process's environment
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def serve(self) -> None:
+            told.append(os.environ.get(parallel.SERVER_WORKERS))
+
+    monkeypatch.delenv(parallel.SERVER_WORKERS, raising=False)
+    monkeypatch.setattr(granian, "Granian", Granian)
+    with live_service(settings, "kyushu", "九州支社") as service:
+        server.run(service, "127.0.0.1", free_port(), workers=3)
+    assert told == ["3"]

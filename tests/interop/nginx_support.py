@@ -124,12 +124,14 @@ class Tegata:
         assert ran.code == 0, f"tegata {' '.join(argv)} failed ({ran.code}): {ran.err}"
         return ran.out
 
-    def serve(self) -> None:
+    def serve(self, *, workers: int | None = None) -> None:
+        """``tegata serve``: one worker per core, unless ``workers`` says otherwise."""
         log = self.home / "serve.log"
+        extra = [] if workers is None else ["--workers", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
         with log.open("wb") as sink:
             self.server = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port), *extra],
                 cwd=self.home, env={**env, **self.env()}, stdout=sink,
                 stderr=subprocess.STDOUT)
         wait_listening(self.port, self.server, "tegata serve", log)
