@@ -204,7 +204,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             try:
                 with self.transaction() as session:
                     self._keep_lease(session, holder)
-                    totals = _sum(totals, self._tenant_pass(session, tenant_id, since, now=now))
+                    done = self._tenant_pass(session, tenant_id, since, now=now)
+                totals = _sum(totals, done)  # counted once committed
             except LeaseLost:
                 raise
             except Exception as exc:
@@ -257,7 +258,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                 try:
                     with self.transaction() as session:
                         self._keep_lease(session, holder)
-                        renewed += self._renew_one(session, authority_id, now=now)
+                        made = self._renew_one(session, authority_id, now=now)
+                    renewed += made  # counted once committed
                 except LeaseLost:
                     raise
                 except Exception as exc:
