@@ -258,8 +258,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                 try:
                     with self.transaction() as session:
                         self._keep_lease(session, holder)
-                        made = self._renew_one(session, authority_id, now=now)
-                    renewed += made  # counted once committed
+                        one = self._renew_one(session, authority_id, now=now)
+                    renewed += one  # counted once committed
                 except LeaseLost:
                     raise
                 except Exception as exc:

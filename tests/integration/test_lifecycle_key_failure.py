@@ -24,7 +24,7 @@ from ca.db.models import Authority, Certificate, Crl, Tenant
 from ca.errors import ConfigError
 from ca.service import IssueRequest, Service
 from ca.settings import Settings
-from ca.signer import write_private_file
+from ca.signer import FileKeyStore, write_private_file
 from tests.moments import MOMENTS
 
 TENANTS = {"a": "株式会社あさひ", "b": "ぶどう商事", "c": "さくら銀行"}
@@ -34,7 +34,7 @@ UNAVAILABLE = "the service cannot complete this request now"
 
 
 @pytest.fixture
-def three(service: Service, settings: Settings) -> dict[str, bytes]:
+def three(service: Service, settings: Settings) -> bytes:
     """The three tenants with certificates, one lifecycle pass done, subscriptions ending
     at start+2 days; ``a``'s key file holds garbage. Returns ``a``'s original key file."""
     for name, display in TENANTS.items():
@@ -152,6 +152,19 @@ def test_a_corrupt_key_file_is_not_called_a_wrong_passphrase(
     path = key_path(service, "a")
     assert raised.value.message == (f"CA key file {path} could not be read: it is not an "
                                     "encrypted PKCS#8 PEM key (damaged or replaced)")
+
+
+def test_a_wrong_passphrase_on_an_intact_key_file_still_says_so(
+        three: bytes, settings: Settings) -> None:
+    service = at(settings, 0)
+    path = key_path(service, "b")
+    other = FileKeyStore(path.parent, b"another-long-passphrase",
+                         passphrase_source="TEGATA_KEY_PASSPHRASE")
+    with pytest.raises(ConfigError) as raised:
+        other.load(path.name.removesuffix(".key.pem"))
+    assert raised.value.message == (f"CA key file {path} could not be decrypted: wrong "
+                                    "passphrase (TEGATA_KEY_PASSPHRASE), or the file is "
+                                    "damaged")
 
 
 def test_a_bulk_job_on_a_tenant_with_a_corrupt_key_fails_without_naming_the_file(
