@@ -7,6 +7,8 @@ replace it by handing out objects with the same ``Signer`` interface.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import stat
@@ -190,11 +192,28 @@ class FileKeyStore:
     def load(self, key_id: str) -> FileSigner:
         path = self.path_for(key_id)
         check_private_file(path, what="CA key file")
+        pem = path.read_bytes()
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), self.__passphrase)
+            key = serialization.load_pem_private_key(pem, self.__passphrase)
         except (ValueError, TypeError):
-            raise ConfigError(f"CA key file {path}: wrong passphrase ({self._source}) or "
-                              "not an encrypted PKCS#8 key") from None
+            if not _looks_encrypted_pkcs8(pem):  # the passphrase is not at fault
+                raise ConfigError(f"CA key file {path} could not be read: it is not an "
+                                  "encrypted PKCS#8 PEM key (damaged or replaced)") from None
+            raise ConfigError(f"CA key file {path} could not be decrypted: wrong passphrase "
+                              f"({self._source}), or the file is damaged") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ConfigError(f"CA key file {path}: key type {type(key).__name__} not supported")
         return FileSigner(key_id, key)
+
+
+def _looks_encrypted_pkcs8(pem: bytes) -> bool:
+    """Whether ``pem`` is one encrypted PKCS#8 PEM block whose body is base64 (what only
+    the passphrase can open); anything else is a damaged or foreign file."""
+    lines = pem.strip().splitlines()
+    if len(lines) < 3 or lines[0] != b"-----BEGIN ENCRYPTED PRIVATE KEY-----" or \
+            lines[-1] != b"-----END ENCRYPTED PRIVATE KEY-----":
+        return False
+    try:
+        return bool(base64.b64decode(b"".join(lines[1:-1]), validate=True))
+    except binascii.Error:
+        return False

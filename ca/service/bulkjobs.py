@@ -3,16 +3,20 @@ with its progress in the job's row and its result in one shape."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ca import audit
 from ca.audit import Actor
+from ca.errors import ConfigError, StorageError
 from ca.service.certificates import CertificateUseCases
 from ca.service.jobs import JobUseCases, JobView
 from ca.service.views import BulkResult, IssueRequest
 
 ISSUE = "issue"
+UNAVAILABLE = "the service cannot complete this request now"
+log = logging.getLogger("tegata.jobs")
 
 
 class BulkJobUseCases(CertificateUseCases, JobUseCases):
@@ -23,8 +27,15 @@ class BulkJobUseCases(CertificateUseCases, JobUseCases):
         self.check_issue(request, admin_zone=admin_zone)
 
         def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
-            return job_result(self.issue_bulk(request, admin_zone=admin_zone, actor=actor,
-                                              progress=progress))
+            try:
+                return job_result(self.issue_bulk(request, admin_zone=admin_zone,
+                                                  actor=actor, progress=progress))
+            except (ConfigError, StorageError) as exc:
+                # as a single issuance answers (503): a key path or database detail stays in
+                # the log, not in the job's error the API shows
+                log.error("bulk issuance for tenant %s failed: %s", request.tenant,
+                          exc.message)
+                raise type(exc)(UNAVAILABLE) from None
 
         return self.start_job(request.tenant, ISSUE, work)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ca import serials
 from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
+from ca.errors import CAError
 from ca.profiles import CLOCK_SKEW, Urls
 from ca.signer import Signer
 from ca.x509 import crl as crl_builder
@@ -123,9 +124,13 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
             number=next_number(now, last), this_update=this_update,
             next_update=this_update + dt.timedelta(seconds=validity),
             distribution_point=url, covers_ca_certificates=False)
+        try:
+            signer = signer_of(key_id)
+        except CAError:  # an unusable key: left to ``publish``, which reports it for the CA
+            continue
         entries = _entries(session, authority_id, last_made) if authority_id in listing else ()
-        der = crl_builder.build(request, x509.load_der_x509_certificate(issuer),
-                                signer_of(key_id), entries)
+        der = crl_builder.build(request, x509.load_der_x509_certificate(issuer), signer,
+                                entries)
         made.append(Renewal(authority_id, last, {
             "authority_id": authority_id, "number": request.number,
             "this_update": this_update, "next_update": request.next_update, "der": der,

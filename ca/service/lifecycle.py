@@ -39,6 +39,10 @@ LIFECYCLE_TTL = dt.timedelta(minutes=5)  # renewed at every tenant; a dead run's
 # the latest instant a grace period can end: an end near 9999 plus its grace is clamped here
 LATEST_INSTANT = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
 log = logging.getLogger("tegata.lifecycle")
+
+
+class LeaseLost(Conflict):
+    """The run's lease lapsed: the run stops (not one tenant's failure to step over)."""
 KINDS = ("none", "trial", "contract")
 
 
@@ -63,6 +67,7 @@ class LifecycleReport:
     purged: int = 0
     crls: int = 0
     audit_pruned: int = 0
+    failed: int = 0  # tenants and CAs whose step failed (logged); retried next pass
 
 
 def grace_ends_at(tenant: Tenant, *, now: dt.datetime) -> dt.datetime | None:
@@ -194,13 +199,23 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             tenants |= queries.tenants_with_expired_keys(session, since=since, now=now)
         totals = LifecycleReport()
         for tenant_id in sorted(tenants):
-            with self.transaction() as session:
-                self._keep_lease(session, holder)
-                totals = _sum(totals, self._tenant_pass(session, tenant_id, since, now=now))
+            # one tenant's failure (its CA key unusable, say) is logged and counted, and the
+            # others go on; its transaction rolled back, so it stays due for the next pass
+            try:
+                with self.transaction() as session:
+                    self._keep_lease(session, holder)
+                    done = self._tenant_pass(session, tenant_id, since, now=now)
+                totals = _sum(totals, done)  # counted once committed
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                self._log_failure(exc, tenant_id=tenant_id)
+                totals = _sum(totals, LifecycleReport(failed=1))
         with self.transaction() as session:
             self._keep_lease(session, holder)
-            leases.mark_done(session, LIFECYCLE_LEASE, holder, until=now)
-        totals = _sum(totals, LifecycleReport(crls=self._renew_crls(holder, now=now)))
+            if not totals.failed:  # else the failed tenants' expired keys are looked at again
+                leases.mark_done(session, LIFECYCLE_LEASE, holder, until=now)
+        totals = _sum(totals, self._renew_crls(holder, now=now))
         pruned = self.prune_audit(actor=LIFECYCLE_ACTOR)
         return LifecycleReport(**{**totals.__dict__, "audit_pruned": pruned})
 
@@ -218,16 +233,18 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             status.purge_key_material(session, cert, now=now)
         return _sum(report, LifecycleReport(purged=len(purged)))
 
-    def _renew_crls(self, holder: str, *, now: dt.datetime) -> int:
+    def _renew_crls(self, holder: str, *, now: dt.datetime) -> LifecycleReport:
         """Renew every CRL past half its validity, earliest due first, a set of CAs at a
         time: their data read together, their CRLs built and signed outside any write
         transaction, then recorded in one short one (a few Core statements). The writers
         waiting meanwhile take their turns in between (ca.db.engine.writer_turn), so
         renewing thousands never stalls the service. A CA that published meanwhile (a
-        revocation) or is not an issuing CA with a CRL URL goes the one-by-one way."""
+        revocation), is not an issuing CA with a CRL URL, or whose key failed to load goes
+        the one-by-one way, each in its own transaction: one CA's failure is logged and
+        counted, and stays due for the next pass."""
         with self.reading() as session:
             due = queries.crls_due(session, now=now)
-        renewed = 0
+        renewed = failed = 0
         for start in range(0, len(due), RENEWAL_SET):
             ids = due[start:start + RENEWAL_SET]
             with self.reading() as session:
@@ -236,11 +253,33 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             with self.transaction() as session:
                 self._keep_lease(session, holder)
                 recorded = crls.record_renewals(session, made, renew_at=crl_renew_at)
-                for authority_id in ids:
-                    if authority_id not in recorded:
-                        renewed += self._renew_one(session, authority_id, now=now)
             renewed += len(recorded)
-        return renewed
+            for authority_id in (i for i in ids if i not in recorded):
+                try:
+                    with self.transaction() as session:
+                        self._keep_lease(session, holder)
+                        one = self._renew_one(session, authority_id, now=now)
+                    renewed += one  # counted once committed
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    self._log_failure(exc, authority_id=authority_id)
+                    failed += 1
+        return LifecycleReport(crls=renewed, failed=failed)
+
+    def _log_failure(self, exc: Exception, *, tenant_id: int | None = None,
+                     authority_id: int | None = None) -> None:
+        """Say which tenant and CA a lifecycle step failed for. The message may name a key
+        file (the log is the operator's); it never reaches an API answer."""
+        try:
+            with self.reading() as session:
+                tenant, cas = _who(session, tenant_id=tenant_id, authority_id=authority_id)
+        except CAError:
+            tenant, cas = f"#{tenant_id}" if tenant_id is not None else "?", []
+        detail = exc.message if isinstance(exc, CAError) else type(exc).__name__
+        log.error("lifecycle: tenant %s (CA %s) failed, retried next pass: %s", tenant,
+                  ", ".join(map(str, cas)) or authority_id, detail,
+                  exc_info=not isinstance(exc, CAError))
 
     def _renew_one(self, session: Session, authority_id: int, *, now: dt.datetime) -> int:
         authority = session.get(Authority, authority_id, populate_existing=True)
@@ -254,7 +293,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
     def _keep_lease(self, session: Session, holder: str) -> None:
         if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.now(),
                             ttl=LIFECYCLE_TTL):
-            raise Conflict("the lifecycle run lost its lease (a step took longer than "
+            raise LeaseLost("the lifecycle run lost its lease (a step took longer than "
                            f"{LIFECYCLE_TTL.total_seconds() / 60:.0f} minutes); another "
                            "run goes on")
 
@@ -305,6 +344,21 @@ def _check_end_range(ends: dt.date) -> None:
     if ends > expiry.LATEST_DATE:
         raise InvalidInput(f"subscription end {ends} is after the latest allowed, "
                            f"{expiry.LATEST_DATE}", field="ends")
+
+
+def _who(session: Session, *, tenant_id: int | None,
+         authority_id: int | None) -> tuple[str, list[int]]:
+    """The tenant's name and its active CAs' ids (just ``authority_id``'s when given)."""
+    if authority_id is not None:
+        authority = session.get(Authority, authority_id)
+        tenant_id = authority.tenant_id if authority is not None else None
+    owner = session.get(Tenant, tenant_id) if tenant_id is not None else None
+    if authority_id is not None:
+        return (owner.name if owner is not None else "(root)"), [authority_id]
+    cas = list(session.scalars(select(Authority.id).where(
+        Authority.tenant_id == tenant_id, Authority.retired_at.is_(None))
+        .order_by(Authority.id)))
+    return (owner.name if owner is not None else f"#{tenant_id}"), cas
 
 
 def _sum(a: LifecycleReport, b: LifecycleReport) -> LifecycleReport:
