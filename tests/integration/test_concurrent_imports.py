@@ -5,6 +5,7 @@ either writes; each step is judged by state (who waits on a lock), not by timing
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -12,11 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, select, text
 
+from ca.db import queries
 from ca.db.models import User
-from ca.service import Service
+from ca.errors import Conflict
+from ca.service import Service, userrows
 
 TENANT = "default"
 SERIAL = "osaka"
+ROWS = 1000  # rows behind the one that conflicts, still in the pipeline
 DEADLINE = 60.0  # seconds: bounded waits for what must happen, never a measure
 HEADER = "login,email,name,groups,secure_access\n"
 FIRST = (HEADER + "kizon,kizon@example.jp,既存 更新,,no\n"
@@ -77,3 +81,21 @@ def test_two_imports_creating_the_same_user_and_group_at_once_both_succeed(
     assert tenant_users(service, TENANT) == tenant_users(service, SERIAL)
     assert service.list_groups(TENANT) == service.list_groups(SERIAL) == [
         ("新部署", 3), ("東京", 1)]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_conflicting_set_insert_fails_with_the_conflict_alone(
+        service: Service, caplog: pytest.LogCaptureFixture) -> None:
+    """The CLI's stderr is one line: psycopg's executemany, aborted in its pipeline, would
+    also log "error ignored terminating <psycopg.Pipeline>"."""
+    service.import_users(TENANT, (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
+    with pytest.raises(Conflict, match="^the change conflicts with existing data$"), \
+            service.transaction() as session:
+        owner = queries.tenant(session, TENANT)
+        userrows.insert_users(session, owner, [
+            {"login": "yamada", "email": "yamada@example.jp", "display_name": "山田",
+             "kind": "person", "secure_access": True}] + [
+            {"login": f"user{n}", "email": f"user{n}@example.jp", "display_name": "利用者",
+             "kind": "person", "secure_access": False} for n in range(ROWS)],
+            [[]] * (ROWS + 1), now=service.now())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
