@@ -52,7 +52,7 @@ def test_two_imports_creating_the_same_user_and_group_at_once_both_succeed(
     def run(name: str, data: bytes) -> None:
         try:
             reports[name] = service.import_users(TENANT, data)
-        except Exception as exc:  # noqa: BLE001 - the failure is what the test reports
+        except Exception as exc:
             reports[name] = exc
 
     with service.engine.connect() as held, service.engine.connect() as watch:
@@ -89,7 +89,7 @@ def test_a_conflicting_set_insert_fails_with_the_conflict_alone(
     """The CLI's stderr is one line: psycopg's executemany, aborted in its pipeline, would
     also log "error ignored terminating <psycopg.Pipeline>"."""
     service.import_users(TENANT, (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
-    with pytest.raises(Conflict, match="^the change conflicts with existing data$"), \
+    with pytest.raises(Conflict, match=r"^the change conflicts with existing data$"), \
             service.transaction() as session:
         owner = queries.tenant(session, TENANT)
         userrows.insert_users(session, owner, [
