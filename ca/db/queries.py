@@ -50,7 +50,8 @@ _TENANT_AND_ISSUING = select(Tenant, Authority).outerjoin(
     Authority, Authority.id == _issuing_id(Tenant.id)).where(Tenant.name == bindparam("name"))
 _FRESH_TENANT = select(Tenant.id, Tenant.name, Tenant.subscription_ends_at,
                        Tenant.subscription_ends_on, _issuing_id(Tenant.id).label("issuing_id")
-                       ).where(Tenant.id == bindparam("tenant_id"))
+                       ).where(Tenant.id == bindparam("tenant_id")).with_for_update(
+                           read=True, of=Tenant)
 _USER = select(User).where(User.tenant_id == bindparam("tenant_id"),
                            User.login_key == bindparam("login_key"))
 
@@ -78,8 +79,23 @@ def fresh_tenant(session: Session, tenant_id: int) -> Row[int, str, dt.datetime 
                                                         dt.date | None, int | None]:
     """What an issuance's write checks again of a tenant, read afresh in one statement as
     columns (id, name, subscription_ends_at, subscription_ends_on) with ``issuing_id``, the
-    id of its issuing CA now."""
+    id of its issuing CA now.
+
+    The row is locked (PostgreSQL ``FOR SHARE``; SQLite's writer holds the whole database)
+    until the write ends, first of all its locks (tenant, users, certificates, audit): a
+    change of the subscription (``lock_tenant``) waits for the new certificates and then
+    suspends them too, or is seen here and refuses them. Issuances of one tenant still
+    write side by side."""
     return session.execute(_FRESH_TENANT, {"tenant_id": tenant_id}).one()
+
+
+def lock_tenant(session: Session, owner: Tenant) -> None:
+    """Lock the tenant's row (PostgreSQL ``FOR NO KEY UPDATE``: a certificate or user
+    inserted meanwhile still only needs its key) and read it afresh, before any other lock
+    of the transaction: a subscription change and an issuance's write (``fresh_tenant``)
+    then happen one after the other."""
+    session.execute(select(Tenant).where(Tenant.id == owner.id).with_for_update(
+        key_share=True).execution_options(populate_existing=True))
 
 
 def user_or_none(session: Session, owner: Tenant, login: str) -> User | None:

@@ -299,6 +299,9 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
 
     def _apply_subscription(self, session: Session, owner: Tenant, actor: Actor, *,
                             now: dt.datetime) -> LifecycleReport:
+        # the tenant's row first: an issuance writing now finishes before (its certificates
+        # are seen below) or sees the new state and refuses (``queries.fresh_tenant``)
+        queries.lock_tenant(session, owner)
         state = subscription_state(owner, now=now)
         if state == "grace" and owner.subscription_suspended_at is None:
             owner.subscription_suspended_at = now  # published with this transaction's CRL

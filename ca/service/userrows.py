@@ -45,6 +45,11 @@ def insert_users(session: Session, owner: Tenant, rows: Sequence[dict[str, objec
 
 
 def _insert(session: Session, table: object, rows: list[dict[str, object]]) -> None:
-    """Core executemany (no ORM bookkeeping), a bounded number of rows a statement."""
+    """Core INSERTs of many rows (no ORM bookkeeping), a bounded number a statement. With
+    RETURNING, SQLAlchemy sends each batch as one multi-row INSERT rather than psycopg's
+    executemany, whose pipeline, when a row breaks a unique constraint, also logs "error
+    ignored terminating pipeline" to stderr beside the error itself."""
+    first = next(iter(table.primary_key.columns))  # type: ignore[attr-defined]
     for start in range(0, len(rows), ROWS):
-        session.execute(insert(table), rows[start:start + ROWS])  # type: ignore[arg-type]
+        session.execute(insert(table).returning(first),  # type: ignore[arg-type]
+                        rows[start:start + ROWS])

@@ -22,6 +22,7 @@ from ca.states import HoldCause
 
 KINDS = ("person", "service")
 IN_BATCH = 500  # values in one SQL IN list
+IMPORT_ATTEMPTS = 3  # one, then a fresh read after each of two conflicts with another import
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,9 +174,25 @@ class UserUseCases(ServiceCore):
         before any transaction; the write then reads the tenant's users and groups in a few
         queries, decides each row and writes them together, holding the write lock briefly.
         A dry run decides in a read and writes nothing."""
-        report = ImportReport(dry_run=dry_run)
+        checked = ImportReport(dry_run=dry_run)
+        specs = _checked_rows(csvio.read(data), checked)
+        for _attempt in range(IMPORT_ATTEMPTS - 1):
+            try:
+                return self._import(tenant, specs, checked, dry_run=dry_run,
+                                    best_effort=best_effort, actor=actor)
+            except Conflict:
+                # another import created one of these users or groups since this one read
+                # (the unique constraint decides): decide again from a fresh read, as if
+                # this import had come after it; the rows' own checks still hold
+                pass
+        return self._import(tenant, specs, checked, dry_run=dry_run, best_effort=best_effort,
+                            actor=actor)
+
+    def _import(self, tenant: str, specs: list[tuple[int, UserSpec]], checked: ImportReport,
+                *, dry_run: bool, best_effort: bool, actor: Actor) -> ImportReport:
+        """One attempt at an import's transaction: read, decide each row, write."""
+        report = ImportReport(dry_run=dry_run, errors=list(checked.errors))
         now = self.now()
-        specs = _checked_rows(csvio.read(data), report)
         with self.reading() if dry_run else self.transaction() as session:
             owner = queries.tenant(session, tenant)
             users = _users_by_key(session, owner, [spec.login.lower() for _, spec in specs])
