@@ -52,6 +52,7 @@ class LifecycleOut(BaseModel):
     purged: int
     crls: int
     audit_pruned: int
+    failed: int  # tenants and CAs whose step failed (logged); retried at the next run
 
 
 class StatusOut(BaseModel):

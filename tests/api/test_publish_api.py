@@ -337,7 +337,7 @@ def test_only_an_operator_sets_the_subscription_or_runs_the_lifecycle(
     r = client.post("/api/v1/lifecycle/run", headers=bearer(tokens["operator"]))
     assert r.status_code == 200
     assert set(r.json()) == {"suspended", "reinstated", "revoked", "purged", "crls",
-                             "audit_pruned"}
+                             "audit_pruned", "failed"}
 
 
 def test_a_subscription_end_set_over_http_is_published_at_once(
