@@ -47,8 +47,14 @@ PASSPHRASE_VARIABLE = "TEGATA_KEY_PASSPHRASE"  # noqa: S105  # a name: never in 
 
 
 def share(cores: int, server_workers: int) -> int:
-    """Processes in one server worker's pool: its share of the cores, at most 8."""
-    return max(1, min(cores // max(1, server_workers), 8))
+    """Processes in one server worker's pool: its share of the cores, at most 8, and never
+    fewer than two where there are two cores: a bulk download or job that one worker takes
+    must still spread over every core of a small host (two workers on two cores would
+    otherwise each work in-process, on one core). Pools start on first use and stop when
+    idle, so at rest there are none; at most ``server_workers`` pools run at once."""
+    if cores < 2:
+        return 1
+    return max(2, min(cores // max(1, server_workers), 8))
 
 
 def workers() -> int:

@@ -55,13 +55,13 @@ def test_downloads_at_once_share_one_bounded_pool_that_stops_with_the_server(
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_tegata_serve_tells_its_workers_how_many_share_the_cores(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import granian
-
-    from cli import server
+    from cli import server, supervise
 
     told: list[str | None] = []
 
-    class Granian:  # what the workers are started under: this process's environment
+    class Supervisor:  # what the workers are started under: this process's environment
+        failure = None
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             pass
 
@@ -69,7 +69,7 @@ def test_tegata_serve_tells_its_workers_how_many_share_the_cores(
             told.append(os.environ.get(parallel.SERVER_WORKERS))
 
     monkeypatch.delenv(parallel.SERVER_WORKERS, raising=False)
-    monkeypatch.setattr(granian, "Granian", Granian)
+    monkeypatch.setattr(supervise, "Supervisor", Supervisor)
     with live_service(settings, "kyushu", "九州支社") as service:
         server.run(service, "127.0.0.1", free_port(), workers=3)
     assert told == ["3"]

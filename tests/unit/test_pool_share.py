@@ -22,18 +22,20 @@ def doubled(items: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize(("cores", "server_workers", "processes"), [
-    (2, 1, 2), (2, 2, 1), (8, 3, 2), (8, 8, 1), (16, 1, 8), (64, 4, 8), (1, 4, 1)])
+    (2, 1, 2), (2, 2, 2), (8, 3, 2), (8, 8, 2), (16, 1, 8), (64, 4, 8), (1, 4, 1), (1, 1, 1)])
 def test_each_server_workers_pool_has_its_share_of_the_cores(
         cores: int, server_workers: int, processes: int) -> None:
     assert parallel.share(cores, server_workers) == processes
 
 
-def test_a_server_worker_whose_share_is_one_core_works_in_process(
+def test_a_server_worker_on_a_single_core_host_works_in_process(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setenv(parallel.SERVER_WORKERS, "4")
     assert parallel.workers() == 2
     monkeypatch.setenv(parallel.SERVER_WORKERS, "8")
+    assert parallel.workers() == 2  # two cores of eight, shared with the other workers
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert parallel.workers() == 1
     assert parallel.pool(10_000, threshold=1) is None
 
