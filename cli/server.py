@@ -138,9 +138,9 @@ def worker_app() -> ASGIApp:
         logs.configure(settings)
         service = Service(settings)
         service.load_signers()
+        return build_app(settings, service=service)
     except Exception as exc:  # any: a worker that cannot start is told apart from a death
         raise supervise.start_failed(exc) from None
-    return build_app(settings, service=service)
 
 
 def check_address(host: str, port: int) -> None:

@@ -61,9 +61,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> E
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
+    # first: switching to WAL takes a lock, which processes starting together must wait for
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     # WAL lets readers (OCSP, CRL downloads) go on while one writer works
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
