@@ -67,7 +67,7 @@ def replaced(server: Server, dead: int, kept: int) -> int:
 def test_a_worker_killed_twice_in_quick_succession_is_replaced_both_times(
         live: Service, tmp_path: Path) -> None:
     with serving(live.settings, tmp_path / "serve.log", workers=2) as server:
-        first, other = sorted(worker_pids(server))
+        first, other = both_workers(server)
         os.kill(first, signal.SIGKILL)
         second = replaced(server, first, other)
         os.kill(second, signal.SIGKILL)  # within moments of its start: no crash loop
@@ -87,13 +87,19 @@ def test_killing_the_server_process_ends_every_worker(live: Service, tmp_path: P
             answers(server)
 
 
+def both_workers(server: Server) -> list[int]:
+    """The two workers' PIDs, once both have started (``/healthz`` answers with one)."""
+    until("both workers started", lambda: len(worker_pids(server)) == 2, server)
+    return sorted(worker_pids(server))
+
+
 def test_a_worker_that_cannot_start_ends_the_server_in_one_line(
         live: Service, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with serving(live.settings, log, workers=2) as server:
         key = live.settings.effective_key_dir / "data-protection.key"
         key.chmod(0o644)  # a worker started from now on refuses the key
-        first, other = sorted(worker_pids(server))
+        first, other = both_workers(server)
         os.kill(first, signal.SIGKILL)
         assert server.proc.wait(timeout=DEADLINE) == 78
         assert not alive(other)
