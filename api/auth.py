@@ -103,7 +103,7 @@ class RoleGuard:
         these roles on ``tenant``'s objects; raises otherwise. Blocking: a worker thread's."""
         service: Service = state.service
         failures: RateBuckets = state.auth_failures
-        now = service.now()
+        now = service.clock.now()
         # A token not yet known good takes its failure place first, in one atomic
         # statement, and gives it back once good: guesses in flight together cannot all
         # pass a read of the bucket, so no more than FAILURES_ALLOWED ever fail. A token
@@ -120,7 +120,7 @@ class RoleGuard:
             if not token:
                 raise AuthenticationFailed(
                     "send an API token as 'Authorization: Bearer <token>'")
-            principal = service.authenticate(token)
+            principal = service.tokens.authenticate(token)
         except Exception as exc:
             if trusted and isinstance(exc, AuthenticationFailed):
                 failures.admit(client, now=now)  # a once-good token, now revoked or expired

@@ -25,7 +25,7 @@ def client_with(service: Service, proxies: list[str]) -> TestClient:
 
 
 def audited_ip(service: Service) -> str | None:
-    return service.audit_events(tenant="default", action="user.create")[-1].source_ip
+    return service.audit.events(tenant="default", action="user.create")[-1].source_ip
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_forwarded_for_shapes_do_not_escape_the_failed_authentication_limit(
     the list is still the one address the proxy saw: 20 failures, then 429."""
     with live_service(settings, "nagoya", "名古屋支社") as service, serving(
             settings, tmp_path / "serve.log", module=CLOCKED,
-            TEGATA_TEST_NOW=service.now().isoformat(),
+            TEGATA_TEST_NOW=service.clock.now().isoformat(),
             TEGATA_TRUSTED_PROXIES='["127.0.0.1/32"]') as server, httpx.Client() as client:
         statuses = [client.get(f"{server.url}/api/v1/whoami", headers=[
             ("Authorization", "Bearer tgt_guessed"),

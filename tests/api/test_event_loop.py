@@ -101,7 +101,7 @@ def test_no_route_calls_the_service_on_the_event_loop(
     serial = issued.json()["certificates"][0]["serial"]
     assert loop_client.get(f"{base}/certificates/{serial}/bundle",
                            headers=admin).status_code == 200
-    service.issue(IssueRequest(tenant="default", logins=("alice",)))
+    service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
     mine = loop_client.get(f"{base}/me/certificates", headers=user).json()
     assert loop_client.get(f"{base}/me/certificates/{mine[0]['serial']}/bundle",
                            headers=user).status_code == 200
@@ -133,7 +133,7 @@ def test_a_service_call_planted_on_the_event_loop_is_caught(
 
     @app.get("/planted", dependencies=[public()])
     async def planted(request: Request) -> list[str]:
-        return cast(Callable[[], list[str]], request.app.state.service.list_tenants)()
+        return cast(Callable[[], list[str]], request.app.state.service.hierarchy.list_tenants)()
 
     client = TestClient(app, raise_server_exceptions=False)
     assert client.get("/planted").status_code == 500
@@ -164,9 +164,9 @@ def test_a_held_write_lock_stops_neither_health_nor_an_authenticated_read(
         settings: Settings, tmp_path: Path,
         locked_out: Callable[[], sqlite3.Connection]) -> None:
     with live_service(settings, "tokyo", "東京支社") as service:
-        fresh, _ = service.create_token(role="admin", tenant="tokyo", name="佐藤の端末")
-        due, due_view = service.create_token(role="admin", tenant="tokyo", name="鈴木の台本")
-        now = service.now()
+        fresh, _ = service.tokens.create(role="admin", tenant="tokyo", name="佐藤の端末")
+        due, due_view = service.tokens.create(role="admin", tenant="tokyo", name="鈴木の台本")
+        now = service.clock.now()
         with serving(settings, tmp_path / "serve.log", module=CLOCKED,
                      TEGATA_TEST_NOW=now.isoformat(),
                      TEGATA_TOKEN_REQUESTS_PER_MINUTE="600") as server, \
@@ -183,6 +183,6 @@ def test_a_held_write_lock_stops_neither_health_nor_an_authenticated_read(
                 assert not writing.done()  # both answered while the writer waits
             lock.rollback()
             assert writing.result().status_code == 200
-        with service.reading() as session:
+        with service.database.reading() as session:
             assert session.scalar(select(ApiToken.last_used_at)
                                   .where(ApiToken.id == due_view.id)) == now

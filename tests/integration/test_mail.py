@@ -33,7 +33,7 @@ from api.routes import selfservice
 from ca import mail
 from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import NotPermitted
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings
 from tests.conftest import BASE_URL, unavailable
 from tests.processes import free_port
@@ -108,9 +108,9 @@ def smtp() -> Iterator[Smtp]:
 
 @pytest.fixture
 def alice(service: Service) -> str:
-    service.add_user("default", "alice", email="alice@example.com", display_name="山田 アリス",
+    service.users.add("default", "alice", email="alice@example.com", display_name="山田 アリス",
                      allow=True)
-    return service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    return service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
 
 
 def with_smtp(service: Service, port: int, **overrides: Any) -> Service:
@@ -118,7 +118,7 @@ def with_smtp(service: Service, port: int, **overrides: Any) -> Service:
     settings = service.settings.model_copy(update={
         "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False,
         "smtp_from": SENDER, **overrides})
-    return Service(settings, clock=service.clock, engine=service.engine)
+    return build_service(settings, clock=service.clock, engine=service.engine)
 
 
 def link_app(service: Service) -> FastAPI:
@@ -171,7 +171,7 @@ def test_the_mailed_link_works_once(service: Service, alice: str, smtp: Smtp) ->
     assert format(loaded.cert.certificate.serial_number, "X") == alice
     again = client.post(path)
     assert again.status_code == 410 and password.group(1) not in again.text
-    with service.reading() as session:
+    with service.database.reading() as session:
         sent = session.scalars(select(AuditEvent).where(AuditEvent.action == "link.send")).one()
     assert (sent.outcome, sent.details) == ("success", '{"to": "alice@example.com"}')
     assert made.token not in sent.details
@@ -216,8 +216,8 @@ def test_a_hostile_name_cannot_add_a_header(settings: Settings) -> None:
 def test_sending_without_smtp_settings_is_refused_and_makes_no_link(service: Service,
                                                                     alice: str) -> None:
     with pytest.raises(NotPermitted, match="set TEGATA_SMTP_HOST and TEGATA_SMTP_FROM"):
-        service.send_link("default", "alice")
-    with service.reading() as session:
+        service.links.send("default", "alice")
+    with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []
 
 
@@ -228,11 +228,11 @@ def test_a_refused_mail_withdraws_the_new_link(service: Service, alice: str,
     with pytest.raises(mail.MailError, match=r"refused the message|could not send") as caught:
         mailer.send_link("default", "alice")
     assert "tdl_" not in str(caught.value)
-    with service.reading() as session:
+    with service.database.reading() as session:
         link = session.scalars(select(DownloadLink)).one()
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "link.send")
                                 ).one()
-    assert link.expires_at == service.now() and link.spent_at is None
+    assert link.expires_at == service.clock.now() and link.spent_at is None
     assert event.outcome == "failure" and '"withdrawn": 1' in event.details
 
 
