@@ -27,7 +27,7 @@ from ca.db import migrate as schema
 from ca.db.engine import check_reachable
 from ca.errors import ConfigError, Conflict, NotPermitted
 from ca.sealing import check_passphrase, is_unwrapped
-from ca.service import InitRequest, Service, build_service
+from ca.service import InitRequest, Service
 from ca.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
 from ca.signer import write_private_file
 from cli.context import STATE
@@ -136,9 +136,9 @@ def worker_app() -> ASGIApp:
     try:
         settings = load_settings()
         logs.configure(settings)
-        service = build_service(settings)
-        service.startup.load_signers()
-        return build_app(settings, service=service)
+        app = build_app(settings)
+        app.state.service.startup.load_signers()
+        return app
     except Exception as exc:  # any: a worker that cannot start is told apart from a death
         raise supervise.start_failed(exc) from None
 

@@ -50,8 +50,8 @@ async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
         reissue=body.reissue, key_type=body.key_type,
         csr=body.csr.encode() if body.csr is not None else None, p12_profile=body.p12_profile)
     views = await run_in_threadpool(
-        service_of(request).certificates.issue, issue_request, admin_zone=principal_of(request).timezone,
-        actor=actor_of(request))
+        service_of(request).certificates.issue, issue_request,
+        admin_zone=principal_of(request).timezone, actor=actor_of(request))
     return IssuedOut(certificates=[cert_out(v) for v in views])
 
 

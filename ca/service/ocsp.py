@@ -80,11 +80,23 @@ class Ocsp:
         self.database = database
         self.keys = keys
         self.clock = clock
-        # this process's memory of answers and issuers (read by metrics and tests too)
-        self.memory = Memory(capacity=ocsp_memory.CAPACITY)
-        # this process's own changes: forgotten right after their commit
-        ocsp_feed.listen(database.engine, self.memory.forget)
+        self._memory: Memory | None = None
+        self._memory_made = threading.Lock()
         self._responders: dict[int, _Responder] = {}
+
+    @property
+    def memory(self) -> Memory:
+        """This process's memory of answers and issuers (read by metrics and tests too),
+        made on first use."""
+        memory = self._memory
+        if memory is None:
+            with self._memory_made:
+                memory = self._memory
+                if memory is None:
+                    memory = self._memory = Memory(capacity=ocsp_memory.CAPACITY)
+                    # this process's own changes: forgotten right after their commit
+                    ocsp_feed.listen(self.database.engine, memory.forget)
+        return memory
 
     def kept(self, raw: bytes) -> OcspAnswer | None:
         """The kept answer to exactly these request bytes, asked before (a GET's path, a

@@ -119,7 +119,8 @@ def test_the_roots_crl_is_an_arl_over_ca_certificates(client: TestClient,
     r = client.get("/crl/root.crl")
     assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(r.content)
-    assert crl.issuer == x509.load_der_x509_certificate(service.hierarchy.ca_certificates()[0].der).subject
+    root = service.hierarchy.ca_certificates()[0]
+    assert crl.issuer == x509.load_der_x509_certificate(root.der).subject
     idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.critical and idp.value.only_contains_ca_certs
 

@@ -57,7 +57,8 @@ def csr_pem() -> str:
 def ocsp_request(service: Service, pem: str) -> str:
     """A GET-style OCSP request (base64 DER) for one of the issued certificates."""
     cert = x509.load_pem_x509_certificate(pem.encode())
-    issuer = x509.load_pem_x509_certificate(service.hierarchy.ca_certificates("default")[-1].pem.encode())
+    issuer = x509.load_pem_x509_certificate(
+        service.hierarchy.ca_certificates("default")[-1].pem.encode())
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
     return base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
 

@@ -88,7 +88,8 @@ def test_a_conflicting_set_insert_fails_with_the_conflict_alone(
         service: Service, caplog: pytest.LogCaptureFixture) -> None:
     """The CLI's stderr is one line: psycopg's executemany, aborted in its pipeline, would
     also log "error ignored terminating <psycopg.Pipeline>"."""
-    service.users.import_users(TENANT, (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
+    service.users.import_users(TENANT,
+                               (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
     with pytest.raises(Conflict, match=r"^the change conflicts with existing data$"), \
             service.database.transaction() as session:
         owner = queries.tenant(session, TENANT)

@@ -59,7 +59,8 @@ def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
     assert made.count == USERS
     chunks: Iterator[bytes] = iter(made.chunks)
     data = [next(chunks)]  # the first batch, u00 to u07, has left
-    service.revocation.suspend(TENANT, staff["u03"])  # too late: its key is out, and the log says so
+    # too late: its key is out, and the log says so
+    service.revocation.suspend(TENANT, staff["u03"])
     service.revocation.suspend(TENANT, staff["u20"])
     service.users.set_permission(TENANT, ("u25",), allow=False)
     service.revocation.revoke(TENANT, staff["u30"], reason="keyCompromise")

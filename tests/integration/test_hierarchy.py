@@ -71,8 +71,9 @@ def test_init_twice_is_refused(service: Service) -> None:
 
 def test_tenants_get_their_own_issuing_ca(service: Service) -> None:
     service.hierarchy.create_tenant("acme", display_name="Acme Corp")
-    default_ca, acme_ca = (x509.load_der_x509_certificate(service.hierarchy.ca_certificates(t)[1].der)
-                           for t in ("default", "acme"))
+    default_ca, acme_ca = (
+        x509.load_der_x509_certificate(service.hierarchy.ca_certificates(t)[1].der)
+        for t in ("default", "acme"))
     assert default_ca.subject != acme_ca.subject
     assert default_ca.public_key() != acme_ca.public_key()
     service.users.add("acme", "alice", email="alice@acme.example", allow=True)
@@ -105,7 +106,8 @@ def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
     view = service.certificates.issue(IssueRequest(tenant=name, logins=("alice",)))[0]
     request = ocsp.OCSPRequestBuilder().add_certificate(
         x509.load_der_x509_certificate(view.der),
-        x509.load_der_x509_certificate(service.hierarchy.ca_certificates(name)[1].der), hashes.SHA1())
+        x509.load_der_x509_certificate(service.hierarchy.ca_certificates(name)[1].der),
+        hashes.SHA1())
     answer = ocsp.load_der_ocsp_response(service.ocsp.respond(
         request.build().public_bytes(serialization.Encoding.DER)).der)
     assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL

@@ -157,7 +157,8 @@ def test_mixed_writes_on_the_same_users_never_deadlock(service: Service) -> None
                                          .encode())
                 else:
                     for login in some:
-                        change = service.revocation.suspend if action == "suspend" else service.revocation.revoke
+                        change = (service.revocation.suspend if action == "suspend"
+                                  else service.revocation.revoke)
                         change(TENANT, serials[login])
             except StorageError as exc:
                 failures.append(exc)

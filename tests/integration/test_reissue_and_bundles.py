@@ -29,7 +29,8 @@ def users(service: Service) -> Service:
 
 
 def issue(service: Service, *logins: str, **options: object) -> list:  # type: ignore[type-arg]
-    return service.certificates.issue(IssueRequest(tenant="default", logins=logins, **options))  # type: ignore[arg-type]
+    return service.certificates.issue(IssueRequest(tenant="default", logins=logins,
+                                                   **options))  # type: ignore[arg-type]
 
 
 def test_several_users_are_issued_together(users: Service) -> None:
@@ -172,7 +173,8 @@ def test_listing_filters_by_state_and_user(users: Service) -> None:
     old = issue(users, "alice")[0]
     new = issue(users, "alice", reissue="revoke")[0]
     bob = issue(users, "bob")[0]
-    serials = lambda **kw: [v.serial for v in users.certificates.list_certificates("default", **kw)]  # noqa: E731
+    serials = lambda **kw: [  # noqa: E731
+        v.serial for v in users.certificates.list_certificates("default", **kw)]
     assert serials(state="revoked") == [old.serial]
     assert serials(state="valid") == [bob.serial, new.serial]
     assert serials(login="ALICE") == [new.serial, old.serial]

@@ -272,7 +272,8 @@ def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: 
     view = issue(users)
     number = number_of(crl_of(users))
     clock.advance(SECOND)
-    assert users.revocation.reinstate("default", view.serial).state is State.VALID  # no hold to lift
+    # no hold to lift
+    assert users.revocation.reinstate("default", view.serial).state is State.VALID
     assert number_of(crl_of(users)) == number
 
 
