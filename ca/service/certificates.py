@@ -219,7 +219,7 @@ class Certificates:
                     .order_by(Certificate.id).with_for_update()))
                 for old in superseded:
                     transitions.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
-                                  login=whom[old.user_id], now=now)
+                                       login=whom[old.user_id], now=now)
             # batches of INSERTs (a bounded statement each: memory stays flat); a serial
             # already taken fails here
             for start in range(0, len(made), INSERT_ROWS):
@@ -366,7 +366,7 @@ class Certificates:
             key = serialization.load_der_private_key(
                 self.keys.sealer.open(material.sealed_key, context=f"key:{cert.serial}"), None)
             password = self.keys.sealer.open(material.sealed_password,
-                                        context=f"password:{cert.serial}").decode()
+                                             context=f"password:{cert.serial}").decode()
             chosen = pkcs12.chosen(profile, issued=cert.p12_profile, tenant=owner.p12_profile)
             issuing = session.get(Authority, cert.authority_id)
             assert issuing is not None and issuing.issuer_id is not None

@@ -325,13 +325,13 @@ class Lifecycle:
         for cert, login in rows:
             if state == "grace":
                 suspended += transitions.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
-                                               tenant=owner.name, login=login, now=now)
+                                                    tenant=owner.name, login=login, now=now)
             elif state == "ended":
                 revoked += transitions.revoke(session, cert, "cessationOfOperation", actor,
-                                         tenant=owner.name, login=login, now=now)
+                                              tenant=owner.name, login=login, now=now)
             else:
                 reinstated += transitions.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
-                                               tenant=owner.name, login=login, now=now)
+                                                    tenant=owner.name, login=login, now=now)
         owner.lifecycle_due_at = next_due(owner, now=now)
         # a change republishes the CRL when the transaction commits (ca.service.crls)
         made = 1 if suspended or reinstated or revoked else 0

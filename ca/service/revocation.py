@@ -54,7 +54,7 @@ class Revocation:
             if cert.revoked_at is not None:
                 raise NotPermitted(f"certificate {cert.serial} is revoked: that is final")
             return transitions.place_hold(session, cert, HoldCause.MANUAL, actor,
-                                     tenant=owner.name, login=user.login, now=now)
+                                          tenant=owner.name, login=user.login, now=now)
         return self._change(tenant, serial, actor, hold)
 
     def reinstate(self, tenant: str, serial: str, *,
@@ -66,7 +66,7 @@ class Revocation:
             if cert.revoked_at is not None:
                 raise NotPermitted(f"certificate {cert.serial} is revoked: it never comes back")
             return transitions.lift_hold(session, cert, HoldCause.MANUAL, actor, tenant=owner.name,
-                                    login=user.login, now=now)
+                                         login=user.login, now=now)
         return self._change(tenant, serial, actor, lift)
 
     def _change(self, tenant: str, serial: str, actor: Actor,
@@ -84,8 +84,8 @@ class Revocation:
                     # under the certificate's lock: a change at the same moment is waited for
                     transitions.lock(session, cert)
                     change(session, cert, user, owner, now)  # a change republishes at commit
-                    has_key = (cert.revoked_at is None
-                               and transitions.has_key_material(session, cert))
+                    has_key = cert.revoked_at is None and transitions.has_key_material(session,
+                                                                                       cert)
                     return cert_view(cert, owner.name, user.login, now=now,
                                      has_key_material=has_key)
             except StorageError as exc:

@@ -123,7 +123,8 @@ class Users:
                 user.updated_at = now
                 for cert in transitions.live_certificates(session, user, now=now):
                     transitions.revoke(session, cert, "affiliationChanged", actor,
-                                       tenant=owner.name, login=user.login, now=now)
+                                       tenant=owner.name,
+                                       login=user.login, now=now)
                 audit.record(session, actor, Event(action="user.retire",
                                                    target=f"{owner.name}/{user.login}",
                                                    tenant_id=owner.id), now=now)
