@@ -29,7 +29,7 @@ def test_each_tenant_has_its_own_chain_and_verify_reports_every_head(
     service.hierarchy.create_tenant("tokyo", display_name=TOKYO)
     service.hierarchy.create_tenant("osaka", display_name=OSAKA)
     for tenant in ("tokyo", "osaka", "tokyo"):
-        login = f"user{len(service.audit_events(tenant=tenant))}"
+        login = f"user{len(service.audit.events(tenant=tenant))}"
         service.users.add(tenant, login, email=f"{login}@example.com", allow=True)
     service.certificates.issue(IssueRequest(tenant="osaka", logins=("user1",)))
 

@@ -113,7 +113,7 @@ def test_a_corrupt_key_stops_only_its_tenant_and_is_retried_until_restored(
     before = crls_of(at(settings, 0))
 
     # start+3 days: b and c suspended; a fails (its CRL cannot be signed), stays due
-    report = at(settings, 3).run_lifecycle()
+    report = at(settings, 3).lifecycle.run()
     assert (report.suspended, report.failed) == (4, 1)
     assert states(at(settings, 3)) == {"a": {"good"}, "b": {"held"}, "c": {"held"}}
     failures = [r.getMessage() for r in caplog.records]
@@ -125,20 +125,20 @@ def test_a_corrupt_key_stops_only_its_tenant_and_is_retried_until_restored(
 
     # start+7 days: every CRL is past half its validity; b's and c's are renewed, a's
     # fails again (counted once for its tenant pass, once for its CRL)
-    report = at(settings, 7).run_lifecycle()
+    report = at(settings, 7).lifecycle.run()
     assert (report.suspended, report.failed) == (0, 2)
     assert crls_of(at(settings, 7)) == {"a": before["a"], "b": before["b"] + 2,
                                         "c": before["c"] + 2}
 
     # start+40 days: b and c revoked; a still failing
-    report = at(settings, 40).run_lifecycle()
+    report = at(settings, 40).lifecycle.run()
     assert (report.revoked, report.failed) == (4, 2)
     assert states(at(settings, 40)) == {"a": {"good"}, "b": {"revoked"}, "c": {"revoked"}}
 
     # the key restored: the next pass does what was missed. a's suspension is published
     # only now, so its users still get a whole grace period (lifecycle.grace_ends_at)
     write_private_file_over(key_path(at(settings, 40), "a"), three)
-    report = at(settings, 41).run_lifecycle()
+    report = at(settings, 41).lifecycle.run()
     assert (report.suspended, report.revoked, report.failed) == (2, 0, 0)
     assert states(at(settings, 41)) == {"a": {"held"}, "b": {"revoked"}, "c": {"revoked"}}
     assert crls_of(at(settings, 41))["a"] == before["a"] + 1
