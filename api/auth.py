@@ -53,7 +53,7 @@ def token_limit(engine: Engine, per_minute: int) -> RateBuckets | None:
 class KnownGood:
     """The SHA-256 of tokens that authenticated in this process lately (the last
     ``size``): only which way the failure limit counts depends on it, never whether a
-    token is accepted (``Service.authenticate`` decides that on every request)."""
+    token is accepted (``Tokens.authenticate`` decides that on every request)."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size

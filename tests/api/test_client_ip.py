@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from api.auth import FAILURES_ALLOWED
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
 from tests.api.conftest import bearer
 from tests.clocked_server import CLOCKED
@@ -20,8 +20,9 @@ from tests.served import live_service, serving
 
 def client_with(service: Service, proxies: list[str]) -> TestClient:
     settings = load_settings(**{**service.settings.model_dump(), "trusted_proxies": proxies})
-    service.settings = settings
-    return TestClient(build_app(settings, service=service))
+    # the same database and clock, wired anew with these settings
+    return TestClient(build_app(settings, service=build_service(settings, clock=service.clock,
+                                                                engine=service.engine)))
 
 
 def audited_ip(service: Service) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, event, func, select
 from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import Authority, Crl, KeyMaterial, Tenant
-from ca.service import IssueRequest, LifecycleReport, Service, leases
+from ca.service import IssueRequest, LifecycleReport, Service, build_service, leases
 from ca.service.lifecycle import LIFECYCLE_LEASE
 from ca.service.plumbing import crl_renew_at
 from tests.moments import MOMENTS
@@ -74,7 +74,9 @@ def crl_counts(service: Service) -> dict[int, int]:
 @pytest.mark.parametrize("retention", [0, 30], ids=["audit-kept", "audit-pruned-after-30-days"])
 def test_a_pass_with_nothing_due_costs_the_same_whatever_the_number_of_tenants(
         tenants: Service, clock: FixedClock, retention: int) -> None:
-    tenants.settings = tenants.settings.model_copy(update={"audit_retention_days": retention})
+    tenants = build_service(
+        tenants.settings.model_copy(update={"audit_retention_days": retention}), clock=clock,
+        engine=tenants.engine)
     clock.advance(dt.timedelta(minutes=1))
     report, few = counted_pass(tenants)
     assert report == LifecycleReport()
