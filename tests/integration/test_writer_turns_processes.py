@@ -52,8 +52,8 @@ def write(i):
     for j in range(int(each)):
         login = f"{name}-{i:02d}-{j}"
         try:
-            done.append(service.add_user("kyoto", login, email=f"{login}@example.jp",
-                                         display_name=f"利用者{login}").login)
+            done.append(service.users.add("kyoto", login, email=f"{login}@example.jp",
+                                          display_name=f"利用者{login}").login)
         except Exception as exc:
             done.append(f"{type(exc).__name__}: {exc}")
     return done
