@@ -150,7 +150,7 @@ def link_in(message: EmailMessage) -> str:
 
 def test_the_mailed_link_works_once(service: Service, alice: str, smtp: Smtp) -> None:
     mailer = with_smtp(service, smtp.port)
-    made = mailer.send_link("default", "alice")
+    made = mailer.links.send("default", "alice")
     message = received(smtp.inbox)[0]
     assert smtp.inbox.envelopes == [("tegata@example.com", ["alice@example.com"])]
     assert message["Subject"] == "証明書のダウンロード / Your Tegata certificate"
@@ -226,7 +226,7 @@ def test_a_refused_mail_withdraws_the_new_link(service: Service, alice: str,
     smtp.inbox.refuse = True
     mailer = with_smtp(service, smtp.port)
     with pytest.raises(mail.MailError, match=r"refused the message|could not send") as caught:
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert "tdl_" not in str(caught.value)
     with service.database.reading() as session:
         link = session.scalars(select(DownloadLink)).one()
@@ -240,13 +240,13 @@ def test_no_server_listening_is_a_clear_error(service: Service, alice: str) -> N
     mailer = with_smtp(service, free_port())
     with pytest.raises(mail.MailError, match=r"could not send mail through 127\.0\.0\.1:\d+: "
                                              r"ConnectionRefusedError"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
 
 
 def test_starttls_is_never_skipped(service: Service, alice: str, smtp: Smtp) -> None:
     mailer = with_smtp(service, smtp.port, smtp_starttls=True)
     with pytest.raises(mail.MailError, match="does not offer STARTTLS"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert smtp.inbox.messages == []
 
 
@@ -292,7 +292,7 @@ def test_starttls_with_a_login(service: Service, alice: str, tls_smtp: tuple[Smt
                        smtp_password=SecretStr(SMTP_PASSWORD))
     # the system trust store, plus the test's server certificate
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
-    made = mailer.send_link("default", "alice")
+    made = mailer.links.send("default", "alice")
     assert link_in(received(server.inbox)[0]) == made.url
     assert server.inbox.logins == [SMTP_USER]
 
@@ -303,5 +303,5 @@ def test_starttls_refuses_an_untrusted_server(service: Service, alice: str,
     mailer = with_smtp(service, server.port, smtp_starttls=True, smtp_username=SMTP_USER,
                        smtp_password=SecretStr(SMTP_PASSWORD))
     with pytest.raises(mail.MailError, match=r"TLS with the mail server 127\.0\.0\.1:"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert server.inbox.messages == [] and server.inbox.logins == []
