@@ -1,5 +1,5 @@
-"""The service's plumbing, handed to the use cases by name: the database and its units of
-work, the CA keys and the sealer, the CRL publisher."""
+"""The service's plumbing, handed to the use cases by name (``ca.service.root`` wires it): the
+database, its units of work and its schema; the CA keys and the sealer; the CRL publisher."""
 
 from __future__ import annotations
 
@@ -100,7 +100,6 @@ class CrlPublisher:
         return made
 
 
-
 class Database:
     """One database: its engine, the read sessions and the units of work. A unit of work
     republishes, before it commits, the CRL of every CA whose certificates changed."""
@@ -146,14 +145,17 @@ class Database:
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {type(exc).__name__}") from exc
 
+    # --- its schema ------------------------------------------------------------------------
 
     def check(self) -> None:
+        """The schema is this release's (else: upgrade it first)."""
         check_reachable(self.engine)
         if not migrate.is_current(self.engine):
             raise StorageError("the database schema is not current: run `tegata db upgrade` "
                                "(or start with TEGATA_MIGRATE_ON_START=true)")
 
     def upgrade(self) -> None:
+        """Migrate the schema to this release's (alembic)."""
         if self.settings.database_url is None:  # the embedded default lives in the data dir
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         check_reachable(self.engine)
