@@ -1,0 +1,105 @@
+"""The exact edges of the small pure rules: each limit is accepted at its value and refused
+one past it. Written for the mutants that survived the issue 13 mutation pass over ca/
+(a limit moved by one, a check dropped, a comparison flipped went unnoticed)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from ca import serials, tokens, validate
+from ca.errors import InvalidInput
+
+# --- serials ----------------------------------------------------------------------------------
+
+
+def test_the_smallest_serial_is_one() -> None:
+    assert serials.to_text(1) == "1"
+    assert serials.parse("1") == 1
+    assert serials.parse("0x01") == 1
+    assert serials.canonical("00:01") == "1"
+
+
+def test_the_largest_serial_typed_is_forty_hex_digits() -> None:
+    # "1 .. 2^160-1": forty hex digits, the top bit set included
+    assert serials.parse("F" * 40) == 2**160 - 1
+    assert serials.parse("8" + "0" * 39) == 2**159
+    with pytest.raises(InvalidInput, match="serial"):
+        serials.parse("1" + "0" * 40)
+
+
+def test_leading_zeros_are_padding_up_to_64_characters_in_all() -> None:
+    # 64 characters of text (24 zeros, then 40 digits) are one serial; 65 are refused before
+    # any work, whatever their zeros
+    assert serials.parse("0" * 24 + "F" * 40) == 2**160 - 1
+    assert serials.parse("0" * 63 + "7") == 7
+    with pytest.raises(InvalidInput, match="serial"):
+        serials.parse("0" * 64 + "7")
+    with pytest.raises(InvalidInput, match="serial"):
+        serials.parse("0" * 25 + "F" * 40)
+
+
+# --- e-mail, groups, display text ---------------------------------------------------------
+
+
+def address(length: int) -> str:
+    domain = "@" + ".".join(["a" * 63, "b" * 63, "example"])  # a valid domain of 136 chars
+    return "x" * (length - len(domain)) + domain
+
+
+def test_an_address_of_254_characters_is_accepted_and_255_refused() -> None:
+    assert validate.email(address(254)) == address(254)
+    with pytest.raises(InvalidInput, match="e-mail"):
+        validate.email(address(255))
+
+
+def test_a_group_name_is_at_most_100_characters() -> None:
+    name = "営業部" + "あ" * 97
+    assert validate.group_name(name) == name
+    with pytest.raises(InvalidInput, match="longer than 100 characters"):
+        validate.group_name(name + "い")
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\u3000"], ids=["empty", "spaces",
+                                                             "ideographic-space"])
+def test_a_group_needs_a_name(blank: str) -> None:
+    with pytest.raises(InvalidInput, match="a group needs a name"):
+        validate.group_name(blank)
+
+
+@pytest.mark.parametrize("name", ["営業;経理", ";", "sales;"])
+def test_a_group_name_never_holds_the_csv_separator(name: str) -> None:
+    with pytest.raises(InvalidInput, match="must not contain ';'"):
+        validate.group_name(name)
+
+
+def test_display_text_is_at_most_its_limit() -> None:
+    text = "山" * 200
+    assert validate.display_text(text, field="display_name") == text
+    with pytest.raises(InvalidInput, match="longer than 200 characters"):
+        validate.display_text(text + "田", field="display_name")
+    assert validate.display_text("x" * 64, field="organization", limit=64) == "x" * 64
+    with pytest.raises(InvalidInput, match="longer than 64 characters"):
+        validate.display_text("x" * 65, field="organization", limit=64)
+
+
+def test_a_upn_suffix_ending_in_digits_is_refused_and_digits_elsewhere_are_not() -> None:
+    with pytest.raises(InvalidInput, match="not an IP address"):
+        validate.upn_suffix("example.123")
+    assert validate.upn_suffix("123.example") == "123.example"
+    assert validate.upn_suffix("corp.7eleven.jp") == "corp.7eleven.jp"
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+def test_a_token_carries_256_random_bits_after_its_prefix() -> None:
+    token = tokens.generate()
+    assert token.startswith(tokens.PREFIX)
+    body = token[len(tokens.PREFIX):]
+    assert len(base64.urlsafe_b64decode(body + "=")) == 32
+
+
+def test_a_token_is_shown_in_listings_by_its_prefix_and_six_characters() -> None:
+    assert tokens.display_prefix("tgt_abcdefghijklmnop") == "tgt_abcdef"
