@@ -5,11 +5,12 @@ one past it. Written for the mutants that survived the issue 13 mutation pass ov
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 
-from ca import serials, tokens, validate
-from ca.errors import InvalidInput
+from ca import expiry, sealing, serials, tokens, validate
+from ca.errors import ConfigError, InvalidInput
 
 # --- serials ----------------------------------------------------------------------------------
 
@@ -103,3 +104,63 @@ def test_a_token_carries_256_random_bits_after_its_prefix() -> None:
 
 def test_a_token_is_shown_in_listings_by_its_prefix_and_six_characters() -> None:
     assert tokens.display_prefix("tgt_abcdefghijklmnop") == "tgt_abcdef"
+
+
+# --- scrypt parameters a data-protection file may ask for, and sealed values --------------
+
+SCRYPT_ACCEPTED = [(2**10, 1, 1), (2**20, 1, 1), (2**20, 8, 1),  # 128 * 2^20 * 8 = 1 GiB
+                   (2**10, 32, 1), (2**10, 1, 16)]
+SCRYPT_REFUSED = [(2**9, 1, 1), (2**21, 1, 1), (3 * 2**10, 1, 1), (2**10 + 2, 8, 1),
+                  (2**20, 9, 1),  # just over 1 GiB
+                  (2**10, 0, 1), (2**10, 33, 1), (2**10, 1, 0), (2**10, 1, 17)]
+
+
+@pytest.mark.parametrize(("n", "r", "p"), SCRYPT_ACCEPTED,
+                         ids=[f"n{n}-r{r}-p{p}" for n, r, p in SCRYPT_ACCEPTED])
+def test_scrypt_parameters_at_their_limits_are_accepted(n: int, r: int, p: int) -> None:
+    assert sealing.ScryptParams(n=n, r=r, p=p).n == n
+
+
+@pytest.mark.parametrize(("n", "r", "p"), SCRYPT_REFUSED,
+                         ids=[f"n{n}-r{r}-p{p}" for n, r, p in SCRYPT_REFUSED])
+def test_scrypt_parameters_past_their_limits_are_refused(n: int, r: int, p: int) -> None:
+    with pytest.raises(ConfigError, match=f"scrypt parameters n={n} r={r} p={p} are out of"):
+        sealing.ScryptParams(n=n, r=r, p=p)
+
+
+def test_the_shortest_sealed_value_opens_and_anything_shorter_is_refused_as_malformed() -> None:
+    sealer = sealing.Sealer(b"\x07" * 32)
+    empty = sealer.seal(b"", context="password:1")
+    assert len(empty) == 29  # version, nonce, tag
+    assert sealer.open(empty, context="password:1") == b""
+    with pytest.raises(ConfigError, match="unknown format"):
+        sealer.open(empty[:28], context="password:1")
+
+
+# --- validity periods ---------------------------------------------------------------------
+
+
+def test_a_period_has_only_the_parts_it_is_given() -> None:
+    assert expiry.Period(months=6).text == "P6M"
+    assert expiry.Period(days=90).after(dt.date(2026, 3, 2)) == dt.date(2026, 5, 31)
+    assert expiry.Period(years=2).after(dt.date(2026, 3, 2)) == dt.date(2028, 3, 2)
+
+
+@pytest.mark.parametrize(("start", "period", "end"), [
+    (dt.date(2026, 11, 30), "P1M", dt.date(2026, 12, 30)),
+    (dt.date(2025, 12, 31), "P1Y", dt.date(2026, 12, 31)),
+    (dt.date(2026, 10, 31), "P2M", dt.date(2026, 12, 31)),
+    (dt.date(2026, 1, 31), "P11M", dt.date(2026, 12, 31)),
+], ids=["into-december", "december-to-december", "31-into-december", "january-to-december"])
+def test_periods_ending_in_december_keep_their_day(start: dt.date, period: str,
+                                                    end: dt.date) -> None:
+    assert expiry.Period.parse(period).after(start) == end
+
+
+def test_a_period_may_end_in_year_9999_and_never_beyond() -> None:
+    assert expiry.Period(years=1).after(dt.date(9998, 6, 1)) == dt.date(9999, 6, 1)
+    assert expiry.Period(months=1).after(dt.date(9999, 11, 30)) == dt.date(9999, 12, 30)
+    with pytest.raises(InvalidInput, match="beyond year 9999"):
+        expiry.Period(years=1).after(dt.date(9999, 6, 1))
+    with pytest.raises(InvalidInput, match="beyond year 9999"):
+        expiry.Period(months=1).after(dt.date(9999, 12, 1))
