@@ -1,0 +1,65 @@
+"""The data-protection key file read strictly: base64 with a stray character is a malformed
+file, not a wrong passphrase; the authenticated header does not depend on the order in which
+a JSON writer put its keys. (Survivors of the issue 13 mutation pass over ca/sealing.py.)"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ca import sealing
+from ca.errors import ConfigError
+from ca.sealing import DATA_PROTECTION_FILE
+
+PASSPHRASE = "合言葉はさくら".encode()
+KEY = bytes(range(32))
+CHEAP = sealing.ScryptParams(n=2**10, r=8, p=1)
+
+
+def wrapped() -> dict[str, object]:
+    return json.loads(sealing.wrap_key(KEY, PASSPHRASE, kdf=CHEAP))
+
+
+def unwrap(body: dict[str, object]) -> bytes:
+    return sealing.unwrap_key(json.dumps(body).encode(), PASSPHRASE, path=Path("dp.key"),
+                              passphrase_source="TEGATA_KEY_PASSPHRASE")
+
+
+def with_stray_character(text: str) -> str:
+    return text[:4] + "!" + text[4:]
+
+
+@pytest.mark.parametrize("field", ["salt", "nonce", "wrapped"])
+def test_a_stray_character_in_a_base64_field_is_an_unknown_format(field: str) -> None:
+    body = wrapped()
+    holder = body["kdf"] if field == "salt" else body
+    assert isinstance(holder, dict)
+    holder[field] = with_stray_character(holder[field])
+    with pytest.raises(ConfigError, match="is not in a format this release reads"):
+        unwrap(body)
+
+
+def test_the_header_opens_whatever_order_its_keys_were_written_in() -> None:
+    body = wrapped()
+    reordered = json.loads(json.dumps(body, sort_keys=True))
+    kdf = reordered["kdf"]
+    reordered["kdf"] = dict(reversed(list(kdf.items())))
+    reordered = dict(reversed(list(reordered.items())))
+    assert list(reordered["kdf"]) != list(body["kdf"])  # type: ignore[arg-type]
+    assert unwrap(reordered) == KEY
+
+
+def test_a_key_in_the_clear_with_a_stray_character_is_refused_not_wrapped(
+        tmp_path: Path) -> None:
+    path = tmp_path / DATA_PROTECTION_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(with_stray_character(base64.b64encode(KEY).decode()).encode() + b"\n")
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="is not base64"):
+        sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
+    assert path.read_bytes() == before
