@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from ca import expiry, sealing, serials, tokens, validate
+from ca import csvio, expiry, sealing, serials, tokens, validate
 from ca.errors import ConfigError, InvalidInput
 
 # --- serials ----------------------------------------------------------------------------------
@@ -164,3 +164,31 @@ def test_a_period_may_end_in_year_9999_and_never_beyond() -> None:
         expiry.Period(years=1).after(dt.date(9999, 6, 1))
     with pytest.raises(InvalidInput, match="beyond year 9999"):
         expiry.Period(months=1).after(dt.date(9999, 12, 1))
+
+
+# --- user CSV files -----------------------------------------------------------------------
+
+def test_a_csv_file_of_exactly_50_mib_is_read_and_one_byte_more_refused() -> None:
+    limit = 50 * 1024 * 1024
+    assert len(csvio.decode(b"a" * limit)) == limit
+    with pytest.raises(InvalidInput, match="larger than 50 MB"):
+        csvio.decode(b"a" * (limit + 1))
+
+
+def test_a_badly_quoted_cell_is_refused_with_its_line() -> None:
+    data = 'login,email\r\nyamada,taro@example.jp\r\n"suzuki"x,hanako@example.jp\r\n'.encode()
+    with pytest.raises(InvalidInput, match="^line 3: "):
+        csvio.read(data)
+
+
+def test_a_short_row_is_reported_with_the_login_it_has_if_any() -> None:
+    data = ("email,login\r\n"  # login in the second column
+            "taro@example.jp\r\n"  # one cell: no login at all
+            "hanako@example.jp,suzuki,extra\r\n"
+            "jiro@example.jp," + "x" * 100 + ",extra\r\n").encode()
+    rows = csvio.read(data)
+    assert [(r.line, r.cells, r.problem) for r in rows] == [
+        (2, {"login": ""}, "1 cells where the header has 2"),
+        (3, {"login": "suzuki"}, "3 cells where the header has 2"),
+        (4, {"login": "x" * 64}, "3 cells where the header has 2"),  # cut to a login's length
+    ]
