@@ -176,8 +176,8 @@ def test_a_csv_file_of_exactly_50_mib_is_read_and_one_byte_more_refused() -> Non
 
 
 def test_a_badly_quoted_cell_is_refused_with_its_line() -> None:
-    data = 'login,email\r\nyamada,taro@example.jp\r\n"suzuki"x,hanako@example.jp\r\n'.encode()
-    with pytest.raises(InvalidInput, match="^line 3: "):
+    data = b'login,email\r\nyamada,taro@example.jp\r\n"suzuki"x,hanako@example.jp\r\n'
+    with pytest.raises(InvalidInput, match=r"^line 3: "):
         csvio.read(data)
 
 
