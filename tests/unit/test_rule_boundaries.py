@@ -192,3 +192,10 @@ def test_a_short_row_is_reported_with_the_login_it_has_if_any() -> None:
         (3, {"login": "suzuki"}, "3 cells where the header has 2"),
         (4, {"login": "x" * 64}, "3 cells where the header has 2"),  # cut to a login's length
     ]
+
+
+def test_an_expiry_asked_for_is_refused_past_the_latest_date_whatever_today_is() -> None:
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    expiry.check_expiry(dt.date(9999, 12, 30), expiry.zone("Asia/Tokyo"), now=now)
+    with pytest.raises(InvalidInput, match="requested 9999-12-31, latest allowed 9999-12-30"):
+        expiry.check_expiry(dt.date(9999, 12, 31), expiry.zone("Asia/Tokyo"), now=now)
