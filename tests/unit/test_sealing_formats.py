@@ -63,3 +63,35 @@ def test_a_key_in_the_clear_with_a_stray_character_is_refused_not_wrapped(
     with pytest.raises(ConfigError, match="is not base64"):
         sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
     assert path.read_bytes() == before
+
+
+# --- the key file's life: created once, removed, and refused when others can read it ---------
+
+def test_the_key_is_created_once_and_a_second_call_leaves_it_alone(tmp_path: Path) -> None:
+    path = tmp_path / DATA_PROTECTION_FILE
+    assert not sealing.is_unwrapped(tmp_path)  # no file yet: nothing in the clear either
+    assert sealing.create_data_protection_key(tmp_path, PASSPHRASE) is True
+    first = path.read_bytes()
+    assert sealing.create_data_protection_key(tmp_path, PASSPHRASE) is False
+    assert path.read_bytes() == first
+    assert not sealing.is_unwrapped(tmp_path)
+
+
+def test_removing_the_key_removes_it_and_may_be_asked_twice(tmp_path: Path) -> None:
+    sealing.create_data_protection_key(tmp_path, PASSPHRASE)
+    sealing.remove_data_protection_key(tmp_path)
+    assert not (tmp_path / DATA_PROTECTION_FILE).exists()
+    sealing.remove_data_protection_key(tmp_path)  # an initialisation cleaning up after itself
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_a_key_file_others_can_read_is_refused_before_it_is_read(tmp_path: Path,
+                                                                 mode: int) -> None:
+    sealing.create_data_protection_key(tmp_path, PASSPHRASE)
+    path = tmp_path / DATA_PROTECTION_FILE
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match=f"is readable by others \\(mode {mode:04o}\\)"):
+        sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
+    with pytest.raises(ConfigError, match=f"is readable by others \\(mode {mode:04o}\\)"):
+        sealing.check_passphrase(tmp_path, PASSPHRASE, passphrase_source="X")
