@@ -294,6 +294,10 @@ def test_the_root_has_exactly_the_ca_profile(sakura: Service) -> None:
         ExtensionOID.SUBJECT_KEY_IDENTIFIER: (False, ski(cert.public_key())),
     }
     assert cert.issuer == cert.subject
+    # InitRequest's defaults
+    assert cert.subject == x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tegata"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "Tegata Root CA")])
 
 
 @pytest.mark.parametrize("tenant", ["default", TENANT])
@@ -312,6 +316,31 @@ def test_an_issuing_ca_has_exactly_the_issuing_profile(sakura: Service, tenant: 
         ])),
     }
     assert cert.issuer == root(sakura).subject
+    display = {"default": "Default", TENANT: DISPLAY}[tenant]  # initialize names it so
+    assert cert.subject == x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tegata"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, tenant),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{display} Issuing CA")])
+
+
+def test_long_names_are_cut_so_that_the_suffix_of_every_ca_name_survives(
+        sakura: Service) -> None:
+    # ub-common-name is 64: the label is cut to what is left after the suffix (UTF-8 bytes)
+    tenant = "t" * 63
+    display = "東京都千代田区丸の内一丁目株式会社さくら銀行本店営業部"  # 27 characters, 81 bytes
+    sakura.create_tenant(tenant, display_name=display, key_type="ec-p256")
+    sakura.add_user(tenant, "yamada.taro", email="taro@sakura.example.jp", allow=True)
+    ca = issuing(sakura, tenant)
+    assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+        display[:17] + " Issuing CA")  # 53 bytes of label: 17 characters of 3 bytes
+    (view,) = sakura.issue(IssueRequest(tenant=tenant, logins=("yamada.taro",)))
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        cert_of(view), ca, hashes.SHA1()).build()
+    answer = ocsp.load_der_ocsp_response(
+        sakura.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+    (responder,) = answer.certificates
+    assert responder.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+        "t" * 49 + " OCSP Responder")
 
 
 # --- the OCSP responder's certificate -------------------------------------------------------
