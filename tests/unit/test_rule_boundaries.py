@@ -11,6 +11,7 @@ import pytest
 
 from ca import csvio, expiry, sealing, serials, tokens, validate
 from ca.errors import ConfigError, InvalidInput
+from ca.x509 import csr
 
 # --- serials ----------------------------------------------------------------------------------
 
@@ -199,3 +200,12 @@ def test_an_expiry_asked_for_is_refused_past_the_latest_date_whatever_today_is()
     expiry.check_expiry(dt.date(9999, 12, 30), expiry.zone("Asia/Tokyo"), now=now)
     with pytest.raises(InvalidInput, match="requested 9999-12-31, latest allowed 9999-12-30"):
         expiry.check_expiry(dt.date(9999, 12, 31), expiry.zone("Asia/Tokyo"), now=now)
+
+
+# --- CSR size ------------------------------------------------------------------------------
+
+def test_a_csr_of_64_kib_is_parsed_and_one_byte_more_is_refused_unread() -> None:
+    with pytest.raises(InvalidInput, match="not a PEM or DER PKCS#10 request"):
+        csr.load(b"\x30" + b"\x00" * (64 * 1024 - 1))
+    with pytest.raises(InvalidInput, match="larger than 65536 bytes"):
+        csr.load(b"\x30" + b"\x00" * (64 * 1024))
