@@ -95,3 +95,34 @@ def test_a_key_file_others_can_read_is_refused_before_it_is_read(tmp_path: Path,
         sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
     with pytest.raises(ConfigError, match=f"is readable by others \\(mode {mode:04o}\\)"):
         sealing.check_passphrase(tmp_path, PASSPHRASE, passphrase_source="X")
+
+
+def legacy_key(directory: Path) -> Path:
+    """A data-protection key as releases before the wrapping wrote it: bare base64."""
+    path = directory / DATA_PROTECTION_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.b64encode(KEY) + b"\n")
+    return path
+
+
+def test_a_key_that_cannot_be_rewritten_leaves_no_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = legacy_key(tmp_path)
+
+    def refuse(self: Path, target: object) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(ConfigError, match="cannot be rewritten \\(Permission denied\\)"):
+        sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
+    assert [p.name for p in tmp_path.iterdir()] == [DATA_PROTECTION_FILE]
+    assert sealing.is_unwrapped(tmp_path) and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_wrapping_a_key_in_place_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    legacy_key(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not sealing.is_unwrapped(tmp_path)
