@@ -126,3 +126,16 @@ def test_wrapping_a_key_in_place_leaves_no_descriptor_open(tmp_path: Path) -> No
     sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
     assert len(os.listdir("/proc/self/fd")) == before
     assert not sealing.is_unwrapped(tmp_path)
+
+
+def test_a_key_whose_rewrite_cannot_even_start_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy_key(tmp_path)
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sealing, "write_private_file", full)
+    with pytest.raises(ConfigError, match="cannot be rewritten \\(No space left on device\\)"):
+        sealing.load_sealer(tmp_path, PASSPHRASE, passphrase_source="TEGATA_KEY_PASSPHRASE")
+    assert [p.name for p in tmp_path.iterdir()] == [DATA_PROTECTION_FILE]
