@@ -35,6 +35,7 @@ from ca.service import CertificateView, IssueRequest, Service
 from ca.service import certificates as certificate_use_cases
 from ca.service.selection import Selection
 from tests.conftest import BASE_URL
+from tests.moments import MOMENTS
 
 TENANT = "sakura"
 DISPLAY = "さくら商事株式会社"
@@ -84,9 +85,12 @@ def client_extensions(cert: x509.Certificate, issuer: x509.Certificate, *, email
                       upn: str | None = None, tenant: str = TENANT) -> Extensions:
     names: list[x509.GeneralName] = [x509.RFC822Name(email)]
     if upn is not None:
-        # UTF8String (tag 0x0C), short form length
-        names.append(x509.OtherName(UPN_OID, b"\x0c" + bytes([len(upn.encode())])
-                                    + upn.encode()))
+        # UTF8String (tag 0x0C); DER length: short form below 128, else 0x81 n or 0x82 n n
+        data = upn.encode()
+        length = (bytes([len(data)]) if len(data) < 0x80 else
+                  b"\x81" + bytes([len(data)]) if len(data) < 0x100 else
+                  b"\x82" + len(data).to_bytes(2, "big"))
+        names.append(x509.OtherName(UPN_OID, b"\x0c" + length + data))
     return {
         ExtensionOID.BASIC_CONSTRAINTS: (True, x509.BasicConstraints(ca=False,
                                                                      path_length=None)),
@@ -239,6 +243,17 @@ def test_a_tenant_with_a_upn_suffix_adds_exactly_the_upn(sakura: Service) -> Non
     assert_client_certificate(sakura, from_csr, upn="suzuki.hanako@corp.sakura.example.jp")
 
 
+@pytest.mark.parametrize("suffix_length", [100, 200, 253])
+def test_a_long_upn_is_encoded_with_its_long_form_length(sakura: Service,
+                                                         suffix_length: int) -> None:
+    # "suzuki.hanako@" (14) + suffix: 114, 214 and 267 bytes (0x81 and 0x82 length forms)
+    labels = ["a" * 63, "b" * 63, "c" * 63, "d" * 61][:1 + suffix_length // 64]
+    suffix = ".".join(labels)[:suffix_length - 3].rstrip(".") + ".jp"
+    sakura.set_upn_suffix(TENANT, suffix)
+    (view,) = issue(sakura, "suzuki.hanako")
+    assert_client_certificate(sakura, view, upn=f"suzuki.hanako@{suffix}")
+
+
 def test_a_selection_issued_at_once_has_exactly_the_profile(sakura: Service) -> None:
     result = sakura.issue_bulk(IssueRequest(tenant=TENANT, selection=Selection(everyone=True),
                                             reissue="revoke"))
@@ -316,6 +331,9 @@ def test_an_issuing_ca_has_exactly_the_issuing_profile(sakura: Service, tenant: 
         ])),
     }
     assert cert.issuer == root(sakura).subject
+    # made now (the fixed clock), backdated by the clock skew, and within the root's life
+    assert cert.not_valid_before_utc == MOMENTS.start - dt.timedelta(minutes=5)
+    assert cert.not_valid_after_utc <= root(sakura).not_valid_after_utc
     display = {"default": "Default", TENANT: DISPLAY}[tenant]  # initialize names it so
     assert cert.subject == x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tegata"),

@@ -8,10 +8,14 @@ import base64
 import datetime as dt
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
 
 from ca import csvio, expiry, sealing, serials, tokens, validate
 from ca.errors import ConfigError, InvalidInput
-from ca.x509 import csr
+from ca.x509 import crl, csr
 
 # --- serials ----------------------------------------------------------------------------------
 
@@ -209,3 +213,38 @@ def test_a_csr_of_64_kib_is_parsed_and_one_byte_more_is_refused_unread() -> None
         csr.load(b"\x30" + b"\x00" * (64 * 1024 - 1))
     with pytest.raises(InvalidInput, match="larger than 65536 bytes"):
         csr.load(b"\x30" + b"\x00" * (64 * 1024))
+
+
+def test_a_csr_with_a_key_of_another_kind_is_refused_by_its_name() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
+               .sign(key, None))
+    with pytest.raises(InvalidInput, match="CSR: Ed25519 keys are not accepted"):
+        csr.load(request.public_bytes(serialization.Encoding.PEM))
+
+
+# --- CRL requests -------------------------------------------------------------------------
+
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def crl_request(number: int = 1, *, after: dt.timedelta = dt.timedelta(days=1)
+                ) -> crl.CrlRequest:
+    return crl.CrlRequest(number=number, this_update=NOW, next_update=NOW + after,
+                          distribution_point="http://tegata.test/crl/sakura.crl",
+                          covers_ca_certificates=False)
+
+
+def test_a_crl_number_is_1_to_2_159_minus_1() -> None:
+    assert crl_request(1).number == 1
+    assert crl_request(2**159 - 1).number == 2**159 - 1
+    for number in (0, 2**159):
+        with pytest.raises(ValueError, match="CRL number out of range"):
+            crl_request(number)
+
+
+def test_next_update_is_strictly_after_this_update() -> None:
+    assert crl_request(after=dt.timedelta(seconds=1)).next_update == NOW + dt.timedelta(seconds=1)
+    with pytest.raises(ValueError, match="nextUpdate must be later than thisUpdate"):
+        crl_request(after=dt.timedelta(0))
