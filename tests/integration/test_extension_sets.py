@@ -392,6 +392,26 @@ def test_the_ocsp_responder_certificate_has_exactly_its_profile(sakura: Service)
     assert extensions_of(answer.single_extensions) == {}
 
 
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256"])
+def test_an_rsa_issuing_ca_is_found_by_its_key_hash(sakura: Service, algorithm: str) -> None:
+    # an RSA key's SubjectPublicKeyInfo has long-form DER lengths: issuerKeyHash covers the
+    # key's BIT STRING found through them
+    sakura.create_tenant("kaede", display_name="かえで工業", key_type="rsa-3072")
+    sakura.add_user("kaede", "kato.ken", email="ken@kaede.example.jp", allow=True)
+    (view,) = sakura.issue(IssueRequest(tenant="kaede", logins=("kato.ken",)))
+    ca = issuing(sakura, "kaede")
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        cert_of(view), ca, hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()).build()
+    answer = ocsp.load_der_ocsp_response(
+        sakura.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert answer.issuer_key_hash == request.issuer_key_hash
+    (responder,) = answer.certificates
+    assert extensions_of(responder.extensions)[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] == (
+        False, aki(ca))
+
+
 def test_an_ocsp_response_carries_only_the_nonce_it_was_asked_for(sakura: Service) -> None:
     (view,) = issue(sakura)
     nonce = b"\x42" * 16
