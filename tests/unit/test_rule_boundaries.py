@@ -248,3 +248,13 @@ def test_next_update_is_strictly_after_this_update() -> None:
     assert crl_request(after=dt.timedelta(seconds=1)).next_update == NOW + dt.timedelta(seconds=1)
     with pytest.raises(ValueError, match="nextUpdate must be later than thisUpdate"):
         crl_request(after=dt.timedelta(0))
+
+
+@pytest.mark.parametrize("which", ["this_update", "next_update"])
+def test_a_crl_request_refuses_a_naive_time(which: str) -> None:
+    naive = {"this_update": NOW.replace(tzinfo=None),
+             "next_update": (NOW + dt.timedelta(days=1)).replace(tzinfo=None)}
+    times = {"this_update": NOW, "next_update": NOW + dt.timedelta(days=1), which: naive[which]}
+    with pytest.raises(ValueError, match="naive datetime"):
+        crl.CrlRequest(number=1, distribution_point="http://tegata.test/crl/sakura.crl",
+                       covers_ca_certificates=False, **times)
