@@ -352,7 +352,7 @@ def test_long_names_are_cut_so_that_the_suffix_of_every_ca_name_survives(
     ca = issuing(sakura, tenant)
     assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
         display[:17] + " Issuing CA")  # 53 bytes of label: 17 characters of 3 bytes
-    (view,) = sakura.issue(IssueRequest(tenant=tenant, logins=("yamada.taro",)))
+    (view,) = sakura.certificates.issue(IssueRequest(tenant=tenant, logins=("yamada.taro",)))
     request = ocsp.OCSPRequestBuilder().add_certificate(
         cert_of(view), ca, hashes.SHA1()).build()
     answer = ocsp.load_der_ocsp_response(
@@ -399,7 +399,7 @@ def test_an_rsa_issuing_ca_is_found_by_its_key_hash(sakura: Service, algorithm: 
     # key's BIT STRING found through them
     sakura.hierarchy.create_tenant("kaede", display_name="かえで工業", ca_key_type="rsa-3072")
     sakura.users.add("kaede", "kato.ken", email="ken@kaede.example.jp", allow=True)
-    (view,) = sakura.issue(IssueRequest(tenant="kaede", logins=("kato.ken",)))
+    (view,) = sakura.certificates.issue(IssueRequest(tenant="kaede", logins=("kato.ken",)))
     ca = issuing(sakura, "kaede")
     request = ocsp.OCSPRequestBuilder().add_certificate(
         cert_of(view), ca, hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()).build()
@@ -442,10 +442,10 @@ def test_a_tenants_crl_has_exactly_its_extensions_and_entry_extensions(
                                        "tanaka.ichiro")}
     unspecified, compromised, held = (views["yamada.taro"], views["suzuki.hanako"],
                                       views["tanaka.ichiro"])
-    sakura.revoke(TENANT, unspecified.serial)  # reason unspecified: no reasonCode
+    sakura.revocation.revoke(TENANT, unspecified.serial)  # reason unspecified: no reasonCode
     clock.advance(dt.timedelta(seconds=1))
-    sakura.revoke(TENANT, compromised.serial, reason="keyCompromise")
-    sakura.suspend(TENANT, held.serial)
+    sakura.revocation.revoke(TENANT, compromised.serial, reason="keyCompromise")
+    sakura.revocation.suspend(TENANT, held.serial)
     (superseding,) = issue(sakura, "yamada.taro")
     (replaced,) = issue(sakura, "yamada.taro", reissue="revoke")
     crl = crl_of(sakura)
