@@ -25,7 +25,8 @@ from ca.service import IssueRequest, Service
 from ca.service.links import LinkGone, SelfDownloadOff
 from ca.settings import Settings
 from cli.context import STATE
-from cli.links import link_app, tenant_set
+from cli.links import link_app
+from cli.tenants import tenant_set
 from tests.api.test_certificates_api import csr_pem
 from tests.conftest import BASE_URL
 
