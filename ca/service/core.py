@@ -15,7 +15,7 @@ from ca.clock import Clock, SystemClock
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable, make_engine, make_sessionmaker, writer_turn
 from ca.db.models import Authority, Crl
-from ca.errors import Conflict, NotPermitted, StorageError
+from ca.errors import Conflict, NotInitialized, SchemaNotCurrent, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.service import crls
@@ -123,7 +123,7 @@ class ServiceCore:
     def check_initialized(self) -> None:
         """For commands that need a CA: say `tegata init` when there is none yet, and touch
         nothing (an absent SQLite file is not created by asking)."""
-        not_yet = NotPermitted("Tegata is not initialised: run `tegata init` first")
+        not_yet = NotInitialized("Tegata is not initialised")
         if self.settings.database_url is None:
             path = self.settings.data_dir / "tegata.db"
             if not path.exists():
@@ -138,8 +138,7 @@ class ServiceCore:
     def check_database(self) -> None:
         check_reachable(self.engine)
         if not migrate.is_current(self.engine):
-            raise StorageError("the database schema is not current: run `tegata db upgrade` "
-                               "(or start with TEGATA_MIGRATE_ON_START=true)")
+            raise SchemaNotCurrent("the database schema is not current")
 
     def upgrade_database(self) -> None:
         if self.settings.database_url is None:  # the embedded default lives in the data dir

@@ -26,25 +26,13 @@ from ca import audit, mail, tokens, validate
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
-from ca.errors import CAError, Forbidden, NotFound, NotPermitted
+from ca.errors import CAError, LinkGone, NotFound, NotPermitted, SelfDownloadOff
 from ca.service.certificates import CertificateUseCases, state_filter
 from ca.service.core import ServiceCore
 from ca.service.views import Bundle, CertificateView
 
 PREFIX = "tdl_"
 MAX_TOKEN_LENGTH = 100
-
-
-class LinkGone(NotPermitted):
-    """A known link that no longer works: used, expired, withdrawn, or nothing to download."""
-
-    code = "link-gone"
-
-
-class SelfDownloadOff(Forbidden):
-    """The tenant does not let users download their own certificates (admins still can)."""
-
-    code = "self-download-off"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -257,8 +257,10 @@ def test_sending_a_link_without_smtp_is_refused_clearly(
     r = client.post("/api/v1/tenants/default/users/alice/links", json={"send": True},
                     headers=bearer(tokens["admin"]))
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("e-mail is not configured (set TEGATA_SMTP_HOST and "
-                                         "TEGATA_SMTP_FROM)")
+    assert r.json()["detail"] == ("e-mail is not configured (TEGATA_SMTP_HOST and "
+                                  "TEGATA_SMTP_FROM not set); create the link with send false "
+                                  "and pass it on yourself")
+    assert (r.json()["type"], r.json()["field"]) == ("urn:tegata:problem:not-permitted", "send")
 
 
 def test_link_tokens_never_reach_the_access_log() -> None:
