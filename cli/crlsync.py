@@ -41,6 +41,7 @@ from cli.output import shown
 
 _PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.S)
 MAX_BYTES = 512 * 1024 * 1024
+FETCH_TIMEOUT = 30.0  # seconds for Tegata to answer; then the run fails as unreachable
 
 
 # crl-sync's failures are in the one error tree (ca.errors), named here too; cli.errors
@@ -152,7 +153,7 @@ class Fetched:
     last_modified: str | None
 
 
-def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
+def fetch(url: str, *, timeout: float | None = None, etag: str | None = None,
           last_modified: str | None = None) -> Fetched:
     """GET ``url``, conditionally when validators of the last applied CRL are given."""
     if not url.startswith(("http://", "https://")):
@@ -166,7 +167,7 @@ def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
     request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         # justified: the scheme is checked above, http or https only (bandit B310)
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
+        with urllib.request.urlopen(request, timeout=timeout or FETCH_TIMEOUT) as response:  # noqa: S310  # nosec B310
             data: bytes = response.read(MAX_BYTES + 1)
             got = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
             # read(n) returns what came before the connection dropped, without complaint:
@@ -277,8 +278,8 @@ def reload(command: str) -> None:
                           f"{shown(exc.strerror or exc)}") from None
     if result.returncode != 0:
         said = (result.stderr or result.stdout).decode(errors="replace").strip()
-        raise GatewayRefused(f"reload command failed ({_status(result.returncode)}): "
-                             f"{shown(said, 200)}")
+        raise GatewayRefused(f"reload command failed ({_status(result.returncode)})"
+                             + (f": {shown(said, 200)}" if said else ""))
 
 
 def _status(returncode: int) -> str:
