@@ -111,8 +111,6 @@ def certificate_status(
     service = service_of(request)
     view = (service.get_certificate(serial, tenant=tenant) if serial is not None
             else service.certificate_by_fingerprint(tenant, sha256 or ""))
-    reason = view.revocation_reason or ("certificateHold" if view.state.value == "suspended"
-                                        else None)
     return StatusOut(serial=view.serial, fingerprint_sha256=view.fingerprint_sha256,
-                     login=view.login, state=view.state.value, reason=reason,
+                     login=view.login, state=view.state.value, reason=view.reported_reason,
                      revoked_at=view.revoked_at, not_after=view.not_after)
