@@ -14,7 +14,6 @@ import datetime as dt
 import html
 import logging
 import math
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,7 +30,7 @@ from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
 from ca.errors import CAError
 from ca.service.limits import RateBuckets
-from ca.service.links import PREFIX, LinkInfo, Redeemed
+from ca.service.links import LinkInfo, Redeemed
 
 log = logging.getLogger("tegata.api")
 
@@ -49,24 +48,6 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
 }
-
-
-# --- keeping tokens out of logs --------------------------------------------------------------
-
-_LINK_TOKEN = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_-]+")
-
-
-class RedactLinkTokens(logging.Filter):
-    """Blanks link tokens in log records: uvicorn's access log writes every request's path,
-    and a link's path is its secret (``GET /d/tdl_...``). Put it on the log handler."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = _LINK_TOKEN.sub(PREFIX + "…", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_LINK_TOKEN.sub(PREFIX + "…", a) if isinstance(a, str) else a
-                                for a in record.args)
-        return True
 
 
 # --- the rate limit --------------------------------------------------------------------------
