@@ -13,7 +13,8 @@ decides, and an error no row names exits 1.
     75  EX_TEMPFAIL: crl-sync wrote the CRL but the gateway did not take it (the reload
         command failed, nginx kept its configuration, HAProxy refused it); the next run
         applies it again
-    78  EX_CONFIG: settings, key files, passphrases, a reload command that cannot be run
+    78  EX_CONFIG: settings, key files, passphrases, a database schema behind this release,
+        a reload command that cannot be run
     130 interrupted
 """
 
@@ -27,6 +28,8 @@ EXIT: dict[type[errors.CAError], int] = {
     errors.InvalidInput: 2,
     errors.ConfigError: 78,  # EX_CONFIG
     errors.StorageError: 69,  # EX_UNAVAILABLE
+    # a schema behind this release is the deployment's to fix, not an outage
+    errors.SchemaNotCurrent: 78,  # EX_CONFIG
     errors.Unavailable: 69,  # EX_UNAVAILABLE: the mail server, crl-sync's source or gateway
     errors.GatewayRefused: 75,  # EX_TEMPFAIL: written, not taken; the next run retries
 }
