@@ -23,7 +23,7 @@ def crl_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The current CRL: number, thisUpdate, nextUpdate."""
-    view = STATE.service().current_crl(tenant)
+    view = STATE.service().crls.current(tenant)
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
@@ -46,9 +46,9 @@ def crl_export(
     service = STATE.service()
     with output_file(out, force=force, mode=0o644) as handle:  # a CRL is public
         if chain:
-            own = (both := service.crl_chain(tenant, fresh=True)).own
+            own = (both := service.crls.chain(tenant, fresh=True)).own
             handle.write(both.pem.encode())
         else:
-            own = service.publish_crl(tenant)
+            own = service.crls.publish(tenant)
             handle.write(own.der if der else own.pem.encode())
     typer.echo(f"wrote {shown(out)} (CRL {own.number})")

@@ -14,6 +14,6 @@ lifecycle_app = typer.Typer(no_args_is_help=True, help="Time-driven transitions.
 def lifecycle_run(as_json: JsonOpt = False) -> None:
     """Apply due transitions now: subscription end and grace end, key purge on expiry, CRL
     renewal. Idempotent; the server also runs it every minute."""
-    report = STATE.service().run_lifecycle()
+    report = STATE.service().lifecycle.run()
     emit(report.__dict__, as_json=as_json,
          text=", ".join(f"{k} {v}" for k, v in report.__dict__.items()))

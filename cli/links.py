@@ -28,7 +28,7 @@ def link_create(
     The link hands out the user's newest valid certificate with its password. It is shown
     once (only its hash is kept), and the user's earlier links stop working."""
     links = STATE.service()
-    made = links.send_link(tenant, login) if send else links.create_link(tenant, login)
+    made = links.links.send(tenant, login) if send else links.links.create(tenant, login)
     until = f"{made.expires_at:%Y-%m-%d %H:%M} UTC"
     # a mailed link is for the user's eyes only: it is not printed
     emit({"tenant": made.tenant, "login": made.login, "email": made.email,

@@ -25,19 +25,19 @@ def register(cert_app: typer.Typer) -> None:
                                                    "privilegeWithdrawn.")] = "unspecified",
                tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
         """Revoke a certificate for good."""
-        view = STATE.service().revoke(tenant, serial, reason=reason)
+        view = STATE.service().revocation.revoke(tenant, serial, reason=reason)
         _said(view.state.value, view.serial, as_json, {"reason": view.revocation_reason})
 
     @cert_app.command("suspend")
     def suspend(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
                 as_json: JsonOpt = False) -> None:
         """Put a certificate on hold (certificateHold)."""
-        view = STATE.service().suspend(tenant, serial)
+        view = STATE.service().revocation.suspend(tenant, serial)
         _said(view.state.value, view.serial, as_json, {})
 
     @cert_app.command("reinstate")
     def reinstate(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
                   as_json: JsonOpt = False) -> None:
         """Lift a manual hold."""
-        view = STATE.service().reinstate(tenant, serial)
+        view = STATE.service().revocation.reinstate(tenant, serial)
         _said(view.state.value, view.serial, as_json, {})

@@ -52,9 +52,10 @@ def subscription_set(
         except InvalidInput:
             raise InvalidInput(f"subscription end {(ends or '')[:32]!r} is not a date of the "
                                "form YYYY-MM-DD", field="ends") from None
-    view = STATE.service().set_subscription(tenant, ends=date, zone=tz, grace_days=grace_days,
-                                            kind="trial" if trial else "contract",
-                                            allow_past=allow_past)
+    view = STATE.service().lifecycle.set_subscription(tenant, ends=date, zone=tz,
+                                                      grace_days=grace_days,
+                                                      kind="trial" if trial else "contract",
+                                                      allow_past=allow_past)
     data = _subscription_dict(view)
     emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))
 
@@ -62,5 +63,5 @@ def subscription_set(
 @subscription_app.command("show")
 def subscription_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Show the tenant's subscription and its state (active, grace, ended)."""
-    data = _subscription_dict(STATE.service().get_subscription(tenant))
+    data = _subscription_dict(STATE.service().lifecycle.get_subscription(tenant))
     emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))

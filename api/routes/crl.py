@@ -47,13 +47,13 @@ def crl(request: Request, name: str,
     if chain:
         if tenant is None:
             raise NotFound("no such CRL")
-        both = service.crl_chain(tenant)
+        both = service.crls.chain(tenant)
         headers = _crl_headers(both.first_to_expire)
         # changes with either CRL
         headers["ETag"] = f'"{both.own.number:X}-{both.root.number:X}"'
         headers["Last-Modified"] = format_datetime(both.made_at, usegmt=True)
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
-    view = service.current_crl(tenant)
+    view = service.crls.current(tenant)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",
                         headers=_crl_headers(view))

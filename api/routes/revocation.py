@@ -30,7 +30,7 @@ class RevokeIn(BaseModel):
              responses=responses(*COMMON))
 def revoke(request: Request, tenant: str, serial: str, body: RevokeIn) -> CertificateOut:
     """Revoke for good; a lost device is ``keyCompromise``. Revoking again is harmless."""
-    return cert_out(service_of(request).revoke(tenant, serial, reason=body.reason,
+    return cert_out(service_of(request).revocation.revoke(tenant, serial, reason=body.reason,
                                                actor=actor_of(request)))
 
 
@@ -38,13 +38,12 @@ def revoke(request: Request, tenant: str, serial: str, body: RevokeIn) -> Certif
              responses=responses(*COMMON))
 def suspend(request: Request, tenant: str, serial: str) -> CertificateOut:
     """Put on hold (certificateHold); ``reinstate`` undoes it."""
-    return cert_out(service_of(request).suspend(tenant, serial, actor=actor_of(request)))
+    return cert_out(service_of(request).revocation.suspend(tenant, serial, actor=actor_of(request)))
 
 
 @router.post(f"{CERT}/reinstate", dependencies=[ADMINS], response_model=CertificateOut,
              responses=responses(*COMMON))
 def reinstate(request: Request, tenant: str, serial: str) -> CertificateOut:
     """Lift a manual hold (holds for the subscription or the permission stay)."""
-    return cert_out(service_of(request).reinstate(tenant, serial, actor=actor_of(request)))
-
-
+    return cert_out(service_of(request).revocation.reinstate(tenant, serial,
+                                                             actor=actor_of(request)))

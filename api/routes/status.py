@@ -39,8 +39,8 @@ def certificate_status(
     if (serial is None) == (sha256 is None):
         raise InvalidInput("give serial or sha256", field="serial")
     service = service_of(request)
-    view = (service.get_certificate(serial, tenant=tenant) if serial is not None
-            else service.certificate_by_fingerprint(tenant, sha256 or ""))
+    view = (service.certificates.get(serial, tenant=tenant) if serial is not None
+            else service.certificates.by_fingerprint(tenant, sha256 or ""))
     return StatusOut(serial=view.serial, fingerprint_sha256=view.fingerprint_sha256,
                      login=view.login, state=view.state.value, reason=view.reported_reason,
                      revoked_at=view.revoked_at, not_after=view.not_after)
