@@ -45,6 +45,7 @@ from api.openapi import complete
 from api.routes import (
     audit,
     certificates,
+    crl,
     gateway,
     health,
     jobs,
@@ -55,6 +56,7 @@ from api.routes import (
     publish,
     revocation,
     selfservice,
+    status,
     tenants,
     users,
 )
@@ -257,8 +259,9 @@ def _api(settings: Settings, *, service: Service) -> FastAPI:
     app.add_middleware(Hardening)
     app.add_middleware(Conditional)  # HEAD and 304 for whatever the app answers
     for router in (health.router, me.router, tenants.router, users.router,
-                   certificates.router, revocation.router, jobs.router, publish.router,
-                   selfservice.router, ocsp.router, lifecycle.router, gateway.router,
+                   certificates.router, revocation.router, crl.router, jobs.router,
+                   publish.router, selfservice.router, ocsp.router, lifecycle.router,
+                   status.router, gateway.router,
                    audit.router, metrics.router):
         app.include_router(router)
     check_routes_declare_access(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,17 +18,52 @@ log = logging.getLogger("tegata.api")
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:tegata:problem:"
 
-# domain error -> (status, title)
-STATUS: dict[type[errors.CAError], tuple[int, str]] = {
-    errors.InvalidInput: (400, "Invalid input"),
-    errors.AuthenticationFailed: (401, "Authentication required"),
-    errors.Forbidden: (403, "Forbidden"),
-    errors.NotFound: (404, "Not found"),
-    errors.Conflict: (409, "Conflict"),
-    errors.NotPermitted: (422, "Not permitted"),
-    errors.ConfigError: (503, "Service misconfigured"),
-    errors.StorageError: (503, "Storage unavailable"),
+@dataclass(frozen=True)
+class Row:
+    """How the API answers one class of the error tree: the status and title of its problem
+    (RFC 9457), and the heading of the HTML page when the self-service link page answers it
+    (that page is for people, so its errors are pages, with the same status)."""
+
+    status: int
+    title: str
+    page: str
+
+
+_UNAVAILABLE_PAGE = "ただいま処理できません / Service unavailable"
+
+# every class of ca.errors, each with exactly one row (tests/api/test_problem_table.py)
+TABLE: dict[type[errors.CAError], Row] = {
+    errors.CAError: Row(500, "Internal error", "エラー / Error"),
+    errors.ConfigError: Row(503, "Service misconfigured", _UNAVAILABLE_PAGE),
+    errors.StorageError: Row(503, "Storage unavailable", _UNAVAILABLE_PAGE),
+    errors.SchemaNotCurrent: Row(503, "Storage unavailable", _UNAVAILABLE_PAGE),
+    errors.Unavailable: Row(503, "Service unavailable", _UNAVAILABLE_PAGE),
+    errors.MailError: Row(503, "Mail server unavailable", _UNAVAILABLE_PAGE),
+    # crl-sync's (the CLI's): the API never raises them; were it to, a server it depends on
+    # failed, which is a 502
+    errors.Unreachable: Row(502, "Bad gateway", _UNAVAILABLE_PAGE),
+    errors.GatewayRefused: Row(502, "Bad gateway", _UNAVAILABLE_PAGE),
+    errors.InvalidInput: Row(400, "Invalid input",
+                             "リクエストが正しくありません / Bad request"),
+    errors.NeedsConfirmation: Row(400, "Invalid input",
+                                  "リクエストが正しくありません / Bad request"),
+    errors.AuthenticationFailed: Row(401, "Authentication required",
+                                     "認証が必要です / Authentication required"),
+    errors.Forbidden: Row(403, "Forbidden", "許可されていません / Forbidden"),
+    errors.SelfDownloadOff: Row(403, "Forbidden",
+                                "ダウンロードできません / Download is turned off"),
+    # on the link page, the only thing not found is the link
+    errors.NotFound: Row(404, "Not found", "リンクが見つかりません / This link is not known"),
+    errors.Conflict: Row(409, "Conflict", "処理できません / Conflict"),
+    errors.LeaseLost: Row(409, "Conflict", "処理できません / Conflict"),
+    errors.NotPermitted: Row(422, "Not permitted", "許可されていません / Not permitted"),
+    errors.NotInitialized: Row(422, "Not permitted", _UNAVAILABLE_PAGE),
+    errors.MailNotConfigured: Row(422, "Not permitted", "許可されていません / Not permitted"),
+    errors.LinkGone: Row(410, "Gone", "このリンクは使えません / This link no longer works"),
 }
+# what a problem's detail adds for an API client where the CLI would name a flag
+_CONFIRM = "{message}. Check it, or confirm with {confirm}: true"
+_MAIL_OFF = "{message}; create the link with send false and pass it on yourself"
 
 _HTTP_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed",
                 413: "Request too large", 415: "Unsupported media type"}
@@ -46,11 +82,21 @@ def problem(status: int, code: str, title: str, detail: str | None = None, *,
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def status_of(exc: errors.CAError) -> tuple[int, str]:
+def row_of(exc: errors.CAError) -> Row:
+    """The row of the error's own class (or of its nearest ancestor that has one)."""
     for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500, "Internal error"
+        if cls in TABLE:
+            return TABLE[cls]
+    return TABLE[errors.CAError]
+
+
+def detail_of(exc: errors.CAError) -> str:
+    """The domain's message, with the advice an API client needs (the CLI adds its own)."""
+    if isinstance(exc, errors.NeedsConfirmation):
+        return _CONFIRM.format(message=exc.message, confirm=exc.confirm)
+    if isinstance(exc, errors.MailNotConfigured):
+        return _MAIL_OFF.format(message=exc.message)
+    return exc.message
 
 
 async def _domain(_request: Request, exc: Exception) -> JSONResponse:
@@ -60,14 +106,15 @@ async def _domain(_request: Request, exc: Exception) -> JSONResponse:
 
 def domain_problem(exc: errors.CAError) -> JSONResponse:
     """The problem a domain error is answered with (401s name the Bearer scheme)."""
-    status, title = status_of(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status >= 500:
+    row = row_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if row.status == 401 else None
+    if row.status >= 500:
         # configuration and storage details stay in the log, not in the body
         log.error("request failed: %s", exc.message)
-        return problem(status, exc.code, title, "the service cannot complete this request now",
-                       headers=headers)
-    return problem(status, exc.code, title, exc.message, field=exc.field, headers=headers)
+        return problem(row.status, exc.code, row.title,
+                       "the service cannot complete this request now", headers=headers)
+    return problem(row.status, exc.code, row.title, detail_of(exc), field=exc.field,
+                   headers=headers)
 
 
 async def _validation(_request: Request, exc: Exception) -> JSONResponse:
@@ -129,8 +176,8 @@ PROBLEM_SCHEMA = {
 }
 # the OpenAPI document holds PROBLEM_SCHEMA once, under this name (api.openapi adds it)
 PROBLEM_REF = "#/components/schemas/Problem"
-_DESCRIPTIONS = {**_HTTP_TITLES, **dict(STATUS.values()), 429: "Too many requests",
-                 503: "Service unavailable"}
+_DESCRIPTIONS = {**_HTTP_TITLES, **{row.status: row.title for row in TABLE.values()},
+                 429: "Too many requests", 503: "Service unavailable"}
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from api import problems
 from api.metrics import REGISTRY, Registry
-from api.routes.selfservice import RedactLinkTokens
+from ca.logfilters import RedactLinkTokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,24 +1,40 @@
-"""The one error tree of Tegata's core.
+"""The one error tree of Tegata.
 
-Every check in ``ca`` raises one of these; ``api`` maps them to RFC 9457 problem details
-in one table and ``cli`` to a one-line message and an exit code.
+Every check in ``ca`` raises one of these; ``api`` maps each class to an RFC 9457 problem in
+one table (``api.problems.TABLE``), ``cli`` to a one-line message and an exit code
+(``cli.errors``). A message says what is wrong, naming the object and the rule; it never
+says which command, flag or request field would fix it: that advice is the shell's, added
+where it maps the error (a terminal user is told ``tegata init``, an API client is not). A
+subclass made only so that a shell can add its advice keeps its parent's ``code`` (the
+problem type API clients already know).
 
     CAError                      (base; ``code`` is a stable slug, ``field`` the input at fault)
     ├── ConfigError              settings, key files, passphrases, the database URL
     ├── StorageError             the database cannot be reached or is not migrated
+    │   └── SchemaNotCurrent     the schema is behind this release
+    ├── Unavailable              an outside service failed: worth a retry
+    │   ├── MailError            the SMTP server did not take the mail
+    │   ├── Unreachable          (crl-sync) Tegata or the gateway cannot be reached
+    │   └── GatewayRefused       (crl-sync) the gateway was reached but did not take the CRL
     ├── InvalidInput             a value the caller sent breaks a rule
+    │   └── NeedsConfirmation    legal but likely a mistake: repeat it with ``confirm`` set
     ├── NotFound                 a tenant, user, certificate ... absent (or not yours)
     ├── Conflict                 the object already exists, or its state forbids the change
+    │   └── LeaseLost            a lifecycle run outlived its lease and stopped
     ├── NotPermitted             a rule forbids it (no secure access, subscription ended)
+    │   ├── NotInitialized       there is no CA yet
+    │   ├── MailNotConfigured    sending was asked for and no mail server is configured
+    │   └── LinkGone             a download link used, expired, withdrawn or with nothing left
     ├── AuthenticationFailed     no token, unknown token, expired or revoked token
     └── Forbidden                a valid token whose role does not admit the action
+        └── SelfDownloadOff      the tenant does not let users download their own certificate
 """
 
 from __future__ import annotations
 
 
 class CAError(Exception):
-    """Base of every error Tegata's core raises on purpose."""
+    """Base of every error Tegata raises on purpose."""
 
     code = "error"
 
@@ -39,8 +55,51 @@ class StorageError(CAError):
     code = "storage"
 
 
+class SchemaNotCurrent(StorageError):
+    """The database's schema is behind this release (``tegata db upgrade`` brings it up)."""
+
+
+
+class Unavailable(CAError):
+    """An outside service (a mail server, a gateway, a URL) cannot be reached or failed to
+    answer: nothing of Tegata's own is wrong, and a retry may succeed."""
+
+    code = "unavailable"
+
+
+class MailError(Unavailable):
+    """The mail could not be handed to the SMTP server."""
+
+    code = "mail"
+
+
+class Unreachable(Unavailable):
+    """crl-sync: Tegata (the CRL's source) or the gateway cannot be reached, or the source
+    failed to answer (a timeout, a dropped connection, 429 or 5xx)."""
+
+    code = "unreachable"
+
+
+class GatewayRefused(Unavailable):
+    """crl-sync: the gateway was reached but did not take the CRL (HAProxy answered with an
+    error or holds another CRL, the reload command failed, nginx kept its configuration).
+    The file is written and not recorded as applied: the next run applies it again."""
+
+    code = "gateway-refused"
+
+
 class InvalidInput(CAError):
     code = "invalid-input"
+
+
+class NeedsConfirmation(InvalidInput):
+    """A value that is legal but likely a mistake (a subscription end already past):
+    refused unless the caller confirms it with the parameter named ``confirm``."""
+
+
+    def __init__(self, message: str, *, field: str | None = None, confirm: str) -> None:
+        super().__init__(message, field=field)
+        self.confirm = confirm
 
 
 class NotFound(CAError):
@@ -51,8 +110,29 @@ class Conflict(CAError):
     code = "conflict"
 
 
+class LeaseLost(Conflict):
+    """The run's lease lapsed: the run stops (not one tenant's failure to step over)."""
+
+
+
 class NotPermitted(CAError):
     code = "not-permitted"
+
+
+class NotInitialized(NotPermitted):
+    """There is no CA yet: nothing can be issued, listed or served."""
+
+
+
+class MailNotConfigured(NotPermitted):
+    """Sending a mail was asked for, and no mail server is configured."""
+
+
+
+class LinkGone(NotPermitted):
+    """A known link that no longer works: used, expired, withdrawn, or nothing to download."""
+
+    code = "link-gone"
 
 
 class AuthenticationFailed(CAError):
@@ -61,3 +141,9 @@ class AuthenticationFailed(CAError):
 
 class Forbidden(CAError):
     code = "forbidden"
+
+
+class SelfDownloadOff(Forbidden):
+    """The tenant does not let users download their own certificates (admins still can)."""
+
+    code = "self-download-off"

@@ -19,7 +19,7 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from ca import validate
-from ca.errors import ConfigError, NotPermitted, StorageError
+from ca.errors import ConfigError, MailError, MailNotConfigured
 from ca.settings import Settings, env_name
 
 log = logging.getLogger("tegata.mail")
@@ -59,12 +59,6 @@ Tegata
 """
 
 
-class MailError(StorageError):
-    """The mail could not be handed to the SMTP server (an outside service is unavailable)."""
-
-    code = "mail"
-
-
 @dataclass(frozen=True, kw_only=True)
 class LinkMail:
     """What the mail says: to whom, for which tenant, the link and until when it works."""
@@ -81,8 +75,9 @@ def check_configured(settings: Settings) -> None:
     missing = [env_name(name) for name in ("smtp_host", "smtp_from")
                if getattr(settings, name) is None]
     if missing:
-        raise NotPermitted(f"e-mail is not configured (set {' and '.join(missing)}); create the "
-                           "link without sending it and pass it on yourself", field="send")
+        # the shells add the way out: create the link without sending it
+        raise MailNotConfigured(f"e-mail is not configured ({' and '.join(missing)} not set)",
+                                field="send")
     if settings.smtp_username is not None and settings.smtp_password is None:
         var = env_name("smtp_password")
         raise ConfigError(f"{var}: {env_name('smtp_username')} is set but no password",

@@ -15,11 +15,12 @@ from rich.console import Console
 from ca import expiry
 from ca.sealing import is_unwrapped
 from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
-from cli import gateway, revocation, server
+from cli import crl, gateway, lifecycle, revocation, server, subscription
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
-from cli.links import link_app, tenant_set
+from cli.links import link_app
 from cli.output import output_file, read_file, shown
+from cli.tenants import tenant_set
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -39,9 +40,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(tenant_app, name="tenant")
     revocation.register(cert_app)
-    app.add_typer(revocation.crl_app, name="crl")
-    app.add_typer(revocation.lifecycle_app, name="lifecycle")
-    tenant_app.add_typer(revocation.subscription_app, name="subscription")
+    app.add_typer(crl.crl_app, name="crl")
+    app.add_typer(lifecycle.lifecycle_app, name="lifecycle")
+    tenant_app.add_typer(subscription.subscription_app, name="subscription")
     app.add_typer(link_app, name="link")
     app.add_typer(gateway.gateway_app, name="gateway")
     app.add_typer(audit_app, name="audit")

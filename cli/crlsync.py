@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -35,24 +36,19 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca.errors import CAError, ConfigError, InvalidInput
+from ca.errors import ConfigError, GatewayRefused, InvalidInput, Unreachable
 from cli.output import shown
 
 _PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.S)
 MAX_BYTES = 512 * 1024 * 1024
+FETCH_TIMEOUT = 30.0  # seconds for Tegata to answer; then the run fails as unreachable
 
 
-class Unreachable(CAError):
-    """Tegata or the gateway cannot be reached (exit 69, EX_UNAVAILABLE): worth a retry."""
-
-    code = "unreachable"
-
-
-class GatewayRefused(CAError):
-    """The gateway was reached but did not take the CRL (exit 1): HAProxy answered with an
-    error or still holds another CRL, or the reload command failed."""
-
-    code = "gateway-refused"
+# crl-sync's failures are in the one error tree (ca.errors), named here too; cli.errors
+# gives their exit codes: Unreachable 69 (EX_UNAVAILABLE), GatewayRefused 75 (EX_TEMPFAIL)
+__all__ = ["GatewayRefused", "Unreachable"]
+# answers that say "not now" rather than "not this": worth a retry, never bad input
+TRY_LATER = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +153,7 @@ class Fetched:
     last_modified: str | None
 
 
-def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
+def fetch(url: str, *, timeout: float | None = None, etag: str | None = None,
           last_modified: str | None = None) -> Fetched:
     """GET ``url``, conditionally when validators of the last applied CRL are given."""
     if not url.startswith(("http://", "https://")):
@@ -171,14 +167,17 @@ def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
     request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         # justified: the scheme is checked above, http or https only (bandit B310)
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
+        with urllib.request.urlopen(request, timeout=timeout or FETCH_TIMEOUT) as response:  # noqa: S310  # nosec B310
             data: bytes = response.read(MAX_BYTES + 1)
             got = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            # read(n) returns what came before the connection dropped, without complaint:
+            # the bytes still owed to Content-Length tell
+            owed = response.length
     except urllib.error.HTTPError as exc:
         if exc.code == 304:
             return Fetched(pem=None, etag=exc.headers.get("ETag") or etag,
                            last_modified=exc.headers.get("Last-Modified") or last_modified)
-        if exc.code >= 500:
+        if exc.code >= 500 or exc.code in TRY_LATER:
             raise Unreachable(f"Tegata at {shown(url)} answered {exc.code}") from None
         raise InvalidInput(f"Tegata at {shown(url)} answered {exc.code}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
@@ -188,6 +187,9 @@ def fetch(url: str, *, timeout: float = 30, etag: str | None = None,
                           f"{shown(getattr(exc, 'reason', exc))}") from None
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"{shown(url)} is larger than {MAX_BYTES} bytes")
+    if owed:
+        raise Unreachable(f"Tegata at {shown(url)} closed the connection {owed} bytes short "
+                          "of its answer")
     return Fetched(pem=data, etag=got[0], last_modified=got[1])
 
 
@@ -260,21 +262,34 @@ def reload_words(command: str) -> list[str]:
 
 
 def reload(command: str) -> None:
-    """Run the reload command (no shell: its words are split as a shell would)."""
+    """Run the reload command (no shell: its words are split as a shell would). Its output,
+    in whatever encoding it came, is quoted in the error only."""
     words = reload_words(command)
     try:
-        result = subprocess.run(words, capture_output=True, text=True,  # noqa: S603
-                                timeout=60, check=False)
+        result = subprocess.run(words, capture_output=True, timeout=60,  # noqa: S603
+                                check=False)
     except FileNotFoundError:
         raise ConfigError(f"reload command {shown(words[0], 80)} not found") from None
-    except subprocess.TimeoutExpired as exc:
-        raise GatewayRefused(f"reload command failed: {shown(exc, 200)}") from None
+    except subprocess.TimeoutExpired:
+        raise GatewayRefused(f"reload command {shown(words[0], 80)} did not finish within "
+                             "60 s") from None
     except OSError as exc:  # not executable, a directory, not a program
         raise ConfigError(f"reload command {shown(words[0], 80)} cannot be run: "
                           f"{shown(exc.strerror or exc)}") from None
     if result.returncode != 0:
-        raise GatewayRefused(f"reload command failed ({result.returncode}): "
-                             f"{shown((result.stderr or result.stdout).strip(), 200)}")
+        said = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise GatewayRefused(f"reload command failed ({_status(result.returncode)})"
+                             + (f": {shown(said, 200)}" if said else ""))
+
+
+def _status(returncode: int) -> str:
+    """An exit status as a person reads it: ``1``, or ``killed by SIGKILL``."""
+    if returncode >= 0:
+        return str(returncode)
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
 
 
 # --- nginx: did the master take the new configuration? -------------------------------------
@@ -457,9 +472,9 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
                     last_modified=record.last_modified if in_step and record else None)
     if fetched.pem is None and current is not None:  # 304: the CRL on disk is current
         checked = check(current.pem, trusted, now=now, previous=None)
-    elif fetched.pem is None:
-        raise InvalidInput(f"Tegata at {shown(target.url)} answered 304 to an "
-                           "unconditional request")
+    elif fetched.pem is None:  # the source misbehaves: not the caller's input
+        raise Unreachable(f"Tegata at {shown(target.url)} answered 304 to an "
+                          "unconditional request")
     else:
         checked = check(fetched.pem, trusted, now=now, previous=current)
     sha = digest(checked.pem)

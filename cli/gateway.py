@@ -166,7 +166,7 @@ def crl_sync(
     nginx_pid: Annotated[Path | None, typer.Option(
         help="nginx's pid file (its `pid` directive, e.g. /run/nginx.pid): after --reload, "
              "check that the master started new workers, i.e. took the new configuration; "
-             "if not, the CRL is not applied (exit 1) and the next run retries.")] = None,
+             "if not, the CRL is not applied (exit 75) and the next run retries.")] = None,
     reload_wait: Annotated[int, typer.Option(help="Seconds nginx's master has to start new "
                                              "workers after the reload (--nginx-pid).")]
     = int(crlsync.RELOAD_WAIT),
@@ -184,10 +184,12 @@ def crl_sync(
     """Fetch, check and atomically write the tenant's CRL bundle; have the gateway take it.
 
     Exit codes: 0 synced; 2 bad input (arguments, a CRL that fails the checks, Tegata
-    answering 4xx, an --out file that holds no CRL); 69 Tegata or the gateway unreachable;
-    78 configuration (--out not writable, the reload command not found or not executable);
-    1 the gateway refused the CRL (the reload command failed, nginx kept its old
-    configuration, HAProxy refused the push)."""
+    answering 404 or another 4xx that names a mistake, an --out file that holds no CRL);
+    69 Tegata or the gateway unreachable, or Tegata failing to answer (a timeout, a dropped
+    connection, 429, 5xx); 75 the CRL is written but the gateway did not take it (the reload
+    command failed, nginx kept its old configuration, HAProxy refused the push): the next
+    run applies it again; 78 configuration (--out not writable, the reload command not
+    found or not executable)."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
     validate.tenant_name(tenant)  # it becomes part of the URL
     if interval < 1 or retry < 1 or reload_wait < 1:

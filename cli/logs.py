@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from ca.logfilters import RedactLinkTokens
 from ca.settings import Settings
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -32,8 +33,6 @@ def configure(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    from api.routes.selfservice import RedactLinkTokens
-
     handler.addFilter(RedactLinkTokens())  # the path /d/<token> is itself the secret
     root = logging.getLogger()
     root.handlers = [handler]

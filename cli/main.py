@@ -8,33 +8,20 @@ import traceback
 import typer
 
 from ca import errors
-from cli import commands, crlsync
+from cli import commands
 from cli.context import STATE
+from cli.errors import INTERNAL, exit_code
+from cli.errors import message as error_line
 from cli.output import check_arguments, shown
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Tegata: a private CA for per-user client certificates.")
 commands.register(app)
 
-EXIT = {
-    errors.InvalidInput: 2,
-    errors.ConfigError: 78,  # EX_CONFIG
-    errors.StorageError: 69,  # EX_UNAVAILABLE
-    crlsync.Unreachable: 69,  # Tegata or the gateway, for crl-sync
-}
-
-
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")
           ) -> None:
     STATE.debug = debug
-
-
-def exit_code(exc: errors.CAError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in EXIT:
-            return EXIT[cls]
-    return 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     except errors.CAError as exc:
         if STATE.debug:
             traceback.print_exc()
-        _error(exc.message)
+        _error(error_line(exc))
         sys.exit(exit_code(exc))
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)
         message = exc.format_message()
@@ -69,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         # the message of an unexpected error may hold anything: show only its type
         sys.stderr.write(f"tegata: internal error ({type(exc).__name__}); run with --debug "
                          "for details\n")
-        sys.exit(70)
+        sys.exit(INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -25,7 +25,7 @@ import typer
 
 from ca.db import migrate as schema
 from ca.db.engine import check_reachable
-from ca.errors import ConfigError, Conflict, NotPermitted
+from ca.errors import ConfigError, Conflict, NotInitialized, SchemaNotCurrent
 from ca.sealing import check_passphrase, is_unwrapped
 from ca.service import InitRequest, Service
 from ca.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
@@ -61,8 +61,7 @@ def check_schema(service: Service) -> None:
     `tegata db upgrade`), not an unreachable database (69)."""
     check_reachable(service.engine)
     if not schema.is_current(service.engine):
-        raise ConfigError("the database schema is not current: run `tegata db upgrade` "
-                          "(or start with TEGATA_MIGRATE_ON_START=true)")
+        raise SchemaNotCurrent("the database schema is not current")  # cli.errors: 78
 
 
 def prepare(service: Service, *, migrate: bool) -> None:
@@ -73,7 +72,7 @@ def prepare(service: Service, *, migrate: bool) -> None:
     check_schema(service)
     service.database.check()
     if not service.startup.is_initialized():
-        raise NotPermitted("Tegata is not initialised: run `tegata init` first")
+        raise NotInitialized("Tegata is not initialised")
     service.startup.load_signers()
 
 

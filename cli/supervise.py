@@ -32,7 +32,7 @@ START_BACKOFF_SECONDS = 1.0  # the wait before the 2nd start; doubled before eac
 ORPHAN_POLL_SECONDS = 1.0  # how often a worker checks its parent where prctl is not there
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 INTERNAL = 70  # EX_SOFTWARE: a start that raised something Tegata does not raise on purpose
-# a failed start's exit code, back to the error it was (as cli.main maps errors to codes;
+# a failed start's exit code, back to the error it was (as cli.errors maps errors to codes;
 # an internal error ends `tegata serve` with 1, as any other command's)
 FAILED_START = {78: ConfigError, 69: StorageError, INTERNAL: CAError}
 
@@ -50,10 +50,10 @@ def start_failed(exc: Exception) -> SystemExit:
     tells it this was a failed start (no traceback: multiprocessing takes the code). The
     message of an unexpected error may hold anything: only its type is told, as cli.main
     does."""
-    from cli.main import exit_code
+    from cli.errors import exit_code, message
 
     if isinstance(exc, CAError) and exit_code(exc) in FAILED_START:
-        code, reason = exit_code(exc), exc.message
+        code, reason = exit_code(exc), message(exc)
     else:
         code, reason = INTERNAL, f"a worker could not start: internal error ({type(exc).__name__})"
     if _reasons is not None:

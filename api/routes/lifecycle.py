@@ -1,17 +1,15 @@
-"""Subscriptions, the lifecycle job, and the status API for custom gateways."""
+"""Subscriptions and the lifecycle job (the time-driven transitions they set off)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.auth import requires
 from api.problems import responses
 from api.routes.tenants import actor_of, service_of
-from ca.errors import InvalidInput
 from ca.service import SubscriptionView
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
@@ -55,16 +53,6 @@ class LifecycleOut(BaseModel):
     failed: int  # tenants and CAs whose step failed (logged); retried at the next run
 
 
-class StatusOut(BaseModel):
-    serial: str
-    fingerprint_sha256: str
-    login: str
-    state: str
-    reason: str | None
-    revoked_at: dt.datetime | None
-    not_after: dt.datetime
-
-
 def _out(view: SubscriptionView) -> SubscriptionOut:
     return SubscriptionOut(tenant=view.tenant, kind=view.kind, ends_on=view.ends_on,
                            timezone=view.zone, ends_at=view.ends_at,
@@ -96,23 +84,3 @@ def run_lifecycle(request: Request) -> LifecycleOut:
     another run (another process or replica) is in progress."""
     report = service_of(request).lifecycle.run()
     return LifecycleOut(**report.__dict__)
-
-
-@router.get("/tenants/{tenant}/status", dependencies=[requires("operator", "admin", "gateway")],
-            response_model=StatusOut, responses=responses(*COMMON))
-def certificate_status(
-    request: Request, tenant: str,
-    serial: Annotated[str | None, Query(max_length=64)] = None,
-    sha256: Annotated[str | None, Query(max_length=95)] = None,
-) -> StatusOut:
-    """For custom gateways: a certificate's state by serial or SHA-256 fingerprint."""
-    if (serial is None) == (sha256 is None):
-        raise InvalidInput("give serial or sha256", field="serial")
-    service = service_of(request)
-    view = (service.certificates.get(serial, tenant=tenant) if serial is not None
-            else service.certificates.by_fingerprint(tenant, sha256 or ""))
-    reason = view.revocation_reason or ("certificateHold" if view.state.value == "suspended"
-                                        else None)
-    return StatusOut(serial=view.serial, fingerprint_sha256=view.fingerprint_sha256,
-                     login=view.login, state=view.state.value, reason=reason,
-                     revoked_at=view.revoked_at, not_after=view.not_after)

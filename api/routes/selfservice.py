@@ -14,7 +14,6 @@ import datetime as dt
 import html
 import logging
 import math
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -25,21 +24,13 @@ from sqlalchemy import Engine
 
 from api.auth import public, requires
 from api.clientip import client_ip
-from api.problems import responses
+from api.problems import responses, row_of
 from api.routes.certificates import ZIP, cert_out
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
-from ca.errors import (
-    CAError,
-    ConfigError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    NotPermitted,
-    StorageError,
-)
+from ca.errors import CAError
 from ca.service.limits import RateBuckets
-from ca.service.links import PREFIX, LinkInfo, Redeemed
+from ca.service.links import LinkInfo, Redeemed
 
 log = logging.getLogger("tegata.api")
 
@@ -57,24 +48,6 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
 }
-
-
-# --- keeping tokens out of logs --------------------------------------------------------------
-
-_LINK_TOKEN = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_-]+")
-
-
-class RedactLinkTokens(logging.Filter):
-    """Blanks link tokens in log records: uvicorn's access log writes every request's path,
-    and a link's path is its secret (``GET /d/tdl_...``). Put it on the log handler."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = _LINK_TOKEN.sub(PREFIX + "…", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_LINK_TOKEN.sub(PREFIX + "…", a) if isinstance(a, str) else a
-                                for a in record.args)
-        return True
 
 
 # --- the rate limit --------------------------------------------------------------------------
@@ -101,7 +74,8 @@ def client_of(request: Request) -> str:
 
 # --- the link page ---------------------------------------------------------------------------
 
-# the page's answers, errors too, are HTML: _error_page's statuses and the rate limit's
+# the page's answers, errors too, are HTML: the statuses api.problems.TABLE gives the errors
+# the page can meet, and the rate limit's
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": description, "content": {"text/html": {}}}
     for status, description in ((200, "The page"), (400, "Bad request"),
@@ -239,14 +213,7 @@ button,.button{display:inline-block;font-size:1.1rem;padding:.6rem 1.4rem;border
 border-radius:.4rem;background:#0a58ca;color:#fff;text-decoration:none;cursor:pointer}
 """
 
-_ERROR_TITLES = {
-    400: "リクエストが正しくありません / Bad request",
-    403: "ダウンロードできません / Download is turned off",
-    404: "リンクが見つかりません / This link is not known",
-    410: "このリンクは使えません / This link no longer works",
-    429: "しばらく待ってからお試しください / Too many requests",
-    503: "ただいま処理できません / Service unavailable",
-}
+_TOO_MANY = "しばらく待ってからお試しください / Too many requests"
 
 
 def e(value: object) -> str:
@@ -307,33 +274,19 @@ def _delivered(made: Redeemed) -> str:
             f".p12 ファイルのみ (スマートフォン向け) / Only the .p12 file (for phones)</a></p>")
 
 
-def _status_of(exc: CAError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, NotPermitted):
-        return 410  # used, expired, withdrawn, or no certificate left to hand out
-    if isinstance(exc, InvalidInput):
-        return 400
-    if isinstance(exc, ConfigError | StorageError):
-        return 503
-    return 500
-
-
 def _error_page(exc: CAError) -> HTMLResponse:
-    status = _status_of(exc)
-    if status >= 500:
+    """The page for a refusal: status and heading from the one problem table."""
+    row = row_of(exc)
+    if row.status >= 500:
         log.error("link page failed: %s", exc.message)  # the message never holds the token
         detail = "the service cannot complete this request now; try again later"
     else:
         detail = exc.message
-    title = _ERROR_TITLES.get(status, "エラー / Error")
-    return _page(status, title, f'<p lang="en">{e(detail)}</p>')
+    return _page(row.status, row.page, f'<p lang="en">{e(detail)}</p>')
 
 
 def _too_many(wait: float) -> HTMLResponse:
     seconds = max(1, math.ceil(wait))
-    return _page(429, _ERROR_TITLES[429],
+    return _page(429, _TOO_MANY,
                  f'<p lang="en">Too many requests from your address; try again in {seconds} '
                  "seconds.</p>", headers={"Retry-After": str(seconds)})

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ca import serials, validate
 from ca.db.models import Authority, Certificate, Hold, KeyMaterial, Tenant, User
-from ca.errors import NotFound, NotPermitted
+from ca.errors import NotFound, NotInitialized
 
 
 def root(session: Session) -> Authority | None:
@@ -23,7 +23,7 @@ def root(session: Session) -> Authority | None:
 def require_root(session: Session) -> Authority:
     found = root(session)
     if found is None:
-        raise NotPermitted("Tegata is not initialised: run `tegata init` first")
+        raise NotInitialized("Tegata is not initialised")
     return found
 
 

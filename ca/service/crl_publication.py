@@ -52,6 +52,11 @@ class CrlChain:
     def first_to_expire(self) -> CrlView:
         return self.own if self.own.next_update <= self.root.next_update else self.root
 
+    @property
+    def made_at(self) -> dt.datetime:
+        """When the bundle last changed: when the newer of its two CRLs was made."""
+        return max(self.own.made_at, self.root.made_at)
+
 
 class Crls:
     """The published CRLs of the root and the tenants' issuing CAs."""

@@ -26,7 +26,7 @@ from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Tenant, User
-from ca.errors import CAError, Conflict, InvalidInput
+from ca.errors import CAError, Conflict, InvalidInput, LeaseLost, NeedsConfirmation
 from ca.service import crls, jobs, leases, transitions
 from ca.service.auditlog import Audit
 from ca.service.plumbing import CrlPublisher, Database, Keys, crl_renew_at
@@ -41,8 +41,6 @@ LATEST_INSTANT = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
 log = logging.getLogger("tegata.lifecycle")
 
 
-class LeaseLost(Conflict):
-    """The run's lease lapsed: the run stops (not one tenant's failure to step over)."""
 KINDS = ("none", "trial", "contract")
 
 
@@ -153,10 +151,11 @@ class Lifecycle:
             past = ends_at is not None and ends_at <= now
             if past and not allow_past and ends_at != owner.subscription_ends_at:
                 grace = owner.grace_days if grace_days is None else grace_days
-                raise InvalidInput(
+                # the shells say how to confirm (--allow-past, allow_past: true)
+                raise NeedsConfirmation(
                     f"{owner.name}: subscription end {ends} in {zone_name} is already past; "
-                    f"confirming it would {_what_past_end_does(grace)}. Check the date, or "
-                    "confirm with allow_past (CLI: --allow-past)", field="ends")
+                    f"confirming it would {_what_past_end_does(grace)}", field="ends",
+                    confirm="allow_past")
             owner.subscription_ends_at = ends_at
             owner.subscription_ends_on = ends
             owner.subscription_zone = zone_name if ends else None

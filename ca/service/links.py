@@ -27,7 +27,7 @@ from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
-from ca.errors import CAError, Forbidden, NotFound, NotPermitted
+from ca.errors import CAError, LinkGone, NotFound, NotPermitted, SelfDownloadOff
 from ca.service.certificates import Certificates, state_filter
 from ca.service.plumbing import Database
 from ca.service.views import Bundle, CertificateView
@@ -35,18 +35,6 @@ from ca.settings import Settings
 
 PREFIX = "tdl_"
 MAX_TOKEN_LENGTH = 100
-
-
-class LinkGone(NotPermitted):
-    """A known link that no longer works: used, expired, withdrawn, or nothing to download."""
-
-    code = "link-gone"
-
-
-class SelfDownloadOff(Forbidden):
-    """The tenant does not let users download their own certificates (admins still can)."""
-
-    code = "self-download-off"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,7 @@ from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import check_reachable, make_sessionmaker, writer_turn
 from ca.db.models import Authority, Crl
-from ca.errors import Conflict, StorageError
+from ca.errors import Conflict, SchemaNotCurrent, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.service import crls
@@ -151,8 +151,7 @@ class Database:
         """The schema is this release's (else: upgrade it first)."""
         check_reachable(self.engine)
         if not migrate.is_current(self.engine):
-            raise StorageError("the database schema is not current: run `tegata db upgrade` "
-                               "(or start with TEGATA_MIGRATE_ON_START=true)")
+            raise SchemaNotCurrent("the database schema is not current")
 
     def upgrade(self) -> None:
         """Migrate the schema to this release's (alembic)."""

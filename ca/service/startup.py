@@ -7,7 +7,7 @@ from sqlalchemy import select
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable
 from ca.db.models import Authority
-from ca.errors import NotPermitted
+from ca.errors import NotInitialized
 from ca.service.plumbing import Database, Keys
 from ca.settings import Settings
 from ca.signer import check_private_file
@@ -24,7 +24,7 @@ class Startup:
     def check_initialized(self) -> None:
         """For commands that need a CA: say `tegata init` when there is none yet, and touch
         nothing (an absent SQLite file is not created by asking)."""
-        not_yet = NotPermitted("Tegata is not initialised: run `tegata init` first")
+        not_yet = NotInitialized("Tegata is not initialised")
         if self.settings.database_url is None:
             path = self.settings.data_dir / "tegata.db"
             if not path.exists():

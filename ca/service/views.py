@@ -39,6 +39,14 @@ class CertificateView:
         return x509.load_der_x509_certificate(self.der).public_bytes(
             serialization.Encoding.PEM).decode()
 
+    @property
+    def reported_reason(self) -> str | None:
+        """The reason relying parties are told, as the CRL and OCSP tell it: a suspension
+        is a revocation with reason certificateHold (RFC 5280, 5.3.1), lifted later."""
+        if self.revocation_reason is not None:
+            return self.revocation_reason
+        return "certificateHold" if self.state is State.SUSPENDED else None
+
 
 @dataclass(frozen=True, kw_only=True)
 class BulkResult:

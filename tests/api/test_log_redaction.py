@@ -45,7 +45,7 @@ def test_logs_during_issuance_download_and_link_use_hold_no_secret(
 
 
 def test_the_access_log_filter_blanks_one_time_link_paths() -> None:
-    from api.routes.selfservice import RedactLinkTokens
+    from ca.logfilters import RedactLinkTokens
 
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0,
                                '%s - "%s %s HTTP/%s" %d', ("127.0.0.1", "GET",

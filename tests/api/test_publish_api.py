@@ -273,11 +273,16 @@ def test_a_gateway_reads_the_status_by_serial_and_by_sha256(
     service.revocation.suspend("default", leaf.serial)
     body = status(client, gateway, sha256=fingerprint).json()
     assert (body["state"], body["reason"]) == ("suspended", "certificateHold")
+    # the status API tells the reason the CRL tells (and OCSP, from the same rule)
+    crl = x509.load_der_x509_crl(service.crls.publish("default").der)
+    assert crl_serials(crl)[leaf.serial] == body["reason"]
 
     clock.advance(dt.timedelta(minutes=5))
     service.revocation.revoke("default", leaf.serial, reason="keyCompromise")
     body = status(client, gateway, serial=leaf.serial).json()
     assert (body["state"], body["reason"]) == ("revoked", "keyCompromise")
+    crl = x509.load_der_x509_crl(service.crls.publish("default").der)
+    assert crl_serials(crl)[leaf.serial] == body["reason"]
     assert dt.datetime.fromisoformat(body["revoked_at"]) == MOMENTS.start + dt.timedelta(
         minutes=5)
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import build_app
-from api.routes import selfservice
+from ca.logfilters import RedactLinkTokens
 from ca.service import IssueRequest, Service
 from tests.api.conftest import bearer
 from tests.conftest import BASE_URL
@@ -257,8 +257,10 @@ def test_sending_a_link_without_smtp_is_refused_clearly(
     r = client.post("/api/v1/tenants/default/users/alice/links", json={"send": True},
                     headers=bearer(tokens["admin"]))
     assert r.status_code == 422
-    assert r.json()["detail"].startswith("e-mail is not configured (set TEGATA_SMTP_HOST and "
-                                         "TEGATA_SMTP_FROM)")
+    assert r.json()["detail"] == ("e-mail is not configured (TEGATA_SMTP_HOST and "
+                                  "TEGATA_SMTP_FROM not set); create the link with send false "
+                                  "and pass it on yourself")
+    assert (r.json()["type"], r.json()["field"]) == ("urn:tegata:problem:not-permitted", "send")
 
 
 def test_link_tokens_never_reach_the_access_log() -> None:
@@ -267,5 +269,5 @@ def test_link_tokens_never_reach_the_access_log() -> None:
         "uvicorn.access", logging.INFO, __file__, 0, '%s - "%s %s HTTP/%s" %d',
         ("192.0.2.1:5000", "POST", "/d/tdl_k9185vFf0OJkADDUbBhKdGu4-mgsegMKoatL4F_qQwc", "1.1",
          200), None)
-    assert selfservice.RedactLinkTokens().filter(record)
+    assert RedactLinkTokens().filter(record)
     assert record.getMessage() == '192.0.2.1:5000 - "POST /d/tdl_… HTTP/1.1" 200'

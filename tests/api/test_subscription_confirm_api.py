@@ -49,7 +49,7 @@ def snapshot(client: TestClient, service: Service, operator: dict[str, str]) -> 
 
 VALID = {"alice": ("valid", None, True), "bob": ("valid", None, True)}
 PAST = {"ends": "2025-12-31", "timezone": "Asia/Tokyo"}
-CONFIRM = " Check the date, or confirm with allow_past (CLI: --allow-past)"
+CONFIRM = " Check it, or confirm with allow_past: true"
 HEAD = "acme: subscription end 2025-12-31 in Asia/Tokyo is already past; confirming it would "
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from ca.clock import FixedClock
 from ca.errors import InvalidInput
 from ca.service import Service
 from cli import crlsync
+from tests.cli.conftest import Cli
 from tests.moments import MOMENTS
 
 
@@ -167,3 +172,135 @@ def test_a_watch_logs_any_failure_and_goes_on(
             ("(internal error, ExtensionNotFound): no CRL Number", 10),
             ("(unreachable): HAProxy's runtime API at /x.sock: Connection refused", 20)],
             start=1)]
+
+
+# --- exit codes, from real failing sources and reload commands --------------------------------
+
+class Source:
+    """A CRL source on a local port that answers every request with the same raw bytes (or
+    never, or not at all): the failures a gateway's network can show, for real."""
+
+    def __init__(self, answer: bytes | None, *, listen: bool = True) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._answer = answer
+        self._done = threading.Event()
+        if not listen:  # nothing listens on the port: connection refused
+            self._sock.close()
+            return
+        self._sock.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._done.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                if self._answer is None:  # hold the connection, say nothing
+                    self._done.wait()
+                else:
+                    conn.sendall(self._answer)
+
+    def close(self) -> None:
+        self._done.set()
+        self._sock.close()
+
+
+def http(status: str, body: bytes = b"", *, length: int | None = None) -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body) if length is None else length}"
+            f"\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def bundle(trusted: list[x509.Certificate], tmp_path: Path) -> Path:
+    (tmp_path / "gateway").mkdir()  # the gateway's files alone (the service's are beside)
+    path = tmp_path / "gateway" / "ca.pem"
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in trusted))
+    return path
+
+
+@pytest.fixture
+def fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """crl-sync checks the CRLs against the time of the service that made them."""
+    from cli import gateway
+
+    monkeypatch.setattr(gateway, "SystemClock", lambda: FixedClock(MOMENTS.start))
+    monkeypatch.setattr(crlsync, "FETCH_TIMEOUT", 0.5)  # a silent source fails fast
+
+
+def sync(cli: Cli, source: Source, bundle: Path, *extra: str) -> tuple[int, str, str]:
+    ran = cli("gateway", "crl-sync", "--tenant", "default", "--ca-bundle", str(bundle),
+              "--out", str(bundle.parent / "crl.pem"), "--url", source.url, *extra)
+    line = ran.err.splitlines()[-1] if ran.err else ""
+    return ran.code, ran.out.split(",")[0], line
+
+
+@pytest.mark.parametrize(("answer", "listen", "code", "said"), [
+    (b"", False, 69, "cannot reach Tegata at {url}: [Errno 111] Connection refused"),
+    (None, True, 69, "cannot reach Tegata at {url}: timed out"),
+    (b"", True, 69, "cannot reach Tegata at {url}: Remote end closed connection without "
+                    "response"),
+    (http("503 Service Unavailable"), True, 69, "Tegata at {url} answered 503"),
+    (http("429 Too Many Requests"), True, 69, "Tegata at {url} answered 429"),
+    (http("200 OK", b"-----BEGIN X509 CRL-----\nMIIB", length=4000), True, 69,
+     "Tegata at {url} closed the connection 3971 bytes short of its answer"),
+    (http("304 Not Modified"), True, 69, "Tegata at {url} answered 304 to an unconditional "
+                                         "request"),
+    (http("404 Not Found"), True, 2, "Tegata at {url} answered 404"),
+], ids=["refused", "silent", "hung-up", "503", "429", "dropped-mid-answer",
+        "unasked-304", "404-is-bad-input"])
+def test_a_failing_source_exits_unavailable_in_one_line_and_writes_nothing(
+        cli: Cli, bundle: Path, fixed_time: None, answer: bytes | None, listen: bool,
+        code: int, said: str) -> None:
+    """Tegata out of reach, slow, overloaded or cut off is EX_UNAVAILABLE (69), worth a
+    retry; only an answer that names the caller's mistake (404: no such tenant) is bad
+    input."""
+    source = Source(answer, listen=listen)
+    try:
+        ran = sync(cli, source, bundle)
+    finally:
+        source.close()
+    url = f"{source.url}/crl/default-chain.pem"
+    assert ran == (code, "", "tegata: error: " + said.format(url=url))
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["ca.pem"]
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("sh -c 'echo nginx is down >&2; exit 1'", "reload command failed (1): nginx is down"),
+    ("sh -c 'printf \"\\377 not utf-8\\n\" >&2; exit 3'",
+     "reload command failed (3): \ufffd not utf-8"),
+    ("sh -c 'kill -KILL $$'", "reload command failed (killed by SIGKILL)"),
+], ids=["exit-1", "exit-3-not-utf-8", "killed"])
+def test_a_failing_reload_exits_tempfail_and_the_next_run_applies_it(
+        cli: Cli, service: Service, bundle: Path, fixed_time: None, command: str,
+        said: str) -> None:
+    """The CRL is written but the gateway did not take it: EX_TEMPFAIL (75), its own code,
+    and nothing recorded as applied, so the next run reloads again."""
+    chain = service.crls.chain("default").pem.encode()
+    source = Source(http("200 OK", chain))
+    out, reloads = bundle.parent / "crl.pem", bundle.parent / "reloads"
+    try:
+        failed = sync(cli, source, bundle, "--reload", command)
+        applied = crlsync.read_applied(out)
+        retried = sync(cli, source, bundle, "--reload", f"sh -c 'echo >> {reloads}'")
+    finally:
+        source.close()
+    assert failed == (75, "", f"tegata: error: {said}")
+    assert applied is None  # written, not taken
+    assert retried == (0, f"{out}: updated", "")  # the file was there; the reload was not
+    assert crlsync.read_applied(out) is not None
+    assert reloads.read_text() == "\n"
+
+
+def test_a_reload_that_succeeds_with_output_in_any_encoding_is_a_success(
+        cli: Cli, service: Service, bundle: Path, fixed_time: None) -> None:
+    source = Source(http("200 OK", service.crls.chain("default").pem.encode()))
+    try:
+        ran = sync(cli, source, bundle, "--reload", "sh -c 'printf \"\\377\\376\"'")
+    finally:
+        source.close()
+    assert ran == (0, f"{bundle.parent / 'crl.pem'}: updated", "")

@@ -38,8 +38,7 @@ def test_with_no_grace_the_refusal_says_revoked_and_purged_now(acme: Env, cli: C
     assert (refused.code, refused.error()) == (
         2, "acme: subscription end 2025-12-31 in Asia/Tokyo is already past; confirming it "
            "would revoke every certificate (cessationOfOperation) and purge its key now, "
-           "with no grace period. Check the date, or confirm with allow_past "
-           "(CLI: --allow-past)")
+           "with no grace period. Check it, or confirm with --allow-past")
     assert acme.dump() == before
 
 

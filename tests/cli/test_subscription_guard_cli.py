@@ -51,7 +51,8 @@ def test_a_mistyped_end_is_refused_in_one_line_then_confirmed_then_corrected(
 
     refused = cli(*SET, "--ends", "2025-12-31")
 
-    assert (refused.code, refused.error()) == (2, REFUSAL)
+    assert (refused.code, refused.error()) == (
+        2, REFUSAL + ". Check it, or confirm with --allow-past")
     assert ready_sqlite.dump() == before
     assert gateway_view(cli) == valid
 

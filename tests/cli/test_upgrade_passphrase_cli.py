@@ -85,12 +85,16 @@ def test_a_wrong_passphrase_migrates_nothing(
     assert revision(ready_sqlite) == migrate.head_revision()
 
 
-def test_serve_on_a_schema_behind_exits_78_and_says_what_to_run(
-        ready_sqlite: Env, cli: Cli) -> None:
+@pytest.mark.parametrize("command", [("serve",), ("tenant", "list"), ("cert", "list")],
+                         ids=["serve", "tenant-list", "cert-list"])
+def test_a_schema_behind_exits_78_and_says_what_to_run(
+        ready_sqlite: Env, cli: Cli, command: tuple[str, ...]) -> None:
+    """The domain says the schema is not current; the CLI, for every command alike, says
+    what to run (an API client is told only that the service is unavailable)."""
     keys = at_an_older_revision(ready_sqlite, legacy_key=False)
     before = ready_sqlite.dump()
 
-    refused = cli("serve")
+    refused = cli(*command)
 
     assert (refused.code, refused.error()) == (78, NOT_CURRENT)
     assert (revision(ready_sqlite), ready_sqlite.dump(), key_files(ready_sqlite)) == (

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from ca import audit
 from ca.db import queries
 from ca.db.models import Authority, Tenant
-from ca.errors import ConfigError, Conflict, InvalidInput, NotPermitted
+from ca.errors import ConfigError, Conflict, InvalidInput, NotInitialized
 from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.settings import load_settings
 from tests.conftest import PASSPHRASE
@@ -116,7 +116,7 @@ def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
 
 
 def test_tenant_before_init_is_refused(bare_service: Service) -> None:
-    with pytest.raises(NotPermitted, match="tegata init"):
+    with pytest.raises(NotInitialized, match=r"^Tegata is not initialised$"):
         bare_service.hierarchy.create_tenant("acme")
 
 

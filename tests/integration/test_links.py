@@ -20,12 +20,13 @@ from typer.testing import CliRunner
 
 from ca.clock import FixedClock
 from ca.db.models import AuditEvent, DownloadLink
-from ca.errors import CAError, NotFound, NotPermitted, StorageError
+from ca.errors import MailNotConfigured, NotFound, NotPermitted, StorageError
 from ca.service import IssueRequest, Service, build_service
 from ca.service.links import LinkGone, SelfDownloadOff
 from ca.settings import Settings
 from cli.context import STATE
-from cli.links import link_app, tenant_set
+from cli.links import link_app
+from cli.tenants import tenant_set
 from tests.api.test_certificates_api import csr_pem
 from tests.conftest import BASE_URL
 
@@ -318,9 +319,9 @@ def test_cli_link_create_prints_the_url_once(service: Service, alice: str,
 def test_cli_link_send_without_smtp_is_refused(service: Service, alice: str,
                                                run: CliRunner) -> None:
     result = run.invoke(_cli(), ["link", "create", "alice", "--send"])
-    assert isinstance(result.exception, CAError)
-    assert "e-mail is not configured (set TEGATA_SMTP_HOST and TEGATA_SMTP_FROM)" in str(
-        result.exception)
+    assert isinstance(result.exception, MailNotConfigured)
+    assert str(result.exception) == (
+        "e-mail is not configured (TEGATA_SMTP_HOST and TEGATA_SMTP_FROM not set)")
     with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []
 

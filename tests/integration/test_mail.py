@@ -32,7 +32,7 @@ from api.app import api_routes, build_app, check_routes_declare_access
 from api.routes import selfservice
 from ca import mail
 from ca.db.models import AuditEvent, DownloadLink
-from ca.errors import NotPermitted
+from ca.errors import MailNotConfigured
 from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings
 from tests.conftest import BASE_URL, unavailable
@@ -215,7 +215,9 @@ def test_a_hostile_name_cannot_add_a_header(settings: Settings) -> None:
 
 def test_sending_without_smtp_settings_is_refused_and_makes_no_link(service: Service,
                                                                     alice: str) -> None:
-    with pytest.raises(NotPermitted, match="set TEGATA_SMTP_HOST and TEGATA_SMTP_FROM"):
+    with pytest.raises(MailNotConfigured,
+                       match=r"^e-mail is not configured \(TEGATA_SMTP_HOST and "
+                             r"TEGATA_SMTP_FROM not set\)$"):
         service.links.send("default", "alice")
     with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []

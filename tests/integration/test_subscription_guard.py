@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from ca.clock import FixedClock
 from ca.db.models import Certificate, Hold, Tenant
-from ca.errors import InvalidInput
+from ca.errors import NeedsConfirmation
 from ca.service import CertificateView, IssueRequest, Service
 from ca.states import State
 from tests.moments import MOMENTS
@@ -34,8 +34,7 @@ GRACE = dt.timedelta(days=30)
 SECOND = dt.timedelta(seconds=1)
 REFUSAL = ("acme: subscription end 2025-12-31 in Asia/Tokyo is already past; confirming it "
            "would suspend every certificate now and revoke it 30 days later unless the end "
-           "is corrected by then. Check the date, or confirm with allow_past "
-           "(CLI: --allow-past)")
+           "is corrected by then")  # the advice is the shells' (--allow-past, allow_past)
 
 
 @pytest.fixture
@@ -123,10 +122,11 @@ def test_a_past_end_is_refused_and_changes_nothing(acme: Service) -> None:
     before = (acme.lifecycle.get_subscription(TENANT), crl(acme), acme.crls.current(TENANT).number,
               len(acme.audit.events()))
 
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(NeedsConfirmation) as refused:
         acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE)
 
-    assert (refused.value.message, refused.value.field) == (REFUSAL, "ends")
+    assert (refused.value.message, refused.value.field, refused.value.confirm) == (
+        REFUSAL, "ends", "allow_past")
     assert (acme.lifecycle.get_subscription(TENANT), crl(acme), acme.crls.current(TENANT).number,
             len(acme.audit.events())) == before
     valid_everywhere(acme)

@@ -334,7 +334,7 @@ def test_a_failed_reload_is_retried_by_the_next_run(tegata: Tegata, tmp_path: Pa
 
     count = f"sh -c 'echo reload >> {reloads}'"
     assert sync("sh -c 'echo nginx is down >&2; exit 1'") == (
-        1, "", "tegata: error: reload command failed (1): nginx is down")
+        75, "", "tegata: error: reload command failed (1): nginx is down")
     assert sync("no-such-reload-command") == (
         78, "", "tegata: error: reload command no-such-reload-command not found")
     assert sync(count) == (0, f"{out}: updated", "")

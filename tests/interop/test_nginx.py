@@ -543,7 +543,7 @@ def test_crl_sync_checks_that_nginx_took_the_reload_and_retries_one_it_refused(
 
         failed = sync("--reload-wait", "3")
 
-        assert failed == (1, "", "tegata: error: nginx (master "
+        assert failed == (75, "", "tegata: error: nginx (master "
                            f"{master}) did not take the new configuration within 3 s: it keeps "
                            "the old one and the old CRL (its error log says why, e.g. [emerg] "
                            "bind() failed)")

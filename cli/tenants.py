@@ -1,0 +1,66 @@
+"""`tegata tenant set`: a tenant's settings (--user-download on|off, --ocsp-validity,
+--upn-suffix). Parse, call ``ca.service``, print."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from ca import validate
+from ca.errors import InvalidInput
+from ca.service import DEFAULT_TENANT
+from cli.context import STATE, emit
+from cli.options import JsonOpt, TenantOpt
+
+
+class Switch(StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+def tenant_set(
+    user_download: Annotated[Switch | None, typer.Option(
+        "--user-download", case_sensitive=False,
+        help="on: users may download their own certificate (one-time links, user tokens); "
+             "off: only admins can, and outstanding links are withdrawn.")] = None,
+    ocsp_validity: Annotated[int | None, typer.Option(
+        help="Seconds an OCSP answer is valid, 60 to 604800 (default 300). Answers are dated "
+             "30 s back and nginx caches one until it expires, so a revocation reaches an "
+             "nginx gateway within this minus 30 s.")] = None,
+    upn_suffix: Annotated[str | None, typer.Option(
+        help="DNS domain for the Windows UPN: certificates issued from now on carry the "
+             "otherName UPN <login>@SUFFIX in their SAN (e.g. example.co.jp).")] = None,
+    no_upn_suffix: Annotated[bool, typer.Option(
+        "--no-upn-suffix", help="Remove the UPN suffix: new certificates carry no UPN.")
+    ] = False,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a tenant's settings."""
+    if upn_suffix is not None and no_upn_suffix:
+        raise InvalidInput("give --upn-suffix or --no-upn-suffix, not both", field="upn_suffix")
+    if upn_suffix == "":
+        raise InvalidInput("--upn-suffix is empty; --no-upn-suffix removes the UPN suffix",
+                           field="upn_suffix")
+    if upn_suffix is not None:
+        validate.upn_suffix(upn_suffix)  # refused before any setting changes
+    if ocsp_validity is not None:
+        STATE.service().ocsp.set_validity(tenant, ocsp_validity)
+        emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
+             text=f"tenant {tenant}: OCSP answers valid {ocsp_validity} s")
+    if upn_suffix is not None or no_upn_suffix:
+        upn = STATE.service().links.set_upn_suffix(tenant, None if no_upn_suffix else upn_suffix)
+        emit({"tenant": upn.tenant, "upn_suffix": upn.suffix}, as_json=as_json,
+             text=f"tenant {upn.tenant}: certificates issued from now on carry "
+                  + (f"the UPN <login>@{upn.suffix}" if upn.suffix else "no UPN"))
+    if user_download is None:
+        return
+    made = STATE.service().links.set_user_download(tenant, user_download is Switch.ON)
+    withdrawn = f"; {made.links_withdrawn} outstanding link(s) withdrawn" if (
+        made.links_withdrawn) else ""
+    emit({"tenant": made.tenant, "user_download": made.allowed,
+          "links_withdrawn": made.links_withdrawn}, as_json=as_json,
+         text=f"tenant {made.tenant}: users may {'' if made.allowed else 'not '}download their "
+              f"own certificate{withdrawn}")
