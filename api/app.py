@@ -56,6 +56,7 @@ from api.routes import (
     revocation,
     selfservice,
     tenants,
+    tokens,
     users,
 )
 from api.sharedmetrics import WorkerShare
@@ -255,7 +256,7 @@ def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
     for router in (health.router, me.router, tenants.router, users.router,
                    certificates.router, revocation.router, jobs.router, publish.router,
                    selfservice.router, ocsp.router, lifecycle.router, gateway.router,
-                   audit.router, metrics.router):
+                   audit.router, tokens.router, metrics.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

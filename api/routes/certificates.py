@@ -14,7 +14,8 @@ from api.routes.tenants import actor_of, principal_of, service_of
 from api.routes.users import GroupQ, Logins, StatusQ, query_selection, selection_of
 from api.schemas import BulkIssueIn, CertificateOut, IssuedOut, IssueIn, JobOut
 from api.streams import ClosingStream
-from ca.service import CertificateView, IssueRequest, JobView
+from ca import present
+from ca.service import CertificateView, IssueRequest
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
 
@@ -25,19 +26,9 @@ StateParam = Literal["valid", "expired", "suspended", "revoked"]
 MAX_OFFSET = 2**63 - 1
 
 
-def job_out(job: JobView) -> JobOut:
-    return JobOut(id=job.id, kind=job.kind, status=job.status, total=job.total, done=job.done,
-                  result=job.result, error=job.error)
-
-
 def cert_out(view: CertificateView) -> CertificateOut:
-    return CertificateOut(
-        serial=view.serial, tenant=view.tenant, login=view.login, subject=view.subject,
-        state=view.state.value, revoked_at=view.revoked_at,
-        revocation_reason=view.revocation_reason, has_key_material=view.has_key_material,
-        not_before=view.not_before, not_after=view.not_after, expiry_date=view.expiry_date,
-        expiry_zone=view.expiry_zone, fingerprint_sha256=view.fingerprint_sha256,
-        key_type=view.key_type, source=view.source, pem=view.pem)
+    """A certificate as the API answers it: ``ca.present.certificate``, as the CLI's --json."""
+    return CertificateOut.model_validate(present.certificate(view))
 
 
 @router.post("", dependencies=[requires("operator", "admin")], response_model=IssuedOut,
@@ -52,7 +43,7 @@ async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
     views = await run_in_threadpool(
         service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
         actor=actor_of(request))
-    return IssuedOut(certificates=[cert_out(v) for v in views])
+    return IssuedOut.model_validate({"certificates": [present.certificate(v) for v in views]})
 
 
 @router.post("/bulk", dependencies=[requires("operator", "admin")], response_model=JobOut,
@@ -69,7 +60,7 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
     job = service_of(request).start_issue_job(
         issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
     response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
-    return job_out(job)
+    return JobOut.model_validate(present.job(job))
 
 
 @router.get("/download", dependencies=[requires("operator", "admin")],

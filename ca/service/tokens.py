@@ -146,6 +146,20 @@ class TokenUseCases(ServiceCore):
         except StorageError as exc:
             log.warning("token %d: last use not recorded (%s)", token_id, exc.message)
 
+    def get_token(self, token_id: int, *, tenant: str | None = None) -> TokenView:
+        """One token (never its text); with ``tenant``, only a token of that tenant, another
+        tenant's or an operator's answering as absent (as ``revoke_token`` does)."""
+        with self.reading() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or (tenant is not None and (
+                    row.tenant is None or row.tenant.name != tenant)):
+                raise NotFound(f"no token {token_id}", field="token")
+            return TokenView(id=row.id, name=row.name, role=row.role,
+                             tenant=row.tenant.name if row.tenant else None,
+                             login=row.user.login if row.user else None, prefix=row.prefix,
+                             expires_at=row.expires_at, revoked_at=row.revoked_at,
+                             last_used_at=row.last_used_at)
+
 
 def last_use_due(last_used_at: dt.datetime | None, *, now: dt.datetime) -> bool:
     """Whether a use at ``now`` is to be written (the Python form of ``_record_use``'s
