@@ -2,7 +2,7 @@
 
 Both shells render through these functions, the API (each route's body, checked against
 its response model) and the CLI (``--json``), so the two cannot drift: the same object is
-the same JSON on either side (``tests/api/test_presenters.py`` holds them to it). Nothing
+the same JSON on either side (``tests/cli/test_one_presenter.py`` holds them to it). Nothing
 here knows of HTTP or of a terminal: a view goes in, plain data (str, int, bool, None,
 lists and dicts of them) comes out.
 

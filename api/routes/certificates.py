@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -31,15 +31,22 @@ def cert_out(view: CertificateView) -> CertificateOut:
     return CertificateOut.model_validate(present.certificate(view))
 
 
+def issue_request_of(tenant: str, body: IssueIn | BulkIssueIn, **whom: Any) -> IssueRequest:
+    """The one request both issuance routes make (as ``tegata cert issue`` does): who, by
+    name or by selection, and the options they share."""
+    return IssueRequest(tenant=tenant, expires=body.expires, timezone=body.timezone,
+                        reissue=body.reissue, key_type=body.key_type,
+                        p12_profile=body.p12_profile, **whom)
+
+
 @router.post("", dependencies=[requires("operator", "admin")], response_model=IssuedOut,
              status_code=201, responses=responses(*COMMON, 409, 422))
 async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
     """Issue to one or more users: with a key made here (bundled as PKCS#12 for download), or
     to the public key of a CSR. All users named are issued, or none."""
-    issue_request = IssueRequest(
-        tenant=tenant, logins=body.names(), expires=body.expires, timezone=body.timezone,
-        reissue=body.reissue, key_type=body.key_type,
-        csr=body.csr.encode() if body.csr is not None else None, p12_profile=body.p12_profile)
+    issue_request = issue_request_of(
+        tenant, body, logins=body.names(),
+        csr=body.csr.encode() if body.csr is not None else None)
     views = await run_in_threadpool(
         service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
         actor=actor_of(request))
@@ -52,10 +59,8 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
     """Issue to a selection of users (logins, a group, the unaffiliated, or all; optionally
     only those of one certificate status) as a background job: poll its ``Location``. All
     or none, unless ``best_effort``: then the result lists every user refused and why."""
-    issue_request = IssueRequest(
-        tenant=tenant, selection=selection_of(body.selection), best_effort=body.best_effort,
-        expires=body.expires, timezone=body.timezone, reissue=body.reissue,
-        key_type=body.key_type, p12_profile=body.p12_profile)
+    issue_request = issue_request_of(tenant, body, selection=selection_of(body.selection),
+                                     best_effort=body.best_effort)
     # a bad zone or date is a 400 now, not a failed job
     job = service_of(request).start_issue_job(
         issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
