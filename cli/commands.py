@@ -259,11 +259,16 @@ def cert_list(
     user: Annotated[str | None, typer.Option(help="Only this user's certificates.")] = None,
     group: Annotated[str | None, typer.Option(help="Only certificates of this group's "
                                               "users.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 1000,
+    offset: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Skip this many "
+                                        "first.")] = 0,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a tenant's certificates, newest first."""
-    views = STATE.service().list_certificates(tenant, state=state, login=user, group=group)
+    """List a tenant's certificates, newest first (--limit and --offset page through them,
+    as the API's do)."""
+    views = STATE.service().list_certificates(tenant, state=state, login=user, group=group,
+                                              limit=limit, offset=offset)
     emit([present.certificate(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.serial:40} {v.login:20} {v.state.value:9} "
                         f"{v.not_after:%Y-%m-%d %H:%M:%S}Z {v.source}" for v in views))

@@ -68,12 +68,15 @@ def user_update(
     name: Annotated[str | None, typer.Option(help="New display name.")] = None,
     groups: Annotated[str | None, typer.Option(help="The user's groups, separated by ';' "
                                                "('' for none).")] = None,
+    kind: Annotated[str | None, typer.Option(help="person or service (an account for a "
+                                             "machine).")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a user's e-mail, name or groups."""
+    """Change a user's e-mail, name, groups or kind (secure access: `user allow`, `user
+    deny`)."""
     view = STATE.service().update_user(tenant, UserSpec(
-        login=login, email=email, display_name=name, groups=groups_of(groups)))
+        login=login, email=email, display_name=name, groups=groups_of(groups), kind=kind))
     emit(present.user(view), as_json=as_json, text=f"user {view.login} updated")
 
 

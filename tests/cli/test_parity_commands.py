@@ -102,3 +102,30 @@ def test_token_revoke_of_an_id_no_token_can_have_is_one_line(ready_sqlite: Env,
         assert result.error() == f"no token {token_id}", token_id
         assert result.code == code, token_id
     assert cli("token", "revoke", "abc").code == 2
+
+
+def test_user_update_changes_the_kind_as_the_api_patch_does(ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    t = ("--tenant", "acme")
+    assert as_json(cli, "user", "update", "yamada", "--kind", "service", *t)["kind"] == "service"
+    assert as_json(cli, "user", "show", "yamada", *t)["kind"] == "service"
+    events = [e for e in ready_sqlite.rows("audit_events") if e["action"] == "user.update"]
+    assert len(events) == 1 and json.loads(events[0]["details"]) == {"changed": ["kind"]}
+    result = cli("user", "update", "yamada", "--kind", "robot", *t)
+    assert result.error() == "user kind 'robot' is not person or service"
+    assert result.code == 2
+    assert as_json(cli, "user", "show", "yamada", *t)["kind"] == "service"
+
+
+def test_cert_list_pages_as_the_api_does(ready_sqlite: Env, cli: Cli) -> None:
+    serials = [as_json(cli, "cert", "issue", "alice")[0]["serial"] for _ in range(3)]
+    newest_first = serials[::-1]
+    assert [c["serial"] for c in as_json(cli, "cert", "list")] == newest_first
+    assert [c["serial"] for c in as_json(cli, "cert", "list", "--limit", "2")] == (
+        newest_first[:2])
+    assert [c["serial"] for c in as_json(cli, "cert", "list", "--limit", "2",
+                                         "--offset", "2")] == newest_first[2:]
+    for bad in (("--limit", "0"), ("--limit", "10001"), ("--offset", "-1")):
+        result = cli("cert", "list", *bad)
+        assert result.code == 2 and result.out == "", bad
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err, bad
