@@ -84,8 +84,12 @@ def ca(view: CAView) -> Data:
 
 
 def ca_chain(views: Iterable[CAView]) -> list[CAView]:
-    """CA certificates in chain order: each one certified by the next, the root last (the
-    order of a TLS chain and of the bundles nginx and HAProxy read)."""
+    """CA certificates in chain order: each one certified by the next, the root last.
+
+    The order of a TLS certificate chain (RFC 8446, 4.4.2: each certificate certifies the one
+    before it) and of the ``cat issuing.pem root.pem`` bundles gateways are given; what
+    ``tegata gateway ca-bundle`` always wrote. The service hands them root first; every shell
+    orders them here, so that no two commands print one chain two ways."""
     return sorted(views, key=lambda v: v.kind == "root")
 
 
