@@ -71,8 +71,8 @@ def init(
                           validity_years=validity_years)
     service = STATE.service(check_schema=False)
     service.settings.passphrase()  # fail before touching the database if it is missing
-    service.upgrade_database()
-    root = service.initialize(request)
+    service.database.upgrade()
+    root = service.hierarchy.initialize(request)
     emit({"root": present.ca(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
          text=f"root CA: {root.subject} (serial {root.serial}, until {root.not_after:%Y-%m-%d})\n"
               f"tenant: {DEFAULT_TENANT}")
@@ -84,9 +84,9 @@ def db_upgrade() -> None:
     data-protection key that an earlier release left in the clear."""
     service = STATE.service(check_schema=False)
     server.check_before_migrating(service)  # a wrong passphrase changes nothing
-    service.upgrade_database()
+    service.database.upgrade()
     if is_unwrapped(service.settings.effective_key_dir):
-        _ = service.sealer  # loading it wraps it, once the passphrase proves right
+        _ = service.keys.sealer  # loading it wraps it, once the passphrase proves right
         typer.echo("data-protection key wrapped under the CA key passphrase")
     typer.echo("database schema is current")
 
@@ -94,7 +94,7 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current(as_json: JsonOpt = False) -> None:
     """Show the schema revision of the database and of this release."""
-    database, release = STATE.service(check_schema=False).schema_revisions()
+    database, release = STATE.service(check_schema=False).database.revisions()
     data = {"database": database, "release": release}
     emit(data, as_json=as_json, text=f"database {data['database']}, release {data['release']}")
 
@@ -111,7 +111,8 @@ def tenant_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a tenant with its own issuing CA, signed by the root."""
-    view = STATE.service().create_tenant(name, display_name=display_name, key_type=key_type)
+    view = STATE.service().hierarchy.create_tenant(name, display_name=display_name,
+                                                   ca_key_type=key_type)
     emit(present.ca(view), as_json=as_json,
          text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
 
@@ -119,14 +120,14 @@ def tenant_create(
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOpt = False) -> None:
     """List tenants."""
-    names = STATE.service().list_tenants()
+    names = STATE.service().hierarchy.list_tenants()
     emit(names, as_json=as_json, text="\n".join(names))
 
 
 @tenant_app.command("show")
 def tenant_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Show a tenant's OCSP validity (`tenant set --ocsp-validity` changes it)."""
-    data = present.ocsp_validity(tenant, STATE.service().get_ocsp_validity(tenant))
+    data = present.ocsp_validity(tenant, STATE.service().ocsp.get_validity(tenant))
     emit(data, as_json=as_json, text=f"tenant {tenant}: OCSP answers valid "
                                      f"{data['ocsp_validity_seconds']} s")
 
@@ -145,7 +146,7 @@ def ca_show(
     of `gateway ca-bundle`); --root for the root alone."""
     if root and tenant is not None:
         raise InvalidInput("give --root or --tenant, not both", field="tenant")
-    views = present.ca_chain(STATE.service().ca_certificates(
+    views = present.ca_chain(STATE.service().hierarchy.ca_certificates(
         None if root else tenant or DEFAULT_TENANT))
     if pem and not as_json:
         typer.echo("".join(v.pem for v in views), nl=False)
@@ -194,7 +195,7 @@ def cert_issue(
         reissue=reissue,  # type: ignore[arg-type]  # checked by IssueRequest
         key_type=key_type, csr=read_limited(csr) if csr else None, p12_profile=p12_profile)
     with progress_bar("issuing", quiet=as_json) as advance:
-        result = STATE.service().issue_bulk(request, progress=advance)
+        result = STATE.service().certificates.issue_bulk(request, progress=advance)
     views = result.issued
     failures = [{"login": login, "reason": reason} for login, reason in result.failures]
     lines = [f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
@@ -227,7 +228,7 @@ def cert_download(
     chosen = selection(logins, group, unaffiliated, everyone, status, default_everyone=False)
     size = 0
     with output_file(out, force=force) as handle:
-        made = STATE.service().download_bulk(tenant, chosen, profile=p12_profile)
+        made = STATE.service().downloads.bulk(tenant, chosen, profile=p12_profile)
         for chunk in made.chunks:
             handle.write(chunk)
             size += len(chunk)
@@ -267,8 +268,9 @@ def cert_list(
 ) -> None:
     """List a tenant's certificates, newest first (--limit and --offset page through them,
     as the API's do)."""
-    views = STATE.service().list_certificates(tenant, state=state, login=user, group=group,
-                                              limit=limit, offset=offset)
+    views = STATE.service().certificates.list_certificates(tenant, state=state, login=user,
+                                                           group=group,
+                                                           limit=limit, offset=offset)
     emit([present.certificate(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.serial:40} {v.login:20} {v.state.value:9} "
                         f"{v.not_after:%Y-%m-%d %H:%M:%S}Z {v.source}" for v in views))
@@ -285,7 +287,7 @@ def cert_export(
 ) -> None:
     """Write the user's zip (PKCS#12 and its password) for a certificate. Audited."""
     with output_file(out, force=force) as handle:
-        made = STATE.service().bundle(serial, tenant=tenant, profile=p12_profile)
+        made = STATE.service().certificates.bundle(serial, tenant=tenant, profile=p12_profile)
         handle.write(made.content)
     emit({"serial": made.serial, "file": str(out), "bytes": len(made.content)},
          as_json=as_json, text=f"wrote {shown(out)} ({made.filename} for serial {made.serial})")
@@ -303,7 +305,7 @@ def cert_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one certificate."""
-    view = STATE.service().get_certificate(serial, tenant=tenant)
+    view = STATE.service().certificates.get(serial, tenant=tenant)
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
@@ -331,7 +333,7 @@ def token_create(
     if role != "operator" and tenant is None:
         tenant = DEFAULT_TENANT
     lifetime = dt.timedelta(days=expires_days) if expires_days is not None else None
-    text, view = STATE.service().create_token(role=role, tenant=tenant, login=user, name=name,
+    text, view = STATE.service().tokens.create(role=role, tenant=tenant, login=user, name=name,
                                               valid_for=lifetime, timezone=tz)
     emit({"token": text, **present.token(view)}, as_json=as_json, text=text)
 
@@ -342,7 +344,7 @@ def token_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List tokens (never their text): role, scope, expiry, revocation, last use."""
-    views = STATE.service().list_tokens(tenant=tenant)
+    views = STATE.service().tokens.list_tokens(tenant=tenant)
     emit([present.token(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.id:5} {v.prefix}… {v.role:9} {v.tenant or '*':12} "
                         f"{'revoked' if v.revoked_at else 'active':8} {v.name}"
@@ -361,8 +363,8 @@ def token_revoke(
     if not 1 <= token_id <= TOKEN_ID_MAX:
         raise InvalidInput(f"no token {token_id}", field="token")
     service = STATE.service()
-    service.revoke_token(token_id, tenant=tenant)
-    emit(present.token(service.get_token(token_id, tenant=tenant)), as_json=as_json,
+    service.tokens.revoke(token_id, tenant=tenant)
+    emit(present.token(service.tokens.get(token_id, tenant=tenant)), as_json=as_json,
          text=f"token {token_id} revoked")
 
 

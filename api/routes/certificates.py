@@ -48,8 +48,8 @@ async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
         tenant, body, logins=body.names(),
         csr=body.csr.encode() if body.csr is not None else None)
     views = await run_in_threadpool(
-        service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
-        actor=actor_of(request))
+        service_of(request).certificates.issue, issue_request,
+        admin_zone=principal_of(request).timezone, actor=actor_of(request))
     return IssuedOut.model_validate({"certificates": [present.certificate(v) for v in views]})
 
 
@@ -62,7 +62,7 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
     issue_request = issue_request_of(tenant, body, selection=selection_of(body.selection),
                                      best_effort=body.best_effort)
     # a bad zone or date is a 400 now, not a failed job
-    job = service_of(request).start_issue_job(
+    job = service_of(request).bulk_issue.start(
         issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
     response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
     return JobOut.model_validate(present.job(job))
@@ -80,7 +80,7 @@ def download(request: Request, tenant: str, login: Logins = None, group: GroupQ 
     ``manifest.csv``; streamed. Select the users one way: ``login`` (repeatable),
     ``group``, ``unaffiliated`` or ``all=true`` (key material for everyone is asked for,
     never a default, as with ``tegata cert download --all``)."""
-    made = service_of(request).download_bulk(
+    made = service_of(request).downloads.bulk(
         tenant, query_selection(login, group, unaffiliated, status, everyone=everyone,
                                 default_everyone=False),
         profile=profile, actor=actor_of(request))
@@ -100,7 +100,7 @@ def list_certificates(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[CertificateOut]:
     """The tenant's certificates, newest first, by state, user or group."""
-    views = service_of(request).list_certificates(tenant, state=state, login=login,
+    views = service_of(request).certificates.list_certificates(tenant, state=state, login=login,
                                                   group=group, limit=limit, offset=offset)
     return [cert_out(v) for v in views]
 
@@ -114,7 +114,7 @@ def show_certificate(request: Request, tenant: str, serial: str,
                      format: Annotated[Literal["json", "pem", "der"], Query()] = "json",
                      ) -> CertificateOut | Response:
     """One certificate as JSON, PEM or DER."""
-    view = service_of(request).get_certificate(serial, tenant=tenant)
+    view = service_of(request).certificates.get(serial, tenant=tenant)
     if format == "pem":
         return Response(view.pem, media_type="application/pem-certificate-chain")
     if format == "der":
@@ -129,7 +129,7 @@ async def bundle(request: Request, tenant: str, serial: str,
                  profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
                  ) -> Response:
     """``<login>.zip`` with ``<login>.p12`` and ``<login>-password.txt``. Audited."""
-    made = await run_in_threadpool(service_of(request).bundle, serial, tenant=tenant,
+    made = await run_in_threadpool(service_of(request).certificates.bundle, serial, tenant=tenant,
                                    profile=profile, actor=actor_of(request))
     # the file name is a checked login plus ".zip": safe in a header as it is
     return Response(made.content, media_type=ZIP, headers={

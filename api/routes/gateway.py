@@ -50,7 +50,7 @@ def authorize(
                                   description="nginx's $ssl_client_serial")] = "",
 ) -> Response:
     """For nginx ``auth_request``: 204 to allow, 403 with ``X-Tegata-Reason`` to refuse."""
-    decision = service_of(request).authorize(
+    decision = service_of(request).gateway.authorize(
         tenant, client_ip=client_ip[:64], verified=verified[:200] or None,
         serial=serial[:80] or None)
     headers = {"X-Tegata-Reason": decision.reason, "Cache-Control": "no-store"}
@@ -64,14 +64,14 @@ def authorize(
 @router.get("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
 def get_ip_policy(request: Request, tenant: str) -> dict[str, object]:
-    return present.ip_policy(service_of(request).get_ip_policy(tenant))
+    return present.ip_policy(service_of(request).gateway.get_ip_policy(tenant))
 
 
 @router.put("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
 def set_ip_policy(request: Request, tenant: str, body: IpPolicyIn) -> dict[str, object]:
     """Allowed networks (IPv4/IPv6 CIDR) and the policy combining them with certificates."""
-    return present.ip_policy(service_of(request).set_ip_policy(tenant, policy=body.policy,
+    return present.ip_policy(service_of(request).gateway.set_ip_policy(tenant, policy=body.policy,
                                                   networks=body.networks,
                                                   actor=actor_of(request)))
 
@@ -81,7 +81,7 @@ def set_ip_policy(request: Request, tenant: str, body: IpPolicyIn) -> dict[str, 
             responses=responses(400, 401, 403, 404))
 def get_ocsp_validity(request: Request, tenant: str) -> dict[str, object]:
     """How long the tenant's OCSP answers are valid, in seconds."""
-    return present.ocsp_validity(tenant, service_of(request).get_ocsp_validity(tenant))
+    return present.ocsp_validity(tenant, service_of(request).ocsp.get_validity(tenant))
 
 
 @router.put("/api/v1/tenants/{tenant}/settings/ocsp-validity",
@@ -90,6 +90,6 @@ def get_ocsp_validity(request: Request, tenant: str) -> dict[str, object]:
 def set_ocsp_validity(request: Request, tenant: str, body: OcspValidityIn) -> dict[str, object]:
     """How long the tenant's OCSP answers are valid (60 s to 7 days): nginx caches an answer
     that long, so it bounds the time a revocation takes to reach the gateway. Audited."""
-    seconds = service_of(request).set_ocsp_validity(tenant, body.ocsp_validity_seconds,
+    seconds = service_of(request).ocsp.set_validity(tenant, body.ocsp_validity_seconds,
                                                     actor=actor_of(request))
     return present.ocsp_validity(tenant, seconds)

@@ -31,7 +31,7 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the token's id")]
 def list_tokens(request: Request) -> list[dict[str, object]]:
     """Every token, the operators' and every tenant's: name, role, scope, expiry,
     revocation, last use; never a token's text."""
-    return [present.token(v) for v in service_of(request).list_tokens()]
+    return [present.token(v) for v in service_of(request).tokens.list_tokens()]
 
 
 @router.post("/tokens/{token_id}/revoke", dependencies=[requires("operator")],
@@ -39,15 +39,15 @@ def list_tokens(request: Request) -> list[dict[str, object]]:
 def revoke_any_token(request: Request, token_id: TokenId) -> dict[str, object]:
     """Stop any token working at once; revoking a revoked token changes nothing."""
     service = service_of(request)
-    service.revoke_token(token_id, actor=actor_of(request))
-    return present.token(service.get_token(token_id))
+    service.tokens.revoke(token_id, actor=actor_of(request))
+    return present.token(service.tokens.get(token_id))
 
 
 @router.get("/tenants/{tenant}/tokens", dependencies=[requires("operator", "admin")],
             response_model=list[TokenOut], responses=responses(400, 401, 403, 404))
 def list_tenant_tokens(request: Request, tenant: str) -> list[dict[str, object]]:
     """The tenant's tokens (admins, users, gateways); never a token's text."""
-    return [present.token(v) for v in service_of(request).list_tokens(tenant=tenant)]
+    return [present.token(v) for v in service_of(request).tokens.list_tokens(tenant=tenant)]
 
 
 @router.post("/tenants/{tenant}/tokens/{token_id}/revoke",
@@ -56,8 +56,8 @@ def list_tenant_tokens(request: Request, tenant: str) -> list[dict[str, object]]
 def revoke_tenant_token(request: Request, tenant: str, token_id: TokenId) -> dict[str, object]:
     """Stop one of the tenant's tokens working at once (a leaked one, say)."""
     service = service_of(request)
-    service.revoke_token(token_id, tenant=tenant, actor=actor_of(request))
-    return present.token(service.get_token(token_id, tenant=tenant))
+    service.tokens.revoke(token_id, tenant=tenant, actor=actor_of(request))
+    return present.token(service.tokens.get(token_id, tenant=tenant))
 
 
 @router.post("/whoami/revoke", dependencies=[requires("operator", "admin", "user", "gateway")],
@@ -67,5 +67,5 @@ def revoke_own_token(request: Request) -> dict[str, object]:
     refused (401)."""
     service = service_of(request)
     token_id = principal_of(request).token_id
-    service.revoke_token(token_id, actor=actor_of(request))
-    return present.token(service.get_token(token_id))
+    service.tokens.revoke(token_id, actor=actor_of(request))
+    return present.token(service.tokens.get(token_id))

@@ -47,7 +47,7 @@ StatusQ = Annotated[str | None, Query(max_length=16,
              responses=responses(*COMMON, 409))
 def add_user(request: Request, tenant: str, body: UserIn) -> dict[str, object]:
     """A new user; ``secure_access`` allows certificates to be issued to them."""
-    return present.user(service_of(request).add_user(
+    return present.user(service_of(request).users.add(
         tenant, body.login, email=body.email, display_name=body.display_name,
         allow=body.secure_access, kind=body.kind, groups=tuple(body.groups),
         actor=actor_of(request)))
@@ -59,7 +59,7 @@ def list_users(request: Request, tenant: str, login: Logins = None, group: Group
                unaffiliated: bool = False, status: StatusQ = None) -> list[dict[str, object]]:
     """Users by group, unaffiliated or all, and by certificate status."""
     selection = query_selection(login, group, unaffiliated, status)
-    return [present.user(v) for v in service_of(request).list_users(tenant, selection)]
+    return [present.user(v) for v in service_of(request).users.list_users(tenant, selection)]
 
 
 @router.get("/users.csv", dependencies=[ADMINS], response_class=StreamingResponse,
@@ -67,7 +67,7 @@ def list_users(request: Request, tenant: str, login: Logins = None, group: Group
 def export_users(request: Request, tenant: str, group: GroupQ = None,
                  unaffiliated: bool = False, status: StatusQ = None) -> StreamingResponse:
     """The users as CSV (the import's columns); no cell is a spreadsheet formula."""
-    lines = service_of(request).export_users(
+    lines = service_of(request).users.export_users(
         tenant, query_selection(None, group, unaffiliated, status))
     return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="users.csv"'})
@@ -86,7 +86,7 @@ async def import_users(request: Request, tenant: str, dry_run: bool = False,
         data += chunk
         if len(data) > MAX_CSV_BYTES:
             raise InvalidInput("the CSV file is larger than 50 MB", field="file")
-    report = await run_in_threadpool(service_of(request).import_users, tenant, bytes(data),
+    report = await run_in_threadpool(service_of(request).users.import_users, tenant, bytes(data),
                                      dry_run=dry_run, best_effort=best_effort,
                                      actor=actor_of(request))
     return present.import_report(report)
@@ -95,7 +95,7 @@ async def import_users(request: Request, tenant: str, dry_run: bool = False,
 @router.get("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
             responses=responses(*COMMON))
 def get_user(request: Request, tenant: str, login: str) -> dict[str, object]:
-    return present.user(service_of(request).get_user(tenant, login))
+    return present.user(service_of(request).users.get(tenant, login))
 
 
 @router.patch("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
@@ -106,21 +106,21 @@ def update_user(request: Request, tenant: str, login: str, body: UserPatch) -> d
     spec = UserSpec(login=login, email=body.email, display_name=body.display_name,
                     kind=body.kind, secure_access=body.secure_access,
                     groups=tuple(body.groups) if body.groups is not None else None)
-    return present.user(service_of(request).update_user(tenant, spec, actor=actor_of(request)))
+    return present.user(service_of(request).users.update(tenant, spec, actor=actor_of(request)))
 
 
 @router.post("/users/{login}/retire", dependencies=[ADMINS], response_model=UserOut,
              responses=responses(*COMMON))
 def retire_user(request: Request, tenant: str, login: str) -> dict[str, object]:
     """The user leaves: their certificates are revoked (affiliationChanged)."""
-    return present.user(service_of(request).retire_user(tenant, login, actor=actor_of(request)))
+    return present.user(service_of(request).users.retire(tenant, login, actor=actor_of(request)))
 
 
 @router.post("/permission", dependencies=[ADMINS], response_model=list[UserOut],
              responses=responses(*COMMON))
 def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[dict[str, object]]:
     """Grant or withdraw secure access for several users (all or none)."""
-    views = service_of(request).set_permission(tenant, tuple(body.logins), allow=body.allow,
+    views = service_of(request).users.set_permission(tenant, tuple(body.logins), allow=body.allow,
                                                actor=actor_of(request))
     return [present.user(v) for v in views]
 
@@ -128,4 +128,4 @@ def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[di
 @router.get("/groups", dependencies=[ADMINS], response_model=list[GroupOut],
             responses=responses(*COMMON))
 def list_groups(request: Request, tenant: str) -> list[dict[str, object]]:
-    return [present.group(n, m) for n, m in service_of(request).list_groups(tenant)]
+    return [present.group(n, m) for n, m in service_of(request).users.list_groups(tenant)]

@@ -24,9 +24,9 @@ START = "2026-03-02T09:00:00Z"  # MOMENTS.start as the API writes it
 def made(service: Service) -> dict[str, tuple[str, int]]:
     """株式会社アクメ (acme) with 山田's user token, its admin and its gateway; default's admin;
     an operator. Each: (the token's text, its id)."""
-    service.create_tenant("acme", display_name="株式会社アクメ")
-    service.add_user("acme", "yamada", email="yamada@example.co.jp", display_name="山田 太郎",
-                     allow=True)
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
+    service.users.add("acme", "yamada", email="yamada@example.co.jp", display_name="山田 太郎",
+                      allow=True)
     specs: dict[str, dict[str, Any]] = {
         "operator": {"role": "operator", "name": "運用担当"},
         "default-admin": {"role": "admin", "tenant": "default", "name": "既定の管理者"},
@@ -36,14 +36,14 @@ def made(service: Service) -> dict[str, tuple[str, int]]:
     }
     out = {}
     for key, spec in specs.items():
-        text, view = service.create_token(**spec)
+        text, view = service.tokens.create(**spec)
         out[key] = (text, view.id)
     return out
 
 
 def revocations(service: Service) -> list[tuple[str, str, str | None, str, dict[str, Any]]]:
     return [(e.actor, e.target, e.tenant, e.outcome, e.details)
-            for e in service.audit_events(action="token.revoke")]
+            for e in service.audit.events(action="token.revoke")]
 
 
 def test_an_operator_lists_every_token_and_never_a_tokens_text(
@@ -102,7 +102,7 @@ def test_a_tenant_admin_revokes_a_leaked_token_of_its_tenant_audited(
     admin_id = made["acme-admin"][1]
     assert revocations(service) == [(f"token:{admin_id}:アクメ helpdesk", f"token:{leaked_id}",
                                      "acme", "success", {})]
-    (event,) = service.audit_events(action="token.revoke")
+    (event,) = service.audit.events(action="token.revoke")
     assert event.request_id == r.headers["x-request-id"]
 
     # again: it stays revoked, at the first time, and nothing more is recorded
@@ -127,7 +127,7 @@ def test_a_tenant_admin_cannot_revoke_another_tenants_or_an_operators_token(
     assert r.status_code == 404
     r = client.post(f"/api/v1/tokens/{made['yamada'][1]}/revoke", headers=acme)
     assert r.status_code == 403
-    assert {t.revoked_at for t in service.list_tokens()} == {None}
+    assert {t.revoked_at for t in service.tokens.list_tokens()} == {None}
     assert revocations(service) == []
 
 
@@ -158,12 +158,12 @@ def test_every_token_may_revoke_itself_and_is_refused_after(
     assert (r.json()["id"], r.json()["revoked_at"]) == (token_id, START)
     assert client.get(WHOAMI, headers=bearer(text)).status_code == 401
     assert client.post("/api/v1/whoami/revoke", headers=bearer(text)).status_code == 401
-    name = next(t.name for t in service.list_tokens() if t.id == token_id)
+    name = next(t.name for t in service.tokens.list_tokens() if t.id == token_id)
     tenant = None if key == "operator" else "acme"
     assert revocations(service) == [(f"token:{token_id}:{name}", f"token:{token_id}", tenant,
                                      "success", {})]
     # only itself
-    assert [t.id for t in service.list_tokens() if t.revoked_at] == [token_id]
+    assert [t.id for t in service.tokens.list_tokens() if t.revoked_at] == [token_id]
 
 
 # the last: a full-width digit one, which int() would take
@@ -202,10 +202,10 @@ def test_the_ocsp_validity_is_read_and_set_by_admins_and_audited(
     r = client.put(OCSP, json={"ocsp_validity_seconds": 120}, headers=admin)
     assert (r.status_code, r.json()) == (200, {"tenant": "acme", "ocsp_validity_seconds": 120})
     assert client.get(OCSP, headers=admin).json()["ocsp_validity_seconds"] == 120
-    assert service.get_ocsp_validity("acme") == 120
-    assert service.get_ocsp_validity("default") == 300
+    assert service.ocsp.get_validity("acme") == 120
+    assert service.ocsp.get_validity("default") == 300
     assert [(e.actor, e.target, e.tenant, e.details)
-            for e in service.audit_events(action="tenant.ocsp_validity")] == [
+            for e in service.audit.events(action="tenant.ocsp_validity")] == [
         (f"token:{made['acme-admin'][1]}:アクメ helpdesk", "acme", "acme", {"seconds": 120})]
     # the operator too; the bounds are inclusive
     for seconds in (60, 604800):
@@ -222,8 +222,8 @@ def test_the_ocsp_validity_is_refused_to_other_roles_and_tenants(
         assert client.put(OCSP, json=body, headers=bearer(made[key][0])).status_code == 403
     other = "/api/v1/tenants/default/settings/ocsp-validity"
     assert client.put(other, json=body, headers=bearer(made["acme-admin"][0])).status_code == 404
-    assert service.get_ocsp_validity("default") == service.get_ocsp_validity("acme") == 300
-    assert service.audit_events(action="tenant.ocsp_validity") == []
+    assert service.ocsp.get_validity("default") == service.ocsp.get_validity("acme") == 300
+    assert service.audit.events(action="tenant.ocsp_validity") == []
 
 
 @pytest.mark.parametrize("body", [
@@ -238,8 +238,8 @@ def test_a_bad_ocsp_validity_is_a_400_problem_and_changes_nothing(
     assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == "urn:tegata:problem:invalid-input"
-    assert service.get_ocsp_validity("acme") == 300
-    assert service.audit_events(action="tenant.ocsp_validity") == []
+    assert service.ocsp.get_validity("acme") == 300
+    assert service.audit.events(action="tenant.ocsp_validity") == []
 
 
 def test_moments_start_is_what_the_api_writes() -> None:

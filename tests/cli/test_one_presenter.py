@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.clock import FixedClock
-from ca.service import Service
+from ca.service import build_service
 from ca.settings import load_settings
 from tests.cli.conftest import Cli, Env
 
@@ -42,7 +42,7 @@ def api(env: Env, cli: Cli, cli_clock: FixedClock) -> Iterator[TestClient]:
            "--expires-days", "90")
     cli.ok("token", "create", "--role", "user", "--tenant", "acme", "--user", "yamada")
     operator = cli.ok("token", "create", "--role", "operator").out.strip()
-    service = Service(load_settings(), clock=cli_clock)
+    service = build_service(load_settings(), clock=cli_clock)
     client = TestClient(build_app(service.settings, service=service),
                         raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {operator}"
