@@ -58,6 +58,7 @@ from api.routes import (
     selfservice,
     status,
     tenants,
+    tokens,
     users,
 )
 from api.sharedmetrics import WorkerShare
@@ -262,7 +263,7 @@ def _api(settings: Settings, *, service: Service) -> FastAPI:
                    certificates.router, revocation.router, crl.router, jobs.router,
                    publish.router, selfservice.router, ocsp.router, lifecycle.router,
                    status.router, gateway.router,
-                   audit.router, metrics.router):
+                   audit.router, tokens.router, metrics.router):
         app.include_router(router)
     check_routes_declare_access(app)
     return app

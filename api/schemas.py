@@ -193,6 +193,31 @@ class IssuedOut(BaseModel):
     certificates: list[CertificateOut]
 
 
+class TokenOut(BaseModel):
+    """A token as listed (``ca.present.token``): never its text."""
+
+    id: int
+    name: str
+    role: str
+    tenant: str | None
+    user: str | None
+    prefix: str
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+class OcspValidityIn(Strict):
+    ocsp_validity_seconds: int = Field(ge=60, le=7 * 86400, examples=[300], description=(
+        "seconds an OCSP answer is valid: nginx caches one that long, so a revocation "
+        "reaches an nginx gateway within this (minus the 30 s answers are dated back)"))
+
+
+class OcspValidityOut(BaseModel):
+    tenant: str
+    ocsp_validity_seconds: int
+
+
 class WhoAmI(BaseModel):
     role: str
     tenant: str | None

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ca import present
 from cli.context import STATE, emit
 from cli.output import output_file
 
@@ -29,7 +30,7 @@ def audit_list(
 
     zone = expiry.zone(tz)
     events = STATE.service().audit.events(tenant=tenant, action=action, limit=limit)
-    emit([{**e.__dict__, "at": e.at.isoformat()} for e in events], as_json=as_json,
+    emit([present.event(e) for e in events], as_json=as_json,
          text="\n".join(f"{e.id:6} {e.at.astimezone(zone):%Y-%m-%d %H:%M:%S%z} {e.actor:24} "
                         f"{e.source_ip or '-':15} {e.action:16} {e.outcome:8} {e.target}"
                         for e in events))
@@ -60,11 +61,6 @@ def audit_verify(as_json: JsonOpt = False) -> None:
     1 at the first changed, removed or reordered event."""
     check = STATE.service().audit.verify()
     broken = check.broken
-    chains = [{"tenant": c.tenant, "events": c.events, "intact": c.broken is None,
-               "broken_at": c.broken.event_id if c.broken else None,
-               "problem": c.broken.problem if c.broken else None, "head": c.head,
-               "removed_by_retention": c.removed, "first_kept_id": c.first_id}
-              for c in check.chains]
     lines = [f"{check.events} events in {len(check.chains)} chains, "
              + ("every chain intact" if broken is None else
                 f"chain broken at event {broken.event_id}: {broken.problem}")]
@@ -75,10 +71,6 @@ def audit_verify(as_json: JsonOpt = False) -> None:
         state = (f"head {c.head}{kept}" if c.broken is None
                  else f"broken at event {c.broken.event_id}: {c.broken.problem}")
         lines.append(f"  {name}: {c.events} events, {state}")
-    emit({"events": check.events, "intact": broken is None,
-          "broken_at": broken.event_id if broken else None,
-          "problem": broken.problem if broken else None,
-          "removed_by_retention": check.removed, "chains": chains},
-         as_json=as_json, text="\n".join(lines))
+    emit(present.audit_check(check), as_json=as_json, text="\n".join(lines))
     if broken is not None:
         raise typer.Exit(1)

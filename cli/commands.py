@@ -7,14 +7,15 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from ca import expiry
+from ca import expiry, present
+from ca.errors import InvalidInput
 from ca.sealing import is_unwrapped
-from ca.service import DEFAULT_TENANT, CAView, CertificateView, InitRequest, IssueRequest
+from ca.service import DEFAULT_TENANT, InitRequest, IssueRequest
 from cli import crl, gateway, lifecycle, revocation, server, subscription
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
@@ -55,24 +56,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
 
 
-def ca_dict(view: CAView) -> dict[str, Any]:
-    return {"tenant": view.tenant, "kind": view.kind, "subject": view.subject,
-            "serial": view.serial, "not_before": view.not_before.isoformat(),
-            "not_after": view.not_after.isoformat(), "pem": view.pem}
-
-
-def cert_dict(view: CertificateView) -> dict[str, Any]:
-    return {"serial": view.serial, "tenant": view.tenant, "login": view.login,
-            "subject": view.subject, "state": view.state.value,
-            "revoked_at": view.revoked_at.isoformat() if view.revoked_at else None,
-            "revocation_reason": view.revocation_reason,
-            "has_key_material": view.has_key_material,
-            "not_before": view.not_before.isoformat(), "not_after": view.not_after.isoformat(),
-            "expiry_date": view.expiry_date.isoformat(), "expiry_zone": view.expiry_zone,
-            "fingerprint_sha256": view.fingerprint_sha256, "key_type": view.key_type,
-            "source": view.source}
-
-
 # --- init and db -----------------------------------------------------------------------------
 
 
@@ -91,7 +74,7 @@ def init(
     service.settings.passphrase()  # fail before touching the database if it is missing
     service.database.upgrade()
     root = service.hierarchy.initialize(request)
-    emit({"root": ca_dict(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
+    emit({"root": present.ca(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
          text=f"root CA: {root.subject} (serial {root.serial}, until {root.not_after:%Y-%m-%d})\n"
               f"tenant: {DEFAULT_TENANT}")
 
@@ -131,7 +114,7 @@ def tenant_create(
     """Add a tenant with its own issuing CA, signed by the root."""
     view = STATE.service().hierarchy.create_tenant(name, display_name=display_name,
                                                    ca_key_type=key_type)
-    emit(ca_dict(view), as_json=as_json,
+    emit(present.ca(view), as_json=as_json,
          text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
 
 
@@ -142,19 +125,34 @@ def tenant_list(as_json: JsonOpt = False) -> None:
     emit(names, as_json=as_json, text="\n".join(names))
 
 
+@tenant_app.command("show")
+def tenant_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Show a tenant's OCSP validity (`tenant set --ocsp-validity` changes it)."""
+    data = present.ocsp_validity(tenant, STATE.service().ocsp.get_validity(tenant))
+    emit(data, as_json=as_json, text=f"tenant {tenant}: OCSP answers valid "
+                                     f"{data['ocsp_validity_seconds']} s")
+
+
 @ca_app.command("show")
 def ca_show(
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Also the tenant's "
-                                               "issuing CA.")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", "-t", help=f"The tenant whose chain to show (default {DEFAULT_TENANT}).")]
+    = None,
+    root: Annotated[bool, typer.Option("--root", help="The root CA certificate alone.")]
+    = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print PEM certificates.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the root CA certificate, and a tenant's issuing CA."""
-    views = STATE.service().hierarchy.ca_certificates(tenant)
+    """Show a tenant's CA chain: its issuing CA, then the root (the order of a TLS chain and
+    of `gateway ca-bundle`); --root for the root alone."""
+    if root and tenant is not None:
+        raise InvalidInput("give --root or --tenant, not both", field="tenant")
+    views = present.ca_chain(STATE.service().hierarchy.ca_certificates(
+        None if root else tenant or DEFAULT_TENANT))
     if pem and not as_json:
         typer.echo("".join(v.pem for v in views), nl=False)
         return
-    emit([ca_dict(v) for v in views], as_json=as_json,
+    emit([present.ca(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.kind:8} {v.subject}  serial {v.serial}  until "
                         f"{v.not_after:%Y-%m-%d}" for v in views))
 
@@ -206,8 +204,8 @@ def cert_issue(
     lines += [f"{f['login']}: not issued: {f['reason']}" for f in failures]
     if not views and not failures:
         lines.append("no user matched the selection")
-    emit([cert_dict(v) for v in views] if not best_effort else
-         {"issued": [cert_dict(v) for v in views], "failures": failures},
+    emit([present.certificate(v) for v in views] if not best_effort else
+         {"issued": [present.certificate(v) for v in views], "failures": failures},
          as_json=as_json, text="\n".join(lines))
     if failures:
         raise typer.Exit(1)
@@ -263,13 +261,18 @@ def cert_list(
     user: Annotated[str | None, typer.Option(help="Only this user's certificates.")] = None,
     group: Annotated[str | None, typer.Option(help="Only certificates of this group's "
                                               "users.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 1000,
+    offset: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Skip this many "
+                                        "first.")] = 0,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a tenant's certificates, newest first."""
+    """List a tenant's certificates, newest first (--limit and --offset page through them,
+    as the API's do)."""
     views = STATE.service().certificates.list_certificates(tenant, state=state, login=user,
-                                                           group=group)
-    emit([cert_dict(v) for v in views], as_json=as_json,
+                                                           group=group,
+                                                           limit=limit, offset=offset)
+    emit([present.certificate(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.serial:40} {v.login:20} {v.state.value:9} "
                         f"{v.not_after:%Y-%m-%d %H:%M:%S}Z {v.source}" for v in views))
 
@@ -307,8 +310,9 @@ def cert_show(
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
-    data = cert_dict(view)
-    emit(data, as_json=as_json, text="\n".join(f"{k:19} {v}" for k, v in data.items()))
+    data = present.certificate(view)
+    emit(data, as_json=as_json, text="\n".join(f"{k:19} {v}" for k, v in data.items()
+                                               if k != "pem"))
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -332,8 +336,7 @@ def token_create(
     lifetime = dt.timedelta(days=expires_days) if expires_days is not None else None
     text, view = STATE.service().tokens.create(role=role, tenant=tenant, login=user, name=name,
                                               valid_for=lifetime, timezone=tz)
-    emit({"token": text, "id": view.id, "role": view.role, "tenant": view.tenant,
-          "user": view.login, "expires_at": view.expires_at}, as_json=as_json, text=text)
+    emit({"token": text, **present.token(view)}, as_json=as_json, text=text)
 
 
 @token_app.command("list")
@@ -343,16 +346,27 @@ def token_list(
 ) -> None:
     """List tokens (never their text): role, scope, expiry, revocation, last use."""
     views = STATE.service().tokens.list_tokens(tenant=tenant)
-    emit([{"id": v.id, "name": v.name, "role": v.role, "tenant": v.tenant, "user": v.login,
-           "prefix": v.prefix, "expires_at": v.expires_at, "revoked_at": v.revoked_at,
-           "last_used_at": v.last_used_at} for v in views], as_json=as_json,
+    emit([present.token(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.id:5} {v.prefix}… {v.role:9} {v.tenant or '*':12} "
                         f"{'revoked' if v.revoked_at else 'active':8} {v.name}"
                         for v in views))
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
-    """Stop a token working at once."""
-    STATE.service().tokens.revoke(token_id)
-    typer.echo(f"token {token_id} revoked")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id.")],
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", "-t", help="Only if it is this tenant's token (as a tenant admin may "
+                               "over the API).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a token working at once (a revoked token stays revoked)."""
+    if not 1 <= token_id <= TOKEN_ID_MAX:
+        raise InvalidInput(f"no token {token_id}", field="token")
+    service = STATE.service()
+    service.tokens.revoke(token_id, tenant=tenant)
+    emit(present.token(service.tokens.get(token_id, tenant=tenant)), as_json=as_json,
+         text=f"token {token_id} revoked")
+
+
+TOKEN_ID_MAX = 2**31 - 1  # the token table's INTEGER key, on every database

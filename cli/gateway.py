@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from cryptography import x509
 
-from ca import validate
+from ca import present, validate
 from ca.clock import SystemClock
 from ca.errors import CAError, InvalidInput
 from ca.service import DEFAULT_TENANT
@@ -30,9 +30,10 @@ ip_policy_app = typer.Typer(no_args_is_help=True, help="The tenant's IP restrict
 
 @gateway_app.command("ca-bundle")
 def ca_bundle(tenant: TenantOpt = DEFAULT_TENANT) -> None:
-    """The trust bundle for the gateway: the tenant's issuing CA, then the root (PEM)."""
-    root, issuing = STATE.service().hierarchy.ca_certificates(tenant)
-    typer.echo(issuing.pem + root.pem, nl=False)
+    """The trust bundle for the gateway: the tenant's issuing CA, then the root (PEM), the
+    order of `tegata ca show --pem` and of the API."""
+    chain = present.ca_chain(STATE.service().hierarchy.ca_certificates(tenant))
+    typer.echo("".join(v.pem for v in chain), nl=False)
 
 
 @gateway_app.command("nginx")
@@ -282,12 +283,13 @@ def ip_policy_set(
 ) -> None:
     """Set the allowed networks and how they combine with certificates."""
     view = STATE.service().gateway.set_ip_policy(tenant, policy=policy, networks=network or [])
-    emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
-         as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
+    emit(present.ip_policy(view), as_json=as_json,
+         text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
 
 
 @ip_policy_app.command("show")
 def ip_policy_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Show the allowed networks and the policy."""
     view = STATE.service().gateway.get_ip_policy(tenant)
-    emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
-         as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
+    emit(present.ip_policy(view), as_json=as_json,
+         text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")

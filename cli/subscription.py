@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ca import present
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, SubscriptionView
 from cli.context import STATE, emit
@@ -15,13 +16,7 @@ subscription_app = typer.Typer(no_args_is_help=True, help="A tenant's trial or c
 
 
 def _subscription_dict(view: SubscriptionView) -> dict[str, object]:
-    return {"tenant": view.tenant, "kind": view.kind,
-            "ends_on": view.ends_on.isoformat() if view.ends_on else None,
-            "timezone": view.zone, "ends_at": view.ends_at.isoformat() if view.ends_at else None,
-            "grace_days": view.grace_days,
-            "grace_ends_at": view.grace_ends_at.isoformat() if view.grace_ends_at else None,
-            "suspended_at": view.suspended_at.isoformat() if view.suspended_at else None,
-            "state": view.state}
+    return present.subscription(view)
 
 
 @subscription_app.command("set")

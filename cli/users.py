@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from ca import present
 from ca.errors import InvalidInput
-from ca.service import DEFAULT_TENANT, Selection, UserSpec, UserView
+from ca.service import DEFAULT_TENANT, Selection, UserSpec
 from cli.context import STATE, emit
 from cli.output import output_file, shown
 
@@ -25,13 +26,6 @@ StatusOpt = Annotated[str | None, typer.Option(
 user_app = typer.Typer(no_args_is_help=True, help="Users of a tenant.")
 group_app = typer.Typer(no_args_is_help=True, help="Groups of a tenant.")
 MAX_CSV_BYTES = 50 * 1024 * 1024
-
-
-def user_dict(view: UserView) -> dict[str, Any]:
-    return {"tenant": view.tenant, "login": view.login, "email": view.email,
-            "display_name": view.display_name, "kind": view.kind, "status": view.status,
-            "secure_access": view.secure_access, "groups": list(view.groups),
-            "certificate_status": view.certificate_status}
 
 
 def selection(logins: list[str] | None, group: str | None, unaffiliated: bool,
@@ -63,7 +57,7 @@ def user_add(
     view = STATE.service().users.add(tenant, login, email=email, display_name=name,
                                     allow=allow, groups=groups_of(groups) or (),
                                     kind="service" if service_account else "person")
-    emit(user_dict(view), as_json=as_json,
+    emit(present.user(view), as_json=as_json,
          text=f"user {login} added to {tenant}" + (" (secure access allowed)" if allow else ""))
 
 
@@ -74,13 +68,16 @@ def user_update(
     name: Annotated[str | None, typer.Option(help="New display name.")] = None,
     groups: Annotated[str | None, typer.Option(help="The user's groups, separated by ';' "
                                                "('' for none).")] = None,
+    kind: Annotated[str | None, typer.Option(help="person or service (an account for a "
+                                             "machine).")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a user's e-mail, name or groups."""
+    """Change a user's e-mail, name, groups or kind (secure access: `user allow`, `user
+    deny`)."""
     view = STATE.service().users.update(tenant, UserSpec(
-        login=login, email=email, display_name=name, groups=groups_of(groups)))
-    emit(user_dict(view), as_json=as_json, text=f"user {view.login} updated")
+        login=login, email=email, display_name=name, groups=groups_of(groups), kind=kind))
+    emit(present.user(view), as_json=as_json, text=f"user {view.login} updated")
 
 
 @user_app.command("retire")
@@ -91,13 +88,13 @@ def user_retire(
 ) -> None:
     """The user leaves: retire them and revoke their certificates (affiliationChanged)."""
     view = STATE.service().users.retire(tenant, login)
-    emit(user_dict(view), as_json=as_json, text=f"user {view.login} retired")
+    emit(present.user(view), as_json=as_json, text=f"user {view.login} retired")
 
 
 def _permission(logins: list[str], tenant: str, as_json: bool, *, allow: bool) -> None:
     views = STATE.service().users.set_permission(tenant, tuple(logins), allow=allow)
     word = "allowed" if allow else "denied"
-    emit([user_dict(v) for v in views], as_json=as_json,
+    emit([present.user(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.login}: secure access {word}" for v in views))
 
 
@@ -126,10 +123,25 @@ def user_list(
     """List users: all, a group's, or the unaffiliated; optionally by certificate status."""
     chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
     views = STATE.service().users.list_users(tenant, chosen)
-    emit([user_dict(v) for v in views], as_json=as_json,
+    emit([present.user(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.login:24} {v.certificate_status:10} "
                         f"{'allowed' if v.secure_access else 'denied':8} {v.email}  "
                         f"{';'.join(v.groups)}" for v in views))
+
+
+@user_app.command("show")
+def user_show(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one user: e-mail, name, kind, status, secure access, groups, certificate
+    status."""
+    view = STATE.service().users.get(tenant, login)
+    data = present.user(view)
+    emit(data, as_json=as_json, text="\n".join(
+        f"{key:18} {shown(';'.join(value) if isinstance(value, list) else value)}"
+        for key, value in data.items()))
 
 
 @user_app.command("import")
@@ -155,9 +167,7 @@ def user_import(
                                field="file") from None
     report = STATE.service().users.import_users(tenant, data, dry_run=dry_run,
                                           best_effort=best_effort)
-    data_out = {"dry_run": report.dry_run, "created": report.created,
-                "updated": report.updated, "unchanged": report.unchanged,
-                "errors": [{"line": n, "login": lg, "reason": r} for n, lg, r in report.errors]}
+    data_out = present.import_report(report)
     lines = [f"line {n}: {lg or '?'}: {r}" for n, lg, r in report.errors]
     verb = "would create" if dry_run else "created"
     lines.append(f"{verb} {len(report.created)}, updated {len(report.updated)}, "
@@ -192,5 +202,5 @@ def user_export(
 def group_list(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Groups and their member counts."""
     groups = STATE.service().users.list_groups(tenant)
-    emit([{"name": n, "members": m} for n, m in groups], as_json=as_json,
+    emit([present.group(n, m) for n, m in groups], as_json=as_json,
          text="\n".join(f"{m:6} {n}" for n, m in groups))

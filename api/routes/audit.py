@@ -13,7 +13,7 @@ from api.auth import requires
 from api.problems import responses
 from api.routes.certificates import MAX_OFFSET
 from api.routes.tenants import service_of
-from ca.service import EventView
+from ca import present
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
@@ -51,10 +51,6 @@ class VerifyOut(BaseModel):
     chains: list[ChainOut]  # the operator's first, then each tenant's
 
 
-def _out(view: EventView) -> EventOut:
-    return EventOut(**view.__dict__)
-
-
 @router.get("/tenants/{tenant}/audit", dependencies=[requires("operator", "admin")],
             response_model=list[EventOut],
             responses={200: {"content": {"application/json": {}, "text/csv": {}}},
@@ -77,8 +73,9 @@ def tenant_audit(
         return StreamingResponse(rows,
                                  media_type="text/csv; charset=utf-8", headers={
                                      "Content-Disposition": 'attachment; filename="audit.csv"'})
-    return [_out(v) for v in service.audit.events(tenant=tenant, action=action, since=since,
-                                                  until=until, limit=limit, offset=offset)]
+    events = service.audit.events(tenant=tenant, action=action, since=since, until=until,
+                                  limit=limit, offset=offset)
+    return [EventOut.model_validate(present.event(v)) for v in events]
 
 
 @router.get("/audit", dependencies=[requires("operator")], response_model=list[EventOut],
@@ -87,8 +84,8 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
               limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
               offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[EventOut]:
     """Every tenant's events and the operator's own."""
-    return [_out(v) for v in service_of(request).audit.events(action=action, limit=limit,
-                                                               offset=offset)]
+    events = service_of(request).audit.events(action=action, limit=limit, offset=offset)
+    return [EventOut.model_validate(present.event(v)) for v in events]
 
 
 @router.get("/audit/verify", dependencies=[requires("operator")], response_model=VerifyOut,
@@ -96,13 +93,4 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
 def verify(request: Request) -> VerifyOut:
     """Walk every hash chain (the operator's, each tenant's): a changed, removed or
     reordered event breaks it."""
-    check = service_of(request).audit.verify()
-    chains = [ChainOut(tenant=c.tenant, events=c.events, intact=c.broken is None,
-                       broken_at=c.broken.event_id if c.broken else None,
-                       problem=c.broken.problem if c.broken else None, head=c.head,
-                       removed_by_retention=c.removed, first_kept_id=c.first_id)
-              for c in check.chains]
-    return VerifyOut(events=check.events, intact=check.broken is None,
-                     broken_at=check.broken.event_id if check.broken else None,
-                     problem=check.broken.problem if check.broken else None,
-                     removed_by_retention=check.removed, chains=chains)
+    return VerifyOut.model_validate(present.audit_check(service_of(request).audit.verify()))

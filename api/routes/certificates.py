@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +14,8 @@ from api.routes.tenants import actor_of, principal_of, service_of
 from api.routes.users import GroupQ, Logins, StatusQ, query_selection, selection_of
 from api.schemas import BulkIssueIn, CertificateOut, IssuedOut, IssueIn, JobOut
 from api.streams import ClosingStream
-from ca.service import CertificateView, IssueRequest, JobView
+from ca import present
+from ca.service import CertificateView, IssueRequest
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
 
@@ -25,19 +26,17 @@ StateParam = Literal["valid", "expired", "suspended", "revoked"]
 MAX_OFFSET = 2**63 - 1
 
 
-def job_out(job: JobView) -> JobOut:
-    return JobOut(id=job.id, kind=job.kind, status=job.status, total=job.total, done=job.done,
-                  result=job.result, error=job.error)
-
-
 def cert_out(view: CertificateView) -> CertificateOut:
-    return CertificateOut(
-        serial=view.serial, tenant=view.tenant, login=view.login, subject=view.subject,
-        state=view.state.value, revoked_at=view.revoked_at,
-        revocation_reason=view.revocation_reason, has_key_material=view.has_key_material,
-        not_before=view.not_before, not_after=view.not_after, expiry_date=view.expiry_date,
-        expiry_zone=view.expiry_zone, fingerprint_sha256=view.fingerprint_sha256,
-        key_type=view.key_type, source=view.source, pem=view.pem)
+    """A certificate as the API answers it: ``ca.present.certificate``, as the CLI's --json."""
+    return CertificateOut.model_validate(present.certificate(view))
+
+
+def issue_request_of(tenant: str, body: IssueIn | BulkIssueIn, **whom: Any) -> IssueRequest:
+    """The one request both issuance routes make (as ``tegata cert issue`` does): who, by
+    name or by selection, and the options they share."""
+    return IssueRequest(tenant=tenant, expires=body.expires, timezone=body.timezone,
+                        reissue=body.reissue, key_type=body.key_type,
+                        p12_profile=body.p12_profile, **whom)
 
 
 @router.post("", dependencies=[requires("operator", "admin")], response_model=IssuedOut,
@@ -45,14 +44,13 @@ def cert_out(view: CertificateView) -> CertificateOut:
 async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
     """Issue to one or more users: with a key made here (bundled as PKCS#12 for download), or
     to the public key of a CSR. All users named are issued, or none."""
-    issue_request = IssueRequest(
-        tenant=tenant, logins=body.names(), expires=body.expires, timezone=body.timezone,
-        reissue=body.reissue, key_type=body.key_type,
-        csr=body.csr.encode() if body.csr is not None else None, p12_profile=body.p12_profile)
+    issue_request = issue_request_of(
+        tenant, body, logins=body.names(),
+        csr=body.csr.encode() if body.csr is not None else None)
     views = await run_in_threadpool(
         service_of(request).certificates.issue, issue_request,
         admin_zone=principal_of(request).timezone, actor=actor_of(request))
-    return IssuedOut(certificates=[cert_out(v) for v in views])
+    return IssuedOut.model_validate({"certificates": [present.certificate(v) for v in views]})
 
 
 @router.post("/bulk", dependencies=[requires("operator", "admin")], response_model=JobOut,
@@ -61,15 +59,13 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
     """Issue to a selection of users (logins, a group, the unaffiliated, or all; optionally
     only those of one certificate status) as a background job: poll its ``Location``. All
     or none, unless ``best_effort``: then the result lists every user refused and why."""
-    issue_request = IssueRequest(
-        tenant=tenant, selection=selection_of(body.selection), best_effort=body.best_effort,
-        expires=body.expires, timezone=body.timezone, reissue=body.reissue,
-        key_type=body.key_type, p12_profile=body.p12_profile)
+    issue_request = issue_request_of(tenant, body, selection=selection_of(body.selection),
+                                     best_effort=body.best_effort)
     # a bad zone or date is a 400 now, not a failed job
     job = service_of(request).bulk_issue.start(
         issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
     response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
-    return job_out(job)
+    return JobOut.model_validate(present.job(job))
 
 
 @router.get("/download", dependencies=[requires("operator", "admin")],

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import requires
 from api.problems import problem, responses
 from api.routes.tenants import actor_of, service_of
-from ca.service.gateway import IpPolicy
+from api.schemas import OcspValidityIn, OcspValidityOut
+from ca import present
 
 router = APIRouter(tags=["gateway"])
 
@@ -31,10 +32,6 @@ class IpPolicyOut(BaseModel):
     tenant: str
     policy: str
     networks: list[str]
-
-
-def _out(view: IpPolicy) -> IpPolicyOut:
-    return IpPolicyOut(tenant=view.tenant, policy=view.policy, networks=list(view.networks))
 
 
 @router.get("/auth/{tenant}", dependencies=[requires("gateway")], status_code=204,
@@ -66,14 +63,33 @@ def authorize(
 
 @router.get("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
-def get_ip_policy(request: Request, tenant: str) -> IpPolicyOut:
-    return _out(service_of(request).gateway.get_ip_policy(tenant))
+def get_ip_policy(request: Request, tenant: str) -> dict[str, object]:
+    return present.ip_policy(service_of(request).gateway.get_ip_policy(tenant))
 
 
 @router.put("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
-def set_ip_policy(request: Request, tenant: str, body: IpPolicyIn) -> IpPolicyOut:
+def set_ip_policy(request: Request, tenant: str, body: IpPolicyIn) -> dict[str, object]:
     """Allowed networks (IPv4/IPv6 CIDR) and the policy combining them with certificates."""
-    return _out(service_of(request).gateway.set_ip_policy(tenant, policy=body.policy,
+    return present.ip_policy(service_of(request).gateway.set_ip_policy(tenant, policy=body.policy,
                                                   networks=body.networks,
                                                   actor=actor_of(request)))
+
+
+@router.get("/api/v1/tenants/{tenant}/settings/ocsp-validity",
+            dependencies=[requires("operator", "admin")], response_model=OcspValidityOut,
+            responses=responses(400, 401, 403, 404))
+def get_ocsp_validity(request: Request, tenant: str) -> dict[str, object]:
+    """How long the tenant's OCSP answers are valid, in seconds."""
+    return present.ocsp_validity(tenant, service_of(request).ocsp.get_validity(tenant))
+
+
+@router.put("/api/v1/tenants/{tenant}/settings/ocsp-validity",
+            dependencies=[requires("operator", "admin")], response_model=OcspValidityOut,
+            responses=responses(400, 401, 403, 404))
+def set_ocsp_validity(request: Request, tenant: str, body: OcspValidityIn) -> dict[str, object]:
+    """How long the tenant's OCSP answers are valid (60 s to 7 days): nginx caches an answer
+    that long, so it bounds the time a revocation takes to reach the gateway. Audited."""
+    seconds = service_of(request).ocsp.set_validity(tenant, body.ocsp_validity_seconds,
+                                                    actor=actor_of(request))
+    return present.ocsp_validity(tenant, seconds)

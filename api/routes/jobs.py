@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 
 from api.auth import requires
 from api.problems import responses
-from api.routes.certificates import job_out
 from api.routes.tenants import service_of
 from api.schemas import JobOut
+from ca import present
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/jobs", tags=["jobs"])
 
@@ -17,4 +17,4 @@ router = APIRouter(prefix="/api/v1/tenants/{tenant}/jobs", tags=["jobs"])
             responses=responses(400, 401, 403, 404))
 def get_job(request: Request, tenant: str, job_id: str) -> JobOut:
     """A job's status (running, succeeded, failed), progress and result."""
-    return job_out(service_of(request).jobs.get(tenant, job_id))
+    return JobOut.model_validate(present.job(service_of(request).jobs.get(tenant, job_id)))

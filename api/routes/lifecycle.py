@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from api.auth import requires
 from api.problems import responses
 from api.routes.tenants import actor_of, service_of
+from ca import present
 from ca.service import SubscriptionView
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
@@ -54,10 +55,7 @@ class LifecycleOut(BaseModel):
 
 
 def _out(view: SubscriptionView) -> SubscriptionOut:
-    return SubscriptionOut(tenant=view.tenant, kind=view.kind, ends_on=view.ends_on,
-                           timezone=view.zone, ends_at=view.ends_at,
-                           grace_days=view.grace_days, grace_ends_at=view.grace_ends_at,
-                           suspended_at=view.suspended_at, state=view.state)
+    return SubscriptionOut.model_validate(present.subscription(view))
 
 
 @router.get("/tenants/{tenant}/subscription", dependencies=[requires("operator", "admin")],

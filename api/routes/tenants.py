@@ -9,8 +9,9 @@ from api.auth import requires
 from api.clientip import client_ip
 from api.problems import responses
 from api.schemas import CAOut, TenantIn, TenantOut, UpnSuffixIn, UpnSuffixOut
+from ca import present
 from ca.audit import Actor
-from ca.service import CAView, Principal, Service
+from ca.service import Principal, Service
 
 router = APIRouter(prefix="/api/v1", tags=["tenants"])
 
@@ -33,11 +34,6 @@ def actor_of(request: Request) -> Actor:
         request_id=getattr(request.state, "request_id", None))
 
 
-def _ca_out(view: CAView) -> CAOut:
-    return CAOut(tenant=view.tenant, kind=view.kind, subject=view.subject, serial=view.serial,
-                 not_before=view.not_before, not_after=view.not_after, pem=view.pem)
-
-
 @router.get("/tenants", dependencies=[requires("operator")], response_model=list[str],
             responses=responses(401, 403))
 def list_tenants(request: Request) -> list[str]:
@@ -52,15 +48,16 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
     view = await run_in_threadpool(
         service_of(request).hierarchy.create_tenant, body.name, display_name=body.display_name,
         ca_key_type=body.key_type, actor=actor_of(request))
-    return TenantOut(name=body.name, issuing_ca=_ca_out(view))
+    return TenantOut.model_validate({"name": body.name, "issuing_ca": present.ca(view)})
 
 
 @router.get("/tenants/{tenant}/ca",
             dependencies=[requires("operator", "admin", "user", "gateway")],
             response_model=list[CAOut], responses=responses(*COMMON))
-def tenant_ca(request: Request, tenant: str) -> list[CAOut]:
-    """The root and the tenant's issuing CA certificates."""
-    return [_ca_out(v) for v in service_of(request).hierarchy.ca_certificates(tenant)]
+def tenant_ca(request: Request, tenant: str) -> list[dict[str, object]]:
+    """The tenant's CA certificates in chain order: its issuing CA, then the root."""
+    chain = present.ca_chain(service_of(request).hierarchy.ca_certificates(tenant))
+    return [present.ca(v) for v in chain]
 
 
 @router.put("/tenants/{tenant}/settings/upn-suffix", dependencies=[requires("operator", "admin")],

@@ -12,20 +12,14 @@ from api.auth import requires
 from api.problems import responses
 from api.routes.tenants import actor_of, service_of
 from api.schemas import GroupOut, ImportOut, PermissionIn, SelectionIn, UserIn, UserOut, UserPatch
+from ca import present
 from ca.errors import InvalidInput
-from ca.service import Selection, UserSpec, UserView
+from ca.service import Selection, UserSpec
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}", tags=["users"])
 ADMINS = requires("operator", "admin")
 COMMON = (400, 401, 403, 404)
 MAX_CSV_BYTES = 50 * 1024 * 1024
-
-
-def user_out(view: UserView) -> UserOut:
-    return UserOut(tenant=view.tenant, login=view.login, email=view.email,
-                   display_name=view.display_name, kind=view.kind, status=view.status,
-                   secure_access=view.secure_access, groups=list(view.groups),
-                   certificate_status=view.certificate_status)
 
 
 def selection_of(body: SelectionIn) -> Selection:
@@ -51,9 +45,9 @@ StatusQ = Annotated[str | None, Query(max_length=16,
 
 @router.post("/users", dependencies=[ADMINS], response_model=UserOut, status_code=201,
              responses=responses(*COMMON, 409))
-def add_user(request: Request, tenant: str, body: UserIn) -> UserOut:
+def add_user(request: Request, tenant: str, body: UserIn) -> dict[str, object]:
     """A new user; ``secure_access`` allows certificates to be issued to them."""
-    return user_out(service_of(request).users.add(
+    return present.user(service_of(request).users.add(
         tenant, body.login, email=body.email, display_name=body.display_name,
         allow=body.secure_access, kind=body.kind, groups=tuple(body.groups),
         actor=actor_of(request)))
@@ -62,10 +56,10 @@ def add_user(request: Request, tenant: str, body: UserIn) -> UserOut:
 @router.get("/users", dependencies=[ADMINS], response_model=list[UserOut],
             responses=responses(*COMMON))
 def list_users(request: Request, tenant: str, login: Logins = None, group: GroupQ = None,
-               unaffiliated: bool = False, status: StatusQ = None) -> list[UserOut]:
+               unaffiliated: bool = False, status: StatusQ = None) -> list[dict[str, object]]:
     """Users by group, unaffiliated or all, and by certificate status."""
     selection = query_selection(login, group, unaffiliated, status)
-    return [user_out(v) for v in service_of(request).users.list_users(tenant, selection)]
+    return [present.user(v) for v in service_of(request).users.list_users(tenant, selection)]
 
 
 @router.get("/users.csv", dependencies=[ADMINS], response_class=StreamingResponse,
@@ -84,7 +78,7 @@ def export_users(request: Request, tenant: str, group: GroupQ = None,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "text/csv": {"schema": {"type": "string"}}}}})
 async def import_users(request: Request, tenant: str, dry_run: bool = False,
-                       best_effort: bool = False) -> ImportOut:
+                       best_effort: bool = False) -> dict[str, object]:
     """Create or update users from CSV (columns login, email, name, groups, secure_access,
     kind). Nothing is written if any row is bad, unless ``best_effort``."""
     data = bytearray()
@@ -95,46 +89,43 @@ async def import_users(request: Request, tenant: str, dry_run: bool = False,
     report = await run_in_threadpool(service_of(request).users.import_users, tenant, bytes(data),
                                      dry_run=dry_run, best_effort=best_effort,
                                      actor=actor_of(request))
-    return ImportOut(dry_run=report.dry_run, created=report.created, updated=report.updated,
-                     unchanged=report.unchanged,
-                     errors=[{"line": line, "login": login, "reason": reason}
-                             for line, login, reason in report.errors])
+    return present.import_report(report)
 
 
 @router.get("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
             responses=responses(*COMMON))
-def get_user(request: Request, tenant: str, login: str) -> UserOut:
-    return user_out(service_of(request).users.get(tenant, login))
+def get_user(request: Request, tenant: str, login: str) -> dict[str, object]:
+    return present.user(service_of(request).users.get(tenant, login))
 
 
 @router.patch("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
               responses=responses(*COMMON))
-def update_user(request: Request, tenant: str, login: str, body: UserPatch) -> UserOut:
+def update_user(request: Request, tenant: str, login: str, body: UserPatch) -> dict[str, object]:
     """Change a user; withdrawing secure access suspends their certificates, granting it
     again reinstates them."""
     spec = UserSpec(login=login, email=body.email, display_name=body.display_name,
                     kind=body.kind, secure_access=body.secure_access,
                     groups=tuple(body.groups) if body.groups is not None else None)
-    return user_out(service_of(request).users.update(tenant, spec, actor=actor_of(request)))
+    return present.user(service_of(request).users.update(tenant, spec, actor=actor_of(request)))
 
 
 @router.post("/users/{login}/retire", dependencies=[ADMINS], response_model=UserOut,
              responses=responses(*COMMON))
-def retire_user(request: Request, tenant: str, login: str) -> UserOut:
+def retire_user(request: Request, tenant: str, login: str) -> dict[str, object]:
     """The user leaves: their certificates are revoked (affiliationChanged)."""
-    return user_out(service_of(request).users.retire(tenant, login, actor=actor_of(request)))
+    return present.user(service_of(request).users.retire(tenant, login, actor=actor_of(request)))
 
 
 @router.post("/permission", dependencies=[ADMINS], response_model=list[UserOut],
              responses=responses(*COMMON))
-def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[UserOut]:
+def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[dict[str, object]]:
     """Grant or withdraw secure access for several users (all or none)."""
     views = service_of(request).users.set_permission(tenant, tuple(body.logins), allow=body.allow,
                                                actor=actor_of(request))
-    return [user_out(v) for v in views]
+    return [present.user(v) for v in views]
 
 
 @router.get("/groups", dependencies=[ADMINS], response_model=list[GroupOut],
             responses=responses(*COMMON))
-def list_groups(request: Request, tenant: str) -> list[GroupOut]:
-    return [GroupOut(name=n, members=m) for n, m in service_of(request).users.list_groups(tenant)]
+def list_groups(request: Request, tenant: str) -> list[dict[str, object]]:
+    return [present.group(n, m) for n, m in service_of(request).users.list_groups(tenant)]

@@ -94,6 +94,20 @@ class Tokens:
                               last_used_at=t.last_used_at)
                     for t in session.scalars(query)]
 
+    def get(self, token_id: int, *, tenant: str | None = None) -> TokenView:
+        """One token (never its text); with ``tenant``, only a token of that tenant, another
+        tenant's or an operator's answering as absent (as ``revoke`` does)."""
+        with self.database.reading() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or (tenant is not None and (
+                    row.tenant is None or row.tenant.name != tenant)):
+                raise NotFound(f"no token {token_id}", field="token")
+            return TokenView(id=row.id, name=row.name, role=row.role,
+                             tenant=row.tenant.name if row.tenant else None,
+                             login=row.user.login if row.user else None, prefix=row.prefix,
+                             expires_at=row.expires_at, revoked_at=row.revoked_at,
+                             last_used_at=row.last_used_at)
+
     def revoke(self, token_id: int, *, tenant: str | None = None,
                      actor: Actor = audit.CLI_ACTOR) -> None:
         """Stop a token working at once; with ``tenant``, only a token of that tenant."""

@@ -24,7 +24,7 @@ from tests.api.conftest import bearer
 PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}", "/crl/{name}", "/d/{token}", "/ocsp",
                 "/ocsp/{encoded:path}"}
 SAMPLE = {"tenant": "default", "serial": "AB", "name": "root.crt", "login": "alice",
-          "job_id": "0" * 32, "token": "x", "encoded": "AA"}
+          "job_id": "0" * 32, "token": "x", "encoded": "AA", "token_id": "999999"}
 
 
 def concrete(path: str) -> str:

@@ -81,12 +81,42 @@ def test_cert_issue_and_cert_show_json_describe_the_same_valid_certificate(
     assert shown == issued
 
 
-def test_ca_show_json_lists_the_root_then_the_tenants_issuing_ca(ready: Env, cli: Cli) -> None:
+def test_ca_show_json_lists_the_tenants_issuing_ca_then_the_root(ready: Env, cli: Cli) -> None:
     data = as_json(cli, "ca", "show", "--tenant", "default")
     assert isinstance(data, list)
-    assert [item["kind"] for item in data] == ["root", "issuing"]
+    assert [item["kind"] for item in data] == ["issuing", "root"]
     assert all(set(item) >= CA_KEYS for item in data)
-    assert data[1]["tenant"] == "default"
+    assert data[0]["tenant"] == "default" and data[1]["tenant"] is None
+
+
+def test_ca_show_defaults_to_the_default_tenant_as_every_command_does(
+        ready: Env, cli: Cli) -> None:
+    assert as_json(cli, "ca", "show") == as_json(cli, "ca", "show", "--tenant", "default")
+
+
+def test_ca_show_root_shows_the_root_alone(ready: Env, cli: Cli) -> None:
+    data = as_json(cli, "ca", "show", "--root")
+    assert isinstance(data, list)
+    assert [(item["kind"], item["tenant"]) for item in data] == [("root", None)]
+    (root,) = x509.load_pem_x509_certificates(cli.ok("ca", "show", "--root", "--pem")
+                                              .out.encode())
+    assert root.subject == root.issuer
+
+
+def test_ca_show_root_with_a_tenant_is_refused_in_one_line(ready: Env, cli: Cli) -> None:
+    result = cli("ca", "show", "--root", "--tenant", "default")
+    assert result.error() == "give --root or --tenant, not both"
+    assert result.code == 2 and result.out == ""
+
+
+def test_ca_show_pem_and_the_gateway_bundle_print_one_chain_in_one_order(
+        ready: Env, cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme", "--key-type", "ec-p256")
+    for tenant in ("default", "acme"):
+        shown = cli.ok("ca", "show", "--tenant", tenant, "--pem").out
+        assert shown == cli.ok("gateway", "ca-bundle", "--tenant", tenant).out
+        issuing, root = x509.load_pem_x509_certificates(shown.encode())
+        issuing.verify_directly_issued_by(root)
 
 
 def test_tenant_create_and_list_json(ready: Env, cli: Cli) -> None:
@@ -105,11 +135,11 @@ def test_token_create_json_carries_the_token_once(ready: Env, cli: Cli) -> None:
     assert data["role"] == "admin" and data["tenant"] == "default"
 
 
-def test_ca_show_pem_prints_exactly_the_root_then_the_issuing_ca(ready: Env, cli: Cli) -> None:
+def test_ca_show_pem_prints_exactly_the_issuing_ca_then_the_root(ready: Env, cli: Cli) -> None:
     out = cli.ok("ca", "show", "--tenant", "default", "--pem").out
     assert out.count("-----BEGIN CERTIFICATE-----") == 2
     assert out.count("-----END CERTIFICATE-----") == 2
-    root, issuing = x509.load_pem_x509_certificates(out.encode())
+    issuing, root = x509.load_pem_x509_certificates(out.encode())
     assert root.subject == root.issuer
     root.verify_directly_issued_by(root)
     assert issuing.issuer == root.subject
@@ -157,9 +187,9 @@ def test_a_certificate_issued_in_a_new_tenant_is_signed_by_that_tenants_issuing_
 
     leaf = x509.load_pem_x509_certificate(
         cli.ok("cert", "show", str(issued["serial"]), "--pem").out.encode())
-    _, acme = x509.load_pem_x509_certificates(
+    acme, _ = x509.load_pem_x509_certificates(
         cli.ok("ca", "show", "--tenant", "acme", "--pem").out.encode())
-    _, default = x509.load_pem_x509_certificates(
+    default, _ = x509.load_pem_x509_certificates(
         cli.ok("ca", "show", "--tenant", "default", "--pem").out.encode())
     assert leaf.issuer == acme.subject != default.subject
     leaf.verify_directly_issued_by(acme)

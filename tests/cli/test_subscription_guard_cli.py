@@ -58,8 +58,8 @@ def test_a_mistyped_end_is_refused_in_one_line_then_confirmed_then_corrected(
 
     shown = as_json(cli, *SET, "--ends", "2025-12-31", "--allow-past")
     assert {k: shown[k] for k in ("state", "suspended_at", "grace_ends_at")} == {
-        "state": "grace", "suspended_at": "2026-03-02T09:00:00+00:00",
-        "grace_ends_at": "2026-04-01T09:00:00+00:00"}
+        "state": "grace", "suspended_at": "2026-03-02T09:00:00Z",
+        "grace_ends_at": "2026-04-01T09:00:00Z"}
     suspended = {"states": {"alice": ("suspended", None), "bob": ("suspended", None)},
                  "crl": {"alice": "certificateHold", "bob": "certificateHold"}}
     assert gateway_view(cli) == suspended

@@ -73,7 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     child = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")} | env
     _tegata(child, home, "init", "--key-type", "ec-p256")
     _tegata(child, home, "user", "add", "alice", "--email", "alice@example.com", "--allow")
-    root_pem, issuing_pem = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE"
+    issuing_pem, root_pem = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE"
                                        r"-----\n", _tegata(child, home, "ca", "show",
                                                            "--tenant", "default", "--pem"),
                                        re.S)

@@ -1,0 +1,131 @@
+"""The commands added for API/CLI parity (issue 13): `user show`, `tenant show`,
+`token revoke --tenant/--json`; their output, their one-line refusals, what they record."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.cli.conftest import Cli, Env
+
+
+def as_json(cli: Cli, *argv: str) -> Any:
+    return json.loads(cli.ok(*argv, "--json").out)
+
+
+def acme(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ", "--key-type",
+           "ec-p256")
+    cli.ok("user", "add", "yamada", "--email", "yamada@example.co.jp", "--name", "山田 太郎",
+           "--groups", "営業部;東京", "--allow", "--tenant", "acme")
+
+
+def test_user_show_prints_one_user(ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    assert as_json(cli, "user", "show", "yamada", "--tenant", "acme") == {
+        "tenant": "acme", "login": "yamada", "email": "yamada@example.co.jp",
+        "display_name": "山田 太郎", "kind": "person", "status": "active",
+        "secure_access": True, "groups": ["営業部", "東京"], "certificate_status": "unissued"}
+    text = cli.ok("user", "show", "yamada", "--tenant", "acme").out.splitlines()
+    assert text[0].split() == ["tenant", "acme"]
+    assert "display_name       山田 太郎" in text
+    assert "groups             営業部;東京" in text
+
+
+def test_user_show_of_nobody_is_one_line_and_another_tenants_user_is_nobody(
+        ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    result = cli("user", "show", "yamada")  # the default tenant's: there is no yamada there
+    assert result.error() == "default: no user 'yamada'"
+    assert (result.code, result.out) == (1, "")
+    result = cli("user", "show", "yamada", "--tenant", "nobody")
+    assert result.error() == "no tenant 'nobody'"
+
+
+def test_user_show_of_a_hostile_login_is_one_line(ready_sqlite: Env, cli: Cli) -> None:
+    for login in ("a\nb", "\u202eevil", "x" * 10_000, "../etc"):
+        result = cli("user", "show", login)
+        assert result.error(), login  # one line, the house prefix, no traceback
+        assert result.code in (1, 2) and result.out == "", login
+
+
+def test_tenant_show_prints_the_ocsp_validity_tenant_set_changes(ready_sqlite: Env,
+                                                                 cli: Cli) -> None:
+    acme(cli)
+    assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
+        "tenant": "acme", "ocsp_validity_seconds": 300}
+    cli.ok("tenant", "set", "--ocsp-validity", "120", "--tenant", "acme")
+    assert cli.ok("tenant", "show", "--tenant", "acme").out == (
+        "tenant acme: OCSP answers valid 120 s\n")
+    assert as_json(cli, "tenant", "show")["ocsp_validity_seconds"] == 300  # default's
+    assert cli("tenant", "show", "--tenant", "nobody").error() == "no tenant 'nobody'"
+
+
+def test_token_list_never_prints_a_tokens_text(ready_sqlite: Env, cli: Cli) -> None:
+    made = [cli.ok("token", "create", "--role", "admin", "--name", "管理者").out.strip(),
+            cli.ok("token", "create", "--role", "operator").out.strip()]
+    listed = cli.ok("token", "list", "--json").out + cli.ok("token", "list").out
+    for text in made:
+        assert text not in listed and text[len("tgt_"):] not in listed
+    assert [t["name"] for t in json.loads(cli.ok("token", "list", "--json").out)] == [
+        "管理者", "operator token"]
+
+
+def test_token_revoke_with_a_tenant_revokes_only_that_tenants_token(
+        ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    mine = as_json(cli, "token", "create", "--role", "gateway", "--tenant", "acme",
+                   "--name", "アクメ nginx")["id"]
+    theirs = as_json(cli, "token", "create", "--role", "admin")["id"]  # default's
+    result = cli("token", "revoke", str(theirs), "--tenant", "acme")
+    assert result.error() == f"no token {theirs}"
+    assert (result.code, result.out) == (1, "")
+    assert [e for e in ready_sqlite.rows("audit_events") if e["action"] == "token.revoke"] == []
+
+    revoked = as_json(cli, "token", "revoke", str(mine), "--tenant", "acme")
+    assert (revoked["id"], revoked["name"], revoked["tenant"]) == (mine, "アクメ nginx", "acme")
+    assert revoked["revoked_at"] is not None
+    assert cli.ok("token", "revoke", str(theirs)).out == f"token {theirs} revoked\n"
+    events = [(e["actor"], e["target"]) for e in ready_sqlite.rows("audit_events")
+              if e["action"] == "token.revoke"]
+    assert events == [("cli", f"token:{mine}"), ("cli", f"token:{theirs}")]
+    # again: still revoked at the first time, nothing more recorded
+    assert as_json(cli, "token", "revoke", str(mine))["revoked_at"] == revoked["revoked_at"]
+    assert len([e for e in ready_sqlite.rows("audit_events")
+                if e["action"] == "token.revoke"]) == 2
+
+
+def test_token_revoke_of_an_id_no_token_can_have_is_one_line(ready_sqlite: Env,
+                                                            cli: Cli) -> None:
+    for token_id, code in (("0", 2), (str(2**31), 2), (str(10**30), 2), ("999999", 1)):
+        result = cli("token", "revoke", token_id)
+        assert result.error() == f"no token {token_id}", token_id
+        assert result.code == code, token_id
+    assert cli("token", "revoke", "abc").code == 2
+
+
+def test_user_update_changes_the_kind_as_the_api_patch_does(ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    t = ("--tenant", "acme")
+    assert as_json(cli, "user", "update", "yamada", "--kind", "service", *t)["kind"] == "service"
+    assert as_json(cli, "user", "show", "yamada", *t)["kind"] == "service"
+    events = [e for e in ready_sqlite.rows("audit_events") if e["action"] == "user.update"]
+    assert len(events) == 1 and json.loads(events[0]["details"]) == {"changed": ["kind"]}
+    result = cli("user", "update", "yamada", "--kind", "robot", *t)
+    assert result.error() == "user kind 'robot' is not person or service"
+    assert result.code == 2
+    assert as_json(cli, "user", "show", "yamada", *t)["kind"] == "service"
+
+
+def test_cert_list_pages_as_the_api_does(ready_sqlite: Env, cli: Cli) -> None:
+    serials = [as_json(cli, "cert", "issue", "alice")[0]["serial"] for _ in range(3)]
+    newest_first = serials[::-1]
+    assert [c["serial"] for c in as_json(cli, "cert", "list")] == newest_first
+    assert [c["serial"] for c in as_json(cli, "cert", "list", "--limit", "2")] == (
+        newest_first[:2])
+    assert [c["serial"] for c in as_json(cli, "cert", "list", "--limit", "2",
+                                         "--offset", "2")] == newest_first[2:]
+    for bad in (("--limit", "0"), ("--limit", "10001"), ("--offset", "-1")):
+        result = cli("cert", "list", *bad)
+        assert result.code == 2 and result.out == "", bad
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err, bad
