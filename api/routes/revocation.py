@@ -15,6 +15,7 @@ from api.routes.certificates import cert_out
 from api.routes.tenants import actor_of, service_of
 from api.schemas import CertificateOut
 from ca.errors import NotFound
+from ca.reasons import RevocationReason
 from ca.service import CrlView
 
 router = APIRouter(tags=["revocation"])
@@ -27,8 +28,7 @@ _CRL_NAME = re.compile(r"([a-z0-9][a-z0-9-]{0,62})\.(crl|pem)")
 
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: Literal["unspecified", "keyCompromise", "affiliationChanged", "superseded",
-                    "cessationOfOperation", "privilegeWithdrawn"] = "unspecified"
+    reason: RevocationReason = "unspecified"
 
 
 @router.post(f"{CERT}/revoke", dependencies=[ADMINS], response_model=CertificateOut,

@@ -15,7 +15,7 @@ import html
 import logging
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -40,6 +40,7 @@ from ca.errors import (
 )
 from ca.service.limits import RateBuckets
 from ca.service.links import PREFIX, LinkInfo, Redeemed
+from ca.x509.pkcs12 import ProfileName
 
 log = logging.getLogger("tegata.api")
 
@@ -157,7 +158,7 @@ def my_certificates(request: Request, tenant: str) -> list[CertificateOut]:
             dependencies=[requires("user")], response_class=Response,
             responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
 async def my_bundle(request: Request, tenant: str, serial: str,
-                    profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+                    profile: Annotated[ProfileName | None, Query()] = None,
                     ) -> Response:
     """``<login>.zip`` for one of the caller's own certificates, unless the tenant has turned
     self-download off (403). Another user's serial answers 404. Audited."""

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ca import renewal
 from ca.clock import Clock, SystemClock
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable, make_engine, make_sessionmaker, writer_turn
@@ -77,7 +78,7 @@ class ServiceCore:
         made = crls.publish(session, authority, now=now, urls=self.urls,
                             signer_of=self.signer)
         assert authority is not None
-        authority.crl_renew_at = crl_renew_at(made)
+        authority.crl_renew_at = renewal.renew_at(made)
         return made
 
     def now(self) -> dt.datetime:
@@ -171,9 +172,3 @@ class ServiceCore:
     def is_initialized(self) -> bool:
         with self.reading() as session:
             return queries.root(session) is not None
-
-
-def crl_renew_at(crl: crls.Dated) -> dt.datetime:
-    """A CRL is renewed past half its validity, so that its nextUpdate never passes while
-    the service runs (migration 0012 applies the same rule to the CRLs it finds)."""
-    return crl.this_update + (crl.next_update - crl.this_update) / 2

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry
+from ca import audit, expiry, renewal
 from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
+from ca.holds import HoldCause
 from ca.service import crls, jobs, leases, status
 from ca.service.auditlog import AuditUseCases
-from ca.service.core import crl_renew_at
 from ca.service.revocation import RevocationUseCases
-from ca.states import HoldCause
+from ca.states import live_filter
 
 LIFECYCLE_ACTOR = Actor(name="lifecycle")
 LIFECYCLE_LEASE = "lifecycle"
@@ -252,7 +252,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                                              signer_of=self._signer)
             with self.transaction() as session:
                 self._keep_lease(session, holder)
-                recorded = crls.record_renewals(session, made, renew_at=crl_renew_at)
+                recorded = crls.record_renewals(session, made, renew_at=renewal.renew_at)
             renewed += len(recorded)
             for authority_id in (i for i in ids if i not in recorded):
                 try:
@@ -284,8 +284,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
     def _renew_one(self, session: Session, authority_id: int, *, now: dt.datetime) -> int:
         authority = session.get(Authority, authority_id, populate_existing=True)
         # renewed meanwhile (a revocation republished it), or retired: nothing to do
-        if authority is None or authority.retired_at is not None or (
-                authority.crl_renew_at is not None and authority.crl_renew_at > now):
+        if authority is None or authority.retired_at is not None or not renewal.due(
+                authority.crl_renew_at, now=now):
             return 0
         self._publish(session, authority, now=self.now())
         return 1
@@ -310,8 +310,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         suspended = reinstated = revoked = 0
         rows = session.execute(select(Certificate, User.login).join(
             User, Certificate.user_id == User.id).where(
-            Certificate.tenant_id == owner.id, Certificate.revoked_at.is_(None),
-            Certificate.not_after >= now)).all()
+            Certificate.tenant_id == owner.id, live_filter(now=now))).all()
         for cert, login in rows:
             if state == "grace":
                 suspended += status.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,

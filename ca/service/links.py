@@ -27,9 +27,10 @@ from ca.audit import Actor, Event
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
 from ca.errors import CAError, Forbidden, NotFound, NotPermitted
-from ca.service.certificates import CertificateUseCases, state_filter
+from ca.service.certificates import CertificateUseCases
 from ca.service.core import ServiceCore
 from ca.service.views import Bundle, CertificateView
+from ca.states import State, state_filter
 
 PREFIX = "tdl_"
 MAX_TOKEN_LENGTH = 100
@@ -395,7 +396,7 @@ def _newest_downloadable(session: Session, user_id: int, *, now: dt.datetime) ->
                              KeyMaterial.sealed_key.is_not(None))
     return session.scalar(
         select(Certificate.serial)
-        .where(Certificate.user_id == user_id, state_filter("valid", now=now), has_key)
+        .where(Certificate.user_id == user_id, state_filter(State.VALID.value, now=now), has_key)
         .order_by(Certificate.id.desc()).limit(1))
 
 

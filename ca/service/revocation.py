@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ca import audit, serials
+from ca import audit, renewal, serials
 from ca.audit import Actor
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Crl, Tenant, User
 from ca.errors import NotPermitted, StorageError
+from ca.holds import HoldCause
 from ca.service import crls, status
 from ca.service.core import ServiceCore
 from ca.service.views import CertificateView, cert_view
-from ca.states import HoldCause
 from ca.x509 import crl as crl_builder
 
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
@@ -133,12 +133,12 @@ class RevocationUseCases(ServiceCore):
         now = self.now()
         with self.reading() as session:
             latest = crls.latest(session, self._crl_authority(session, tenant))
-            if latest is not None and not _stale(latest, now=now):
+            if latest is not None and not renewal.stale(latest, now=now):
                 return _crl_view(latest)
         with self.transaction() as session:
             authority = self._crl_authority(session, tenant)
             latest = crls.latest(session, authority)  # another writer may have made it
-            if latest is None or _stale(latest, now=now):
+            if latest is None or renewal.stale(latest, now=now):
                 latest = self._publish(session, authority, now=now)
             return _crl_view(latest)
 
@@ -174,11 +174,6 @@ class RevocationUseCases(ServiceCore):
         with self.transaction() as session:
             return _crl_view(self._publish(session, self._crl_authority(session, tenant),
                                            now=now))
-
-
-def _stale(crl: Crl, *, now: dt.datetime) -> bool:
-    """Past half its validity: time to make the next one (before gateways need it)."""
-    return now >= crl.this_update + (crl.next_update - crl.this_update) / 2
 
 
 def _crl_view(crl: Crl) -> CrlView:

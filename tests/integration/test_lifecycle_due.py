@@ -17,8 +17,8 @@ from sqlalchemy import Engine, event, func, select
 from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import Authority, Crl, KeyMaterial, Tenant
+from ca.renewal import renew_at as crl_renew_at
 from ca.service import IssueRequest, LifecycleReport, Service, leases
-from ca.service.core import crl_renew_at
 from ca.service.lifecycle import LIFECYCLE_LEASE
 from tests.moments import MOMENTS
 
