@@ -10,7 +10,7 @@ from cryptography import x509
 from sqlalchemy import Row, ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from ca import renewal, serials, validate
+from ca import renewal, serials, states, validate
 from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
 from ca.errors import NotFound, NotPermitted
 
@@ -214,7 +214,7 @@ def expired_keys(session: Session, tenant_id: int, *, since: dt.datetime | None,
 
 
 def _expired_with_key(since: dt.datetime | None, now: dt.datetime) -> list[Any]:
-    found = [Certificate.not_after < now, KeyMaterial.sealed_key.is_not(None)]
+    found = [states.expired_filter(now=now), KeyMaterial.sealed_key.is_not(None)]
     return found if since is None else [*found, Certificate.not_after >= since]
 
 

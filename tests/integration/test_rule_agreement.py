@@ -20,7 +20,15 @@ from ca.db import queries
 from ca.db.models import Authority, Certificate, Hold, Tenant
 from ca.holds import HoldCause
 from ca.service import Service
-from ca.states import State, is_live, live_filter, state_filter, state_of
+from ca.states import (
+    State,
+    expired_filter,
+    has_expired,
+    is_live,
+    live_filter,
+    state_filter,
+    state_of,
+)
 from ca.x509.pkcs12 import Profile
 from tests.moments import MOMENTS
 
@@ -161,6 +169,19 @@ def test_live_is_the_same_in_python_and_in_sql(service: Service, moment: str) ->
                              if state is State.VALID} | {"held", "held-from-now",
                                                          "one-of-two-holds-lifted",
                                                          "held-twice"}
+
+
+@pytest.mark.parametrize("moment", list(AT), ids=list(AT))
+def test_past_expiry_is_the_same_in_python_and_in_sql(service: Service, moment: str) -> None:
+    names = plant(service)
+    now = AT[moment]
+    in_python = {names[c.id] for c in loaded(service) if has_expired(c, now=now)}
+    with service.reading() as session:
+        in_sql = {names[cid] for cid in session.scalars(
+            select(Certificate.id).where(expired_filter(now=now)))}
+    assert in_sql == in_python
+    if moment == "now":  # valid through not_after itself (RFC 5280, 4.1.2.5)
+        assert in_python == {"not-after-a-tick-ago", "revoked-and-expired", "held-and-expired"}
 
 
 @pytest.mark.parametrize("cause", [None, *HoldCause], ids=["any", *HoldCause])
