@@ -62,7 +62,7 @@ from api.sharedmetrics import WorkerShare
 from api.traffic import AccessLog, SlowBody
 from ca import parallel
 from ca.errors import Conflict
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.service.lifecycle import LifecycleReport
 from ca.service.limits import limits_engine
 from ca.settings import Settings
@@ -154,7 +154,7 @@ def lifecycle_tick(service: Service, turn: HostTurn) -> LifecycleReport | None:
     (``api.hostturn``); None if another worker of this host has it."""
     if not turn.mine():
         return None
-    return service.run_lifecycle()
+    return service.lifecycle.run()
 
 
 async def _lifecycle_loop(service: Service, interval: int, turn: HostTurn) -> None:
@@ -200,22 +200,26 @@ async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
                             headers={"Allow": ", ".join(allowed)})
 
 
-def build_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
-    """What ``tegata serve`` serves (each worker builds its own from the same settings) and
-    what tests drive: the API with the OCSP fast path in front of its middleware."""
-    app = build_api(settings, service=service)
-    # added last, so outermost: an OCSP request skips routing, dependencies and middleware
-    app.add_middleware(OcspFastPath, service=app.state.service)
+def build_app(settings: Settings, *, service: Service | None = None,
+              ocsp_fast_path: bool = True) -> FastAPI:
+    """The one way the API is assembled: what each worker of ``tegata serve`` builds from the
+    same settings, and what tests drive. ``service``: one built by ``build_service`` with a
+    test's clock or engine (default: built here from ``settings``). ``ocsp_fast_path=False``
+    leaves OCSP to its documented routes (``api.routes.ocsp``), for the tests that compare
+    the two."""
+    app = _api(settings, service=service or build_service(settings))
+    if ocsp_fast_path:
+        # added last, so outermost: an OCSP request skips routing, dependencies and middleware
+        app.add_middleware(OcspFastPath, service=app.state.service)
     # around the fast path too: its body waits are bounded, its requests counted and logged
     app.add_middleware(SlowBody, timeout=settings.body_timeout_seconds)
     app.add_middleware(AccessLog, enabled=settings.access_log)
     return app
 
 
-def build_api(settings: Settings, *, service: Service | None = None) -> FastAPI:
-    """The API alone, OCSP answered by its documented routes (``api.routes.ocsp``): for
-    tests that compare them with the fast path."""
-    the_service = service or Service(settings)
+def _api(settings: Settings, *, service: Service) -> FastAPI:
+    """The API's routes, state and inner middleware."""
+    the_service = service
     share = WorkerShare(settings.data_dir)  # /metrics sums every worker's counters
 
     @contextlib.asynccontextmanager

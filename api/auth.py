@@ -53,7 +53,7 @@ def token_limit(engine: Engine, per_minute: int) -> RateBuckets | None:
 class KnownGood:
     """The SHA-256 of tokens that authenticated in this process lately (the last
     ``size``): only which way the failure limit counts depends on it, never whether a
-    token is accepted (``Service.authenticate`` decides that on every request)."""
+    token is accepted (``Tokens.authenticate`` decides that on every request)."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
@@ -103,7 +103,7 @@ class RoleGuard:
         these roles on ``tenant``'s objects; raises otherwise. Blocking: a worker thread's."""
         service: Service = state.service
         failures: RateBuckets = state.auth_failures
-        now = service.now()
+        now = service.clock.now()
         # A token not yet known good takes its failure place first, in one atomic
         # statement, and gives it back once good: guesses in flight together cannot all
         # pass a read of the bucket, so no more than FAILURES_ALLOWED ever fail. A token
@@ -120,7 +120,7 @@ class RoleGuard:
             if not token:
                 raise AuthenticationFailed(
                     "send an API token as 'Authorization: Bearer <token>'")
-            principal = service.authenticate(token)
+            principal = service.tokens.authenticate(token)
         except Exception as exc:
             if trusted and isinstance(exc, AuthenticationFailed):
                 failures.admit(client, now=now)  # a once-good token, now revoked or expired

@@ -38,10 +38,10 @@ class OcspFastPath:
         method = scope.get("method", "")
         if method == "POST" and path == "/ocsp":
             data = raw = await _body(receive)
-            kept = self.service.ocsp_kept(raw)
+            kept = self.service.ocsp.kept(raw)
         elif method in ("GET", "HEAD") and path.startswith("/ocsp/"):
             raw = scope.get("raw_path") or path.encode()
-            kept = self.service.ocsp_kept(raw)
+            kept = self.service.ocsp.kept(raw)
             data = b"" if kept is not None else decode_get(raw.decode("latin-1"))
         else:
             await self.app(scope, receive, send)
@@ -52,7 +52,7 @@ class OcspFastPath:
         answer = kept or await answer_for(self.service, data, raw)
         REGISTRY.count("tegata_ocsp_requests_total", "POST" if method == "POST" else "GET")
         REGISTRY.observe_ocsp(time.perf_counter() - started)
-        headers = wire_headers(answer, self.service.now().timestamp())
+        headers = wire_headers(answer, self.service.clock.now().timestamp())
         if method == "HEAD" or _conditional(scope):
             await send_answer(scope, send, 200, headers, answer.der)
         else:

@@ -30,7 +30,7 @@ from starlette.datastructures import State
 
 from api.auth import KnownGood, RoleGuard, failure_limit, token_limit
 from ca.clock import FixedClock
-from ca.service import InitRequest, Service
+from ca.service import InitRequest, build_service
 from ca.service.limits import limits_engine
 from ca.settings import load_settings
 from tests.moments import MOMENTS
@@ -57,11 +57,11 @@ def main() -> None:
     settings = load_settings(data_dir=home, database_url=url or f"sqlite:///{home / 'tegata.db'}",
                              key_passphrase="bench-" + "x" * 20,
                              public_base_url="http://tegata.test")
-    service = Service(settings, clock=FixedClock(MOMENTS.start))
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    token, _ = service.create_token(role="admin", tenant="default", name="bench")
-    service.authenticate(token)  # last use written: the rest are reads
+    service = build_service(settings, clock=FixedClock(MOMENTS.start))
+    service.database.upgrade()
+    service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+    token, _ = service.tokens.create(role="admin", tenant="default", name="bench")
+    service.tokens.authenticate(token)  # last use written: the rest are reads
     limits = limits_engine(service.engine)
     state = State({"service": service, "auth_failures": failure_limit(limits),
                    "good_tokens": KnownGood(),
@@ -77,8 +77,9 @@ def main() -> None:
     print(f"database: {service.engine.dialect.name}, {ROUNDS} calls, best of 3")
     floor = per_call(select_one)
     rows = [("SELECT 1 (peer)", floor),
-            ("authenticate", per_call(lambda: service.authenticate(token))),
-            ("token limit", per_call(lambda: state.token_limiter.admit("1", now=service.now()))),
+            ("authenticate", per_call(lambda: service.tokens.authenticate(token))),
+            ("token limit", per_call(lambda: state.token_limiter.admit("1",
+                                                                       now=service.clock.now()))),
             ("RoleGuard", per_call(lambda: guard.admit(state, "192.0.2.1", header, "default")))]
     for name, micros in rows:
         print(f"{name:<16} {micros:8.0f} µs  {micros / floor:5.1f} x SELECT 1")

@@ -34,6 +34,8 @@ from pathlib import Path
 
 from benchkit import machine
 
+from ca.service import build_service
+
 ROOT = Path(__file__).resolve().parent.parent
 TEGATA = [sys.executable, "-m", "cli.main"]
 SIZES = (10_000, 100_000, 1_000_000)
@@ -106,11 +108,10 @@ def child_insert(size: int, kept: bool = True) -> dict[str, float]:
 
     from ca import serials
     from ca.db.models import Authority, Certificate, Tenant, User
-    from ca.service import Service
     from ca.settings import load_settings
     from ca.x509 import crl
 
-    service = Service(load_settings())
+    service = build_service(load_settings())
     start = time.perf_counter()
     fake_der = b"\x30\x82\x02\x58" + bytes(596)  # about a real client certificate's size
     far = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
@@ -154,22 +155,22 @@ def child_publish(size: int) -> dict[str, float]:
 
     from cryptography import x509
 
-    from ca.service import IssueRequest, Service
+    from ca.service import IssueRequest
     from ca.settings import load_settings
 
-    service = Service(load_settings())
-    service.load_signers()
-    (one,) = service.issue(IssueRequest(tenant="default", logins=("bench",)))
+    service = build_service(load_settings())
+    service.startup.load_signers()
+    (one,) = service.certificates.issue(IssueRequest(tenant="default", logins=("bench",)))
     start = time.perf_counter()
-    view = service.publish_crl("default")
+    view = service.crls.publish("default")
     seconds = time.perf_counter() - start
     start = time.perf_counter()
-    service.revoke("default", one.serial, reason="keyCompromise")
+    service.revocation.revoke("default", one.serial, reason="keyCompromise")
     republish = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the checks
     listed = len(x509.load_der_x509_crl(view.der))
     assert listed == size, f"the CRL lists {listed} entries, not {size}"
-    again = x509.load_der_x509_crl(service.current_crl("default").der)
+    again = x509.load_der_x509_crl(service.crls.current("default").der)
     assert len(again) == size + 1 and again.get_revoked_certificate_by_serial_number(
         int(one.serial, 16)) is not None
     return {"op_s": seconds, "republish_s": republish, "crl_bytes": len(view.der),

@@ -40,7 +40,7 @@ import httpx
 from benchkit import machine
 from served import BASE_URL, PASSPHRASE, ROOT, database, environment, percentile, serving
 
-from ca.service import InitRequest, Service
+from ca.service import InitRequest, build_service
 from ca.settings import load_settings
 
 TENANT, SHOWN = "hakata", "博多支店"
@@ -54,14 +54,14 @@ def setup(work: Path, db_url: str, users: int) -> str:
     settings = load_settings(data_dir=work / "data", database_url=db_url,
                              key_passphrase=os.environ.get("TEGATA_KEY_PASSPHRASE", PASSPHRASE),
                              public_base_url=BASE_URL)
-    service = Service(settings)
+    service = build_service(settings)
     try:
-        service.upgrade_database()
-        service.initialize(InitRequest(key_type="ec-p256"))
-        service.create_tenant(TENANT, display_name=SHOWN, key_type="ec-p256")
+        service.database.upgrade()
+        service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+        service.hierarchy.create_tenant(TENANT, display_name=SHOWN, ca_key_type="ec-p256")
         rows = "".join(f"user{n:05d},user{n:05d}@example.jp,yes\n" for n in range(users))
-        service.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
-        token, _ = service.create_token(role="admin", tenant=TENANT, name="bench",
+        service.users.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
+        token, _ = service.tokens.create(role="admin", tenant=TENANT, name="bench",
                                         valid_for=dt.timedelta(hours=2))
         return token
     finally:

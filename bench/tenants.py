@@ -61,6 +61,7 @@ from sqlalchemy import (
 )
 
 from ca.db.types import UTCDateTime
+from ca.service import build_service
 
 CRLS = table("crls", column("id"), column("authority_id"), column("created_at", UTCDateTime()),
              column("this_update", UTCDateTime()), column("next_update", UTCDateTime()))
@@ -71,10 +72,9 @@ QUOTED = {"start": 6.1, "idle_cpu": 18.0, "all_crls": 58.0}
 
 def service_here(work: Path, db_url: str) -> Any:
     """The service of the code this process imports (a setup or pass process of a tree)."""
-    from ca.service import Service
     from ca.settings import load_settings
 
-    return Service(load_settings(
+    return build_service(load_settings(
         data_dir=work / "data", database_url=db_url, public_base_url=BASE_URL,
         key_passphrase=os.environ.get("TEGATA_KEY_PASSPHRASE", PASSPHRASE)))
 
@@ -88,17 +88,17 @@ def setup(service: Any, tenants: int) -> float:
     from ca.x509.certificate import build_issuing
 
     started = time.monotonic()
-    service.upgrade_database()
-    service.initialize(InitRequest())
-    now = service.now()
-    with service.reading() as session:
+    service.database.upgrade()
+    service.hierarchy.initialize(InitRequest())
+    now = service.clock.now()
+    with service.database.reading() as session:
         root = queries.require_root(session)
     root_cert = x509.load_der_x509_certificate(root.der)
-    root_signer = service.signer(root)
-    store = service.keystore
+    root_signer = service.keys.signer(root)
+    store = service.keys.keystore
     encryption = serialization.BestAvailableEncryption(service.settings.passphrase())
     for start in range(0, tenants, 1000):
-        with service.transaction() as session:
+        with service.database.transaction() as session:
             for n in range(start, min(tenants, start + 1000)):
                 name, shown = f"tenant-{n:05d}", f"テナント {n:05d}"
                 key = ec.generate_private_key(ec.SECP384R1())
@@ -144,9 +144,9 @@ def make_all_due(engine: Engine) -> None:
 def idle_pass(work: Path, db_url: str) -> dict[str, float]:
     """A lifecycle pass in this process (a pass process of a tree): wall and CPU seconds."""
     service = service_here(work, db_url)
-    service.run_lifecycle()  # whatever start-up costs once (a first query, the root key)
+    service.lifecycle.run()  # whatever start-up costs once (a first query, the root key)
     wall, cpu = time.perf_counter(), time.process_time()
-    report = service.run_lifecycle()
+    report = service.lifecycle.run()
     figures = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
     assert report.crls == 0, report
     return figures

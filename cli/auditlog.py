@@ -28,7 +28,7 @@ def audit_list(
     from ca import expiry
 
     zone = expiry.zone(tz)
-    events = STATE.service().audit_events(tenant=tenant, action=action, limit=limit)
+    events = STATE.service().audit.events(tenant=tenant, action=action, limit=limit)
     emit([{**e.__dict__, "at": e.at.isoformat()} for e in events], as_json=as_json,
          text="\n".join(f"{e.id:6} {e.at.astimezone(zone):%Y-%m-%d %H:%M:%S%z} {e.actor:24} "
                         f"{e.source_ip or '-':15} {e.action:16} {e.outcome:8} {e.target}"
@@ -47,10 +47,10 @@ def audit_export(
     """Every event (or every event of one action) as CSV."""
     if out is not None:
         with output_file(out) as handle:
-            for chunk in STATE.service().export_audit_csv(tenant=tenant, zone=tz, action=action):
+            for chunk in STATE.service().audit.export_csv(tenant=tenant, zone=tz, action=action):
                 handle.write(chunk.encode())
         return
-    text = "".join(STATE.service().export_audit_csv(tenant=tenant, zone=tz, action=action))
+    text = "".join(STATE.service().audit.export_csv(tenant=tenant, zone=tz, action=action))
     sys.stdout.write(text)
 
 
@@ -58,7 +58,7 @@ def audit_export(
 def audit_verify(as_json: JsonOpt = False) -> None:
     """Check every hash chain (the operator's, each tenant's); print each chain's head; exit
     1 at the first changed, removed or reordered event."""
-    check = STATE.service().verify_audit()
+    check = STATE.service().audit.verify()
     broken = check.broken
     chains = [{"tenant": c.tenant, "events": c.events, "intact": c.broken is None,
                "broken_at": c.broken.event_id if c.broken else None,

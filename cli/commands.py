@@ -96,8 +96,8 @@ def init(
                           validity_years=validity_years)
     service = STATE.service(check_schema=False)
     service.settings.passphrase()  # fail before touching the database if it is missing
-    service.upgrade_database()
-    root = service.initialize(request)
+    service.database.upgrade()
+    root = service.hierarchy.initialize(request)
     emit({"root": ca_dict(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
          text=f"root CA: {root.subject} (serial {root.serial}, until {root.not_after:%Y-%m-%d})\n"
               f"tenant: {DEFAULT_TENANT}")
@@ -109,9 +109,9 @@ def db_upgrade() -> None:
     data-protection key that an earlier release left in the clear."""
     service = STATE.service(check_schema=False)
     server.check_before_migrating(service)  # a wrong passphrase changes nothing
-    service.upgrade_database()
+    service.database.upgrade()
     if is_unwrapped(service.settings.effective_key_dir):
-        _ = service.sealer  # loading it wraps it, once the passphrase proves right
+        _ = service.keys.sealer  # loading it wraps it, once the passphrase proves right
         typer.echo("data-protection key wrapped under the CA key passphrase")
     typer.echo("database schema is current")
 
@@ -119,7 +119,7 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current(as_json: JsonOpt = False) -> None:
     """Show the schema revision of the database and of this release."""
-    database, release = STATE.service(check_schema=False).schema_revisions()
+    database, release = STATE.service(check_schema=False).database.revisions()
     data = {"database": database, "release": release}
     emit(data, as_json=as_json, text=f"database {data['database']}, release {data['release']}")
 
@@ -137,7 +137,8 @@ def tenant_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a tenant with its own issuing CA, signed by the root."""
-    view = STATE.service().create_tenant(name, display_name=display_name, key_type=key_type)
+    view = STATE.service().hierarchy.create_tenant(name, display_name=display_name,
+                                                   ca_key_type=key_type)
     emit(ca_dict(view), as_json=as_json,
          text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
 
@@ -145,7 +146,7 @@ def tenant_create(
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOpt = False) -> None:
     """List tenants."""
-    names = STATE.service().list_tenants()
+    names = STATE.service().hierarchy.list_tenants()
     emit(names, as_json=as_json, text="\n".join(names))
 
 
@@ -157,7 +158,7 @@ def ca_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the root CA certificate, and a tenant's issuing CA."""
-    views = STATE.service().ca_certificates(tenant)
+    views = STATE.service().hierarchy.ca_certificates(tenant)
     if pem and not as_json:
         typer.echo("".join(v.pem for v in views), nl=False)
         return
@@ -205,7 +206,7 @@ def cert_issue(
         reissue=reissue,  # type: ignore[arg-type]  # checked by IssueRequest
         key_type=key_type, csr=read_limited(csr) if csr else None, p12_profile=p12_profile)
     with progress_bar("issuing", quiet=as_json) as advance:
-        result = STATE.service().issue_bulk(request, progress=advance)
+        result = STATE.service().certificates.issue_bulk(request, progress=advance)
     views = result.issued
     failures = [{"login": login, "reason": reason} for login, reason in result.failures]
     lines = [f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
@@ -238,7 +239,7 @@ def cert_download(
     chosen = selection(logins, group, unaffiliated, everyone, status, default_everyone=False)
     size = 0
     with output_file(out, force=force) as handle:
-        made = STATE.service().download_bulk(tenant, chosen, profile=p12_profile)
+        made = STATE.service().downloads.bulk(tenant, chosen, profile=p12_profile)
         for chunk in made.chunks:
             handle.write(chunk)
             size += len(chunk)
@@ -274,7 +275,8 @@ def cert_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List a tenant's certificates, newest first."""
-    views = STATE.service().list_certificates(tenant, state=state, login=user, group=group)
+    views = STATE.service().certificates.list_certificates(tenant, state=state, login=user,
+                                                           group=group)
     emit([cert_dict(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.serial:40} {v.login:20} {v.state.value:9} "
                         f"{v.not_after:%Y-%m-%d %H:%M:%S}Z {v.source}" for v in views))
@@ -291,7 +293,7 @@ def cert_export(
 ) -> None:
     """Write the user's zip (PKCS#12 and its password) for a certificate. Audited."""
     with output_file(out, force=force) as handle:
-        made = STATE.service().bundle(serial, tenant=tenant, profile=p12_profile)
+        made = STATE.service().certificates.bundle(serial, tenant=tenant, profile=p12_profile)
         handle.write(made.content)
     emit({"serial": made.serial, "file": str(out), "bytes": len(made.content)},
          as_json=as_json, text=f"wrote {shown(out)} ({made.filename} for serial {made.serial})")
@@ -309,7 +311,7 @@ def cert_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one certificate."""
-    view = STATE.service().get_certificate(serial, tenant=tenant)
+    view = STATE.service().certificates.get(serial, tenant=tenant)
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
@@ -336,7 +338,7 @@ def token_create(
     if role != "operator" and tenant is None:
         tenant = DEFAULT_TENANT
     lifetime = dt.timedelta(days=expires_days) if expires_days is not None else None
-    text, view = STATE.service().create_token(role=role, tenant=tenant, login=user, name=name,
+    text, view = STATE.service().tokens.create(role=role, tenant=tenant, login=user, name=name,
                                               valid_for=lifetime, timezone=tz)
     emit({"token": text, "id": view.id, "role": view.role, "tenant": view.tenant,
           "user": view.login, "expires_at": view.expires_at}, as_json=as_json, text=text)
@@ -348,7 +350,7 @@ def token_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List tokens (never their text): role, scope, expiry, revocation, last use."""
-    views = STATE.service().list_tokens(tenant=tenant)
+    views = STATE.service().tokens.list_tokens(tenant=tenant)
     emit([{"id": v.id, "name": v.name, "role": v.role, "tenant": v.tenant, "user": v.login,
            "prefix": v.prefix, "expires_at": v.expires_at, "revoked_at": v.revoked_at,
            "last_used_at": v.last_used_at} for v in views], as_json=as_json,
@@ -360,5 +362,5 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
     """Stop a token working at once."""
-    STATE.service().revoke_token(token_id)
+    STATE.service().tokens.revoke(token_id)
     typer.echo(f"token {token_id} revoked")

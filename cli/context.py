@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
 
 
@@ -26,9 +26,9 @@ class State:
 
     def service(self, *, check_schema: bool = True) -> Service:
         if self._service is None:
-            self._service = Service(self.settings())
+            self._service = build_service(self.settings())
         if check_schema:
-            self._service.check_initialized()
+            self._service.startup.check_initialized()
         return self._service
 
 

@@ -31,7 +31,7 @@ ip_policy_app = typer.Typer(no_args_is_help=True, help="The tenant's IP restrict
 @gateway_app.command("ca-bundle")
 def ca_bundle(tenant: TenantOpt = DEFAULT_TENANT) -> None:
     """The trust bundle for the gateway: the tenant's issuing CA, then the root (PEM)."""
-    root, issuing = STATE.service().ca_certificates(tenant)
+    root, issuing = STATE.service().hierarchy.ca_certificates(tenant)
     typer.echo(issuing.pem + root.pem, nl=False)
 
 
@@ -72,9 +72,9 @@ def nginx(
     if auth_include is not None:
         # nginx reads a relative include against its own configuration directory, not here
         auth_include = auth_include.absolute()
-    validity = service.get_ocsp_validity(tenant)
+    validity = service.ocsp.get_validity(tenant)
     # the auth variant pins nothing: Tegata looks the serial up in this tenant
-    issuer_dn = "" if mode == "auth" else service.gateway_issuer_dn(tenant)
+    issuer_dn = "" if mode == "auth" else service.hierarchy.gateway_issuer_dn(tenant)
     base = f"/etc/nginx/tegata/{tenant}"
     tegata = (tegata_url or service.settings.public_base_url).rstrip("/")
     kit = Kit(tenant=tenant, mode=mode, server_name=server_name, listen=listen,
@@ -102,7 +102,7 @@ def write_auth_include(path: Path, tenant: str) -> None:
     made: int | None = None
     try:
         with output_file(path, force=True, field="auth_include") as handle:
-            token, view = service.create_token(role="gateway", tenant=tenant,
+            token, view = service.tokens.create(role="gateway", tenant=tenant,
                                                name=f"nginx kit {shown(path, 80)}")
             made = view.id
             handle.write(
@@ -112,10 +112,10 @@ def write_auth_include(path: Path, tenant: str) -> None:
                 f'proxy_set_header Authorization "Bearer {token}";\n'.encode())
     except BaseException:
         if made is not None:
-            service.revoke_token(made, tenant=tenant)
+            service.tokens.revoke(made, tenant=tenant)
         raise
     if previous is not None and previous != made:
-        service.revoke_token(previous, tenant=tenant)
+        service.tokens.revoke(previous, tenant=tenant)
 
 
 def previous_kit_token(path: Path, tenant: str) -> int | None:
@@ -134,7 +134,7 @@ def previous_kit_token(path: Path, tenant: str) -> int | None:
             raise InvalidInput(f"{shown(path)} exists and holds no Tegata gateway token: "
                                "not overwriting it", field="auth_include")
         return None
-    live = STATE.service().live_gateway_token(found.group(1))
+    live = STATE.service().gateway.live_token(found.group(1))
     if live is None:
         return None  # revoked or expired: nothing to replace
     owner, token_id = live
@@ -279,13 +279,13 @@ def ip_policy_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the allowed networks and how they combine with certificates."""
-    view = STATE.service().set_ip_policy(tenant, policy=policy, networks=network or [])
+    view = STATE.service().gateway.set_ip_policy(tenant, policy=policy, networks=network or [])
     emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
          as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")
 
 
 @ip_policy_app.command("show")
 def ip_policy_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
-    view = STATE.service().get_ip_policy(tenant)
+    view = STATE.service().gateway.get_ip_policy(tenant)
     emit({"tenant": view.tenant, "policy": view.policy, "networks": list(view.networks)},
          as_json=as_json, text=f"{view.tenant}: {view.policy} {' '.join(view.networks)}")

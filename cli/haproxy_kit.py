@@ -133,7 +133,7 @@ def haproxy(
     service = STATE.service()
     # the pin in the form OpenSSL, so HAProxy, prints it; refused, as for nginx, when another
     # tenant's (old) issuing CA has the same name: it could not tell their certificates apart
-    issuer_dn = service.gateway_issuer_dn(tenant)
+    issuer_dn = service.hierarchy.gateway_issuer_dn(tenant)
     base = f"/etc/haproxy/tegata/{tenant}"
     kit = HaproxyKit(tenant=tenant, bind=bind, server_pem=server_pem,
                      ca_bundle=ca_bundle_path or f"{base}-ca.pem",

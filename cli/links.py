@@ -43,7 +43,7 @@ def link_create(
     The link hands out the user's newest valid certificate with its password. It is shown
     once (only its hash is kept), and the user's earlier links stop working."""
     links = STATE.service()
-    made = links.send_link(tenant, login) if send else links.create_link(tenant, login)
+    made = links.links.send(tenant, login) if send else links.links.create(tenant, login)
     until = f"{made.expires_at:%Y-%m-%d %H:%M} UTC"
     # a mailed link is for the user's eyes only: it is not printed
     emit({"tenant": made.tenant, "login": made.login, "email": made.email,
@@ -81,17 +81,17 @@ def tenant_set(
     if upn_suffix is not None:
         validate.upn_suffix(upn_suffix)  # refused before any setting changes
     if ocsp_validity is not None:
-        STATE.service().set_ocsp_validity(tenant, ocsp_validity)
+        STATE.service().ocsp.set_validity(tenant, ocsp_validity)
         emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
              text=f"tenant {tenant}: OCSP answers valid {ocsp_validity} s")
     if upn_suffix is not None or no_upn_suffix:
-        upn = STATE.service().set_upn_suffix(tenant, None if no_upn_suffix else upn_suffix)
+        upn = STATE.service().links.set_upn_suffix(tenant, None if no_upn_suffix else upn_suffix)
         emit({"tenant": upn.tenant, "upn_suffix": upn.suffix}, as_json=as_json,
              text=f"tenant {upn.tenant}: certificates issued from now on carry "
                   + (f"the UPN <login>@{upn.suffix}" if upn.suffix else "no UPN"))
     if user_download is None:
         return
-    made = STATE.service().set_user_download(tenant, user_download is Switch.ON)
+    made = STATE.service().links.set_user_download(tenant, user_download is Switch.ON)
     withdrawn = f"; {made.links_withdrawn} outstanding link(s) withdrawn" if (
         made.links_withdrawn) else ""
     emit({"tenant": made.tenant, "user_download": made.allowed,

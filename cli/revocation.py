@@ -33,21 +33,21 @@ def register(cert_app: typer.Typer) -> None:
                = "unspecified",
                tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
         """Revoke a certificate for good."""
-        view = STATE.service().revoke(tenant, serial, reason=reason)
+        view = STATE.service().revocation.revoke(tenant, serial, reason=reason)
         _said(view.state.value, view.serial, as_json, {"reason": view.revocation_reason})
 
     @cert_app.command("suspend")
     def suspend(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
                 as_json: JsonOpt = False) -> None:
         """Put a certificate on hold (certificateHold)."""
-        view = STATE.service().suspend(tenant, serial)
+        view = STATE.service().revocation.suspend(tenant, serial)
         _said(view.state.value, view.serial, as_json, {})
 
     @cert_app.command("reinstate")
     def reinstate(serial: SerialArg, tenant: TenantOpt = DEFAULT_TENANT,
                   as_json: JsonOpt = False) -> None:
         """Lift a manual hold."""
-        view = STATE.service().reinstate(tenant, serial)
+        view = STATE.service().revocation.reinstate(tenant, serial)
         _said(view.state.value, view.serial, as_json, {})
 
 
@@ -59,7 +59,7 @@ def crl_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The current CRL: number, thisUpdate, nextUpdate."""
-    view = STATE.service().current_crl(tenant)
+    view = STATE.service().crls.current(tenant)
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
@@ -82,10 +82,10 @@ def crl_export(
     service = STATE.service()
     with output_file(out, force=force, mode=0o644) as handle:  # a CRL is public
         if chain:
-            own = (both := service.crl_chain(tenant, fresh=True)).own
+            own = (both := service.crls.chain(tenant, fresh=True)).own
             handle.write(both.pem.encode())
         else:
-            own = service.publish_crl(tenant)
+            own = service.crls.publish(tenant)
             handle.write(own.der if der else own.pem.encode())
     typer.echo(f"wrote {shown(out)} (CRL {own.number})")
 
@@ -98,7 +98,7 @@ subscription_app = typer.Typer(no_args_is_help=True, help="A tenant's trial or c
 def lifecycle_run(as_json: JsonOpt = False) -> None:
     """Apply due transitions now: subscription end and grace end, key purge on expiry, CRL
     renewal. Idempotent; the server also runs it every minute."""
-    report = STATE.service().run_lifecycle()
+    report = STATE.service().lifecycle.run()
     emit(report.__dict__, as_json=as_json,
          text=", ".join(f"{k} {v}" for k, v in report.__dict__.items()))
 
@@ -141,7 +141,8 @@ def subscription_set(
         except InvalidInput:
             raise InvalidInput(f"subscription end {(ends or '')[:32]!r} is not a date of the "
                                "form YYYY-MM-DD", field="ends") from None
-    view = STATE.service().set_subscription(tenant, ends=date, zone=tz, grace_days=grace_days,
+    view = STATE.service().lifecycle.set_subscription(tenant, ends=date, zone=tz,
+                                                      grace_days=grace_days,
                                             kind="trial" if trial else "contract",
                                             allow_past=allow_past)
     data = _subscription_dict(view)
@@ -151,5 +152,5 @@ def subscription_set(
 @subscription_app.command("show")
 def subscription_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Show the tenant's subscription and its state (active, grace, ended)."""
-    data = _subscription_dict(STATE.service().get_subscription(tenant))
+    data = _subscription_dict(STATE.service().lifecycle.get_subscription(tenant))
     emit(data, as_json=as_json, text="\n".join(f"{k:14} {v}" for k, v in data.items()))

@@ -69,12 +69,12 @@ def prepare(service: Service, *, migrate: bool) -> None:
     """Everything start-up checks, in order; the first failure stops it with one line."""
     if migrate:
         check_before_migrating(service)
-        service.upgrade_database()
+        service.database.upgrade()
     check_schema(service)
-    service.check_database()
-    if not service.is_initialized():
+    service.database.check()
+    if not service.startup.is_initialized():
         raise NotPermitted("Tegata is not initialised: run `tegata init` first")
-    service.load_signers()
+    service.startup.load_signers()
 
 
 # what the open files limit holds back from connections: the database's, the key and CRL
@@ -136,9 +136,9 @@ def worker_app() -> ASGIApp:
     try:
         settings = load_settings()
         logs.configure(settings)
-        service = Service(settings)
-        service.load_signers()
-        return build_app(settings, service=service)
+        app = build_app(settings)
+        app.state.service.startup.load_signers()
+        return app
     except Exception as exc:  # any: a worker that cannot start is told apart from a death
         raise supervise.start_failed(exc) from None
 
@@ -235,19 +235,19 @@ def demo(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None)
     _write_demo_config()
     settings = STATE.settings()
     service = STATE.service(check_schema=False)
-    service.upgrade_database()
-    if not service.is_initialized():
-        service.initialize(InitRequest())
+    service.database.upgrade()
+    if not service.startup.is_initialized():
+        service.hierarchy.initialize(InitRequest())
         typer.echo("created the root CA and the `default` tenant")
     try:
-        service.create_tenant(DEMO_TENANT, display_name="Demo Company")
+        service.hierarchy.create_tenant(DEMO_TENANT, display_name="Demo Company")
         for login, email, name, allow in DEMO_USERS:
-            service.add_user(DEMO_TENANT, login, email=email, display_name=name, allow=allow)
+            service.users.add(DEMO_TENANT, login, email=email, display_name=name, allow=allow)
         typer.echo(f"created the `{DEMO_TENANT}` tenant with users alice (allowed) and bob")
     except Conflict:
         pass
     prepare(service, migrate=False)
-    token, _ = service.create_token(role="admin", tenant=DEMO_TENANT, name="demo admin",
+    token, _ = service.tokens.create(role="admin", tenant=DEMO_TENANT, name="demo admin",
                                     valid_for=dt.timedelta(days=1))
     host = host or settings.host
     port = port or settings.port

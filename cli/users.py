@@ -60,7 +60,7 @@ def user_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a user to a tenant."""
-    view = STATE.service().add_user(tenant, login, email=email, display_name=name,
+    view = STATE.service().users.add(tenant, login, email=email, display_name=name,
                                     allow=allow, groups=groups_of(groups) or (),
                                     kind="service" if service_account else "person")
     emit(user_dict(view), as_json=as_json,
@@ -78,7 +78,7 @@ def user_update(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a user's e-mail, name or groups."""
-    view = STATE.service().update_user(tenant, UserSpec(
+    view = STATE.service().users.update(tenant, UserSpec(
         login=login, email=email, display_name=name, groups=groups_of(groups)))
     emit(user_dict(view), as_json=as_json, text=f"user {view.login} updated")
 
@@ -90,12 +90,12 @@ def user_retire(
     as_json: JsonOpt = False,
 ) -> None:
     """The user leaves: retire them and revoke their certificates (affiliationChanged)."""
-    view = STATE.service().retire_user(tenant, login)
+    view = STATE.service().users.retire(tenant, login)
     emit(user_dict(view), as_json=as_json, text=f"user {view.login} retired")
 
 
 def _permission(logins: list[str], tenant: str, as_json: bool, *, allow: bool) -> None:
-    views = STATE.service().set_permission(tenant, tuple(logins), allow=allow)
+    views = STATE.service().users.set_permission(tenant, tuple(logins), allow=allow)
     word = "allowed" if allow else "denied"
     emit([user_dict(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.login}: secure access {word}" for v in views))
@@ -125,7 +125,7 @@ def user_list(
 ) -> None:
     """List users: all, a group's, or the unaffiliated; optionally by certificate status."""
     chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
-    views = STATE.service().list_users(tenant, chosen)
+    views = STATE.service().users.list_users(tenant, chosen)
     emit([user_dict(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.login:24} {v.certificate_status:10} "
                         f"{'allowed' if v.secure_access else 'denied':8} {v.email}  "
@@ -153,7 +153,7 @@ def user_import(
         except OSError as exc:
             raise InvalidInput(f"cannot read {shown(file)}: {exc.strerror}",
                                field="file") from None
-    report = STATE.service().import_users(tenant, data, dry_run=dry_run,
+    report = STATE.service().users.import_users(tenant, data, dry_run=dry_run,
                                           best_effort=best_effort)
     data_out = {"dry_run": report.dry_run, "created": report.created,
                 "updated": report.updated, "unchanged": report.unchanged,
@@ -182,15 +182,15 @@ def user_export(
     chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
     if out is not None:
         with output_file(out) as handle:
-            for chunk in STATE.service().export_users(tenant, chosen):
+            for chunk in STATE.service().users.export_users(tenant, chosen):
                 handle.write(chunk.encode("utf-8"))
         return
-    sys.stdout.write("".join(STATE.service().export_users(tenant, chosen)))
+    sys.stdout.write("".join(STATE.service().users.export_users(tenant, chosen)))
 
 
 @group_app.command("list")
 def group_list(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Groups and their member counts."""
-    groups = STATE.service().list_groups(tenant)
+    groups = STATE.service().users.list_groups(tenant)
     emit([{"name": n, "members": m} for n, m in groups], as_json=as_json,
          text="\n".join(f"{m:6} {n}" for n, m in groups))

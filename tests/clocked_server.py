@@ -13,7 +13,7 @@ import uvicorn
 
 from api.app import build_app
 from ca.clock import FixedClock
-from ca.service import Service
+from ca.service import build_service
 from ca.settings import load_settings
 
 NOW_VARIABLE = "TEGATA_TEST_NOW"
@@ -27,7 +27,7 @@ def main() -> None:
     port = parser.parse_args().port
     settings = load_settings()
     clock = FixedClock(dt.datetime.fromisoformat(os.environ[NOW_VARIABLE]))
-    app = build_app(settings, service=Service(settings, clock=clock))
+    app = build_app(settings, service=build_service(settings, clock=clock))
     # proxy_headers off, as under tegata serve (granian): X-Forwarded-For is api.clientip's
     # to read, not uvicorn's, whose middleware would rewrite the peer from loopback first
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False,

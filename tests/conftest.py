@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from ca import sealing
 from ca.clock import FixedClock
-from ca.service import InitRequest, Service
+from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings, load_settings
 from tests.moments import MOMENTS
 
@@ -107,8 +107,8 @@ def clock() -> FixedClock:
 @pytest.fixture
 def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
     """A service on a migrated, empty database: no CA yet."""
-    service = Service(settings, clock=clock)
-    service.upgrade_database()
+    service = build_service(settings, clock=clock)
+    service.database.upgrade()
     yield service
     service.engine.dispose()
 
@@ -116,5 +116,5 @@ def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
 @pytest.fixture
 def service(bare_service: Service) -> Service:
     """A service with the root CA and the ``default`` tenant (EC P-256 keys, for speed)."""
-    bare_service.initialize(InitRequest(key_type="ec-p256"))
+    bare_service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
     return bare_service

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from ca.service import InitRequest, Service
+from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings
 from tests.conftest import PASSPHRASE
 from tests.processes import free_port, stop
@@ -97,13 +97,13 @@ def live_service(settings: Settings, tenant: str, display_name: str, *,
                  users: int = 0) -> Iterator[Service]:
     """The service a server on the same database would be (the system clock), with the root
     CA, one tenant and ``users`` allowed users ``user0000``... (one CSV import)."""
-    service = Service(settings)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant(tenant, display_name=display_name, key_type="ec-p256")
+    service = build_service(settings)
+    service.database.upgrade()
+    service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+    service.hierarchy.create_tenant(tenant, display_name=display_name, ca_key_type="ec-p256")
     if users:
         rows = "".join(f"user{n:04d},user{n:04d}@example.jp,yes\n" for n in range(users))
-        report = service.import_users(tenant, ("login,email,secure_access\n" + rows).encode())
+        report = service.users.import_users(tenant, ("login,email,secure_access\n" + rows).encode())
         assert len(report.created) == users
     try:
         yield service

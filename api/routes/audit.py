@@ -72,12 +72,12 @@ def tenant_audit(
     select, ``limit`` and ``offset`` aside (times in UTC and in ``timezone``)."""
     service = service_of(request)
     if format == "csv":
-        rows = service.export_audit_csv(tenant=tenant, zone=timezone, action=action,
+        rows = service.audit.export_csv(tenant=tenant, zone=timezone, action=action,
                                         since=since, until=until)
         return StreamingResponse(rows,
                                  media_type="text/csv; charset=utf-8", headers={
                                      "Content-Disposition": 'attachment; filename="audit.csv"'})
-    return [_out(v) for v in service.audit_events(tenant=tenant, action=action, since=since,
+    return [_out(v) for v in service.audit.events(tenant=tenant, action=action, since=since,
                                                   until=until, limit=limit, offset=offset)]
 
 
@@ -87,7 +87,7 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
               limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
               offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[EventOut]:
     """Every tenant's events and the operator's own."""
-    return [_out(v) for v in service_of(request).audit_events(action=action, limit=limit,
+    return [_out(v) for v in service_of(request).audit.events(action=action, limit=limit,
                                                                offset=offset)]
 
 
@@ -96,7 +96,7 @@ def all_audit(request: Request, action: Annotated[str | None, Query(max_length=6
 def verify(request: Request) -> VerifyOut:
     """Walk every hash chain (the operator's, each tenant's): a changed, removed or
     reordered event breaks it."""
-    check = service_of(request).verify_audit()
+    check = service_of(request).audit.verify()
     chains = [ChainOut(tenant=c.tenant, events=c.events, intact=c.broken is None,
                        broken_at=c.broken.event_id if c.broken else None,
                        problem=c.broken.problem if c.broken else None, head=c.head,

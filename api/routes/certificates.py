@@ -52,8 +52,8 @@ async def issue(request: Request, tenant: str, body: IssueIn) -> IssuedOut:
         reissue=body.reissue, key_type=body.key_type,
         csr=body.csr.encode() if body.csr is not None else None, p12_profile=body.p12_profile)
     views = await run_in_threadpool(
-        service_of(request).issue, issue_request, admin_zone=principal_of(request).timezone,
-        actor=actor_of(request))
+        service_of(request).certificates.issue, issue_request,
+        admin_zone=principal_of(request).timezone, actor=actor_of(request))
     return IssuedOut(certificates=[cert_out(v) for v in views])
 
 
@@ -68,7 +68,7 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
         expires=body.expires, timezone=body.timezone, reissue=body.reissue,
         key_type=body.key_type, p12_profile=body.p12_profile)
     # a bad zone or date is a 400 now, not a failed job
-    job = service_of(request).start_issue_job(
+    job = service_of(request).bulk_issue.start(
         issue_request, admin_zone=principal_of(request).timezone, actor=actor_of(request))
     response.headers["Location"] = f"/api/v1/tenants/{tenant}/jobs/{job.id}"
     return job_out(job)
@@ -86,7 +86,7 @@ def download(request: Request, tenant: str, login: Logins = None, group: GroupQ 
     ``manifest.csv``; streamed. Select the users one way: ``login`` (repeatable),
     ``group``, ``unaffiliated`` or ``all=true`` (key material for everyone is asked for,
     never a default, as with ``tegata cert download --all``)."""
-    made = service_of(request).download_bulk(
+    made = service_of(request).downloads.bulk(
         tenant, query_selection(login, group, unaffiliated, status, everyone=everyone,
                                 default_everyone=False),
         profile=profile, actor=actor_of(request))
@@ -106,7 +106,7 @@ def list_certificates(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[CertificateOut]:
     """The tenant's certificates, newest first, by state, user or group."""
-    views = service_of(request).list_certificates(tenant, state=state, login=login,
+    views = service_of(request).certificates.list_certificates(tenant, state=state, login=login,
                                                   group=group, limit=limit, offset=offset)
     return [cert_out(v) for v in views]
 
@@ -120,7 +120,7 @@ def show_certificate(request: Request, tenant: str, serial: str,
                      format: Annotated[Literal["json", "pem", "der"], Query()] = "json",
                      ) -> CertificateOut | Response:
     """One certificate as JSON, PEM or DER."""
-    view = service_of(request).get_certificate(serial, tenant=tenant)
+    view = service_of(request).certificates.get(serial, tenant=tenant)
     if format == "pem":
         return Response(view.pem, media_type="application/pem-certificate-chain")
     if format == "der":
@@ -135,7 +135,7 @@ async def bundle(request: Request, tenant: str, serial: str,
                  profile: Annotated[ProfileName | None, Query()] = None,
                  ) -> Response:
     """``<login>.zip`` with ``<login>.p12`` and ``<login>-password.txt``. Audited."""
-    made = await run_in_threadpool(service_of(request).bundle, serial, tenant=tenant,
+    made = await run_in_threadpool(service_of(request).certificates.bundle, serial, tenant=tenant,
                                    profile=profile, actor=actor_of(request))
     # the file name is a checked login plus ".zip": safe in a header as it is
     return Response(made.content, media_type=ZIP, headers={

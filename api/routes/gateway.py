@@ -53,7 +53,7 @@ def authorize(
                                   description="nginx's $ssl_client_serial")] = "",
 ) -> Response:
     """For nginx ``auth_request``: 204 to allow, 403 with ``X-Tegata-Reason`` to refuse."""
-    decision = service_of(request).authorize(
+    decision = service_of(request).gateway.authorize(
         tenant, client_ip=client_ip[:64], verified=verified[:200] or None,
         serial=serial[:80] or None)
     headers = {"X-Tegata-Reason": decision.reason, "Cache-Control": "no-store"}
@@ -67,13 +67,13 @@ def authorize(
 @router.get("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
 def get_ip_policy(request: Request, tenant: str) -> IpPolicyOut:
-    return _out(service_of(request).get_ip_policy(tenant))
+    return _out(service_of(request).gateway.get_ip_policy(tenant))
 
 
 @router.put("/api/v1/tenants/{tenant}/ip-policy", dependencies=[requires("operator", "admin")],
             response_model=IpPolicyOut, responses=responses(400, 401, 403, 404))
 def set_ip_policy(request: Request, tenant: str, body: IpPolicyIn) -> IpPolicyOut:
     """Allowed networks (IPv4/IPv6 CIDR) and the policy combining them with certificates."""
-    return _out(service_of(request).set_ip_policy(tenant, policy=body.policy,
+    return _out(service_of(request).gateway.set_ip_policy(tenant, policy=body.policy,
                                                   networks=body.networks,
                                                   actor=actor_of(request)))

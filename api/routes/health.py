@@ -26,12 +26,12 @@ def readyz(request: Request) -> Readiness | JSONResponse:
     """The database answers, its schema is current, and the CA keys are loaded."""
     service: Service = request.app.state.service
     try:
-        service.check_database()
+        service.database.check()
     except CAError:
         return problem(503, "not-ready", "Not ready", "the database is not reachable or not "
                        "migrated")
     try:
-        service.load_signers()
+        service.startup.load_signers()
     except CAError:
         return problem(503, "not-ready", "Not ready", "the CA keys are not loaded")
     return Readiness(status="ready", database="ok", signer="ok")

@@ -17,4 +17,4 @@ router = APIRouter(prefix="/api/v1/tenants/{tenant}/jobs", tags=["jobs"])
             responses=responses(400, 401, 403, 404))
 def get_job(request: Request, tenant: str, job_id: str) -> JobOut:
     """A job's status (running, succeeded, failed), progress and result."""
-    return job_out(service_of(request).get_job(tenant, job_id))
+    return job_out(service_of(request).jobs.get(tenant, job_id))

@@ -75,7 +75,7 @@ def _out(view: SubscriptionView) -> SubscriptionOut:
 @router.get("/tenants/{tenant}/subscription", dependencies=[requires("operator", "admin")],
             response_model=SubscriptionOut, responses=responses(*COMMON))
 def get_subscription(request: Request, tenant: str) -> SubscriptionOut:
-    return _out(service_of(request).get_subscription(tenant))
+    return _out(service_of(request).lifecycle.get_subscription(tenant))
 
 
 @router.put("/tenants/{tenant}/subscription", dependencies=[requires("operator")],
@@ -83,7 +83,7 @@ def get_subscription(request: Request, tenant: str) -> SubscriptionOut:
 def set_subscription(request: Request, tenant: str, body: SubscriptionIn) -> SubscriptionOut:
     """Set the trial or contract end (end of that day in the zone) and the grace days. An end
     already past is refused unless ``allow_past`` is true."""
-    return _out(service_of(request).set_subscription(
+    return _out(service_of(request).lifecycle.set_subscription(
         tenant, ends=body.ends, zone=body.timezone, grace_days=body.grace_days,
         kind=body.kind if body.ends else "none", allow_past=body.allow_past,
         actor=actor_of(request)))
@@ -94,7 +94,7 @@ def set_subscription(request: Request, tenant: str, body: SubscriptionIn) -> Sub
 def run_lifecycle(request: Request) -> LifecycleOut:
     """Apply due transitions now (the server also does this every minute); 409 while
     another run (another process or replica) is in progress."""
-    report = service_of(request).run_lifecycle()
+    report = service_of(request).lifecycle.run()
     return LifecycleOut(**report.__dict__)
 
 
@@ -109,8 +109,8 @@ def certificate_status(
     if (serial is None) == (sha256 is None):
         raise InvalidInput("give serial or sha256", field="serial")
     service = service_of(request)
-    view = (service.get_certificate(serial, tenant=tenant) if serial is not None
-            else service.certificate_by_fingerprint(tenant, sha256 or ""))
+    view = (service.certificates.get(serial, tenant=tenant) if serial is not None
+            else service.certificates.by_fingerprint(tenant, sha256 or ""))
     reason = view.revocation_reason or ("certificateHold" if view.state.value == "suspended"
                                         else None)
     return StatusOut(serial=view.serial, fingerprint_sha256=view.fingerprint_sha256,

@@ -18,5 +18,5 @@ router = APIRouter(tags=["health"])
 def prometheus(request: Request) -> Response:
     service = service_of(request)
     totals = request.app.state.metrics_share.totals()  # every worker of this host
-    return Response(metrics.render(service.event_counts(), service.crl_ages(), totals),
+    return Response(metrics.render(service.audit.counts(), service.crls.ages(), totals),
                     media_type="text/plain; version=0.0.4")

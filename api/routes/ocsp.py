@@ -76,9 +76,9 @@ def wire_headers(answer: OcspAnswer, now_seconds: float) -> list[tuple[bytes, by
 
 async def answer_for(service: Service, data: bytes, raw: bytes) -> OcspAnswer:
     """From memory on the event loop when it can; else reading and signing in a thread."""
-    answer = service.ocsp_from_memory(data, raw=raw)
+    answer = service.ocsp.from_memory(data, raw=raw)
     if answer is None:
-        answer = await run_in_threadpool(service.ocsp_respond, data, raw=raw)
+        answer = await run_in_threadpool(service.ocsp.respond, data, raw=raw)
     return answer
 
 
@@ -103,7 +103,7 @@ async def ocsp_post(request: Request) -> Response:
     answer = await answer_for(service, data, data)
     REGISTRY.count("tegata_ocsp_requests_total", "POST")
     REGISTRY.observe_ocsp(time.perf_counter() - started)
-    return _response(answer, service.now().timestamp())
+    return _response(answer, service.clock.now().timestamp())
 
 
 @router.get("/ocsp/{encoded:path}", dependencies=[public()], response_class=Response,
@@ -119,4 +119,4 @@ async def ocsp_get(request: Request, encoded: str) -> Response:
     answer = await answer_for(service, data, raw)
     REGISTRY.count("tegata_ocsp_requests_total", "GET")
     REGISTRY.observe_ocsp(time.perf_counter() - started)
-    return _response(answer, service.now().timestamp())
+    return _response(answer, service.clock.now().timestamp())

@@ -26,6 +26,6 @@ def ca_certificate(request: Request, name: str) -> Response:
         raise NotFound("no such CA certificate")
     service: Service = request.app.state.service
     stem = match.group(1)
-    views = service.ca_certificates(None if stem == "root" else stem)
+    views = service.hierarchy.ca_certificates(None if stem == "root" else stem)
     return Response(views[-1].der, media_type=DER_CERT,
                     headers={"Cache-Control": "public, max-age=86400"})

@@ -35,7 +35,7 @@ class RevokeIn(BaseModel):
              responses=responses(*COMMON))
 def revoke(request: Request, tenant: str, serial: str, body: RevokeIn) -> CertificateOut:
     """Revoke for good; a lost device is ``keyCompromise``. Revoking again is harmless."""
-    return cert_out(service_of(request).revoke(tenant, serial, reason=body.reason,
+    return cert_out(service_of(request).revocation.revoke(tenant, serial, reason=body.reason,
                                                actor=actor_of(request)))
 
 
@@ -43,14 +43,15 @@ def revoke(request: Request, tenant: str, serial: str, body: RevokeIn) -> Certif
              responses=responses(*COMMON))
 def suspend(request: Request, tenant: str, serial: str) -> CertificateOut:
     """Put on hold (certificateHold); ``reinstate`` undoes it."""
-    return cert_out(service_of(request).suspend(tenant, serial, actor=actor_of(request)))
+    return cert_out(service_of(request).revocation.suspend(tenant, serial, actor=actor_of(request)))
 
 
 @router.post(f"{CERT}/reinstate", dependencies=[ADMINS], response_model=CertificateOut,
              responses=responses(*COMMON))
 def reinstate(request: Request, tenant: str, serial: str) -> CertificateOut:
     """Lift a manual hold (holds for the subscription or the permission stay)."""
-    return cert_out(service_of(request).reinstate(tenant, serial, actor=actor_of(request)))
+    return cert_out(service_of(request).revocation.reinstate(tenant, serial,
+                                                             actor=actor_of(request)))
 
 
 def _crl_headers(view: CrlView) -> dict[str, str]:
@@ -80,14 +81,14 @@ def crl(request: Request, name: str,
     if chain:
         if tenant is None:
             raise NotFound("no such CRL")
-        both = service.crl_chain(tenant)
+        both = service.crls.chain(tenant)
         headers = _crl_headers(both.first_to_expire)
         # changes with either CRL
         headers["ETag"] = f'"{both.own.number:X}-{both.root.number:X}"'
         headers["Last-Modified"] = format_datetime(
             max(both.own.made_at, both.root.made_at), usegmt=True)
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
-    view = service.current_crl(tenant)
+    view = service.crls.current(tenant)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",
                         headers=_crl_headers(view))

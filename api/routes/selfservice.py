@@ -116,11 +116,11 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 def link_page(request: Request, token: str) -> HTMLResponse:
     """Whom the link is for, and a Download button. Spends nothing, shows no secret."""
     links = service_of(request)
-    wait = limiter_of(request).admit(client_of(request), now=links.now())
+    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
         return _too_many(wait)
     try:
-        info = links.link_page_info(token)
+        info = links.links.page_info(token)
     except CAError as exc:
         return _error_page(exc)
     return _page(200, "証明書のダウンロード / Certificate download", _landing(info))
@@ -131,11 +131,11 @@ def link_page(request: Request, token: str) -> HTMLResponse:
 def redeem(request: Request, token: str) -> HTMLResponse:
     """Spend the link: the password, shown this once, and the zip to save."""
     links = service_of(request)
-    wait = limiter_of(request).admit(client_of(request), now=links.now())
+    wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
         return _too_many(wait)
     try:
-        made = links.redeem_link(token, source_ip=client_ip(request),
+        made = links.links.redeem(token, source_ip=client_ip(request),
                                  request_id=getattr(request.state, "request_id", None))
     except CAError as exc:
         return _error_page(exc)
@@ -151,7 +151,7 @@ def my_certificates(request: Request, tenant: str) -> list[CertificateOut]:
     """The caller's own certificates, newest first."""
     login = principal_of(request).login
     assert login is not None  # a user token always names its user
-    return [cert_out(v) for v in service_of(request).my_certificates(tenant, login)]
+    return [cert_out(v) for v in service_of(request).links.my_certificates(tenant, login)]
 
 
 @router.get("/api/v1/tenants/{tenant}/me/certificates/{serial}/bundle",
@@ -164,7 +164,7 @@ async def my_bundle(request: Request, tenant: str, serial: str,
     self-download off (403). Another user's serial answers 404. Audited."""
     login = principal_of(request).login
     assert login is not None
-    made = await run_in_threadpool(service_of(request).my_bundle, tenant, login, serial,
+    made = await run_in_threadpool(service_of(request).links.my_bundle, tenant, login, serial,
                                    profile=profile, actor=actor_of(request))
     return Response(made.content, media_type=ZIP, headers={
         "Content-Disposition": f'attachment; filename="{made.filename}"',
@@ -208,7 +208,7 @@ async def create_link(request: Request, response: Response, tenant: str, login: 
     (only the user should hold it); without, the URL in the answer is the only copy."""
     links, actor = service_of(request), actor_of(request)
     send = body is not None and body.send
-    made = await run_in_threadpool(links.send_link if send else links.create_link, tenant,
+    made = await run_in_threadpool(links.links.send if send else links.links.create, tenant,
                                    login, actor=actor)
     response.headers["Cache-Control"] = "no-store"
     return LinkOut(tenant=made.tenant, login=made.login, email=made.email,
@@ -222,7 +222,8 @@ async def create_link(request: Request, response: Response, tenant: str, login: 
 def set_user_download(request: Request, tenant: str, body: UserDownloadIn) -> UserDownloadOut:
     """Whether users may download their own certificate. Off withdraws every outstanding
     link; admins can still download."""
-    made = service_of(request).set_user_download(tenant, body.allowed, actor=actor_of(request))
+    made = service_of(request).links.set_user_download(tenant, body.allowed,
+                                                       actor=actor_of(request))
     return UserDownloadOut(tenant=made.tenant, allowed=made.allowed,
                            links_withdrawn=made.links_withdrawn)
 

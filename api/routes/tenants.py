@@ -42,7 +42,7 @@ def _ca_out(view: CAView) -> CAOut:
             responses=responses(401, 403))
 def list_tenants(request: Request) -> list[str]:
     """Every tenant's name."""
-    return service_of(request).list_tenants()
+    return service_of(request).hierarchy.list_tenants()
 
 
 @router.post("/tenants", dependencies=[requires("operator")], response_model=TenantOut,
@@ -50,8 +50,8 @@ def list_tenants(request: Request) -> list[str]:
 async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
     """A new tenant with its own issuing CA signed by the root."""
     view = await run_in_threadpool(
-        service_of(request).create_tenant, body.name, display_name=body.display_name,
-        key_type=body.key_type, actor=actor_of(request))
+        service_of(request).hierarchy.create_tenant, body.name, display_name=body.display_name,
+        ca_key_type=body.key_type, actor=actor_of(request))
     return TenantOut(name=body.name, issuing_ca=_ca_out(view))
 
 
@@ -60,7 +60,7 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
             response_model=list[CAOut], responses=responses(*COMMON))
 def tenant_ca(request: Request, tenant: str) -> list[CAOut]:
     """The root and the tenant's issuing CA certificates."""
-    return [_ca_out(v) for v in service_of(request).ca_certificates(tenant)]
+    return [_ca_out(v) for v in service_of(request).hierarchy.ca_certificates(tenant)]
 
 
 @router.put("/tenants/{tenant}/settings/upn-suffix", dependencies=[requires("operator", "admin")],
@@ -69,5 +69,6 @@ def set_upn_suffix(request: Request, tenant: str, body: UpnSuffixIn) -> UpnSuffi
     """The DNS domain of the Windows UPN (otherName 1.3.6.1.4.1.311.20.2.3, ``<login>@suffix``)
     in the SAN of certificates issued from now on; ``null`` removes it. Certificates issued
     before keep what they carry."""
-    made = service_of(request).set_upn_suffix(tenant, body.upn_suffix, actor=actor_of(request))
+    made = service_of(request).links.set_upn_suffix(tenant, body.upn_suffix,
+                                                    actor=actor_of(request))
     return UpnSuffixOut(tenant=made.tenant, upn_suffix=made.suffix)

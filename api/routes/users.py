@@ -53,7 +53,7 @@ StatusQ = Annotated[str | None, Query(max_length=16,
              responses=responses(*COMMON, 409))
 def add_user(request: Request, tenant: str, body: UserIn) -> UserOut:
     """A new user; ``secure_access`` allows certificates to be issued to them."""
-    return user_out(service_of(request).add_user(
+    return user_out(service_of(request).users.add(
         tenant, body.login, email=body.email, display_name=body.display_name,
         allow=body.secure_access, kind=body.kind, groups=tuple(body.groups),
         actor=actor_of(request)))
@@ -65,7 +65,7 @@ def list_users(request: Request, tenant: str, login: Logins = None, group: Group
                unaffiliated: bool = False, status: StatusQ = None) -> list[UserOut]:
     """Users by group, unaffiliated or all, and by certificate status."""
     selection = query_selection(login, group, unaffiliated, status)
-    return [user_out(v) for v in service_of(request).list_users(tenant, selection)]
+    return [user_out(v) for v in service_of(request).users.list_users(tenant, selection)]
 
 
 @router.get("/users.csv", dependencies=[ADMINS], response_class=StreamingResponse,
@@ -73,7 +73,7 @@ def list_users(request: Request, tenant: str, login: Logins = None, group: Group
 def export_users(request: Request, tenant: str, group: GroupQ = None,
                  unaffiliated: bool = False, status: StatusQ = None) -> StreamingResponse:
     """The users as CSV (the import's columns); no cell is a spreadsheet formula."""
-    lines = service_of(request).export_users(
+    lines = service_of(request).users.export_users(
         tenant, query_selection(None, group, unaffiliated, status))
     return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="users.csv"'})
@@ -92,7 +92,7 @@ async def import_users(request: Request, tenant: str, dry_run: bool = False,
         data += chunk
         if len(data) > MAX_CSV_BYTES:
             raise InvalidInput("the CSV file is larger than 50 MB", field="file")
-    report = await run_in_threadpool(service_of(request).import_users, tenant, bytes(data),
+    report = await run_in_threadpool(service_of(request).users.import_users, tenant, bytes(data),
                                      dry_run=dry_run, best_effort=best_effort,
                                      actor=actor_of(request))
     return ImportOut(dry_run=report.dry_run, created=report.created, updated=report.updated,
@@ -104,7 +104,7 @@ async def import_users(request: Request, tenant: str, dry_run: bool = False,
 @router.get("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
             responses=responses(*COMMON))
 def get_user(request: Request, tenant: str, login: str) -> UserOut:
-    return user_out(service_of(request).get_user(tenant, login))
+    return user_out(service_of(request).users.get(tenant, login))
 
 
 @router.patch("/users/{login}", dependencies=[ADMINS], response_model=UserOut,
@@ -115,21 +115,21 @@ def update_user(request: Request, tenant: str, login: str, body: UserPatch) -> U
     spec = UserSpec(login=login, email=body.email, display_name=body.display_name,
                     kind=body.kind, secure_access=body.secure_access,
                     groups=tuple(body.groups) if body.groups is not None else None)
-    return user_out(service_of(request).update_user(tenant, spec, actor=actor_of(request)))
+    return user_out(service_of(request).users.update(tenant, spec, actor=actor_of(request)))
 
 
 @router.post("/users/{login}/retire", dependencies=[ADMINS], response_model=UserOut,
              responses=responses(*COMMON))
 def retire_user(request: Request, tenant: str, login: str) -> UserOut:
     """The user leaves: their certificates are revoked (affiliationChanged)."""
-    return user_out(service_of(request).retire_user(tenant, login, actor=actor_of(request)))
+    return user_out(service_of(request).users.retire(tenant, login, actor=actor_of(request)))
 
 
 @router.post("/permission", dependencies=[ADMINS], response_model=list[UserOut],
              responses=responses(*COMMON))
 def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[UserOut]:
     """Grant or withdraw secure access for several users (all or none)."""
-    views = service_of(request).set_permission(tenant, tuple(body.logins), allow=body.allow,
+    views = service_of(request).users.set_permission(tenant, tuple(body.logins), allow=body.allow,
                                                actor=actor_of(request))
     return [user_out(v) for v in views]
 
@@ -137,4 +137,4 @@ def set_permission(request: Request, tenant: str, body: PermissionIn) -> list[Us
 @router.get("/groups", dependencies=[ADMINS], response_model=list[GroupOut],
             responses=responses(*COMMON))
 def list_groups(request: Request, tenant: str) -> list[GroupOut]:
-    return [GroupOut(name=n, members=m) for n, m in service_of(request).list_groups(tenant)]
+    return [GroupOut(name=n, members=m) for n, m in service_of(request).users.list_groups(tenant)]

@@ -100,7 +100,7 @@ class Authority(Base):
     # before 0009 that had published nothing
     crl_url: Mapped[str | None] = mapped_column(Text)
     # when the CA's latest CRL is past half its validity and the lifecycle renews it; NULL
-    # when it has none yet (due at once); set at every publication (ServiceCore._publish)
+    # when it has none yet (due at once); set at every publication (CrlPublisher.publish)
     crl_renew_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")

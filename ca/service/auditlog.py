@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ca import audit, csvio
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import AuditEvent, Tenant
 from ca.errors import InvalidInput
-from ca.service.core import ServiceCore
+from ca.service.plumbing import Database
+from ca.settings import Settings
 
 PAGE = 1000
 ACTION = re.compile(r"[a-z0-9_.-]{1,64}")  # tenant.create, cert.issue, audit.prune ...
@@ -69,12 +71,19 @@ class AuditCheck:
         return next((c.broken for c in self.chains if c.broken is not None), None)
 
 
-class AuditUseCases(ServiceCore):
-    def audit_events(self, *, tenant: str | None = None, action: str | None = None,
+class Audit:
+    """The audit log: listing, CSV export, counts, chain verification, pruning."""
+
+    def __init__(self, *, settings: Settings, database: Database, clock: Clock) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+
+    def events(self, *, tenant: str | None = None, action: str | None = None,
                      since: dt.datetime | None = None, until: dt.datetime | None = None,
                      limit: int = 1000, offset: int = 0) -> list[EventView]:
         """Events, oldest first; a tenant's admin passes their tenant and sees only it."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             query = select(AuditEvent, Tenant.name).outerjoin(
                 Tenant, AuditEvent.tenant_id == Tenant.id)
             if tenant is not None:
@@ -89,7 +98,7 @@ class AuditUseCases(ServiceCore):
                                    .limit(max(1, min(limit, 10_000)))).all()
             return [_view(event, name) for event, name in rows]
 
-    def export_audit_csv(self, *, tenant: str | None = None, zone: str = "UTC",
+    def export_csv(self, *, tenant: str | None = None, zone: str = "UTC",
                          action: str | None = None, since: dt.datetime | None = None,
                          until: dt.datetime | None = None) -> Iterator[str]:
         """Every event (of ``action``, in [since, until)) as CSV, times in UTC and in
@@ -99,7 +108,7 @@ class AuditUseCases(ServiceCore):
 
         shown = expiry.zone(zone)
         # the first page, read now, checks the tenant and every filter
-        self.audit_events(tenant=tenant, action=action, since=since, until=until, limit=1)
+        self.events(tenant=tenant, action=action, since=since, until=until, limit=1)
         return self._audit_rows(zone, shown, tenant=tenant, action=action, since=since,
                                 until=until)
 
@@ -108,7 +117,7 @@ class AuditUseCases(ServiceCore):
                   "target", "outcome", "request_id", "details")
         offset = 0
         yield from csvio.write([header])
-        while page := self.audit_events(**filters, limit=PAGE, offset=offset):
+        while page := self.events(**filters, limit=PAGE, offset=offset):
             yield from csvio.write(
                 (str(e.id), e.at.isoformat(), e.at.astimezone(shown).isoformat(),
                  e.tenant or "", e.actor, e.source_ip or "", e.action, e.target, e.outcome,
@@ -116,16 +125,16 @@ class AuditUseCases(ServiceCore):
                 for e in page)
             offset += len(page)
 
-    def event_counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int]:
         """How many events of each action the log holds (issuances, revocations, ...)."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             return {str(action): int(n) for action, n in session.execute(
                 select(AuditEvent.action, func.count()).group_by(AuditEvent.action))}
 
-    def verify_audit(self) -> AuditCheck:
+    def verify(self) -> AuditCheck:
         """Walk every chain (the operator's, each tenant's) from its start, or from its
         retention anchor. One read: the chains are checked at one moment."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             names: dict[int, str] = {
                 i: n for i, n in session.execute(select(Tenant.id, Tenant.name))}
             found = []
@@ -145,20 +154,21 @@ class AuditUseCases(ServiceCore):
                     first_id=anchor.first_id if anchor else None))
             return AuditCheck(chains=found)
 
-    def prune_audit(self, *, actor: audit.Actor = audit.CLI_ACTOR) -> int:
+    def prune(self, *, actor: audit.Actor = audit.CLI_ACTOR) -> int:
         """Apply ``TEGATA_AUDIT_RETENTION_DAYS``: remove the older events of every chain,
         one short transaction per chain; how many went."""
         days = self.settings.audit_retention_days
         if days == 0:
             return 0
-        now = self.now()
+        now = self.clock.now()
         before = now - dt.timedelta(days=days)
-        with self.reading() as session:  # only chains with an event to remove (index on at)
+        # only chains with an event to remove (index on at)
+        with self.database.reading() as session:
             chains = sorted(session.scalars(select(AuditEvent.chain).distinct()
                                             .where(AuditEvent.at < before)))
         removed = 0
         for chain in chains:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 removed += audit.prune(session, actor, chain=chain, before=before, now=now)
         return removed
 

@@ -10,25 +10,32 @@ from typing import Any
 from ca import audit
 from ca.audit import Actor
 from ca.errors import ConfigError, StorageError
-from ca.service.certificates import CertificateUseCases
-from ca.service.jobs import JobUseCases, JobView
-from ca.service.views import BulkResult, IssueRequest
+from ca.service.certificates import Certificates
+from ca.service.jobs import Jobs, JobView
+from ca.service.requests import IssueRequest
+from ca.service.views import BulkResult
 
 ISSUE = "issue"
 UNAVAILABLE = "the service cannot complete this request now"
 log = logging.getLogger("tegata.jobs")
 
 
-class BulkJobUseCases(CertificateUseCases, JobUseCases):
-    def start_issue_job(self, request: IssueRequest, *, admin_zone: str | None = None,
+class BulkIssue:
+    """Bulk issuance as a background job."""
+
+    def __init__(self, *, certificates: Certificates, jobs: Jobs) -> None:
+        self.certificates = certificates
+        self.jobs = jobs
+
+    def start(self, request: IssueRequest, *, admin_zone: str | None = None,
                         actor: Actor = audit.CLI_ACTOR) -> JobView:
         """Check now what would refuse the whole request (tenant, zone, expiry), then issue
         in the background; poll ``get_job`` for progress and the result."""
-        self.check_issue(request, admin_zone=admin_zone)
+        self.certificates.check_issue(request, admin_zone=admin_zone)
 
         def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
             try:
-                return job_result(self.issue_bulk(request, admin_zone=admin_zone,
+                return job_result(self.certificates.issue_bulk(request, admin_zone=admin_zone,
                                                   actor=actor, progress=progress))
             except (ConfigError, StorageError) as exc:
                 # as a single issuance answers (503): a key path or database detail stays in
@@ -37,7 +44,7 @@ class BulkJobUseCases(CertificateUseCases, JobUseCases):
                           exc.message)
                 raise type(exc)(UNAVAILABLE) from None
 
-        return self.start_job(request.tenant, ISSUE, work)
+        return self.jobs.start(request.tenant, ISSUE, work)
 
 
 def job_result(result: BulkResult) -> dict[str, Any]:

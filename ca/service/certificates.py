@@ -15,13 +15,17 @@ from sqlalchemy.orm import Session
 
 from ca import audit, bundle_profile, expiry, making, parallel, serials, validate
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
 from ca.errors import CAError, Conflict, InvalidInput, NotFound, NotPermitted
-from ca.service import crls, status
-from ca.service.core import ServiceCore
+from ca.profiles import Urls
+from ca.service import crls, transitions
+from ca.service.plumbing import Database, Keys
+from ca.service.requests import IssueRequest
 from ca.service.selection import select_users
-from ca.service.views import BulkResult, Bundle, CertificateView, IssueRequest, cert_view
+from ca.service.views import BulkResult, Bundle, CertificateView, cert_view
+from ca.settings import Settings
 from ca.states import State, live_filter, state_filter, state_of
 from ca.x509 import bundle, csr, pkcs12
 
@@ -86,7 +90,17 @@ INSERT_ROWS = 1000  # certificate rows per INSERT statement
 AHEAD = 4  # groups in the pool's hands at once
 
 
-class CertificateUseCases(ServiceCore):
+class Certificates:
+    """Issuance, and the certificates as they are read back (views, bundles)."""
+
+    def __init__(self, *, settings: Settings, database: Database, keys: Keys, clock: Clock,
+                 urls: Urls) -> None:
+        self.settings = settings
+        self.database = database
+        self.keys = keys
+        self.clock = clock
+        self.urls = urls
+
     def issue(self, request: IssueRequest, *, admin_zone: str | None = None,
               actor: Actor = audit.CLI_ACTOR) -> list[CertificateView]:
         """Issue to every user named or selected, in one transaction: all of them or none."""
@@ -107,12 +121,12 @@ class CertificateUseCases(ServiceCore):
         key material are made outside any transaction; one short transaction checks again
         what may have changed since (the user retired or denied, the subscription ended, the
         CA replaced), supersedes the current certificates if asked, and records everything
-        (ca.service.core, "Short transactions")."""
-        now = self.now()
+        (ca.service.plumbing, "Short transactions")."""
+        now = self.clock.now()
         checked = csr.load(request.csr) if request.csr is not None else None
         for _attempt in range(SERIAL_ATTEMPTS):
             failures: list[tuple[str, str]] = []
-            with self.reading() as session:
+            with self.database.reading() as session:
                 issuer = self._issuer(session, request, admin_zone, now=now)
                 users = self._users(session, issuer.tenant, request, failures, now=now)
                 whom = [_Whom(id=u.id, login=u.login, email=u.email) for u in users
@@ -144,10 +158,10 @@ class CertificateUseCases(ServiceCore):
         if checked is None:
             # opened before the workers start: unwrapping the sealing key takes scrypt's
             # 128 MB for a moment, which then should not add to theirs
-            _ = self.sealer
+            _ = self.keys.sealer
         executor = parallel.pool(len(whom), threshold=PARALLEL_RSA_FROM if key_type.startswith(
             "rsa") else PARALLEL_FROM)
-        make = making.maker(self.signer(issuer.authority), making.KeyAccess(
+        make = making.maker(self.keys.signer(issuer.authority), making.KeyAccess(
             directory=self.settings.effective_key_dir, passphrase=self.settings.passphrase(),
             source=self.settings.passphrase_source(), key_id=issuer.authority.key_id),
             template, pooled=executor is not None)
@@ -160,7 +174,7 @@ class CertificateUseCases(ServiceCore):
                 cert = x509.load_der_x509_certificate(one.cert_der)
                 text = serials.to_text(cert.serial_number)
                 sealed = None if one.key_der is None or one.password is None else \
-                    self.sealer.seal_key_material(one.key_der, one.password, serial=text)
+                    self.keys.sealer.seal_key_material(one.key_der, one.password, serial=text)
                 made.append(_Made(who=who, serial=text, sealed=sealed, row=_row(
                     issuer, who, cert, key_type=key_type, p12_profile=request.p12_profile,
                     source="csr" if checked is not None else "server", now=now)))
@@ -172,7 +186,7 @@ class CertificateUseCases(ServiceCore):
         """The CRL URL of a CA from before migration 0009 that had published nothing: set
         from the current settings in a short transaction of its own (the first writer wins;
         see ``crls.crl_url``) before the first certificate that carries it is signed."""
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             row = session.get(Authority, authority.id)
             assert row is not None
             return crls.crl_url(session, row, self.urls)
@@ -181,7 +195,7 @@ class CertificateUseCases(ServiceCore):
                 failures: list[tuple[str, str]], actor: Actor, *,
                 now: dt.datetime) -> BulkResult:
         """The short write: check again, supersede, insert in batches, audit."""
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             tenant = queries.fresh_tenant(session, issuer.tenant.id)
             if tenant.issuing_id != issuer.authority.id:
                 raise Conflict(f"tenant {tenant.name}: its issuing CA was replaced while the "
@@ -203,8 +217,8 @@ class CertificateUseCases(ServiceCore):
                     Certificate.user_id.in_(list(whom)))
                     .order_by(Certificate.id).with_for_update()))
                 for old in superseded:
-                    status.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
-                                  login=whom[old.user_id], now=now)
+                    transitions.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
+                                       login=whom[old.user_id], now=now)
             # batches of INSERTs (a bounded statement each: memory stays flat); a serial
             # already taken fails here
             for start in range(0, len(made), INSERT_ROWS):
@@ -229,7 +243,7 @@ class CertificateUseCases(ServiceCore):
 
     def _serial_taken(self, issuer: _Issuer, made: list[_Made]) -> bool:
         wanted = {m.serial for m in made}
-        with self.reading() as session:
+        with self.database.reading() as session:
             return any(serial in wanted for serial in session.scalars(
                 select(Certificate.serial).where(
                     Certificate.authority_id == issuer.authority.id)))
@@ -239,8 +253,8 @@ class CertificateUseCases(ServiceCore):
         expiry, CSR), so that a background job is started only for a request that can run."""
         if request.csr is not None:
             csr.load(request.csr)
-        with self.reading() as session:
-            self._issuer(session, request, admin_zone, now=self.now())
+        with self.database.reading() as session:
+            self._issuer(session, request, admin_zone, now=self.clock.now())
 
     def _users(self, session: Session, tenant: Tenant, request: IssueRequest,
                failures: list[tuple[str, str]], *, now: dt.datetime) -> list[User]:
@@ -280,13 +294,13 @@ class CertificateUseCases(ServiceCore):
 
     # --- reading ---------------------------------------------------------------------------
 
-    def get_certificate(self, serial: str, *, tenant: str | None = None) -> CertificateView:
+    def get(self, serial: str, *, tenant: str | None = None) -> CertificateView:
         """One certificate by serial; with ``tenant``, only if it belongs to that tenant."""
         canonical = serials.canonical(serial)
         query = _listing().where(Certificate.serial == canonical)
         if tenant is not None:
             query = query.where(Tenant.name == tenant)
-        with self.reading() as session:
+        with self.database.reading() as session:
             # a tenant name no tenant could have is not sent to the database (no NUL in text)
             rows = session.execute(query).all() \
                 if tenant is None or validate.TENANT.fullmatch(tenant) else []
@@ -295,28 +309,28 @@ class CertificateUseCases(ServiceCore):
             if len(rows) > 1:
                 raise Conflict(f"serial {canonical} exists under several tenants; name one",
                                field="tenant")
-            return _view(rows[0], now=self.now())
+            return _view(rows[0], now=self.clock.now())
 
-    def certificate_by_fingerprint(self, tenant: str, fingerprint: str) -> CertificateView:
+    def by_fingerprint(self, tenant: str, fingerprint: str) -> CertificateView:
         """One certificate by its SHA-256 fingerprint (hex, colons allowed)."""
         cleaned = fingerprint.replace(":", "").strip().upper()
         if len(cleaned) != 64 or any(c not in "0123456789ABCDEF" for c in cleaned):
             raise InvalidInput("a SHA-256 fingerprint is 64 hexadecimal digits",
                                field="sha256")
-        with self.reading() as session:
+        with self.database.reading() as session:
             row = session.execute(_listing().where(
                 Certificate.fingerprint_sha256 == cleaned, Tenant.name == tenant)).first() \
                 if validate.TENANT.fullmatch(tenant) else None
             if row is None:
                 raise NotFound("no certificate with that fingerprint", field="sha256")
-            return _view(row, now=self.now())
+            return _view(row, now=self.clock.now())
 
     def list_certificates(self, tenant: str, *, state: str | None = None,
                           login: str | None = None, group: str | None = None,
                           limit: int = 1000, offset: int = 0) -> list[CertificateView]:
         """A tenant's certificates, newest first, filtered by state, user or group."""
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             query = _listing().where(Certificate.tenant_id == owner.id)
             if state is not None:
@@ -342,13 +356,13 @@ class CertificateUseCases(ServiceCore):
         write that audits it checks again that the certificate is still valid, so nothing
         leaves for a certificate revoked or suspended meanwhile."""
         canonical = serials.canonical(serial)
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate(session, owner, canonical)
             material = _key_material(session, cert, now=now)
             assert material.sealed_key is not None and material.sealed_password is not None
-            key_der, password = self.sealer.open_key_material(
+            key_der, password = self.keys.sealer.open_key_material(
                 material.sealed_key, material.sealed_password, serial=cert.serial)
             key = serialization.load_der_private_key(key_der, None)
             chosen = bundle_profile.chosen(profile, issued=cert.p12_profile,
@@ -363,13 +377,13 @@ class CertificateUseCases(ServiceCore):
                        x509.load_der_x509_certificate(root.der)],
                 friendly_name=f"{login} ({owner.name})", password=password, profile=chosen)
             content = bundle.user_zip(login=login, p12=p12, password=password, when=now)
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate(session, owner, canonical)
             # under the certificate's lock, as a suspension or revocation decides: one of
             # them at the same moment comes wholly before this check or wholly after the
             # download is recorded
-            status.lock(session, cert)
+            transitions.lock(session, cert)
             _key_material(session, cert, now=now)
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/{login}/{cert.serial}",

@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 
 from ca import audit, bundle_profile, csvio, parallel
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, KeyMaterial, Tenant, User
 from ca.errors import CAError, NotPermitted
-from ca.service.core import ServiceCore
+from ca.service.plumbing import Database, Keys
 from ca.service.selection import Selection, select_users
 from ca.states import State, state_filter
 from ca.x509 import bundle, pkcs12
@@ -87,17 +88,24 @@ class _Sink:
         return data
 
 
-class DownloadUseCases(ServiceCore):
-    def download_bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
+class Downloads:
+    """The bulk zip of a selection's newest certificates."""
+
+    def __init__(self, *, database: Database, keys: Keys, clock: Clock) -> None:
+        self.database = database
+        self.keys = keys
+        self.clock = clock
+
+    def bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
         """The zip of zips for the selected users, each bundle in the profile asked for, else
         its certificate's own (``ca.bundle_profile``, as every path that bundles). The download is
         audited with every serial selected before the first byte leaves, and again when the
         stream stops with the serials that left (a certificate no longer valid when its turn
         comes is withheld)."""
-        now = self.now()
+        now = self.clock.now()
         asked = pkcs12.Profile.parse(profile) if profile is not None else None
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             picks = _newest_valid(session, owner, selection, now=now)
             if not picks:
@@ -160,13 +168,13 @@ class DownloadUseCases(ServiceCore):
         bundles were built (a stream broken off stops building)."""
         gone = set(left)
         try:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 audit.record(session, actor, Event(
                     action=END, target=f"{where.tenant}/bulk", tenant_id=where.tenant_id,
                     outcome="success" if complete else "failure",
                     details={"serials": left, "complete": complete, "built": built,
                              "withheld": [s for _, s in picks if s not in gone]}),
-                    now=self.now())
+                    now=self.clock.now())
         except CAError:  # the stream's own failure, if any, is the one to report
             log.exception("could not record the end of a bulk download")
 
@@ -174,18 +182,18 @@ class DownloadUseCases(ServiceCore):
         """Which of these certificates are valid now and still have their key."""
         if not ids:
             return set()
-        with self.reading() as session:
+        with self.database.reading() as session:
             return set(session.scalars(
                 select(Certificate.id)
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
                 .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
-                       state_filter(State.VALID.value, now=self.now()))))
+                       state_filter(State.VALID.value, now=self.clock.now()))))
 
     def _entries(self, where: _Where, ids: list[int], asked: pkcs12.Profile | None, *,
                  now: dt.datetime) -> list[tuple[int, Entry]]:
         """The batch's entries, unsealed in the read that finds them still valid (a
         certificate suspended, revoked or purged since the selection is left out)."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             rows = session.execute(
                 select(Certificate, User.login, KeyMaterial, bundle_profile.chosen_column(asked))
                 .join(User, Certificate.user_id == User.id)
@@ -193,7 +201,7 @@ class DownloadUseCases(ServiceCore):
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
                 .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
                        KeyMaterial.sealed_password.is_not(None),
-                       state_filter(State.VALID.value, now=self.now()))
+                       state_filter(State.VALID.value, now=self.clock.now()))
                 .order_by(User.login_key)).all()
             chains: dict[int, tuple[bytes, ...]] = {}
             entries = []
@@ -202,7 +210,7 @@ class DownloadUseCases(ServiceCore):
                 if cert.authority_id not in chains:
                     issuing, root = queries.chain(session, cert.authority_id)
                     chains[cert.authority_id] = (issuing.der, root.der)
-                key_der, password = self.sealer.open_key_material(
+                key_der, password = self.keys.sealer.open_key_material(
                     material.sealed_key, material.sealed_password, serial=cert.serial)
                 entries.append((cert.id, Entry(
                     login=login, serial=cert.serial, not_after=cert.not_after,

@@ -15,10 +15,11 @@ from sqlalchemy import or_, select
 
 from ca import audit, serials, tokens
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import ApiToken, Tenant
 from ca.errors import InvalidInput
-from ca.service.core import ServiceCore
+from ca.service.plumbing import Database
 from ca.states import State, state_of
 
 POLICIES = ("ip_only", "cert_only", "ip_or_cert", "ip_and_cert")
@@ -62,7 +63,13 @@ def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     return address
 
 
-class GatewayUseCases(ServiceCore):
+class Gateway:
+    """The IP policy and the authorisation sub-request."""
+
+    def __init__(self, *, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
     def set_ip_policy(self, tenant: str, *, policy: str, networks: list[str],
                       actor: Actor = audit.CLI_ACTOR) -> IpPolicy:
         if policy not in POLICIES:
@@ -72,8 +79,8 @@ class GatewayUseCases(ServiceCore):
         if policy != "cert_only" and not parsed:
             raise InvalidInput(f"policy {policy} needs at least one allowed network",
                                field="networks")
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             owner.ip_policy = policy
             owner.ip_networks = "\n".join(str(n) for n in parsed)
@@ -83,28 +90,8 @@ class GatewayUseCases(ServiceCore):
             return IpPolicy(tenant=owner.name, policy=policy,
                             networks=tuple(str(n) for n in parsed))
 
-    def set_ocsp_validity(self, tenant: str, seconds: int, *,
-                          actor: Actor = audit.CLI_ACTOR) -> int:
-        """How long an OCSP answer is valid: nginx caches it that long, so it is the time a
-        revocation takes to reach the gateway (60 s .. 7 days)."""
-        if not 60 <= seconds <= 7 * 86400:
-            raise InvalidInput("the OCSP validity must be 60 seconds to 7 days",
-                               field="ocsp_validity")
-        now = self.now()
-        with self.transaction() as session:
-            owner = queries.tenant(session, tenant)
-            owner.ocsp_validity_seconds = seconds
-            audit.record(session, actor, Event(action="tenant.ocsp_validity",
-                                               target=owner.name, tenant_id=owner.id,
-                                               details={"seconds": seconds}), now=now)
-        return seconds
-
-    def get_ocsp_validity(self, tenant: str) -> int:
-        with self.reading() as session:
-            return queries.tenant(session, tenant).ocsp_validity_seconds
-
     def get_ip_policy(self, tenant: str) -> IpPolicy:
-        with self.reading() as session:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             return IpPolicy(tenant=owner.name, policy=owner.ip_policy,
                             networks=tuple(n for n in owner.ip_networks.split("\n") if n))
@@ -144,21 +131,21 @@ class GatewayUseCases(ServiceCore):
             canonical = serials.canonical(serial)
         except InvalidInput:
             return False, "certificate-unknown"
-        with self.reading() as session:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             cert = queries.certificate_or_none(session, owner, canonical)
             if cert is None:
                 return False, "certificate-unknown"
-            state = state_of(cert, now=self.now())
+            state = state_of(cert, now=self.clock.now())
         if state is State.VALID:
             return True, "certificate-valid"
         return False, f"certificate-{state.value}"
 
-    def live_gateway_token(self, token: str) -> tuple[str, int] | None:
+    def live_token(self, token: str) -> tuple[str, int] | None:
         """The tenant and id of the gateway token whose text is ``token`` (what an nginx
         include file written by the kit holds), if it is neither revoked nor expired."""
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             row = session.execute(select(Tenant.name, ApiToken.id).join(
                 Tenant, ApiToken.tenant_id == Tenant.id).where(
                 ApiToken.token_hash == tokens.digest(token), ApiToken.role == "gateway",

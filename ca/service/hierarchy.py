@@ -16,14 +16,17 @@ from sqlalchemy.orm import Session
 
 from ca import audit, serials, validate
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Tenant
 from ca.errors import Conflict, InvalidInput
-from ca.profiles import CA_KEY_TYPES, ISSUING, ROOT, CAProfile
+from ca.profiles import CA_KEY_TYPES, ISSUING, ROOT, CAProfile, Urls
 from ca.sealing import create_data_protection_key, remove_data_protection_key
 from ca.service import crls
-from ca.service.core import ServiceCore
-from ca.service.views import DEFAULT_TENANT, CAView, InitRequest, ca_view
+from ca.service.plumbing import Database, Keys
+from ca.service.requests import InitRequest
+from ca.service.views import DEFAULT_TENANT, CAView, ca_view
+from ca.settings import Settings
 from ca.signer import Signer, generate_ca_key
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
 from ca.x509.names import openssl_rfc2253
@@ -31,11 +34,21 @@ from ca.x509.names import openssl_rfc2253
 DATA_PROTECTION_MARK = "<data-protection>"
 
 
-class HierarchyUseCases(ServiceCore):
+class Hierarchy:
+    """The root and the tenants' issuing CAs."""
+
+    def __init__(self, *, settings: Settings, database: Database, keys: Keys, clock: Clock,
+                 urls: Urls) -> None:
+        self.settings = settings
+        self.database = database
+        self.keys = keys
+        self.clock = clock
+        self.urls = urls
+
     def initialize(self, request: InitRequest, *, actor: Actor = audit.CLI_ACTOR) -> CAView:
         """Create the root CA and the ``default`` tenant with its issuing CA."""
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             if queries.root(session) is not None:
                 raise Conflict("Tegata is already initialised: the root CA exists")
         root_key = generate_ca_key(request.key_type)
@@ -44,13 +57,13 @@ class HierarchyUseCases(ServiceCore):
                              public_key=root_key.public_key(), profile=profile, now=now)
         key_id = _new_key_id("root")
         with self._writing_keys() as written:
-            signer = self.keystore.create(key_id, root_key)
+            signer = self.keys.keystore.create(key_id, root_key)
             written.append(key_id)
             if create_data_protection_key(self.settings.effective_key_dir,
                                           self.settings.passphrase()):
                 written.append(DATA_PROTECTION_MARK)
             root_cert = build_root(root_req, signer, serial=x509.random_serial_number())
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 root = _authority_row(root_cert, kind="root", key_id=key_id, tenant=None,
                                       issuer_id=None, now=now,
                                       crl_url=crls.new_crl_url(self.urls, None))
@@ -64,25 +77,26 @@ class HierarchyUseCases(ServiceCore):
                                                    details={"subject": root.subject}), now=now)
                 audit.record(session, actor, Event(action="tenant.create", target=tenant.name,
                                                    tenant_id=tenant.id), now=now)
-            self._signers[key_id] = signer
+            self.keys.remember(key_id, signer)
         return ca_view(root, None)
 
     def create_tenant(self, name: str, *, display_name: str | None = None,
-                      key_type: str = "ec-p384", actor: Actor = audit.CLI_ACTOR) -> CAView:
-        """A new tenant with its own issuing CA, signed by the root."""
+                      ca_key_type: str = "ec-p384", actor: Actor = audit.CLI_ACTOR) -> CAView:
+        """A new tenant with its own issuing CA, signed by the root, whose key is of
+        ``ca_key_type`` (the tenant's clients get keys of ``Tenant.key_type``)."""
         validate.tenant_name(name)
         shown = validate.display_text(display_name or name, field="display_name", limit=64)
-        if key_type not in CA_KEY_TYPES:
-            raise InvalidInput(f"CA key type {key_type!r} is not one of "
+        if ca_key_type not in CA_KEY_TYPES:
+            raise InvalidInput(f"CA key type {ca_key_type!r} is not one of "
                                f"{', '.join(CA_KEY_TYPES)}", field="key_type")
-        now = self.now()
-        with self._writing_keys() as written, self.transaction() as session:
+        now = self.clock.now()
+        with self._writing_keys() as written, self.database.transaction() as session:
             root = queries.require_root(session)
             if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
                 raise Conflict(f"tenant {name!r} already exists", field="name")
             root_cert = x509.load_der_x509_certificate(root.der)
             tenant = self._add_tenant(session, name, shown, root, root_cert,
-                                      self.signer(root), key_type, written, now=now)
+                                      self.keys.signer(root), ca_key_type, written, now=now)
             issuing = tenant.authorities[0]
             audit.record(session, actor, Event(action="tenant.create", target=name,
                                                tenant_id=tenant.id), now=now)
@@ -96,7 +110,7 @@ class HierarchyUseCases(ServiceCore):
         session.add(tenant)
         key = generate_ca_key(key_type)
         key_id = _new_key_id("issuing")
-        signer = self.keystore.create(key_id, key)
+        signer = self.keys.keystore.create(key_id, key)
         written.append(key_id)
         request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
         # the CDP is the root's CRL URL as stored; the new CA's own is fixed here, for good
@@ -112,7 +126,7 @@ class HierarchyUseCases(ServiceCore):
                                  crl_url=crls.new_crl_url(self.urls, name))
         session.add(issuing)
         session.flush()
-        self._signers[key_id] = signer
+        self.keys.remember(key_id, signer)
         return tenant
 
     @contextlib.contextmanager
@@ -126,8 +140,8 @@ class HierarchyUseCases(ServiceCore):
                 if key_id == DATA_PROTECTION_MARK:
                     remove_data_protection_key(self.settings.effective_key_dir)
                     continue
-                self.keystore.remove(key_id)
-                self._signers.pop(key_id, None)
+                self.keys.keystore.remove(key_id)
+                self.keys.forget(key_id)
             raise
 
     def gateway_issuer_dn(self, tenant: str) -> str:
@@ -137,7 +151,7 @@ class HierarchyUseCases(ServiceCore):
         tenant's name was put into the subject): such a pin would let the other tenant's
         certificates through.
         """
-        with self.reading() as session:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             issuing = queries.issuing(session, owner)
             subject = x509.load_der_x509_certificate(issuing.der).subject
@@ -151,12 +165,12 @@ class HierarchyUseCases(ServiceCore):
         return openssl_rfc2253(subject)
 
     def list_tenants(self) -> list[str]:
-        with self.reading() as session:
+        with self.database.reading() as session:
             return list(session.scalars(select(Tenant.name).order_by(Tenant.name)))
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CA when a tenant is named."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             root = queries.require_root(session)
             views = [ca_view(root, None)]
             if tenant is not None:

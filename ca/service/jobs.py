@@ -27,10 +27,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Job, Tenant
 from ca.errors import CAError, NotFound
-from ca.service.core import ServiceCore
+from ca.service.plumbing import Database
 
 log = logging.getLogger("tegata.jobs")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -55,12 +56,18 @@ class JobView:
     error: str | None
 
 
-class JobUseCases(ServiceCore):
-    def start_job(self, tenant: str, kind: str, work: Work) -> JobView:
+class Jobs:
+    """Background jobs: started in a thread, their progress and outcome in the database."""
+
+    def __init__(self, *, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    def start(self, tenant: str, kind: str, work: Work) -> JobView:
         """Record a job and run ``work(progress)`` in a background thread."""
-        now = self.now()
+        now = self.clock.now()
         job_id = secrets.token_hex(16)
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             session.add(Job(id=job_id, tenant_id=owner.id, kind=kind, status="running",
                             total=0, done=0, created_at=now, lease_expires_at=now + LEASE))
@@ -68,7 +75,7 @@ class JobUseCases(ServiceCore):
         thread = threading.Thread(target=self._run, args=(job_id, work), daemon=True,
                                   name=f"job-{job_id[:8]}")
         thread.start()
-        return self.get_job(tenant, job_id)
+        return self.get(tenant, job_id)
 
     def _run(self, job_id: str, work: Work) -> None:
         reported = _Reported()
@@ -94,7 +101,7 @@ class JobUseCases(ServiceCore):
             beat.join()
         # the worker knows best: this holds even if a poll meanwhile took it for dead
         try:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 job = session.get(Job, job_id)
                 if job is not None:
                     if reported.last is not None:
@@ -102,7 +109,7 @@ class JobUseCases(ServiceCore):
                     job.status = outcome["status"]
                     job.result = outcome.get("result")
                     job.error = outcome.get("error")
-                    job.finished_at = self.now()
+                    job.finished_at = self.clock.now()
                     job.lease_expires_at = None
         finally:
             _RUNNING.discard(job_id)
@@ -111,7 +118,7 @@ class JobUseCases(ServiceCore):
         """Progress into the job's row, where every worker and replica reads it; a failed
         write (say the database busy) is left to the next one."""
         try:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
                                 .values(done=done, total=total)
                                 .execution_options(synchronize_session=False))
@@ -122,26 +129,26 @@ class JobUseCases(ServiceCore):
         """Renew the job's lease until the work ends."""
         while not stop.wait(HEARTBEAT):
             try:
-                with self.transaction() as session:
+                with self.database.transaction() as session:
                     session.execute(update(Job).where(Job.id == job_id,
                                                       Job.status == "running")
-                                    .values(lease_expires_at=self.now() + LEASE)
+                                    .values(lease_expires_at=self.clock.now() + LEASE)
                                     .execution_options(synchronize_session=False))
             except CAError as exc:  # the next beat tries again, well inside the lease
                 log.warning("job %s: could not renew its lease: %s", job_id, exc.message)
 
-    def get_job(self, tenant: str, job_id: str) -> JobView:
+    def get(self, tenant: str, job_id: str) -> JobView:
         # ids are 32 hex digits (start_job): another string names no job, and is not sent to
         # the database, which may refuse it (PostgreSQL text holds no NUL)
         if not _JOB_ID.fullmatch(job_id):
             raise NotFound(f"no job {job_id[:64]!r}", field="job")
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             lapsed = session.scalar(select(Job.id).where(Job.id == job_id, _lapsed(now)))
         if lapsed is not None:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 fail_lapsed(session, now=now, job_id=job_id)
-        with self.reading() as session:
+        with self.database.reading() as session:
             row = session.execute(select(Job, Tenant.name).join(
                 Tenant, Job.tenant_id == Tenant.id).where(
                 Job.id == job_id, Tenant.name == tenant)).first()

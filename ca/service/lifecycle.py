@@ -23,13 +23,14 @@ from sqlalchemy.orm import Session
 
 from ca import audit, expiry, renewal
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
 from ca.holds import HoldCause
-from ca.service import crls, jobs, leases, status
-from ca.service.auditlog import AuditUseCases
-from ca.service.revocation import RevocationUseCases
+from ca.service import crls, jobs, leases, transitions
+from ca.service.auditlog import Audit
+from ca.service.plumbing import CrlPublisher, Database, Keys
 from ca.states import live_filter
 
 LIFECYCLE_ACTOR = Actor(name="lifecycle")
@@ -110,7 +111,17 @@ def subscription_state(tenant: Tenant, *, now: dt.datetime) -> str:
     return "ended"
 
 
-class LifecycleUseCases(RevocationUseCases, AuditUseCases):
+class Lifecycle:
+    """Subscriptions, and the periodic run: what came due, CRL renewals, audit pruning."""
+
+    def __init__(self, *, database: Database, keys: Keys, clock: Clock, publisher: CrlPublisher,
+                 audit: Audit) -> None:
+        self.database = database
+        self.keys = keys
+        self.clock = clock
+        self.publisher = publisher
+        self.audit = audit
+
     def set_subscription(self, tenant: str, *, ends: dt.date | None, zone: str | None = None,
                          grace_days: int | None = None, kind: str = "contract",
                          allow_past: bool = False,
@@ -128,8 +139,8 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
                                f"{', '.join(KINDS)}", field="kind")
         if grace_days is not None and not 0 <= grace_days <= 3650:
             raise InvalidInput("grace days must be 0 to 3650", field="grace_days")
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             # first what the old dates already decided (a grace period that ended while no
             # lifecycle run came by revokes for good; a renewal cannot undo that)
@@ -162,15 +173,15 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             return _subscription_view(owner, now=now)
 
     def get_subscription(self, tenant: str) -> SubscriptionView:
-        with self.reading() as session:
-            return _subscription_view(queries.tenant(session, tenant), now=self.now())
+        with self.database.reading() as session:
+            return _subscription_view(queries.tenant(session, tenant), now=self.clock.now())
 
-    def run_lifecycle(self) -> LifecycleReport:
+    def run(self) -> LifecycleReport:
         """Apply every transition whose instant has come; one transaction per tenant. One
         run at a time: while another holds the lease, this one does nothing and says so."""
         holder = leases.new_holder()
-        with self.transaction() as session:
-            if not leases.take(session, LIFECYCLE_LEASE, holder, now=self.now(),
+        with self.database.transaction() as session:
+            if not leases.take(session, LIFECYCLE_LEASE, holder, now=self.clock.now(),
                                ttl=LIFECYCLE_TTL):
                 lease = leases.held(session, LIFECYCLE_LEASE)
                 until = lease.expires_at if lease is not None else None
@@ -181,7 +192,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             return self._run_lifecycle(holder)
         finally:
             try:
-                with self.transaction() as session:
+                with self.database.transaction() as session:
                     leases.release(session, LIFECYCLE_LEASE, holder)
             except CAError:  # it lapses by itself; the run's own outcome is the one to report
                 log.exception("could not release the lifecycle lease")
@@ -190,10 +201,10 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         """Only what came due since the last run, each found by an index (migration
         0012): a pass with nothing to do is a handful of queries, whatever the number of
         tenants. Each tenant's changes are one transaction, each CRL renewal another."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             jobs.fail_lapsed(session, now=now)  # a job whose process died reads failed
-        with self.reading() as session:
+        with self.database.reading() as session:
             since = leases.done_until(session, LIFECYCLE_LEASE)
             tenants = set(queries.tenants_due(session, now=now))
             tenants |= queries.tenants_with_expired_keys(session, since=since, now=now)
@@ -202,7 +213,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             # one tenant's failure (its CA key unusable, say) is logged and counted, and the
             # others go on; its transaction rolled back, so it stays due for the next pass
             try:
-                with self.transaction() as session:
+                with self.database.transaction() as session:
                     self._keep_lease(session, holder)
                     done = self._tenant_pass(session, tenant_id, since, now=now)
                 totals = _sum(totals, done)  # counted once committed
@@ -211,12 +222,12 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             except Exception as exc:
                 self._log_failure(exc, tenant_id=tenant_id)
                 totals = _sum(totals, LifecycleReport(failed=1))
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             self._keep_lease(session, holder)
             if not totals.failed:  # else the failed tenants' expired keys are looked at again
                 leases.mark_done(session, LIFECYCLE_LEASE, holder, until=now)
         totals = _sum(totals, self._renew_crls(holder, now=now))
-        pruned = self.prune_audit(actor=LIFECYCLE_ACTOR)
+        pruned = self.audit.prune(actor=LIFECYCLE_ACTOR)
         return LifecycleReport(**{**totals.__dict__, "audit_pruned": pruned})
 
     def _tenant_pass(self, session: Session, tenant_id: int, since: dt.datetime | None, *,
@@ -230,7 +241,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             report = self._apply_subscription(session, owner, LIFECYCLE_ACTOR, now=now)
         purged = queries.expired_keys(session, tenant_id, since=since, now=now)
         for cert in purged:
-            status.purge_key_material(session, cert, now=now)
+            transitions.purge_key_material(session, cert, now=now)
         return _sum(report, LifecycleReport(purged=len(purged)))
 
     def _renew_crls(self, holder: str, *, now: dt.datetime) -> LifecycleReport:
@@ -242,21 +253,21 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         revocation), is not an issuing CA with a CRL URL, or whose key failed to load goes
         the one-by-one way, each in its own transaction: one CA's failure is logged and
         counted, and stays due for the next pass."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             due = queries.crls_due(session, now=now)
         renewed = failed = 0
         for start in range(0, len(due), RENEWAL_SET):
             ids = due[start:start + RENEWAL_SET]
-            with self.reading() as session:
-                made = crls.prepare_renewals(session, ids, now=self.now(),
-                                             signer_of=self._signer)
-            with self.transaction() as session:
+            with self.database.reading() as session:
+                made = crls.prepare_renewals(session, ids, now=self.clock.now(),
+                                             signer_of=self.keys.signer_by_id)
+            with self.database.transaction() as session:
                 self._keep_lease(session, holder)
                 recorded = crls.record_renewals(session, made, renew_at=renewal.renew_at)
             renewed += len(recorded)
             for authority_id in (i for i in ids if i not in recorded):
                 try:
-                    with self.transaction() as session:
+                    with self.database.transaction() as session:
                         self._keep_lease(session, holder)
                         one = self._renew_one(session, authority_id, now=now)
                     renewed += one  # counted once committed
@@ -272,7 +283,7 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         """Say which tenant and CA a lifecycle step failed for. The message may name a key
         file (the log is the operator's); it never reaches an API answer."""
         try:
-            with self.reading() as session:
+            with self.database.reading() as session:
                 tenant, cas = _who(session, tenant_id=tenant_id, authority_id=authority_id)
         except CAError:
             tenant, cas = f"#{tenant_id}" if tenant_id is not None else "?", []
@@ -287,11 +298,11 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
         if authority is None or authority.retired_at is not None or not renewal.due(
                 authority.crl_renew_at, now=now):
             return 0
-        self._publish(session, authority, now=self.now())
+        self.publisher.publish(session, authority, now=self.clock.now())
         return 1
 
     def _keep_lease(self, session: Session, holder: str) -> None:
-        if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.now(),
+        if not leases.renew(session, LIFECYCLE_LEASE, holder, now=self.clock.now(),
                             ttl=LIFECYCLE_TTL):
             raise LeaseLost("the lifecycle run lost its lease (a step took longer than "
                            f"{LIFECYCLE_TTL.total_seconds() / 60:.0f} minutes); another "
@@ -313,14 +324,14 @@ class LifecycleUseCases(RevocationUseCases, AuditUseCases):
             Certificate.tenant_id == owner.id, live_filter(now=now))).all()
         for cert, login in rows:
             if state == "grace":
-                suspended += status.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
-                                               tenant=owner.name, login=login, now=now)
+                suspended += transitions.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
+                                                    tenant=owner.name, login=login, now=now)
             elif state == "ended":
-                revoked += status.revoke(session, cert, "cessationOfOperation", actor,
-                                         tenant=owner.name, login=login, now=now)
+                revoked += transitions.revoke(session, cert, "cessationOfOperation", actor,
+                                              tenant=owner.name, login=login, now=now)
             else:
-                reinstated += status.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
-                                               tenant=owner.name, login=login, now=now)
+                reinstated += transitions.lift_hold(session, cert, HoldCause.SUBSCRIPTION, actor,
+                                                    tenant=owner.name, login=login, now=now)
         owner.lifecycle_due_at = next_due(owner, now=now)
         # a change republishes the CRL when the transaction commits (ca.service.crls)
         made = 1 if suspended or reinstated or revoked else 0

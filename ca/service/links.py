@@ -24,12 +24,14 @@ from sqlalchemy.orm import Session
 
 from ca import audit, mail, tokens, validate
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
 from ca.errors import CAError, Forbidden, NotFound, NotPermitted
-from ca.service.certificates import CertificateUseCases
-from ca.service.core import ServiceCore
+from ca.service.certificates import Certificates
+from ca.service.plumbing import Database
 from ca.service.views import Bundle, CertificateView
+from ca.settings import Settings
 from ca.states import State, state_filter
 
 PREFIX = "tdl_"
@@ -117,16 +119,25 @@ class _Target:
     spent_at: dt.datetime | None
 
 
-class LinkUseCases(ServiceCore):
+class Links:
+    """One-time download links, and a user's own certificates."""
+
+    def __init__(self, *, settings: Settings, database: Database, clock: Clock,
+                 certificates: Certificates) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self.certificates = certificates
+
     # --- links, for admins -------------------------------------------------------------------
 
-    def create_link(self, tenant: str, login: str, *,
+    def create(self, tenant: str, login: str, *,
                     actor: Actor = audit.CLI_ACTOR) -> CreatedLink:
         """A one-time link to the user's newest valid certificate; the user's earlier links
         stop working. Refused unless the tenant allows self-download and there is a key."""
-        now = self.now()
+        now = self.clock.now()
         token = PREFIX + secrets.token_urlsafe(32)  # 256 bits from the OS
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             user = queries.user(session, owner, login)
             if not owner.user_download:
@@ -156,17 +167,17 @@ class LinkUseCases(ServiceCore):
                 tenant_display_name=owner.display_name, login=user.login, email=user.email,
                 display_name=user.display_name, replaced=replaced)
 
-    def send_link(self, tenant: str, login: str, *,
+    def send(self, tenant: str, login: str, *,
                   actor: Actor = audit.CLI_ACTOR) -> CreatedLink:
         """Create a link and e-mail it to the user. When the mail cannot be sent, the new
         link is withdrawn (nobody has it) and the error says why."""
         mail.check_configured(self.settings)
-        created = self.create_link(tenant, login, actor=actor)
+        created = self.create(tenant, login, actor=actor)
         try:
             mail.send(self.settings, mail.compose(self.settings, mail.LinkMail(
                 to_address=created.email, to_name=created.display_name or created.login,
                 tenant=created.tenant_display_name or created.tenant, url=created.url,
-                expires_at=created.expires_at), now=self.now()))
+                expires_at=created.expires_at), now=self.clock.now()))
         except CAError as exc:
             self._after_send(created, actor, error=exc)
             raise
@@ -177,8 +188,8 @@ class LinkUseCases(ServiceCore):
                           actor: Actor = audit.CLI_ACTOR) -> DownloadSetting:
         """The tenant setting "users may download their own certificate". Turning it off
         also withdraws every outstanding link, so that turning it on again revives none."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             withdrawn = 0
             if owner.user_download != allowed:
@@ -198,8 +209,8 @@ class LinkUseCases(ServiceCore):
         ``<login>@<suffix>`` in their SAN (those issued before keep what they have).
         ``None`` clears it. A suffix that is not a DNS domain name is refused."""
         cleaned = None if suffix is None else validate.upn_suffix(suffix)
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             previous = owner.upn_suffix
             if previous != cleaned:
@@ -212,22 +223,22 @@ class LinkUseCases(ServiceCore):
 
     # --- links, for whoever holds one ------------------------------------------------------
 
-    def link_page_info(self, token: str) -> LinkInfo:
+    def page_info(self, token: str) -> LinkInfo:
         """Who and what a link is for, without spending it (mail scanners open links)."""
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             target = _resolve(session, token)
             refusal = _refusal(target, now=now)
             if refusal is not None:
                 raise refusal
             return _info(session, target, now=now)
 
-    def redeem_link(self, token: str, *, source_ip: str | None,
+    def redeem(self, token: str, *, source_ip: str | None,
                     request_id: str | None = None) -> Redeemed:
         """Spend the link and hand out the user's newest valid certificate with its key and
         password. Audited: ``link.redeem``, then ``cert.download`` by the same actor."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             target = _resolve(session, token)
             actor = Actor(name=f"link:{target.link_id}", source_ip=source_ip,
                           request_id=request_id)
@@ -245,7 +256,7 @@ class LinkUseCases(ServiceCore):
         assert info is not None
         self._claim(target, info.serial, actor, now=now)
         try:
-            made = self._certificates().bundle(info.serial, tenant=target.tenant, actor=actor)
+            made = self.certificates.bundle(info.serial, tenant=target.tenant, actor=actor)
         except Exception as exc:  # whatever failed, the user got nothing: not spent
             self._release(target, actor, error=exc, claimed_at=now)
             raise
@@ -259,36 +270,29 @@ class LinkUseCases(ServiceCore):
     def my_certificates(self, tenant: str, login: str) -> list[CertificateView]:
         """The user's own certificates, newest first (no key material: listing is allowed
         whatever the tenant setting)."""
-        return self._certificates().list_certificates(tenant, login=login)
+        return self.certificates.list_certificates(tenant, login=login)
 
     def my_bundle(self, tenant: str, login: str, serial: str, *, profile: str | None = None,
                   actor: Actor = audit.CLI_ACTOR) -> Bundle:
         """The user's zip for one of their own certificates. Another user's serial answers
         exactly as an absent one."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             if not owner.user_download:
                 raise SelfDownloadOff(_switch_off(owner.display_name or owner.name))
-        certificates = self._certificates()
-        view = certificates.get_certificate(serial, tenant=tenant)
+        view = self.certificates.get(serial, tenant=tenant)
         if view.login.lower() != login.lower():
             raise NotFound(f"no certificate with serial {view.serial}", field="serial")
-        return certificates.bundle(view.serial, tenant=tenant, profile=profile, actor=actor)
+        return self.certificates.bundle(view.serial, tenant=tenant, profile=profile, actor=actor)
 
     # --- the steps -------------------------------------------------------------------------
-
-    def _certificates(self) -> CertificateUseCases:
-        """The certificate use cases of the same service (``Service`` mixes both in)."""
-        if not isinstance(self, CertificateUseCases):
-            raise TypeError("LinkUseCases needs CertificateUseCases in the same Service")
-        return self
 
     def _claim(self, target: _Target, serial: str, actor: Actor, *, now: dt.datetime) -> None:
         """Mark the link spent, or raise ``LinkGone`` when another request did first. The
         UPDATE is the transaction's first statement: SQLite then takes its write lock before
         reading, and PostgreSQL re-checks the WHERE once the other writer commits."""
         refusal: LinkGone | None = None
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             claimed = _rowcount(session.execute(
                 update(DownloadLink)
                 .where(DownloadLink.id == target.link_id, DownloadLink.spent_at.is_(None),
@@ -311,7 +315,7 @@ class LinkUseCases(ServiceCore):
                  claimed_at: dt.datetime) -> None:
         """The zip could not be built: the link works again (unless it was replaced)."""
         # the original error matters more than a failed release: report that one
-        with contextlib.suppress(CAError), self.transaction() as session:
+        with contextlib.suppress(CAError), self.database.transaction() as session:
             session.execute(
                 update(DownloadLink)
                 .where(DownloadLink.id == target.link_id, DownloadLink.spent_at == claimed_at)
@@ -322,12 +326,12 @@ class LinkUseCases(ServiceCore):
                 details={"link": target.link_id, "released": True,
                          "error": error.code if isinstance(error, CAError)
                          else type(error).__name__}),
-                now=self.now())
+                now=self.clock.now())
 
     def _after_send(self, created: CreatedLink, actor: Actor, *,
                     error: CAError | None) -> None:
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, created.tenant)
             details: dict[str, Any] = {"to": created.email}
             if error is not None:

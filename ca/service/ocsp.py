@@ -31,16 +31,19 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ca import holds, serials
+from ca import audit, holds, serials
+from ca.audit import Actor, Event
+from ca.clock import Clock
+from ca.db import queries
 from ca.db.models import Authority, Certificate, Tenant
-from ca.errors import StorageError
+from ca.errors import InvalidInput, StorageError
 from ca.service import ocsp_feed, ocsp_memory
-from ca.service.core import ServiceCore
 from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
+from ca.service.plumbing import Database, Keys
 from ca.signer import Signer
 from ca.x509 import ocsp
 
-__all__ = ["BACKDATE", "MAX_REQUEST_BYTES", "OcspAnswer", "OcspUseCases"]
+__all__ = ["BACKDATE", "MAX_REQUEST_BYTES", "Ocsp", "OcspAnswer"]
 
 log = logging.getLogger("tegata.ocsp")
 RESPONDER_LIFETIME = dt.timedelta(days=7)
@@ -70,55 +73,58 @@ class _Responder:
     not_after: dt.datetime
 
 
-class OcspUseCases(ServiceCore):
-    @property
-    def ocsp_memory(self) -> Memory:
-        """This process's OCSP memory (for metrics and tests)."""
-        return self._ocsp
+class Ocsp:
+    """The OCSP responder (RFC 6960), and the answers' validity per tenant."""
+
+    def __init__(self, *, database: Database, keys: Keys, clock: Clock) -> None:
+        self.database = database
+        self.keys = keys
+        self.clock = clock
+        self._memory: Memory | None = None
+        self._memory_made = threading.Lock()
+        self._responders: dict[int, _Responder] = {}
 
     @property
-    def _ocsp(self) -> Memory:
-        memory = self.__dict__.get("_ocsp_memory")
+    def memory(self) -> Memory:
+        """This process's memory of answers and issuers (read by metrics and tests too),
+        made on first use."""
+        memory = self._memory
         if memory is None:
-            memory = self.__dict__.setdefault("_ocsp_memory",
-                                              Memory(capacity=ocsp_memory.CAPACITY))
-            # this process's own changes: forgotten right after their commit
-            ocsp_feed.listen(self.engine, memory.forget)
-        assert isinstance(memory, Memory)
+            with self._memory_made:
+                memory = self._memory
+                if memory is None:
+                    memory = self._memory = Memory(capacity=ocsp_memory.CAPACITY)
+                    # this process's own changes: forgotten right after their commit
+                    ocsp_feed.listen(self.database.engine, memory.forget)
         return memory
 
-    @property
-    def _ocsp_responders(self) -> dict[int, _Responder]:
-        found: dict[int, _Responder] = self.__dict__.setdefault("_ocsp_responder_map", {})
-        return found
-
-    def ocsp_kept(self, raw: bytes) -> OcspAnswer | None:
+    def kept(self, raw: bytes) -> OcspAnswer | None:
         """The kept answer to exactly these request bytes, asked before (a GET's path, a
         POST's body), else None: one dictionary lookup, for the event loop."""
-        memory = self._ocsp
+        memory = self.memory
         if memory.to_refresh or memory.poll_due():
             memory.kick(self._ocsp_background)
         key = memory.named(raw) if memory.trusted() else None
-        kept = memory.fresh(key, self.now().timestamp()) if key is not None else None
+        kept = memory.fresh(key, self.clock.now().timestamp()) if key is not None else None
         return kept.answer if kept is not None else None
 
-    def ocsp_from_memory(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer | None:
+    def from_memory(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer | None:
         """The answer to a DER OCSP request when memory alone gives it, else None (then
         ``ocsp_respond`` in a thread). No database, no signature, no I/O: for the event loop.
         ``raw``: the request's bytes as they came (a GET's path), remembered to name the
         answer so that the same bytes again cost one dictionary lookup."""
-        memory = self._ocsp
+        memory = self.memory
         decided = (self._decide(memory, data, data if raw is None else raw)
                    if memory.trusted() else None)
         if memory.to_refresh or memory.poll_due():
             memory.kick(self._ocsp_background)
         return decided if isinstance(decided, OcspAnswer) else None
 
-    def ocsp_respond(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer:
+    def respond(self, data: bytes, *, raw: bytes | None = None) -> OcspAnswer:
         """Answer one DER OCSP request (RFC 6960); never raises. Reads the database and
         signs when memory cannot answer: not on the event loop."""
         try:
-            memory = self._ocsp
+            memory = self.memory
             self._ocsp_catch_up(memory, force=False)
             decided = self._decide(memory, data, data if raw is None else raw)
             if memory.to_refresh:
@@ -133,13 +139,35 @@ class OcspUseCases(ServiceCore):
             _failed("internal error; answered internalError")
             return INTERNAL_ERROR
 
-    def ocsp_catch_up(self) -> None:
+    def catch_up(self) -> None:
         """Read the change feed now (the background does so while answering)."""
-        self._ocsp_catch_up(self._ocsp, force=True)
+        self._ocsp_catch_up(self.memory, force=True)
+
+    # --- the answers' validity, per tenant -----------------------------------------------
+
+    def set_validity(self, tenant: str, seconds: int, *,
+                          actor: Actor = audit.CLI_ACTOR) -> int:
+        """How long an OCSP answer is valid: nginx caches it that long, so it is the time a
+        revocation takes to reach the gateway (60 s .. 7 days)."""
+        if not 60 <= seconds <= 7 * 86400:
+            raise InvalidInput("the OCSP validity must be 60 seconds to 7 days",
+                               field="ocsp_validity")
+        now = self.clock.now()
+        with self.database.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            owner.ocsp_validity_seconds = seconds
+            audit.record(session, actor, Event(action="tenant.ocsp_validity",
+                                               target=owner.name, tenant_id=owner.id,
+                                               details={"seconds": seconds}), now=now)
+        return seconds
+
+    def get_validity(self, tenant: str) -> int:
+        with self.database.reading() as session:
+            return queries.tenant(session, tenant).ocsp_validity_seconds
 
     def _decide(self, memory: Memory, data: bytes, raw: bytes) -> OcspAnswer | Question:
         """From memory: a kept answer or an unsigned error, else the question to answer."""
-        now = self.now().timestamp()
+        now = self.clock.now().timestamp()
         known = memory.named(raw)
         if known is not None and (kept := memory.fresh(known, now)) is not None:
             return kept.answer
@@ -159,7 +187,7 @@ class OcspUseCases(ServiceCore):
     def _answer_afresh(self, memory: Memory, question: Question, *,
                        raw: bytes | None) -> OcspAnswer:
         """Read the status (or take it from memory for a nonce), sign, keep if it may be."""
-        now = self.now()
+        now = self.clock.now()
         generation = memory.generation
         kept = memory.peek(question.key) if question.nonce is not None else None
         if kept is not None:  # memory follows every change: its status is current
@@ -190,7 +218,7 @@ class OcspUseCases(ServiceCore):
         """Read the change feed, then make afresh the kept answers past a third of their
         life that were asked for."""
         try:
-            memory = self._ocsp
+            memory = self.memory
             self._ocsp_catch_up(memory, force=False)
             for kept in memory.take_refreshes():
                 self._answer_afresh(memory, kept.question, raw=None)
@@ -204,7 +232,7 @@ class OcspUseCases(ServiceCore):
             if not force and not memory.poll_due() and not memory.issuers_stale:
                 return  # another thread read it meanwhile
             began = memory.ticks()
-            with self.engine.connect() as conn:
+            with self.database.engine.connect() as conn:
                 if memory.seq is None:
                     memory.seq = ocsp_feed.newest(conn)
                 else:
@@ -217,7 +245,7 @@ class OcspUseCases(ServiceCore):
 
     def _status(self, authority_id: int, serial: int) -> tuple[Status, dt.timedelta]:
         """The certificate's status from the database now, and the tenant's OCSP validity."""
-        with self.engine.connect() as conn:
+        with self.database.engine.connect() as conn:
             row = conn.execute(_STATUS_QUERY, {"authority": authority_id,
                                                "serial": serials.to_text(serial)}).first()
             seconds = conn.execute(select(Tenant.ocsp_validity_seconds).join(
@@ -234,7 +262,7 @@ class OcspUseCases(ServiceCore):
         return ("good", None, None), validity
 
     def _responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
-        responders = self._ocsp_responders
+        responders = self._responders
         current = responders.get(authority_id)
         if current is not None and now < current.not_after - RESPONDER_LIFETIME / 2:
             return current
@@ -246,13 +274,13 @@ class OcspUseCases(ServiceCore):
             return current
 
     def _load_or_make_responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
-        with self.reading() as session:  # the usual case: made already, by any process
+        with self.database.reading() as session:  # the usual case: made already, by any process
             row = _newest_responder(session, authority_id)
             if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
                 return _Responder(authority_id=authority_id,
                                   cert=x509.load_der_x509_certificate(row.der),
-                                  signer=self.signer(row), not_after=row.not_after)
-        with self.transaction() as session:
+                                  signer=self.keys.signer(row), not_after=row.not_after)
+        with self.database.transaction() as session:
             issuing = session.get(Authority, authority_id)
             assert issuing is not None
             tenant = session.get(Tenant, issuing.tenant_id)
@@ -261,18 +289,18 @@ class OcspUseCases(ServiceCore):
             if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
                 return _Responder(authority_id=authority_id,
                                   cert=x509.load_der_x509_certificate(row.der),
-                                  signer=self.signer(row), not_after=row.not_after)
+                                  signer=self.keys.signer(row), not_after=row.not_after)
             if row is not None:
                 row.retired_at = now  # rotated: the old key file stays until it expires
             key = ec.generate_private_key(ec.SECP256R1())
             key_id = f"ocsp-{secrets.token_hex(8)}"
-            signer = self.keystore.create(key_id, key)
+            signer = self.keys.keystore.create(key_id, key)
             try:
                 cert = ocsp.build_responder(ocsp.ResponderRequest(
                     tenant=tenant.name, public_key=key.public_key(),
                     not_before=now - dt.timedelta(minutes=5),
                     not_after=now + RESPONDER_LIFETIME),
-                    x509.load_der_x509_certificate(issuing.der), self.signer(issuing),
+                    x509.load_der_x509_certificate(issuing.der), self.keys.signer(issuing),
                     serial=x509.random_serial_number())
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
                 session.add(Authority(
@@ -285,7 +313,7 @@ class OcspUseCases(ServiceCore):
                     created_at=now))
                 session.flush()
             except BaseException:
-                self.keystore.remove(key_id)
+                self.keys.keystore.remove(key_id)
                 raise
             return _Responder(authority_id=authority_id, cert=cert, signer=signer,
                               not_after=cert.not_valid_after_utc)

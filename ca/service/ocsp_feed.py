@@ -1,6 +1,6 @@
 """The OCSP change feed: how every process learns, within a second, that an answer changed.
 
-A status change (``ca.service.status``) marks its certificate in the session; a new or
+A status change (``ca.service.transitions``) marks its certificate in the session; a new or
 retired issuing CA marks itself. At commit the transaction writes the marks as one batch of
 ``ocsp_changes`` rows, numbered by the one ``ocsp_sequence`` row it increments. Every
 process polls ``WHERE seq > <the last it saw>`` a few times a second (one indexed range

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ca import audit, expiry, tokens, validate
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import ApiToken, Tenant, User
 from ca.errors import (
@@ -20,7 +21,7 @@ from ca.errors import (
     NotPermitted,
     StorageError,
 )
-from ca.service.core import ServiceCore
+from ca.service.plumbing import Database
 from ca.service.views import Principal, TokenView
 
 log = logging.getLogger("tegata.tokens")
@@ -30,8 +31,14 @@ log = logging.getLogger("tegata.tokens")
 LAST_USE_EVERY = dt.timedelta(minutes=1)
 
 
-class TokenUseCases(ServiceCore):
-    def create_token(self, *, role: str, tenant: str | None = None, login: str | None = None,
+class Tokens:
+    """API tokens: created, listed, revoked, and checked on every request."""
+
+    def __init__(self, *, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    def create(self, *, role: str, tenant: str | None = None, login: str | None = None,
                      name: str | None = None, valid_for: dt.timedelta | None = None,
                      timezone: str | None = None,
                      actor: Actor = audit.CLI_ACTOR) -> tuple[str, TokenView]:
@@ -53,9 +60,9 @@ class TokenUseCases(ServiceCore):
         label = validate.display_text(name or f"{role} token", field="name", limit=100)
         if valid_for is not None and valid_for <= dt.timedelta(0):
             raise InvalidInput("a token's lifetime must be positive", field="expires")
-        now = self.now()
+        now = self.clock.now()
         text = tokens.generate()
-        with self.transaction() as session:
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant) if tenant else None
             user = queries.user(session, owner, login) if owner and login else None
             if user is not None and user.status == "retired":
@@ -76,7 +83,7 @@ class TokenUseCases(ServiceCore):
 
     def list_tokens(self, *, tenant: str | None = None) -> list[TokenView]:
         """Tokens (never their text): name, role, scope, expiry, revocation, last use."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             query = select(ApiToken).order_by(ApiToken.id)
             if tenant is not None:
                 query = query.where(ApiToken.tenant_id == queries.tenant(session, tenant).id)
@@ -87,11 +94,11 @@ class TokenUseCases(ServiceCore):
                               last_used_at=t.last_used_at)
                     for t in session.scalars(query)]
 
-    def revoke_token(self, token_id: int, *, tenant: str | None = None,
+    def revoke(self, token_id: int, *, tenant: str | None = None,
                      actor: Actor = audit.CLI_ACTOR) -> None:
         """Stop a token working at once; with ``tenant``, only a token of that tenant."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             row = session.get(ApiToken, token_id)
             if row is None or (tenant is not None and (
                     row.tenant is None or row.tenant.name != tenant)):
@@ -110,9 +117,9 @@ class TokenUseCases(ServiceCore):
         SQLite, the whole database's) each time."""
         if not token.startswith(tokens.PREFIX) or len(token) > 200:
             raise AuthenticationFailed("unknown token")
-        now = self.now()
+        now = self.clock.now()
         digest = tokens.digest(token)
-        with self.reading() as session:
+        with self.database.reading() as session:
             # one statement, the columns alone (no ORM objects built: this runs on every
             # request): the token with its tenant's name and its user's login and status
             row = session.execute(_AUTHENTICATING, {"digest": digest}).first()
@@ -137,7 +144,7 @@ class TokenUseCases(ServiceCore):
         one writes). It is a record for people and never decides access: a database too
         busy to take it leaves it to the next request, and the request goes on."""
         try:
-            with self.transaction() as session:
+            with self.database.transaction() as session:
                 session.execute(update(ApiToken).where(
                     ApiToken.id == token_id,
                     or_(ApiToken.last_used_at.is_(None),

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from ca import audit, csvio, validate
 from ca.audit import Actor, Event
+from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Group, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
 from ca.holds import HoldCause
-from ca.service import status, userrows
-from ca.service.core import ServiceCore
+from ca.service import transitions, userrows
+from ca.service.plumbing import Database
 from ca.service.selection import Selection, select_users, user_status
 from ca.service.tokens import revoke_user_tokens
 
@@ -75,16 +76,22 @@ class ImportReport:
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # line, login, reason
 
 
-class UserUseCases(ServiceCore):
+class Users:
+    """A tenant's users, their groups and their permission to hold a certificate."""
+
+    def __init__(self, *, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
     # --- one user --------------------------------------------------------------------------
 
-    def add_user(self, tenant: str, login: str, *, email: str, display_name: str = "",
+    def add(self, tenant: str, login: str, *, email: str, display_name: str = "",
                  allow: bool = False, kind: str = "person", groups: tuple[str, ...] = (),
                  actor: Actor = audit.CLI_ACTOR) -> UserView:
         spec = UserSpec(login=login, email=email, display_name=display_name, groups=groups,
                         secure_access=allow, kind=kind)
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             if queries.user_or_none(session, owner, spec.login) is not None:
                 raise Conflict(f"{owner.name}: user {spec.login!r} already exists",
@@ -92,21 +99,21 @@ class UserUseCases(ServiceCore):
             user = self._create(session, owner, spec, actor, now=now)
             return self._view(session, owner, user, now=now)
 
-    def update_user(self, tenant: str, spec: UserSpec, *,
+    def update(self, tenant: str, spec: UserSpec, *,
                     actor: Actor = audit.CLI_ACTOR) -> UserView:
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             user = queries.user(session, owner, spec.login)
             self._update(session, owner, user, spec, actor, now=now)
             return self._view(session, owner, user, now=now)
 
-    def retire_user(self, tenant: str, login: str, *,
+    def retire(self, tenant: str, login: str, *,
                     actor: Actor = audit.CLI_ACTOR) -> UserView:
         """The user leaves: retired, every certificate revoked (affiliationChanged) and every
         API token revoked. Retiring again revokes what an older release left in force."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             user = queries.user(session, owner, login)
             queries.lock_users(session, [user.id])  # read afresh, locked
@@ -114,9 +121,10 @@ class UserUseCases(ServiceCore):
                 user.status = "retired"
                 user.retired_at = now
                 user.updated_at = now
-                for cert in status.live_certificates(session, user, now=now):
-                    status.revoke(session, cert, "affiliationChanged", actor, tenant=owner.name,
-                                  login=user.login, now=now)
+                for cert in transitions.live_certificates(session, user, now=now):
+                    transitions.revoke(session, cert, "affiliationChanged", actor,
+                                       tenant=owner.name,
+                                       login=user.login, now=now)
                 audit.record(session, actor, Event(action="user.retire",
                                                    target=f"{owner.name}/{user.login}",
                                                    tenant_id=owner.id), now=now)
@@ -126,8 +134,8 @@ class UserUseCases(ServiceCore):
     def set_permission(self, tenant: str, logins: tuple[str, ...], *, allow: bool,
                        actor: Actor = audit.CLI_ACTOR) -> list[UserView]:
         """Grant or withdraw secure access for several users at once (all or none)."""
-        now = self.now()
-        with self.transaction() as session:
+        now = self.clock.now()
+        with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             users = [queries.user(session, owner, login) for login in logins]
             queries.lock_users(session, [user.id for user in users])  # read afresh, locked
@@ -135,17 +143,17 @@ class UserUseCases(ServiceCore):
                 self._permission(session, owner, user, allow, actor, now=now)
             return [self._view(session, owner, u, now=now) for u in users]
 
-    def get_user(self, tenant: str, login: str) -> UserView:
-        with self.reading() as session:
+    def get(self, tenant: str, login: str) -> UserView:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             return self._view(session, owner, queries.user(session, owner, login),
-                              now=self.now())
+                              now=self.clock.now())
 
     def list_users(self, tenant: str, selection: Selection | None = None) -> list[UserView]:
         """The seeds' admin screen: users by group / unaffiliated / all, and certificate
         status (unissued, valid, expired, suspended, revoked)."""
-        now = self.now()
-        with self.reading() as session:
+        now = self.clock.now()
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             query = select_users(owner, selection or Selection(everyone=True), now=now)
             rows = session.execute(query.options(selectinload(User.groups))).all()
@@ -155,7 +163,7 @@ class UserUseCases(ServiceCore):
 
     def list_groups(self, tenant: str) -> list[tuple[str, int]]:
         """Each group's name and member count."""
-        with self.reading() as session:
+        with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
             groups = session.scalars(select(Group).where(Group.tenant_id == owner.id)
                                      .options(selectinload(Group.users))
@@ -192,8 +200,8 @@ class UserUseCases(ServiceCore):
                 *, dry_run: bool, best_effort: bool, actor: Actor) -> ImportReport:
         """One attempt at an import's transaction: read, decide each row, write."""
         report = ImportReport(dry_run=dry_run, errors=list(checked.errors))
-        now = self.now()
-        with self.reading() if dry_run else self.transaction() as session:
+        now = self.clock.now()
+        with self.database.reading() if dry_run else self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             users = _users_by_key(session, owner, [spec.login.lower() for _, spec in specs])
             decided: list[tuple[str, UserSpec, User | None]] = []
@@ -295,8 +303,8 @@ class UserUseCases(ServiceCore):
             return
         user.secure_access = allow
         user.updated_at = now
-        for cert in status.live_certificates(session, user, now=now):
-            change = status.lift_hold if allow else status.place_hold
+        for cert in transitions.live_certificates(session, user, now=now):
+            change = transitions.lift_hold if allow else transitions.place_hold
             change(session, cert, HoldCause.PERMISSION, actor, tenant=owner.name,
                    login=user.login, now=now)
         audit.record(session, actor, Event(

@@ -14,14 +14,14 @@ def client(service: Service) -> TestClient:
 
 @pytest.fixture
 def tokens(service: Service) -> dict[str, str]:
-    service.create_tenant("acme")
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
+    service.hierarchy.create_tenant("acme")
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
     made = {
-        "operator": service.create_token(role="operator")[0],
-        "admin": service.create_token(role="admin", tenant="default")[0],
-        "acme-admin": service.create_token(role="admin", tenant="acme")[0],
-        "user": service.create_token(role="user", tenant="default", login="alice")[0],
-        "gateway": service.create_token(role="gateway", tenant="default")[0],
+        "operator": service.tokens.create(role="operator")[0],
+        "admin": service.tokens.create(role="admin", tenant="default")[0],
+        "acme-admin": service.tokens.create(role="admin", tenant="acme")[0],
+        "user": service.tokens.create(role="user", tenant="default", login="alice")[0],
+        "gateway": service.tokens.create(role="gateway", tenant="default")[0],
     }
     return made
 

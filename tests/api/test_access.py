@@ -106,7 +106,7 @@ def test_public_routes_answer_without_a_token(client: TestClient) -> None:
 def test_an_expired_token_is_refused(service: Service, client: TestClient) -> None:
     import datetime as dt
 
-    token, _ = service.create_token(role="operator", valid_for=dt.timedelta(hours=1))
+    token, _ = service.tokens.create(role="operator", valid_for=dt.timedelta(hours=1))
     assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
     service.clock.advance(dt.timedelta(hours=1))  # type: ignore[attr-defined]
     response = client.get("/api/v1/whoami", headers=bearer(token))
@@ -148,7 +148,7 @@ def test_repeated_failed_authentication_is_slowed_down(service: Service,
     blocked = client.get("/api/v1/whoami", headers=bearer("tgt_wrong"))
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
     # even a good token waits out the window from that address
-    good, _ = service.create_token(role="operator")
+    good, _ = service.tokens.create(role="operator")
     assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 429
     service.clock.advance(dt.timedelta(minutes=1, seconds=1))  # type: ignore[attr-defined]
     assert client.get("/api/v1/whoami", headers=bearer(good)).status_code == 200
@@ -159,9 +159,9 @@ def test_a_token_used_faster_than_its_limit_waits(service: Service) -> None:
 
     settings = service.settings.model_copy(update={"token_requests_per_minute": 5})
     client = TestClient(build_app(settings, service=service), raise_server_exceptions=False)
-    fast, _ = service.create_token(role="operator", name="script")
-    other, _ = service.create_token(role="operator", name="person")
-    gateway, _ = service.create_token(role="gateway", tenant="default")
+    fast, _ = service.tokens.create(role="operator", name="script")
+    other, _ = service.tokens.create(role="operator", name="person")
+    gateway, _ = service.tokens.create(role="gateway", tenant="default")
     for _ in range(5):
         assert client.get("/api/v1/whoami", headers=bearer(fast)).status_code == 200
     blocked = client.get("/api/v1/whoami", headers=bearer(fast))
@@ -181,7 +181,7 @@ def test_a_token_used_faster_than_its_limit_waits(service: Service) -> None:
 def test_a_token_limit_of_zero_means_none(service: Service) -> None:
     settings = service.settings.model_copy(update={"token_requests_per_minute": 0})
     client = TestClient(build_app(settings, service=service), raise_server_exceptions=False)
-    token, _ = service.create_token(role="operator")
+    token, _ = service.tokens.create(role="operator")
     # 0 is no limit, not "no request": fifty at once all pass (a limit of 5 stops the sixth)
     for _ in range(50):
         assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
@@ -191,7 +191,7 @@ def test_good_tokens_give_back_the_failure_places_they_took(service: Service) ->
     """Each new token takes a place in the failure bucket before it is checked and gives it
     back once good: 25 good tokens leave the address its whole allowance of failures."""
     client = TestClient(build_app(service.settings, service=service))
-    good = [service.create_token(role="operator", name=f"佐藤 {n}")[0] for n in range(25)]
+    good = [service.tokens.create(role="operator", name=f"佐藤 {n}")[0] for n in range(25)]
     assert {client.get("/api/v1/whoami", headers=bearer(t)).status_code for t in good} == {200}
     guesses = [client.get("/api/v1/whoami", headers=bearer("tgt_" + "B" * 43)).status_code
                for _ in range(FAILURES_ALLOWED + 1)]

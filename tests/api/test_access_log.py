@@ -24,10 +24,10 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, ...]]:
 
 def test_a_link_redemption_is_logged_without_its_secret(
         client: TestClient, service: Service, caplog: pytest.LogCaptureFixture) -> None:
-    service.add_user("default", "suzuki", email="suzuki@example.jp", display_name="鈴木 一郎",
+    service.users.add("default", "suzuki", email="suzuki@example.jp", display_name="鈴木 一郎",
                      allow=True)
-    service.issue(IssueRequest(tenant="default", logins=("suzuki",)))
-    secret = service.create_link("default", "suzuki").url.rsplit("/", 1)[1]
+    service.certificates.issue(IssueRequest(tenant="default", logins=("suzuki",)))
+    secret = service.links.create("default", "suzuki").url.rsplit("/", 1)[1]
     caplog.set_level(logging.INFO, logger="tegata.access")
     assert client.get("/healthz?from=監視").status_code == 200
     assert client.get(f"/d/{secret}").status_code == 200

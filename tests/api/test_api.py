@@ -51,7 +51,7 @@ def test_admin_adds_a_user_and_issues_a_certificate(client: TestClient,
 
 def test_issuing_to_a_user_without_permission_is_refused_clearly(
         client: TestClient, service: Service, tokens: dict[str, str]) -> None:
-    service.add_user("default", "bob", email="bob@example.com", allow=False)
+    service.users.add("default", "bob", email="bob@example.com", allow=False)
     r = client.post("/api/v1/tenants/default/certificates", json={"login": "bob"},
                     headers=bearer(tokens["admin"]))
     assert r.status_code == 422
@@ -108,7 +108,7 @@ def test_certificate_of_another_tenant_is_not_found(client: TestClient, service:
                                                     tokens: dict[str, str]) -> None:
     from ca.service import IssueRequest
 
-    serial = service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    serial = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
     h = bearer(tokens["operator"])
     assert client.get(f"/api/v1/tenants/default/certificates/{serial}",
                       headers=h).status_code == 200
@@ -119,7 +119,7 @@ def test_certificate_of_another_tenant_is_not_found(client: TestClient, service:
 def test_readiness_fails_when_a_ca_key_is_unusable(client: TestClient, service: Service) -> None:
     for path in service.settings.effective_key_dir.glob("issuing-*.key.pem"):
         path.chmod(0o644)
-    service._signers.clear()
+    service.keys._signers.clear()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
     assert str(service.settings.effective_key_dir) not in r.text
@@ -148,13 +148,13 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
 
 def test_an_issuance_is_audited_with_its_responses_request_id(
         service: Service, client: TestClient, tokens: dict[str, str]) -> None:
-    service.add_user("default", "hanako", email="hanako@example.jp", display_name="山田花子",
+    service.users.add("default", "hanako", email="hanako@example.jp", display_name="山田花子",
                      allow=True)
     r = client.post("/api/v1/tenants/default/certificates", json={"login": "hanako"},
                     headers=bearer(tokens["admin"]))
     assert r.status_code == 201
     serial = r.json()["certificates"][0]["serial"]
-    assert [(e.target, e.request_id) for e in service.audit_events(
+    assert [(e.target, e.request_id) for e in service.audit.events(
         tenant="default", action="cert.issue")] == [
         (f"default/hanako/{serial}", r.headers["x-request-id"])]
 
@@ -177,7 +177,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient,
 def test_a_chunked_body_past_the_cap_is_refused(client: TestClient, service: Service,
                                                 tokens: dict[str, str]) -> None:
     """No Content-Length to trust: the body is counted as it arrives."""
-    before = service.list_users("default")
+    before = service.users.list_users("default")
 
     def chunks() -> Iterator[bytes]:
         yield b'{"login": "mallory", "email": "m@example.com", "name": "'
@@ -189,15 +189,15 @@ def test_a_chunked_body_past_the_cap_is_refused(client: TestClient, service: Ser
                     headers={**bearer(tokens["admin"]), "Content-Type": "application/json"})
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
     assert r.json()["type"] == "urn:tegata:problem:request-too-large"
-    assert service.list_users("default") == before
+    assert service.users.list_users("default") == before
 
 
 def test_metrics_count_events_ocsp_and_crl_age(client: TestClient, service: Service,
                                                 tokens: dict[str, str]) -> None:
     from ca.service import IssueRequest
 
-    serial = service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
-    service.revoke("default", serial, reason="keyCompromise")
+    serial = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    service.revocation.revoke("default", serial, reason="keyCompromise")
     client.post("/ocsp", content=b"garbage")
     assert client.get("/metrics", headers=bearer(tokens["admin"])).status_code == 403
     text = client.get("/metrics", headers=bearer(tokens["operator"])).text

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from api.auth import FAILURES_ALLOWED
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
 from tests.api.conftest import bearer
 from tests.clocked_server import CLOCKED
@@ -20,12 +20,13 @@ from tests.served import live_service, serving
 
 def client_with(service: Service, proxies: list[str]) -> TestClient:
     settings = load_settings(**{**service.settings.model_dump(), "trusted_proxies": proxies})
-    service.settings = settings
-    return TestClient(build_app(settings, service=service))
+    # the same database and clock, wired anew with these settings
+    return TestClient(build_app(settings, service=build_service(settings, clock=service.clock,
+                                                                engine=service.engine)))
 
 
 def audited_ip(service: Service) -> str | None:
-    return service.audit_events(tenant="default", action="user.create")[-1].source_ip
+    return service.audit.events(tenant="default", action="user.create")[-1].source_ip
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_forwarded_for_shapes_do_not_escape_the_failed_authentication_limit(
     the list is still the one address the proxy saw: 20 failures, then 429."""
     with live_service(settings, "nagoya", "名古屋支社") as service, serving(
             settings, tmp_path / "serve.log", module=CLOCKED,
-            TEGATA_TEST_NOW=service.now().isoformat(),
+            TEGATA_TEST_NOW=service.clock.now().isoformat(),
             TEGATA_TRUSTED_PROXIES='["127.0.0.1/32"]') as server, httpx.Client() as client:
         statuses = [client.get(f"{server.url}/api/v1/whoami", headers=[
             ("Authorization", "Bearer tgt_guessed"),

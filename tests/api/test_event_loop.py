@@ -36,7 +36,9 @@ from tests.served import live_service, serving
 
 # memory alone, made for the loop (tests/integration/test_ocsp_memory.py shows they neither
 # read the database nor sign): the OCSP fast path's kept answers, and the clock
-LOOP_SAFE = {"now", "ocsp_kept", "ocsp_from_memory"}
+LOOP_SAFE = {"clock.now", "ocsp.kept", "ocsp.from_memory"}
+# values, not collaborators: handed out as they are
+PLAIN = {"settings", "urls", "engine"}
 
 
 def on_event_loop() -> bool:
@@ -48,24 +50,31 @@ def on_event_loop() -> bool:
 
 
 class OffTheLoop:
-    """A ``Service`` that refuses (and records) every method call made on the event loop's
-    thread, and records the calls made elsewhere."""
+    """A ``Service`` whose use cases and plumbing refuse (and record) every method call made
+    on the event loop's thread, and record the calls made elsewhere, named
+    ``use_case.method`` (``users.import_users``)."""
 
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        self.on_loop: list[str] = []
-        self.off_loop: set[str] = set()
+    def __init__(self, target: Any, *, prefix: str = "",
+                 on_loop: list[str] | None = None, off_loop: set[str] | None = None) -> None:
+        self._target = target
+        self._prefix = prefix
+        self.on_loop: list[str] = [] if on_loop is None else on_loop
+        self.off_loop: set[str] = set() if off_loop is None else off_loop
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self._service, name)
+        value = getattr(self._target, name)
+        qualified = self._prefix + name
+        if not self._prefix and name not in PLAIN:  # a use case or a collaborator: its calls
+            return OffTheLoop(value, prefix=qualified + ".", on_loop=self.on_loop,
+                              off_loop=self.off_loop)
         if not callable(value):
             return value
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if on_event_loop() and name not in LOOP_SAFE:
-                self.on_loop.append(name)
-                raise AssertionError(f"service.{name}() was called on the event loop")
-            self.off_loop.add(name)
+            if on_event_loop() and qualified not in LOOP_SAFE:
+                self.on_loop.append(qualified)
+                raise AssertionError(f"service.{qualified}() was called on the event loop")
+            self.off_loop.add(qualified)
             return value(*args, **kwargs)
 
         return guarded
@@ -101,7 +110,7 @@ def test_no_route_calls_the_service_on_the_event_loop(
     serial = issued.json()["certificates"][0]["serial"]
     assert loop_client.get(f"{base}/certificates/{serial}/bundle",
                            headers=admin).status_code == 200
-    service.issue(IssueRequest(tenant="default", logins=("alice",)))
+    service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
     mine = loop_client.get(f"{base}/me/certificates", headers=user).json()
     assert loop_client.get(f"{base}/me/certificates/{mine[0]['serial']}/bundle",
                            headers=user).status_code == 200
@@ -123,8 +132,9 @@ def test_no_route_calls_the_service_on_the_event_loop(
             walked += 1
     assert guarded.on_loop == []
     assert walked >= 40
-    assert {"authenticate", "create_tenant", "import_users", "issue", "bundle", "my_bundle",
-            "create_link", "link_page_info", "redeem_link", "now"} <= guarded.off_loop
+    assert {"tokens.authenticate", "hierarchy.create_tenant", "users.import_users",
+            "certificates.issue", "certificates.bundle", "links.my_bundle", "links.create",
+            "links.page_info", "links.redeem", "clock.now"} <= guarded.off_loop
 
 
 def test_a_service_call_planted_on_the_event_loop_is_caught(
@@ -133,11 +143,11 @@ def test_a_service_call_planted_on_the_event_loop_is_caught(
 
     @app.get("/planted", dependencies=[public()])
     async def planted(request: Request) -> list[str]:
-        return cast(Callable[[], list[str]], request.app.state.service.list_tenants)()
+        return cast(Callable[[], list[str]], request.app.state.service.hierarchy.list_tenants)()
 
     client = TestClient(app, raise_server_exceptions=False)
     assert client.get("/planted").status_code == 500
-    assert guarded.on_loop == ["list_tenants"]
+    assert guarded.on_loop == ["hierarchy.list_tenants"]
 
 
 # --- behaviour: a held write lock ------------------------------------------------------------
@@ -164,9 +174,9 @@ def test_a_held_write_lock_stops_neither_health_nor_an_authenticated_read(
         settings: Settings, tmp_path: Path,
         locked_out: Callable[[], sqlite3.Connection]) -> None:
     with live_service(settings, "tokyo", "東京支社") as service:
-        fresh, _ = service.create_token(role="admin", tenant="tokyo", name="佐藤の端末")
-        due, due_view = service.create_token(role="admin", tenant="tokyo", name="鈴木の台本")
-        now = service.now()
+        fresh, _ = service.tokens.create(role="admin", tenant="tokyo", name="佐藤の端末")
+        due, due_view = service.tokens.create(role="admin", tenant="tokyo", name="鈴木の台本")
+        now = service.clock.now()
         with serving(settings, tmp_path / "serve.log", module=CLOCKED,
                      TEGATA_TEST_NOW=now.isoformat(),
                      TEGATA_TOKEN_REQUESTS_PER_MINUTE="600") as server, \
@@ -183,6 +193,6 @@ def test_a_held_write_lock_stops_neither_health_nor_an_authenticated_read(
                 assert not writing.done()  # both answered while the writer waits
             lock.rollback()
             assert writing.result().status_code == 200
-        with service.reading() as session:
+        with service.database.reading() as session:
             assert session.scalar(select(ApiToken.last_used_at)
                                   .where(ApiToken.id == due_view.id)) == now

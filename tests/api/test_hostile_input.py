@@ -596,13 +596,13 @@ class World:
 def world(client: TestClient, service: Service, tokens: dict[str, str]) -> Iterator[World]:
     """default (alice allowed, with a certificate, a job and a download link; bob in group
     staff) and acme; every token used once already, so that its last use does not change."""
-    service.add_user("default", "bob", email="bob@example.com", display_name="Bob",
+    service.users.add("default", "bob", email="bob@example.com", display_name="Bob",
                      groups=("staff",))
-    (cert,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
-    job = service.start_job("default", "issue", lambda _progress: {"issued": []})
-    link = service.create_link("default", "alice")
+    (cert,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
+    job = service.jobs.start("default", "issue", lambda _progress: {"issued": []})
+    link = service.links.create("default", "alice")
     for token in tokens.values():
-        service.authenticate(token)
+        service.tokens.authenticate(token)
     settings = service.settings
     env = Env(data_dir=settings.data_dir, database_url=settings.database_url)
     made = World(app=client.app, service=service, env=env,  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ def test_one_holder_at_a_time_and_the_turn_passes_on(tmp_path: Path) -> None:
 
 
 def test_a_tick_runs_the_lifecycle_only_in_the_worker_with_the_turn(service: Service) -> None:
-    service.create_tenant("tohoku", display_name="東北電機株式会社")
+    service.hierarchy.create_tenant("tohoku", display_name="東北電機株式会社")
     holder, other = HostTurn(service.settings.data_dir), HostTurn(service.settings.data_dir)
     try:
         assert isinstance(lifecycle_tick(service, holder), LifecycleReport)

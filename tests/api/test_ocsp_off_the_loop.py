@@ -12,17 +12,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 
-from api.app import build_api, build_app
+from api.app import build_app
 from ca.service import IssueRequest, Service
 
 TENANT = "nagoya"
 
 
 def request_for(service: Service, login: str) -> bytes:
-    service.add_user(TENANT, login, email=f"{login}@example.jp", allow=True)
-    (view,) = service.issue(IssueRequest(tenant=TENANT, logins=(login,)))
+    service.users.add(TENANT, login, email=f"{login}@example.jp", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
     leaf = x509.load_der_x509_certificate(view.der)
-    issuer = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
     ).public_bytes(serialization.Encoding.DER)
 
@@ -37,12 +37,13 @@ def on_a_loop() -> bool:
 
 @pytest.fixture
 def nagoya(service: Service) -> Service:
-    service.create_tenant(TENANT, display_name="名古屋営業所", key_type="ec-p256")
+    service.hierarchy.create_tenant(TENANT, display_name="名古屋営業所", ca_key_type="ec-p256")
     return service
 
 
 def clients(service: Service) -> dict[str, TestClient]:
-    return {"routes": TestClient(build_api(service.settings, service=service)),
+    return {"routes": TestClient(build_app(service.settings, service=service,
+                                           ocsp_fast_path=False)),
             "fast path": TestClient(build_app(service.settings, service=service))}
 
 
@@ -51,7 +52,7 @@ def test_the_responder_certificate_is_made_and_answers_signed_off_the_loop(
         nagoya: Service, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     data = request_for(nagoya, "hayashi")
     seen: list[tuple[str, bool]] = []
-    make, status = nagoya._load_or_make_responder, nagoya._status
+    make, status = nagoya.ocsp._load_or_make_responder, nagoya.ocsp._status
 
     def making(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(("responder", on_a_loop()))
@@ -60,8 +61,8 @@ def test_the_responder_certificate_is_made_and_answers_signed_off_the_loop(
     def reading(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(("status", on_a_loop()))
         return status(*args, **kwargs)
-    monkeypatch.setattr(nagoya, "_load_or_make_responder", making)
-    monkeypatch.setattr(nagoya, "_status", reading)
+    monkeypatch.setattr(nagoya.ocsp, "_load_or_make_responder", making)
+    monkeypatch.setattr(nagoya.ocsp, "_status", reading)
     client = clients(nagoya)[path]
     answer = client.get("/ocsp/" + base64.b64encode(data).decode())
     assert answer.status_code == 200
@@ -77,7 +78,7 @@ def test_an_internal_failure_is_an_ocsp_response_not_an_http_error(
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("planted")
-    monkeypatch.setattr(nagoya, "_load_or_make_responder", broken)
+    monkeypatch.setattr(nagoya.ocsp, "_load_or_make_responder", broken)
     client = clients(nagoya)[path]
     for response in (client.get("/ocsp/" + base64.b64encode(data).decode()),
                      client.post("/ocsp", content=data,

@@ -38,14 +38,14 @@ def live(settings: Settings) -> Iterator[Service]:
 
 
 def issue_one(service: Service, login: str) -> CertificateView:
-    service.add_user(TENANT, login, email=f"{login}@example.jp", allow=True)
-    (view,) = service.issue(IssueRequest(tenant=TENANT, logins=(login,)))
+    service.users.add(TENANT, login, email=f"{login}@example.jp", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
     return view
 
 
 def get_url(service: Service, server: Server, view: CertificateView) -> str:
     leaf = x509.load_der_x509_certificate(view.der)
-    issuer = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     der = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
     ).public_bytes(serialization.Encoding.DER)
     return f"{server.url}/ocsp/{base64.b64encode(der).decode()}"
@@ -76,7 +76,7 @@ COMPROMISED = (ocsp.OCSPCertStatus.REVOKED, x509.ReasonFlags.key_compromise)
 def test_a_change_through_one_server_reaches_the_other_servers_kept_answers(
         live: Service, settings: Settings, tmp_path: Path) -> None:
     view = issue_one(live, "yamada")
-    token = live.create_token(role="admin", tenant=TENANT)[0]
+    token = live.tokens.create(role="admin", tenant=TENANT)[0]
     headers = {"Authorization": f"Bearer {token}"}
     base = f"/api/v1/tenants/{TENANT}/certificates/{view.serial}"
     with serving(settings, tmp_path / "a.log") as a, serving(settings, tmp_path / "b.log") as b:

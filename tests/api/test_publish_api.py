@@ -34,7 +34,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def leaf(service: Service, tokens: dict[str, str]) -> CertificateView:
-    (view,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
+    (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
     return view
 
 
@@ -65,7 +65,7 @@ def test_the_tenants_crl_is_der_with_its_media_type_and_caching_headers(
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/pkix-crl"  # RFC 2585
     crl = x509.load_der_x509_crl(r.content)
-    issuing = x509.load_der_x509_certificate(service.ca_certificates("default")[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates("default")[1].der)
     assert crl.issuer == issuing.subject
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     cache = [part.strip() for part in r.headers["cache-control"].split(",")]
@@ -96,7 +96,7 @@ def test_the_chain_bundle_holds_the_issuing_cas_crl_then_the_roots(
     assert "".join(blocks) == r.text and len(blocks) == 2
     own, root = (x509.load_pem_x509_crl(b.encode()) for b in blocks)
     root_cert, issuing = (x509.load_der_x509_certificate(v.der)
-                          for v in service.ca_certificates("default"))
+                          for v in service.hierarchy.ca_certificates("default"))
     assert own.issuer == issuing.subject and root.issuer == root_cert.subject
     assert own.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
     assert root.is_signature_valid(root_cert.public_key())  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def test_the_chain_bundles_etag_changes_whenever_its_content_does(
     # the bundle is two CRLs, and the root's may be renewed while the issuing CA's is not
     before = client.get("/crl/default-chain.pem")
     clock.advance(dt.timedelta(seconds=1))
-    service.publish_crl(None)
+    service.crls.publish(None)
     after = client.get("/crl/default-chain.pem")
     assert after.text != before.text
     assert after.headers["etag"] != before.headers["etag"]
@@ -119,7 +119,8 @@ def test_the_roots_crl_is_an_arl_over_ca_certificates(client: TestClient,
     r = client.get("/crl/root.crl")
     assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(r.content)
-    assert crl.issuer == x509.load_der_x509_certificate(service.ca_certificates()[0].der).subject
+    root = service.hierarchy.ca_certificates()[0]
+    assert crl.issuer == x509.load_der_x509_certificate(root.der).subject
     idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.critical and idp.value.only_contains_ca_certs
 
@@ -183,7 +184,7 @@ def test_user_and_gateway_tokens_may_not_change_a_status(
         r = post(client, leaf.serial, action, tokens[role])
         assert r.status_code == 403, action
         assert r.headers["content-type"] == PROBLEM
-    assert service.get_certificate(leaf.serial).state is State.VALID
+    assert service.certificates.get(leaf.serial).state is State.VALID
 
 
 def test_another_tenants_admin_finds_no_such_tenant(
@@ -191,14 +192,14 @@ def test_another_tenants_admin_finds_no_such_tenant(
         leaf: CertificateView) -> None:
     for action in ACTIONS:
         assert post(client, leaf.serial, action, tokens["acme-admin"]).status_code == 404
-    assert service.get_certificate(leaf.serial).state is State.VALID
+    assert service.certificates.get(leaf.serial).state is State.VALID
 
 
 def test_without_a_token_a_status_change_needs_authentication(
         client: TestClient, service: Service, leaf: CertificateView) -> None:
     r = post(client, leaf.serial, "revoke", None)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    assert service.get_certificate(leaf.serial).state is State.VALID
+    assert service.certificates.get(leaf.serial).state is State.VALID
 
 
 @pytest.mark.parametrize("action", ["suspend", "reinstate"])
@@ -239,7 +240,7 @@ def test_a_bad_revocation_request_is_refused_and_changes_nothing(
         r = post(client, leaf.serial, "revoke", tokens["admin"], body)
         assert r.status_code == 400, case
         assert r.headers["content-type"] == PROBLEM
-    assert service.get_certificate(leaf.serial).state is State.VALID
+    assert service.certificates.get(leaf.serial).state is State.VALID
 
 
 def test_an_unknown_serial_is_not_found(client: TestClient, tokens: dict[str, str]) -> None:
@@ -269,12 +270,12 @@ def test_a_gateway_reads_the_status_by_serial_and_by_sha256(
             "state": "valid", "reason": None, "revoked_at": None,
             "not_after": leaf.not_after.isoformat().replace("+00:00", "Z")}
 
-    service.suspend("default", leaf.serial)
+    service.revocation.suspend("default", leaf.serial)
     body = status(client, gateway, sha256=fingerprint).json()
     assert (body["state"], body["reason"]) == ("suspended", "certificateHold")
 
     clock.advance(dt.timedelta(minutes=5))
-    service.revoke("default", leaf.serial, reason="keyCompromise")
+    service.revocation.revoke("default", leaf.serial, reason="keyCompromise")
     body = status(client, gateway, serial=leaf.serial).json()
     assert (body["state"], body["reason"]) == ("revoked", "keyCompromise")
     assert dt.datetime.fromisoformat(body["revoked_at"]) == MOMENTS.start + dt.timedelta(
@@ -304,7 +305,7 @@ def test_the_status_api_is_for_the_tenants_gateways_and_admins_only(
     assert status(client, tokens["operator"], serial=leaf.serial).status_code == 200
     assert status(client, tokens["user"], serial=leaf.serial).status_code == 403
     assert status(client, tokens["acme-admin"], serial=leaf.serial).status_code == 404
-    acme_gateway = service.create_token(role="gateway", tenant="acme")[0]
+    acme_gateway = service.tokens.create(role="gateway", tenant="acme")[0]
     assert status(client, acme_gateway, serial=leaf.serial).status_code == 404
     # acme's gateway asking under its own tenant does not see default's certificate either
     r = client.get("/api/v1/tenants/acme/status", params={"serial": leaf.serial},
@@ -363,7 +364,7 @@ def test_a_subscription_end_set_over_http_is_published_at_once(
 
 def ocsp_der(service: Service, cert: x509.Certificate, *,
              nonce: bytes | None = None) -> bytes:
-    issuing = x509.load_der_x509_certificate(service.ca_certificates("default")[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates("default")[1].der)
     builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuing, hashes.SHA1())
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
@@ -373,7 +374,7 @@ def ocsp_der(service: Service, cert: x509.Certificate, *,
 def by_serial(service: Service, serial: int) -> x509.Certificate:
     """A certificate naming the default issuing CA with ``serial`` (only the serial and the
     issuer go into the CertID)."""
-    issuing = x509.load_der_x509_certificate(service.ca_certificates("default")[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates("default")[1].der)
     key = ec.generate_private_key(ec.SECP256R1())
     return (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
@@ -536,7 +537,7 @@ def test_a_new_crl_is_sent_whole_to_a_fetch_naming_the_old_validators(
         client: TestClient, service: Service, clock: FixedClock) -> None:
     old = client.get("/crl/default-chain.pem")
     clock.advance(dt.timedelta(seconds=1))
-    service.publish_crl(None)
+    service.crls.publish(None)
     r = client.get("/crl/default-chain.pem", headers={
         "If-None-Match": old.headers["etag"], "If-Modified-Since": old.headers["last-modified"]})
     assert r.status_code == 200 and r.text != old.text and r.headers["etag"] != old.headers[
@@ -557,7 +558,7 @@ def test_a_changed_crl_or_ocsp_answer_is_never_304_to_the_date_of_the_old_one(
     fetched_at = format_datetime(clock.now(), usegmt=True)
     if change == "seconds-later":
         clock.advance(dt.timedelta(seconds=2))
-    service.suspend("default", leaf.serial)
+    service.revocation.suspend("default", leaf.serial)
     outcome = {}
     for url in urls:
         for since in (old[url].headers["last-modified"], fetched_at):
@@ -576,4 +577,4 @@ def test_ocsp_and_ca_certificates_answer_304_to_their_etag(
     r = client.get("/ca/root.crt", headers={"If-None-Match": "*"})
     assert r.status_code == 304
     r = client.get("/ca/root.crt", headers={"If-None-Match": '"0"'})
-    assert r.status_code == 200 and r.content == service.ca_certificates()[0].der
+    assert r.status_code == 200 and r.content == service.hierarchy.ca_certificates()[0].der

@@ -36,9 +36,9 @@ def served(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, str]]:
     """A server at one fixed instant (the failure limit does not refill), and an operator
     token of the tenant 大阪支社's deployment."""
     with live_service(settings, "osaka", "大阪支社") as service:
-        token, _ = service.create_token(role="operator", name="鈴木の台本")
+        token, _ = service.tokens.create(role="operator", name="鈴木の台本")
         with serving(settings, tmp_path / "serve.log", module=CLOCKED,
-                     TEGATA_TEST_NOW=service.now().isoformat()) as server:
+                     TEGATA_TEST_NOW=service.clock.now().isoformat()) as server:
             yield server, token
 
 

@@ -57,15 +57,16 @@ def csr_pem() -> str:
 def ocsp_request(service: Service, pem: str) -> str:
     """A GET-style OCSP request (base64 DER) for one of the issued certificates."""
     cert = x509.load_pem_x509_certificate(pem.encode())
-    issuer = x509.load_pem_x509_certificate(service.ca_certificates("default")[-1].pem.encode())
+    issuer = x509.load_pem_x509_certificate(
+        service.hierarchy.ca_certificates("default")[-1].pem.encode())
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
     return base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
 
 
 def finished_job(service: Service) -> str:
-    job = service.start_job("default", "issue", lambda _progress: {"issued": []})
+    job = service.jobs.start("default", "issue", lambda _progress: {"issued": []})
     deadline = time.monotonic() + 30
-    while service.get_job("default", job.id).status == "running":
+    while service.jobs.get("default", job.id).status == "running":
         assert time.monotonic() < deadline, "the job did not finish"
         time.sleep(0.01)
     return job.id
@@ -73,11 +74,11 @@ def finished_job(service: Service) -> str:
 
 def known_values(service: Service) -> dict[str, list[Any]]:
     """Objects for generated requests to find, and values the domain accepts, by name."""
-    service.add_user("default", "bob", email="bob@example.com", allow=True, groups=("staff",))
-    service.add_user("default", "erin", email="erin@example.com")
-    issued = service.issue(IssueRequest(tenant="default", logins=("alice", "bob")))
-    service.set_user_download("default", True)
-    link = service.create_link("default", "alice")
+    service.users.add("default", "bob", email="bob@example.com", allow=True, groups=("staff",))
+    service.users.add("default", "erin", email="erin@example.com")
+    issued = service.certificates.issue(IssueRequest(tenant="default", logins=("alice", "bob")))
+    service.links.set_user_download("default", True)
+    link = service.links.create("default", "alice")
     return {
         "tenant": ["default", "acme"],
         # carol and dave do not exist yet: adding them succeeds

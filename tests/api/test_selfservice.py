@@ -47,7 +47,7 @@ def client(service: Service) -> TestClient:
 @pytest.fixture
 def serial(service: Service, tokens: dict[str, str]) -> str:
     """alice's certificate (the ``tokens`` fixture made alice and her user token)."""
-    return service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    return service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
 
 
 def path_of(url: str) -> str:
@@ -142,9 +142,9 @@ def test_an_expired_link_is_a_410_page(client: TestClient, service: Service,
 def test_a_hostile_display_name_is_escaped(client: TestClient, service: Service,
                                            tokens: dict[str, str]) -> None:
     hostile = '<script>alert(1)</script> "O\'Neil" & <img src=x onerror=alert(2)>'
-    service.add_user("default", "mallory", email="m@example.com", display_name=hostile,
+    service.users.add("default", "mallory", email="m@example.com", display_name=hostile,
                      allow=True)
-    service.issue(IssueRequest(tenant="default", logins=("mallory",)))
+    service.certificates.issue(IssueRequest(tenant="default", logins=("mallory",)))
     path = new_link(client, tokens, "mallory")
     for response in (client.get(path), client.post(path)):
         page = assert_page(response, 200)
@@ -220,8 +220,8 @@ def test_a_user_lists_and_downloads_their_own_certificate(
 
 def test_a_user_cannot_fetch_another_users_certificate(
         client: TestClient, service: Service, tokens: dict[str, str], serial: str) -> None:
-    service.add_user("default", "bob", email="bob@example.com", allow=True)
-    bob = bearer(service.create_token(role="user", tenant="default", login="bob")[0])
+    service.users.add("default", "bob", email="bob@example.com", allow=True)
+    bob = bearer(service.tokens.create(role="user", tenant="default", login="bob")[0])
     assert client.get(MINE, headers=bob).json() == []
     theirs = client.get(f"{MINE}/{serial}/bundle", headers=bob)
     absent = client.get(f"{MINE}/ABCDEF0123/bundle", headers=bob)

@@ -30,8 +30,8 @@ PER_TOKEN = 4
 def pair(settings: Settings, tmp_path: Path) -> Iterator[tuple[list[Server], str]]:
     """Two servers on one database, and an admin token of the tenant 東京支社."""
     with live_service(settings, "tokyo", "東京支社") as service, contextlib.ExitStack() as stack:
-        token, _ = service.create_token(role="admin", tenant="tokyo", name="山田の台本")
-        now = service.now().isoformat()  # one instant for both
+        token, _ = service.tokens.create(role="admin", tenant="tokyo", name="山田の台本")
+        now = service.clock.now().isoformat()  # one instant for both
         servers = [stack.enter_context(serving(
             settings, tmp_path / f"serve-{n}.log", module=CLOCKED, TEGATA_TEST_NOW=now,
             TEGATA_TOKEN_REQUESTS_PER_MINUTE=str(PER_TOKEN),

@@ -65,7 +65,7 @@ def broken_off_download(service: Service, settings: Settings, tmp_path: Path,
         deadline = time.monotonic() + 60
         ends: list[AuditEvent] = []
         while not ends and time.monotonic() < deadline:
-            with service.reading() as session:
+            with service.database.reading() as session:
                 ends = list(session.scalars(select(AuditEvent).where(
                     AuditEvent.action == "cert.download.end")))
             time.sleep(0.05)
@@ -77,8 +77,9 @@ def test_a_bulk_download_the_client_breaks_off_is_audited_with_what_left(
         settings: Settings, tmp_path: Path) -> None:
     count = 600  # many batches (downloads.BATCH): the stream is far from done at its start
     with live_service(settings, "acme", "株式会社アクメ", users=count) as service:
-        service.issue_bulk(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
-        token = service.create_token(role="admin", tenant="acme")[0]
+        service.certificates.issue_bulk(IssueRequest(tenant="acme",
+                                                     selection=Selection(everyone=True)))
+        token = service.tokens.create(role="admin", tenant="acme")[0]
         ends = broken_off_download(service, settings, tmp_path, token)
     assert len(ends) == 1
     details = json.loads(ends[0].details)

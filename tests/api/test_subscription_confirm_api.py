@@ -29,22 +29,22 @@ def db_url(tmp_path: Path) -> str:
 def operator(service: Service) -> dict[str, str]:
     """株式会社アクメ, alice and bob with a certificate each, a contract through 2026-12-31
     in Tokyo; the operator's headers."""
-    service.create_tenant("acme", display_name="株式会社アクメ")
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
     for login in ("alice", "bob"):
-        service.add_user("acme", login, email=f"{login}@example.co.jp", allow=True)
-    service.issue(IssueRequest(tenant="acme", logins=("alice", "bob")))
-    service.set_subscription("acme", ends=dt.date(2026, 12, 31), zone="Asia/Tokyo")
-    return bearer(service.create_token(role="operator")[0])
+        service.users.add("acme", login, email=f"{login}@example.co.jp", allow=True)
+    service.certificates.issue(IssueRequest(tenant="acme", logins=("alice", "bob")))
+    service.lifecycle.set_subscription("acme", ends=dt.date(2026, 12, 31), zone="Asia/Tokyo")
+    return bearer(service.tokens.create(role="operator")[0])
 
 
 def certificates(service: Service) -> dict[str, tuple[str, str | None, bool]]:
     return {v.login: (v.state.value, v.revocation_reason, v.has_key_material)
-            for v in service.list_certificates("acme")}
+            for v in service.certificates.list_certificates("acme")}
 
 
 def snapshot(client: TestClient, service: Service, operator: dict[str, str]) -> Any:
     return (client.get(URL, headers=operator).json(), certificates(service),
-            len(service.audit_events()))
+            len(service.audit.events()))
 
 
 VALID = {"alice": ("valid", None, True), "bob": ("valid", None, True)}

@@ -37,20 +37,20 @@ def db_url(tmp_path: Path) -> str:
 def setup(service: Service) -> tuple[dict[str, str], list[CertificateView]]:
     """株式会社アクメ with two certificates, a contract through 2026-12-31 in Tokyo, and an
     operator and a gateway token."""
-    service.create_tenant("acme", display_name="株式会社アクメ")
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
     for login in ("alice", "bob"):
-        service.add_user("acme", login, email=f"{login}@example.co.jp", allow=True)
-    views = service.issue(IssueRequest(tenant="acme", logins=("alice", "bob")))
-    service.set_subscription("acme", ends=dt.date(2026, 12, 31), zone="Asia/Tokyo")
-    tokens = {"operator": service.create_token(role="operator")[0],
-              "gateway": service.create_token(role="gateway", tenant="acme")[0]}
+        service.users.add("acme", login, email=f"{login}@example.co.jp", allow=True)
+    views = service.certificates.issue(IssueRequest(tenant="acme", logins=("alice", "bob")))
+    service.lifecycle.set_subscription("acme", ends=dt.date(2026, 12, 31), zone="Asia/Tokyo")
+    tokens = {"operator": service.tokens.create(role="operator")[0],
+              "gateway": service.tokens.create(role="gateway", tenant="acme")[0]}
     return tokens, views
 
 
 def seen(client: TestClient, service: Service, token: str,
          views: list[CertificateView]) -> dict[str, Any]:
     """What a gateway sees over HTTP: the CRL, OCSP and the status API, per serial."""
-    issuing = x509.load_der_x509_certificate(service.ca_certificates("acme")[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates("acme")[1].der)
     found: dict[str, Any] = {"crl": crl_serials(x509.load_der_x509_crl(
         client.get("/crl/acme.crl").content))}
     for view in views:

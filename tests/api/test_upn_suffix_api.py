@@ -37,20 +37,20 @@ def upn(value: str) -> x509.OtherName:
 
 
 def stored(service: Service) -> dict[str, str | None]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return {t.name: t.upn_suffix for t in session.scalars(select(Tenant))}
 
 
 def events(service: Service) -> list[tuple[str, str | None, dict[str, Any]]]:
     return [(e.actor, e.tenant, e.details)
-            for e in service.audit_events(action="tenant.update")]
+            for e in service.audit.events(action="tenant.update")]
 
 
 @pytest.mark.parametrize("role", ["operator", "admin"])
 def test_an_operator_or_the_tenants_admin_sets_and_clears_the_suffix(
         client: TestClient, tokens: dict[str, str], service: Service, role: str) -> None:
     token = tokens[role]
-    (name,) = [f"token:{t.id}:{t.name}" for t in service.list_tokens()
+    (name,) = [f"token:{t.id}:{t.name}" for t in service.tokens.list_tokens()
                if t.role == role and t.tenant == (None if role == "operator" else "default")]
 
     set_ = client.put(SETTING, json={"upn_suffix": "株式会社アクメ\uff0eJP"}, headers=bearer(token))

@@ -389,11 +389,11 @@ def test_another_tenants_admin_gets_404_on_every_user_and_bulk_route(
     # nor by asking under its own name
     r = client.get(f"/api/v1/tenants/acme/jobs/{job['id']}", headers=other)
     assert r.status_code == 404
-    view = service.get_user("default", "alice")
+    view = service.users.get("default", "alice")
     assert (view.status, view.secure_access, view.email) == ("active", True,
                                                              "alice@example.com")
-    assert [u.login for u in service.list_users("default")] == ["alice"]
-    assert service.list_users("acme") == []
+    assert [u.login for u in service.users.list_users("default")] == ["alice"]
+    assert service.users.list_users("acme") == []
 
 
 def test_users_and_gateways_may_not_manage_users(client: TestClient,

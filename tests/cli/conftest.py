@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select
 
 from ca.clock import FixedClock
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.settings import Settings
 from cli.context import STATE
 from cli.main import main
@@ -183,7 +183,7 @@ def cli_clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     fixed = FixedClock(MOMENTS.start)
 
     def service(settings: Settings) -> Service:
-        return Service(settings, clock=fixed)
+        return build_service(settings, clock=fixed)
 
-    monkeypatch.setattr("cli.context.Service", service)
+    monkeypatch.setattr("cli.context.build_service", service)
     return fixed

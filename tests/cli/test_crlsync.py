@@ -17,12 +17,12 @@ from tests.moments import MOMENTS
 @pytest.fixture
 def trusted(service: Service) -> list[x509.Certificate]:
     return [x509.load_pem_x509_certificate(v.pem.encode())
-            for v in service.ca_certificates("default")]
+            for v in service.hierarchy.ca_certificates("default")]
 
 
 def test_a_signed_current_bundle_passes(service: Service,
                                         trusted: list[x509.Certificate]) -> None:
-    chain = service.crl_chain("default")
+    chain = service.crls.chain("default")
     checked = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None)
     assert checked.pem == chain.pem.encode()
     assert checked.next_update == chain.first_to_expire.next_update
@@ -32,7 +32,7 @@ def test_text_around_the_crls_never_reaches_the_gateway(
         service: Service, trusted: list[x509.Certificate]) -> None:
     """No signature covers it: a man in the middle of plain http could feed HAProxy's
     runtime API (a blank line ends the payload) or nginx anything."""
-    chain = service.crl_chain("default")
+    chain = service.crls.chain("default")
     own, root = chain.own.pem.encode(), chain.root.pem.encode()
     tampered = b"junk\n\nset server be/web state maint\n\n" + own + b"\n;x\n" + root + b"TAIL"
     checked = crlsync.check(tampered, trusted, now=MOMENTS.start, previous=None)
@@ -42,20 +42,20 @@ def test_text_around_the_crls_never_reaches_the_gateway(
 def test_a_bundle_without_a_crl_for_every_trusted_ca_is_refused(
         service: Service, trusted: list[x509.Certificate]) -> None:
     # nginx refuses every client when a CA of the chain has no CRL
-    only_own = service.crl_chain("default").own.pem.encode()
+    only_own = service.crls.chain("default").own.pem.encode()
     with pytest.raises(InvalidInput, match="has no CRL of"):
         crlsync.check(only_own, trusted, now=MOMENTS.start, previous=None)
 
 
 def test_a_crl_of_another_ca_or_an_older_one_is_refused(
         service: Service, trusted: list[x509.Certificate]) -> None:
-    service.create_tenant("acme")
-    foreign = service.crl_chain("acme").pem.encode()
+    service.hierarchy.create_tenant("acme")
+    foreign = service.crls.chain("acme").pem.encode()
     with pytest.raises(InvalidInput, match="not signed by a CA of the trusted bundle"):
         crlsync.check(foreign, trusted, now=MOMENTS.start, previous=None)
-    old = crlsync.check(service.crl_chain("default").pem.encode(), trusted,
+    old = crlsync.check(service.crls.chain("default").pem.encode(), trusted,
                         now=MOMENTS.start, previous=None)
-    newer = crlsync.check(service.crl_chain("default", fresh=True).pem.encode(), trusted,
+    newer = crlsync.check(service.crls.chain("default", fresh=True).pem.encode(), trusted,
                           now=MOMENTS.start, previous=None)
     with pytest.raises(InvalidInput, match="older than"):
         crlsync.check(old.pem, trusted, now=MOMENTS.start, previous=newer)
@@ -63,7 +63,7 @@ def test_a_crl_of_another_ca_or_an_older_one_is_refused(
 
 def test_an_expired_bundle_is_refused(service: Service,
                                       trusted: list[x509.Certificate]) -> None:
-    chain = service.crl_chain("default")
+    chain = service.crls.chain("default")
     later = chain.first_to_expire.next_update + dt.timedelta(seconds=1)
     with pytest.raises(InvalidInput, match="has expired"):
         crlsync.check(chain.pem.encode(), trusted, now=later, previous=None)
@@ -81,7 +81,7 @@ def test_a_file_name_haproxys_runtime_api_would_split_is_refused(name: str,
 def test_what_haproxy_shows_is_compared_with_what_was_pushed(
         service: Service, trusted: list[x509.Certificate]) -> None:
     """``show ssl crl-file`` as HAProxy 2.6 prints it (its own order, OpenSSL's dates)."""
-    chain = service.crl_chain("default")
+    chain = service.crls.chain("default")
     pem = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None).pem
 
     def block(number: int, crl: x509.CertificateRevocationList) -> str:
@@ -125,7 +125,7 @@ def test_a_watch_logs_any_failure_and_goes_on(
     line and retried; only bad arguments found at start end it."""
     from cli import gateway
 
-    chain = service.crl_chain("default")
+    chain = service.crls.chain("default")
     checked = crlsync.check(chain.pem.encode(), trusted, now=MOMENTS.start, previous=None)
     results: list[BaseException | crlsync.Outcome] = [
         ValueError("No closing quotation"),

@@ -16,7 +16,7 @@ from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import AuditEvent
 from ca.db.types import UTCDateTime
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings
 from tests.moments import MOMENTS
 
@@ -26,16 +26,16 @@ OSAKA = "Example Holdings International Corporation Japan Branch Osaka"
 
 def test_each_tenant_has_its_own_chain_and_verify_reports_every_head(
         service: Service) -> None:
-    service.create_tenant("tokyo", display_name=TOKYO)
-    service.create_tenant("osaka", display_name=OSAKA)
+    service.hierarchy.create_tenant("tokyo", display_name=TOKYO)
+    service.hierarchy.create_tenant("osaka", display_name=OSAKA)
     for tenant in ("tokyo", "osaka", "tokyo"):
-        login = f"user{len(service.audit_events(tenant=tenant))}"
-        service.add_user(tenant, login, email=f"{login}@example.com", allow=True)
-    service.issue(IssueRequest(tenant="osaka", logins=("user1",)))
+        login = f"user{len(service.audit.events(tenant=tenant))}"
+        service.users.add(tenant, login, email=f"{login}@example.com", allow=True)
+    service.certificates.issue(IssueRequest(tenant="osaka", logins=("user1",)))
 
-    check = service.verify_audit()
+    check = service.audit.verify()
 
-    with service.reading() as session:
+    with service.database.reading() as session:
         rows = session.execute(select(AuditEvent.chain, AuditEvent.tenant_id, AuditEvent.hash,
                                       AuditEvent.prev_hash).order_by(AuditEvent.id)).all()
     by_chain: dict[int, list[sa.Row[tuple[int, int | None, str, str]]]] = {}
@@ -54,17 +54,17 @@ def test_each_tenant_has_its_own_chain_and_verify_reports_every_head(
 
 
 def test_a_change_breaks_only_its_own_chain(service: Service) -> None:
-    service.create_tenant("tokyo", display_name=TOKYO)
-    service.create_tenant("osaka", display_name=OSAKA)
+    service.hierarchy.create_tenant("tokyo", display_name=TOKYO)
+    service.hierarchy.create_tenant("osaka", display_name=OSAKA)
     for tenant in ("tokyo", "osaka"):
         for login in ("alice", "bob"):
-            service.add_user(tenant, login, email=f"{login}@example.com")
-    victim = service.audit_events(tenant="tokyo", action="user.create")[0].id
-    with service.transaction() as session:
+            service.users.add(tenant, login, email=f"{login}@example.com")
+    victim = service.audit.events(tenant="tokyo", action="user.create")[0].id
+    with service.database.transaction() as session:
         session.execute(update(AuditEvent).where(AuditEvent.id == victim)
                         .values(target="tokyo/mallory"))
 
-    check = service.verify_audit()
+    check = service.audit.verify()
 
     assert [(c.tenant, c.broken.event_id if c.broken else None) for c in check.chains] == [
         (None, None), ("default", None), ("tokyo", victim), ("osaka", None)]
@@ -72,17 +72,17 @@ def test_a_change_breaks_only_its_own_chain(service: Service) -> None:
 
 
 def test_an_event_moved_to_another_tenants_chain_is_found(service: Service) -> None:
-    service.create_tenant("tokyo", display_name=TOKYO)
-    service.create_tenant("osaka", display_name=OSAKA)
-    service.add_user("osaka", "alice", email="alice@example.com")
-    moved = service.audit_events(tenant="osaka")[-1]  # the newest: its chain still links
-    with service.reading() as session:
+    service.hierarchy.create_tenant("tokyo", display_name=TOKYO)
+    service.hierarchy.create_tenant("osaka", display_name=OSAKA)
+    service.users.add("osaka", "alice", email="alice@example.com")
+    moved = service.audit.events(tenant="osaka")[-1]  # the newest: its chain still links
+    with service.database.reading() as session:
         tokyo = session.scalar(sa.text("SELECT id FROM tenants WHERE name = 'tokyo'"))
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         session.execute(update(AuditEvent).where(AuditEvent.id == moved.id)
                         .values(chain=tokyo))
 
-    broken = {c.tenant: c.broken for c in service.verify_audit().chains}
+    broken = {c.tenant: c.broken for c in service.audit.verify().chains}
 
     assert broken["osaka"] is None  # truncated at its end: what the noted head is for
     tokyo_break = broken["tokyo"]
@@ -121,7 +121,7 @@ def _legacy(now: dt.datetime, tenant_id: int | None, action: str,
 
 def test_a_log_written_before_chains_still_verifies_after_the_upgrade(
         settings: Settings, clock: FixedClock) -> None:
-    bare_service = Service(settings, clock=clock)
+    bare_service = build_service(settings, clock=clock)
     engine = bare_service.engine
     migrate.upgrade(engine, "0005")  # an existing deployment, before chains
     now = MOMENTS.start
@@ -152,23 +152,23 @@ def test_a_log_written_before_chains_still_verifies_after_the_upgrade(
         conn.execute(anchor.insert().values(id=1, prev_hash=legacy[1].hash, first_id=3,
                                             removed=2, pruned_at=now))
 
-    bare_service.upgrade_database()
+    bare_service.database.upgrade()
 
-    check = bare_service.verify_audit()
+    check = bare_service.audit.verify()
     assert [(c.tenant, c.events, c.head, c.removed, c.first_id, c.broken)
             for c in check.chains] == [(None, 4, legacy[-1].hash, 2, 3, None)]
     # new events: the operator's chain goes on from the old head, acme's starts its own
     clock.advance(dt.timedelta(minutes=1))
-    bare_service.add_user("acme", "bob", email="bob@example.com")
-    with bare_service.transaction() as session:
+    bare_service.users.add("acme", "bob", email="bob@example.com")
+    with bare_service.database.transaction() as session:
         audit.record(session, audit.CLI_ACTOR, audit.Event(action="token.create",
                                                            target="ops2"),
-                     now=bare_service.now())
-    check = bare_service.verify_audit()
+                     now=bare_service.clock.now())
+    check = bare_service.audit.verify()
     assert check.broken is None
     assert [(c.tenant, c.events, c.removed) for c in check.chains] == [
         (None, 5, 2), ("acme", 1, 0)]
-    with bare_service.reading() as session:
+    with bare_service.database.reading() as session:
         new = session.scalars(select(AuditEvent).where(AuditEvent.id > 6)
                               .order_by(AuditEvent.id)).all()
     assert [(e.chain, e.action, e.prev_hash) for e in new] == [

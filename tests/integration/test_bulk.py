@@ -26,7 +26,7 @@ from ca.db.models import AuditEvent, Certificate
 from ca.errors import InvalidInput, NotPermitted
 from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service
-from ca.service import status as cert_status
+from ca.service import transitions as cert_status
 from ca.states import State
 
 TENANT = "default"
@@ -35,11 +35,11 @@ ARCHIVE_NAME = re.compile(r"[a-z0-9-]+-certificates-\d{8}-\d{6}\.zip")
 
 
 def add(service: Service, login: str, *groups: str, allow: bool = True) -> None:
-    service.add_user(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups)
+    service.users.add(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups)
 
 
 def issue(service: Service, *logins: str, **options: object) -> list[str]:
-    views = service.issue(IssueRequest(tenant=TENANT, logins=logins, **options))  # type: ignore[arg-type]
+    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins, **options))  # type: ignore[arg-type]
     return [v.serial for v in views]
 
 
@@ -51,7 +51,7 @@ def bulk(service: Service, **selection: object) -> IssueRequest:
 
 def holders(service: Service) -> list[str]:
     """Logins with a valid certificate."""
-    return sorted({v.login for v in service.list_certificates(TENANT, state="valid")})
+    return sorted({v.login for v in service.certificates.list_certificates(TENANT, state="valid")})
 
 
 def csr_pem() -> bytes:
@@ -63,15 +63,15 @@ def csr_pem() -> bytes:
 
 
 def change(service: Service, serial: str, step: object, *args: object) -> None:
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         cert = session.scalar(select(Certificate).where(Certificate.serial == serial))
         assert cert is not None
         step(session, cert, *args, audit.CLI_ACTOR, tenant=TENANT,  # type: ignore[operator]
-             login=cert.user.login, now=service.now())
+             login=cert.user.login, now=service.clock.now())
 
 
 def download(service: Service, **selection: object) -> bytes:
-    made = service.download_bulk(TENANT, Selection(**selection))  # type: ignore[arg-type]
+    made = service.downloads.bulk(TENANT, Selection(**selection))  # type: ignore[arg-type]
     assert ARCHIVE_NAME.fullmatch(made.filename), made.filename
     return b"".join(made.chunks)
 
@@ -105,7 +105,7 @@ def members(data: bytes) -> list[str]:
 
 
 def downloads(service: Service) -> list[list[str]]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         rows = session.scalars(select(AuditEvent).where(
             AuditEvent.action == "cert.download").order_by(AuditEvent.id)).all()
         return [json.loads(row.details)["serials"] for row in rows]
@@ -125,39 +125,40 @@ def staff(service: Service) -> Service:
 
 def test_bulk_issuance_goes_to_a_group_the_unaffiliated_or_all_active_users(
         staff: Service) -> None:
-    issued = staff.issue_bulk(bulk(staff, group="sales")).issued
+    issued = staff.certificates.issue_bulk(bulk(staff, group="sales")).issued
     assert [v.login for v in issued] == ["alice", "bob"]
     assert all(v.state is State.VALID and v.has_key_material for v in issued)
-    issued = staff.issue_bulk(bulk(staff, unaffiliated=True)).issued
+    issued = staff.certificates.issue_bulk(bulk(staff, unaffiliated=True)).issued
     assert [v.login for v in issued] == ["carol"]
     assert holders(staff) == ["alice", "bob", "carol"]
-    staff.retire_user(TENANT, "dave")
-    result = staff.issue_bulk(bulk(staff, everyone=True))
+    staff.users.retire(TENANT, "dave")
+    result = staff.certificates.issue_bulk(bulk(staff, everyone=True))
     assert [v.login for v in result.issued] == ["alice", "bob", "carol"]
     assert result.failures == []
 
 
 def test_bulk_issuance_with_a_status_filter_issues_only_to_those_users(staff: Service) -> None:
     [first] = issue(staff, "alice")
-    issued = staff.issue_bulk(bulk(staff, everyone=True, status="unissued")).issued
+    issued = staff.certificates.issue_bulk(bulk(staff, everyone=True, status="unissued")).issued
     assert [v.login for v in issued] == ["bob", "carol", "dave"]
-    assert [v.serial for v in staff.list_certificates(TENANT, login="alice")] == [first]
-    assert staff.issue_bulk(bulk(staff, everyone=True, status="unissued")).issued == []
+    assert [v.serial for v in staff.certificates.list_certificates(TENANT,
+                                                                   login="alice")] == [first]
+    assert staff.certificates.issue_bulk(bulk(staff, everyone=True, status="unissued")).issued == []
 
 
 def test_bulk_issuance_is_all_or_nothing(staff: Service) -> None:
-    staff.set_permission(TENANT, ("carol",), allow=False)
+    staff.users.set_permission(TENANT, ("carol",), allow=False)
     with pytest.raises(NotPermitted, match="carol: the user has no secure-access permission"):
-        staff.issue_bulk(bulk(staff, everyone=True))
+        staff.certificates.issue_bulk(bulk(staff, everyone=True))
     with pytest.raises(NotPermitted, match="carol"):
-        staff.issue(bulk(staff, everyone=True))
-    assert staff.list_certificates(TENANT) == []
+        staff.certificates.issue(bulk(staff, everyone=True))
+    assert staff.certificates.list_certificates(TENANT) == []
 
 
 def test_best_effort_issues_the_others_and_lists_each_refused_user_with_its_reason(
         staff: Service) -> None:
-    staff.set_permission(TENANT, ("bob", "carol"), allow=False)
-    result = staff.issue_bulk(bulk(staff, everyone=True, best_effort=True))
+    staff.users.set_permission(TENANT, ("bob", "carol"), allow=False)
+    result = staff.certificates.issue_bulk(bulk(staff, everyone=True, best_effort=True))
     assert [v.login for v in result.issued] == ["alice", "dave"]
     assert [login for login, _ in result.failures] == ["bob", "carol"]
     for login, reason in result.failures:
@@ -166,38 +167,40 @@ def test_best_effort_issues_the_others_and_lists_each_refused_user_with_its_reas
 
 
 def test_best_effort_by_login_lists_unknown_retired_and_refused_users(staff: Service) -> None:
-    staff.retire_user(TENANT, "dave")
-    staff.set_permission(TENANT, ("carol",), allow=False)
+    staff.users.retire(TENANT, "dave")
+    staff.users.set_permission(TENANT, ("carol",), allow=False)
     request = IssueRequest(tenant=TENANT, logins=("alice", "ghost", "carol", "dave"),
                            best_effort=True)
-    result = staff.issue_bulk(request)
+    result = staff.certificates.issue_bulk(request)
     assert [v.login for v in result.issued] == ["alice"]
     reasons = dict(result.failures)
     assert set(reasons) == {"ghost", "carol", "dave"}
     assert "no user 'ghost'" in reasons["ghost"]
     assert "permission" in reasons["carol"] and "retired" in reasons["dave"]
     with pytest.raises(InvalidInput, match="issue_bulk"):
-        staff.issue(request)  # best effort must report its failures
+        staff.certificates.issue(request)  # best effort must report its failures
 
 
 def test_progress_is_reported_as_done_of_total_ending_at_total(staff: Service) -> None:
     calls: list[tuple[int, int]] = []
-    staff.set_permission(TENANT, ("dave",), allow=False)
-    staff.issue_bulk(bulk(staff, everyone=True, best_effort=True),
+    staff.users.set_permission(TENANT, ("dave",), allow=False)
+    staff.certificates.issue_bulk(bulk(staff, everyone=True, best_effort=True),
                      progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_bulk_reissue_revoke_supersedes_the_current_certificates(staff: Service) -> None:
-    old = [v.serial for v in staff.issue_bulk(bulk(staff, group="Sales")).issued]
-    new = [v.serial for v in staff.issue_bulk(bulk(staff, group="Sales", reissue="revoke")
+    old = [v.serial for v in staff.certificates.issue_bulk(bulk(staff, group="Sales")).issued]
+    new = [v.serial for v in staff.certificates.issue_bulk(bulk(staff, group="Sales",
+                                                                reissue="revoke")
                                               ).issued]
     for serial in old:
-        cert = staff.get_certificate(serial)
+        cert = staff.certificates.get(serial)
         assert (cert.state, cert.revocation_reason) == (State.REVOKED, "superseded")
         assert not cert.has_key_material
-    assert [staff.get_certificate(s).state for s in new] == [State.VALID, State.VALID]
-    assert sorted(v.serial for v in staff.list_certificates(TENANT, state="valid")) == sorted(
+    assert [staff.certificates.get(s).state for s in new] == [State.VALID, State.VALID]
+    assert sorted(v.serial for v in staff.certificates.list_certificates(TENANT,
+                                                                         state="valid")) == sorted(
         new)
 
 
@@ -209,12 +212,12 @@ USERS_AT_SCALE = 500
 def test_bulk_download_of_500_users_holds_each_users_zip_and_a_manifest(
         service: Service) -> None:
     rows = "".join(f"user{i:03d},user{i:03d}@example.com,yes\n" for i in range(USERS_AT_SCALE))
-    report = service.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
+    report = service.users.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
     assert len(report.created) == USERS_AT_SCALE and report.errors == []
-    issued = service.issue_bulk(bulk(service, everyone=True)).issued
+    issued = service.certificates.issue_bulk(bulk(service, everyone=True)).issued
     assert len(issued) == USERS_AT_SCALE
 
-    made = service.download_bulk(TENANT, Selection(everyone=True))
+    made = service.downloads.bulk(TENANT, Selection(everyone=True))
     assert made.count == USERS_AT_SCALE and ARCHIVE_NAME.fullmatch(made.filename)
     data = b"".join(made.chunks)
     logins = [v.login for v in issued]
@@ -253,12 +256,12 @@ def mixed(service: Service, clock: FixedClock) -> dict[str, list[str]]:
     for login in ("valid", "twice", "twice", "revoked", "suspended", "held", "reissued"):
         serials.setdefault(login, []).extend(issue(service, login))
     serials["reissued"] += issue(service, "reissued", reissue="revoke")
-    serials["csr"] = [v.serial for v in service.issue(IssueRequest(
+    serials["csr"] = [v.serial for v in service.certificates.issue(IssueRequest(
         tenant=TENANT, logins=("csr",), csr=csr_pem()))]
     change(service, serials["revoked"][0], cert_status.revoke, "keyCompromise")
     change(service, serials["held"][0], cert_status.place_hold, HoldCause.MANUAL)
-    service.set_permission(TENANT, ("suspended",), allow=False)
-    assert service.get_certificate(serials["expired"][0]).state is State.EXPIRED
+    service.users.set_permission(TENANT, ("suspended",), allow=False)
+    assert service.certificates.get(serials["expired"][0]).state is State.EXPIRED
     return serials
 
 
@@ -284,7 +287,7 @@ def test_bulk_download_by_group_holds_that_groups_users_only_and_is_audited(
     assert members(data) == ["manifest.csv", "twice.zip", "valid.zip"]
     [serials] = downloads(service)
     assert sorted(serials) == sorted(row["serial"] for row in manifest(data).values())
-    with service.reading() as session:
+    with service.database.reading() as session:
         event = session.scalars(select(AuditEvent).where(
             AuditEvent.action == "cert.download")).one()
         assert event.tenant_id is not None and event.actor == audit.CLI_ACTOR.name
@@ -298,7 +301,7 @@ def test_nothing_to_download_is_refused_clearly(service: Service,
                       {"group": "Other", "status": "unissued"},
                       {"group": "no such group"}):
         with pytest.raises(NotPermitted, match="no selected user has a valid certificate"):
-            service.download_bulk(TENANT, Selection(**selection))
+            service.downloads.bulk(TENANT, Selection(**selection))
     assert downloads(service) == []
 
 
@@ -308,11 +311,12 @@ HOSTILE_TEXT = ["../x", "a/b", "..\\..\\boot.ini", "/etc/passwd", "con", ".."]
 def test_no_zip_has_an_unsafe_member_name_whatever_the_names_and_groups(
         service: Service) -> None:
     for i, text in enumerate(HOSTILE_TEXT):
-        service.add_user(TENANT, f"user{i}", email=f"user{i}@example.com", display_name=text,
+        service.users.add(TENANT, f"user{i}", email=f"user{i}@example.com", display_name=text,
                          groups=(text,), allow=True)
-    serials = [v.serial for v in service.issue_bulk(bulk(service, everyone=True)).issued]
+    serials = [v.serial for v in service.certificates.issue_bulk(bulk(service,
+                                                                      everyone=True)).issued]
     for serial in serials:
-        assert_safe_names(service.bundle(serial, tenant=TENANT).content)
+        assert_safe_names(service.certificates.bundle(serial, tenant=TENANT).content)
     for text in HOSTILE_TEXT:
         assert_safe_names(download(service, group=text))
     assert_safe_names(download(service, everyone=True))
@@ -323,13 +327,13 @@ def test_a_login_that_would_make_an_unsafe_file_name_is_refused_or_made_harmless
     problems = []
     for login in ("a..b", "alice.", "x..", "a.-.b"):
         try:
-            service.add_user(TENANT, login, email="someone@example.com", allow=True)
+            service.users.add(TENANT, login, email="someone@example.com", allow=True)
         except InvalidInput as exc:
             assert exc.field == "login"
             continue  # refused at input: fine
         [serial] = issue(service, login)
         try:
-            assert_safe_names(service.bundle(serial, tenant=TENANT).content)
+            assert_safe_names(service.certificates.bundle(serial, tenant=TENANT).content)
             data = download(service, logins=(login,))
         except Exception as exc:  # a crash, mid-stream for the bulk zip
             problems.append(f"{login!r} was accepted but cannot be downloaded: {exc!r}")

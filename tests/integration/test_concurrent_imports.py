@@ -38,20 +38,20 @@ def waiters(conn: Connection) -> int:
 
 
 def tenant_users(service: Service, tenant: str) -> list[str]:
-    return sorted(service.export_users(tenant))
+    return sorted(service.users.export_users(tenant))
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no row locks
 def test_two_imports_creating_the_same_user_and_group_at_once_both_succeed(
         service: Service) -> None:
-    service.create_tenant(SERIAL, display_name="大阪支店", key_type="ec-p256")
+    service.hierarchy.create_tenant(SERIAL, display_name="大阪支店", ca_key_type="ec-p256")
     for tenant in (TENANT, SERIAL):
-        service.add_user(tenant, "kizon", email="kizon@example.jp", display_name="既存")
+        service.users.add(tenant, "kizon", email="kizon@example.jp", display_name="既存")
     reports: dict[str, Any] = {}
 
     def run(name: str, data: bytes) -> None:
         try:
-            reports[name] = service.import_users(TENANT, data)
+            reports[name] = service.users.import_users(TENANT, data)
         except Exception as exc:
             reports[name] = exc
 
@@ -76,10 +76,10 @@ def test_two_imports_creating_the_same_user_and_group_at_once_both_succeed(
                     "second": (["kato"], [], ["kizon", "yamada"])},
                    {"first": (["sato"], [], ["kizon", "yamada"]),
                     "second": (["yamada", "kato"], ["kizon"], [])})
-    service.import_users(SERIAL, FIRST)
-    service.import_users(SERIAL, SECOND)
+    service.users.import_users(SERIAL, FIRST)
+    service.users.import_users(SERIAL, SECOND)
     assert tenant_users(service, TENANT) == tenant_users(service, SERIAL)
-    assert service.list_groups(TENANT) == service.list_groups(SERIAL) == [
+    assert service.users.list_groups(TENANT) == service.users.list_groups(SERIAL) == [
         ("新部署", 3), ("東京", 1)]
 
 
@@ -88,14 +88,15 @@ def test_a_conflicting_set_insert_fails_with_the_conflict_alone(
         service: Service, caplog: pytest.LogCaptureFixture) -> None:
     """The CLI's stderr is one line: psycopg's executemany, aborted in its pipeline, would
     also log "error ignored terminating <psycopg.Pipeline>"."""
-    service.import_users(TENANT, (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
+    service.users.import_users(TENANT,
+                               (HEADER + "yamada,yamada@example.jp,山田,新部署,yes\n").encode())
     with pytest.raises(Conflict, match=r"^the change conflicts with existing data$"), \
-            service.transaction() as session:
+            service.database.transaction() as session:
         owner = queries.tenant(session, TENANT)
         userrows.insert_users(session, owner, [
             {"login": "yamada", "email": "yamada@example.jp", "display_name": "山田",
              "kind": "person", "secure_access": True}] + [
             {"login": f"user{n}", "email": f"user{n}@example.jp", "display_name": "利用者",
              "kind": "person", "secure_access": False} for n in range(ROWS)],
-            [[]] * (ROWS + 1), now=service.now())
+            [[]] * (ROWS + 1), now=service.clock.now())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

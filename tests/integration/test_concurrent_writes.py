@@ -32,7 +32,7 @@ WAIT = 120.0  # seconds: the bound of every wait, never reached when things work
 
 
 def events(service: Service) -> int:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
 
 
@@ -58,21 +58,21 @@ def at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def test_concurrent_bundle_downloads_keep_the_audit_chain_whole(service: Service) -> None:
-    service.create_tenant("acme", display_name="株式会社アクメ")
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
     logins = [f"user{i:02}" for i in range(BUNDLES)]
     for login in logins:
-        service.add_user("acme", login, email=f"{login}@example.com", allow=True)
-    serials = [v.serial for v in service.issue(IssueRequest(tenant="acme",
+        service.users.add("acme", login, email=f"{login}@example.com", allow=True)
+    serials = [v.serial for v in service.certificates.issue(IssueRequest(tenant="acme",
                                                             logins=tuple(logins)))]
     before = events(service)
 
-    bundles = at_once(BUNDLES, lambda i: service.bundle(serials[i], tenant="acme"))
+    bundles = at_once(BUNDLES, lambda i: service.certificates.bundle(serials[i], tenant="acme"))
 
     assert [b.serial for b in bundles] == serials  # every download answered, none refused
-    check = service.verify_audit()
+    check = service.audit.verify()
     assert check.broken is None
     assert check.events == events(service) == before + BUNDLES
-    downloads = service.audit_events(tenant="acme", action="cert.download")
+    downloads = service.audit.events(tenant="acme", action="cert.download")
     assert sorted(e.details["serials"][0] for e in downloads) == sorted(serials)
 
 
@@ -95,13 +95,13 @@ def csv_of(logins: list[str], *, allow: bool = True) -> bytes:
 
 def two_tenants(service: Service, acme_users: int) -> str:
     """acme with ``acme_users`` allowed users, beta with one valid certificate: its serial."""
-    service.create_tenant("acme", display_name=ACME)
-    service.create_tenant("beta", display_name=BETA)
+    service.hierarchy.create_tenant("acme", display_name=ACME)
+    service.hierarchy.create_tenant("beta", display_name=BETA)
     if acme_users:
-        report = service.import_users("acme", csv_of([f"u{i:05}" for i in range(acme_users)]))
+        report = service.users.import_users("acme", csv_of([f"u{i:05}" for i in range(acme_users)]))
         assert len(report.created) == acme_users and not report.errors
-    service.add_user("beta", "alice", email="alice@example.com", allow=True)
-    (view,) = service.issue(IssueRequest(tenant="beta", logins=("alice",)))
+    service.users.add("beta", "alice", email="alice@example.com", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="beta", logins=("alice",)))
     return view.serial
 
 
@@ -145,11 +145,11 @@ def revoke_meanwhile(service: Service, serial: str, work: Background) -> float:
     """Revoke beta's certificate now, while ``work`` runs: its latency in seconds, once the
     revocation is recorded, in beta's CRL, and the work was still running when it ended."""
     began = time.monotonic()
-    view = service.revoke("beta", serial, reason="keyCompromise")
+    view = service.revocation.revoke("beta", serial, reason="keyCompromise")
     latency = time.monotonic() - began
     still_running = not work.done.is_set()
     assert view.state is State.REVOKED and view.revocation_reason == "keyCompromise"
-    crl = x509.load_der_x509_crl(service.current_crl("beta").der)
+    crl = x509.load_der_x509_crl(service.crls.current("beta").der)
     entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
     assert entry is not None
     assert still_running, (f"the revocation took {latency:.2f} s and ended after the bulk "
@@ -170,7 +170,7 @@ def test_a_revocation_goes_through_while_another_tenant_bulk_issues(
         service: Service) -> None:
     serial = two_tenants(service, BULK_USERS)
     reached, progress = halfway(BULK_USERS)
-    job = Background(lambda: service.issue_bulk(
+    job = Background(lambda: service.certificates.issue_bulk(
         IssueRequest(tenant="acme", selection=Selection(everyone=True)),
         progress=progress)).start()
     assert reached.wait(WAIT) or job.done.is_set()
@@ -183,7 +183,7 @@ def test_a_revocation_goes_through_while_another_tenant_bulk_issues(
     # work still runs); how long it took against the work is the machine's business: a busy
     # machine's scheduler once gave it half of a short job
     assert 0 < latency < job.seconds, (latency, job.seconds)
-    check = service.verify_audit()
+    check = service.audit.verify()
     assert check.broken is None
     assert {c.tenant: c.events for c in check.chains}["acme"] == (
         1 + 1 + BULK_USERS)  # tenant, the import (naming the users it made), certificates
@@ -205,7 +205,7 @@ def test_a_revocation_goes_through_while_another_tenant_imports_users(
         return checked(row)
 
     monkeypatch.setattr(users, "_spec_from_row", spec_from_row)
-    job = Background(lambda: service.import_users("acme", data)).start()
+    job = Background(lambda: service.users.import_users("acme", data)).start()
     assert reached.wait(WAIT) or job.done.is_set()
 
     latency = revoke_meanwhile(service, serial, job)
@@ -216,7 +216,7 @@ def test_a_revocation_goes_through_while_another_tenant_imports_users(
     # work still runs); how long it took against the work is the machine's business: a busy
     # machine's scheduler once gave it half of a short job
     assert 0 < latency < job.seconds, (latency, job.seconds)
-    assert service.verify_audit().broken is None
+    assert service.audit.verify().broken is None
 
 
 def test_a_revocation_goes_through_while_another_tenant_downloads_in_bulk(
@@ -228,11 +228,11 @@ def test_a_revocation_goes_through_while_another_tenant_downloads_in_bulk(
     # a chunk per batch: small batches, so that half-way is a chunk boundary
     monkeypatch.setattr(downloads, "BATCH", DOWNLOAD_USERS // 6)
     serial = two_tenants(service, DOWNLOAD_USERS)
-    service.issue(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
+    service.certificates.issue(IssueRequest(tenant="acme", selection=Selection(everyone=True)))
     reached, revoked = threading.Event(), threading.Event()
 
     def download() -> list[str]:
-        archive = service.download_bulk("acme", Selection(everyone=True))
+        archive = service.downloads.bulk("acme", Selection(everyone=True))
         content = bytearray()
         for i, chunk in enumerate(archive.chunks):
             content += chunk
@@ -260,19 +260,19 @@ def test_a_bundle_made_while_its_certificate_is_revoked_is_refused(
     leaves for a certificate revoked in the meantime, and no download is recorded."""
     from ca.x509 import pkcs12
 
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
-    (view,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
     build = pkcs12.build
 
     def revoked_meanwhile(**kwargs: Any) -> bytes:
         made = build(**kwargs)
-        Background(lambda: service.revoke("default", view.serial)).start().join()
+        Background(lambda: service.revocation.revoke("default", view.serial)).start().join()
         return made
 
     monkeypatch.setattr(pkcs12, "build", revoked_meanwhile)
     with pytest.raises(NotPermitted, match=f"certificate {view.serial} is revoked"):
-        service.bundle(view.serial, tenant="default")
-    assert service.audit_events(action="cert.download") == []
+        service.certificates.bundle(view.serial, tenant="default")
+    assert service.audit.events(action="cert.download") == []
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL locks as it goes
@@ -294,10 +294,10 @@ def test_on_sqlite_a_write_transaction_holds_the_write_lock_from_its_start(
         finally:
             conn.close()
 
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         session.scalar(select(func.count()).select_from(AuditEvent))
         assert other_writer() == "database is locked"
-    with service.reading() as session:
+    with service.database.reading() as session:
         session.scalar(select(func.count()).select_from(AuditEvent))
         assert other_writer() == "began"
 
@@ -307,14 +307,14 @@ def test_a_fresh_crl_is_served_while_another_writer_holds_the_write_lock(
         service: Service) -> None:
     """What a gateway fetches is read, not written: a bulk job's write does not hold up a
     CRL download (the CRL is made anew only when it is past half its validity)."""
-    service.create_tenant("acme", display_name="株式会社アクメ")
-    made = {name: service.current_crl(name) for name in ("acme", None)}
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
+    made = {name: service.crls.current(name) for name in ("acme", None)}
     database = service.engine.url.database
     assert database is not None
     writer = sqlite3.connect(database, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     try:
-        fetch = Background(lambda: {name: service.current_crl(name)
+        fetch = Background(lambda: {name: service.crls.current(name)
                                     for name in ("acme", None)}).start()
         # far above a read, far below the 10 s busy timeout a write would wait
         finished_under_the_lock = fetch.done.wait(timeout=5)
@@ -335,15 +335,15 @@ def test_a_bulk_reissue_locks_every_superseded_row_before_it_takes_the_chains_lo
     from sqlalchemy import create_engine, text
 
     from ca import audit as audit_module
-    from ca.service import status as status_module
+    from ca.service import transitions as status_module
 
-    service.create_tenant("acme", display_name="株式会社アクメ")
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
     logins = [f"shain{i:02d}" for i in range(6)]
     for i, login in enumerate(logins):
-        service.add_user("acme", login, email=f"{login}@example.jp",
+        service.users.add("acme", login, email=f"{login}@example.jp",
                          display_name=f"社員 {i:02d}", allow=True)
-    old = service.issue(IssueRequest(tenant="acme", logins=tuple(logins)))
-    with service.reading() as session:  # the row the bulk write reaches last
+    old = service.certificates.issue(IssueRequest(tenant="acme", logins=tuple(logins)))
+    with service.database.reading() as session:  # the row the bulk write reaches last
         last_id = session.scalar(select(func.max(Certificate.id)).where(
             Certificate.serial.in_([view.serial for view in old])))
     probe = create_engine(service.engine.url)
@@ -364,7 +364,8 @@ def test_a_bulk_reissue_locks_every_superseded_row_before_it_takes_the_chains_lo
 
     monkeypatch.setattr(status_module.audit, "record", record)
     try:
-        service.issue(IssueRequest(tenant="acme", logins=tuple(logins), reissue="revoke"))
+        service.certificates.issue(IssueRequest(tenant="acme", logins=tuple(logins),
+                                                reissue="revoke"))
     finally:
         probe.dispose()
     assert seen == ["locked"]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ca.clock import FixedClock
-from ca.service import Service, jobs
+from ca.service import Service, build_service, jobs
 from ca.settings import Settings
 from tests.served import Server, live_service, serving
 
@@ -43,7 +43,7 @@ def poll(server: Server, token: str, job_id: str) -> dict[str, Any]:
 
 def test_a_job_whose_server_was_killed_reads_failed_with_what_was_committed(
         live: Service, settings: Settings, tmp_path: Path) -> None:
-    token = live.create_token(role="admin", tenant=TENANT)[0]
+    token = live.tokens.create(role="admin", tenant=TENANT)[0]
     log = tmp_path / "serve.log"
     with serving(settings, log) as first:
         answer = httpx.post(f"{first.url}/api/v1/tenants/{TENANT}/certificates/bulk",
@@ -64,20 +64,20 @@ def test_a_job_whose_server_was_killed_reads_failed_with_what_was_committed(
     with serving(settings, log) as second:
         # the lease has not lapsed: as far as anyone can tell, another replica runs it
         assert poll(second, token, job_id)["status"] == "running"
-        later = Service(settings, clock=FixedClock(killed_at + jobs.LEASE + dt.timedelta(
+        later = build_service(settings, clock=FixedClock(killed_at + jobs.LEASE + dt.timedelta(
             seconds=1)))
         try:
-            assert later.get_job(TENANT, job_id).status == "failed"
+            assert later.jobs.get(TENANT, job_id).status == "failed"
         finally:
             later.engine.dispose()
         final = poll(second, token, job_id)
-        committed = len(live.list_certificates(TENANT))
+        committed = len(live.certificates.list_certificates(TENANT))
         assert (final["status"], final["error"]) == ("failed", jobs.STOPPED)
         assert final["result"] is None
         # what was committed stays whole (each certificate with its audit event: an issuance
         # lands all at once, or not at all); the progress the job last wrote (certificates
         # made, in the database for every replica to read) is kept as it was
-        issued = live.audit_events(tenant=TENANT, action="cert.issue", limit=10_000)
+        issued = live.audit.events(tenant=TENANT, action="cert.issue", limit=10_000)
         assert committed == len(issued) and committed in (0, USERS)
         assert 1 <= final["done"] <= final["total"] == USERS
         # a new job starts and finishes on the restarted server

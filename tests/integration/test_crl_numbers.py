@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ca.clock import FixedClock
 from ca.db.models import Authority, Crl, Tenant
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings, load_settings
 from tests.conftest import BASE_URL, PASSPHRASE
 from tests.moments import MOMENTS
@@ -32,7 +32,7 @@ MS = dt.timedelta(milliseconds=1)
 def crl_numbers(service: Service, tenant: str | None = "default") -> list[int]:
     """A CA's CRL Numbers in commit order (the primary key is taken inside the lock);
     ``None``: the root's."""
-    with service.reading() as session:
+    with service.database.reading() as session:
         query = select(Authority.id).where(Authority.kind == "root")
         if tenant is not None:
             query = select(Authority.id).join(Tenant, Authority.tenant_id == Tenant.id).where(
@@ -52,14 +52,14 @@ def _revoke_and_publish(overrides: dict[str, Any], serials: list[str], skew_ms: 
     """One replica: its own Service and a clock ``skew_ms`` off the other's."""
     try:
         clock = FixedClock(MOMENTS.start + skew_ms * MS)
-        service = Service(load_settings(**overrides), clock=clock)
+        service = build_service(load_settings(**overrides), clock=clock)
         barrier.wait(timeout=60)
         seen = []
         for serial in serials:
             clock.advance(MS)
-            service.revoke("default", serial, reason="keyCompromise")
+            service.revocation.revoke("default", serial, reason="keyCompromise")
             clock.advance(MS)
-            seen.append(number_in(service.publish_crl("default").der))
+            seen.append(number_in(service.crls.publish("default").der))
             barrier.wait(timeout=60)  # step by step together: the commits interleave
         service.engine.dispose()
         results.put(("ok", seen))
@@ -74,10 +74,10 @@ def overrides_of(settings: Settings) -> dict[str, Any]:
 
 def test_crl_numbers_strictly_increase_in_commit_order_across_two_processes(
         service: Service) -> None:
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
-    views = [service.issue(IssueRequest(tenant="default", logins=("alice",)))[0]
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    views = [service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0]
              for _ in range(2 * PER_PROCESS)]
-    service.publish_crl("default")
+    service.crls.publish("default")
     halves = [[v.serial for v in views[:PER_PROCESS]], [v.serial for v in views[PER_PROCESS:]]]
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
@@ -104,7 +104,7 @@ def test_crl_numbers_strictly_increase_in_commit_order_across_two_processes(
     places = [[numbers.index(n) for n in seen] for _, seen in outcomes]
     assert min(p[-1] for p in places) > max(p[0] for p in places), places
     # and the CRL served now is the newest, listing every revocation of both processes
-    current = service.current_crl("default")
+    current = service.crls.current("default")
     assert current.number == numbers[-1]
     listed = {format(e.serial_number, "X") for e in x509.load_der_x509_crl(current.der)}
     assert listed == {v.serial for v in views}
@@ -112,18 +112,18 @@ def test_crl_numbers_strictly_increase_in_commit_order_across_two_processes(
 
 def test_the_number_grows_when_the_clock_goes_back(service: Service,
                                                    clock: FixedClock) -> None:
-    first = service.publish_crl("default").number
+    first = service.crls.publish("default").number
     clock.set(MOMENTS.start - dt.timedelta(days=1))  # an NTP step back, or a wrong clock
-    second = service.publish_crl("default").number
+    second = service.crls.publish("default").number
     assert second > first
-    assert number_in(service.current_crl("default").der) == second
+    assert number_in(service.crls.current("default").der) == second
 
 
 def test_the_number_grows_across_a_restart(service: Service, clock: FixedClock) -> None:
-    first = service.publish_crl("default").number
-    restarted = Service(service.settings, clock=clock)
+    first = service.crls.publish("default").number
+    restarted = build_service(service.settings, clock=clock)
     try:
-        assert restarted.publish_crl("default").number > first
+        assert restarted.crls.publish("default").number > first
     finally:
         restarted.engine.dispose()
 
@@ -132,8 +132,8 @@ def test_each_ca_numbers_its_crls_strictly_increasing_at_one_instant(
         service: Service) -> None:
     # a FixedClock that never moves: every CRL is made in the same millisecond
     for _ in range(5):
-        service.publish_crl("default")
-        service.publish_crl(None)
+        service.crls.publish("default")
+        service.crls.publish(None)
     for tenant in ("default", None):
         numbers = crl_numbers(service, tenant)
         assert len(numbers) == 5
@@ -158,26 +158,26 @@ def copy_database(source: Path, target: Path) -> None:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_crl_made_after_restoring_an_older_backup_has_a_larger_number(
         service: Service, clock: FixedClock, tmp_path: Path) -> None:
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
     for _ in range(3):
         clock.advance(dt.timedelta(seconds=1))
-        service.publish_crl("default")
+        service.crls.publish("default")
     backup = tmp_path / "backup.db"
     copy_database(sqlite_path(service), backup)
     for _ in range(3):  # published to gateways, then lost with the database
         clock.advance(dt.timedelta(seconds=1))
-        (view,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
-        service.revoke("default", view.serial, reason="keyCompromise")
-        service.publish_crl("default")
+        (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
+        service.revocation.revoke("default", view.serial, reason="keyCompromise")
+        service.crls.publish("default")
     published = crl_numbers(service)
     service.engine.dispose()
 
     copy_database(backup, sqlite_path(service))
     clock.advance(dt.timedelta(minutes=10))  # the restore takes a while
-    restored = Service(service.settings, clock=clock)
+    restored = build_service(service.settings, clock=clock)
     try:
         assert len(crl_numbers(restored)) == 3  # the backup's CRLs only
-        after = restored.publish_crl("default").number
+        after = restored.crls.publish("default").number
     finally:
         restored.engine.dispose()
     assert after > max(published)

@@ -26,13 +26,14 @@ PAST_HALF = dt.timedelta(days=4)  # a tenant's CRL is valid 7 days
 
 def issued(service: Service, *logins: str) -> list[str]:
     for login in logins:
-        service.add_user(TENANT, login, email=f"{login}@example.jp",
+        service.users.add(TENANT, login, email=f"{login}@example.jp",
                          display_name=f"利用者 {login}", allow=True)
-    return [cert.serial for cert in service.issue(IssueRequest(tenant=TENANT, logins=logins))]
+    return [cert.serial for cert in service.certificates.issue(IssueRequest(tenant=TENANT,
+                                                                            logins=logins))]
 
 
 def authority_of(service: Service, tenant: str) -> int:
-    with service.reading() as session:
+    with service.database.reading() as session:
         found = session.scalar(select(Authority.id).join(Tenant).where(
             Tenant.name == tenant, Authority.kind == "issuing"))
         assert found is not None
@@ -46,7 +47,7 @@ def listed(der: bytes) -> dict[int, str]:
 
 
 def newest_der(service: Service, authority_id: int) -> bytes:
-    with service.reading() as session:
+    with service.database.reading() as session:
         der = session.scalar(select(Crl.der).where(Crl.authority_id == authority_id)
                              .order_by(Crl.number.desc()).limit(1))
         assert der is not None
@@ -55,19 +56,19 @@ def newest_der(service: Service, authority_id: int) -> bytes:
 
 def test_a_renewal_made_before_a_revocation_republished_its_ca_is_not_recorded(
         service: Service, clock: FixedClock) -> None:
-    service.create_tenant(TENANT, display_name=SHOWN, key_type="ec-p256")
+    service.hierarchy.create_tenant(TENANT, display_name=SHOWN, ca_key_type="ec-p256")
     (serial,) = issued(service, "hanako")
-    service.run_lifecycle()
+    service.lifecycle.run()
     clock.advance(PAST_HALF)
-    with service.reading() as session:
+    with service.database.reading() as session:
         due = queries.crls_due(session, now=clock.now())
         made = crls.prepare_renewals(session, due, now=clock.now(),
-                                     signer_of=service.keystore.load)
+                                     signer_of=service.keys.keystore.load)
     mine, default = authority_of(service, TENANT), authority_of(service, "default")
     assert {renewal.authority_id for renewal in made} == {mine, default}  # not the root's
     before = crl_numbers(service, TENANT)
-    service.revoke(TENANT, serial, reason="keyCompromise")  # republishes, same instant
-    with service.transaction() as session:
+    service.revocation.revoke(TENANT, serial, reason="keyCompromise")  # republishes, same instant
+    with service.database.transaction() as session:
         recorded = crls.record_renewals(session, made, renew_at=crl_renew_at)
     assert recorded == {default}
     numbers = crl_numbers(service, TENANT)
@@ -78,15 +79,15 @@ def test_a_renewal_made_before_a_revocation_republished_its_ca_is_not_recorded(
 
 def test_a_renewed_crl_lists_what_the_last_one_did_under_a_larger_number(
         service: Service, clock: FixedClock) -> None:
-    service.create_tenant(TENANT, display_name=SHOWN, key_type="ec-p256")
+    service.hierarchy.create_tenant(TENANT, display_name=SHOWN, ca_key_type="ec-p256")
     revoked, held, _good = issued(service, "ichiro", "jiro", "saburo")
-    service.revoke(TENANT, revoked, reason="keyCompromise")
-    service.suspend(TENANT, held)
-    service.run_lifecycle()  # the root's first CRL
+    service.revocation.revoke(TENANT, revoked, reason="keyCompromise")
+    service.revocation.suspend(TENANT, held)
+    service.lifecycle.run()  # the root's first CRL
     mine = authority_of(service, TENANT)
     last = newest_der(service, mine)
     clock.advance(PAST_HALF)
-    assert service.run_lifecycle().crls == 2  # this tenant's and the default's
+    assert service.lifecycle.run().crls == 2  # this tenant's and the default's
     renewed = newest_der(service, mine)
     assert listed(renewed) == listed(last) == {int(revoked, 16): "key_compromise",
                                                int(held, 16): "certificate_hold"}
@@ -94,7 +95,7 @@ def test_a_renewed_crl_lists_what_the_last_one_did_under_a_larger_number(
     assert numbers == sorted(set(numbers))
     assert x509.load_der_x509_crl(renewed).last_update_utc > \
         x509.load_der_x509_crl(last).last_update_utc
-    with service.reading() as session:
+    with service.database.reading() as session:
         authority = session.get(Authority, mine)
         assert authority is not None
         newest = session.scalar(select(Crl).where(Crl.authority_id == mine)

@@ -23,17 +23,17 @@ SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def load(service: Service, text: str | bytes, *, dry_run: bool = False,
          best_effort: bool = False) -> ImportReport:
     data = text.encode() if isinstance(text, str) else text
-    return service.import_users(TENANT, data, dry_run=dry_run, best_effort=best_effort)
+    return service.users.import_users(TENANT, data, dry_run=dry_run, best_effort=best_effort)
 
 
 def users(service: Service) -> dict[str, tuple[str, str, tuple[str, ...], bool, str]]:
     """login -> (email, name, groups, secure_access, kind) of every active user."""
     return {v.login: (v.email, v.display_name, v.groups, v.secure_access, v.kind)
-            for v in service.list_users(TENANT, Selection(everyone=True))}
+            for v in service.users.list_users(TENANT, Selection(everyone=True))}
 
 
 def imports(service: Service) -> int:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return len(session.scalars(select(AuditEvent.id).where(
             AuditEvent.action == "user.import")).all())
 
@@ -67,8 +67,8 @@ def test_columns_are_read_by_header_in_any_order(service: Service) -> None:
 
 
 def test_one_file_creates_updates_and_leaves_unchanged(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", display_name="Alice")
-    service.add_user(TENANT, "bob", email="bob@example.com", display_name="Bob")
+    service.users.add(TENANT, "alice", email="alice@example.com", display_name="Alice")
+    service.users.add(TENANT, "bob", email="bob@example.com", display_name="Bob")
     report = load(service, "login,email,name\n"
                            "ALICE,liddell@example.com,Alice\n"
                            "bob,bob@example.com,Bob\n"
@@ -82,7 +82,7 @@ def test_one_file_creates_updates_and_leaves_unchanged(service: Service) -> None
 
 def test_columns_left_out_leave_those_fields_unchanged_and_empty_groups_mean_none(
         service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", display_name="Alice",
+    service.users.add(TENANT, "alice", email="alice@example.com", display_name="Alice",
                      groups=("Sales", "Dev"), kind="service", allow=True)
     report = load(service, "login,name\nalice,Alice Liddell\n")
     assert report.updated == ["alice"]
@@ -90,12 +90,12 @@ def test_columns_left_out_leave_those_fields_unchanged_and_empty_groups_mean_non
         "alice@example.com", "Alice Liddell", ("Dev", "Sales"), True, "service")
     load(service, "login,groups\nalice,\n")
     assert users(service)["alice"][2] == ()
-    assert [v.login for v in service.list_users(TENANT, Selection(unaffiliated=True))] == [
+    assert [v.login for v in service.users.list_users(TENANT, Selection(unaffiliated=True))] == [
         "alice"]
 
 
 def test_a_dry_run_reports_what_would_change_and_writes_nothing(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com")
+    service.users.add(TENANT, "alice", email="alice@example.com")
     before = users(service)
     report = load(service, "login,email,groups\n"
                            "alice,liddell@example.com,Sales\n"
@@ -103,7 +103,7 @@ def test_a_dry_run_reports_what_would_change_and_writes_nothing(service: Service
     assert report.dry_run is True
     assert (report.created, report.updated, report.errors) == (["bob"], ["alice"], [])
     assert users(service) == before
-    assert service.list_groups(TENANT) == []
+    assert service.users.list_groups(TENANT) == []
     assert imports(service) == 0
     # the bad rows are listed too
     report = load(service, "login,email\ncarol,carol@example.com\ndave,dave@\n", dry_run=True)
@@ -150,13 +150,14 @@ def test_best_effort_writes_the_good_rows_and_lists_the_bad(service: Service) ->
 
 
 def test_a_bad_row_changes_no_existing_user_either(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", allow=True)
-    [serial] = [v.serial for v in service.issue(IssueRequest(tenant=TENANT, logins=("alice",)))]
+    service.users.add(TENANT, "alice", email="alice@example.com", allow=True)
+    [serial] = [v.serial for v in service.certificates.issue(IssueRequest(tenant=TENANT,
+                                                                          logins=("alice",)))]
     report = load(service, "login,secure_access,groups\nalice,no,Sales\nbob,yes,\n")
     assert [(line, login) for line, login, _ in report.errors] == [(3, "bob")]
     assert users(service)["alice"][2:4] == ((), True)
-    assert service.get_certificate(serial).state is State.VALID
-    assert service.list_groups(TENANT) == []
+    assert service.certificates.get(serial).state is State.VALID
+    assert service.users.list_groups(TENANT) == []
 
 
 BAD_HEADERS = {
@@ -243,9 +244,9 @@ def test_japanese_names_and_groups_are_kept(service: Service) -> None:
                   "suzuki,suzuki@example.jp,鈴木 花子,営業部\n".encode())
     assert report.errors == []
     assert users(service)["yamada"][1:3] == ("山田 太郎", ("営業部", "東京本社"))
-    assert [v.login for v in service.list_users(TENANT, Selection(group="営業部"))] == [
+    assert [v.login for v in service.users.list_users(TENANT, Selection(group="営業部"))] == [
         "suzuki", "yamada"]
-    assert service.list_groups(TENANT) == [("営業部", 2), ("東京本社", 1)]
+    assert service.users.list_groups(TENANT) == [("営業部", 2), ("東京本社", 1)]
 
 
 HOSTILE_CELLS = {
@@ -303,12 +304,12 @@ FORMULAS = {"name": '=HYPERLINK("http://evil.example","click")', "group": "@SUM(
 
 
 def test_export_writes_formula_cells_with_a_leading_apostrophe(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com",
+    service.users.add(TENANT, "alice", email="alice@example.com",
                      display_name=FORMULAS["name"], groups=(FORMULAS["group"],))
-    service.add_user(TENANT, "bob", email="bob@example.com", display_name=FORMULAS["plus"])
-    service.add_user(TENANT, "carol", email="carol@example.com",
+    service.users.add(TENANT, "bob", email="bob@example.com", display_name=FORMULAS["plus"])
+    service.users.add(TENANT, "carol", email="carol@example.com",
                      display_name=FORMULAS["minus"])
-    text = "".join(service.export_users(TENANT))
+    text = "".join(service.users.export_users(TENANT))
     rows = {row["login"]: row for row in rows_of(text)}
     assert rows["alice"]["name"] == "'" + FORMULAS["name"]
     assert rows["alice"]["groups"] == "'" + FORMULAS["group"]
@@ -319,11 +320,11 @@ def test_export_writes_formula_cells_with_a_leading_apostrophe(service: Service)
 
 
 def test_export_has_the_import_columns_and_each_users_status(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", display_name="Liddell, Alice",
+    service.users.add(TENANT, "alice", email="alice@example.com", display_name="Liddell, Alice",
                      groups=("Sales", "Dev"), allow=True)
-    service.issue(IssueRequest(tenant=TENANT, logins=("alice",)))
-    service.add_user(TENANT, "bot", email="bot@example.com", kind="service")
-    text = "".join(service.export_users(TENANT))
+    service.certificates.issue(IssueRequest(tenant=TENANT, logins=("alice",)))
+    service.users.add(TENANT, "bot", email="bot@example.com", kind="service")
+    text = "".join(service.users.export_users(TENANT))
     assert text.splitlines()[0].split(",")[:6] == [
         "login", "email", "name", "groups", "secure_access", "kind"]
     rows = {row["login"]: row for row in rows_of(text)}
@@ -333,18 +334,18 @@ def test_export_has_the_import_columns_and_each_users_status(service: Service) -
     assert rows["bot"]["kind"] == "service"
     assert rows["alice"]["certificate_status"] == "valid"
     assert rows["bot"]["certificate_status"] == "unissued"
-    only = rows_of("".join(service.export_users(TENANT, Selection(group="Sales"))))
+    only = rows_of("".join(service.users.export_users(TENANT, Selection(group="Sales"))))
     assert [row["login"] for row in only] == ["alice"]
 
 
 def test_an_export_imports_back_unchanged(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", display_name="Liddell, Alice",
+    service.users.add(TENANT, "alice", email="alice@example.com", display_name="Liddell, Alice",
                      groups=("Sales", "R&D, Tokyo"), allow=True)
-    service.add_user(TENANT, "yamada", email="yamada@example.jp", display_name="山田 太郎",
+    service.users.add(TENANT, "yamada", email="yamada@example.jp", display_name="山田 太郎",
                      groups=("営業部",))
-    service.add_user(TENANT, "bot", email="bot@example.com", kind="service")
+    service.users.add(TENANT, "bot", email="bot@example.com", kind="service")
     before = users(service)
-    exported = "".join(service.export_users(TENANT)).encode()
+    exported = "".join(service.users.export_users(TENANT)).encode()
     report = load(service, exported)
     assert report.errors == []
     assert (report.created, report.updated) == ([], [])
@@ -353,9 +354,9 @@ def test_an_export_imports_back_unchanged(service: Service) -> None:
 
 
 def test_an_export_with_formula_cells_imports_back_unchanged(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com",
+    service.users.add(TENANT, "alice", email="alice@example.com",
                      display_name=FORMULAS["name"], groups=(FORMULAS["group"], "Sales"))
-    service.add_user(TENANT, "bob", email="+bob@example.com", display_name=FORMULAS["minus"])
+    service.users.add(TENANT, "bob", email="+bob@example.com", display_name=FORMULAS["minus"])
     before = users(service)
-    load(service, "".join(service.export_users(TENANT)).encode(), best_effort=True)
+    load(service, "".join(service.users.export_users(TENANT)).encode(), best_effort=True)
     assert users(service) == before

@@ -25,7 +25,7 @@ from ca import sealing
 from ca.clock import FixedClock
 from ca.errors import ConfigError
 from ca.sealing import DATA_PROTECTION_FILE
-from ca.service import InitRequest, IssueRequest, Service
+from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.settings import Settings, load_settings
 from tests.conftest import BASE_URL, PASSPHRASE
 
@@ -81,15 +81,15 @@ def at(data_dir: Path, passphrase: str | None = PASSPHRASE) -> Settings:
 
 def test_a_copy_of_the_data_directory_opens_nothing_without_the_passphrase(
         tmp_path: Path, clock: FixedClock) -> None:
-    service = Service(at(tmp_path / "data"), clock=clock)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant("acme", display_name="株式会社アクメ")
-    service.add_user("acme", "yamada", email="yamada@example.co.jp", display_name="山田 太郎",
+    service = build_service(at(tmp_path / "data"), clock=clock)
+    service.database.upgrade()
+    service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+    service.hierarchy.create_tenant("acme", display_name="株式会社アクメ")
+    service.users.add("acme", "yamada", email="yamada@example.co.jp", display_name="山田 太郎",
                      allow=True)
-    (view,) = service.issue(IssueRequest(tenant="acme", logins=("yamada",)))
+    (view,) = service.certificates.issue(IssueRequest(tenant="acme", logins=("yamada",)))
     password, key_der, scalar = open_bundle(
-        service.bundle(view.serial, tenant="acme").content, "yamada")
+        service.certificates.bundle(view.serial, tenant="acme").content, "yamada")
     dp_key = raw_data_protection_key(tmp_path / "data" / "keys")
     service.engine.dispose()
     shutil.copytree(tmp_path / "data", tmp_path / "copy")
@@ -103,22 +103,22 @@ def test_a_copy_of_the_data_directory_opens_nothing_without_the_passphrase(
     assert scan(copy, secrets) == {("tegata.db", "certificate (public, a control)")}
 
     # without the passphrase: another one, or none at all
-    thief = Service(at(copy, OTHER_PASSPHRASE), clock=clock)
+    thief = build_service(at(copy, OTHER_PASSPHRASE), clock=clock)
     with pytest.raises(ConfigError) as refused:
-        thief.bundle(view.serial, tenant="acme")
+        thief.certificates.bundle(view.serial, tenant="acme")
     assert refused.value.message == (
         f"data-protection key {copy / 'keys' / DATA_PROTECTION_FILE}: wrong passphrase "
         "(TEGATA_KEY_PASSPHRASE) or the file was altered")
     with pytest.raises(ConfigError, match="wrong passphrase"):
-        thief.load_signers()
+        thief.startup.load_signers()
     thief.engine.dispose()
     with pytest.raises(ConfigError, match="no CA key passphrase"):
-        _ = Service(at(copy, None), clock=clock).sealer
+        _ = build_service(at(copy, None), clock=clock).keys.sealer
 
     # with it, the copy is a working deployment (this is a restore)
-    restored = Service(at(copy), clock=clock)
-    restored.load_signers()
-    again = open_bundle(restored.bundle(view.serial, tenant="acme").content, "yamada")
+    restored = build_service(at(copy), clock=clock)
+    restored.startup.load_signers()
+    again = open_bundle(restored.certificates.bundle(view.serial, tenant="acme").content, "yamada")
     assert again == (password, key_der, scalar)
     restored.engine.dispose()
 
@@ -137,22 +137,24 @@ def as_the_previous_release_left_it(key_dir: Path) -> bytes:
 
 def test_a_deployment_of_the_previous_release_is_wrapped_at_start_and_opens_its_rows(
         service: Service, settings: Settings, clock: FixedClock) -> None:
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
-    (view,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
-    before = open_bundle(service.bundle(view.serial, tenant="default").content, "alice")
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
+    before = open_bundle(service.certificates.bundle(view.serial, tenant="default").content,
+                         "alice")
     key_dir = settings.effective_key_dir
     key = as_the_previous_release_left_it(key_dir)
     service.engine.dispose()
 
-    upgraded = Service(settings, clock=clock)
-    upgraded.load_signers()  # what `tegata serve` does at start
+    upgraded = build_service(settings, clock=clock)
+    upgraded.startup.load_signers()  # what `tegata serve` does at start
 
     data = (key_dir / DATA_PROTECTION_FILE).read_bytes()
     assert json.loads(data)["version"] == 2
     assert [name for name, form in key_forms(key).items() if form in data] == []
-    assert open_bundle(upgraded.bundle(view.serial, tenant="default").content,
+    assert open_bundle(upgraded.certificates.bundle(view.serial, tenant="default").content,
                        "alice") == before
     upgraded.engine.dispose()
-    later = Service(settings, clock=clock)
-    assert open_bundle(later.bundle(view.serial, tenant="default").content, "alice") == before
+    later = build_service(settings, clock=clock)
+    assert open_bundle(later.certificates.bundle(view.serial, tenant="default").content,
+                       "alice") == before
     later.engine.dispose()

@@ -29,19 +29,19 @@ def staff(service: Service, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setattr(downloads, "BATCH", BATCH)
     logins = tuple(f"u{n:02d}" for n in range(USERS))
     for login in logins:
-        service.add_user(TENANT, login, email=f"{login}@example.com", allow=True)
-    views = service.issue(IssueRequest(tenant=TENANT, logins=logins))
+        service.users.add(TENANT, login, email=f"{login}@example.com", allow=True)
+    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins))
     return {v.login: v.serial for v in views}
 
 
 def ends(service: Service) -> list[dict[str, object]]:
     return [e.details | {"outcome": e.outcome}
-            for e in service.audit_events(tenant=TENANT, action=downloads.END)]
+            for e in service.audit.events(tenant=TENANT, action=downloads.END)]
 
 
 def opened(service: Service) -> list[list[str]]:
     return [e.details["serials"]
-            for e in service.audit_events(tenant=TENANT, action="cert.download")]
+            for e in service.audit.events(tenant=TENANT, action="cert.download")]
 
 
 def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
@@ -51,19 +51,20 @@ def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
     def suspended_while_built(entry: bundle.Entry) -> bytes:
         # u12's PKCS#12 is being built (its key already unsealed) when it is suspended
         if entry.login == "u12":
-            service.suspend(TENANT, staff["u12"])
+            service.revocation.suspend(TENANT, staff["u12"])
         return building(entry)
 
     monkeypatch.setattr(bundle, "entry_zip", suspended_while_built)
-    made = service.download_bulk(TENANT, Selection(everyone=True))
+    made = service.downloads.bulk(TENANT, Selection(everyone=True))
     assert made.count == USERS
     chunks: Iterator[bytes] = iter(made.chunks)
     data = [next(chunks)]  # the first batch, u00 to u07, has left
-    service.suspend(TENANT, staff["u03"])  # too late: its key is out, and the log says so
-    service.suspend(TENANT, staff["u20"])
-    service.set_permission(TENANT, ("u25",), allow=False)
-    service.revoke(TENANT, staff["u30"], reason="keyCompromise")
-    service.retire_user(TENANT, "u35")
+    # too late: its key is out, and the log says so
+    service.revocation.suspend(TENANT, staff["u03"])
+    service.revocation.suspend(TENANT, staff["u20"])
+    service.users.set_permission(TENANT, ("u25",), allow=False)
+    service.revocation.revoke(TENANT, staff["u30"], reason="keyCompromise")
+    service.users.retire(TENANT, "u35")
     data += list(chunks)
     archive = b"".join(data)
 
@@ -84,14 +85,14 @@ def test_a_certificate_that_stops_being_valid_mid_stream_is_not_exported(
     assert ends(service) == [{"serials": [staff[login] for login in kept], "complete": True,
                               "withheld": [staff[login] for login in withheld],
                               "built": USERS - 4, "outcome": "success"}]
-    states = {login: service.get_certificate(staff[login]).state for login in withheld}
+    states = {login: service.certificates.get(staff[login]).state for login in withheld}
     assert states == {"u12": State.SUSPENDED, "u20": State.SUSPENDED, "u25": State.SUSPENDED,
                       "u30": State.REVOKED, "u35": State.REVOKED}
 
 
 def test_a_download_broken_off_is_audited_with_what_left(
         service: Service, staff: dict[str, str]) -> None:
-    made = service.download_bulk(TENANT, Selection(everyone=True))
+    made = service.downloads.bulk(TENANT, Selection(everyone=True))
     chunks = iter(made.chunks)
     next(chunks)
     next(chunks)  # two batches handed over, then the client goes away

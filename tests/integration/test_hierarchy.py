@@ -20,7 +20,7 @@ from ca import audit
 from ca.db import queries
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, Conflict, InvalidInput, NotPermitted
-from ca.service import InitRequest, IssueRequest, Service
+from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.settings import load_settings
 from tests.conftest import PASSPHRASE
 
@@ -31,20 +31,20 @@ def key_files(service: Service) -> list[str]:
 
 
 def test_init_creates_root_and_default_tenant_with_p384_by_default(bare_service: Service) -> None:
-    root = bare_service.initialize(InitRequest())
+    root = bare_service.hierarchy.initialize(InitRequest())
     cert = x509.load_der_x509_certificate(root.der)
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     assert cert.public_key().curve.name == "secp384r1"
     assert cert.subject == cert.issuer
-    assert bare_service.list_tenants() == ["default"]
-    chain = bare_service.ca_certificates("default")
+    assert bare_service.hierarchy.list_tenants() == ["default"]
+    chain = bare_service.hierarchy.ca_certificates("default")
     issuing = x509.load_der_x509_certificate(chain[1].der)
     issuing.verify_directly_issued_by(cert)
 
 
 @pytest.mark.parametrize("key_type", ["rsa-3072"])
 def test_init_accepts_rsa_roots(bare_service: Service, key_type: str) -> None:
-    root = bare_service.initialize(InitRequest(key_type=key_type, root_name="Acme Root",
+    root = bare_service.hierarchy.initialize(InitRequest(key_type=key_type, root_name="Acme Root",
                                                validity_years=10))
     cert = x509.load_der_x509_certificate(root.der)
     assert isinstance(cert.public_key(), rsa.RSAPublicKey)
@@ -66,18 +66,19 @@ def test_key_files_are_encrypted_pkcs8_mode_0600_in_a_0700_directory(service: Se
 
 def test_init_twice_is_refused(service: Service) -> None:
     with pytest.raises(Conflict, match="already initialised"):
-        service.initialize(InitRequest())
+        service.hierarchy.initialize(InitRequest())
 
 
 def test_tenants_get_their_own_issuing_ca(service: Service) -> None:
-    service.create_tenant("acme", display_name="Acme Corp")
-    default_ca, acme_ca = (x509.load_der_x509_certificate(service.ca_certificates(t)[1].der)
-                           for t in ("default", "acme"))
+    service.hierarchy.create_tenant("acme", display_name="Acme Corp")
+    default_ca, acme_ca = (
+        x509.load_der_x509_certificate(service.hierarchy.ca_certificates(t)[1].der)
+        for t in ("default", "acme"))
     assert default_ca.subject != acme_ca.subject
     assert default_ca.public_key() != acme_ca.public_key()
-    service.add_user("acme", "alice", email="alice@acme.example", allow=True)
+    service.users.add("acme", "alice", email="alice@acme.example", allow=True)
     leaf = x509.load_der_x509_certificate(
-        service.issue(IssueRequest(tenant="acme", logins=("alice",)))[0].der)
+        service.certificates.issue(IssueRequest(tenant="acme", logins=("alice",)))[0].der)
     leaf.verify_directly_issued_by(acme_ca)
     with pytest.raises((ValueError, Exception)):
         leaf.verify_directly_issued_by(default_ca)
@@ -85,10 +86,10 @@ def test_tenants_get_their_own_issuing_ca(service: Service) -> None:
 
 def test_duplicate_and_unsafe_tenant_names_are_refused(service: Service) -> None:
     with pytest.raises(Conflict):
-        service.create_tenant("default")
+        service.hierarchy.create_tenant("default")
     with pytest.raises(InvalidInput):
-        service.create_tenant("../evil")
-    assert service.list_tenants() == ["default"]
+        service.hierarchy.create_tenant("../evil")
+    assert service.hierarchy.list_tenants() == ["default"]
 
 
 def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
@@ -96,17 +97,18 @@ def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
     # a common name holds at most 64 characters (RFC 5280, appendix A: ub-common-name);
     # " Issuing CA" and " OCSP Responder" used to push a long name past it
     name, shown = "t" * 63, "D" * 64
-    service.create_tenant(name, key_type="ec-p256")
-    service.create_tenant("named", display_name=shown, key_type="ec-p256")
+    service.hierarchy.create_tenant(name, ca_key_type="ec-p256")
+    service.hierarchy.create_tenant("named", display_name=shown, ca_key_type="ec-p256")
     for tenant, cn in ((name, "t" * 53 + " Issuing CA"), ("named", "D" * 53 + " Issuing CA")):
-        issuing = x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
+        issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(tenant)[1].der)
         assert issuing.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
-    service.add_user(name, "alice", email="alice@example.com", allow=True)
-    view = service.issue(IssueRequest(tenant=name, logins=("alice",)))[0]
+    service.users.add(name, "alice", email="alice@example.com", allow=True)
+    view = service.certificates.issue(IssueRequest(tenant=name, logins=("alice",)))[0]
     request = ocsp.OCSPRequestBuilder().add_certificate(
         x509.load_der_x509_certificate(view.der),
-        x509.load_der_x509_certificate(service.ca_certificates(name)[1].der), hashes.SHA1())
-    answer = ocsp.load_der_ocsp_response(service.ocsp_respond(
+        x509.load_der_x509_certificate(service.hierarchy.ca_certificates(name)[1].der),
+        hashes.SHA1())
+    answer = ocsp.load_der_ocsp_response(service.ocsp.respond(
         request.build().public_bytes(serialization.Encoding.DER)).der)
     assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     responder = answer.certificates[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -115,7 +117,7 @@ def test_the_longest_tenant_names_still_fit_the_ca_and_responder_common_names(
 
 def test_tenant_before_init_is_refused(bare_service: Service) -> None:
     with pytest.raises(NotPermitted, match="tegata init"):
-        bare_service.create_tenant("acme")
+        bare_service.hierarchy.create_tenant("acme")
 
 
 def test_failed_init_leaves_no_key_files_and_no_rows(bare_service: Service,
@@ -125,14 +127,14 @@ def test_failed_init_leaves_no_key_files_and_no_rows(bare_service: Service,
 
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(RuntimeError):
-        bare_service.initialize(InitRequest(key_type="ec-p256"))
+        bare_service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
     assert key_files(bare_service) == []
     assert not (bare_service.settings.effective_key_dir / "data-protection.key").exists()
-    with bare_service.transaction() as session:
+    with bare_service.database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Authority)) == 0
         assert session.scalar(select(func.count()).select_from(Tenant)) == 0
     monkeypatch.undo()
-    bare_service.initialize(InitRequest(key_type="ec-p256"))  # and a retry then works
+    bare_service.hierarchy.initialize(InitRequest(key_type="ec-p256"))  # and a retry then works
 
 
 def test_failed_tenant_creation_leaves_no_key_file(service: Service,
@@ -144,45 +146,45 @@ def test_failed_tenant_creation_leaves_no_key_file(service: Service,
 
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(RuntimeError):
-        service.create_tenant("acme")
+        service.hierarchy.create_tenant("acme")
     assert key_files(service) == before
-    assert service.list_tenants() == ["default"]
+    assert service.hierarchy.list_tenants() == ["default"]
 
 
 def fresh_service(service: Service, **overrides: object) -> Service:
     settings = load_settings(**{
         "data_dir": service.settings.data_dir, "database_url": service.settings.database_url,
         "key_passphrase": PASSPHRASE, **overrides})
-    return Service(settings, clock=service.clock)
+    return build_service(settings, clock=service.clock)
 
 
 def test_a_key_file_readable_by_others_stops_start_up_naming_it(service: Service) -> None:
     victim = sorted(service.settings.effective_key_dir.glob("issuing-*.key.pem"))[0]
     victim.chmod(0o644)
     with pytest.raises(ConfigError, match=f"CA key file {victim} is readable by others"):
-        fresh_service(service).load_signers()
+        fresh_service(service).startup.load_signers()
 
 
 def test_a_wrong_passphrase_stops_start_up_naming_file_and_variable(service: Service) -> None:
     with pytest.raises(ConfigError, match=r"CA key file .*: wrong passphrase "
                                           r"\(TEGATA_KEY_PASSPHRASE\)") as caught:
-        fresh_service(service, key_passphrase="another-long-passphrase").load_signers()
+        fresh_service(service, key_passphrase="another-long-passphrase").startup.load_signers()
     assert PASSPHRASE not in str(caught.value)
 
 
 def test_a_missing_passphrase_stops_start_up(service: Service) -> None:
     with pytest.raises(ConfigError, match="TEGATA_KEY_PASSPHRASE"):
-        fresh_service(service, key_passphrase=None).load_signers()
+        fresh_service(service, key_passphrase=None).startup.load_signers()
 
 
 def test_a_data_protection_key_readable_by_others_is_refused(service: Service) -> None:
     (service.settings.effective_key_dir / "data-protection.key").chmod(0o640)
     with pytest.raises(ConfigError, match=r"data-protection key .* readable by others"):
-        fresh_service(service).load_signers()
+        fresh_service(service).startup.load_signers()
 
 
 def key_id(service: Service, tenant: str | None) -> str:
-    with service.reading() as session:
+    with service.database.reading() as session:
         if tenant is None:
             return queries.require_root(session).key_id
         return queries.issuing(session, queries.tenant(session, tenant)).key_id
@@ -190,19 +192,19 @@ def key_id(service: Service, tenant: str | None) -> str:
 
 def test_a_restart_loads_the_root_key_only_and_a_tenants_key_on_first_use(
         service: Service) -> None:
-    service.create_tenant("acme", display_name="アクメ株式会社")
+    service.hierarchy.create_tenant("acme", display_name="アクメ株式会社")
     again = fresh_service(service)
-    again.load_signers()
-    assert set(again._signers) == {key_id(service, None)}
-    again.publish_crl("acme")
-    assert set(again._signers) == {key_id(service, None), key_id(service, "acme")}
+    again.startup.load_signers()
+    assert set(again.keys._signers) == {key_id(service, None)}
+    again.crls.publish("acme")
+    assert set(again.keys._signers) == {key_id(service, None), key_id(service, "acme")}
 
 
 def test_a_missing_tenant_key_file_stops_start_up_naming_it(service: Service) -> None:
-    victim = service.keystore.path_for(key_id(service, "default"))
+    victim = service.keys.keystore.path_for(key_id(service, "default"))
     victim.unlink()
     with pytest.raises(ConfigError, match=f"CA key file {victim} does not exist"):
-        fresh_service(service).load_signers()
+        fresh_service(service).startup.load_signers()
 
 
 def test_threads_asking_for_one_key_at_once_load_it_once(
@@ -210,7 +212,7 @@ def test_threads_asking_for_one_key_at_once_load_it_once(
     again = fresh_service(service)
     loads: list[str] = []
     first_in, release = threading.Event(), threading.Event()
-    real_load = again.keystore.load
+    real_load = again.keys.keystore.load
 
     def slow_load(wanted: str) -> Any:
         loads.append(wanted)
@@ -218,11 +220,11 @@ def test_threads_asking_for_one_key_at_once_load_it_once(
         assert release.wait(timeout=60)
         return real_load(wanted)
 
-    monkeypatch.setattr(again.keystore, "load", slow_load)
-    with again.reading() as session:
+    monkeypatch.setattr(again.keys.keystore, "load", slow_load)
+    with again.database.reading() as session:
         issuing = queries.issuing(session, queries.tenant(session, "default"))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        asked = [pool.submit(again.signer, issuing) for _ in range(8)]
+        asked = [pool.submit(again.keys.signer, issuing) for _ in range(8)]
         assert first_in.wait(timeout=60)
         release.set()
         signers = {id(f.result(timeout=60)) for f in asked}

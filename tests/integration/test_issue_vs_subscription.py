@@ -44,8 +44,8 @@ def wait_for(done: Any) -> None:
 def test_a_subscription_end_during_a_bulk_write_suspends_the_new_certificates(
         settings: Settings, tmp_path: Path) -> None:
     with live_service(settings, TENANT, "名古屋支店", users=USERS) as service:
-        token = service.create_token(role="admin", tenant=TENANT)[0]
-        yesterday = service.now().date() - dt.timedelta(days=2)
+        token = service.tokens.create(role="admin", tenant=TENANT)[0]
+        yesterday = service.clock.now().date() - dt.timedelta(days=2)
         with serving(settings, tmp_path / "a.log") as server, \
                 service.engine.connect() as held, service.engine.connect() as watch:
             watch.execution_options(isolation_level="AUTOCOMMIT")
@@ -59,7 +59,7 @@ def test_a_subscription_end_during_a_bulk_write_suspends_the_new_certificates(
             wait_for(lambda: waiters(watch) == 1)
             assert waiters(watch) == 1
             ended: list[Any] = []
-            end = threading.Thread(target=lambda: ended.append(service.set_subscription(
+            end = threading.Thread(target=lambda: ended.append(service.lifecycle.set_subscription(
                 TENANT, ends=yesterday, grace_days=30, allow_past=True)))
             end.start()
             # the end waits for the job's write (the tenant's row), or, unlocked, is done
@@ -69,5 +69,5 @@ def test_a_subscription_end_during_a_bulk_write_suspends_the_new_certificates(
             final = until(server, token, job_id, lambda job: job["status"] != "running")
         assert ended[0].state == "grace"
         assert (final["status"], len(final["result"]["issued"])) == ("succeeded", USERS)
-        states = [c.state for c in service.list_certificates(TENANT)]
+        states = [c.state for c in service.certificates.list_certificates(TENANT)]
         assert states == [State.SUSPENDED] * USERS

@@ -43,7 +43,7 @@ def until(server: Server, token: str, job_id: str, done: Any) -> dict[str, Any]:
 def test_a_jobs_progress_is_seen_from_another_server_process(
         settings: Settings, tmp_path: Path) -> None:
     with live_service(settings, TENANT, "名古屋支店", users=USERS) as service:
-        token = service.create_token(role="admin", tenant=TENANT)[0]
+        token = service.tokens.create(role="admin", tenant=TENANT)[0]
         with serving(settings, tmp_path / "a.log") as first, \
                 serving(settings, tmp_path / "b.log") as second, \
                 service.engine.connect() as held:
@@ -60,4 +60,4 @@ def test_a_jobs_progress_is_seen_from_another_server_process(
             final = until(second, token, job_id, lambda job: job["status"] != "running")
         assert (final["status"], final["done"], len(final["result"]["issued"])) == (
             "succeeded", USERS, USERS)
-        assert len(service.list_certificates(TENANT)) == USERS
+        assert len(service.certificates.list_certificates(TENANT)) == USERS

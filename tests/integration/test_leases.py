@@ -20,7 +20,15 @@ from sqlalchemy import select
 from ca.clock import FixedClock
 from ca.db.models import Certificate, Hold, Job, Tenant
 from ca.errors import Conflict
-from ca.service import IssueRequest, LifecycleReport, Service, jobs, leases, lifecycle
+from ca.service import (
+    IssueRequest,
+    LifecycleReport,
+    Service,
+    build_service,
+    jobs,
+    leases,
+    lifecycle,
+)
 from ca.settings import Settings
 from tests.moments import MOMENTS
 
@@ -34,19 +42,20 @@ BUSY = ("another lifecycle run is in progress (until {:%Y-%m-%d %H:%M:%S} UTC at
 @pytest.fixture
 def ended(service: Service, clock: FixedClock) -> list[str]:
     """A tenant whose subscription ended yesterday (grace: 30 days), 20 certificates."""
-    service.create_tenant(TENANT, display_name=DISPLAY, key_type="ec-p256")
+    service.hierarchy.create_tenant(TENANT, display_name=DISPLAY, ca_key_type="ec-p256")
     logins = tuple(f"user{n:02d}" for n in range(CERTS))
     for login in logins:
-        service.add_user(TENANT, login, email=f"{login}@example.com", allow=True)
-    serials = [v.serial for v in service.issue(IssueRequest(tenant=TENANT, logins=logins))]
-    service.set_subscription(TENANT, ends=(MOMENTS.start + dt.timedelta(days=1)).date(),
+        service.users.add(TENANT, login, email=f"{login}@example.com", allow=True)
+    serials = [v.serial for v in service.certificates.issue(IssueRequest(tenant=TENANT,
+                                                                         logins=logins))]
+    service.lifecycle.set_subscription(TENANT, ends=(MOMENTS.start + dt.timedelta(days=1)).date(),
                              zone="Asia/Tokyo")
     clock.advance(dt.timedelta(days=2))
     return serials
 
 
 def holds(service: Service) -> dict[str, list[str]]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         rows = session.execute(select(Certificate.serial, Hold.cause).join(
             Hold, Hold.certificate_id == Certificate.id).order_by(Hold.id)).all()
     found: dict[str, list[str]] = {}
@@ -57,7 +66,7 @@ def holds(service: Service) -> dict[str, list[str]]:
 
 def suspend_events(service: Service) -> dict[str, int]:
     counted: dict[str, int] = {}
-    for event in service.audit_events(tenant=TENANT, action="cert.suspend"):
+    for event in service.audit.events(tenant=TENANT, action="cert.suspend"):
         serial = event.target.rsplit("/", 1)[1]
         counted[serial] = counted.get(serial, 0) + 1
     return counted
@@ -80,9 +89,9 @@ def together(*calls: Callable[[], Any]) -> list[Any]:
 
 def test_two_lifecycle_runs_at_once_make_one_hold_and_one_event_per_certificate(
         service: Service, settings: Settings, clock: FixedClock, ended: list[str]) -> None:
-    other = Service(settings, clock=clock)  # another process's engine and sessions
+    other = build_service(settings, clock=clock)  # another process's engine and sessions
     try:
-        outcomes = together(service.run_lifecycle, other.run_lifecycle)
+        outcomes = together(service.lifecycle.run, other.lifecycle.run)
     finally:
         other.engine.dispose()
     assert holds(service) == {serial: ["subscription"] for serial in ended}
@@ -97,32 +106,32 @@ def test_two_lifecycle_runs_at_once_make_one_hold_and_one_event_per_certificate(
 
 def test_a_run_while_another_holds_the_lease_does_nothing_until_that_lease_lapses(
         service: Service, clock: FixedClock, ended: list[str]) -> None:
-    with service.transaction() as session:  # a run in another replica, which then dies
+    with service.database.transaction() as session:  # a run in another replica, which then dies
         assert leases.take(session, lifecycle.LIFECYCLE_LEASE, "replica-2/4242/dead",
                            now=clock.now(), ttl=lifecycle.LIFECYCLE_TTL)
     until = clock.now() + lifecycle.LIFECYCLE_TTL
     with pytest.raises(Conflict) as refused:
-        service.run_lifecycle()
+        service.lifecycle.run()
     assert refused.value.message == BUSY.format(until)
     assert holds(service) == {} and suspend_events(service) == {}
 
     clock.advance(lifecycle.LIFECYCLE_TTL - dt.timedelta(seconds=1))
     with pytest.raises(Conflict):
-        service.run_lifecycle()
+        service.lifecycle.run()
     clock.advance(dt.timedelta(seconds=1))  # the dead run's lease has lapsed
-    assert service.run_lifecycle().suspended == CERTS
+    assert service.lifecycle.run().suspended == CERTS
     assert holds(service) == {serial: ["subscription"] for serial in ended}
-    assert service.run_lifecycle().suspended == 0  # released: the next run goes at once
+    assert service.lifecycle.run().suspended == 0  # released: the next run goes at once
 
 
 def add_job(service: Service, *, lease: dt.datetime | None, done: int, total: int) -> str:
     """A job row as a worker in another process leaves it: running, progress last written."""
     job_id = secrets.token_hex(16)
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         tenant_id = session.scalar(select(Tenant.id).where(Tenant.name == "default"))
         assert tenant_id is not None
         session.add(Job(id=job_id, tenant_id=tenant_id, kind="issue", status="running",
-                        done=done, total=total, created_at=service.now(),
+                        done=done, total=total, created_at=service.clock.now(),
                         lease_expires_at=lease))
     return job_id
 
@@ -132,18 +141,18 @@ def test_a_job_whose_worker_died_reads_failed_once_its_lease_lapses(
     polled = add_job(service, lease=clock.now() + jobs.LEASE, done=7, total=20)
     swept = add_job(service, lease=clock.now() + jobs.LEASE, done=0, total=0)
     older = add_job(service, lease=None, done=3, total=5)  # from before leases existed
-    assert service.get_job("default", polled).status == "running"
+    assert service.jobs.get("default", polled).status == "running"
     clock.advance(jobs.LEASE)  # still held at the instant it ends
-    assert service.get_job("default", polled).status == "running"
+    assert service.jobs.get("default", polled).status == "running"
 
     clock.advance(dt.timedelta(seconds=1))
-    view = service.get_job("default", polled)
+    view = service.jobs.get("default", polled)
     assert (view.status, view.error, view.done, view.total, view.result) == (
         "failed", jobs.STOPPED, 7, 20, None)
     assert jobs.STOPPED == ("the worker stopped (server restarted?) before the job finished: "
                             "what it committed stays; done and total are what it last reported")
-    service.run_lifecycle()  # the lifecycle pass marks the others
-    with service.reading() as session:
+    service.lifecycle.run()  # the lifecycle pass marks the others
+    with service.database.reading() as session:
         rows = {j.id: (j.status, j.error, j.done, j.total, j.finished_at)
                 for j in session.scalars(select(Job))}
     assert rows == {polled: ("failed", jobs.STOPPED, 7, 20, clock.now()),
@@ -163,12 +172,12 @@ def test_a_running_worker_renews_its_lease_and_writes_its_progress(
         progress(10, 10)
         return {"issued": 10}
 
-    job_id = service.start_job("default", "issue", work).id
+    job_id = service.jobs.start("default", "issue", work).id
     assert reported.wait(timeout=30)
     clock.advance(jobs.LEASE * 10)  # far past the first lease: renewals carry it on
 
     def row() -> tuple[int, int, dt.datetime | None]:
-        with service.reading() as session:
+        with service.database.reading() as session:
             job = session.get(Job, job_id)
             assert job is not None
             return job.done, job.total, job.lease_expires_at
@@ -181,15 +190,15 @@ def test_a_running_worker_renews_its_lease_and_writes_its_progress(
     here = set(jobs._RUNNING)
     jobs._RUNNING.clear()  # as another replica sees it: only the lease tells it is alive
     try:
-        with service.transaction() as session:
+        with service.database.transaction() as session:
             assert jobs.fail_lapsed(session, now=clock.now()) == 0
     finally:
         jobs._RUNNING.update(here)
     finish.set()
     for _ in range(3000):
-        if service.get_job("default", job_id).status != "running":
+        if service.jobs.get("default", job_id).status != "running":
             break
         threading.Event().wait(0.01)
-    view = service.get_job("default", job_id)
+    view = service.jobs.get("default", job_id)
     assert (view.status, view.done, view.total, view.result) == (
         "succeeded", 10, 10, {"issued": 10})

@@ -20,7 +20,7 @@ from ca.clock import FixedClock
 from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
 from ca.errors import NotPermitted
 from ca.service import CertificateView, IssueRequest, LifecycleReport, Service
-from ca.service import status as status_module
+from ca.service import transitions as status_module
 from ca.states import State
 from tests.moments import MOMENTS
 
@@ -35,7 +35,7 @@ NOTHING = LifecycleReport()
 @pytest.fixture
 def users(service: Service) -> Service:
     for login in ("alice", "bob"):
-        service.add_user("default", login, email=f"{login}@example.com", allow=True)
+        service.users.add("default", login, email=f"{login}@example.com", allow=True)
     return service
 
 
@@ -44,20 +44,20 @@ def tokyo(users: Service) -> Service:
     """alice and bob each hold a certificate; the contract runs through 31 March, Tokyo."""
     issue(users, "alice")
     issue(users, "bob")
-    view = users.set_subscription("default", ends=LAST_DAY, zone="Asia/Tokyo")
+    view = users.lifecycle.set_subscription("default", ends=LAST_DAY, zone="Asia/Tokyo")
     assert view.ends_at == TOKYO_END and view.state == "active"
     return users
 
 
 def issue(service: Service, login: str, tenant: str = "default",
           **options: object) -> CertificateView:
-    (view,) = service.issue(IssueRequest(tenant=tenant, logins=(login,),
+    (view,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
                                          **options))  # type: ignore[arg-type]
     return view
 
 
 def certificates(service: Service, tenant: str = "default") -> list[CertificateView]:
-    return service.list_certificates(tenant)
+    return service.certificates.list_certificates(tenant)
 
 
 def states(service: Service, tenant: str = "default") -> dict[str, State]:
@@ -66,14 +66,14 @@ def states(service: Service, tenant: str = "default") -> dict[str, State]:
 
 def holds(service: Service, serial: str) -> list[str]:
     """The causes of the certificate's holds still in force."""
-    with service.reading() as session:
+    with service.database.reading() as session:
         return sorted(session.scalars(select(Hold.cause).join(
             Certificate, Hold.certificate_id == Certificate.id).where(
             Certificate.serial == serial, Hold.lifted_at.is_(None))))
 
 
 def crl_entries(service: Service, tenant: str = "default") -> dict[str, str | None]:
-    crl = x509.load_der_x509_crl(service.current_crl(tenant).der)
+    crl = x509.load_der_x509_crl(service.crls.current(tenant).der)
     found: dict[str, str | None] = {}
     for entry in crl:
         try:
@@ -85,16 +85,16 @@ def crl_entries(service: Service, tenant: str = "default") -> dict[str, str | No
 
 
 def ocsp_of(service: Service, view: CertificateView) -> ocsp.OCSPResponse:
-    issuing = x509.load_der_x509_certificate(service.ca_certificates(view.tenant)[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(view.tenant)[1].der)
     request = ocsp.OCSPRequestBuilder().add_certificate(
         x509.load_der_x509_certificate(view.der), issuing, hashes.SHA256()).build()
     return ocsp.load_der_ocsp_response(
-        service.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+        service.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
 
 
 def latest_crls(service: Service) -> dict[str, Crl]:
     """The newest CRL in the database per CA (not ``current_crl``, which would renew it)."""
-    with service.reading() as session:
+    with service.database.reading() as session:
         found = {}
         for authority, tenant in session.execute(
                 select(Authority, Tenant.name).outerjoin(Tenant, Authority.tenant_id == Tenant.id)
@@ -111,16 +111,16 @@ def latest_crls(service: Service) -> dict[str, Crl]:
 def test_one_second_before_the_end_of_the_last_day_in_tokyo_all_is_valid(
         tokyo: Service, clock: FixedClock) -> None:
     clock.set(TOKYO_END - SECOND)
-    assert tokyo.run_lifecycle().suspended == 0
+    assert tokyo.lifecycle.run().suspended == 0
     assert set(states(tokyo).values()) == {State.VALID}
-    assert tokyo.get_subscription("default").state == "active"
+    assert tokyo.lifecycle.get_subscription("default").state == "active"
     assert issue(tokyo, "alice").state is State.VALID  # issuance still allowed
 
 
 def test_at_the_end_of_the_last_day_in_tokyo_every_certificate_is_suspended(
         tokyo: Service, clock: FixedClock) -> None:
     clock.set(TOKYO_END)
-    report = tokyo.run_lifecycle()
+    report = tokyo.lifecycle.run()
 
     assert report.suspended == 2 and report.revoked == 0
     assert set(states(tokyo).values()) == {State.SUSPENDED}
@@ -131,7 +131,7 @@ def test_at_the_end_of_the_last_day_in_tokyo_every_certificate_is_suspended(
         assert answer.revocation_reason is x509.ReasonFlags.certificate_hold
         assert answer.revocation_time_utc == TOKYO_END
     assert crl_entries(tokyo) == {v.serial: "certificateHold" for v in certificates(tokyo)}
-    view = tokyo.get_subscription("default")
+    view = tokyo.lifecycle.get_subscription("default")
     assert view.state == "grace" and view.grace_ends_at == TOKYO_END + GRACE
 
 
@@ -145,19 +145,19 @@ def test_no_certificate_can_be_issued_once_the_subscription_has_ended(
 
 def test_setting_an_end_already_past_suspends_at_once_when_confirmed(users: Service) -> None:
     view = issue(users, "alice")
-    users.set_subscription("default", ends=dt.date(2026, 3, 1), allow_past=True)
-    assert users.get_certificate(view.serial).state is State.SUSPENDED
+    users.lifecycle.set_subscription("default", ends=dt.date(2026, 3, 1), allow_past=True)
+    assert users.certificates.get(view.serial).state is State.SUSPENDED
     assert holds(users, view.serial) == ["subscription"]
     assert crl_entries(users) == {view.serial: "certificateHold"}
 
 
 def test_an_open_ended_subscription_never_suspends(users: Service, clock: FixedClock) -> None:
     view = issue(users, "alice")
-    users.set_subscription("default", ends=None)
+    users.lifecycle.set_subscription("default", ends=None)
     clock.advance(dt.timedelta(days=200))
-    assert users.run_lifecycle().suspended == 0
-    assert users.get_certificate(view.serial).state is State.VALID
-    assert users.get_subscription("default").state == "active"
+    assert users.lifecycle.run().suspended == 0
+    assert users.certificates.get(view.serial).state is State.VALID
+    assert users.lifecycle.get_subscription("default").state == "active"
 
 
 # --- renewal --------------------------------------------------------------------------------
@@ -166,10 +166,10 @@ def test_an_open_ended_subscription_never_suspends(users: Service, clock: FixedC
 def test_a_renewal_within_the_grace_period_reinstates_at_once(tokyo: Service,
                                                               clock: FixedClock) -> None:
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(TOKYO_END + GRACE - SECOND)
 
-    view = tokyo.set_subscription("default", ends=dt.date(2027, 3, 31), zone="Asia/Tokyo")
+    view = tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 3, 31), zone="Asia/Tokyo")
 
     assert view.state == "active"
     assert set(states(tokyo).values()) == {State.VALID}
@@ -177,50 +177,50 @@ def test_a_renewal_within_the_grace_period_reinstates_at_once(tokyo: Service,
     assert {ocsp_of(tokyo, v).certificate_status for v in certificates(tokyo)} == {
         ocsp.OCSPCertStatus.GOOD}
     assert issue(tokyo, "alice").state is State.VALID
-    assert tokyo.run_lifecycle().revoked == 0  # the grace end no longer applies
+    assert tokyo.lifecycle.run().revoked == 0  # the grace end no longer applies
 
 
 def test_a_manual_hold_survives_a_renewal(tokyo: Service, clock: FixedClock) -> None:
     held, other = certificates(tokyo)
-    tokyo.suspend("default", held.serial)
+    tokyo.revocation.suspend("default", held.serial)
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     assert holds(tokyo, held.serial) == ["manual", "subscription"]
 
-    tokyo.set_subscription("default", ends=dt.date(2027, 3, 31))
+    tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 3, 31))
 
-    assert tokyo.get_certificate(held.serial).state is State.SUSPENDED
+    assert tokyo.certificates.get(held.serial).state is State.SUSPENDED
     assert holds(tokyo, held.serial) == ["manual"]
-    assert tokyo.get_certificate(other.serial).state is State.VALID
+    assert tokyo.certificates.get(other.serial).state is State.VALID
     assert crl_entries(tokyo) == {held.serial: "certificateHold"}
-    tokyo.reinstate("default", held.serial)
-    assert tokyo.get_certificate(held.serial).state is State.VALID
+    tokyo.revocation.reinstate("default", held.serial)
+    assert tokyo.certificates.get(held.serial).state is State.VALID
 
 
 def test_reinstating_by_hand_never_lifts_the_subscription_hold(tokyo: Service,
                                                                clock: FixedClock) -> None:
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     view = certificates(tokyo)[0]
-    tokyo.reinstate("default", view.serial)
-    assert tokyo.get_certificate(view.serial).state is State.SUSPENDED
+    tokyo.revocation.reinstate("default", view.serial)
+    assert tokyo.certificates.get(view.serial).state is State.SUSPENDED
     assert holds(tokyo, view.serial) == ["subscription"]
 
 
 def test_a_permission_hold_survives_a_renewal_and_is_lifted_by_a_grant(
         tokyo: Service, clock: FixedClock) -> None:
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
-    tokyo.set_permission("default", ("alice",), allow=False)
-    alice = tokyo.list_certificates("default", login="alice")[0]
+    tokyo.lifecycle.run()
+    tokyo.users.set_permission("default", ("alice",), allow=False)
+    alice = tokyo.certificates.list_certificates("default", login="alice")[0]
     assert holds(tokyo, alice.serial) == ["permission", "subscription"]
 
-    tokyo.set_subscription("default", ends=dt.date(2027, 3, 31))
-    assert tokyo.get_certificate(alice.serial).state is State.SUSPENDED
+    tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 3, 31))
+    assert tokyo.certificates.get(alice.serial).state is State.SUSPENDED
     assert ocsp_of(tokyo, alice).revocation_reason is x509.ReasonFlags.certificate_hold
 
-    tokyo.set_permission("default", ("alice",), allow=True)
-    assert tokyo.get_certificate(alice.serial).state is State.VALID
+    tokyo.users.set_permission("default", ("alice",), allow=True)
+    assert tokyo.certificates.get(alice.serial).state is State.VALID
     assert ocsp_of(tokyo, alice).certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
@@ -230,9 +230,9 @@ def test_a_permission_hold_survives_a_renewal_and_is_lifted_by_a_grant(
 def test_one_second_before_the_grace_end_nothing_is_revoked(tokyo: Service,
                                                             clock: FixedClock) -> None:
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(TOKYO_END + GRACE - SECOND)
-    assert tokyo.run_lifecycle().revoked == 0
+    assert tokyo.lifecycle.run().revoked == 0
     assert set(states(tokyo).values()) == {State.SUSPENDED}
     assert all(v.has_key_material for v in certificates(tokyo))
 
@@ -240,28 +240,28 @@ def test_one_second_before_the_grace_end_nothing_is_revoked(tokyo: Service,
 def test_the_grace_end_revokes_for_good_and_purges_the_key_material(
         tokyo: Service, clock: FixedClock) -> None:
     held = certificates(tokyo)[0]
-    tokyo.suspend("default", held.serial)  # a manual hold is revoked as well
+    tokyo.revocation.suspend("default", held.serial)  # a manual hold is revoked as well
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(TOKYO_END + GRACE)
 
-    report = tokyo.run_lifecycle()
+    report = tokyo.lifecycle.run()
 
     assert report.revoked == 2
-    assert tokyo.get_subscription("default").state == "ended"
+    assert tokyo.lifecycle.get_subscription("default").state == "ended"
     for view in certificates(tokyo):
         assert view.state is State.REVOKED
         assert view.revocation_reason == "cessationOfOperation"
         assert view.revoked_at == TOKYO_END + GRACE
         assert not view.has_key_material
         with pytest.raises(NotPermitted, match="revoked"):
-            tokyo.bundle(view.serial, tenant="default")
+            tokyo.certificates.bundle(view.serial, tenant="default")
         answer = ocsp_of(tokyo, view)
         assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
         assert answer.revocation_reason is x509.ReasonFlags.cessation_of_operation
     assert crl_entries(tokyo) == {v.serial: "cessationOfOperation" for v in certificates(tokyo)}
     # a renewal now brings nothing back
-    tokyo.set_subscription("default", ends=dt.date(2027, 3, 31))
+    tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 3, 31))
     assert set(states(tokyo).values()) == {State.REVOKED}
 
 
@@ -269,19 +269,19 @@ def test_after_a_late_renewal_only_new_certificates_work(tokyo: Service,
                                                          clock: FixedClock) -> None:
     old = {v.serial for v in certificates(tokyo)}
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(TOKYO_END + GRACE + dt.timedelta(days=3))
-    assert tokyo.run_lifecycle().revoked == 2
+    assert tokyo.lifecycle.run().revoked == 2
     with pytest.raises(NotPermitted, match="subscription ended"):
         issue(tokyo, "alice")
 
-    tokyo.set_subscription("default", ends=dt.date(2027, 4, 30))
+    tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 4, 30))
     new = issue(tokyo, "alice")
 
     assert {s: st for s, st in states(tokyo).items() if s in old} == dict.fromkeys(
         old, State.REVOKED)
     assert new.state is State.VALID
-    assert tokyo.bundle(new.serial, tenant="default").serial == new.serial
+    assert tokyo.certificates.bundle(new.serial, tenant="default").serial == new.serial
     assert ocsp_of(tokyo, new).certificate_status is ocsp.OCSPCertStatus.GOOD
     assert set(crl_entries(tokyo)) == old
 
@@ -291,10 +291,10 @@ def test_a_renewal_after_the_grace_end_revives_nothing_even_before_the_lifecycle
     # the server was down over the grace end (or the job had not run yet): the grace period
     # is over all the same, so the renewal must not bring the old certificates back
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(TOKYO_END + GRACE + dt.timedelta(hours=1))
 
-    tokyo.set_subscription("default", ends=dt.date(2027, 3, 31))
+    tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 3, 31))
 
     for view in certificates(tokyo):
         assert view.state is State.REVOKED, view.serial
@@ -304,10 +304,10 @@ def test_a_renewal_after_the_grace_end_revives_nothing_even_before_the_lifecycle
 def test_without_a_grace_period_the_end_revokes_at_once(users: Service,
                                                         clock: FixedClock) -> None:
     view = issue(users, "alice")
-    users.set_subscription("default", ends=LAST_DAY, zone="UTC", grace_days=0)
+    users.lifecycle.set_subscription("default", ends=LAST_DAY, zone="UTC", grace_days=0)
     clock.set(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
-    assert users.run_lifecycle().revoked == 1
-    assert users.get_certificate(view.serial).revocation_reason == "cessationOfOperation"
+    assert users.lifecycle.run().revoked == 1
+    assert users.certificates.get(view.serial).revocation_reason == "cessationOfOperation"
 
 
 # --- running the lifecycle ------------------------------------------------------------------
@@ -317,29 +317,29 @@ def test_without_a_grace_period_the_end_revokes_at_once(users: Service,
 def test_running_the_lifecycle_twice_changes_nothing_the_second_time(
         tokyo: Service, clock: FixedClock, moment: dt.datetime) -> None:
     clock.set(TOKYO_END)
-    tokyo.run_lifecycle()
+    tokyo.lifecycle.run()
     clock.set(moment)
-    tokyo.run_lifecycle()
-    before = (states(tokyo), tokyo.current_crl("default").number,
+    tokyo.lifecycle.run()
+    before = (states(tokyo), tokyo.crls.current("default").number,
               [holds(tokyo, v.serial) for v in certificates(tokyo)])
 
-    assert tokyo.run_lifecycle() == NOTHING
+    assert tokyo.lifecycle.run() == NOTHING
 
-    after = (states(tokyo), tokyo.current_crl("default").number,
+    after = (states(tokyo), tokyo.crls.current("default").number,
              [holds(tokyo, v.serial) for v in certificates(tokyo)])
     assert after == before
 
 
 def test_a_run_that_crashes_half_way_leaves_no_half_done_tenant_and_a_rerun_converges(
         users: Service, clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    users.create_tenant("acme", key_type="ec-p256")
+    users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
     for login in ("dave", "erin"):
-        users.add_user("acme", login, email=f"{login}@example.com", allow=True)
+        users.users.add("acme", login, email=f"{login}@example.com", allow=True)
         issue(users, login, tenant="acme")
     issue(users, "alice")
     issue(users, "bob")
     for tenant in ("default", "acme"):
-        users.set_subscription(tenant, ends=LAST_DAY, zone="UTC")
+        users.lifecycle.set_subscription(tenant, ends=LAST_DAY, zone="UTC")
     clock.set(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
     real: Callable[..., bool] = status_module.place_hold
     calls = 0
@@ -356,14 +356,14 @@ def test_a_run_that_crashes_half_way_leaves_no_half_done_tenant_and_a_rerun_conv
 
     monkeypatch.setattr(status_module, "place_hold", crash_on_the_third)
     with pytest.raises(PowerLost, match="lost power"):
-        users.run_lifecycle()
+        users.lifecycle.run()
     monkeypatch.setattr(status_module, "place_hold", real)
 
     done = {t: set(states(users, t).values()) for t in ("default", "acme")}
     assert sorted(map(sorted, done.values())) == [[State.SUSPENDED], [State.VALID]], done
 
-    assert users.run_lifecycle().suspended == 2
-    assert users.run_lifecycle() == NOTHING
+    assert users.lifecycle.run().suspended == 2
+    assert users.lifecycle.run() == NOTHING
     for tenant in ("default", "acme"):
         views = certificates(users, tenant)
         assert {v.state for v in views} == {State.SUSPENDED}
@@ -377,77 +377,77 @@ def test_a_run_that_crashes_half_way_leaves_no_half_done_tenant_and_a_rerun_conv
 def test_retiring_a_user_revokes_every_certificate_as_affiliation_changed(
         users: Service, clock: FixedClock) -> None:
     first, second = issue(users, "alice"), issue(users, "alice")
-    users.suspend("default", second.serial)
+    users.revocation.suspend("default", second.serial)
     bobs = issue(users, "bob")
     clock.advance(dt.timedelta(minutes=1))
 
-    users.retire_user("default", "alice")
+    users.users.retire("default", "alice")
 
     for view in (first, second):
-        after = users.get_certificate(view.serial)
+        after = users.certificates.get(view.serial)
         assert after.state is State.REVOKED
         assert after.revocation_reason == "affiliationChanged"
         assert after.revoked_at == MOMENTS.start + dt.timedelta(minutes=1)
         assert not after.has_key_material
         assert ocsp_of(users, view).revocation_reason is x509.ReasonFlags.affiliation_changed
-    assert users.get_certificate(bobs.serial).state is State.VALID
+    assert users.certificates.get(bobs.serial).state is State.VALID
 
 
 def test_withdrawing_permission_suspends_and_granting_it_again_reinstates(
         users: Service) -> None:
     view = issue(users, "alice")
-    users.set_permission("default", ("alice",), allow=False)
+    users.users.set_permission("default", ("alice",), allow=False)
     assert holds(users, view.serial) == ["permission"]
     answer = ocsp_of(users, view)
     assert answer.revocation_reason is x509.ReasonFlags.certificate_hold
     with pytest.raises(NotPermitted, match="no secure-access permission"):
         issue(users, "alice")
 
-    users.set_permission("default", ("alice",), allow=True)
+    users.users.set_permission("default", ("alice",), allow=True)
     assert holds(users, view.serial) == []
     assert ocsp_of(users, view).certificate_status is ocsp.OCSPCertStatus.GOOD
-    assert users.get_certificate(view.serial).has_key_material
+    assert users.certificates.get(view.serial).has_key_material
 
 
 def test_expiry_purges_the_key_material(users: Service, clock: FixedClock) -> None:
     view = issue(users, "alice", expires=dt.date(2026, 3, 3))
     keeps = issue(users, "bob")
     clock.set(view.not_after)
-    assert users.run_lifecycle().purged == 0  # notAfter is the last valid second
-    assert users.get_certificate(view.serial).has_key_material
+    assert users.lifecycle.run().purged == 0  # notAfter is the last valid second
+    assert users.certificates.get(view.serial).has_key_material
     clock.set(view.not_after + SECOND)
 
-    assert users.run_lifecycle().purged == 1
+    assert users.lifecycle.run().purged == 1
 
-    expired = users.get_certificate(view.serial)
+    expired = users.certificates.get(view.serial)
     assert expired.state is State.EXPIRED and not expired.has_key_material
     with pytest.raises(NotPermitted, match="expired"):
-        users.bundle(view.serial, tenant="default")
-    assert users.get_certificate(keeps.serial).has_key_material
-    assert users.run_lifecycle().purged == 0
+        users.certificates.bundle(view.serial, tenant="default")
+    assert users.certificates.get(keeps.serial).has_key_material
+    assert users.lifecycle.run().purged == 0
 
 
 def test_the_crl_never_passes_its_next_update_while_the_lifecycle_runs(
         users: Service, clock: FixedClock) -> None:
     view = issue(users, "alice")
-    users.revoke("default", view.serial, reason="keyCompromise")
-    users.run_lifecycle()
+    users.revocation.revoke("default", view.serial, reason="keyCompromise")
+    users.lifecycle.run()
     for _ in range(12):  # 48 days: past the root CRL's 30 days too
         clock.advance(dt.timedelta(days=4))
-        users.run_lifecycle()
+        users.lifecycle.run()
         for name, crl in latest_crls(users).items():
-            assert crl.next_update > users.now(), name
-            assert crl.this_update <= users.now(), name
+            assert crl.next_update > users.clock.now(), name
+            assert crl.this_update <= users.clock.now(), name
     assert view.serial in crl_entries(users)
 
 
 def test_the_lifecycle_renews_a_crl_past_half_its_validity_and_only_then(
         users: Service, clock: FixedClock) -> None:
-    assert users.run_lifecycle().crls == 2  # none yet: the issuing CA's and the root's
+    assert users.lifecycle.run().crls == 2  # none yet: the issuing CA's and the root's
     first = latest_crls(users)
     clock.advance(dt.timedelta(days=3))
-    assert users.run_lifecycle().crls == 0
+    assert users.lifecycle.run().crls == 0
     clock.advance(dt.timedelta(hours=12))
-    assert users.run_lifecycle().crls == 1  # the issuing CA's: 7 days, renewed at 3.5
+    assert users.lifecycle.run().crls == 1  # the issuing CA's: 7 days, renewed at 3.5
     renewed = latest_crls(users)
     assert [k for k in first if first[k].number != renewed[k].number] == ["default"]

@@ -27,14 +27,14 @@ def test_two_processes_running_the_lifecycle_at_once_never_both_work(
         settings: Settings) -> None:
     with live_service(settings, "hokkaido", "北海道本部") as service:
         for n in range(TENANTS):
-            service.create_tenant(f"shiten-{n:02d}", display_name=f"支店{n:02d}",
-                                  key_type="ec-p256")
+            service.hierarchy.create_tenant(f"shiten-{n:02d}", display_name=f"支店{n:02d}",
+                                  ca_key_type="ec-p256")
         command = [sys.executable, "-m", "cli.main", "lifecycle", "run", "--json"]
         runs = [subprocess.Popen(command, cwd=ROOT, env=server_env(settings),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(2)]
         outcomes = [run.communicate(timeout=300) for run in runs]
-        with service.reading() as session:
+        with service.database.reading() as session:
             per_ca = dict(session.execute(select(Crl.authority_id, func.count())
                                           .group_by(Crl.authority_id)).all())
     cas = TENANTS + 3  # and the root, "default" and "hokkaido"

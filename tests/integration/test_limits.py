@@ -113,7 +113,7 @@ def test_the_migration_goes_down_and_up(bare_service: Service) -> None:
         config.attributes["connection"] = connection
         command.downgrade(config, str(before))
     assert "rate_buckets" not in inspect(bare_service.engine).get_table_names()
-    bare_service.upgrade_database()
+    bare_service.database.upgrade()
     assert "rate_buckets" in inspect(bare_service.engine).get_table_names()
 
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from ca.clock import FixedClock
 from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import CAError, NotFound, NotPermitted, StorageError
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.service.links import LinkGone, SelfDownloadOff
 from ca.settings import Settings
 from cli.context import STATE
@@ -33,14 +33,14 @@ from tests.conftest import BASE_URL
 @pytest.fixture
 def alice(service: Service) -> str:
     """alice, with one valid server-generated certificate; returns its serial."""
-    service.add_user("default", "alice", email="alice@example.com", display_name="Alice A",
+    service.users.add("default", "alice", email="alice@example.com", display_name="Alice A",
                      allow=True)
     return issue(service, "alice")
 
 
 def issue(service: Service, login: str, **options: object) -> str:
     request = IssueRequest(tenant="default", logins=(login,), **options)  # type: ignore[arg-type]
-    return service.issue(request)[0].serial
+    return service.certificates.issue(request)[0].serial
 
 
 def opened(zip_bytes: bytes, login: str) -> tuple[str, object]:
@@ -52,7 +52,7 @@ def opened(zip_bytes: bytes, login: str) -> tuple[str, object]:
 
 
 def actions(service: Service) -> list[tuple[str, str, str | None]]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return [(e.action, e.outcome, e.source_ip) for e in session.scalars(
             select(AuditEvent).order_by(AuditEvent.id))]
 
@@ -61,10 +61,10 @@ def actions(service: Service) -> list[tuple[str, str, str | None]]:
 
 
 def test_a_link_is_random_and_only_its_sha256_is_stored(service: Service, alice: str) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
     assert made.url == f"{BASE_URL}/d/{made.token}"
     assert made.token.startswith("tdl_") and len(made.token) >= 4 + 43  # 256 bits
-    assert made.expires_at == service.now() + dt.timedelta(days=7)
+    assert made.expires_at == service.clock.now() + dt.timedelta(days=7)
     assert made.token not in repr(made) and made.url not in repr(made)
     secret = made.token.removeprefix("tdl_")
     metadata = MetaData()
@@ -75,34 +75,35 @@ def test_a_link_is_random_and_only_its_sha256_is_stored(service: Service, alice:
                 for value in row:
                     text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                     assert secret not in text, table.name
-    with service.reading() as session:
+    with service.database.reading() as session:
         stored = session.scalars(select(DownloadLink.token_hash)).all()
     assert stored == [hashlib.sha256(made.token.encode()).hexdigest()]
 
 
 def test_the_link_validity_comes_from_the_settings(settings: Settings, service: Service,
                                                    alice: str) -> None:
-    short = Service(settings.model_copy(update={"link_validity_days": 2}),
+    short = build_service(settings.model_copy(update={"link_validity_days": 2}),
                         clock=service.clock, engine=service.engine)
-    assert short.create_link("default", "alice").expires_at == service.now() + dt.timedelta(
+    assert short.links.create("default", "alice").expires_at == service.clock.now() + dt.timedelta(
         days=2)
 
 
 @pytest.mark.parametrize("case", ["no-certificate", "csr-only", "retired", "unknown-user"])
 def test_a_link_needs_an_active_user_with_a_key_to_hand_out(service: Service, case: str) -> None:
-    service.add_user("default", "bob", email="bob@example.com", allow=True)
+    service.users.add("default", "bob", email="bob@example.com", allow=True)
     if case == "csr-only":
-        service.issue(IssueRequest(tenant="default", logins=("bob",), csr=csr_pem().encode()))
+        service.certificates.issue(IssueRequest(tenant="default", logins=("bob",),
+                                                csr=csr_pem().encode()))
     if case == "retired":
         issue(service, "bob")
-        service.retire_user("default", "bob")
+        service.users.retire("default", "bob")
     expected = {"no-certificate": (NotPermitted, "bob: no valid certificate with a key"),
                 "csr-only": (NotPermitted, "bob: no valid certificate with a key"),
                 "retired": (NotPermitted, "bob: the user is retired"),
                 "unknown-user": (NotFound, "no user 'carol'")}[case]
     with pytest.raises(expected[0], match=expected[1]):
-        service.create_link("default", "carol" if case == "unknown-user" else "bob")
-    with service.reading() as session:
+        service.links.create("default", "carol" if case == "unknown-user" else "bob")
+    with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []
 
 
@@ -110,99 +111,99 @@ def test_a_link_needs_an_active_user_with_a_key_to_hand_out(service: Service, ca
 
 
 def test_a_link_works_once(service: Service, alice: str) -> None:
-    made = service.create_link("default", "alice")
-    got = service.redeem_link(made.token, source_ip="192.0.2.7")
+    made = service.links.create("default", "alice")
+    got = service.links.redeem(made.token, source_ip="192.0.2.7")
     assert got.bundle.serial == alice and got.bundle.filename == "alice.zip"
     password, loaded = opened(got.bundle.content, "alice")
     assert got.password == password
     assert pkcs12.load_pkcs12(got.p12, got.password.encode()).key is not None
     assert loaded.cert is not None  # type: ignore[attr-defined]
     with pytest.raises(LinkGone, match="already been used"):
-        service.redeem_link(made.token, source_ip="192.0.2.8")
+        service.links.redeem(made.token, source_ip="192.0.2.8")
     with pytest.raises(LinkGone, match="already been used"):
-        service.link_page_info(made.token)
+        service.links.page_info(made.token)
     assert actions(service)[-4:] == [
         ("link.create", "success", None), ("link.redeem", "success", "192.0.2.7"),
         ("cert.download", "success", "192.0.2.7"), ("link.redeem", "refused", "192.0.2.8")]
-    with service.reading() as session:
+    with service.database.reading() as session:
         row = session.scalars(select(DownloadLink)).one()
-    assert row.spent_at == service.now() and row.failed_attempts == 1
+    assert row.spent_at == service.clock.now() and row.failed_attempts == 1
 
 
 def test_the_page_info_spends_nothing(service: Service, alice: str) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
     for _ in range(3):
-        info = service.link_page_info(made.token)
+        info = service.links.page_info(made.token)
     assert (info.login, info.display_name, info.serial, info.expires_at) == (
         "alice", "Alice A", alice, made.expires_at)
-    assert service.redeem_link(made.token, source_ip=None).bundle.serial == alice
+    assert service.links.redeem(made.token, source_ip=None).bundle.serial == alice
 
 
 @pytest.mark.parametrize("token", ["tdl_" + "A" * 43, "tgt_whatever", "", "tdl_" + "x" * 500],
                          ids=["unknown", "api-token", "empty", "huge"])
 def test_an_unknown_link_is_not_found(service: Service, alice: str, token: str) -> None:
     with pytest.raises(NotFound, match="no such download link"):
-        service.link_page_info(token)
+        service.links.page_info(token)
     with pytest.raises(NotFound, match="no such download link"):
-        service.redeem_link(token, source_ip=None)
+        service.links.redeem(token, source_ip=None)
 
 
 def test_a_link_expires_after_the_validity(service: Service, clock: FixedClock,
                                            alice: str) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
     clock.advance(dt.timedelta(days=7) - dt.timedelta(seconds=1))
-    service.link_page_info(made.token)
+    service.links.page_info(made.token)
     clock.advance(dt.timedelta(seconds=1))
     with pytest.raises(LinkGone, match="expired"):
-        service.link_page_info(made.token)
+        service.links.page_info(made.token)
     with pytest.raises(LinkGone, match="expired"):
-        service.redeem_link(made.token, source_ip=None)
+        service.links.redeem(made.token, source_ip=None)
 
 
 def test_a_new_link_replaces_the_users_earlier_ones(service: Service, alice: str) -> None:
-    first = service.create_link("default", "alice")
-    second = service.create_link("default", "alice")
+    first = service.links.create("default", "alice")
+    second = service.links.create("default", "alice")
     assert second.replaced == 1
     with pytest.raises(LinkGone, match="expired or was withdrawn"):
-        service.redeem_link(first.token, source_ip=None)
-    assert service.redeem_link(second.token, source_ip=None).bundle.serial == alice
+        service.links.redeem(first.token, source_ip=None)
+    assert service.links.redeem(second.token, source_ip=None).bundle.serial == alice
 
 
 def test_the_link_hands_out_the_users_newest_valid_certificate(service: Service,
                                                                alice: str) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
     newer = issue(service, "alice", reissue="revoke")
-    assert service.link_page_info(made.token).serial == newer
-    assert service.redeem_link(made.token, source_ip=None).bundle.serial == newer
+    assert service.links.page_info(made.token).serial == newer
+    assert service.links.redeem(made.token, source_ip=None).bundle.serial == newer
 
 
 def test_a_link_of_a_user_who_lost_the_certificate_is_gone(service: Service,
                                                            alice: str) -> None:
-    made = service.create_link("default", "alice")
-    service.set_permission("default", ("alice",), allow=False)  # suspends the certificate
+    made = service.links.create("default", "alice")
+    service.users.set_permission("default", ("alice",), allow=False)  # suspends the certificate
     with pytest.raises(LinkGone, match="no valid certificate"):
-        service.redeem_link(made.token, source_ip=None)
-    service.set_permission("default", ("alice",), allow=True)
-    assert service.redeem_link(made.token, source_ip=None).bundle.serial == alice
+        service.links.redeem(made.token, source_ip=None)
+    service.users.set_permission("default", ("alice",), allow=True)
+    assert service.links.redeem(made.token, source_ip=None).bundle.serial == alice
 
 
 def test_concurrent_redeems_hand_out_the_key_once(service: Service, alice: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
     # every request passes the checks before any claims the link: only the conditional
     # UPDATE stands between them and a second copy of the key
     at_claim = threading.Barrier(4, timeout=30)
-    claim = service._claim  # type: ignore[attr-defined]
+    claim = service.links._claim  # type: ignore[attr-defined]
 
     def claim_together(*args: object, **kwargs: object) -> None:
         at_claim.wait()
         claim(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_claim", claim_together)
+    monkeypatch.setattr(service.links, "_claim", claim_together)
 
     def attempt(_: int) -> str:
         try:
-            service.redeem_link(made.token, source_ip=None)
+            service.links.redeem(made.token, source_ip=None)
         except LinkGone:
             return "gone"
         return "zip"
@@ -218,17 +219,17 @@ def test_concurrent_redeems_hand_out_the_key_once(service: Service, alice: str,
 def test_a_zip_that_cannot_be_built_leaves_the_link_usable(
         service: Service, alice: str, monkeypatch: pytest.MonkeyPatch,
         failure: Exception) -> None:
-    made = service.create_link("default", "alice")
+    made = service.links.create("default", "alice")
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise failure
 
     with monkeypatch.context() as patch:
-        patch.setattr(service, "bundle", broken)
+        patch.setattr(service.certificates, "bundle", broken)
         with pytest.raises(type(failure)):
-            service.redeem_link(made.token, source_ip=None)
+            service.links.redeem(made.token, source_ip=None)
     assert ("link.redeem", "failure", None) in actions(service)
-    assert service.redeem_link(made.token, source_ip=None).bundle.serial == alice
+    assert service.links.redeem(made.token, source_ip=None).bundle.serial == alice
 
 
 # --- the tenant switch ---------------------------------------------------------------------
@@ -236,31 +237,31 @@ def test_a_zip_that_cannot_be_built_leaves_the_link_usable(
 
 def test_switching_self_download_off_refuses_and_withdraws_links(service: Service,
                                                                  alice: str) -> None:
-    made = service.create_link("default", "alice")
-    setting = service.set_user_download("default", False)
+    made = service.links.create("default", "alice")
+    setting = service.links.set_user_download("default", False)
     assert (setting.allowed, setting.links_withdrawn) == (False, 1)
-    for call in (lambda: service.link_page_info(made.token),
-                 lambda: service.redeem_link(made.token, source_ip=None),
-                 lambda: service.my_bundle("default", "alice", alice)):
+    for call in (lambda: service.links.page_info(made.token),
+                 lambda: service.links.redeem(made.token, source_ip=None),
+                 lambda: service.links.my_bundle("default", "alice", alice)):
         with pytest.raises(SelfDownloadOff, match="turned off for Default"):
             call()
     with pytest.raises(NotPermitted, match="the tenant setting is off"):
-        service.create_link("default", "alice")
+        service.links.create("default", "alice")
     # admins still can
-    assert service.bundle(alice, tenant="default").serial == alice
+    assert service.certificates.bundle(alice, tenant="default").serial == alice
     # on again: the withdrawn link stays dead, a new one works
-    assert service.set_user_download("default", True).links_withdrawn == 0
+    assert service.links.set_user_download("default", True).links_withdrawn == 0
     with pytest.raises(LinkGone, match="expired or was withdrawn"):
-        service.redeem_link(made.token, source_ip=None)
-    fresh = service.create_link("default", "alice")
-    assert service.redeem_link(fresh.token, source_ip=None).bundle.serial == alice
+        service.links.redeem(made.token, source_ip=None)
+    fresh = service.links.create("default", "alice")
+    assert service.links.redeem(fresh.token, source_ip=None).bundle.serial == alice
     changes = [json.loads(e.details) for e in _events(service, "tenant.update")]
     assert changes == [{"user_download": False, "links_withdrawn": 1},
                        {"user_download": True, "links_withdrawn": 0}]
 
 
 def _events(service: Service, action: str) -> list[AuditEvent]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)
                                     .order_by(AuditEvent.id)))
 
@@ -269,15 +270,15 @@ def _events(service: Service, action: str) -> list[AuditEvent]:
 
 
 def test_a_user_gets_only_their_own_certificates(service: Service, alice: str) -> None:
-    service.add_user("default", "bob", email="bob@example.com", allow=True)
+    service.users.add("default", "bob", email="bob@example.com", allow=True)
     bobs = issue(service, "bob")
-    assert [v.serial for v in service.my_certificates("default", "bob")] == [bobs]
-    assert opened(service.my_bundle("default", "bob", bobs).content, "bob")[0]
+    assert [v.serial for v in service.links.my_certificates("default", "bob")] == [bobs]
+    assert opened(service.links.my_bundle("default", "bob", bobs).content, "bob")[0]
     # alice's certificate answers bob exactly as a serial that does not exist
     with pytest.raises(NotFound) as theirs:
-        service.my_bundle("default", "bob", alice)
+        service.links.my_bundle("default", "bob", alice)
     with pytest.raises(NotFound) as absent:
-        service.my_bundle("default", "bob", "ABCDEF12345")
+        service.links.my_bundle("default", "bob", "ABCDEF12345")
     assert str(theirs.value).replace(alice, "X") == str(absent.value).replace("ABCDEF12345", "X")
 
 
@@ -308,7 +309,7 @@ def test_cli_link_create_prints_the_url_once(service: Service, alice: str,
     url = result.output.splitlines()[0]
     assert url.startswith(f"{BASE_URL}/d/tdl_") and "works once, until 2026-03-09 09:00 UTC" in (
         result.output)
-    assert service.redeem_link(url.rsplit("/", 1)[1], source_ip=None).bundle.serial == alice
+    assert service.links.redeem(url.rsplit("/", 1)[1], source_ip=None).bundle.serial == alice
     result = run.invoke(_cli(), ["link", "create", "alice", "--json"])
     data = json.loads(result.output)
     assert data["url"].startswith(f"{BASE_URL}/d/tdl_") and data["sent"] is False
@@ -320,12 +321,12 @@ def test_cli_link_send_without_smtp_is_refused(service: Service, alice: str,
     assert isinstance(result.exception, CAError)
     assert "e-mail is not configured (set TEGATA_SMTP_HOST and TEGATA_SMTP_FROM)" in str(
         result.exception)
-    with service.reading() as session:
+    with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []
 
 
 def test_cli_tenant_set_user_download(service: Service, alice: str, run: CliRunner) -> None:
-    service.create_link("default", "alice")
+    service.links.create("default", "alice")
     result = run.invoke(_cli(), ["tenant", "set", "--user-download", "OFF"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == ("tenant default: users may not download their own "

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from ca import audit
 from ca.errors import NotPermitted, StorageError
-from ca.service import IssueRequest, Service, certificates, status
+from ca.service import IssueRequest, Service, certificates, transitions
 from ca.states import State
 
 OVERTAKE = 1.0  # seconds the paused party gives the other to overtake it
@@ -28,10 +28,10 @@ TENANT, DISPLAY = "acme", "株式会社アクメ"
 
 
 def staff(service: Service, count: int) -> list[str]:
-    service.create_tenant(TENANT, display_name=DISPLAY)
+    service.hierarchy.create_tenant(TENANT, display_name=DISPLAY)
     logins = [f"shain{i:03d}" for i in range(count)]
     rows = "".join(f"{login},{login}@example.jp,yes\n" for login in logins)
-    service.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
+    service.users.import_users(TENANT, ("login,email,secure_access\n" + rows).encode())
     return logins
 
 
@@ -63,14 +63,14 @@ def test_a_user_denied_or_retired_while_being_issued_to_keeps_no_valid_certifica
     outcome: dict[str, Any] = {}
 
     def issue() -> None:
-        outcome["issued"] = service.issue(IssueRequest(tenant=TENANT, logins=(login,)))
+        outcome["issued"] = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
 
     def withdraw() -> None:
         decided.wait(30)
         if change == "deny":
-            service.set_permission(TENANT, (login,), allow=False)
+            service.users.set_permission(TENANT, (login,), allow=False)
         else:
-            service.retire_user(TENANT, login)
+            service.users.retire(TENANT, login)
         overtaken.set()
 
     threads = [threading.Thread(target=issue), threading.Thread(target=withdraw)]
@@ -80,35 +80,35 @@ def test_a_user_denied_or_retired_while_being_issued_to_keeps_no_valid_certifica
         thread.join(60)
     (issued,) = outcome["issued"]
     expected = State.SUSPENDED if change == "deny" else State.REVOKED
-    assert service.get_certificate(issued.serial).state is expected
+    assert service.certificates.get(issued.serial).state is expected
 
 
 def test_a_download_overtaken_by_a_suspension_hands_out_no_key(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     (login,) = staff(service, 1)
-    (view,) = service.issue(IssueRequest(tenant=TENANT, logins=(login,)))
+    (view,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
     decided, overtaken = threading.Event(), threading.Event()
     # the suspension has decided, and waits before it commits
-    monkeypatch.setattr(status, "place_hold",
-                        paused_once(status.place_hold, decided, overtaken))
+    monkeypatch.setattr(transitions, "place_hold",
+                        paused_once(transitions.place_hold, decided, overtaken))
     outcome: dict[str, Any] = {}
 
     def download() -> None:
         decided.wait(30)
         try:
-            outcome["bundle"] = service.bundle(view.serial, tenant=TENANT)
+            outcome["bundle"] = service.certificates.bundle(view.serial, tenant=TENANT)
         except NotPermitted as exc:
             outcome["bundle"] = exc
         overtaken.set()
 
-    threads = [threading.Thread(target=lambda: service.suspend(TENANT, view.serial)),
+    threads = [threading.Thread(target=lambda: service.revocation.suspend(TENANT, view.serial)),
                threading.Thread(target=download)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     assert isinstance(outcome["bundle"], NotPermitted), outcome["bundle"]
-    assert service.get_certificate(view.serial).state is State.SUSPENDED
+    assert service.certificates.get(view.serial).state is State.SUSPENDED
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: one writer
@@ -117,23 +117,23 @@ def test_no_transaction_holds_an_audit_chain_before_it_commits(service: Service)
     holds nothing, so no row lock taken afterwards can close a cycle with it."""
     probe = create_engine(service.engine.url)
     try:
-        with service.transaction() as session:
+        with service.database.transaction() as session:
             audit.record(session, audit.CLI_ACTOR, audit.Event(action="token.create",
                                                                target="probe"),
-                         now=service.now())
+                         now=service.clock.now())
             with probe.connect() as conn:
                 held = conn.execute(text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
         assert held == 0
     finally:
         probe.dispose()
-    assert service.verify_audit().broken is None
+    assert service.audit.verify().broken is None
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: one writer
 def test_mixed_writes_on_the_same_users_never_deadlock(service: Service) -> None:
     logins = staff(service, 12)
-    serials = {view.login: view.serial for view in service.issue(
+    serials = {view.login: view.serial for view in service.certificates.issue(
         IssueRequest(tenant=TENANT, logins=tuple(logins)))}
     failures: list[BaseException] = []
     barrier = threading.Barrier(8)
@@ -146,18 +146,19 @@ def test_mixed_writes_on_the_same_users_never_deadlock(service: Service) -> None
             action = pick.choice(("deny", "allow", "reissue", "suspend", "revoke", "import"))
             try:
                 if action in ("deny", "allow"):
-                    service.set_permission(TENANT, some, allow=action == "allow")
+                    service.users.set_permission(TENANT, some, allow=action == "allow")
                 elif action == "reissue":
-                    service.issue_bulk(IssueRequest(tenant=TENANT, logins=some,
+                    service.certificates.issue_bulk(IssueRequest(tenant=TENANT, logins=some,
                                                     reissue="revoke", best_effort=True))
                 elif action == "import":
                     rows = "".join(f"{login},{login}@example.jp,{pick.choice(('yes', 'no'))}\n"
                                    for login in some)
-                    service.import_users(TENANT, ("login,email,secure_access\n" + rows)
+                    service.users.import_users(TENANT, ("login,email,secure_access\n" + rows)
                                          .encode())
                 else:
                     for login in some:
-                        change = service.suspend if action == "suspend" else service.revoke
+                        change = (service.revocation.suspend if action == "suspend"
+                                  else service.revocation.revoke)
                         change(TENANT, serials[login])
             except StorageError as exc:
                 failures.append(exc)
@@ -170,4 +171,4 @@ def test_mixed_writes_on_the_same_users_never_deadlock(service: Service) -> None
     for thread in threads:
         thread.join(120)
     assert failures == []
-    assert service.verify_audit().broken is None
+    assert service.audit.verify().broken is None

@@ -33,7 +33,7 @@ from api.routes import selfservice
 from ca import mail
 from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import NotPermitted
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings
 from tests.conftest import BASE_URL, unavailable
 from tests.processes import free_port
@@ -108,9 +108,9 @@ def smtp() -> Iterator[Smtp]:
 
 @pytest.fixture
 def alice(service: Service) -> str:
-    service.add_user("default", "alice", email="alice@example.com", display_name="山田 アリス",
+    service.users.add("default", "alice", email="alice@example.com", display_name="山田 アリス",
                      allow=True)
-    return service.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
+    return service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))[0].serial
 
 
 def with_smtp(service: Service, port: int, **overrides: Any) -> Service:
@@ -118,7 +118,7 @@ def with_smtp(service: Service, port: int, **overrides: Any) -> Service:
     settings = service.settings.model_copy(update={
         "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False,
         "smtp_from": SENDER, **overrides})
-    return Service(settings, clock=service.clock, engine=service.engine)
+    return build_service(settings, clock=service.clock, engine=service.engine)
 
 
 def link_app(service: Service) -> FastAPI:
@@ -150,7 +150,7 @@ def link_in(message: EmailMessage) -> str:
 
 def test_the_mailed_link_works_once(service: Service, alice: str, smtp: Smtp) -> None:
     mailer = with_smtp(service, smtp.port)
-    made = mailer.send_link("default", "alice")
+    made = mailer.links.send("default", "alice")
     message = received(smtp.inbox)[0]
     assert smtp.inbox.envelopes == [("tegata@example.com", ["alice@example.com"])]
     assert message["Subject"] == "証明書のダウンロード / Your Tegata certificate"
@@ -171,7 +171,7 @@ def test_the_mailed_link_works_once(service: Service, alice: str, smtp: Smtp) ->
     assert format(loaded.cert.certificate.serial_number, "X") == alice
     again = client.post(path)
     assert again.status_code == 410 and password.group(1) not in again.text
-    with service.reading() as session:
+    with service.database.reading() as session:
         sent = session.scalars(select(AuditEvent).where(AuditEvent.action == "link.send")).one()
     assert (sent.outcome, sent.details) == ("success", '{"to": "alice@example.com"}')
     assert made.token not in sent.details
@@ -216,8 +216,8 @@ def test_a_hostile_name_cannot_add_a_header(settings: Settings) -> None:
 def test_sending_without_smtp_settings_is_refused_and_makes_no_link(service: Service,
                                                                     alice: str) -> None:
     with pytest.raises(NotPermitted, match="set TEGATA_SMTP_HOST and TEGATA_SMTP_FROM"):
-        service.send_link("default", "alice")
-    with service.reading() as session:
+        service.links.send("default", "alice")
+    with service.database.reading() as session:
         assert session.scalars(select(DownloadLink)).all() == []
 
 
@@ -226,13 +226,13 @@ def test_a_refused_mail_withdraws_the_new_link(service: Service, alice: str,
     smtp.inbox.refuse = True
     mailer = with_smtp(service, smtp.port)
     with pytest.raises(mail.MailError, match=r"refused the message|could not send") as caught:
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert "tdl_" not in str(caught.value)
-    with service.reading() as session:
+    with service.database.reading() as session:
         link = session.scalars(select(DownloadLink)).one()
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "link.send")
                                 ).one()
-    assert link.expires_at == service.now() and link.spent_at is None
+    assert link.expires_at == service.clock.now() and link.spent_at is None
     assert event.outcome == "failure" and '"withdrawn": 1' in event.details
 
 
@@ -240,13 +240,13 @@ def test_no_server_listening_is_a_clear_error(service: Service, alice: str) -> N
     mailer = with_smtp(service, free_port())
     with pytest.raises(mail.MailError, match=r"could not send mail through 127\.0\.0\.1:\d+: "
                                              r"ConnectionRefusedError"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
 
 
 def test_starttls_is_never_skipped(service: Service, alice: str, smtp: Smtp) -> None:
     mailer = with_smtp(service, smtp.port, smtp_starttls=True)
     with pytest.raises(mail.MailError, match="does not offer STARTTLS"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert smtp.inbox.messages == []
 
 
@@ -292,7 +292,7 @@ def test_starttls_with_a_login(service: Service, alice: str, tls_smtp: tuple[Smt
                        smtp_password=SecretStr(SMTP_PASSWORD))
     # the system trust store, plus the test's server certificate
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
-    made = mailer.send_link("default", "alice")
+    made = mailer.links.send("default", "alice")
     assert link_in(received(server.inbox)[0]) == made.url
     assert server.inbox.logins == [SMTP_USER]
 
@@ -303,5 +303,5 @@ def test_starttls_refuses_an_untrusted_server(service: Service, alice: str,
     mailer = with_smtp(service, server.port, smtp_starttls=True, smtp_username=SMTP_USER,
                        smtp_password=SecretStr(SMTP_PASSWORD))
     with pytest.raises(mail.MailError, match=r"TLS with the mail server 127\.0\.0\.1:"):
-        mailer.send_link("default", "alice")
+        mailer.links.send("default", "alice")
     assert server.inbox.messages == [] and server.inbox.logins == []

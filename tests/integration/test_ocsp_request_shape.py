@@ -21,14 +21,14 @@ TENANT = "kyoto"
 @pytest.fixture
 def kyoto(service: Service) -> tuple[Service, int]:
     """A tenant 京都支社 and the serial of one certificate it issued."""
-    service.create_tenant(TENANT, display_name="京都支社", key_type="ec-p256")
-    service.add_user(TENANT, "tanaka", email="tanaka@example.jp", allow=True)
-    (view,) = service.issue(IssueRequest(tenant=TENANT, logins=("tanaka",)))
+    service.hierarchy.create_tenant(TENANT, display_name="京都支社", ca_key_type="ec-p256")
+    service.users.add(TENANT, "tanaka", email="tanaka@example.jp", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=("tanaka",)))
     return service, int(view.serial, 16)
 
 
 def asking(service: Service, serial: int, *, nonce: bytes | None = None) -> bytes:
-    issuer = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     name_hash, key_hash = ocsp_x509.issuer_keys(issuer).by_algorithm["sha1"]
     builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
         name_hash, key_hash, serial, hashes.SHA1())
@@ -66,7 +66,7 @@ def two_certids(service: Service, serial: int) -> bytes:
 def test_a_nonce_is_echoed_only_if_it_holds_1_to_32_octets(
         kyoto: tuple[Service, int], nonce: bytes, answered: bool) -> None:
     service, serial = kyoto
-    answer = service.ocsp_respond(asking(service, serial, nonce=nonce))
+    answer = service.ocsp.respond(asking(service, serial, nonce=nonce))
     if not answered:
         assert answer == responder.MALFORMED  # unsigned: no response bytes, no signature
         return

@@ -43,8 +43,8 @@ def live(settings: Settings) -> Iterator[Service]:
 def issue_many(service: Service, prefix: str, count: int) -> list[CertificateView]:
     logins = tuple(f"{prefix}{n:02d}" for n in range(count))
     for login in logins:
-        service.add_user(TENANT, login, email=f"{login}@example.com", allow=True)
-    return service.issue(IssueRequest(tenant=TENANT, logins=logins))
+        service.users.add(TENANT, login, email=f"{login}@example.com", allow=True)
+    return service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins))
 
 
 def at_once(server: Server, token: str, calls: list[tuple[str, str, dict[str, object] | None]]
@@ -96,7 +96,7 @@ def ocsp_answer(server: Server, view: CertificateView, issuer: x509.Certificate
 def events(service: Service, action: str) -> dict[str, list[tuple[dt.datetime, str]]]:
     """serial -> [(at, reason or cause)] of ``action``, in the chain's order."""
     found: dict[str, list[tuple[dt.datetime, str]]] = {}
-    for event in service.audit_events(tenant=TENANT, action=action, limit=10_000):
+    for event in service.audit.events(tenant=TENANT, action=action, limit=10_000):
         detail = event.details.get("reason") or event.details.get("cause")
         found.setdefault(event.target.rsplit("/", 1)[1], []).append((event.at, str(detail)))
     return found
@@ -110,9 +110,9 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
     held = issue_many(live, "hold", RACES // 4)
     lifted = issue_many(live, "lift", RACES // 4)
     for view in lifted:
-        live.suspend(TENANT, view.serial)
-    token = live.create_token(role="admin", tenant=TENANT)[0]
-    issuer = x509.load_der_x509_certificate(live.ca_certificates(TENANT)[1].der)
+        live.revocation.suspend(TENANT, view.serial)
+    token = live.tokens.create(role="admin", tenant=TENANT)[0]
+    issuer = x509.load_der_x509_certificate(live.hierarchy.ca_certificates(TENANT)[1].der)
     compromised: dict[str, object] = {"reason": "keyCompromise"}
     calls: list[tuple[str, str, dict[str, object] | None]] = []
     # keyCompromise against each other revocation: by hand (superseded), a leaver
@@ -146,7 +146,7 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
 
     revokes = events(live, "cert.revoke")
     serials = [view.serial for view in raced + retired + reissued]
-    stored = {s: live.get_certificate(s, tenant=TENANT) for s in serials}
+    stored = {s: live.certificates.get(s, tenant=TENANT) for s in serials}
     assert {s: (v.state, v.revocation_reason) for s, v in stored.items()} == {
         s: (State.REVOKED, "keyCompromise") for s in serials}
     # the other revocation first and then the upgrade, or keyCompromise alone (the other
@@ -163,7 +163,7 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
         s: (ocsp.OCSPCertStatus.REVOKED, x509.ReasonFlags.key_compromise,
             first[s].replace(microsecond=0)) for s in serials}
 
-    with live.reading() as session:
+    with live.database.reading() as session:
         holds = session.execute(select(Certificate.serial, Hold.cause, Hold.lifted_at).join(
             Hold, Hold.certificate_id == Certificate.id)).all()
     by_serial: dict[str, list[tuple[str, bool]]] = {}
@@ -177,7 +177,7 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
         v.serial: ["manual"] for v in held + lifted}
     assert {s: [r for _, r in e] for s, e in reinstates.items()} == {
         v.serial: ["manual"] for v in lifted}
-    renewals = {v.login for v in live.list_certificates(TENANT, state="valid")}
+    renewals = {v.login for v in live.certificates.list_certificates(TENANT, state="valid")}
     assert renewals == {v.login for v in reissued + lifted}
     assert set(published) == {v.serial for v in raced + retired + reissued + held}
     for view in held:
@@ -186,4 +186,4 @@ def test_status_changes_at_the_same_moment_apply_one_after_the_other(
         assert answered[view.serial].revocation_reason == x509.ReasonFlags.certificate_hold
     for view in lifted:
         assert answered[view.serial].certificate_status == ocsp.OCSPCertStatus.GOOD
-    assert live.verify_audit().broken is None
+    assert live.audit.verify().broken is None

@@ -23,13 +23,14 @@ from ca.states import State
 @pytest.fixture
 def users(service: Service) -> Service:
     for login in ("alice", "bob"):
-        service.add_user("default", login, email=f"{login}@example.com", allow=True)
-    service.add_user("default", "carol", email="carol@example.com")
+        service.users.add("default", login, email=f"{login}@example.com", allow=True)
+    service.users.add("default", "carol", email="carol@example.com")
     return service
 
 
 def issue(service: Service, *logins: str, **options: object) -> list:  # type: ignore[type-arg]
-    return service.issue(IssueRequest(tenant="default", logins=logins, **options))  # type: ignore[arg-type]
+    return service.certificates.issue(IssueRequest(tenant="default", logins=logins,
+                                                   **options))  # type: ignore[arg-type]
 
 
 def test_several_users_are_issued_together(users: Service) -> None:
@@ -41,24 +42,24 @@ def test_several_users_are_issued_together(users: Service) -> None:
 def test_one_refused_user_means_nobody_is_issued(users: Service) -> None:
     with pytest.raises(NotPermitted, match="carol: the user has no secure-access permission"):
         issue(users, "alice", "carol")
-    assert users.list_certificates("default") == []
+    assert users.certificates.list_certificates("default") == []
 
 
 def test_reissue_keep_leaves_the_old_certificate_valid(users: Service) -> None:
     first = issue(users, "alice")[0]
     issue(users, "alice", reissue="keep")
-    assert users.get_certificate(first.serial).state is State.VALID
-    assert len(users.list_certificates("default", login="alice", state="valid")) == 2
+    assert users.certificates.get(first.serial).state is State.VALID
+    assert len(users.certificates.list_certificates("default", login="alice", state="valid")) == 2
 
 
 def test_reissue_revoke_supersedes_and_purges_the_old_certificate(users: Service) -> None:
     first = issue(users, "alice")[0]
     second = issue(users, "alice", reissue="revoke")[0]
-    old = users.get_certificate(first.serial)
+    old = users.certificates.get(first.serial)
     assert old.state is State.REVOKED and old.revocation_reason == "superseded"
-    assert old.revoked_at == users.now() and not old.has_key_material
-    assert users.get_certificate(second.serial).state is State.VALID
-    with users.transaction() as session:
+    assert old.revoked_at == users.clock.now() and not old.has_key_material
+    assert users.certificates.get(second.serial).state is State.VALID
+    with users.database.transaction() as session:
         purged = session.scalars(select(KeyMaterial).where(
             KeyMaterial.sealed_key.is_(None))).all()
         assert len(purged) == 1 and purged[0].sealed_password is None
@@ -80,8 +81,8 @@ def test_reissue_revoke_is_one_transaction_with_the_new_issuance(
         issue(users, "alice", reissue="revoke")
     monkeypatch.undo()
     # the old certificate is still valid: never a moment with neither old nor new
-    assert users.get_certificate(first.serial).state is State.VALID
-    assert len(users.list_certificates("default")) == 1
+    assert users.certificates.get(first.serial).state is State.VALID
+    assert len(users.certificates.list_certificates("default")) == 1
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -106,7 +107,7 @@ def test_csr_issuance_takes_only_the_public_key(users: Service) -> None:
     assert san.get_values_for_type(x509.DNSName) == []
     assert (view.source, view.key_type, view.has_key_material) == ("csr", "ec-p384", False)
     with pytest.raises(NotPermitted, match="issued from a CSR: its key never left the device"):
-        users.bundle(view.serial, tenant="default")
+        users.certificates.bundle(view.serial, tenant="default")
 
 
 def test_a_csr_is_for_exactly_one_user(users: Service) -> None:
@@ -135,7 +136,7 @@ def open_bundle(content: bytes, login: str) -> tuple[crypto_pkcs12.PKCS12KeyAndC
 
 def test_the_bundle_holds_key_certificate_chain_and_a_stable_password(users: Service) -> None:
     view = issue(users, "alice")[0]
-    first = users.bundle(view.serial, tenant="default")
+    first = users.certificates.bundle(view.serial, tenant="default")
     assert first.filename == "alice.zip"
     loaded, password = open_bundle(first.content, "alice")
     assert loaded.cert is not None
@@ -144,15 +145,15 @@ def test_the_bundle_holds_key_certificate_chain_and_a_stable_password(users: Ser
     assert loaded.key.public_key() == loaded.cert.certificate.public_key()
     chain = [c.certificate.subject.rfc4514_string() for c in loaded.additional_certs]
     assert chain == ["CN=Default Issuing CA,OU=default,O=Tegata", "CN=Tegata Root CA,O=Tegata"]
-    _, again = open_bundle(users.bundle(view.serial, tenant="default",
+    _, again = open_bundle(users.certificates.bundle(view.serial, tenant="default",
                                         profile="modern").content, "alice")
     assert again == password  # the user's password does not change between downloads
 
 
 def test_every_download_of_key_material_is_audited(users: Service) -> None:
     view = issue(users, "alice")[0]
-    users.bundle(view.serial, tenant="default")
-    with users.transaction() as session:
+    users.certificates.bundle(view.serial, tenant="default")
+    with users.database.transaction() as session:
         events = session.scalars(select(AuditEvent).where(
             AuditEvent.action == "cert.download")).all()
     assert len(events) == 1 and view.serial in events[0].target
@@ -162,29 +163,30 @@ def test_no_bundle_for_revoked_or_foreign_certificates(users: Service) -> None:
     old = issue(users, "alice")[0]
     issue(users, "alice", reissue="revoke")
     with pytest.raises(NotPermitted, match="is revoked"):
-        users.bundle(old.serial, tenant="default")
-    users.create_tenant("acme")
+        users.certificates.bundle(old.serial, tenant="default")
+    users.hierarchy.create_tenant("acme")
     with pytest.raises(NotFound):
-        users.bundle(old.serial, tenant="acme")
+        users.certificates.bundle(old.serial, tenant="acme")
 
 
 def test_listing_filters_by_state_and_user(users: Service) -> None:
     old = issue(users, "alice")[0]
     new = issue(users, "alice", reissue="revoke")[0]
     bob = issue(users, "bob")[0]
-    serials = lambda **kw: [v.serial for v in users.list_certificates("default", **kw)]  # noqa: E731
+    serials = lambda **kw: [  # noqa: E731
+        v.serial for v in users.certificates.list_certificates("default", **kw)]
     assert serials(state="revoked") == [old.serial]
     assert serials(state="valid") == [bob.serial, new.serial]
     assert serials(login="ALICE") == [new.serial, old.serial]
     assert serials(state="expired") == []
     with pytest.raises(InvalidInput, match="state 'gone'"):
-        users.list_certificates("default", state="gone")
+        users.certificates.list_certificates("default", state="gone")
 
 
 def test_upn_is_added_when_the_tenant_enables_it(users: Service) -> None:
     from ca.db.models import Tenant
 
-    with users.transaction() as session:
+    with users.database.transaction() as session:
         session.scalar(select(Tenant).where(Tenant.name == "default")).upn_suffix = "corp.example"
     cert = x509.load_der_x509_certificate(issue(users, "alice")[0].der)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

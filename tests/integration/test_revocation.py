@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from ca.clock import FixedClock
 from ca.db.models import Authority, Hold, Tenant
 from ca.errors import InvalidInput, NotFound, NotPermitted
-from ca.service import CertificateView, IssueRequest, Service
+from ca.service import CertificateView, IssueRequest, Service, build_service
 from ca.states import State
 from tests.conftest import BASE_URL
 from tests.moments import MOMENTS
@@ -32,19 +32,19 @@ SECOND = dt.timedelta(seconds=1)
 @pytest.fixture
 def users(service: Service) -> Service:
     for login in ("alice", "bob", "carol"):
-        service.add_user("default", login, email=f"{login}@example.com", allow=True)
+        service.users.add("default", login, email=f"{login}@example.com", allow=True)
     return service
 
 
 def issue(service: Service, login: str = "alice", tenant: str = "default",
           **options: object) -> CertificateView:
-    (view,) = service.issue(IssueRequest(tenant=tenant, logins=(login,),
+    (view,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
                                          **options))  # type: ignore[arg-type]
     return view
 
 
 def crl_of(service: Service, tenant: str | None = "default") -> x509.CertificateRevocationList:
-    return x509.load_der_x509_crl(service.current_crl(tenant).der)
+    return x509.load_der_x509_crl(service.crls.current(tenant).der)
 
 
 def reason_of(entry: x509.RevokedCertificate) -> str | None:
@@ -64,11 +64,11 @@ def number_of(crl: x509.CertificateRevocationList) -> int:
 
 
 def issuing_cert(service: Service, tenant: str = "default") -> x509.Certificate:
-    return x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
+    return x509.load_der_x509_certificate(service.hierarchy.ca_certificates(tenant)[1].der)
 
 
 def root_cert(service: Service) -> x509.Certificate:
-    return x509.load_der_x509_certificate(service.ca_certificates(None)[0].der)
+    return x509.load_der_x509_certificate(service.hierarchy.ca_certificates(None)[0].der)
 
 
 def ocsp_request(service: Service, view: CertificateView, *,
@@ -83,7 +83,7 @@ def ocsp_request(service: Service, view: CertificateView, *,
 
 
 def ask(service: Service, view: CertificateView, **options: object) -> ocsp.OCSPResponse:
-    der = service.ocsp_respond(ocsp_request(service, view, **options)).der  # type: ignore[arg-type]
+    der = service.ocsp.respond(ocsp_request(service, view, **options)).der  # type: ignore[arg-type]
     return ocsp.load_der_ocsp_response(der)
 
 
@@ -106,7 +106,7 @@ def stranger(issuer: x509.Certificate, serial: int) -> x509.Certificate:
 def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
                                                                  reason: str) -> None:
     view = issue(users)
-    users.revoke("default", view.serial, reason=reason)
+    users.revocation.revoke("default", view.serial, reason=reason)
     crl = crl_of(users)
     assert listed(crl) == {view.serial: reason}
     (entry,) = list(crl)
@@ -116,7 +116,7 @@ def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
 def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Service) -> None:
     # RFC 5280, 5.3.1: the reasonCode unspecified SHOULD be absent
     view = issue(users)
-    users.revoke("default", view.serial)
+    users.revocation.revoke("default", view.serial)
     (entry,) = list(crl_of(users))
     assert format(entry.serial_number, "X") == view.serial
     assert list(entry.extensions) == []
@@ -124,11 +124,11 @@ def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Servic
 
 def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    users.revoke("default", view.serial, reason="superseded")
+    users.revocation.revoke("default", view.serial, reason="superseded")
     number = number_of(crl_of(users))
     clock.advance(dt.timedelta(hours=1))
 
-    again = users.revoke("default", view.serial, reason="affiliationChanged")
+    again = users.revocation.revoke("default", view.serial, reason="affiliationChanged")
 
     assert again.revoked_at == MOMENTS.start and again.revocation_reason == "superseded"
     crl = crl_of(users)
@@ -139,12 +139,12 @@ def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: F
 def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    users.revoke("default", view.serial, reason="superseded")
+    users.revocation.revoke("default", view.serial, reason="superseded")
     clock.advance(dt.timedelta(hours=1))
 
-    upgraded = users.revoke("default", view.serial, reason="keyCompromise")
+    upgraded = users.revocation.revoke("default", view.serial, reason="keyCompromise")
     clock.advance(dt.timedelta(hours=1))
-    downgraded = users.revoke("default", view.serial, reason="unspecified")
+    downgraded = users.revocation.revoke("default", view.serial, reason="unspecified")
 
     assert upgraded.revocation_reason == "keyCompromise"
     assert downgraded.revocation_reason == "keyCompromise"
@@ -159,14 +159,14 @@ def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
 
 def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
     view = issue(users)
-    users.revoke("default", view.serial, reason="keyCompromise")
+    users.revocation.revoke("default", view.serial, reason="keyCompromise")
 
     with pytest.raises(NotPermitted, match=f"certificate {view.serial} is revoked"):
-        users.suspend("default", view.serial)
+        users.revocation.suspend("default", view.serial)
     with pytest.raises(NotPermitted, match=f"certificate {view.serial} is revoked"):
-        users.reinstate("default", view.serial)
+        users.revocation.reinstate("default", view.serial)
 
-    after = users.get_certificate(view.serial)
+    after = users.certificates.get(view.serial)
     assert after.state is State.REVOKED and after.revocation_reason == "keyCompromise"
     assert listed(crl_of(users)) == {view.serial: "keyCompromise"}
 
@@ -174,19 +174,19 @@ def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
 def test_revoking_purges_the_key_material(users: Service) -> None:
     view = issue(users)
     assert view.has_key_material
-    revoked = users.revoke("default", view.serial, reason="keyCompromise")
+    revoked = users.revocation.revoke("default", view.serial, reason="keyCompromise")
     assert not revoked.has_key_material
-    assert not users.get_certificate(view.serial).has_key_material
+    assert not users.certificates.get(view.serial).has_key_material
     with pytest.raises(NotPermitted, match="revoked"):
-        users.bundle(view.serial, tenant="default")
+        users.certificates.bundle(view.serial, tenant="default")
 
 
 def test_revoking_a_suspended_certificate_lists_the_revocation_reason(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    users.suspend("default", view.serial)
+    users.revocation.suspend("default", view.serial)
     clock.advance(dt.timedelta(minutes=3))
-    revoked = users.revoke("default", view.serial, reason="privilegeWithdrawn")
+    revoked = users.revocation.revoke("default", view.serial, reason="privilegeWithdrawn")
     assert revoked.state is State.REVOKED
     crl = crl_of(users)
     assert listed(crl) == {view.serial: "privilegeWithdrawn"}
@@ -197,19 +197,19 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(users: Service) -> Non
     view = issue(users)
     number = number_of(crl_of(users))
     with pytest.raises(InvalidInput, match="reason 'certificateHold' is not one of"):
-        users.revoke("default", view.serial, reason="certificateHold")
-    assert users.get_certificate(view.serial).state is State.VALID
+        users.revocation.revoke("default", view.serial, reason="certificateHold")
+    assert users.certificates.get(view.serial).state is State.VALID
     assert number_of(crl_of(users)) == number and listed(crl_of(users)) == {}
 
 
 def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
-    users.create_tenant("acme", key_type="ec-p256")
-    users.add_user("acme", "dave", email="dave@example.com", allow=True)
+    users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
+    users.users.add("acme", "dave", email="dave@example.com", allow=True)
     theirs = issue(users, "dave", tenant="acme")
-    for change in (users.revoke, users.suspend, users.reinstate):
+    for change in (users.revocation.revoke, users.revocation.suspend, users.revocation.reinstate):
         with pytest.raises(NotFound, match=f"no certificate with serial {theirs.serial}"):
             change("default", theirs.serial)
-    assert users.get_certificate(theirs.serial).state is State.VALID
+    assert users.certificates.get(theirs.serial).state is State.VALID
 
 
 # --- suspend and reinstate ------------------------------------------------------------------
@@ -218,14 +218,14 @@ def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
 def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    suspended = users.suspend("default", view.serial)
+    suspended = users.revocation.suspend("default", view.serial)
     assert suspended.state is State.SUSPENDED
     crl = crl_of(users)
     assert listed(crl) == {view.serial: "certificateHold"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start
 
     clock.advance(dt.timedelta(minutes=1))
-    reinstated = users.reinstate("default", view.serial)
+    reinstated = users.revocation.reinstate("default", view.serial)
 
     assert reinstated.state is State.VALID
     assert listed(crl_of(users)) == {}
@@ -234,36 +234,36 @@ def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
 
 def test_suspending_twice_is_one_hold(users: Service) -> None:
     view = issue(users)
-    users.suspend("default", view.serial)
+    users.revocation.suspend("default", view.serial)
     number = number_of(crl_of(users))
-    users.suspend("default", view.serial)
+    users.revocation.suspend("default", view.serial)
     assert number_of(crl_of(users)) == number
-    with users.reading() as session:
+    with users.database.reading() as session:
         holds = session.scalars(select(Hold)).all()
     assert [(h.cause, h.lifted_at) for h in holds] == [("manual", None)]
 
 
 def test_reinstating_never_lifts_a_permission_hold(users: Service) -> None:
     view = issue(users)
-    users.set_permission("default", ("alice",), allow=False)
-    users.suspend("default", view.serial)
-    users.reinstate("default", view.serial)
-    assert users.get_certificate(view.serial).state is State.SUSPENDED
+    users.users.set_permission("default", ("alice",), allow=False)
+    users.revocation.suspend("default", view.serial)
+    users.revocation.reinstate("default", view.serial)
+    assert users.certificates.get(view.serial).state is State.SUSPENDED
     assert listed(crl_of(users)) == {view.serial: "certificateHold"}
-    users.set_permission("default", ("alice",), allow=True)
-    assert users.get_certificate(view.serial).state is State.VALID
+    users.users.set_permission("default", ("alice",), allow=True)
+    assert users.certificates.get(view.serial).state is State.VALID
 
 
 def test_every_change_publishes_a_larger_crl_number_at_once(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
     numbers = [number_of(crl_of(users))]
-    for change in (users.suspend, users.reinstate):
+    for change in (users.revocation.suspend, users.revocation.reinstate):
         clock.advance(SECOND)
         change("default", view.serial)
         numbers.append(number_of(crl_of(users)))
     clock.advance(SECOND)
-    users.revoke("default", view.serial, reason="keyCompromise")
+    users.revocation.revoke("default", view.serial, reason="keyCompromise")
     numbers.append(number_of(crl_of(users)))
     assert numbers == sorted(set(numbers)), numbers
 
@@ -272,7 +272,8 @@ def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: 
     view = issue(users)
     number = number_of(crl_of(users))
     clock.advance(SECOND)
-    assert users.reinstate("default", view.serial).state is State.VALID  # no hold to lift
+    # no hold to lift
+    assert users.revocation.reinstate("default", view.serial).state is State.VALID
     assert number_of(crl_of(users)) == number
 
 
@@ -286,7 +287,7 @@ def test_withdrawing_permission_publishes_a_new_crl_at_once(
     view = issue(users)
     before = number_of(crl_of(users))
     clock.advance(SECOND)
-    users.set_permission("default", ("alice",), allow=False)
+    users.users.set_permission("default", ("alice",), allow=False)
     crl = crl_of(users)
     assert listed(crl) == {view.serial: "certificateHold"}
     assert number_of(crl) > before
@@ -295,27 +296,27 @@ def test_withdrawing_permission_publishes_a_new_crl_at_once(
 def test_granting_permission_again_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    users.set_permission("default", ("alice",), allow=False)
-    users.publish_crl("default")
+    users.users.set_permission("default", ("alice",), allow=False)
+    users.crls.publish("default")
     clock.advance(SECOND)
-    users.set_permission("default", ("alice",), allow=True)
-    assert users.get_certificate(view.serial).state is State.VALID
+    users.users.set_permission("default", ("alice",), allow=True)
+    assert users.certificates.get(view.serial).state is State.VALID
     assert listed(crl_of(users)) == {}
 
 
 def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: FixedClock) -> None:
     view = issue(users)
-    users.publish_crl("default")  # what gateways hold before the change
+    users.crls.publish("default")  # what gateways hold before the change
     clock.advance(SECOND)
-    users.retire_user("default", "alice")
-    assert users.get_certificate(view.serial).revocation_reason == "affiliationChanged"
+    users.users.retire("default", "alice")
+    assert users.certificates.get(view.serial).revocation_reason == "affiliationChanged"
     assert listed(crl_of(users)) == {view.serial: "affiliationChanged"}
 
 
 def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
     old = issue(users)
-    users.publish_crl("default")  # what gateways hold before the change
+    users.crls.publish("default")  # what gateways hold before the change
     clock.advance(SECOND)
     new = issue(users, reissue="revoke")
     assert listed(crl_of(users)) == {old.serial: "superseded"}
@@ -367,11 +368,11 @@ def test_a_crl_is_backdated_five_minutes_and_valid_seven_days(users: Service) ->
 
 
 def test_each_tenants_crl_lists_only_its_own_certificates(users: Service) -> None:
-    users.create_tenant("acme", key_type="ec-p256")
-    users.add_user("acme", "dave", email="dave@example.com", allow=True)
+    users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
+    users.users.add("acme", "dave", email="dave@example.com", allow=True)
     ours, theirs = issue(users), issue(users, "dave", tenant="acme")
-    users.revoke("default", ours.serial, reason="keyCompromise")
-    users.suspend("acme", theirs.serial)
+    users.revocation.revoke("default", ours.serial, reason="keyCompromise")
+    users.revocation.suspend("acme", theirs.serial)
     assert listed(crl_of(users)) == {ours.serial: "keyCompromise"}
     assert listed(crl_of(users, "acme")) == {theirs.serial: "certificateHold"}
     idp = crl_of(users, "acme").extensions.get_extension_for_class(x509.IssuingDistributionPoint)
@@ -380,14 +381,14 @@ def test_each_tenants_crl_lists_only_its_own_certificates(users: Service) -> Non
 
 def test_current_crl_is_kept_until_half_its_validity_then_renewed(
         users: Service, clock: FixedClock) -> None:
-    first = users.current_crl("default")
+    first = users.crls.current("default")
     half = first.this_update + (first.next_update - first.this_update) / 2
     clock.set(half - SECOND)
-    assert users.current_crl("default").number == first.number
+    assert users.crls.current("default").number == first.number
     clock.set(half)
-    renewed = users.current_crl("default")
+    renewed = users.crls.current("default")
     assert renewed.number > first.number
-    assert renewed.next_update > users.now() + dt.timedelta(days=6)
+    assert renewed.next_update > users.clock.now() + dt.timedelta(days=6)
 
 
 def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
@@ -396,14 +397,14 @@ def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
     view = issue(users, expires=dt.date(2026, 3, 3))
     not_after = view.not_after
     assert not_after == dt.datetime(2026, 3, 3, 23, 59, 59, tzinfo=dt.UTC)
-    users.revoke("default", view.serial, reason="keyCompromise")
+    users.revocation.revoke("default", view.serial, reason="keyCompromise")
     moments = [not_after - dt.timedelta(hours=1), not_after, not_after + dt.timedelta(minutes=1),
                not_after + dt.timedelta(minutes=6), not_after + dt.timedelta(minutes=7),
                not_after + dt.timedelta(minutes=8), not_after + dt.timedelta(days=1)]
     made: list[x509.CertificateRevocationList] = []
     for moment in moments:
         clock.set(moment)
-        made.append(x509.load_der_x509_crl(users.publish_crl("default").der))
+        made.append(x509.load_der_x509_crl(users.crls.publish("default").der))
 
     present = [view.serial in listed(crl) for crl in made]
     assert present[0] and not present[-1], present  # listed while valid, dropped at last
@@ -416,12 +417,12 @@ def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
 def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
     made = {}
     for reason in [*REASONS, "unspecified"]:
-        users.add_user("default", f"u-{reason.lower()}", email="u@example.com", allow=True)
+        users.users.add("default", f"u-{reason.lower()}", email="u@example.com", allow=True)
         view = issue(users, f"u-{reason.lower()}")
-        users.revoke("default", view.serial, reason=reason)
+        users.revocation.revoke("default", view.serial, reason=reason)
         made[view.serial] = None if reason == "unspecified" else reason
     held = issue(users, "bob")
-    users.suspend("default", held.serial)
+    users.revocation.suspend("default", held.serial)
     made[held.serial] = "certificateHold"
     valid = issue(users, "carol")
     crl = crl_of(users)
@@ -449,7 +450,7 @@ def test_ocsp_answers_in_the_hash_of_the_request(users: Service,
 def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedClock) -> None:
     view = issue(users)
     clock.advance(dt.timedelta(minutes=10))
-    users.revoke("default", view.serial, reason="keyCompromise")
+    users.revocation.revoke("default", view.serial, reason="keyCompromise")
     answer = ask(users, view)
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason is x509.ReasonFlags.key_compromise
@@ -458,7 +459,7 @@ def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedCloc
 
 def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: Service) -> None:
     view = issue(users)
-    users.revoke("default", view.serial)
+    users.revocation.revoke("default", view.serial)
     answer = ask(users, view, algorithm=hashes.SHA256())
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason is None
@@ -467,12 +468,12 @@ def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: S
 def test_ocsp_says_certificate_hold_for_a_suspension_and_good_after_reinstating(
         users: Service) -> None:
     view = issue(users)
-    users.suspend("default", view.serial)
+    users.revocation.suspend("default", view.serial)
     answer = ask(users, view)
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason is x509.ReasonFlags.certificate_hold
     assert answer.revocation_time_utc == MOMENTS.start
-    users.reinstate("default", view.serial)
+    users.revocation.reinstate("default", view.serial)
     assert ask(users, view).certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
@@ -482,21 +483,21 @@ def test_ocsp_is_never_good_for_a_serial_tegata_did_not_issue(users: Service) ->
         request = (ocsp.OCSPRequestBuilder()
                    .add_certificate(stranger(issuing, serial), issuing, hashes.SHA1()).build())
         answer = ocsp.load_der_ocsp_response(
-            users.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+            users.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
         assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
         assert answer.certificate_status is ocsp.OCSPCertStatus.UNKNOWN, hex(serial)
 
 
 def test_ocsp_does_not_vouch_for_another_tenants_serial(users: Service) -> None:
-    users.create_tenant("acme", key_type="ec-p256")
-    users.add_user("acme", "dave", email="dave@example.com", allow=True)
+    users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
+    users.users.add("acme", "dave", email="dave@example.com", allow=True)
     theirs = issue(users, "dave", tenant="acme")
     # acme's serial, asked of the default tenant's issuing CA
     request = (ocsp.OCSPRequestBuilder().add_certificate(
         stranger(issuing_cert(users), int(theirs.serial, 16)), issuing_cert(users),
         hashes.SHA1()).build())
     answer = ocsp.load_der_ocsp_response(
-        users.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+        users.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
     assert answer.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
     assert ask(users, theirs, tenant="acme").certificate_status is ocsp.OCSPCertStatus.GOOD
 
@@ -513,14 +514,14 @@ def test_ocsp_refuses_another_issuer_as_unauthorized(users: Service) -> None:
     request = ocsp.OCSPRequestBuilder().add_certificate(stranger(other, 0x42), other,
                                                         hashes.SHA1()).build()
     answer = ocsp.load_der_ocsp_response(
-        users.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
+        users.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
     assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
 @pytest.mark.parametrize("data", [b"", b"garbage", b"\x30\x03\x02\x01\x01", b"\x30" * 20_000],
                          ids=["empty", "garbage", "not-a-request", "too-large"])
 def test_ocsp_answers_garbage_with_malformed_request(users: Service, data: bytes) -> None:
-    answer = users.ocsp_respond(data)
+    answer = users.ocsp.respond(data)
     assert not answer.cacheable
     parsed = ocsp.load_der_ocsp_response(answer.der)
     assert parsed.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
@@ -530,15 +531,15 @@ def test_an_ocsp_response_is_reused_until_half_its_validity(
         users: Service, clock: FixedClock) -> None:
     view = issue(users)
     request = ocsp_request(users, view)
-    first = users.ocsp_respond(request)
+    first = users.ocsp.respond(request)
     assert first.cacheable and first.made_at is not None and first.next_update is not None
     # half its life from when it was made: its thisUpdate is backdated by 30 s, and at a
     # 60 s validity half of thisUpdate..nextUpdate would be gone the moment it is made
     half = first.made_at + (first.next_update - first.made_at) / 2
     clock.set(half - SECOND)
-    assert users.ocsp_respond(request).der == first.der
+    assert users.ocsp.respond(request).der == first.der
     clock.set(half)
-    renewed = users.ocsp_respond(request)
+    renewed = users.ocsp.respond(request)
     assert renewed.der != first.der
     assert renewed.this_update is not None and renewed.this_update > first.this_update
 
@@ -547,12 +548,12 @@ def test_a_status_change_is_answered_at_once_not_from_the_kept_response(
         users: Service) -> None:
     view = issue(users)
     request = ocsp_request(users, view)
-    good = users.ocsp_respond(request)
-    users.suspend("default", view.serial)
-    held = ocsp.load_der_ocsp_response(users.ocsp_respond(request).der)
+    good = users.ocsp.respond(request)
+    users.revocation.suspend("default", view.serial)
+    held = ocsp.load_der_ocsp_response(users.ocsp.respond(request).der)
     assert held.certificate_status is ocsp.OCSPCertStatus.REVOKED
-    users.reinstate("default", view.serial)
-    again = users.ocsp_respond(request)
+    users.revocation.reinstate("default", view.serial)
+    again = users.ocsp.respond(request)
     assert ocsp.load_der_ocsp_response(again.der).certificate_status is ocsp.OCSPCertStatus.GOOD
     assert again.der != good.der  # made afresh, not the kept "good" of before the hold
 
@@ -564,27 +565,27 @@ def test_a_status_change_made_by_another_replica_is_answered_after_the_next_feed
     # tests/api/test_ocsp_processes.py)
     view = issue(users)
     request = ocsp_request(users, view)
-    users.ocsp_respond(request)
-    other = Service(users.settings, clock=clock)
+    users.ocsp.respond(request)
+    other = build_service(users.settings, clock=clock)
     try:
-        other.revoke("default", view.serial, reason="keyCompromise")
+        other.revocation.revoke("default", view.serial, reason="keyCompromise")
     finally:
         other.engine.dispose()
-    users.ocsp_catch_up()
-    answer = ocsp.load_der_ocsp_response(users.ocsp_respond(request).der)
+    users.ocsp.catch_up()
+    answer = ocsp.load_der_ocsp_response(users.ocsp.respond(request).der)
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
 
 
 def test_a_request_with_a_nonce_gets_a_fresh_response_echoing_it(users: Service) -> None:
     view = issue(users)
-    answers = [users.ocsp_respond(ocsp_request(users, view, nonce=n))
+    answers = [users.ocsp.respond(ocsp_request(users, view, nonce=n))
                for n in (b"nonce-one-16byte", b"nonce-two-16byte")]
     assert answers[0].der != answers[1].der
     for nonce, answer in zip((b"nonce-one-16byte", b"nonce-two-16byte"), answers, strict=True):
         assert not answer.cacheable
         parsed = ocsp.load_der_ocsp_response(answer.der)
         assert parsed.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
-    plain = ocsp.load_der_ocsp_response(users.ocsp_respond(ocsp_request(users, view)).der)
+    plain = ocsp.load_der_ocsp_response(users.ocsp.respond(ocsp_request(users, view)).der)
     with pytest.raises(x509.ExtensionNotFound):
         plain.extensions.get_extension_for_class(x509.OCSPNonce)
 
@@ -610,7 +611,7 @@ def test_the_responder_is_a_delegated_ocsp_signer_of_the_issuing_ca(users: Servi
 
 def responder_serial(service: Service, view: CertificateView) -> int:
     # a nonce: a fresh signature, never a kept response
-    answer = ask(service, view, nonce=service.now().isoformat().encode())
+    answer = ask(service, view, nonce=service.clock.now().isoformat().encode())
     return answer.certificates[0].serial_number
 
 
@@ -624,8 +625,8 @@ def test_the_responder_is_replaced_after_half_its_seven_day_life(
     second = responder_serial(users, view)
     assert second != first
     answer = ask(users, view, nonce=b"after-rotation")
-    assert answer.certificates[0].not_valid_after_utc == users.now() + dt.timedelta(days=7)
-    with users.reading() as session:
+    assert answer.certificates[0].not_valid_after_utc == users.clock.now() + dt.timedelta(days=7)
+    with users.database.reading() as session:
         rows = session.scalars(select(Authority).where(Authority.kind == "ocsp")
                                .order_by(Authority.id)).all()
     assert [(int(r.serial, 16), r.retired_at is not None) for r in rows] == [
@@ -637,7 +638,7 @@ def test_another_replica_uses_the_same_responder_until_it_is_due(
     view = issue(users)
     first = responder_serial(users, view)
     clock.advance(dt.timedelta(days=1))
-    other = Service(users.settings, clock=clock)
+    other = build_service(users.settings, clock=clock)
     try:
         assert responder_serial(other, view) == first
     finally:
@@ -649,10 +650,10 @@ def test_ocsp_validity_is_the_tenants_setting(users: Service, clock: FixedClock)
     answer = ask(users, view)
     assert answer.next_update_utc - answer.this_update_utc == dt.timedelta(seconds=300)
     assert answer.this_update_utc <= MOMENTS.start <= answer.next_update_utc
-    with users.transaction() as session:
+    with users.database.transaction() as session:
         session.execute(update(Tenant).where(Tenant.name == "default")
                         .values(ocsp_validity_seconds=60))
-    fresh = Service(users.settings, clock=clock)
+    fresh = build_service(users.settings, clock=clock)
     try:
         answer = ask(fresh, view)
     finally:

@@ -26,9 +26,9 @@ def test_every_model_table_exists_after_upgrade(bare_service: Service) -> None:
 
 
 def test_upgrade_is_idempotent_and_reaches_head(bare_service: Service) -> None:
-    bare_service.upgrade_database()
+    bare_service.database.upgrade()
     assert migrate.current_revision(bare_service.engine) == migrate.head_revision()
-    bare_service.check_database()
+    bare_service.database.check()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -44,8 +44,8 @@ def live(settings: Settings) -> Iterator[Service]:
 
 def ocsp_request(service: Service) -> bytes:
     leaf = x509.load_der_x509_certificate(
-        service.issue(IssueRequest(tenant=TENANT, logins=(LOGIN,)))[0].der)
-    issuer = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+        service.certificates.issue(IssueRequest(tenant=TENANT, logins=(LOGIN,)))[0].der)
+    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
     ).public_bytes(serialization.Encoding.DER)
 
@@ -80,7 +80,7 @@ def counted(text: str, sample: str) -> int:
 
 def test_metrics_count_every_workers_requests(live: Service, tmp_path: Path) -> None:
     data = ocsp_request(live)
-    token, _ = live.create_token(role="operator", name="監視担当")
+    token, _ = live.tokens.create(role="operator", name="監視担当")
     with serving(live.settings, tmp_path / "serve.log", workers=2) as server:
         ocsp_workers, ocsp_sent = spread(server, "POST", "/ocsp", data)
         health_workers, health_sent = spread(server, "GET", "/healthz", None)
@@ -103,8 +103,8 @@ def test_metrics_count_every_workers_requests(live: Service, tmp_path: Path) -> 
 
 def test_each_request_is_one_access_log_line_without_the_links_secret(
         live: Service, tmp_path: Path) -> None:
-    live.issue(IssueRequest(tenant=TENANT, logins=(LOGIN,)))
-    link = live.create_link(TENANT, LOGIN).url
+    live.certificates.issue(IssueRequest(tenant=TENANT, logins=(LOGIN,)))
+    link = live.links.create(TENANT, LOGIN).url
     secret = link.rsplit("/", 1)[1]
     log = tmp_path / "serve.log"
     with serving(live.settings, log, workers=1, TEGATA_LOG_LEVEL="info") as server:
@@ -147,7 +147,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
                          ids=["ocsp-fast-path", "api-route"])
 def test_a_stalled_body_is_answered_408_and_closed_while_others_are_served(
         live: Service, tmp_path: Path, path: str) -> None:
-    token, _ = live.create_token(role="admin", tenant=TENANT, name="管理者")
+    token, _ = live.tokens.create(role="admin", tenant=TENANT, name="管理者")
     headers = ("Content-Type: application/ocsp-request\r\n" if path == "/ocsp" else
                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n")
     with serving(live.settings, tmp_path / "serve.log", workers=1,

@@ -35,11 +35,11 @@ def test_downloads_at_once_share_one_bounded_pool_that_stops_with_the_server(
         service: Service, pooled: None) -> None:
     logins = tuple(f"shain{n:02d}" for n in range(12))
     for login in logins:
-        service.add_user(TENANT, login, email=f"{login}@example.jp", display_name="社員",
+        service.users.add(TENANT, login, email=f"{login}@example.jp", display_name="社員",
                          allow=True)
-    service.issue(IssueRequest(tenant=TENANT, logins=logins))
+    service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins))
     assert multiprocessing.active_children() == []  # made on first use, not before
-    streams = [iter(service.download_bulk(TENANT, Selection(everyone=True)).chunks)
+    streams = [iter(service.downloads.bulk(TENANT, Selection(everyone=True)).chunks)
                for _ in range(3)]
     parts: list[list[bytes]] = [[next(s)] for s in streams]  # all three under way at once
     assert len(multiprocessing.active_children()) <= parallel.workers()

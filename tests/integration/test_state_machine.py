@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 
 from ca.clock import FixedClock
 from ca.errors import NotPermitted
-from ca.service import IssueRequest, Service
+from ca.service import IssueRequest, Service, build_service
 from ca.settings import load_settings
 from ca.states import State
 from tests.conftest import BASE_URL, PASSPHRASE
@@ -118,10 +118,10 @@ class Agreement(RuleBasedStateMachine):
         shutil.copytree(self.template / "data", self.home / "data")
         _copy_sqlite(self.template / "tegata.db", self.home / "tegata.db")
         self.clock = FixedClock(MOMENTS.start)
-        self.service = Service(load_settings(
+        self.service = build_service(load_settings(
             data_dir=self.home / "data", database_url=f"sqlite:///{self.home / 'tegata.db'}",
             key_passphrase=PASSPHRASE, public_base_url=BASE_URL), clock=self.clock)
-        _root, issuing = self.service.ca_certificates("default")
+        _root, issuing = self.service.hierarchy.ca_certificates("default")
         self.issuer = x509.load_der_x509_certificate(issuing.der)
         self.certs: list[Expected] = []
         self.allowed = dict.fromkeys(LOGINS, True)
@@ -182,9 +182,9 @@ class Agreement(RuleBasedStateMachine):
         request = IssueRequest(tenant="default", logins=(login,))
         if not may:
             with pytest.raises(NotPermitted):
-                self.service.issue(request)
+                self.service.certificates.issue(request)
             return
-        (view,) = self.service.issue(request)
+        (view,) = self.service.certificates.issue(request)
         self.certs.append(Expected(serial=view.serial, login=login,
                                    cert=x509.load_der_x509_certificate(view.der)))
 
@@ -194,9 +194,9 @@ class Agreement(RuleBasedStateMachine):
         cert = self.pick(index)
         if cert.revoked_at is not None:
             with pytest.raises(NotPermitted, match="revoked"):
-                self.service.suspend("default", cert.serial)
+                self.service.revocation.suspend("default", cert.serial)
             return
-        self.service.suspend("default", cert.serial)
+        self.service.revocation.suspend("default", cert.serial)
         cert.holds.setdefault("manual", self.now)
 
     @precondition(lambda self: self.certs)
@@ -205,9 +205,9 @@ class Agreement(RuleBasedStateMachine):
         cert = self.pick(index)
         if cert.revoked_at is not None:
             with pytest.raises(NotPermitted, match="revoked"):
-                self.service.reinstate("default", cert.serial)
+                self.service.revocation.reinstate("default", cert.serial)
             return
-        view = self.service.reinstate("default", cert.serial)
+        view = self.service.revocation.reinstate("default", cert.serial)
         cert.holds.pop("manual", None)
         # reinstating for one cause never lifts another cause's hold
         assert (view.state is State.SUSPENDED) == bool(cert.holds), (view.state, cert.holds)
@@ -216,7 +216,7 @@ class Agreement(RuleBasedStateMachine):
     @rule(index=st.integers(0, MAX_CERTIFICATES - 1), reason=st.sampled_from(REASONS))
     def revoke(self, index: int, reason: str) -> None:
         cert = self.pick(index)
-        view = self.service.revoke("default", cert.serial, reason=reason)
+        view = self.service.revocation.revoke("default", cert.serial, reason=reason)
         if cert.revoked_at is None:
             cert.revoked_at, cert.reason = self.now, reason
         elif reason == "keyCompromise":
@@ -225,7 +225,7 @@ class Agreement(RuleBasedStateMachine):
 
     @rule(login=st.sampled_from(LOGINS), allow=st.booleans())
     def permission(self, login: str, allow: bool) -> None:
-        self.service.set_permission("default", (login,), allow=allow)
+        self.service.users.set_permission("default", (login,), allow=allow)
         if self.allowed[login] == allow:
             return
         self.allowed[login] = allow
@@ -240,7 +240,8 @@ class Agreement(RuleBasedStateMachine):
     @rule()
     def subscription_ends(self) -> None:
         last_day = self.now.date() - dt.timedelta(days=1)
-        self.service.set_subscription("default", ends=last_day, zone="UTC", allow_past=True)
+        self.service.lifecycle.set_subscription("default", ends=last_day, zone="UTC",
+                                                allow_past=True)
         self.ends_at = _midnight_after(last_day)
         self.apply_subscription()
         self.run_lifecycle()
@@ -252,7 +253,7 @@ class Agreement(RuleBasedStateMachine):
             # now brings nothing back (SPEC: "revoked for good")
             self.apply_subscription()
         last_day = self.now.date() + dt.timedelta(days=90)
-        self.service.set_subscription("default", ends=last_day, zone="UTC")
+        self.service.lifecycle.set_subscription("default", ends=last_day, zone="UTC")
         self.ends_at = _midnight_after(last_day)
         self.apply_subscription()
 
@@ -270,7 +271,7 @@ class Agreement(RuleBasedStateMachine):
 
     @rule()
     def run_lifecycle(self) -> None:
-        self.service.run_lifecycle()
+        self.service.lifecycle.run()
         self.apply_subscription()
 
     # --- what must always hold --------------------------------------------------------------
@@ -278,7 +279,7 @@ class Agreement(RuleBasedStateMachine):
     @invariant()
     def the_database_agrees(self) -> None:
         for cert in self.certs:
-            view = self.service.get_certificate(cert.serial)
+            view = self.service.certificates.get(cert.serial)
             assert view.state is cert.state(self.now), cert.serial
             assert (view.revoked_at, view.revocation_reason) == (cert.revoked_at, cert.reason)
         # a revoked certificate never comes back
@@ -288,8 +289,8 @@ class Agreement(RuleBasedStateMachine):
 
     @invariant()
     def the_crl_agrees(self) -> None:
-        made = (self.service.publish_crl("default") if self.fresh_crl
-                else self.service.current_crl("default"))
+        made = (self.service.crls.publish("default") if self.fresh_crl
+                else self.service.crls.current("default"))
         crl = x509.load_der_x509_crl(made.der)
         assert crl.is_signature_valid(self.issuer.public_key())  # type: ignore[arg-type]
         assert crl.last_update_utc <= self.now < crl.next_update_utc  # type: ignore[operator]
@@ -310,7 +311,7 @@ class Agreement(RuleBasedStateMachine):
             for algorithm in HASHES:
                 request = ocsp.OCSPRequestBuilder().add_certificate(
                     cert.cert, self.issuer, algorithm).build()
-                answer = ocsp.load_der_ocsp_response(self.service.ocsp_respond(
+                answer = ocsp.load_der_ocsp_response(self.service.ocsp.respond(
                     request.public_bytes(serialization.Encoding.DER)).der)
                 assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
                 assert answer.hash_algorithm.name == algorithm.name
@@ -336,7 +337,7 @@ class Agreement(RuleBasedStateMachine):
                     .not_valid_after(HORIZON).sign(key, hashes.SHA256()))
         request = ocsp.OCSPRequestBuilder().add_certificate(
             stranger, self.issuer, hashes.SHA1()).build()
-        answer = ocsp.load_der_ocsp_response(self.service.ocsp_respond(
+        answer = ocsp.load_der_ocsp_response(self.service.ocsp.respond(
             request.public_bytes(serialization.Encoding.DER)).der)
         assert answer.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
 
@@ -345,7 +346,7 @@ class Agreement(RuleBasedStateMachine):
 def template(service: Service, tmp_path: Path) -> Path:
     """The ``service`` fixture's CA with alice and bob allowed, copied once per example."""
     for login in LOGINS:
-        service.add_user("default", login, email=f"{login}@example.com", allow=True)
+        service.users.add("default", login, email=f"{login}@example.com", allow=True)
     service.engine.dispose()
     home = tmp_path / "template"
     home.mkdir()

@@ -41,16 +41,16 @@ REFUSAL = ("acme: subscription end 2025-12-31 in Asia/Tokyo is already past; con
 @pytest.fixture
 def acme(service: Service) -> Service:
     """株式会社アクメ: alice and bob hold a certificate each; the contract runs to 2026-12-31."""
-    service.create_tenant(TENANT, display_name="株式会社アクメ")
+    service.hierarchy.create_tenant(TENANT, display_name="株式会社アクメ")
     for login in ("alice", "bob"):
-        service.add_user(TENANT, login, email=f"{login}@example.co.jp", allow=True)
-        service.issue(IssueRequest(tenant=TENANT, logins=(login,)))
-    assert service.set_subscription(TENANT, ends=INTENDED, zone=ZONE).state == "active"
+        service.users.add(TENANT, login, email=f"{login}@example.co.jp", allow=True)
+        service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
+    assert service.lifecycle.set_subscription(TENANT, ends=INTENDED, zone=ZONE).state == "active"
     return service
 
 
 def certificates(service: Service) -> list[CertificateView]:
-    return service.list_certificates(TENANT)
+    return service.certificates.list_certificates(TENANT)
 
 
 def states(service: Service) -> dict[str, State]:
@@ -61,7 +61,7 @@ def holds(service: Service) -> dict[str, list[tuple[str, dt.datetime]]]:
     """serial -> the causes and times of its holds in force."""
     found: dict[str, list[tuple[str, dt.datetime]]] = {v.serial: [] for v in
                                                        certificates(service)}
-    with service.reading() as session:
+    with service.database.reading() as session:
         for serial, cause, placed in session.execute(
                 select(Certificate.serial, Hold.cause, Hold.placed_at).join(
                     Certificate, Hold.certificate_id == Certificate.id)
@@ -73,7 +73,7 @@ def holds(service: Service) -> dict[str, list[tuple[str, dt.datetime]]]:
 
 def crl(service: Service) -> dict[str, tuple[str | None, dt.datetime]]:
     """serial -> (reason, revocation date) in the tenant's current CRL."""
-    made = x509.load_der_x509_crl(service.current_crl(TENANT).der)
+    made = x509.load_der_x509_crl(service.crls.current(TENANT).der)
     found: dict[str, tuple[str | None, dt.datetime]] = {}
     for entry in made:
         try:
@@ -86,12 +86,12 @@ def crl(service: Service) -> dict[str, tuple[str | None, dt.datetime]]:
 
 def ocsp_view(service: Service) -> dict[str, tuple[str, str | None, dt.datetime | None]]:
     """serial -> (status, reason, revocation time) as the OCSP responder says."""
-    issuing = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+    issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     found = {}
     for view in certificates(service):
         request = ocsp.OCSPRequestBuilder().add_certificate(
             x509.load_der_x509_certificate(view.der), issuing, hashes.SHA256()).build()
-        answer = ocsp.load_der_ocsp_response(service.ocsp_respond(
+        answer = ocsp.load_der_ocsp_response(service.ocsp.respond(
             request.public_bytes(serialization.Encoding.DER)).der)
         revoked = answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
         found[view.serial] = (answer.certificate_status.name,
@@ -120,37 +120,37 @@ def valid_everywhere(service: Service) -> None:
 
 
 def test_a_past_end_is_refused_and_changes_nothing(acme: Service) -> None:
-    before = (acme.get_subscription(TENANT), crl(acme), acme.current_crl(TENANT).number,
-              len(acme.audit_events()))
+    before = (acme.lifecycle.get_subscription(TENANT), crl(acme), acme.crls.current(TENANT).number,
+              len(acme.audit.events()))
 
     with pytest.raises(InvalidInput) as refused:
-        acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE)
+        acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE)
 
     assert (refused.value.message, refused.value.field) == (REFUSAL, "ends")
-    assert (acme.get_subscription(TENANT), crl(acme), acme.current_crl(TENANT).number,
-            len(acme.audit_events())) == before
+    assert (acme.lifecycle.get_subscription(TENANT), crl(acme), acme.crls.current(TENANT).number,
+            len(acme.audit.events())) == before
     valid_everywhere(acme)
 
 
 def test_a_confirmed_past_end_suspends_now_and_revokes_only_a_full_grace_period_later(
         acme: Service, clock: FixedClock) -> None:
-    view = acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
+    view = acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
 
     assert (view.state, view.ends_at, view.suspended_at, view.grace_ends_at) == (
         "grace", MISTYPED_END, MOMENTS.start, MOMENTS.start + GRACE)
     suspended_everywhere(acme, since=MOMENTS.start)
-    (event,) = acme.audit_events(action="tenant.subscription")[-1:]
+    (event,) = acme.audit.events(action="tenant.subscription")[-1:]
     assert event.details == {"ends_on": "2025-12-31", "zone": ZONE, "grace_days": 30,
                              "allow_past": True}
 
     clock.set(MOMENTS.grace_day_29)
-    assert acme.run_lifecycle().revoked == 0
+    assert acme.lifecycle.run().revoked == 0
     clock.set(MOMENTS.grace_end_after_start - SECOND)
-    assert acme.run_lifecycle().revoked == 0
+    assert acme.lifecycle.run().revoked == 0
     suspended_everywhere(acme, since=MOMENTS.start)
 
     clock.set(MOMENTS.grace_end_after_start)
-    assert acme.run_lifecycle().revoked == 2
+    assert acme.lifecycle.run().revoked == 2
     end = MOMENTS.grace_end_after_start
     serials = [v.serial for v in certificates(acme)]
     assert {(v.state, v.revocation_reason, v.revoked_at, v.has_key_material)
@@ -161,26 +161,26 @@ def test_a_confirmed_past_end_suspends_now_and_revokes_only_a_full_grace_period_
 
 def test_correcting_a_mistyped_end_inside_the_grace_period_restores_every_certificate(
         acme: Service, clock: FixedClock) -> None:
-    acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
+    acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
     clock.set(MOMENTS.grace_day_29)
-    acme.run_lifecycle()
+    acme.lifecycle.run()
 
-    view = acme.set_subscription(TENANT, ends=INTENDED, zone=ZONE)
+    view = acme.lifecycle.set_subscription(TENANT, ends=INTENDED, zone=ZONE)
 
     assert (view.state, view.suspended_at) == ("active", None)
     valid_everywhere(acme)
     alice = next(v for v in certificates(acme) if v.login == "alice")
-    assert acme.bundle(alice.serial, tenant=TENANT).serial == alice.serial
+    assert acme.certificates.bundle(alice.serial, tenant=TENANT).serial == alice.serial
     clock.set(MOMENTS.grace_end_after_start)
-    report = acme.run_lifecycle()
+    report = acme.lifecycle.run()
     assert (report.suspended, report.revoked) == (0, 0)
     valid_everywhere(acme)
 
 
 def test_restating_the_end_in_force_needs_no_confirmation(acme: Service) -> None:
     # the operator only lengthens the grace period of an end already in force
-    acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
-    view = acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, grace_days=60)
+    acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
+    view = acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, grace_days=60)
     assert (view.state, view.suspended_at, view.grace_ends_at) == (
         "grace", MOMENTS.start, MOMENTS.start + dt.timedelta(days=60))
     suspended_everywhere(acme, since=MOMENTS.start)
@@ -191,20 +191,20 @@ def test_a_server_down_over_the_whole_grace_period_still_gives_a_full_grace_peri
     # nothing ran between the end and long after its grace period: the first run publishes
     # the suspension, and revocation waits a full grace period from then
     grace = dt.timedelta(days=10)
-    acme.set_subscription(TENANT, ends=INTENDED, zone=ZONE, grace_days=10)
+    acme.lifecycle.set_subscription(TENANT, ends=INTENDED, zone=ZONE, grace_days=10)
     back = dt.datetime(2026, 12, 31, 15, 0, tzinfo=dt.UTC) + grace + dt.timedelta(days=3)
     clock.set(back)
 
-    report = acme.run_lifecycle()
+    report = acme.lifecycle.run()
 
     assert (report.suspended, report.revoked) == (2, 0)
-    view = acme.get_subscription(TENANT)
+    view = acme.lifecycle.get_subscription(TENANT)
     assert (view.state, view.suspended_at, view.grace_ends_at) == ("grace", back, back + grace)
     suspended_everywhere(acme, since=back)
     clock.set(back + grace - SECOND)
-    assert acme.run_lifecycle().revoked == 0
+    assert acme.lifecycle.run().revoked == 0
     clock.set(back + grace)
-    assert acme.run_lifecycle().revoked == 2
+    assert acme.lifecycle.run().revoked == 2
     assert {v.state for v in certificates(acme)} == {State.REVOKED}
 
 
@@ -213,13 +213,13 @@ def test_the_upgrade_dates_a_suspension_already_published_from_its_holds(
     # a deployment upgraded while 株式会社アクメ was in its grace period: the new column is
     # filled from the subscription holds in force, so the grace period is not restarted
     migration = importlib.import_module("migrations.versions.0008_subscription_suspended_at")
-    acme.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
+    acme.lifecycle.set_subscription(TENANT, ends=MISTYPED, zone=ZONE, allow_past=True)
     clock.set(MOMENTS.grace_day_29)
-    with acme.transaction() as session:
+    with acme.database.transaction() as session:
         session.execute(update(Tenant).values(subscription_suspended_at=None))
         session.execute(migration.BACKFILL)
 
-    with acme.reading() as session:
+    with acme.database.reading() as session:
         assert dict(session.execute(select(Tenant.name, Tenant.subscription_suspended_at))
                     .all()) == {"default": None, TENANT: MOMENTS.start}  # type: ignore[arg-type]
-    assert acme.get_subscription(TENANT).grace_ends_at == MOMENTS.start + GRACE
+    assert acme.lifecycle.get_subscription(TENANT).grace_ends_at == MOMENTS.start + GRACE

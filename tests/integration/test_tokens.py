@@ -15,13 +15,13 @@ from ca.service import Service
 
 
 def test_only_the_hash_of_a_token_is_stored(service: Service) -> None:
-    token, view = service.create_token(role="operator", name="ops")
-    with service.transaction() as session:
+    token, view = service.tokens.create(role="operator", name="ops")
+    with service.database.transaction() as session:
         row = session.scalar(select(ApiToken))
         stored = [str(getattr(row, c.key)) for c in ApiToken.__table__.columns]
     assert all(token not in value for value in stored)
     assert token.startswith(view.prefix)
-    principal = service.authenticate(token)
+    principal = service.tokens.authenticate(token)
     assert (principal.role, principal.tenant, principal.name) == ("operator", None, "ops")
 
 
@@ -40,68 +40,68 @@ def test_only_the_hash_of_a_token_is_stored(service: Service) -> None:
 def test_badly_scoped_tokens_are_refused(service: Service, kwargs: dict[str, object],
                                          message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        service.create_token(**kwargs)  # type: ignore[arg-type]
+        service.tokens.create(**kwargs)  # type: ignore[arg-type]
 
 
 def test_tokens_for_unknown_tenants_or_users_are_refused(service: Service) -> None:
     with pytest.raises(NotFound):
-        service.create_token(role="admin", tenant="nowhere")
+        service.tokens.create(role="admin", tenant="nowhere")
     with pytest.raises(NotFound):
-        service.create_token(role="user", tenant="default", login="ghost")
+        service.tokens.create(role="user", tenant="default", login="ghost")
 
 
 def test_a_token_stops_working_at_its_expiry(service: Service) -> None:
-    token, view = service.create_token(role="admin", tenant="default",
+    token, view = service.tokens.create(role="admin", tenant="default",
                                        valid_for=dt.timedelta(days=1))
-    assert view.expires_at == service.now() + dt.timedelta(days=1)
+    assert view.expires_at == service.clock.now() + dt.timedelta(days=1)
     service.clock.advance(dt.timedelta(hours=23, minutes=59))  # type: ignore[attr-defined]
-    service.authenticate(token)
+    service.tokens.authenticate(token)
     service.clock.advance(dt.timedelta(minutes=1))  # type: ignore[attr-defined]
     with pytest.raises(AuthenticationFailed, match="expired"):
-        service.authenticate(token)
+        service.tokens.authenticate(token)
 
 
 @pytest.mark.parametrize("bogus", ["", "tgt_", "tgt_" + "A" * 43, "Bearer x", "tgt_" + "A" * 500])
 def test_unknown_tokens_are_refused(service: Service, bogus: str) -> None:
     with pytest.raises(AuthenticationFailed):
-        service.authenticate(bogus)
+        service.tokens.authenticate(bogus)
 
 
 def test_last_use_is_recorded(service: Service) -> None:
-    token, _ = service.create_token(role="gateway", tenant="default")
-    service.authenticate(token)
-    with service.transaction() as session:
-        assert session.scalar(select(ApiToken.last_used_at)) == service.now()
+    token, _ = service.tokens.create(role="gateway", tenant="default")
+    service.tokens.authenticate(token)
+    with service.database.transaction() as session:
+        assert session.scalar(select(ApiToken.last_used_at)) == service.clock.now()
 
 
 def test_last_use_is_written_at_most_once_a_minute(service: Service,
                                                   clock: FixedClock) -> None:
-    token, view = service.create_token(role="admin", tenant="default", name="佐藤の端末")
+    token, view = service.tokens.create(role="admin", tenant="default", name="佐藤の端末")
     writes: list[dt.datetime] = []
 
     @event.listens_for(service.engine, "begin")
     def counted(conn: Connection) -> None:  # every write transaction, on SQLite and PostgreSQL
         if conn.get_execution_options().get(WRITE):
-            writes.append(service.now())
+            writes.append(service.clock.now())
 
-    first = service.now()
+    first = service.clock.now()
     for step in (0, 30, 29, 1, 59):  # at 0 s, 30 s, 59 s, 60 s and 119 s
         clock.advance(dt.timedelta(seconds=step))
-        assert service.authenticate(token).name == "佐藤の端末"
-        assert service.list_tokens(tenant="default")[0].last_used_at == writes[-1]
+        assert service.tokens.authenticate(token).name == "佐藤の端末"
+        assert service.tokens.list_tokens(tenant="default")[0].last_used_at == writes[-1]
     assert writes == [first, first + dt.timedelta(seconds=60)]
     assert view.last_used_at is None
 
 
 def test_a_revoked_token_stops_working_at_once_and_listing_never_shows_it(
         service: Service) -> None:
-    token, view = service.create_token(role="admin", tenant="default", name="ci")
-    service.authenticate(token)
-    listed = service.list_tokens(tenant="default")
+    token, view = service.tokens.create(role="admin", tenant="default", name="ci")
+    service.tokens.authenticate(token)
+    listed = service.tokens.list_tokens(tenant="default")
     assert [(t.id, t.name, t.revoked_at) for t in listed] == [(view.id, "ci", None)]
     assert all(token not in str(t) for t in listed)
-    service.revoke_token(view.id)
+    service.tokens.revoke(view.id)
     with pytest.raises(AuthenticationFailed, match="revoked"):
-        service.authenticate(token)
+        service.tokens.authenticate(token)
     with pytest.raises(NotFound):
-        service.revoke_token(view.id, tenant="other")
+        service.tokens.revoke(view.id, tenant="other")

@@ -17,7 +17,7 @@ from ca.db.models import AuditEvent, Certificate, Hold
 from ca.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service, UserSpec
-from ca.service import status as cert_status
+from ca.service import transitions as cert_status
 from ca.states import State
 
 TENANT = "default"
@@ -38,32 +38,33 @@ SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 def add(service: Service, login: str, *groups: str, allow: bool = True,
         kind: str = "person") -> None:
-    service.add_user(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups,
+    service.users.add(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups,
                      kind=kind)
 
 
 def issue(service: Service, *logins: str) -> list[str]:
     """Serials of one new certificate per user named."""
-    views = service.issue(IssueRequest(tenant=TENANT, logins=logins))
+    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins))
     return [v.serial for v in views]
 
 
 def issue_until(service: Service, login: str, last_day: dt.date) -> list[str]:
-    views = service.issue(IssueRequest(tenant=TENANT, logins=(login,), expires=last_day))
+    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,),
+                                                    expires=last_day))
     return [v.serial for v in views]
 
 
 def state(service: Service, serial: str) -> State:
-    return service.get_certificate(serial).state
+    return service.certificates.get(serial).state
 
 
 def change(service: Service, serial: str, step: Callable[..., bool], *args: Any) -> None:
-    """A status change made directly with ``ca.service.status``, in one transaction."""
-    with service.transaction() as session:
+    """A status change made directly with ``ca.service.transitions``, in one transaction."""
+    with service.database.transaction() as session:
         cert = session.scalar(select(Certificate).where(Certificate.serial == serial))
         assert cert is not None
         step(session, cert, *args, audit.CLI_ACTOR, tenant=TENANT, login=cert.user.login,
-             now=service.now())
+             now=service.clock.now())
 
 
 def manual_hold(service: Service, serial: str) -> None:
@@ -75,18 +76,18 @@ def revoke(service: Service, serial: str) -> None:
 
 
 def active_causes(service: Service, serial: str) -> list[str]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return sorted(session.scalars(
             select(Hold.cause).join(Certificate, Hold.certificate_id == Certificate.id)
             .where(Certificate.serial == serial, Hold.lifted_at.is_(None))))
 
 
 def logins(service: Service, **selection: Any) -> list[str]:
-    return [v.login for v in service.list_users(TENANT, Selection(**selection))]
+    return [v.login for v in service.users.list_users(TENANT, Selection(**selection))]
 
 
 def actions(service: Service) -> list[str]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
@@ -94,14 +95,14 @@ def actions(service: Service) -> list[str]:
 
 
 def test_a_new_user_has_its_email_name_kind_groups_and_permission(service: Service) -> None:
-    view = service.add_user(TENANT, "alice", email="alice@example.com",
+    view = service.users.add(TENANT, "alice", email="alice@example.com",
                             display_name="Alice Liddell", allow=True, groups=("Sales", "Dev"))
     assert (view.login, view.email, view.display_name, view.kind, view.status) == (
         "alice", "alice@example.com", "Alice Liddell", "person", "active")
     assert view.secure_access is True
     assert view.groups == ("Dev", "Sales")
     assert view.certificate_status == "unissued"
-    assert service.get_user(TENANT, "alice") == view
+    assert service.users.get(TENANT, "alice") == view
     assert "user.create" in actions(service)
 
 
@@ -109,12 +110,12 @@ def test_a_user_may_belong_to_any_number_of_groups_or_none(service: Service) -> 
     add(service, "none")
     add(service, "one", "Sales")
     add(service, "three", "Sales", "Dev", "Tokyo")
-    assert service.get_user(TENANT, "none").groups == ()
-    assert service.get_user(TENANT, "three").groups == ("Dev", "Sales", "Tokyo")
-    assert service.list_groups(TENANT) == [("Dev", 1), ("Sales", 2), ("Tokyo", 1)]
+    assert service.users.get(TENANT, "none").groups == ()
+    assert service.users.get(TENANT, "three").groups == ("Dev", "Sales", "Tokyo")
+    assert service.users.list_groups(TENANT) == [("Dev", 1), ("Sales", 2), ("Tokyo", 1)]
 
-    service.update_user(TENANT, UserSpec(login="three", groups=()))
-    assert service.get_user(TENANT, "three").groups == ()
+    service.users.update(TENANT, UserSpec(login="three", groups=()))
+    assert service.users.get(TENANT, "three").groups == ()
     assert logins(service, unaffiliated=True) == ["none", "three"]
 
 
@@ -123,24 +124,24 @@ def test_logins_and_group_names_are_unique_per_tenant_ignoring_case(service: Ser
     with pytest.raises(Conflict, match="already exists"):
         add(service, "ALICE")
     # the same login in another tenant is another person
-    service.create_tenant("acme", key_type="ec-p256")
-    service.add_user("acme", "Alice", email="alice@acme.example")
+    service.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
+    service.users.add("acme", "Alice", email="alice@acme.example")
     assert logins(service, everyone=True) == ["alice"]
-    assert [v.login for v in service.list_users("acme")] == ["Alice"]
+    assert [v.login for v in service.users.list_users("acme")] == ["Alice"]
     # and the login is found whatever its case
-    assert service.get_user(TENANT, "Alice").login == "alice"
+    assert service.users.get(TENANT, "Alice").login == "alice"
     # one group, however its name is cased
     add(service, "bob", "SALES")
-    assert service.list_groups(TENANT) == [("Sales", 2)]
+    assert service.users.list_groups(TENANT) == [("Sales", 2)]
     assert logins(service, group="sales") == ["alice", "bob"]
 
 
 def test_a_service_account_is_a_user_of_kind_service(service: Service) -> None:
     add(service, "backup-bot", kind="service")
-    view = service.get_user(TENANT, "backup-bot")
+    view = service.users.get(TENANT, "backup-bot")
     assert view.kind == "service"
     issue(service, "backup-bot")
-    assert service.get_user(TENANT, "backup-bot").certificate_status == "valid"
+    assert service.users.get(TENANT, "backup-bot").certificate_status == "valid"
     with pytest.raises(InvalidInput, match="person or service"):
         add(service, "robot", kind="robot")
 
@@ -153,16 +154,16 @@ def test_a_group_name_with_a_semicolon_is_refused(service: Service) -> None:
             add(service, "alice", group)
         assert caught.value.field == "group"
         with pytest.raises(InvalidInput, match="';'"):
-            service.update_user(TENANT, UserSpec(login="bob", groups=(group,)))
+            service.users.update(TENANT, UserSpec(login="bob", groups=(group,)))
     assert logins(service, everyone=True) == ["bob"]
-    assert service.list_groups(TENANT) == []
+    assert service.users.list_groups(TENANT) == []
 
 
 def test_a_group_name_longer_once_case_folded_is_still_accepted(service: Service) -> None:
     # 'ß' case-folds to 'ss': the case-insensitive key is longer than the name
     group = "Straße" * 16  # 96 characters, 112 once case-folded
     add(service, "alice", group)
-    assert service.get_user(TENANT, "alice").groups == (group,)
+    assert service.users.get(TENANT, "alice").groups == (group,)
     assert logins(service, group=group.lower()) == ["alice"]
 
 
@@ -176,12 +177,12 @@ def test_a_group_is_selected_by_the_name_as_stored_whatever_its_unicode_form(
 
 
 def test_an_update_changes_only_the_fields_given(service: Service) -> None:
-    service.add_user(TENANT, "alice", email="alice@example.com", display_name="Alice",
+    service.users.add(TENANT, "alice", email="alice@example.com", display_name="Alice",
                      groups=("Sales",))
-    view = service.update_user(TENANT, UserSpec(login="ALICE", email="liddell@example.com"))
+    view = service.users.update(TENANT, UserSpec(login="ALICE", email="liddell@example.com"))
     assert (view.email, view.display_name, view.groups) == (
         "liddell@example.com", "Alice", ("Sales",))
-    view = service.update_user(TENANT, UserSpec(login="alice", display_name="A. Liddell",
+    view = service.users.update(TENANT, UserSpec(login="alice", display_name="A. Liddell",
                                                 kind="service"))
     assert (view.email, view.display_name, view.kind) == (
         "liddell@example.com", "A. Liddell", "service")
@@ -189,22 +190,22 @@ def test_an_update_changes_only_the_fields_given(service: Service) -> None:
 
 def test_an_unknown_user_cannot_be_updated_retired_or_allowed(service: Service) -> None:
     with pytest.raises(NotFound, match="nobody"):
-        service.update_user(TENANT, UserSpec(login="nobody", email="n@example.com"))
+        service.users.update(TENANT, UserSpec(login="nobody", email="n@example.com"))
     with pytest.raises(NotFound, match="nobody"):
-        service.retire_user(TENANT, "nobody")
+        service.users.retire(TENANT, "nobody")
     with pytest.raises(NotFound, match="nobody"):
-        service.set_permission(TENANT, ("nobody",), allow=True)
+        service.users.set_permission(TENANT, ("nobody",), allow=True)
 
 
 @SQLITE_ONLY
 def test_a_bad_email_is_refused(service: Service) -> None:
     for email in ("alice", "alice@", "alice@example", "a b@example.com", "a@example.com\n"):
         with pytest.raises(InvalidInput, match="e-mail"):
-            service.add_user(TENANT, "alice", email=email)
+            service.users.add(TENANT, "alice", email=email)
     add(service, "alice")
     with pytest.raises(InvalidInput, match="e-mail"):
-        service.update_user(TENANT, UserSpec(login="alice", email="not-an-address"))
-    assert service.get_user(TENANT, "alice").email == "alice@example.com"
+        service.users.update(TENANT, UserSpec(login="alice", email="not-an-address"))
+    assert service.users.get(TENANT, "alice").email == "alice@example.com"
 
 
 # --- retiring ------------------------------------------------------------------------------
@@ -218,13 +219,13 @@ def test_retiring_revokes_every_live_certificate_as_affiliation_changed(
         service, "alice")
     [bobs] = issue(service, "bob")
     manual_hold(service, held)
-    view = service.retire_user(TENANT, "alice")
+    view = service.users.retire(TENANT, "alice")
     assert view.status == "retired"
     for serial in (first, second, held):
-        cert = service.get_certificate(serial)
+        cert = service.certificates.get(serial)
         assert cert.state is State.REVOKED
         assert cert.revocation_reason == "affiliationChanged"
-        assert cert.revoked_at == service.now()
+        assert cert.revoked_at == service.clock.now()
         assert not cert.has_key_material
     assert state(service, bobs) is State.VALID  # only the leaver's certificates
     assert "user.retire" in actions(service)
@@ -234,50 +235,51 @@ def test_a_retired_user_leaves_the_admin_list_and_can_no_longer_be_issued_to(
         service: Service) -> None:
     add(service, "alice", "Sales")
     add(service, "bob", "Sales")
-    service.retire_user(TENANT, "alice")
+    service.users.retire(TENANT, "alice")
     assert logins(service, everyone=True) == ["bob"]
     assert logins(service, group="Sales") == ["bob"]
-    assert service.get_user(TENANT, "alice").status == "retired"
+    assert service.users.get(TENANT, "alice").status == "retired"
     with pytest.raises(NotPermitted, match="alice: the user is retired"):
         issue(service, "alice")
     # nor by a selection: a retired user is not selected at all
-    result = service.issue_bulk(IssueRequest(tenant=TENANT, selection=Selection(everyone=True),
+    result = service.certificates.issue_bulk(IssueRequest(tenant=TENANT,
+                                                          selection=Selection(everyone=True),
                                              best_effort=True))
     assert [v.login for v in result.issued] == ["bob"]
     assert result.failures == []
     # granting permission again does not bring the user back
-    service.set_permission(TENANT, ("alice",), allow=True)
+    service.users.set_permission(TENANT, ("alice",), allow=True)
     with pytest.raises(NotPermitted, match="retired"):
         issue(service, "alice")
-    assert service.list_certificates(TENANT, login="alice") == []
+    assert service.certificates.list_certificates(TENANT, login="alice") == []
 
 
 # --- secure-access permission --------------------------------------------------------------
 
 
 def deny_with_set_permission(service: Service, login: str) -> None:
-    service.set_permission(TENANT, (login,), allow=False)
+    service.users.set_permission(TENANT, (login,), allow=False)
 
 
 def deny_with_update(service: Service, login: str) -> None:
-    service.update_user(TENANT, UserSpec(login=login, secure_access=False))
+    service.users.update(TENANT, UserSpec(login=login, secure_access=False))
 
 
 def deny_with_csv(service: Service, login: str) -> None:
-    report = service.import_users(TENANT, f"login,secure_access\n{login},no\n".encode())
+    report = service.users.import_users(TENANT, f"login,secure_access\n{login},no\n".encode())
     assert report.errors == [] and report.updated == [login]
 
 
 def allow_with_set_permission(service: Service, login: str) -> None:
-    service.set_permission(TENANT, (login,), allow=True)
+    service.users.set_permission(TENANT, (login,), allow=True)
 
 
 def allow_with_update(service: Service, login: str) -> None:
-    service.update_user(TENANT, UserSpec(login=login, secure_access=True))
+    service.users.update(TENANT, UserSpec(login=login, secure_access=True))
 
 
 def allow_with_csv(service: Service, login: str) -> None:
-    report = service.import_users(TENANT, f"login,secure_access\n{login},yes\n".encode())
+    report = service.users.import_users(TENANT, f"login,secure_access\n{login},yes\n".encode())
     assert report.errors == [] and report.updated == [login]
 
 
@@ -292,14 +294,14 @@ def test_withdrawing_permission_suspends_with_cause_permission_and_granting_rein
         add(service, way)
         serials = issue(service, way) + issue(service, way)
         deny(service, way)
-        view = service.get_user(TENANT, way)
+        view = service.users.get(TENANT, way)
         assert (view.secure_access, view.certificate_status) == (False, "suspended"), way
         for serial in serials:
             assert state(service, serial) is State.SUSPENDED, way
             assert active_causes(service, serial) == ["permission"], way
 
         allow(service, way)
-        assert service.get_user(TENANT, way).certificate_status == "valid", way
+        assert service.users.get(TENANT, way).certificate_status == "valid", way
         for serial in serials:
             assert state(service, serial) is State.VALID, way
             assert active_causes(service, serial) == [], way
@@ -338,7 +340,7 @@ def test_a_user_without_permission_cannot_be_issued_to(service: Service) -> None
     add(service, "alice", allow=False)
     with pytest.raises(NotPermitted, match="alice: the user has no secure-access permission"):
         issue(service, "alice")
-    service.set_permission(TENANT, ("alice",), allow=True)
+    service.users.set_permission(TENANT, ("alice",), allow=True)
     assert len(issue(service, "alice")) == 1
 
 
@@ -348,12 +350,12 @@ def test_permission_for_several_users_changes_them_all_or_none(service: Service)
     serials = issue(service, "alice", "bob", "carol")
     before = actions(service)
     with pytest.raises(NotFound, match="nobody"):
-        service.set_permission(TENANT, ("alice", "nobody", "bob"), allow=False)
-    assert [service.get_user(TENANT, u).secure_access for u in ("alice", "bob")] == [True, True]
+        service.users.set_permission(TENANT, ("alice", "nobody", "bob"), allow=False)
+    assert [service.users.get(TENANT, u).secure_access for u in ("alice", "bob")] == [True, True]
     assert [state(service, s) for s in serials] == [State.VALID] * 3
     assert actions(service) == before
 
-    views = service.set_permission(TENANT, ("alice", "BOB"), allow=False)
+    views = service.users.set_permission(TENANT, ("alice", "BOB"), allow=False)
     assert [(v.login, v.secure_access) for v in views] == [("alice", False), ("bob", False)]
     assert [state(service, s) for s in serials] == [
         State.SUSPENDED, State.SUSPENDED, State.VALID]
@@ -373,7 +375,8 @@ def test_users_are_listed_by_group_unaffiliated_or_all(service: Service) -> None
     assert logins(service, group="Dev") == ["bob", "dave"]
     assert logins(service, unaffiliated=True) == ["carol"]
     assert logins(service, group="Nobody's") == []
-    assert service.list_users(TENANT) == service.list_users(TENANT, Selection(everyone=True))
+    assert service.users.list_users(TENANT) == service.users.list_users(TENANT,
+                                                                        Selection(everyone=True))
 
 
 @pytest.fixture
@@ -385,7 +388,7 @@ def seeds(service: Service) -> Service:
         add(service, login, "Staff" if login.startswith(("v", "s")) else "Other")
     issue(service, "valid")
     suspended = issue(service, "suspended")[0]
-    service.set_permission(TENANT, ("suspended",), allow=False)
+    service.users.set_permission(TENANT, ("suspended",), allow=False)
     assert state(service, suspended) is State.SUSPENDED
     revoke(service, issue(service, "revoked")[0])
     # any valid certificate makes the user valid, even when the newest is revoked
@@ -410,11 +413,11 @@ SEEDS = {
 
 def test_users_are_listed_by_certificate_status(seeds: Service) -> None:
     for wanted, expected in SEEDS.items():
-        views = seeds.list_users(TENANT, Selection(everyone=True, status=wanted))
+        views = seeds.users.list_users(TENANT, Selection(everyone=True, status=wanted))
         assert [v.login for v in views] == expected, wanted
-    shown = {v.login: v.certificate_status for v in seeds.list_users(TENANT)}
+    shown = {v.login: v.certificate_status for v in seeds.users.list_users(TENANT)}
     assert shown == {login: status for status, users in SEEDS.items() for login in users}
-    assert seeds.get_user(TENANT, "valid-then-revoked").certificate_status == "valid"
+    assert seeds.users.get(TENANT, "valid-then-revoked").certificate_status == "valid"
     # and with a group
     assert logins(seeds, group="Staff", status="valid") == ["valid", "valid-then-revoked"]
     assert logins(seeds, group="Other", status="revoked") == ["held-then-revoked", "revoked"]
@@ -425,7 +428,7 @@ def test_users_are_listed_by_certificate_status(seeds: Service) -> None:
 def test_a_user_whose_certificates_all_expired_is_expired(seeds: Service,
                                                          clock: FixedClock) -> None:
     clock.advance(dt.timedelta(days=400))  # past every notAfter
-    shown = {v.login: v.certificate_status for v in seeds.list_users(TENANT)}
+    shown = {v.login: v.certificate_status for v in seeds.users.list_users(TENANT)}
     assert shown["valid"] == "expired"
     assert logins(seeds, everyone=True, status="expired") == ["valid"]
     assert logins(seeds, everyone=True, status="valid") == []
@@ -435,7 +438,7 @@ def test_a_user_whose_certificates_all_expired_is_expired(seeds: Service,
     assert shown["suspended"] == "suspended"
     # a new certificate makes the user valid again
     issue(seeds, "valid")
-    assert seeds.get_user(TENANT, "valid").certificate_status == "valid"
+    assert seeds.users.get(TENANT, "valid").certificate_status == "valid"
 
 
 def test_an_unknown_status_is_refused() -> None:
@@ -457,12 +460,12 @@ def assert_clear(error: InvalidInput, field: str) -> None:
 def test_a_hostile_login_is_refused_with_a_short_clear_error(service: Service) -> None:
     for key, value in HOSTILE.items():
         with pytest.raises(InvalidInput) as caught:
-            service.add_user(TENANT, value, email="x@example.com")
+            service.users.add(TENANT, value, email="x@example.com")
         assert_clear(caught.value, "login")
         assert "login" in caught.value.message, key
         with pytest.raises(InvalidInput):
             Selection(logins=(value,))
-    assert service.list_users(TENANT) == []
+    assert service.users.list_users(TENANT) == []
 
 
 def test_a_hostile_display_name_is_refused_or_kept_harmless(service: Service) -> None:
@@ -470,16 +473,16 @@ def test_a_hostile_display_name_is_refused_or_kept_harmless(service: Service) ->
     kept = ""
     for key, value in HOSTILE.items():
         if key in HARMLESS_IN_TEXT:
-            view = service.update_user(TENANT, UserSpec(login="bob", display_name=value))
+            view = service.users.update(TENANT, UserSpec(login="bob", display_name=value))
             assert view.display_name == value, key
             kept = value
             continue
         with pytest.raises(InvalidInput) as caught:
-            service.add_user(TENANT, "alice", email="a@example.com", display_name=value)
+            service.users.add(TENANT, "alice", email="a@example.com", display_name=value)
         assert_clear(caught.value, "name")
         with pytest.raises(InvalidInput):
-            service.update_user(TENANT, UserSpec(login="bob", display_name=value))
-        assert service.get_user(TENANT, "bob").display_name == kept, key
+            service.users.update(TENANT, UserSpec(login="bob", display_name=value))
+        assert service.users.get(TENANT, "bob").display_name == kept, key
     assert logins(service, everyone=True) == ["bob"]
 
 
@@ -494,5 +497,5 @@ def test_a_hostile_group_name_is_refused_or_kept_harmless(service: Service) -> N
         assert_clear(caught.value, "group")
         with pytest.raises(InvalidInput):
             Selection(group=value)
-    assert sorted(service.list_groups(TENANT)) == [("../x", 1), ("a/b", 1)]
+    assert sorted(service.users.list_groups(TENANT)) == [("../x", 1), ("a/b", 1)]
     assert logins(service, everyone=True) == ["user-dotdot", "user-slash"]

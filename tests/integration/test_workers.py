@@ -114,7 +114,7 @@ def test_two_workers_are_two_processes_that_both_answer(live: Service, tmp_path:
                          ids=["no-trusted-proxy", "loopback-trusted"])
 def test_the_audited_source_is_the_peer_unless_it_is_a_trusted_proxy(
         live: Service, tmp_path: Path, workers: int, trusted: str | None, seen: str) -> None:
-    token, _ = live.create_token(role="admin", tenant=TENANT, name="管理者")
+    token, _ = live.tokens.create(role="admin", tenant=TENANT, name="管理者")
     extra = {"TEGATA_TRUSTED_PROXIES": trusted} if trusted else {}
     with started(live.settings, tmp_path, workers, **extra) as server:
         held = one_connection_per_worker(server)
@@ -126,7 +126,7 @@ def test_the_audited_source_is_the_peer_unless_it_is_a_trusted_proxy(
                                  "display_name": "山田 花子"})
             assert status == 201, body
             conn.close()
-    events = live.audit_events(tenant=TENANT, action="user.create")
+    events = live.audit.events(tenant=TENANT, action="user.create")
     assert [e.source_ip for e in events] == [seen] * workers
 
 

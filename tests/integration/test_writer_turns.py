@@ -21,7 +21,7 @@ from ca.clock import FixedClock
 from ca.db.engine import make_engine
 from ca.db.models import User
 from ca.errors import StorageError
-from ca.service import InitRequest, Service
+from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings, load_settings
 from tests.conftest import PASSPHRASE
 from tests.integration.test_concurrent_writes import at_once
@@ -42,10 +42,10 @@ def sqlite_service(tmp_path: Path, clock: FixedClock, *, busy_timeout_ms: int,
     if not sqlite_waits:
         event.listen(engine, "connect",
                      lambda conn, _record: conn.execute("PRAGMA busy_timeout=0"))
-    service = Service(settings, clock=clock, engine=engine)
-    service.upgrade_database()
-    service.initialize(InitRequest(key_type="ec-p256"))
-    service.create_tenant(TENANT, display_name=DISPLAY, key_type="ec-p256")
+    service = build_service(settings, clock=clock, engine=engine)
+    service.database.upgrade()
+    service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+    service.hierarchy.create_tenant(TENANT, display_name=DISPLAY, ca_key_type="ec-p256")
     return service
 
 
@@ -62,20 +62,20 @@ def test_twenty_threads_writing_at_once_all_land_without_sqlites_busy_handler(
     # with "database is locked", so every write landing shows none of them met it
     service = sqlite_service(tmp_path, clock, busy_timeout_ms=60_000, sqlite_waits=False)
     try:
-        results = at_once(WRITERS, lambda i: service.add_user(
+        results = at_once(WRITERS, lambda i: service.users.add(
             TENANT, f"user{i:02d}", email=f"user{i:02d}@example.jp",
             display_name=f"利用者{i:02d}").login)
         assert results == [f"user{i:02d}" for i in range(WRITERS)]
-        with service.reading() as session:
+        with service.database.reading() as session:
             assert session.scalar(select(func.count()).select_from(User)) == WRITERS
     finally:
         service.engine.dispose()
 
 
 def test_a_failed_write_hands_the_turn_on(quick: Service) -> None:
-    with pytest.raises(RuntimeError), quick.transaction():
+    with pytest.raises(RuntimeError), quick.database.transaction():
         raise RuntimeError("the use case failed")
-    assert quick.add_user(TENANT, "hanako", email="hanako@example.jp",
+    assert quick.users.add(TENANT, "hanako", email="hanako@example.jp",
                           display_name="花子").login == "hanako"
 
 
@@ -84,7 +84,7 @@ def test_a_writer_waiting_past_the_timeout_for_its_turn_is_refused_clearly(
     holding, done = threading.Event(), threading.Event()
 
     def long_write() -> None:
-        with quick.transaction():
+        with quick.database.transaction():
             holding.set()
             assert done.wait(timeout=60)
 
@@ -93,13 +93,13 @@ def test_a_writer_waiting_past_the_timeout_for_its_turn_is_refused_clearly(
     try:
         assert holding.wait(timeout=60)
         with pytest.raises(StorageError) as refused:
-            quick.add_user(TENANT, "taro", email="taro@example.jp", display_name="太郎")
+            quick.users.add(TENANT, "taro", email="taro@example.jp", display_name="太郎")
     finally:
         done.set()
         holder.join(timeout=60)
     assert refused.value.message == ("the database is busy: no turn to write within 0.3 s "
                                      "(a long write transaction, here or in another process)")
-    assert quick.add_user(TENANT, "taro", email="taro@example.jp").login == "taro"
+    assert quick.users.add(TENANT, "taro", email="taro@example.jp").login == "taro"
 
 
 HOLD_WRITE_LOCK = """
@@ -119,10 +119,10 @@ def test_a_write_lock_held_by_another_process_times_out_with_a_clear_error(
     try:
         assert other.stdout is not None and other.stdout.readline() == "held\n"
         with pytest.raises(StorageError) as refused:
-            quick.add_user(TENANT, "jiro", email="jiro@example.jp", display_name="次郎")
+            quick.users.add(TENANT, "jiro", email="jiro@example.jp", display_name="次郎")
         assert refused.value.message == ("the database is busy: another process held its "
                                          "write lock for longer than the busy timeout")
     finally:
         assert other.stdin is not None
         other.communicate("\n", timeout=60)
-    assert quick.add_user(TENANT, "jiro", email="jiro@example.jp").login == "jiro"
+    assert quick.users.add(TENANT, "jiro", email="jiro@example.jp").login == "jiro"

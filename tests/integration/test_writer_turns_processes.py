@@ -35,7 +35,7 @@ import sys
 from sqlalchemy import event
 from ca.clock import FixedClock
 from ca.db.engine import make_engine
-from ca.service import Service
+from ca.service import Service, build_service
 from ca.settings import load_settings
 from tests.conftest import MOMENTS, PASSPHRASE
 from tests.integration.test_concurrent_writes import at_once
@@ -45,15 +45,15 @@ settings = load_settings(data_dir=data, database_url=f"sqlite:///{database}",
                          key_passphrase=PASSPHRASE)
 engine = make_engine(settings.effective_database_url, busy_timeout_ms=60_000)
 event.listen(engine, "connect", lambda conn, _record: conn.execute("PRAGMA busy_timeout=0"))
-service = Service(settings, clock=FixedClock(MOMENTS.start), engine=engine)
+service = build_service(settings, clock=FixedClock(MOMENTS.start), engine=engine)
 
 def write(i):
     done = []
     for j in range(int(each)):
         login = f"{name}-{i:02d}-{j}"
         try:
-            done.append(service.add_user("kyoto", login, email=f"{login}@example.jp",
-                                         display_name=f"利用者{login}").login)
+            done.append(service.users.add("kyoto", login, email=f"{login}@example.jp",
+                                          display_name=f"利用者{login}").login)
         except Exception as exc:
             done.append(f"{type(exc).__name__}: {exc}")
     return done
@@ -102,7 +102,7 @@ def test_two_processes_of_ten_threads_writing_at_once_all_land_without_sqlites_b
     expected = {f"{name}-{i:02d}-{j}" for name in names for i in range(THREADS)
                 for j in range(USERS_EACH)}
     assert [line for output in outputs for line in output if line not in expected] == []
-    with service.reading() as session:
+    with service.database.reading() as session:
         assert set(session.scalars(select(User.login).where(User.login.in_(expected)))) \
             == expected
         assert session.scalar(select(func.count()).select_from(User)) == len(expected)
@@ -118,13 +118,13 @@ def test_a_turn_holder_killed_with_sigkill_gives_the_turn_up(
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         # the other process holds only the turn, not SQLite's lock: the turn is what waits
         with pytest.raises(StorageError) as refused:
-            service.add_user(TENANT, "saburo", email="saburo@example.jp", display_name="三郎")
+            service.users.add(TENANT, "saburo", email="saburo@example.jp", display_name="三郎")
         assert refused.value.message == ("the database is busy: no turn to write within "
                                          "0.3 s (a long write transaction, here or in "
                                          "another process)")
         os.kill(holder.pid, signal.SIGKILL)
         assert holder.wait(timeout=60) == -signal.SIGKILL
-        assert service.add_user(TENANT, "saburo", email="saburo@example.jp",
+        assert service.users.add(TENANT, "saburo", email="saburo@example.jp",
                                 display_name="三郎").login == "saburo"
     finally:
         holder.kill()

@@ -91,9 +91,10 @@ def write_chain(service: Service, directory: Path, *, tenant: str = "default",
     """root.pem, issuing.pem and leaf.pem of ``tenant``, with a fresh certificate for ``login``
     (added with secure access and an e-mail address at example.com)."""
     directory.mkdir(parents=True, exist_ok=True)
-    root, issuing = service.ca_certificates(tenant)
-    service.add_user(tenant, login, email=f"{login}@example.com", allow=True)
-    (leaf,) = service.issue(IssueRequest(tenant=tenant, logins=(login,), expires=expires,
+    root, issuing = service.hierarchy.ca_certificates(tenant)
+    service.users.add(tenant, login, email=f"{login}@example.com", allow=True)
+    (leaf,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
+                                                      expires=expires,
                                          timezone=timezone))
     return Chain(root=write_pem(directory / "root.pem", root.pem),
                  issuing=write_pem(directory / "issuing.pem", issuing.pem),

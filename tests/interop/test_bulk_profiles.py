@@ -38,10 +38,11 @@ def algorithms(openssl: str, archive: bytes, login: str, directory: Path) -> lis
 def test_the_bulk_zip_builds_each_bundle_in_its_certificates_profile_unless_asked(
         openssl: str, service: Service, tmp_path: Path, asked: str | None) -> None:
     for login, profile in ISSUED.items():
-        service.add_user(TENANT, login, email=f"{login}@example.jp", display_name="利用者",
+        service.users.add(TENANT, login, email=f"{login}@example.jp", display_name="利用者",
                          allow=True)
-        service.issue(IssueRequest(tenant=TENANT, logins=(login,), p12_profile=profile))
-    archive = b"".join(service.download_bulk(TENANT, Selection(everyone=True),
+        service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,),
+                                                p12_profile=profile))
+    archive = b"".join(service.downloads.bulk(TENANT, Selection(everyone=True),
                                              profile=asked).chunks)
     found = {login: algorithms(openssl, archive, login, tmp_path) for login in ISSUED}
     assert found == {login: ALGORITHMS[asked or profile or "compat"]

@@ -44,9 +44,9 @@ def clock() -> FixedClock:
 @pytest.fixture
 def revoked(service: Service) -> str:
     """alice's certificate, revoked: the tenant's CRL holds one entry."""
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
-    (leaf,) = service.issue(IssueRequest(tenant="default", logins=("alice",)))
-    service.revoke("default", leaf.serial, reason="keyCompromise")
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    (leaf,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
+    service.revocation.revoke("default", leaf.serial, reason="keyCompromise")
     return leaf.serial
 
 
@@ -54,7 +54,7 @@ def revoked(service: Service) -> str:
 def nss_db(service: Service, tmp_path: Path) -> Path:
     """An empty NSS database holding the root (trusted) and the tenant's issuing CA."""
     certutil = require_tool("certutil")
-    root, issuing = service.ca_certificates("default")
+    root, issuing = service.hierarchy.ca_certificates("default")
     directory = tmp_path / "nss"
     directory.mkdir()
     for argv in ([certutil, "-N", "-d", f"sql:{directory}", "--empty-password"],
@@ -105,10 +105,10 @@ def idp_made_non_critical(crl: x509.CertificateRevocationList, service: Service,
     for extension in crl.extensions:
         builder = builder.add_extension(extension.value, critical=extension.critical and not (
             isinstance(extension.value, x509.IssuingDistributionPoint)))
-    with service.reading() as session:
+    with service.database.reading() as session:
         authority = (queries.require_root(session) if tenant is None else
                      queries.issuing(session, queries.tenant(session, tenant)))
-        signer = service.signer(authority)
+        signer = service.keys.signer(authority)
     return signer.sign_crl(builder)
 
 
@@ -117,7 +117,7 @@ def test_nss_refuses_tegatas_crl_for_its_critical_idp_and_takes_it_without(
         service: Service, revoked: str, nss_db: Path, tmp_path: Path,
         whose: tuple[str | None, str]) -> None:
     tenant, nickname = whose
-    ours = x509.load_der_x509_crl(service.current_crl(tenant).der)
+    ours = x509.load_der_x509_crl(service.crls.current(tenant).der)
     remade = idp_made_non_critical(ours, service, tenant)
     # the control: the two differ in that one flag only
     flags = {(e.oid.dotted_string, e.critical) for e in ours.extensions}

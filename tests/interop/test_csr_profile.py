@@ -55,14 +55,14 @@ def issue(service: Service, directory: Path, *, csr: Path | None = None,
           key_type: str | None = None) -> Path:
     """alice's new leaf, written to ``directory``/leaf.pem."""
     directory.mkdir(parents=True, exist_ok=True)
-    (view,) = service.issue(IssueRequest(
+    (view,) = service.certificates.issue(IssueRequest(
         tenant="default", logins=("alice",), key_type=key_type,
         csr=csr.read_bytes() if csr is not None else None))
     return write_pem(directory / "leaf.pem", view.pem)
 
 
 def set_upn_suffix(service: Service, suffix: str) -> None:
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         tenant = session.scalar(select(Tenant).where(Tenant.name == "default"))
         assert tenant is not None
         tenant.upn_suffix = suffix
@@ -77,13 +77,13 @@ def text_of(openssl: str, path: Path, kind: str = "x509") -> str:
 @pytest.fixture
 def alice(service: Service) -> Service:
     """The service, with alice added (secure access, alice@example.com)."""
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
     return service
 
 
 @pytest.fixture
 def chain_files(service: Service, tmp_path: Path) -> tuple[Path, Path]:
-    root, issuing = service.ca_certificates("default")
+    root, issuing = service.hierarchy.ca_certificates("default")
     return (write_pem(tmp_path / "root.pem", root.pem),
             write_pem(tmp_path / "issuing.pem", issuing.pem))
 

@@ -49,8 +49,8 @@ def test_openssl_refuses_the_leaf_for_tls_server_authentication(openssl: str,
 
 def test_openssl_refuses_the_leaf_against_another_tenants_chain(
         openssl: str, service: Service, chain: Chain, tmp_path: Path) -> None:
-    service.create_tenant("acme", key_type="ec-p256")
-    _, acme = service.ca_certificates("acme")
+    service.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
+    _, acme = service.hierarchy.ca_certificates("acme")
     acme_issuing = write_pem(tmp_path / "acme-issuing.pem", acme.pem)
 
     result = verify(openssl, chain, issuing=acme_issuing)

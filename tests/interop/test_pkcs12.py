@@ -64,14 +64,14 @@ def export(service: Service, directory: Path, *, profile: str,
            key_type: str | None = None) -> Unpacked:
     """Issue a certificate to alice (added here) and unpack her zip into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    service.add_user("default", "alice", email="alice@example.com", allow=True)
-    (view,) = service.issue(IssueRequest(tenant="default", logins=("alice",),
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",),
                                          key_type=key_type, p12_profile=profile))
-    made = service.bundle(view.serial, tenant="default", profile=profile)
+    made = service.certificates.bundle(view.serial, tenant="default", profile=profile)
     with zipfile.ZipFile(io.BytesIO(made.content)) as archive:
         assert sorted(archive.namelist()) == ["alice-password.txt", "alice.p12"]
         archive.extractall(directory)
-    root, issuing = service.ca_certificates("default")
+    root, issuing = service.hierarchy.ca_certificates("default")
     return Unpacked(p12=directory / "alice.p12", password_file=directory / "alice-password.txt",
                     root=write_pem(directory / "root.pem", root.pem),
                     issuing=write_pem(directory / "issuing.pem", issuing.pem),

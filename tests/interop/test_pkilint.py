@@ -17,7 +17,7 @@ CA_KEY_TYPES = ["ec-p256", "ec-p384", "rsa-3072", "rsa-4096"]
 
 @pytest.fixture(params=CA_KEY_TYPES)
 def any_chain(request: pytest.FixtureRequest, bare_service: Service, tmp_path: Path) -> Chain:
-    bare_service.initialize(InitRequest(key_type=request.param))
+    bare_service.hierarchy.initialize(InitRequest(key_type=request.param))
     return write_chain(bare_service, tmp_path)
 
 

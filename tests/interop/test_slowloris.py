@@ -35,11 +35,11 @@ def live(settings: Settings) -> Iterator[Service]:
 
 
 def ocsp_request(service: Service) -> bytes:
-    service.add_user(TENANT, "suzuki", email="suzuki@example.jp", display_name="鈴木 一郎",
+    service.users.add(TENANT, "suzuki", email="suzuki@example.jp", display_name="鈴木 一郎",
                      allow=True)
-    (issued,) = service.issue(IssueRequest(tenant=TENANT, logins=("suzuki",)))
+    (issued,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=("suzuki",)))
     leaf = x509.load_der_x509_certificate(issued.der)
-    issuer = x509.load_der_x509_certificate(service.ca_certificates(TENANT)[1].der)
+    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
     return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
     ).public_bytes(serialization.Encoding.DER)
 

@@ -1,0 +1,120 @@
+"""The CRLs as use cases: a tenant's current CRL (made when due), its chain with the root's,
+their ages, and a publication on demand.
+
+CRL Numbers come from the issue time in milliseconds, or the last number plus one if that is
+larger: strictly increasing across restarts, several processes (the authority's row is
+locked while a CRL is made) and a restored backup, without shared state outside the
+database (``crls.next_number``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ca import renewal
+from ca.clock import Clock
+from ca.db import queries
+from ca.db.models import Authority, Crl, Tenant
+from ca.service import crls
+from ca.service.plumbing import CrlPublisher, Database
+from ca.x509 import crl as crl_builder
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrlView:
+    number: int
+    this_update: dt.datetime  # backdated by the clock-skew allowance
+    next_update: dt.datetime
+    der: bytes
+    made_at: dt.datetime  # when it was really made: HTTP's Last-Modified
+
+    @property
+    def pem(self) -> str:
+        return crl_builder.pem(self.der)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrlChain:
+    """A tenant's CRL and the root's together: nginx and HAProxy need a CRL for every CA of
+    the chain, in one file."""
+
+    own: CrlView
+    root: CrlView
+
+    @property
+    def pem(self) -> str:
+        return self.own.pem + self.root.pem
+
+    @property
+    def first_to_expire(self) -> CrlView:
+        return self.own if self.own.next_update <= self.root.next_update else self.root
+
+
+class Crls:
+    """The published CRLs of the root and the tenants' issuing CAs."""
+
+    def __init__(self, *, database: Database, clock: Clock, publisher: CrlPublisher) -> None:
+        self.database = database
+        self.clock = clock
+        self.publisher = publisher
+
+    def current(self, tenant: str | None) -> CrlView:
+        """The newest CRL of a tenant's issuing CA (``None``: the root's), made now if there
+        is none yet or if the newest is past half its validity.
+
+        A read first: a gateway's fetch takes the write lock (SQLite's one writer) only on the
+        rare fetch that has to make a CRL, never behind a bulk job's write.
+        """
+        now = self.clock.now()
+        with self.database.reading() as session:
+            latest = crls.latest(session, self._crl_authority(session, tenant))
+            if latest is not None and not renewal.stale(latest, now=now):
+                return _crl_view(latest)
+        with self.database.transaction() as session:
+            authority = self._crl_authority(session, tenant)
+            latest = crls.latest(session, authority)  # another writer may have made it
+            if latest is None or renewal.stale(latest, now=now):
+                latest = self.publisher.publish(session, authority, now=now)
+            return _crl_view(latest)
+
+    @staticmethod
+    def _crl_authority(session: Session, tenant: str | None) -> Authority:
+        return (queries.require_root(session) if tenant is None
+                else queries.issuing(session, queries.tenant(session, tenant)))
+
+    def ages(self) -> list[tuple[str, float, float]]:
+        """Per tenant: seconds since its newest CRL was made, and until its nextUpdate."""
+        now = self.clock.now()
+        with self.database.reading() as session:
+            newest = (select(Crl.authority_id, func.max(Crl.number).label("number"))
+                      .group_by(Crl.authority_id).subquery())
+            rows = session.execute(
+                select(Tenant.name, Crl.this_update, Crl.next_update)
+                .join(Authority, Authority.tenant_id == Tenant.id)
+                .join(Crl, Crl.authority_id == Authority.id)
+                .join(newest, (newest.c.authority_id == Crl.authority_id)
+                      & (newest.c.number == Crl.number))
+                .where(Authority.kind == "issuing")).all()
+        return [(name, (now - this).total_seconds(), (nxt - now).total_seconds())
+                for name, this, nxt in rows]
+
+    def chain(self, tenant: str, *, fresh: bool = False) -> CrlChain:
+        """The tenant's CRL and the root's; ``fresh`` makes the tenant's anew first."""
+        own = self.publish(tenant) if fresh else self.current(tenant)
+        return CrlChain(own=own, root=self.current(None))
+
+    def publish(self, tenant: str | None) -> CrlView:
+        """Make a new CRL now."""
+        now = self.clock.now()
+        with self.database.transaction() as session:
+            return _crl_view(self.publisher.publish(session, self._crl_authority(session, tenant),
+                                           now=now))
+
+
+def _crl_view(crl: Crl) -> CrlView:
+    return CrlView(number=crl.number, this_update=crl.this_update,
+                   next_update=crl.next_update, der=crl.der, made_at=crl.created_at)

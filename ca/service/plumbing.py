@@ -1,0 +1,168 @@
+"""The service's plumbing, handed to the use cases by name (``ca.service.root`` wires it): the
+database, its units of work and its schema; the CA keys and the sealer; the CRL publisher."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ca import renewal
+from ca.clock import Clock
+from ca.db import migrate
+from ca.db.engine import check_reachable, make_sessionmaker, writer_turn
+from ca.db.models import Authority, Crl
+from ca.errors import Conflict, StorageError
+from ca.profiles import Urls
+from ca.sealing import Sealer, load_sealer
+from ca.service import crls
+from ca.settings import Settings
+from ca.signer import FileKeyStore, Signer
+
+
+class Keys:
+    """The CA keys behind their signers, and the data-protection sealer; each loaded on
+    first use and kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._keystore: FileKeyStore | None = None
+        self._signers: dict[str, Signer] = {}
+        self._signer_loading: dict[str, threading.Lock] = {}
+        self._signers_guard = threading.Lock()
+        self._sealer: Sealer | None = None
+
+    @property
+    def keystore(self) -> FileKeyStore:
+        if self._keystore is None:
+            self._keystore = FileKeyStore(
+                self.settings.effective_key_dir, self.settings.passphrase(),
+                passphrase_source=self.settings.passphrase_source())
+        return self._keystore
+
+    def signer(self, authority: Authority) -> Signer:
+        """The CA's key, loaded from its file on first use and kept: with thousands of
+        tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
+        for the same key at once load it once."""
+        return self.signer_by_id(authority.key_id)
+
+    def signer_by_id(self, key_id: str) -> Signer:
+        found = self._signers.get(key_id)
+        if found is not None:
+            return found
+        with self._signers_guard:
+            loading = self._signer_loading.setdefault(key_id, threading.Lock())
+        with loading:
+            found = self._signers.get(key_id)
+            if found is None:
+                found = self._signers[key_id] = self.keystore.load(key_id)
+        with self._signers_guard:
+            self._signer_loading.pop(key_id, None)
+        return found
+
+    def forget(self, key_id: str) -> None:
+        """A key whose file was removed again (a tenant whose creation failed)."""
+        self._signers.pop(key_id, None)
+
+    def remember(self, key_id: str, signer: Signer) -> None:
+        """A key just generated: kept, so its first signature does not read its file."""
+        self._signers[key_id] = signer
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            # unwrapped with the CA key passphrase: the key directory alone opens nothing
+            self._sealer = load_sealer(self.settings.effective_key_dir,
+                                       self.settings.passphrase(),
+                                       passphrase_source=self.settings.passphrase_source())
+        return self._sealer
+
+
+
+class CrlPublisher:
+    """Makes a CA's CRL and says when it is due again."""
+
+    def __init__(self, *, keys: Keys, urls: Urls) -> None:
+        self.keys = keys
+        self.urls = urls
+
+    def publish(self, session: Session, authority: Authority | None, *,
+                 now: dt.datetime) -> Crl:
+        """Make the CA's CRL now, and say when the lifecycle renews it."""
+        made = crls.publish(session, authority, now=now, urls=self.urls,
+                            signer_of=self.keys.signer)
+        assert authority is not None
+        authority.crl_renew_at = renewal.renew_at(made)
+        return made
+
+
+class Database:
+    """One database: its engine, the read sessions and the units of work. A unit of work
+    republishes, before it commits, the CRL of every CA whose certificates changed."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, publisher: CrlPublisher,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.publisher = publisher
+        self.clock = clock
+        self._sessions = make_sessionmaker(engine)
+        self._writes = make_sessionmaker(engine, write=True)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commits on success, rolls back on any error. On SQLite it holds
+        the write lock from its first statement (``BEGIN IMMEDIATE``), after waiting its turn
+        behind this process's other writers (``writer_turn``): keep it short, and do the
+        costly work (keys, signatures, bundles, validation) before it begins."""
+        try:
+            with writer_turn(self.engine), self._writes.begin() as session:
+                yield session
+                # every certificate whose status changed: its CA's CRL is made again in the
+                # same transaction, so what gateways fetch is never behind the database
+                for authority_id in sorted(session.info.pop(crls.DIRTY, set())):
+                    self.publisher.publish(session, session.get(Authority, authority_id),
+                                           now=self.clock.now())
+        except SQLAlchemyError as exc:
+            if isinstance(exc, IntegrityError):
+                raise Conflict("the change conflicts with existing data") from None
+            if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+                raise StorageError("the database is busy: another process held its write "
+                                   "lock for longer than the busy timeout") from exc
+            raise StorageError(f"database error: {type(exc).__name__}") from exc
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (a deferred transaction: it never takes or waits for the write
+        lock); a database failure is a ``StorageError`` here too."""
+        try:
+            with self._sessions() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {type(exc).__name__}") from exc
+
+    # --- its schema ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """The schema is this release's (else: upgrade it first)."""
+        check_reachable(self.engine)
+        if not migrate.is_current(self.engine):
+            raise StorageError("the database schema is not current: run `tegata db upgrade` "
+                               "(or start with TEGATA_MIGRATE_ON_START=true)")
+
+    def upgrade(self) -> None:
+        """Migrate the schema to this release's (alembic)."""
+        if self.settings.database_url is None:  # the embedded default lives in the data dir
+            self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_reachable(self.engine)
+        migrate.upgrade(self.engine)
+
+    def revisions(self) -> tuple[str | None, str | None]:
+        """(the database's alembic revision, this release's)."""
+        check_reachable(self.engine)
+        return migrate.current_revision(self.engine), migrate.head_revision()
