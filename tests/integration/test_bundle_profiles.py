@@ -82,21 +82,22 @@ def issued(request: pytest.FixtureRequest, service: Service) -> dict[str, str]:
     """ISSUED's certificates, sato's by the bulk issue's path (``issue_bulk``, what the
     API's job runs), the others' by ``issue``, under a tenant whose default is the param;
     {login: serial}."""
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         session.execute(update(Tenant).where(Tenant.name == TENANT)
                         .values(p12_profile=request.param))
     serials = {}
     for login, profile in ISSUED.items():
-        service.add_user(TENANT, login, email=f"{login}@example.jp", display_name="利用者",
-                         allow=True)
+        service.users.add(TENANT, login, email=f"{login}@example.jp", display_name="利用者",
+                          allow=True)
         asked = IssueRequest(tenant=TENANT, logins=(login,), p12_profile=profile)
-        made = service.issue_bulk(asked).issued if login == "sato" else service.issue(asked)
+        made = (service.certificates.issue_bulk(asked).issued if login == "sato"
+                else service.certificates.issue(asked))
         serials[login] = made[0].serial
     return serials
 
 
 def expected(service: Service, asked: str | None) -> dict[str, str]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         default = session.query(Tenant.p12_profile).filter(Tenant.name == TENANT).scalar()
     return {login: asked or profile or default for login, profile in ISSUED.items()}
 
@@ -108,8 +109,8 @@ ASKED_IDS = ["as-issued", "asked-modern", "asked-compat"]
 @pytest.mark.parametrize("asked", ASKED, ids=ASKED_IDS)
 def test_the_bulk_zip_makes_each_bundle_in_its_certificates_profile_unless_asked(
         service: Service, issued: dict[str, str], asked: str | None) -> None:
-    archive = b"".join(service.download_bulk(TENANT, Selection(everyone=True),
-                                             profile=asked).chunks)
+    archive = b"".join(service.downloads.bulk(TENANT, Selection(everyone=True),
+                                              profile=asked).chunks)
     with zipfile.ZipFile(io.BytesIO(archive)) as outer:
         found = {login: opened(outer.read(f"{login}.zip"), login) for login in ISSUED}
     assert found == expected(service, asked)
@@ -117,9 +118,9 @@ def test_the_bulk_zip_makes_each_bundle_in_its_certificates_profile_unless_asked
 
 Download = Callable[[Service, str, str, "str | None"], bytes]
 PATHS: dict[str, Download] = {
-    "single-download": lambda s, login, serial, asked: s.bundle(
+    "single-download": lambda s, login, serial, asked: s.certificates.bundle(
         serial, tenant=TENANT, profile=asked).content,
-    "my-bundle": lambda s, login, serial, asked: s.my_bundle(
+    "my-bundle": lambda s, login, serial, asked: s.links.my_bundle(
         TENANT, login, serial, profile=asked).content,
 }
 
@@ -137,7 +138,7 @@ def test_a_link_hands_out_each_bundle_in_its_certificates_profile(
         service: Service, issued: dict[str, str]) -> None:
     found = {}
     for login in issued:
-        link = service.create_link(TENANT, login)
-        got = service.redeem_link(link.token, source_ip="192.0.2.7")
+        link = service.links.create(TENANT, login)
+        got = service.links.redeem(link.token, source_ip="192.0.2.7")
         found[login] = what_it_is(got.p12, got.password)
     assert found == expected(service, None)

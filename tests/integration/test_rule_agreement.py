@@ -99,14 +99,14 @@ STATE_AT_NOW = {
 
 def plant(service: Service) -> dict[int, str]:
     """The rows, written as they are, under one user per tenant; {certificate id: name}."""
-    service.create_tenant(OTHER, display_name="大阪支社", key_type="ec-p256")
-    with service.transaction() as session:
+    service.hierarchy.create_tenant(OTHER, display_name="大阪支社", ca_key_type="ec-p256")
+    with service.database.transaction() as session:
         session.execute(update(Tenant).where(Tenant.name == OTHER).values(p12_profile="modern"))
     for tenant in (TENANT, OTHER):
-        service.add_user(tenant, "sato", email="sato@example.jp", display_name="佐藤 花子",
-                         allow=True)
+        service.users.add(tenant, "sato", email="sato@example.jp", display_name="佐藤 花子",
+                          allow=True)
     names = {}
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         for name, row in ROWS.items():
             owner = queries.tenant(session, row.tenant)
             user = queries.user(session, owner, "sato")
@@ -132,7 +132,7 @@ def plant(service: Service) -> dict[int, str]:
 
 
 def loaded(service: Service) -> list[Certificate]:
-    with service.reading() as session:
+    with service.database.reading() as session:
         return list(session.scalars(select(Certificate).options(
             selectinload(Certificate.holds)).order_by(Certificate.id)))
 
@@ -144,7 +144,7 @@ def test_a_certificates_state_is_the_same_in_python_and_in_sql(service: Service,
     now = AT[moment]
     in_python = {names[c.id]: state_of(c, now=now) for c in loaded(service)}
     in_sql: dict[str, list[State]] = {}
-    with service.reading() as session:
+    with service.database.reading() as session:
         for state in State:
             for cid in session.scalars(select(Certificate.id).where(
                     state_filter(state.value, now=now))):
@@ -160,7 +160,7 @@ def test_live_is_the_same_in_python_and_in_sql(service: Service, moment: str) ->
     names = plant(service)
     now = AT[moment]
     in_python = {names[c.id] for c in loaded(service) if is_live(c, now=now)}
-    with service.reading() as session:
+    with service.database.reading() as session:
         in_sql = {names[cid] for cid in session.scalars(
             select(Certificate.id).where(live_filter(now=now)))}
     assert in_sql == in_python
@@ -176,7 +176,7 @@ def test_past_expiry_is_the_same_in_python_and_in_sql(service: Service, moment: 
     names = plant(service)
     now = AT[moment]
     in_python = {names[c.id] for c in loaded(service) if has_expired(c, now=now)}
-    with service.reading() as session:
+    with service.database.reading() as session:
         in_sql = {names[cid] for cid in session.scalars(
             select(Certificate.id).where(expired_filter(now=now)))}
     assert in_sql == in_python
@@ -191,7 +191,7 @@ def test_an_unlifted_hold_is_the_same_in_python_and_in_sql(service: Service,
     certs = loaded(service)
     in_python = {names[c.id] for c in certs if holds.on_hold(c, cause)}
     since_python = {names[c.id]: holds.held_since(c) for c in certs}
-    with service.reading() as session:
+    with service.database.reading() as session:
         in_sql = {names[cid] for cid in session.scalars(
             select(Certificate.id).where(holds.hold_filter(cause)))}
         since_sql = {names[cid]: since for cid, since in session.execute(
@@ -218,15 +218,15 @@ RENEWALS = {"none-yet": None, "an-hour-ago": NOW - HOUR, "a-tick-ago": NOW - TIC
 @pytest.mark.parametrize("moment", list(AT), ids=list(AT))
 def test_a_crl_is_due_the_same_in_python_and_in_sql(service: Service, moment: str) -> None:
     now = AT[moment]
-    with service.transaction() as session:
+    with service.database.transaction() as session:
         authorities = list(session.scalars(select(Authority.id).where(
             Authority.kind.in_(("root", "issuing"))).order_by(Authority.id)))
     for renew in RENEWALS.values():
         for authority_id in authorities:
-            with service.transaction() as session:
+            with service.database.transaction() as session:
                 session.execute(update(Authority).where(Authority.id == authority_id)
                                 .values(crl_renew_at=renew))
-            with service.reading() as session:
+            with service.database.reading() as session:
                 in_sql = authority_id in set(session.scalars(
                     select(Authority.id).where(renewal.due_filter(now=now))))
                 in_lifecycle = authority_id in queries.crls_due(session, now=now)
@@ -238,14 +238,14 @@ def test_a_crl_is_due_the_same_in_python_and_in_sql(service: Service, moment: st
 
 def test_a_published_crl_is_stale_in_python_exactly_when_sql_finds_its_ca_due(
         service: Service) -> None:
-    made = service.publish_crl(TENANT)
-    with service.reading() as session:
+    made = service.crls.publish(TENANT)
+    with service.database.reading() as session:
         authority = queries.issuing(session, queries.tenant(session, TENANT))
         assert authority.crl_renew_at == renewal.renew_at(made)
         renew, authority_id = authority.crl_renew_at, authority.id
     assert renew == made.this_update + (made.next_update - made.this_update) / 2
     for now in (renew - HOUR, renew - TICK, renew, renew + TICK):
-        with service.reading() as session:
+        with service.database.reading() as session:
             in_sql = authority_id in queries.crls_due(session, now=now)
         assert in_sql == renewal.stale(made, now=now) == (now >= renew), now
 
@@ -254,7 +254,7 @@ def test_a_published_crl_is_stale_in_python_exactly_when_sql_finds_its_ca_due(
 def test_a_bundles_profile_is_the_same_in_python_and_in_sql(service: Service,
                                                             asked: Profile | None) -> None:
     names = plant(service)
-    with service.reading() as session:
+    with service.database.reading() as session:
         rows = session.execute(
             select(Certificate.id, Certificate.p12_profile, Tenant.p12_profile,
                    bundle_profile.chosen_column(asked))
