@@ -19,9 +19,9 @@ from api.clientip import client_ip
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service import Principal, Service
 from ca.service.limits import RateBuckets
+from ca.tokens import ROLES
 from ca.validate import TENANT
 
-ROLES = ("operator", "admin", "user", "gateway")
 # failed authentications allowed per client address at once, and then per minute
 FAILURES_ALLOWED = 20
 

@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ca.profiles import CaKeyType, ClientKeyType
+from ca.service.selection import UserStatus
+from ca.x509.pkcs12 import ProfileName
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,7 +28,7 @@ def exactly_one(**ways: dict[str, Any]) -> dict[str, Any]:
 class TenantIn(Strict):
     name: str = Field(max_length=63, examples=["acme"])
     display_name: str | None = Field(default=None, max_length=64)
-    key_type: Literal["ec-p384", "ec-p256", "rsa-3072", "rsa-4096"] = "ec-p384"
+    key_type: CaKeyType = "ec-p384"
 
 
 class CAOut(BaseModel):
@@ -118,7 +122,7 @@ class SelectionIn(Strict):
     group: GroupName | None = None
     unaffiliated: bool = False
     all: bool = False
-    status: Literal["unissued", "valid", "expired", "suspended", "revoked"] | None = None
+    status: UserStatus | None = None
 
 
 class BulkIssueIn(Strict):
@@ -127,8 +131,8 @@ class BulkIssueIn(Strict):
     expires: dt.date | None = None
     timezone: str | None = Field(default=None, max_length=64)
     reissue: Literal["keep", "revoke"] = "keep"
-    key_type: Literal["ec-p256", "rsa-2048", "rsa-3072"] | None = None
-    p12_profile: Literal["compat", "modern"] | None = None
+    key_type: ClientKeyType | None = None
+    p12_profile: ProfileName | None = None
 
 
 class JobOut(BaseModel):
@@ -155,10 +159,10 @@ class IssueIn(Strict):
     reissue: Literal["keep", "revoke"] = Field(
         default="keep", description="revoke: the users' current certificates are revoked "
                                     "(superseded) in the same transaction")
-    key_type: Literal["ec-p256", "rsa-2048", "rsa-3072"] | None = None
+    key_type: ClientKeyType | None = None
     csr: str | None = Field(default=None, min_length=1, max_length=65536,
                             description="PEM PKCS#10 request; only its public key is used")
-    p12_profile: Literal["compat", "modern"] | None = None
+    p12_profile: ProfileName | None = None
 
     @model_validator(mode="after")
     def _one_way_to_name_users(self) -> IssueIn:

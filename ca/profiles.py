@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 # notBefore is backdated so that a device whose clock runs a little slow accepts a fresh
 # certificate (RFC 5280 leaves this to the CA; five minutes covers ordinary NTP drift).
@@ -12,8 +13,12 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 ROOT_VALIDITY_YEARS = 25
 ISSUING_VALIDITY_YEARS = 20
 
-CA_KEY_TYPES = ("ec-p384", "ec-p256", "rsa-3072", "rsa-4096")
-CLIENT_KEY_TYPES = ("ec-p256", "rsa-2048", "rsa-3072")
+# the key types a CA and a client certificate may have: the types both shells declare, and
+# the same lists as values, which the core checks against
+CaKeyType = Literal["ec-p384", "ec-p256", "rsa-3072", "rsa-4096"]
+ClientKeyType = Literal["ec-p256", "rsa-2048", "rsa-3072"]
+CA_KEY_TYPES: tuple[str, ...] = get_args(CaKeyType)
+CLIENT_KEY_TYPES: tuple[str, ...] = get_args(ClientKeyType)
 
 
 @dataclass(frozen=True, kw_only=True)

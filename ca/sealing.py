@@ -88,6 +88,21 @@ class Sealer:
             raise ConfigError("sealed key material does not open with this data-protection key"
                               " (wrong key directory, or the row was tampered with)") from None
 
+    # A client key and its bundle password are sealed under the certificate's serial, so a
+    # sealed value moved to another row does not open (the AAD binds it to its certificate).
+
+    def seal_key_material(self, key_der: bytes, password: str, *,
+                          serial: str) -> tuple[bytes, bytes]:
+        """(sealed key, sealed password) of the certificate ``serial``."""
+        return (self.seal(key_der, context=f"key:{serial}"),
+                self.seal(password.encode(), context=f"password:{serial}"))
+
+    def open_key_material(self, sealed_key: bytes, sealed_password: bytes, *,
+                          serial: str) -> tuple[bytes, str]:
+        """(key DER, password) sealed by ``seal_key_material`` for ``serial``."""
+        return (self.open(sealed_key, context=f"key:{serial}"),
+                self.open(sealed_password, context=f"password:{serial}").decode())
+
 
 def wrap_key(key: bytes, passphrase: bytes, *, kdf: ScryptParams | None = None) -> bytes:
     """The file's content: ``key`` under a key derived from ``passphrase`` with a fresh salt."""

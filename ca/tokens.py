@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Literal, get_args
 
 PREFIX = "tgt_"
-ROLES = ("operator", "admin", "user", "gateway")
+# what a token may do: the type the API's routes declare, and the values checked against
+Role = Literal["operator", "admin", "user", "gateway"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 def generate() -> str:

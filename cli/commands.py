@@ -14,8 +14,11 @@ from rich.console import Console
 
 from ca import expiry, present
 from ca.errors import InvalidInput
+from ca.profiles import CA_KEY_TYPES, CLIENT_KEY_TYPES
 from ca.sealing import is_unwrapped
 from ca.service import DEFAULT_TENANT, InitRequest, IssueRequest
+from ca.tokens import ROLES
+from ca.x509.pkcs12 import Profile
 from cli import crl, gateway, lifecycle, revocation, server, subscription
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
@@ -25,6 +28,12 @@ from cli.tenants import tenant_set
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+PROFILES = tuple(p.value for p in Profile)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    """``a, b or c``: a help text's list of the values an option takes."""
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name.")]
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
@@ -62,8 +71,7 @@ def register(app: typer.Typer) -> None:
 def init(
     root_name: Annotated[str, typer.Option(help="Common name of the root CA.")] = "Tegata Root CA",
     organization: Annotated[str, typer.Option(help="Organisation in CA names.")] = "Tegata",
-    key_type: Annotated[str, typer.Option(help="ec-p384, ec-p256, rsa-3072 or rsa-4096.")]
-    = "ec-p384",
+    key_type: Annotated[str, typer.Option(help=f"{_one_of(CA_KEY_TYPES)}.")] = "ec-p384",
     validity_years: Annotated[int, typer.Option(help="Root CA validity in years.")] = 25,
     as_json: JsonOpt = False,
 ) -> None:
@@ -108,7 +116,8 @@ def tenant_create(
     name: Annotated[str, typer.Argument(help="Tenant name: a-z 0-9 -.")],
     display_name: Annotated[str | None, typer.Option(help="Name shown in certificates.")]
     = None,
-    key_type: Annotated[str, typer.Option(help="Issuing CA key type.")] = "ec-p384",
+    key_type: Annotated[str, typer.Option(help=f"Issuing CA key type: "
+                                          f"{_one_of(CA_KEY_TYPES)}.")] = "ec-p384",
     as_json: JsonOpt = False,
 ) -> None:
     """Add a tenant with its own issuing CA, signed by the root."""
@@ -175,12 +184,12 @@ def cert_issue(
     = None,
     reissue: Annotated[str, typer.Option(help="keep (one per device) or revoke the users' "
                                          "current certificates.")] = "keep",
-    key_type: Annotated[str | None, typer.Option(help="ec-p256, rsa-2048 or rsa-3072 "
+    key_type: Annotated[str | None, typer.Option(help=f"{_one_of(CLIENT_KEY_TYPES)} "
                                                  "(default: the tenant's).")] = None,
     csr: Annotated[Path | None, typer.Option(help="Issue to this PKCS#10 request (PEM or "
                                              "DER) instead of a key made here.")] = None,
-    p12_profile: Annotated[str | None, typer.Option(help="compat or modern: the bundle's "
-                                                    "encryption.")] = None,
+    p12_profile: Annotated[str | None, typer.Option(help=f"{_one_of(PROFILES)}: the "
+                                                    "bundle's encryption.")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -219,7 +228,7 @@ def cert_download(
     unaffiliated: UnaffiliatedOpt = False,
     everyone: Annotated[bool, typer.Option("--all", help="Every active user.")] = False,
     status: StatusOpt = None,
-    p12_profile: Annotated[str | None, typer.Option(help="compat or modern.")] = None,
+    p12_profile: Annotated[str | None, typer.Option(help=f"{_one_of(PROFILES)}.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
@@ -281,7 +290,7 @@ def cert_list(
 def cert_export(
     serial: Annotated[str, typer.Argument(help="Serial number in hex.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The zip file to write.")],
-    p12_profile: Annotated[str | None, typer.Option(help="compat or modern.")] = None,
+    p12_profile: Annotated[str | None, typer.Option(help=f"{_one_of(PROFILES)}.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
@@ -320,7 +329,7 @@ def cert_show(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="operator, admin, user or gateway.")],
+    role: Annotated[str, typer.Option(help=f"{_one_of(ROLES)}.")],
     tenant: Annotated[str | None, typer.Option("--tenant", "-t",
                                                help="Tenant (not for operator).")] = None,
     user: Annotated[str | None, typer.Option(help="User login (user tokens).")] = None,

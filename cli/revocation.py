@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ca.reasons import REASONS
 from ca.service import DEFAULT_TENANT
 from cli.context import STATE, emit
 from cli.options import JsonOpt, SerialArg, TenantOpt
@@ -19,10 +20,9 @@ def _said(view_state: str, serial: str, as_json: bool, extra: dict[str, object])
 def register(cert_app: typer.Typer) -> None:
     @cert_app.command("revoke")
     def revoke(serial: SerialArg,
-               reason: Annotated[str, typer.Option(help="unspecified, keyCompromise (a lost "
-                                                   "device), affiliationChanged, superseded, "
-                                                   "cessationOfOperation, "
-                                                   "privilegeWithdrawn.")] = "unspecified",
+               reason: Annotated[str, typer.Option(help=f"{', '.join(REASONS)} "
+                                                   "(keyCompromise: a lost device).")]
+               = "unspecified",
                tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
         """Revoke a certificate for good."""
         view = STATE.service().revocation.revoke(tenant, serial, reason=reason)

@@ -16,12 +16,14 @@ from api.schemas import BulkIssueIn, CertificateOut, IssuedOut, IssueIn, JobOut
 from api.streams import ClosingStream
 from ca import present
 from ca.service import CertificateView, IssueRequest
+from ca.states import StateName
+from ca.x509.pkcs12 import ProfileName
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/certificates", tags=["certificates"])
 
 COMMON = (400, 401, 403, 404)
 ZIP = "application/zip"
-StateParam = Literal["valid", "expired", "suspended", "revoked"]
+StateParam = StateName
 # the largest OFFSET the databases take (a signed 64-bit integer)
 MAX_OFFSET = 2**63 - 1
 
@@ -73,7 +75,7 @@ def issue_bulk(request: Request, response: Response, tenant: str, body: BulkIssu
             responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
 def download(request: Request, tenant: str, login: Logins = None, group: GroupQ = None,
              unaffiliated: bool = False, status: StatusQ = None,
-             profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+             profile: Annotated[ProfileName | None, Query()] = None,
              everyone: Annotated[bool, Query(alias="all")] = False,
              ) -> StreamingResponse:
     """One zip holding ``<login>.zip`` per selected user with a valid certificate, and
@@ -126,7 +128,7 @@ def show_certificate(request: Request, tenant: str, serial: str,
             response_class=Response,
             responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
 async def bundle(request: Request, tenant: str, serial: str,
-                 profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+                 profile: Annotated[ProfileName | None, Query()] = None,
                  ) -> Response:
     """``<login>.zip`` with ``<login>.p12`` and ``<login>-password.txt``. Audited."""
     made = await run_in_threadpool(service_of(request).certificates.bundle, serial, tenant=tenant,

@@ -3,8 +3,6 @@ them are served by ``api.routes.crl``)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
@@ -13,6 +11,7 @@ from api.problems import responses
 from api.routes.certificates import cert_out
 from api.routes.tenants import actor_of, service_of
 from api.schemas import CertificateOut
+from ca.reasons import RevocationReason
 
 router = APIRouter(tags=["revocation"])
 ADMINS = requires("operator", "admin")
@@ -22,8 +21,7 @@ COMMON = (400, 401, 403, 404, 422)
 
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: Literal["unspecified", "keyCompromise", "affiliationChanged", "superseded",
-                    "cessationOfOperation", "privilegeWithdrawn"] = "unspecified"
+    reason: RevocationReason = "unspecified"
 
 
 @router.post(f"{CERT}/revoke", dependencies=[ADMINS], response_model=CertificateOut,

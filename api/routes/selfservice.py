@@ -14,7 +14,7 @@ import datetime as dt
 import html
 import logging
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from api.schemas import CertificateOut, Strict
 from ca.errors import CAError
 from ca.service.limits import RateBuckets
 from ca.service.links import LinkInfo, Redeemed
+from ca.x509.pkcs12 import ProfileName
 
 log = logging.getLogger("tegata.api")
 
@@ -131,7 +132,7 @@ def my_certificates(request: Request, tenant: str) -> list[CertificateOut]:
             dependencies=[requires("user")], response_class=Response,
             responses={200: {"content": {ZIP: {}}}, **responses(*COMMON, 422)})
 async def my_bundle(request: Request, tenant: str, serial: str,
-                    profile: Annotated[Literal["compat", "modern"] | None, Query()] = None,
+                    profile: Annotated[ProfileName | None, Query()] = None,
                     ) -> Response:
     """``<login>.zip`` for one of the caller's own certificates, unless the tenant has turned
     self-download off (403). Another user's serial answers 404. Audited."""

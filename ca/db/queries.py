@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Exists, Row, ScalarSelect, bindparam, exists, func, or_, select
+from sqlalchemy import Row, ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from ca import serials, validate
-from ca.db.models import Authority, Certificate, Hold, KeyMaterial, Tenant, User
+from ca import renewal, serials, states, validate
+from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
 from ca.errors import NotFound, NotInitialized
 
 
@@ -126,6 +126,15 @@ def certificate(session: Session, owner: Tenant, serial: str) -> Certificate:
     return found
 
 
+def chain(session: Session, authority_id: int) -> tuple[Authority, Authority]:
+    """An issuing CA and the root that signed it: the chain a bundle carries."""
+    issuing = session.get(Authority, authority_id)
+    assert issuing is not None and issuing.issuer_id is not None
+    root = session.get(Authority, issuing.issuer_id)
+    assert root is not None
+    return issuing, root
+
+
 def unused_serial(session: Session, authority: Authority) -> int:
     """A random serial (RFC 5280, 4.1.2.2: positive, at most 20 octets, 64+ bits of entropy)
     not yet used by this issuer."""
@@ -136,11 +145,6 @@ def unused_serial(session: Session, authority: Authority) -> int:
             Certificate.serial == serials.to_text(serial)))
         if not taken:
             return serial
-
-
-def active_hold() -> Exists:
-    """SQL: the certificate has a hold that has not been lifted."""
-    return exists().where(Hold.certificate_id == Certificate.id, Hold.lifted_at.is_(None))
 
 
 LOCK_BATCH = 1000  # ids per SELECT ... FOR UPDATE
@@ -210,7 +214,7 @@ def expired_keys(session: Session, tenant_id: int, *, since: dt.datetime | None,
 
 
 def _expired_with_key(since: dt.datetime | None, now: dt.datetime) -> list[Any]:
-    found = [Certificate.not_after < now, KeyMaterial.sealed_key.is_not(None)]
+    found = [states.expired_filter(now=now), KeyMaterial.sealed_key.is_not(None)]
     return found if since is None else [*found, Certificate.not_after >= since]
 
 
@@ -219,6 +223,5 @@ def crls_due(session: Session, *, now: dt.datetime) -> list[int]:
     return list(session.scalars(
         select(Authority.id).where(Authority.kind.in_(("root", "issuing")),
                                    Authority.retired_at.is_(None),
-                                   or_(Authority.crl_renew_at.is_(None),
-                                       Authority.crl_renew_at <= now))
+                                   renewal.due_filter(now=now))
         .order_by(Authority.crl_renew_at.is_not(None), Authority.crl_renew_at, Authority.id)))

@@ -10,10 +10,10 @@ from typing import Any, Protocol, cast
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import ColumnElement, Row, Select, Table, and_, exists, insert, not_, select
+from sqlalchemy import Row, Select, Table, exists, insert, select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry, making, parallel, serials, validate
+from ca import audit, bundle_profile, expiry, making, parallel, serials, validate
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
@@ -26,7 +26,7 @@ from ca.service.requests import IssueRequest
 from ca.service.selection import select_users
 from ca.service.views import BulkResult, Bundle, CertificateView, cert_view
 from ca.settings import Settings
-from ca.states import State, state_of
+from ca.states import State, live_filter, state_filter, state_of
 from ca.x509 import bundle, csr, pkcs12
 
 SUPERSEDED = "superseded"
@@ -173,9 +173,8 @@ class Certificates:
                 who = whom[len(made)]
                 cert = x509.load_der_x509_certificate(one.cert_der)
                 text = serials.to_text(cert.serial_number)
-                sealed = None if one.key_der is None or one.password is None else (
-                    self.keys.sealer.seal(one.key_der, context=f"key:{text}"),
-                    self.keys.sealer.seal(one.password.encode(), context=f"password:{text}"))
+                sealed = None if one.key_der is None or one.password is None else \
+                    self.keys.sealer.seal_key_material(one.key_der, one.password, serial=text)
                 made.append(_Made(who=who, serial=text, sealed=sealed, row=_row(
                     issuer, who, cert, key_type=key_type, p12_profile=request.p12_profile,
                     source="csr" if checked is not None else "server", now=now)))
@@ -214,8 +213,8 @@ class Certificates:
                 # the chain's lock: a single revocation of one of them at the same moment
                 # (row, then chain) waits for this transaction instead of deadlocking with it
                 superseded = list(session.scalars(select(Certificate).where(
-                    Certificate.tenant_id == tenant.id, Certificate.revoked_at.is_(None),
-                    Certificate.not_after >= now, Certificate.user_id.in_(list(whom)))
+                    Certificate.tenant_id == tenant.id, live_filter(now=now),
+                    Certificate.user_id.in_(list(whom)))
                     .order_by(Certificate.id).with_for_update()))
                 for old in superseded:
                     transitions.revoke(session, old, SUPERSEDED, actor, tenant=tenant.name,
@@ -363,15 +362,12 @@ class Certificates:
             cert = queries.certificate(session, owner, canonical)
             material = _key_material(session, cert, now=now)
             assert material.sealed_key is not None and material.sealed_password is not None
-            key = serialization.load_der_private_key(
-                self.keys.sealer.open(material.sealed_key, context=f"key:{cert.serial}"), None)
-            password = self.keys.sealer.open(material.sealed_password,
-                                             context=f"password:{cert.serial}").decode()
-            chosen = pkcs12.chosen(profile, issued=cert.p12_profile, tenant=owner.p12_profile)
-            issuing = session.get(Authority, cert.authority_id)
-            assert issuing is not None and issuing.issuer_id is not None
-            root = session.get(Authority, issuing.issuer_id)
-            assert root is not None
+            key_der, password = self.keys.sealer.open_key_material(
+                material.sealed_key, material.sealed_password, serial=cert.serial)
+            key = serialization.load_der_private_key(key_der, None)
+            chosen = bundle_profile.chosen(profile, issued=cert.p12_profile,
+                                           tenant=owner.p12_profile)
+            issuing, root = queries.chain(session, cert.authority_id)
             if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
                 raise InvalidInput("stored key has an unexpected type")
             login = cert.user.login
@@ -458,22 +454,6 @@ def check_may_issue(tenant: Subscriber, user: Standing, *, now: dt.datetime) -> 
     if tenant.subscription_ends_at is not None and tenant.subscription_ends_at <= now:
         raise NotPermitted(f"tenant {tenant.name}: the subscription ended on "
                            f"{tenant.subscription_ends_on}; no certificates can be issued")
-
-
-def state_filter(state: str, *, now: dt.datetime) -> ColumnElement[bool]:
-    """SQL for a certificate's effective state (see ``ca.states.state_of``)."""
-    held = queries.active_hold()
-    live = Certificate.revoked_at.is_(None)
-    filters = {
-        State.REVOKED.value: Certificate.revoked_at.is_not(None),
-        State.SUSPENDED.value: and_(live, held),
-        State.EXPIRED.value: and_(live, not_(held), Certificate.not_after < now),
-        State.VALID.value: and_(live, not_(held), Certificate.not_after >= now),
-    }
-    if state not in filters:
-        raise InvalidInput(f"state {state[:16]!r} is not one of {', '.join(filters)}",
-                           field="state")
-    return filters[state]
 
 
 def _listing() -> Select[Certificate, str, str, bool]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ca import renewal
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Crl, Tenant
@@ -76,12 +77,12 @@ class Crls:
         now = self.clock.now()
         with self.database.reading() as session:
             latest = crls.latest(session, self._crl_authority(session, tenant))
-            if latest is not None and not _stale(latest, now=now):
+            if latest is not None and not renewal.stale(latest, now=now):
                 return _crl_view(latest)
         with self.database.transaction() as session:
             authority = self._crl_authority(session, tenant)
             latest = crls.latest(session, authority)  # another writer may have made it
-            if latest is None or _stale(latest, now=now):
+            if latest is None or renewal.stale(latest, now=now):
                 latest = self.publisher.publish(session, authority, now=now)
             return _crl_view(latest)
 
@@ -117,11 +118,6 @@ class Crls:
         with self.database.transaction() as session:
             return _crl_view(self.publisher.publish(session, self._crl_authority(session, tenant),
                                            now=now))
-
-
-def _stale(crl: Crl, *, now: dt.datetime) -> bool:
-    """Past half its validity: time to make the next one (before gateways need it)."""
-    return now >= crl.this_update + (crl.next_update - crl.this_update) / 2
 
 
 def _crl_view(crl: Crl) -> CrlView:

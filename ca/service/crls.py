@@ -8,13 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import Executable, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ca import serials
+from ca import holds, serials
 from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
 from ca.errors import CAError
 from ca.profiles import CLOCK_SKEW, Urls
@@ -68,15 +68,6 @@ def next_number(now: dt.datetime, last: int | None) -> int:
     return max(int(now.timestamp() * 1000), (last + 1) if last is not None else 1)
 
 
-class Dated(Protocol):
-    """A CRL's dates: a ``Crl`` row, or a ``Renewal`` not yet recorded."""
-
-    @property
-    def this_update(self) -> dt.datetime: ...
-    @property
-    def next_update(self) -> dt.datetime: ...
-
-
 @dataclass(frozen=True)
 class Renewal:
     """An issuing CA's next CRL, made and signed outside any write transaction: the crls
@@ -112,7 +103,7 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
         .outerjoin(Crl, (Crl.authority_id == Authority.id) & (Crl.number == newest.c.number))
         .where(Authority.id.in_(authority_ids), Authority.kind == "issuing",
                Authority.retired_at.is_(None), Authority.crl_url.is_not(None))).all()
-    held = select(Hold.certificate_id).where(Hold.lifted_at.is_(None))
+    held = select(Hold.certificate_id).where(holds.unlifted_filter())
     listing = set(session.scalars(select(Certificate.authority_id).distinct().where(
         Certificate.authority_id.in_(authority_ids),
         Certificate.revoked_at.is_not(None) | Certificate.id.in_(held))))
@@ -239,7 +230,7 @@ def _entries(session: Session, authority_id: int,
             serial=serials.parse(serial), revoked_at=revoked_at, reason=reason))
             for serial, revoked_at, reason in batch)
     held = (select(Hold.certificate_id, func.min(Hold.placed_at).label("since"))
-            .where(Hold.lifted_at.is_(None)).group_by(Hold.certificate_id).subquery())
+            .where(holds.unlifted_filter()).group_by(Hold.certificate_id).subquery())
     suspended = (select(Certificate.serial, held.c.since)
                  .join(held, held.c.certificate_id == Certificate.id)
                  .where(mine, Certificate.revoked_at.is_(None)))

@@ -26,16 +26,15 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import audit, csvio, parallel
+from ca import audit, bundle_profile, csvio, parallel
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
-from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
+from ca.db.models import Certificate, KeyMaterial, Tenant, User
 from ca.errors import CAError, NotPermitted
-from ca.service.certificates import state_filter
 from ca.service.plumbing import Database, Keys
 from ca.service.selection import Selection, select_users
-from ca.states import State
+from ca.states import State, state_filter
 from ca.x509 import bundle, pkcs12
 from ca.x509.bundle import Entry
 
@@ -49,11 +48,10 @@ PARALLEL_FROM = 64
 
 @dataclass(frozen=True, kw_only=True)
 class _Where:
-    """The tenant a download is for: its name, id and default PKCS#12 profile."""
+    """The tenant a download is for: its name and id."""
 
     tenant: str
     tenant_id: int
-    default: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +99,7 @@ class Downloads:
     def bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
         """The zip of zips for the selected users, each bundle in the profile asked for, else
-        its certificate's own (``pkcs12.chosen``, as a single download). The download is
+        its certificate's own (``ca.bundle_profile``, as every path that bundles). The download is
         audited with every serial selected before the first byte leaves, and again when the
         stream stops with the serials that left (a certificate no longer valid when its turn
         comes is withheld)."""
@@ -117,7 +115,7 @@ class Downloads:
                 action="cert.download", target=f"{owner.name}/bulk", tenant_id=owner.id,
                 details={"serials": [serial for _, serial in picks],
                          "profile": asked.value if asked else "as issued"}), now=now)
-            where = _Where(tenant=owner.name, tenant_id=owner.id, default=owner.p12_profile)
+            where = _Where(tenant=owner.name, tenant_id=owner.id)
         filename = bundle.safe_name(f"{where.tenant}-certificates-{now:%Y%m%d-%H%M%S}.zip")
         return BulkDownload(filename=filename, count=len(picks),
                             chunks=self._stream(where, picks, asked, actor, now=now))
@@ -197,8 +195,9 @@ class Downloads:
         certificate suspended, revoked or purged since the selection is left out)."""
         with self.database.reading() as session:
             rows = session.execute(
-                select(Certificate, User.login, KeyMaterial)
+                select(Certificate, User.login, KeyMaterial, bundle_profile.chosen_column(asked))
                 .join(User, Certificate.user_id == User.id)
+                .join(Tenant, Certificate.tenant_id == Tenant.id)
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
                 .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
                        KeyMaterial.sealed_password.is_not(None),
@@ -206,24 +205,19 @@ class Downloads:
                 .order_by(User.login_key)).all()
             chains: dict[int, tuple[bytes, ...]] = {}
             entries = []
-            for cert, login, material in rows:
+            for cert, login, material, profile in rows:
                 assert material.sealed_key is not None and material.sealed_password is not None
                 if cert.authority_id not in chains:
-                    issuing = session.get(Authority, cert.authority_id)
-                    assert issuing is not None and issuing.issuer_id is not None
-                    root = session.get(Authority, issuing.issuer_id)
-                    assert root is not None
+                    issuing, root = queries.chain(session, cert.authority_id)
                     chains[cert.authority_id] = (issuing.der, root.der)
-                profile = pkcs12.chosen(asked, issued=cert.p12_profile, tenant=where.default)
+                key_der, password = self.keys.sealer.open_key_material(
+                    material.sealed_key, material.sealed_password, serial=cert.serial)
                 entries.append((cert.id, Entry(
                     login=login, serial=cert.serial, not_after=cert.not_after,
                     fingerprint=cert.fingerprint_sha256, cert_der=cert.der,
-                    key_der=self.keys.sealer.open(material.sealed_key,
-                                                  context=f"key:{cert.serial}"),
-                    password=self.keys.sealer.open(material.sealed_password,
-                                                   context=f"password:{cert.serial}").decode(),
-                    chain_der=chains[cert.authority_id],
-                    friendly_name=f"{login} ({where.tenant})", profile=profile.value,
+                    key_der=key_der, password=password, chain_der=chains[cert.authority_id],
+                    friendly_name=f"{login} ({where.tenant})",
+                    profile=pkcs12.Profile.parse(profile).value,
                     when=now)))
             return entries
 

@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import audit, expiry
+from ca import audit, expiry, renewal
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput, LeaseLost, NeedsConfirmation
+from ca.holds import HoldCause
 from ca.service import crls, jobs, leases, transitions
 from ca.service.auditlog import Audit
-from ca.service.plumbing import CrlPublisher, Database, Keys, crl_renew_at
-from ca.states import HoldCause
+from ca.service.plumbing import CrlPublisher, Database, Keys
+from ca.states import live_filter
 
 LIFECYCLE_ACTOR = Actor(name="lifecycle")
 LIFECYCLE_LEASE = "lifecycle"
@@ -261,7 +262,7 @@ class Lifecycle:
                                              signer_of=self.keys.signer_by_id)
             with self.database.transaction() as session:
                 self._keep_lease(session, holder)
-                recorded = crls.record_renewals(session, made, renew_at=crl_renew_at)
+                recorded = crls.record_renewals(session, made, renew_at=renewal.renew_at)
             renewed += len(recorded)
             for authority_id in (i for i in ids if i not in recorded):
                 try:
@@ -293,8 +294,8 @@ class Lifecycle:
     def _renew_one(self, session: Session, authority_id: int, *, now: dt.datetime) -> int:
         authority = session.get(Authority, authority_id, populate_existing=True)
         # renewed meanwhile (a revocation republished it), or retired: nothing to do
-        if authority is None or authority.retired_at is not None or (
-                authority.crl_renew_at is not None and authority.crl_renew_at > now):
+        if authority is None or authority.retired_at is not None or not renewal.due(
+                authority.crl_renew_at, now=now):
             return 0
         self.publisher.publish(session, authority, now=self.clock.now())
         return 1
@@ -319,8 +320,7 @@ class Lifecycle:
         suspended = reinstated = revoked = 0
         rows = session.execute(select(Certificate, User.login).join(
             User, Certificate.user_id == User.id).where(
-            Certificate.tenant_id == owner.id, Certificate.revoked_at.is_(None),
-            Certificate.not_after >= now)).all()
+            Certificate.tenant_id == owner.id, live_filter(now=now))).all()
         for cert, login in rows:
             if state == "grace":
                 suspended += transitions.place_hold(session, cert, HoldCause.SUBSCRIPTION, actor,

@@ -28,10 +28,11 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
 from ca.errors import CAError, LinkGone, NotFound, NotPermitted, SelfDownloadOff
-from ca.service.certificates import Certificates, state_filter
+from ca.service.certificates import Certificates
 from ca.service.plumbing import Database
 from ca.service.views import Bundle, CertificateView
 from ca.settings import Settings
+from ca.states import State, state_filter
 
 PREFIX = "tdl_"
 MAX_TOKEN_LENGTH = 100
@@ -387,7 +388,7 @@ def _newest_downloadable(session: Session, user_id: int, *, now: dt.datetime) ->
                              KeyMaterial.sealed_key.is_not(None))
     return session.scalar(
         select(Certificate.serial)
-        .where(Certificate.user_id == user_id, state_filter("valid", now=now), has_key)
+        .where(Certificate.user_id == user_id, state_filter(State.VALID.value, now=now), has_key)
         .order_by(Certificate.id.desc()).limit(1))
 
 

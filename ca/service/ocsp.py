@@ -27,15 +27,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
-from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ca import audit, serials
+from ca import audit, holds, serials
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
-from ca.db.models import Authority, Certificate, Hold, Tenant
+from ca.db.models import Authority, Certificate, Tenant
 from ca.errors import InvalidInput, StorageError
 from ca.service import ocsp_feed, ocsp_memory
 from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
@@ -323,10 +323,7 @@ _RESPONDER_LOCK = threading.Lock()  # one responder certificate made at a time
 # built once: the hot path binds two values and runs it (no statement building per request)
 _STATUS_QUERY = select(
     Certificate.revoked_at, Certificate.revocation_reason,
-    exists().where(Hold.certificate_id == Certificate.id, Hold.lifted_at.is_(None)),
-    select(Hold.placed_at).where(Hold.certificate_id == Certificate.id,
-                                 Hold.lifted_at.is_(None))
-    .order_by(Hold.placed_at).limit(1).scalar_subquery(),
+    holds.hold_filter(), holds.held_since_column(),
 ).where(Certificate.authority_id == bindparam("authority"),
         Certificate.serial == bindparam("serial"))
 

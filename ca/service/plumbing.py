@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ca import renewal
 from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import check_reachable, make_sessionmaker, writer_turn
@@ -96,7 +97,7 @@ class CrlPublisher:
         made = crls.publish(session, authority, now=now, urls=self.urls,
                             signer_of=self.keys.signer)
         assert authority is not None
-        authority.crl_renew_at = crl_renew_at(made)
+        authority.crl_renew_at = renewal.renew_at(made)
         return made
 
 
@@ -164,9 +165,3 @@ class Database:
         """(the database's alembic revision, this release's)."""
         check_reachable(self.engine)
         return migrate.current_revision(self.engine), migrate.head_revision()
-
-
-def crl_renew_at(crl: crls.Dated) -> dt.datetime:
-    """A CRL is renewed past half its validity, so that its nextUpdate never passes while
-    the service runs (migration 0012 applies the same rule to the CRLs it finds)."""
-    return crl.this_update + (crl.next_update - crl.this_update) / 2

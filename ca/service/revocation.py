@@ -18,10 +18,10 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, Tenant, User
 from ca.errors import NotPermitted, StorageError
+from ca.holds import HoldCause
 from ca.service import transitions
 from ca.service.plumbing import Database
 from ca.service.views import CertificateView, cert_view
-from ca.states import HoldCause
 
 # PostgreSQL breaks a deadlock by failing one of the transactions (a revocation holding its
 # certificate's row, waiting for the audit chain held by a bulk change waiting for that row);

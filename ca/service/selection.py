@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from sqlalchemy import ColumnElement, Select, case, exists, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from ca import validate
-from ca.db.models import Certificate, Group, Hold, Tenant, User, user_groups
+from ca.db.models import Certificate, Group, Tenant, User, user_groups
 from ca.errors import InvalidInput
+from ca.states import State, state_filter
 
-STATUSES = ("unissued", "valid", "expired", "suspended", "revoked")
+# a user's certificate status (SPEC, "Concepts"): the type the API declares, and its values
+UserStatus = Literal["unissued", "valid", "expired", "suspended", "revoked"]
+STATUSES: tuple[str, ...] = get_args(UserStatus)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,15 +63,15 @@ class Selection:
 def status_expression(now: dt.datetime) -> ColumnElement[str]:
     """SQL for a user's certificate status, correlated to ``User``."""
     any_cert = aliased(Certificate)
-    valid = exists().where(
-        any_cert.user_id == User.id, any_cert.revoked_at.is_(None),
-        any_cert.not_after >= now,
-        ~exists().where(Hold.certificate_id == any_cert.id, Hold.lifted_at.is_(None)))
+    valid = exists().where(any_cert.user_id == User.id,
+                           state_filter(State.VALID.value, now=now, certificate=any_cert))
     latest_id = (select(func.max(Certificate.id)).where(Certificate.user_id == User.id)
                  .correlate(User).scalar_subquery())
     latest = aliased(Certificate)
-    latest_revoked = exists().where(latest.id == latest_id, latest.revoked_at.is_not(None))
-    latest_held = exists().where(Hold.certificate_id == latest_id, Hold.lifted_at.is_(None))
+    latest_revoked = exists().where(
+        latest.id == latest_id, state_filter(State.REVOKED.value, now=now, certificate=latest))
+    latest_held = exists().where(
+        latest.id == latest_id, state_filter(State.SUSPENDED.value, now=now, certificate=latest))
     return case(
         (valid, literal("valid")),
         (latest_id.is_(None), literal("unissued")),

@@ -16,16 +16,15 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ca import audit
+from ca import audit, holds
 from ca.audit import Actor, Event
 from ca.db.models import Certificate, Hold, KeyMaterial, User
 from ca.errors import InvalidInput
+from ca.holds import HoldCause
+from ca.reasons import REASONS
 from ca.service import crls, ocsp_feed
-from ca.states import HoldCause
+from ca.states import live_filter
 
-# RFC 5280, 5.3.1 reason codes that Tegata records (certificateHold is a hold, not a reason)
-REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
-           "cessationOfOperation", "privilegeWithdrawn")
 _LOCKED = "tegata.locked_certificates"  # session.info: ids whose row this transaction holds
 
 
@@ -100,17 +99,13 @@ def _revoked_already(cert: Certificate, reason: str) -> bool:
         reason != "keyCompromise" or cert.revocation_reason == "keyCompromise")
 
 
-def _on_hold(cert: Certificate, cause: HoldCause) -> bool:
-    return any(h.cause == cause.value and h.lifted_at is None for h in cert.holds)
-
-
 def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Actor, *,
                tenant: str, login: str, now: dt.datetime) -> bool:
     """Suspend (certificateHold) for ``cause``; a second hold of the same cause is a no-op."""
-    if cert.revoked_at is not None or _on_hold(cert, cause):
+    if cert.revoked_at is not None or holds.on_hold(cert, cause):
         return False  # revocation is final; a hold of this cause stays until lifted
     lock(session, cert)
-    if cert.revoked_at is not None or _on_hold(cert, cause):
+    if cert.revoked_at is not None or holds.on_hold(cert, cause):
         return False
     hold = Hold(certificate_id=cert.id, cause=cause.value, placed_at=now)
     session.add(hold)
@@ -126,12 +121,12 @@ def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Act
 def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Actor, *,
               tenant: str, login: str, now: dt.datetime) -> bool:
     """Lift the hold of ``cause`` only; holds of other causes stay."""
-    if not _on_hold(cert, cause):
+    if not holds.on_hold(cert, cause):
         return False
     lock(session, cert)
     lifted = False
     for hold in cert.holds:
-        if hold.cause == cause.value and hold.lifted_at is None:
+        if holds.unlifted(hold, cause):
             hold.lifted_at = now
             lifted = True
     if lifted:
@@ -148,5 +143,5 @@ def live_certificates(session: Session, user: User, *, now: dt.datetime) -> list
     their rows locked at once in one order (PostgreSQL), before any audit record takes the
     chain's lock: a revocation of one of them at the same moment waits, never deadlocks."""
     return list(session.scalars(select(Certificate).where(
-        Certificate.user_id == user.id, Certificate.revoked_at.is_(None),
-        Certificate.not_after >= now).order_by(Certificate.id).with_for_update()))
+        Certificate.user_id == user.id, live_filter(now=now))
+        .order_by(Certificate.id).with_for_update()))

@@ -15,11 +15,11 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Group, Tenant, User
 from ca.errors import CAError, Conflict, InvalidInput
+from ca.holds import HoldCause
 from ca.service import transitions, userrows
 from ca.service.plumbing import Database
 from ca.service.selection import Selection, select_users, user_status
 from ca.service.tokens import revoke_user_tokens
-from ca.states import HoldCause
 
 KINDS = ("person", "service")
 IN_BATCH = 500  # values in one SQL IN list

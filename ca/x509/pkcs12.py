@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -26,6 +27,10 @@ from ca.errors import InvalidInput
 # Passwords are random with >= 112 bits, so KDF rounds add cost without adding security;
 # 2048 is what OpenSSL and Windows write, and keeps bulk bundling fast.
 KDF_ROUNDS = 2048
+
+
+# the names, as the type both shells declare (tests/unit/test_rule_names.py: the same as Profile's)
+ProfileName = Literal["compat", "modern"]
 
 
 class Profile(StrEnum):
@@ -60,10 +65,3 @@ def build(*, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, cert: x509.Cer
     """A PKCS#12 file; the key and certificate share a localKeyID, so importers pair them."""
     return pkcs12.serialize_key_and_certificates(
         friendly_name.encode(), key, cert, list(chain), _encryption(profile, password.encode()))
-
-
-def chosen(asked: str | None, *, issued: str | None, tenant: str) -> Profile:
-    """The profile a bundle is built in, for the single and the bulk download alike: the one
-    the download asks for, else the certificate's own (chosen when it was issued), else the
-    tenant's default."""
-    return Profile.parse(asked or issued or tenant)

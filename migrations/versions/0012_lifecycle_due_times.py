@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import ca.db.types
+from ca import renewal
 
 revision = '0012'
 down_revision = '0011'
@@ -65,5 +66,4 @@ def backfill_crl_renewals(connection: sa.Connection) -> None:
         connection.execute(
             sa.update(AUTHORITIES).where(AUTHORITIES.c.id == sa.bindparam("authority"))
             .values(crl_renew_at=sa.bindparam("renew_at")),
-            [{"authority": authority_id, "renew_at": this + (next_ - this) / 2}
-             for authority_id, this, next_ in rows])
+            [{"authority": row.authority_id, "renew_at": renewal.renew_at(row)} for row in rows])

@@ -24,9 +24,10 @@ from ca import audit
 from ca.clock import FixedClock
 from ca.db.models import AuditEvent, Certificate
 from ca.errors import InvalidInput, NotPermitted
+from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service
 from ca.service import transitions as cert_status
-from ca.states import HoldCause, State
+from ca.states import State
 
 TENANT = "default"
 MANIFEST_COLUMNS = ["login", "serial", "not_after", "sha256_fingerprint"]

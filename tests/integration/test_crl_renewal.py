@@ -16,8 +16,8 @@ from sqlalchemy import select
 from ca.clock import FixedClock
 from ca.db import queries
 from ca.db.models import Authority, Crl, Tenant
+from ca.renewal import renew_at as crl_renew_at
 from ca.service import IssueRequest, Service, crls
-from ca.service.plumbing import crl_renew_at
 from tests.integration.test_crl_numbers import crl_numbers
 
 TENANT, SHOWN = "kumamoto", "熊本支店"

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, event, func, select
 from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import Authority, Crl, KeyMaterial, Tenant
+from ca.renewal import renew_at as crl_renew_at
 from ca.service import IssueRequest, LifecycleReport, Service, build_service, leases
 from ca.service.lifecycle import LIFECYCLE_LEASE
-from ca.service.plumbing import crl_renew_at
 from tests.moments import MOMENTS
 
 TENANTS = {"sapporo": "札幌営業所", "sendai": "仙台支社", "fukuoka": "福岡本店"}

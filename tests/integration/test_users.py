@@ -15,9 +15,10 @@ from ca import audit
 from ca.clock import FixedClock
 from ca.db.models import AuditEvent, Certificate, Hold
 from ca.errors import Conflict, InvalidInput, NotFound, NotPermitted
+from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service, UserSpec
 from ca.service import transitions as cert_status
-from ca.states import HoldCause, State
+from ca.states import State
 
 TENANT = "default"
 

@@ -1,5 +1,5 @@
 """The bulk zip builds each bundle in its certificate's own PKCS#12 profile, as the single
-download does (one rule: ``ca.x509.pkcs12.chosen``), unless the download asks for one: a
+download does (one rule: ``ca.bundle_profile``), unless the download asks for one: a
 certificate issued ``modern`` does not come out ``compat`` because the tenant's default is.
 Each entry is judged by ``openssl pkcs12 -info``, the password handed over as its file."""
 
