@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
 from ca.service import Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 URL = "/api/v1/tenants/default/certificates"
 

@@ -23,8 +23,8 @@ from ca.profiles import CLOCK_SKEW
 from ca.service import CertificateView, IssueRequest, Service
 from ca.service import ocsp as ocsp_service
 from ca.states import State
-from tests.api.conftest import bearer
 from tests.moments import MOMENTS
+from tests.support.http import bearer
 
 CERT = "/api/v1/tenants/default/certificates/{serial}/{action}"
 STATUS = "/api/v1/tenants/default/status"

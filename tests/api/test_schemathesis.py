@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from api.app import build_app
 from api.problems import MEDIA_TYPE
 from ca.service import IssueRequest, Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 # examples per operation, generation mode and phase (the coverage phase adds its own cases),
 # by caller: the guard turns most requests of a user, a gateway or no token away, so fewer do

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 
 from ca.clock import FixedClock
 from ca.service import CertificateView, IssueRequest, Service
-from tests.api.conftest import bearer
 from tests.api.test_publish_api import crl_serials
 from tests.integration.test_subscription_guard import REFUSAL
 from tests.moments import MOMENTS
+from tests.support.http import bearer
 
 URL = "/api/v1/tenants/acme/subscription"
 SECOND = dt.timedelta(seconds=1)

@@ -14,7 +14,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from ca.service import Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 BASE = "/api/v1/tenants/default"
 PROBLEM = "application/problem+json"

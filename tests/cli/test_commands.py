@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from cryptography import x509
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 SERIAL = re.compile(r"[0-9A-F]{1,40}")
 CA_KEYS = {"tenant", "kind", "subject", "serial", "not_before", "not_after", "pem"}

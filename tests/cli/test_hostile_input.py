@@ -37,7 +37,7 @@ import typer
 from cli import server
 from cli.main import app, main
 from tests.api.test_hostile_input import Tables, describe_change
-from tests.cli.conftest import (
+from tests.support.cli import (
     ERROR_PREFIX,
     Cli,
     Result,
@@ -45,7 +45,6 @@ from tests.cli.conftest import (
     _reset_state,
     initialise,
 )
-from tests.conftest import IN_CI, PG_URL, _postgres_database
 
 HOSTILE = [
     ("nul", "\x00"),
@@ -184,15 +183,6 @@ def argv_for(command: Command, target: str, value: str, data: Data) -> list[str]
 
 
 # --- the environment ---------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", *(["postgresql"] if PG_URL or IN_CI else [])])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The embedded SQLite always; PostgreSQL too where one is given (CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tegata.db'}"
-    else:
-        yield from _postgres_database()
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from typing import Any
 from cryptography import x509
 
 from ca.clock import FixedClock
-from tests.cli.conftest import Cli, Env
 from tests.integration.test_subscription_guard import REFUSAL
 from tests.moments import MOMENTS
+from tests.support.cli import Cli, Env
 
 T = ("--tenant", "acme")
 SET = ("tenant", "subscription", "set", "--tz", "Asia/Tokyo", *T)

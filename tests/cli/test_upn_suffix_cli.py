@@ -19,9 +19,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from ca.x509.certificate import UPN_OID
-from tests.cli.conftest import Cli, Env
-from tests.conftest import require_tool
-from tests.interop.conftest import pkilint_tool, run
+from tests.support.cli import Cli, Env
+from tests.support.environment import require_tool
+from tests.support.tools import pkilint_tool, run
 
 pytestmark = pytest.mark.interop
 

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 PEOPLE = ("login,email,name,groups,secure_access\n"
           "bob,bob@example.com,Bob,Sales,yes\n"

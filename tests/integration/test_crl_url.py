@@ -22,8 +22,8 @@ from ca.db.models import Authority, Tenant
 from ca.service import IssueRequest, Service
 from ca.service.views import CertificateView
 from ca.settings import Settings, load_settings
-from tests.conftest import BASE_URL, PASSPHRASE, require_tool
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL, PASSPHRASE, require_tool
 
 ACME = "acme"
 ACME_SHOWN = "株式会社アクメ"

@@ -27,7 +27,7 @@ from ca.settings import Settings
 from cli.context import STATE
 from cli.links import link_app, tenant_set
 from tests.api.test_certificates_api import csr_pem
-from tests.conftest import BASE_URL
+from tests.support.environment import BASE_URL
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from ca.db.models import Authority, Hold, Tenant
 from ca.errors import InvalidInput, NotFound, NotPermitted
 from ca.service import CertificateView, IssueRequest, Service
 from ca.states import State
-from tests.conftest import BASE_URL
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL
 
 REASONS = ["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn"]

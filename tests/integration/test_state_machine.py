@@ -39,8 +39,8 @@ from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service
 from ca.settings import load_settings
 from ca.states import State
-from tests.conftest import BASE_URL, PASSPHRASE
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 LOGINS = ("alice", "bob")
 REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",

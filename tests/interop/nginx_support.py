@@ -32,8 +32,8 @@ from cryptography.x509.oid import NameOID
 
 from cli.context import STATE
 from cli.main import main
-from tests.conftest import PASSPHRASE
 from tests.processes import free_port, stop
+from tests.support.environment import PASSPHRASE
 
 START_DEADLINE = 20.0  # seconds for tegata serve or nginx to listen
 CURL_TIMEOUT = 10  # seconds for one request through the gateway

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ca.db.models import Tenant
 from ca.service import IssueRequest, Service
-from tests.interop.conftest import AT_START, run, write_pem
+from tests.support.tools import AT_START, run, write_pem
 
 pytestmark = pytest.mark.interop
 

@@ -38,10 +38,10 @@ from ca.errors import InvalidInput
 from ca.x509.names import openssl_rfc2253
 from cli import crlsync
 from cli.haproxy_kit import HaproxyKit
-from tests.conftest import require_tool
 from tests.interop.haproxy_support import Haproxy, Reply, curl, s_client
 from tests.interop.nginx_support import Client, Tegata, issue, server_certificate, tail
 from tests.processes import free_port, stop
+from tests.support.environment import require_tool
 
 pytestmark = pytest.mark.interop
 

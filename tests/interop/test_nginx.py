@@ -40,7 +40,6 @@ from cryptography import x509
 from ca.service.ocsp import BACKDATE
 from ca.x509.names import openssl_rfc2253
 from cli import crlsync
-from tests.conftest import require_tool
 from tests.interop.nginx_support import (
     Client,
     Gateway,
@@ -58,6 +57,7 @@ from tests.interop.nginx_support import (
     start_gateway,
     tegata_ocsp_status,
 )
+from tests.support.environment import require_tool
 
 pytestmark = pytest.mark.interop
 

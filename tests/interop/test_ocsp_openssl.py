@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from tests.cli.conftest import Cli
-from tests.conftest import PASSPHRASE, require_tool
-from tests.interop.conftest import pkilint_tool, run, run_all
 from tests.processes import free_port, stop
+from tests.support.cli import Cli
+from tests.support.environment import PASSPHRASE, require_tool
+from tests.support.tools import pkilint_tool, run, run_all
 
 pytestmark = pytest.mark.interop
 
