@@ -22,9 +22,7 @@ import pytest
 import schemathesis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -34,6 +32,9 @@ from api.app import build_app
 from api.problems import MEDIA_TYPE
 from ca.service import IssueRequest, Service
 from tests.support.http import bearer
+from tests.support.issuing import csr_pem
+
+pytestmark = pytest.mark.schemathesis
 
 # examples per operation, generation mode and phase (the coverage phase adds its own cases),
 # by caller: the guard turns most requests of a user, a gateway or no token away, so fewer do
@@ -44,14 +45,6 @@ FAVOURED = 0.7
 
 # a DER OCSPRequest is sent as the bytes it is
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
-
-
-def csr_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-               .sign(key, hashes.SHA256()))
-    return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def ocsp_request(service: Service, pem: str) -> str:
@@ -97,7 +90,7 @@ def known_values(service: Service) -> dict[str, list[Any]]:
         "network": ["192.0.2.0/24", "2001:db8::/32"],
         "client_ip": ["192.0.2.7", "198.51.100.1"],
         "verify": ["SUCCESS", "NONE"],
-        "csr": [csr_pem()],
+        "csr": [csr_pem().decode()],
     }
 
 

@@ -19,10 +19,11 @@ from sqlalchemy import select, update
 from ca.clock import FixedClock
 from ca.db.models import Authority, Hold, Tenant
 from ca.errors import InvalidInput, NotFound, NotPermitted
-from ca.service import CertificateView, IssueRequest, Service
+from ca.service import CertificateView, Service
 from ca.states import State
 from tests.moments import MOMENTS
 from tests.support.environment import BASE_URL
+from tests.support.issuing import issue_one
 
 REASONS = ["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn"]
@@ -34,13 +35,6 @@ def users(service: Service) -> Service:
     for login in ("alice", "bob", "carol"):
         service.add_user("default", login, email=f"{login}@example.com", allow=True)
     return service
-
-
-def issue(service: Service, login: str = "alice", tenant: str = "default",
-          **options: object) -> CertificateView:
-    (view,) = service.issue(IssueRequest(tenant=tenant, logins=(login,),
-                                         **options))  # type: ignore[arg-type]
-    return view
 
 
 def crl_of(service: Service, tenant: str | None = "default") -> x509.CertificateRevocationList:
@@ -105,7 +99,7 @@ def stranger(issuer: x509.Certificate, serial: int) -> x509.Certificate:
 @pytest.mark.parametrize("reason", REASONS, ids=REASONS)
 def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
                                                                  reason: str) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial, reason=reason)
     crl = crl_of(users)
     assert listed(crl) == {view.serial: reason}
@@ -115,7 +109,7 @@ def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
 
 def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Service) -> None:
     # RFC 5280, 5.3.1: the reasonCode unspecified SHOULD be absent
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial)
     (entry,) = list(crl_of(users))
     assert format(entry.serial_number, "X") == view.serial
@@ -123,7 +117,7 @@ def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Servic
 
 
 def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial, reason="superseded")
     number = number_of(crl_of(users))
     clock.advance(dt.timedelta(hours=1))
@@ -138,7 +132,7 @@ def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: F
 
 def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial, reason="superseded")
     clock.advance(dt.timedelta(hours=1))
 
@@ -158,7 +152,7 @@ def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
 
 
 def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial, reason="keyCompromise")
 
     with pytest.raises(NotPermitted, match=f"certificate {view.serial} is revoked"):
@@ -172,7 +166,7 @@ def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
 
 
 def test_revoking_purges_the_key_material(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     assert view.has_key_material
     revoked = users.revoke("default", view.serial, reason="keyCompromise")
     assert not revoked.has_key_material
@@ -183,7 +177,7 @@ def test_revoking_purges_the_key_material(users: Service) -> None:
 
 def test_revoking_a_suspended_certificate_lists_the_revocation_reason(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.suspend("default", view.serial)
     clock.advance(dt.timedelta(minutes=3))
     revoked = users.revoke("default", view.serial, reason="privilegeWithdrawn")
@@ -194,7 +188,7 @@ def test_revoking_a_suspended_certificate_lists_the_revocation_reason(
 
 
 def test_an_unknown_reason_is_refused_and_changes_nothing(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     number = number_of(crl_of(users))
     with pytest.raises(InvalidInput, match="reason 'certificateHold' is not one of"):
         users.revoke("default", view.serial, reason="certificateHold")
@@ -205,7 +199,7 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(users: Service) -> Non
 def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
     users.create_tenant("acme", key_type="ec-p256")
     users.add_user("acme", "dave", email="dave@example.com", allow=True)
-    theirs = issue(users, "dave", tenant="acme")
+    theirs = issue_one(users, "dave", tenant="acme")
     for change in (users.revoke, users.suspend, users.reinstate):
         with pytest.raises(NotFound, match=f"no certificate with serial {theirs.serial}"):
             change("default", theirs.serial)
@@ -217,7 +211,7 @@ def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
 
 def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     suspended = users.suspend("default", view.serial)
     assert suspended.state is State.SUSPENDED
     crl = crl_of(users)
@@ -233,7 +227,7 @@ def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
 
 
 def test_suspending_twice_is_one_hold(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.suspend("default", view.serial)
     number = number_of(crl_of(users))
     users.suspend("default", view.serial)
@@ -244,7 +238,7 @@ def test_suspending_twice_is_one_hold(users: Service) -> None:
 
 
 def test_reinstating_never_lifts_a_permission_hold(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.set_permission("default", ("alice",), allow=False)
     users.suspend("default", view.serial)
     users.reinstate("default", view.serial)
@@ -256,7 +250,7 @@ def test_reinstating_never_lifts_a_permission_hold(users: Service) -> None:
 
 def test_every_change_publishes_a_larger_crl_number_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     numbers = [number_of(crl_of(users))]
     for change in (users.suspend, users.reinstate):
         clock.advance(SECOND)
@@ -269,7 +263,7 @@ def test_every_change_publishes_a_larger_crl_number_at_once(
 
 
 def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     number = number_of(crl_of(users))
     clock.advance(SECOND)
     assert users.reinstate("default", view.serial).state is State.VALID  # no hold to lift
@@ -283,7 +277,7 @@ def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: 
 
 def test_withdrawing_permission_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     before = number_of(crl_of(users))
     clock.advance(SECOND)
     users.set_permission("default", ("alice",), allow=False)
@@ -294,7 +288,7 @@ def test_withdrawing_permission_publishes_a_new_crl_at_once(
 
 def test_granting_permission_again_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.set_permission("default", ("alice",), allow=False)
     users.publish_crl("default")
     clock.advance(SECOND)
@@ -304,7 +298,7 @@ def test_granting_permission_again_publishes_a_new_crl_at_once(
 
 
 def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.publish_crl("default")  # what gateways hold before the change
     clock.advance(SECOND)
     users.retire_user("default", "alice")
@@ -314,10 +308,10 @@ def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: Fixe
 
 def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    old = issue(users)
+    old = issue_one(users)
     users.publish_crl("default")  # what gateways hold before the change
     clock.advance(SECOND)
-    new = issue(users, reissue="revoke")
+    new = issue_one(users, reissue="revoke")
     assert listed(crl_of(users)) == {old.serial: "superseded"}
     assert new.serial not in listed(crl_of(users))
 
@@ -340,7 +334,7 @@ def test_the_issuing_cas_crl_names_its_issuer_scope_and_number(users: Service) -
     assert idp.value.only_contains_user_certs and not idp.value.only_contains_ca_certs
     assert idp.value.full_name == [x509.UniformResourceIdentifier(f"{BASE_URL}/crl/default.crl")]
     # the same URL the certificates name as their CRL distribution point
-    leaf = x509.load_der_x509_certificate(issue(users).der)
+    leaf = x509.load_der_x509_certificate(issue_one(users).der)
     (point,) = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert point.full_name == idp.value.full_name
 
@@ -369,7 +363,7 @@ def test_a_crl_is_backdated_five_minutes_and_valid_seven_days(users: Service) ->
 def test_each_tenants_crl_lists_only_its_own_certificates(users: Service) -> None:
     users.create_tenant("acme", key_type="ec-p256")
     users.add_user("acme", "dave", email="dave@example.com", allow=True)
-    ours, theirs = issue(users), issue(users, "dave", tenant="acme")
+    ours, theirs = issue_one(users), issue_one(users, "dave", tenant="acme")
     users.revoke("default", ours.serial, reason="keyCompromise")
     users.suspend("acme", theirs.serial)
     assert listed(crl_of(users)) == {ours.serial: "keyCompromise"}
@@ -393,7 +387,7 @@ def test_current_crl_is_kept_until_half_its_validity_then_renewed(
 def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
         users: Service, clock: FixedClock) -> None:
     # RFC 5280, 3.3: an entry stays until one CRL issued beyond the validity period lists it
-    view = issue(users, expires=dt.date(2026, 3, 3))
+    view = issue_one(users, expires=dt.date(2026, 3, 3))
     not_after = view.not_after
     assert not_after == dt.datetime(2026, 3, 3, 23, 59, 59, tzinfo=dt.UTC)
     users.revoke("default", view.serial, reason="keyCompromise")
@@ -417,13 +411,13 @@ def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
     made = {}
     for reason in [*REASONS, "unspecified"]:
         users.add_user("default", f"u-{reason.lower()}", email="u@example.com", allow=True)
-        view = issue(users, f"u-{reason.lower()}")
+        view = issue_one(users, f"u-{reason.lower()}")
         users.revoke("default", view.serial, reason=reason)
         made[view.serial] = None if reason == "unspecified" else reason
-    held = issue(users, "bob")
+    held = issue_one(users, "bob")
     users.suspend("default", held.serial)
     made[held.serial] = "certificateHold"
-    valid = issue(users, "carol")
+    valid = issue_one(users, "carol")
     crl = crl_of(users)
     assert listed(crl) == made
     assert valid.serial not in listed(crl)
@@ -435,7 +429,7 @@ def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
 @pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256()], ids=["sha1", "sha256"])
 def test_ocsp_answers_in_the_hash_of_the_request(users: Service,
                                                  algorithm: hashes.HashAlgorithm) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp.load_der_ocsp_request(ocsp_request(users, view, algorithm=algorithm))
     answer = ask(users, view, algorithm=algorithm)
     assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
@@ -447,7 +441,7 @@ def test_ocsp_answers_in_the_hash_of_the_request(users: Service,
 
 
 def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     clock.advance(dt.timedelta(minutes=10))
     users.revoke("default", view.serial, reason="keyCompromise")
     answer = ask(users, view)
@@ -457,7 +451,7 @@ def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedCloc
 
 
 def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revoke("default", view.serial)
     answer = ask(users, view, algorithm=hashes.SHA256())
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
@@ -466,7 +460,7 @@ def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: S
 
 def test_ocsp_says_certificate_hold_for_a_suspension_and_good_after_reinstating(
         users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.suspend("default", view.serial)
     answer = ask(users, view)
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
@@ -490,7 +484,7 @@ def test_ocsp_is_never_good_for_a_serial_tegata_did_not_issue(users: Service) ->
 def test_ocsp_does_not_vouch_for_another_tenants_serial(users: Service) -> None:
     users.create_tenant("acme", key_type="ec-p256")
     users.add_user("acme", "dave", email="dave@example.com", allow=True)
-    theirs = issue(users, "dave", tenant="acme")
+    theirs = issue_one(users, "dave", tenant="acme")
     # acme's serial, asked of the default tenant's issuing CA
     request = (ocsp.OCSPRequestBuilder().add_certificate(
         stranger(issuing_cert(users), int(theirs.serial, 16)), issuing_cert(users),
@@ -528,7 +522,7 @@ def test_ocsp_answers_garbage_with_malformed_request(users: Service, data: bytes
 
 def test_an_ocsp_response_is_reused_until_half_its_validity(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     first = users.ocsp_respond(request)
     assert first.cacheable and first.made_at is not None and first.next_update is not None
@@ -545,7 +539,7 @@ def test_an_ocsp_response_is_reused_until_half_its_validity(
 
 def test_a_status_change_is_answered_at_once_not_from_the_kept_response(
         users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     good = users.ocsp_respond(request)
     users.suspend("default", view.serial)
@@ -562,7 +556,7 @@ def test_a_status_change_made_by_another_replica_is_answered_after_the_next_feed
     # answers are kept in memory; the change feed, read a few times a second, names the
     # ones another process changed (the timing is bench/ocsp.py's, the processes are in
     # tests/api/test_ocsp_processes.py)
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     users.ocsp_respond(request)
     other = Service(users.settings, clock=clock)
@@ -576,7 +570,7 @@ def test_a_status_change_made_by_another_replica_is_answered_after_the_next_feed
 
 
 def test_a_request_with_a_nonce_gets_a_fresh_response_echoing_it(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answers = [users.ocsp_respond(ocsp_request(users, view, nonce=n))
                for n in (b"nonce-one-16byte", b"nonce-two-16byte")]
     assert answers[0].der != answers[1].der
@@ -590,7 +584,7 @@ def test_a_request_with_a_nonce_gets_a_fresh_response_echoing_it(users: Service)
 
 
 def test_the_responder_is_a_delegated_ocsp_signer_of_the_issuing_ca(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answer = ask(users, view)
     (responder,) = answer.certificates
     issuing = issuing_cert(users)
@@ -616,7 +610,7 @@ def responder_serial(service: Service, view: CertificateView) -> int:
 
 def test_the_responder_is_replaced_after_half_its_seven_day_life(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     first = responder_serial(users, view)
     clock.advance(dt.timedelta(days=3, hours=12) - SECOND)
     assert responder_serial(users, view) == first
@@ -634,7 +628,7 @@ def test_the_responder_is_replaced_after_half_its_seven_day_life(
 
 def test_another_replica_uses_the_same_responder_until_it_is_due(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     first = responder_serial(users, view)
     clock.advance(dt.timedelta(days=1))
     other = Service(users.settings, clock=clock)
@@ -645,7 +639,7 @@ def test_another_replica_uses_the_same_responder_until_it_is_due(
 
 
 def test_ocsp_validity_is_the_tenants_setting(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answer = ask(users, view)
     assert answer.next_update_utc - answer.this_update_utc == dt.timedelta(seconds=300)
     assert answer.this_update_utc <= MOMENTS.start <= answer.next_update_utc

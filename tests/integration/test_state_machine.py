@@ -42,6 +42,8 @@ from ca.states import State
 from tests.moments import MOMENTS
 from tests.support.environment import BASE_URL, PASSPHRASE
 
+pytestmark = pytest.mark.stateful
+
 LOGINS = ("alice", "bob")
 REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "privilegeWithdrawn")

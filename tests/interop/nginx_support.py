@@ -161,8 +161,8 @@ class Client:
     pem: Path  # key, certificate and the CA certificates the PKCS#12 carries
 
 
-def issue(tegata: Tegata, openssl: str, directory: Path, *, login: str,
-          tenant: str) -> Client:
+def client_certificate(tegata: Tegata, openssl: str, directory: Path, *, login: str,
+                       tenant: str) -> Client:
     """Issue a certificate to ``login``, export the user's zip, and unpack the PKCS#12 with
     openssl reading the password from the zip's own file (never from argv)."""
     (view,) = json.loads(tegata.ok("cert", "issue", login, "--tenant", tenant, "--json"))

@@ -141,8 +141,9 @@ def issue(cli: Cli, login: str = "alice", *extra: str) -> dict[str, Any]:
     return data[0]
 
 
-def issue_pem(cli: Cli, path: Path, login: str = "alice") -> dict[str, Any]:
-    """A new certificate for ``login``, its PEM written to ``path``; the certificate."""
-    made = issue(cli, login)
-    path.write_text(cli.ok("cert", "show", made["serial"], "--pem").out, encoding="ascii")
-    return made
+def issue_pem(cli: Cli, path: Path, login: str = "alice") -> str:
+    """A new certificate for ``login``, its PEM (``cert show --pem``) written to ``path``;
+    its serial."""
+    serial = str(issue(cli, login)["serial"])
+    path.write_text(cli.ok("cert", "show", serial, "--pem").out, encoding="ascii")
+    return serial
