@@ -64,12 +64,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         engine.dispose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The PostgreSQL copy of a two-database test carries the ``postgres`` marker."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL copy of a test carries the ``postgres`` marker. Without a PostgreSQL
+    URL (and outside CI) the tests written for PostgreSQL alone (``db_url`` parametrised to
+    it) are deselected — counted in the summary, not a line of SKIPPED each."""
+    kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("db_url") == "postgresql":
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if on_postgres:
             item.add_marker(pytest.mark.postgres)
+        (dropped if on_postgres and "postgresql" not in DATABASES else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)

@@ -22,36 +22,24 @@ from tests.support.cli import (
     Env,
     Result,
     _reset_state,
+    configure,
     initialise,
 )
 from tests.support.databases import Templates
-from tests.support.environment import BASE_URL, PASSPHRASE
 
 __all__ = ["ERROR_PREFIX", "Cli", "Env", "Result", "initialise"]
-
-
-def _configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-               database_url: str | None) -> Env:
-    env = Env(data_dir=tmp_path / "data", database_url=database_url)
-    monkeypatch.setenv("TEGATA_DATA_DIR", str(env.data_dir))
-    monkeypatch.setenv("TEGATA_KEY_PASSPHRASE", PASSPHRASE)
-    monkeypatch.setenv("TEGATA_PUBLIC_BASE_URL", BASE_URL)
-    if database_url is not None:
-        monkeypatch.setenv("TEGATA_DATABASE_URL", database_url)
-    monkeypatch.chdir(tmp_path)
-    return env
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Env:
     """Both databases: the embedded SQLite default (no TEGATA_DATABASE_URL), or PostgreSQL."""
-    return _configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
+    return configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
 
 
 @pytest.fixture
 def sqlite_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Env:
     """The embedded SQLite default only: for checks where the database makes no difference."""
-    return _configure(monkeypatch, tmp_path, None)
+    return configure(monkeypatch, tmp_path, None)
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ from tests.support.cli import (
     ERROR_PREFIX,
     Cli,
     Result,
-    _configure,
     _reset_state,
+    configure,
     initialise,
 )
 
@@ -200,7 +200,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, cli: Cli
           ) -> Iterator[tuple[Tables, Data]]:
     """An initialised CA: alice (allowed, with a certificate), bob in group staff, a CSV of
     the users and the CA bundle on disk; the working directory three levels down."""
-    env = _configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
+    env = configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
     initialise(cli)
     cli.ok("user", "add", "bob", "--email", "bob@example.com", "--groups", "staff")
     issued = json.loads(cli.ok("cert", "issue", "alice", "--json").out)

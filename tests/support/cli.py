@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, create_engine, select
 
 from cli.context import STATE
 from cli.main import main
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 ERROR_PREFIX = "tegata: error: "
 
@@ -120,6 +121,20 @@ class Cli:
         result = self(*argv)
         assert result.code == 0, f"tegata {' '.join(argv)} failed: {result.err}"
         return result
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+              database_url: str | None) -> Env:
+    """The test's Tegata: TEGATA_* for its data directory (and database, unless the embedded
+    SQLite), the passphrase and base URL; the working directory is the test's own."""
+    env = Env(data_dir=tmp_path / "data", database_url=database_url)
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(env.data_dir))
+    monkeypatch.setenv("TEGATA_KEY_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setenv("TEGATA_PUBLIC_BASE_URL", BASE_URL)
+    if database_url is not None:
+        monkeypatch.setenv("TEGATA_DATABASE_URL", database_url)
+    monkeypatch.chdir(tmp_path)
+    return env
 
 
 def as_json(cli: Cli, *argv: str) -> Any:
