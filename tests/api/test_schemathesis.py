@@ -20,9 +20,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -32,7 +29,7 @@ from api.app import build_app
 from api.problems import MEDIA_TYPE
 from ca.service import IssueRequest, Service
 from tests.support.http import bearer
-from tests.support.issuing import csr_pem
+from tests.support.issuing import csr_pem, ocsp_request
 
 pytestmark = pytest.mark.schemathesis
 
@@ -45,14 +42,6 @@ FAVOURED = 0.7
 
 # a DER OCSPRequest is sent as the bytes it is
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
-
-
-def ocsp_request(service: Service, pem: str) -> str:
-    """A GET-style OCSP request (base64 DER) for one of the issued certificates."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    issuer = x509.load_pem_x509_certificate(service.ca_certificates("default")[-1].pem.encode())
-    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
-    return base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
 
 
 def finished_job(service: Service) -> str:
@@ -84,7 +73,7 @@ def known_values(service: Service) -> dict[str, list[Any]]:
         "job_id": [finished_job(service)],
         "token": [link.url.rsplit("/", 1)[1]],
         "name": ["root.crt", "default.crt", "root.crl", "default.crl", "default-chain.pem"],
-        "encoded": [ocsp_request(service, issued[0].pem)],
+        "encoded": [base64.b64encode(ocsp_request(service, issued[0])).decode()],
         "timezone": ["Asia/Tokyo", "UTC"],
         "date": ["2027-03-31", "2026-12-31"],
         "network": ["192.0.2.0/24", "2001:db8::/32"],

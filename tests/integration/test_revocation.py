@@ -23,7 +23,7 @@ from ca.service import CertificateView, Service
 from ca.states import State
 from tests.moments import MOMENTS
 from tests.support.environment import BASE_URL
-from tests.support.issuing import issue_one
+from tests.support.issuing import issue_one, issuing_certificate, ocsp_request
 
 REASONS = ["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn"]
@@ -57,23 +57,8 @@ def number_of(crl: x509.CertificateRevocationList) -> int:
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
-def issuing_cert(service: Service, tenant: str = "default") -> x509.Certificate:
-    return x509.load_der_x509_certificate(service.ca_certificates(tenant)[1].der)
-
-
 def root_cert(service: Service) -> x509.Certificate:
     return x509.load_der_x509_certificate(service.ca_certificates(None)[0].der)
-
-
-def ocsp_request(service: Service, view: CertificateView, *,
-                 algorithm: hashes.HashAlgorithm | None = None, nonce: bytes | None = None,
-                 tenant: str = "default") -> bytes:
-    builder = ocsp.OCSPRequestBuilder().add_certificate(
-        x509.load_der_x509_certificate(view.der), issuing_cert(service, tenant),
-        algorithm or hashes.SHA1())
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    return builder.build().public_bytes(serialization.Encoding.DER)
 
 
 def ask(service: Service, view: CertificateView, **options: object) -> ocsp.OCSPResponse:
@@ -321,7 +306,7 @@ def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
 
 def test_the_issuing_cas_crl_names_its_issuer_scope_and_number(users: Service) -> None:
     crl = crl_of(users)
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     assert crl.issuer == issuing.subject
     assert crl.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
     ski = issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -471,7 +456,7 @@ def test_ocsp_says_certificate_hold_for_a_suspension_and_good_after_reinstating(
 
 
 def test_ocsp_is_never_good_for_a_serial_tegata_did_not_issue(users: Service) -> None:
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     for serial in (0x1234, 1, 2**159 - 1):
         request = (ocsp.OCSPRequestBuilder()
                    .add_certificate(stranger(issuing, serial), issuing, hashes.SHA1()).build())
@@ -487,7 +472,7 @@ def test_ocsp_does_not_vouch_for_another_tenants_serial(users: Service) -> None:
     theirs = issue_one(users, "dave", tenant="acme")
     # acme's serial, asked of the default tenant's issuing CA
     request = (ocsp.OCSPRequestBuilder().add_certificate(
-        stranger(issuing_cert(users), int(theirs.serial, 16)), issuing_cert(users),
+        stranger(issuing_certificate(users), int(theirs.serial, 16)), issuing_certificate(users),
         hashes.SHA1()).build())
     answer = ocsp.load_der_ocsp_response(
         users.ocsp_respond(request.public_bytes(serialization.Encoding.DER)).der)
@@ -587,7 +572,7 @@ def test_the_responder_is_a_delegated_ocsp_signer_of_the_issuing_ca(users: Servi
     view = issue_one(users)
     answer = ask(users, view)
     (responder,) = answer.certificates
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     responder.verify_directly_issued_by(issuing)
     eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]

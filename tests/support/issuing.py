@@ -47,12 +47,15 @@ def csr_pem() -> bytes:
     return request.public_bytes(serialization.Encoding.PEM)
 
 
-def ocsp_request(leaf: x509.Certificate, issuer: x509.Certificate, *,
-                 algorithm: hashes.HashAlgorithm | None = None,
+def ocsp_request(service: Service, leaf: CertificateView | x509.Certificate, *,
+                 tenant: str = "default", algorithm: hashes.HashAlgorithm | None = None,
                  nonce: bytes | None = None) -> bytes:
-    """The DER of an OCSP request for ``leaf`` (CertID hashed with SHA-1 unless told)."""
-    builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer,
-                                                        algorithm or hashes.SHA1())
+    """The DER of an OCSP request for ``leaf``, a certificate of ``tenant``'s issuing CA
+    (CertID hashed with SHA-1 unless told)."""
+    if isinstance(leaf, CertificateView):
+        leaf = x509.load_der_x509_certificate(leaf.der)
+    builder = ocsp.OCSPRequestBuilder().add_certificate(
+        leaf, issuing_certificate(service, tenant), algorithm or hashes.SHA1())
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)
