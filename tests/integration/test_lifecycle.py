@@ -23,7 +23,7 @@ from ca.service import CertificateView, LifecycleReport, Service
 from ca.service import status as status_module
 from ca.states import State
 from tests.moments import MOMENTS
-from tests.support.issuing import issue_one
+from tests.support.issuing import crl_reasons, issue_one
 
 SECOND = dt.timedelta(seconds=1)
 LAST_DAY = dt.date(2026, 3, 31)
@@ -67,16 +67,7 @@ def holds(service: Service, serial: str) -> list[str]:
 
 
 def crl_entries(service: Service, tenant: str = "default") -> dict[str, str | None]:
-    crl = x509.load_der_x509_crl(service.current_crl(tenant).der)
-    found: dict[str, str | None] = {}
-    for entry in crl:
-        try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-        except x509.ExtensionNotFound:
-            reason = None
-        found[format(entry.serial_number, "X")] = reason
-    return found
-
+    return crl_reasons(x509.load_der_x509_crl(service.current_crl(tenant).der))
 
 def ocsp_of(service: Service, view: CertificateView) -> ocsp.OCSPResponse:
     issuing = x509.load_der_x509_certificate(service.ca_certificates(view.tenant)[1].der)

@@ -23,7 +23,7 @@ from ca.service import CertificateView, Service
 from ca.states import State
 from tests.moments import MOMENTS
 from tests.support.environment import BASE_URL
-from tests.support.issuing import issue_one, issuing_certificate, ocsp_request
+from tests.support.issuing import crl_reasons, issue_one, issuing_certificate, ocsp_request
 
 REASONS = ["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn"]
@@ -39,18 +39,6 @@ def users(service: Service) -> Service:
 
 def crl_of(service: Service, tenant: str | None = "default") -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(service.current_crl(tenant).der)
-
-
-def reason_of(entry: x509.RevokedCertificate) -> str | None:
-    try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def listed(crl: x509.CertificateRevocationList) -> dict[str, str | None]:
-    """serial (canonical hex) -> reasonCode (None when the entry has none)."""
-    return {format(entry.serial_number, "X"): reason_of(entry) for entry in crl}
 
 
 def number_of(crl: x509.CertificateRevocationList) -> int:
@@ -87,7 +75,7 @@ def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
     view = issue_one(users)
     users.revoke("default", view.serial, reason=reason)
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: reason}
+    assert crl_reasons(crl) == {view.serial: reason}
     (entry,) = list(crl)
     assert entry.revocation_date_utc == MOMENTS.start
 
@@ -111,7 +99,7 @@ def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: F
 
     assert again.revoked_at == MOMENTS.start and again.revocation_reason == "superseded"
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "superseded"}
+    assert crl_reasons(crl) == {view.serial: "superseded"}
     assert number_of(crl) == number  # nothing changed, nothing republished
 
 
@@ -129,7 +117,7 @@ def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
     assert downgraded.revocation_reason == "keyCompromise"
     assert downgraded.revoked_at == MOMENTS.start
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "keyCompromise"}
+    assert crl_reasons(crl) == {view.serial: "keyCompromise"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start
     answer = ask(users, view)
     assert answer.revocation_reason is x509.ReasonFlags.key_compromise
@@ -147,7 +135,7 @@ def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
 
     after = users.get_certificate(view.serial)
     assert after.state is State.REVOKED and after.revocation_reason == "keyCompromise"
-    assert listed(crl_of(users)) == {view.serial: "keyCompromise"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "keyCompromise"}
 
 
 def test_revoking_purges_the_key_material(users: Service) -> None:
@@ -168,7 +156,7 @@ def test_revoking_a_suspended_certificate_lists_the_revocation_reason(
     revoked = users.revoke("default", view.serial, reason="privilegeWithdrawn")
     assert revoked.state is State.REVOKED
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "privilegeWithdrawn"}
+    assert crl_reasons(crl) == {view.serial: "privilegeWithdrawn"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start + dt.timedelta(minutes=3)
 
 
@@ -178,7 +166,7 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(users: Service) -> Non
     with pytest.raises(InvalidInput, match="reason 'certificateHold' is not one of"):
         users.revoke("default", view.serial, reason="certificateHold")
     assert users.get_certificate(view.serial).state is State.VALID
-    assert number_of(crl_of(users)) == number and listed(crl_of(users)) == {}
+    assert number_of(crl_of(users)) == number and crl_reasons(crl_of(users)) == {}
 
 
 def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
@@ -200,14 +188,14 @@ def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
     suspended = users.suspend("default", view.serial)
     assert suspended.state is State.SUSPENDED
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl) == {view.serial: "certificateHold"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start
 
     clock.advance(dt.timedelta(minutes=1))
     reinstated = users.reinstate("default", view.serial)
 
     assert reinstated.state is State.VALID
-    assert listed(crl_of(users)) == {}
+    assert crl_reasons(crl_of(users)) == {}
     assert reinstated.has_key_material  # a hold is reversible: the key stays
 
 
@@ -228,7 +216,7 @@ def test_reinstating_never_lifts_a_permission_hold(users: Service) -> None:
     users.suspend("default", view.serial)
     users.reinstate("default", view.serial)
     assert users.get_certificate(view.serial).state is State.SUSPENDED
-    assert listed(crl_of(users)) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "certificateHold"}
     users.set_permission("default", ("alice",), allow=True)
     assert users.get_certificate(view.serial).state is State.VALID
 
@@ -267,7 +255,7 @@ def test_withdrawing_permission_publishes_a_new_crl_at_once(
     clock.advance(SECOND)
     users.set_permission("default", ("alice",), allow=False)
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl) == {view.serial: "certificateHold"}
     assert number_of(crl) > before
 
 
@@ -279,7 +267,7 @@ def test_granting_permission_again_publishes_a_new_crl_at_once(
     clock.advance(SECOND)
     users.set_permission("default", ("alice",), allow=True)
     assert users.get_certificate(view.serial).state is State.VALID
-    assert listed(crl_of(users)) == {}
+    assert crl_reasons(crl_of(users)) == {}
 
 
 def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: FixedClock) -> None:
@@ -288,7 +276,7 @@ def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: Fixe
     clock.advance(SECOND)
     users.retire_user("default", "alice")
     assert users.get_certificate(view.serial).revocation_reason == "affiliationChanged"
-    assert listed(crl_of(users)) == {view.serial: "affiliationChanged"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "affiliationChanged"}
 
 
 def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
@@ -297,8 +285,8 @@ def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
     users.publish_crl("default")  # what gateways hold before the change
     clock.advance(SECOND)
     new = issue_one(users, reissue="revoke")
-    assert listed(crl_of(users)) == {old.serial: "superseded"}
-    assert new.serial not in listed(crl_of(users))
+    assert crl_reasons(crl_of(users)) == {old.serial: "superseded"}
+    assert new.serial not in crl_reasons(crl_of(users))
 
 
 # --- what the CRLs say ----------------------------------------------------------------------
@@ -351,8 +339,8 @@ def test_each_tenants_crl_lists_only_its_own_certificates(users: Service) -> Non
     ours, theirs = issue_one(users), issue_one(users, "dave", tenant="acme")
     users.revoke("default", ours.serial, reason="keyCompromise")
     users.suspend("acme", theirs.serial)
-    assert listed(crl_of(users)) == {ours.serial: "keyCompromise"}
-    assert listed(crl_of(users, "acme")) == {theirs.serial: "certificateHold"}
+    assert crl_reasons(crl_of(users)) == {ours.serial: "keyCompromise"}
+    assert crl_reasons(crl_of(users, "acme")) == {theirs.serial: "certificateHold"}
     idp = crl_of(users, "acme").extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.value.full_name == [x509.UniformResourceIdentifier(f"{BASE_URL}/crl/acme.crl")]
 
@@ -384,7 +372,7 @@ def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
         clock.set(moment)
         made.append(x509.load_der_x509_crl(users.publish_crl("default").der))
 
-    present = [view.serial in listed(crl) for crl in made]
+    present = [view.serial in crl_reasons(crl) for crl in made]
     assert present[0] and not present[-1], present  # listed while valid, dropped at last
     for index in range(len(made)):
         if not present[index]:
@@ -404,8 +392,8 @@ def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
     made[held.serial] = "certificateHold"
     valid = issue_one(users, "carol")
     crl = crl_of(users)
-    assert listed(crl) == made
-    assert valid.serial not in listed(crl)
+    assert crl_reasons(crl) == made
+    assert valid.serial not in crl_reasons(crl)
 
 
 # --- OCSP through the service ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -34,6 +35,15 @@ def _migrate(url: str) -> None:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take a database back to an earlier alembic revision (tests of a migration's upgrade
+    over data made before it)."""
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def _postgres_url(name: str) -> str:

@@ -59,3 +59,15 @@ def ocsp_request(service: Service, leaf: CertificateView | x509.Certificate, *,
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def crl_reasons(crl: x509.CertificateRevocationList) -> dict[str, str | None]:
+    """serial (canonical hex) -> the entry's reasonCode (None when it has none)."""
+    found: dict[str, str | None] = {}
+    for entry in crl:
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+        except x509.ExtensionNotFound:
+            reason = None
+        found[format(entry.serial_number, "X")] = reason
+    return found
