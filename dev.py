@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def pytest_args(rest: list[str]) -> list[str]:
                  for arg in args)
     if not chosen:
         args = ["-n", "auto", "--dist", "loadfile", *args]
+        if not any(arg.startswith("--basetemp") for arg in args):
+            # xdist puts each worker's tmp_path one level deeper (popen-gwN/); the CLI shortens
+            # a long path it echoes, and some tests compare messages naming tmp_path: a short
+            # base of this run's own keeps every path shorter than pytest's default one
+            args = ["--basetemp", tempfile.mkdtemp(prefix="tg-"), *args]
     return args
 
 
