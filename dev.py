@@ -6,6 +6,11 @@
 
 Each creates ./.venv and installs Tegata into it on first use (again when pyproject.toml
 changes). Extra arguments go to `tegata demo` or to pytest.
+
+`dev.py test` runs the suite on every core (pytest-xdist, `-n auto`, each test file on one
+worker); `-n 0` runs it in this one process. `dev.py test --fast` is the inner loop: it
+leaves out the slow kinds (schemathesis, hypothesis state machines, interop with real
+tools). The PostgreSQL half runs when TEGATA_TEST_DATABASE_URL names a server.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -41,6 +47,28 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted + "\n")
 
 
+# what --fast leaves out: the markers of pyproject.toml's pytest section
+FAST = ["-m", "not schemathesis and not stateful and not interop"]
+
+
+def pytest_args(rest: list[str]) -> list[str]:
+    """pytest's arguments: ``--fast`` turned into its markers, and the workers of
+    pytest-xdist unless the caller chose (``-n N``, ``--numprocesses``, ``-p no:xdist``)."""
+    args = [arg for arg in rest if arg != "--fast"]
+    if len(args) < len(rest):
+        args = [*FAST, *args]
+    chosen = any(arg == "-n" or arg.startswith(("-n", "--numprocesses", "no:xdist"))
+                 for arg in args)
+    if not chosen:
+        args = ["-n", "auto", "--dist", "loadfile", *args]
+        if not any(arg.startswith("--basetemp") for arg in args):
+            # xdist puts each worker's tmp_path one level deeper (popen-gwN/); the CLI shortens
+            # a long path it echoes, and some tests compare messages naming tmp_path: a short
+            # base of this run's own keeps every path shorter than pytest's default one
+            args = ["--basetemp", tempfile.mkdtemp(prefix="tg-"), *args]
+    return args
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command not in ("up", "test"):
@@ -51,7 +79,7 @@ def main(argv: list[str]) -> int:
     if command == "up":
         args = [str(PYTHON), "-m", "cli.main", "demo", *rest]
     else:
-        args = [str(PYTHON), "-m", "pytest", *rest]
+        args = [str(PYTHON), "-m", "pytest", *pytest_args(rest)]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(args, env=env).returncode
 

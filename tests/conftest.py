@@ -1,47 +1,83 @@
 """Fixtures shared by every test: settings, a throwaway database, a fixed clock, tools.
 
 The suite runs on SQLite always and on PostgreSQL when ``TEGATA_TEST_DATABASE_URL`` names one
-(CI does). In CI (``CI=true``) a missing tool or database fails instead of skipping.
+(CI does): the PostgreSQL copies of the two-database tests are collected only then, so a
+laptop run has no skip lines for them. In CI (``CI=true``) a missing URL stops the run at
+its start, and a missing tool or database fails instead of skipping.
+
+What test modules import lives in tests/support/; the names below stay importable from here
+for the modules that still do.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from ca import sealing
 from ca.clock import FixedClock
 from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings, load_settings
 from tests.moments import MOMENTS
+from tests.support.databases import Templates
+from tests.support.environment import (
+    BASE_URL,
+    DATABASES,
+    IN_CI,
+    PASSPHRASE,
+    PG_URL,
+    PRODUCTION_KDF,
+    QUICK_KDF,
+    require_tool,
+    unavailable,
+)
 
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-PG_URL = os.environ.get("TEGATA_TEST_DATABASE_URL")
-PASSPHRASE = "test-" + secrets.token_urlsafe(18)
-BASE_URL = "http://tegata.test"
-PRODUCTION_KDF = sealing.KDF  # as the release ships it, before any test makes it cheap
+__all__ = ["BASE_URL", "IN_CI", "MOMENTS", "PASSPHRASE", "PG_URL", "PRODUCTION_KDF",
+           "require_tool", "unavailable"]
+
+# the fixtures whose database is a copy of the migrated template rather than an empty one
+MIGRATED_BY = frozenset({"bare_service", "ready", "ready_sqlite"})
 
 
-def unavailable(what: str) -> None:
-    """A missing tool or service: a skip on a laptop, a failure in CI."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) but is not available")
-    pytest.skip(f"{what} is not available")
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI nothing may silently stop being tested: without a PostgreSQL URL the copies of
+    the two-database tests would not be collected at all, so the run stops here instead."""
+    if not IN_CI:
+        return
+    if not PG_URL:
+        raise pytest.UsageError(
+            "CI=true but TEGATA_TEST_DATABASE_URL is not set: the PostgreSQL half of the "
+            "suite would not run (set it to a server the tests may create databases on)")
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"CI=true and TEGATA_TEST_DATABASE_URL is set, but PostgreSQL does not answer: "
+            f"{type(exc).__name__}") from None
+    finally:
+        engine.dispose()
 
 
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        unavailable(f"the tool {name!r}")
-    assert path is not None
-    return path
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL copy of a test carries the ``postgres`` marker. Without a PostgreSQL
+    URL (and outside CI) the tests written for PostgreSQL alone (``db_url`` parametrised to
+    it) are deselected — counted in the summary, not a line of SKIPPED each."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if on_postgres:
+            item.add_marker(pytest.mark.postgres)
+        (dropped if on_postgres and "postgresql" not in DATABASES else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
@@ -59,38 +95,33 @@ def _quick_key_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
     data-protection key, and most tests make a throwaway CA or two: they wrap at the lowest
     cost the file format accepts (the file records it). tests/unit/test_sealing.py checks
     the production cost itself."""
-    monkeypatch.setattr(sealing, "KDF", sealing.ScryptParams(n=2**10, r=8, p=1))
+    monkeypatch.setattr(sealing, "KDF", QUICK_KDF)
 
 
-def _postgres_database() -> Iterator[str]:
-    if not PG_URL:
-        unavailable("PostgreSQL (set TEGATA_TEST_DATABASE_URL)")
-    assert PG_URL is not None
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = "tegata_t_" + secrets.token_hex(6)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at TEGATA_TEST_DATABASE_URL is not usable: {exc}")
-        pytest.skip(f"PostgreSQL not usable: {exc}")
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """The migrated template databases of this session (of this xdist worker)."""
+    made = Templates(tmp_path_factory.mktemp("templates"))
+    yield made
+    made.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: an SQLite file, or a new PostgreSQL database."""
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path,
+           templates: Templates) -> Iterator[str]:
+    """A fresh database: an SQLite file (not yet made), or a new PostgreSQL database —
+    empty, or a copy of the migrated template where the test's fixtures want one migrated
+    (``bare_service``, ``service``, the CLI's ``ready``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tegata.db'}"
     else:
-        yield from _postgres_database()
+        migrated = not MIGRATED_BY.isdisjoint(request.fixturenames)
+        yield from templates.postgres_database(migrated=migrated)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL, or None for another database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
 @pytest.fixture
@@ -105,10 +136,18 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def bare_service(settings: Settings, clock: FixedClock) -> Iterator[Service]:
-    """A service on a migrated, empty database: no CA yet."""
+def bare_service(settings: Settings, clock: FixedClock,
+                 templates: Templates) -> Iterator[Service]:
+    """A service on a migrated, empty database: no CA yet. The schema is a copy of the
+    session's template (``db_url`` made a PostgreSQL database from it, the SQLite file is
+    copied here); a database made otherwise (one that exists already) is migrated."""
+    url = settings.effective_database_url
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        templates.sqlite_copy(file)
     service = build_service(settings, clock=clock)
-    service.database.upgrade()
+    if url not in templates.migrated:
+        service.database.upgrade()
     yield service
     service.engine.dispose()
 

@@ -17,8 +17,8 @@ import httpx
 
 from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings
-from tests.conftest import PASSPHRASE
 from tests.processes import free_port, stop
+from tests.support.environment import PASSPHRASE
 
 READY_DEADLINE = 30.0  # seconds: an interpreter start-up and the app's import, on a busy machine
 ROOT = Path(__file__).resolve().parent.parent

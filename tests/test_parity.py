@@ -19,7 +19,7 @@ import typer
 from api.app import api_routes, build_app
 from ca.settings import load_settings
 from cli.main import app as cli_app
-from tests.conftest import BASE_URL, PASSPHRASE
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- parity:begin -->", "<!-- parity:end -->"

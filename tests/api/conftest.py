@@ -5,6 +5,9 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.service import Service
+from tests.support.http import bearer
+
+__all__ = ["bearer"]
 
 
 @pytest.fixture
@@ -24,7 +27,3 @@ def tokens(service: Service) -> dict[str, str]:
         "gateway": service.tokens.create(role="gateway", tenant="default")[0],
     }
     return made
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

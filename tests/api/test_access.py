@@ -19,7 +19,7 @@ from api.auth import (
 )
 from ca.service import Service
 from ca.service.limits import limits_engine
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/ca/{name}", "/crl/{name}", "/d/{token}", "/ocsp",
                 "/ocsp/{encoded:path}"}

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import build_app
 from api.traffic import logged_path
 from ca.service import IssueRequest, Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 LINE = re.compile(r"^testclient (\S+) (\S+) (\d{3}) \d+\.\dms$")
 

@@ -8,7 +8,7 @@ from cryptography import x509
 from fastapi.testclient import TestClient
 
 from ca.service import Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 PROBLEM = "application/problem+json"
 

@@ -20,11 +20,14 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.clock import FixedClock
-from ca.service import CertificateView, IssueRequest, Service
+from ca.service import Service
 from tests.moments import MOMENTS
+from tests.support.http import bearer
+from tests.support.issuing import issue_one
 
 TENANT = "sakura"
 OTHER = "momiji"
+YAMADA = "yamada.taro"  # the user most cases present a certificate of
 INSIDE = "192.0.2.10"  # in the tenant's network
 INSIDE_V6 = "2001:db8::7"
 OUTSIDE = "198.51.100.7"
@@ -42,7 +45,7 @@ class Gate:
 
     def ask(self, *, ip: str, verify: str | None, serial: str | None,
             tenant: str = TENANT) -> tuple[bool, str]:
-        headers = {"Authorization": f"Bearer {self.token}", "X-Tegata-Client-IP": ip}
+        headers = {**bearer(self.token), "X-Tegata-Client-IP": ip}
         if verify is not None:
             headers["X-Tegata-Client-Verify"] = verify
         if serial is not None:
@@ -71,55 +74,49 @@ def gate(service: Service, clock: FixedClock) -> Gate:
     return Gate(service=service, client=client, clock=clock, token=token)
 
 
-def issue(service: Service, login: str = "yamada.taro", tenant: str = TENANT,
-          **options: object) -> CertificateView:
-    (view,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
-                                                      **options))  # type: ignore[arg-type]
-    return view
-
-
 # --- the certificate presented, in each state: (verify header, serial header) -----------------
 
 Presented = tuple[str | None, str | None]
 
 
 def valid(g: Gate) -> Presented:
-    return "SUCCESS", issue(g.service).serial
+    return "SUCCESS", issue_one(g.service, YAMADA, TENANT).serial
 
 
 def reinstated(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.revocation.suspend(TENANT, serial)
     g.service.revocation.reinstate(TENANT, serial)
     return "SUCCESS", serial
 
 
 def at_its_last_second(g: Gate) -> Presented:
-    view = issue(g.service, expires=dt.date(2026, 3, 10), timezone="Asia/Tokyo")
+    view = issue_one(g.service, YAMADA, TENANT, expires=dt.date(2026, 3, 10),
+                     timezone="Asia/Tokyo")
     g.clock.set(view.not_after)  # 2026-03-10T14:59:59Z: still the 10th in Tokyo
     return "SUCCESS", view.serial
 
 
 def suspended(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.revocation.suspend(TENANT, serial)
     return "SUCCESS", serial
 
 
 def suspended_by_permission(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.users.set_permission(TENANT, ("yamada.taro",), allow=False)
     return "SUCCESS", serial
 
 
 def suspended_by_subscription(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.lifecycle.set_subscription(TENANT, ends=dt.date(2026, 3, 1), allow_past=True)
     return "SUCCESS", serial
 
 
 def suspended_twice_one_lifted(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.revocation.suspend(TENANT, serial)
     g.service.users.set_permission(TENANT, ("yamada.taro",), allow=False)
     # the manual hold goes; the permission hold stays
@@ -128,50 +125,53 @@ def suspended_twice_one_lifted(g: Gate) -> Presented:
 
 
 def expired(g: Gate) -> Presented:
-    view = issue(g.service, expires=dt.date(2026, 3, 10), timezone="Asia/Tokyo")
+    view = issue_one(g.service, YAMADA, TENANT, expires=dt.date(2026, 3, 10),
+                     timezone="Asia/Tokyo")
     g.clock.set(view.not_after + SECOND)  # the 11th in Tokyo
     return "SUCCESS", view.serial
 
 
 def expired_long_ago(g: Gate) -> Presented:
-    view = issue(g.service, expires=dt.date(2026, 3, 10), timezone="Asia/Tokyo")
+    view = issue_one(g.service, YAMADA, TENANT, expires=dt.date(2026, 3, 10),
+                     timezone="Asia/Tokyo")
     g.clock.set(MOMENTS.start + dt.timedelta(days=400))
     return "SUCCESS", view.serial
 
 
 def suspended_then_expired(g: Gate) -> Presented:
-    view = issue(g.service, expires=dt.date(2026, 3, 10), timezone="Asia/Tokyo")
+    view = issue_one(g.service, YAMADA, TENANT, expires=dt.date(2026, 3, 10),
+                     timezone="Asia/Tokyo")
     g.service.revocation.suspend(TENANT, view.serial)
     g.clock.set(view.not_after + SECOND)
     return "SUCCESS", view.serial
 
 
 def revoked(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.revocation.revoke(TENANT, serial, reason="keyCompromise")
     return "SUCCESS", serial
 
 
 def revoked_while_suspended(g: Gate) -> Presented:
-    serial = issue(g.service).serial
+    serial = issue_one(g.service, YAMADA, TENANT).serial
     g.service.revocation.suspend(TENANT, serial)
     g.service.revocation.revoke(TENANT, serial, reason="cessationOfOperation")
     return "SUCCESS", serial
 
 
 def superseded(g: Gate) -> Presented:
-    old = issue(g.service).serial
-    issue(g.service, reissue="revoke")
+    old = issue_one(g.service, YAMADA, TENANT).serial
+    issue_one(g.service, YAMADA, TENANT, reissue="revoke")
     return "SUCCESS", old
 
 
 def unknown_serial(g: Gate) -> Presented:
-    issue(g.service)
+    issue_one(g.service, YAMADA, TENANT)
     return "SUCCESS", "7E57AB1E"
 
 
 def other_tenants(g: Gate) -> Presented:
-    return "SUCCESS", issue(g.service, "sato.jiro", tenant=OTHER).serial
+    return "SUCCESS", issue_one(g.service, "sato.jiro", OTHER).serial
 
 
 def malformed_serial(g: Gate) -> Presented:
@@ -187,11 +187,11 @@ def no_headers(g: Gate) -> Presented:
 
 
 def not_verified(g: Gate) -> Presented:
-    return "FAILED:certificate revoked", issue(g.service).serial
+    return "FAILED:certificate revoked", issue_one(g.service, YAMADA, TENANT).serial
 
 
 def verified_without_serial(g: Gate) -> Presented:
-    issue(g.service)
+    issue_one(g.service, YAMADA, TENANT)
     return "SUCCESS", None
 
 
@@ -259,7 +259,7 @@ def test_only_a_valid_certificate_lets_a_request_through_on_its_own(gate: Gate,
 
 def test_the_answer_follows_each_change_at_once(gate: Gate) -> None:
     gate.service.gateway.set_ip_policy(TENANT, policy="cert_only", networks=[])
-    serial = issue(gate.service).serial
+    serial = issue_one(gate.service, YAMADA, TENANT).serial
 
     def ask() -> tuple[bool, str]:
         return gate.ask(ip=OUTSIDE, verify="SUCCESS", serial=serial)
@@ -279,7 +279,8 @@ def test_the_answer_follows_each_change_at_once(gate: Gate) -> None:
 
 def test_expiry_is_judged_to_the_second(gate: Gate) -> None:
     gate.service.gateway.set_ip_policy(TENANT, policy="cert_only", networks=[])
-    view = issue(gate.service, expires=dt.date(2026, 3, 10), timezone="Asia/Tokyo")
+    view = issue_one(gate.service, YAMADA, TENANT, expires=dt.date(2026, 3, 10),
+                     timezone="Asia/Tokyo")
     assert view.not_after == dt.datetime(2026, 3, 10, 14, 59, 59, tzinfo=dt.UTC)
     answers = []
     for at in (view.not_after - SECOND, view.not_after, view.not_after + SECOND):
@@ -293,7 +294,7 @@ def test_expiry_is_judged_to_the_second(gate: Gate) -> None:
 def test_the_serial_is_matched_in_any_form_nginx_may_give(gate: Gate, form: str) -> None:
     # $ssl_client_serial is upper-case hex; a client's own tools print it in other forms
     gate.service.gateway.set_ip_policy(TENANT, policy="cert_only", networks=[])
-    serial = issue(gate.service).serial
+    serial = issue_one(gate.service, YAMADA, TENANT).serial
     padded = serial if len(serial) % 2 == 0 else "0" + serial
     text = {"upper": serial, "lower": serial.lower(), "leading-zero": "00" + serial,
             "colons": ":".join(padded[i:i + 2] for i in range(0, len(padded), 2))}[form]

@@ -6,24 +6,13 @@ import io
 import random
 import zipfile
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
 from ca.service import Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
+from tests.support.issuing import csr_pem
 
 URL = "/api/v1/tenants/default/certificates"
-
-
-def csr_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-               .sign(key, hashes.SHA256()))
-    return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def test_admin_downloads_the_users_zip(client: TestClient, tokens: dict[str, str]) -> None:
@@ -50,7 +39,7 @@ def test_users_and_gateways_cannot_download_bundles(client: TestClient,
 
 
 def test_csr_issuance_over_http(client: TestClient, tokens: dict[str, str]) -> None:
-    r = client.post(URL, json={"login": "alice", "csr": csr_pem()},
+    r = client.post(URL, json={"login": "alice", "csr": csr_pem().decode()},
                     headers=bearer(tokens["admin"]))
     assert r.status_code == 201, r.text
     body = r.json()["certificates"][0]
@@ -62,7 +51,7 @@ def test_csr_issuance_over_http(client: TestClient, tokens: dict[str, str]) -> N
 def test_mutated_csrs_never_cause_a_server_error(client: TestClient, service: Service,
                                                  tokens: dict[str, str]) -> None:
     rng = random.Random(20261122)  # fixed seed: the same 150 mutations on every run
-    pem = csr_pem()
+    pem = csr_pem().decode()
     h = bearer(tokens["admin"])
     statuses = set()
     for _ in range(150):

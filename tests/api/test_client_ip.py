@@ -13,9 +13,9 @@ from api.app import build_app
 from api.auth import FAILURES_ALLOWED
 from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
-from tests.api.conftest import bearer
 from tests.clocked_server import CLOCKED
 from tests.served import live_service, serving
+from tests.support.http import bearer
 
 
 def client_with(service: Service, proxies: list[str]) -> TestClient:

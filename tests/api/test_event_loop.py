@@ -29,10 +29,10 @@ from ca.db.models import ApiToken
 from ca.service import IssueRequest, Service
 from ca.service.limits import limits_engine
 from ca.settings import Settings
-from tests.api.conftest import bearer
 from tests.api.test_route_roles import CALLERS, concrete
 from tests.clocked_server import CLOCKED
 from tests.served import live_service, serving
+from tests.support.http import bearer
 
 # memory alone, made for the loop (tests/integration/test_ocsp_memory.py shows they neither
 # read the database nor sign): the OCSP fast path's kept answers, and the clock

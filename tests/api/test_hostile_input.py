@@ -66,8 +66,8 @@ from api.auth import RoleGuard, declared_access
 from ca.service import IssueRequest, Service
 from ca.service.limits import BUCKETS, limits_file
 from ca.settings import load_settings
-from tests.cli.conftest import Env
-from tests.conftest import BASE_URL, IN_CI, PASSPHRASE, PG_URL, _postgres_database
+from tests.support.cli import Env
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 PROBLEM = "application/problem+json"
 TYPE_PREFIX = "urn:tegata:problem:"
@@ -529,15 +529,6 @@ def _error_body_problems(op: dict[str, Any], answer: Answer) -> list[str]:
 
 
 # --- the world: a service with data in it ------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", *(["postgresql"] if PG_URL or IN_CI else [])])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLite always; PostgreSQL too where one is given (CI), where NUL in text fails."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tegata.db'}"
-    else:
-        yield from _postgres_database()
 
 
 class Tables:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from ca.service import Service, leases, lifecycle
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 PROBLEM = "application/problem+json"
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from ca.service import Service
 from cli import logs
-from tests.api.conftest import bearer
-from tests.conftest import PASSPHRASE
+from tests.support.environment import PASSPHRASE
+from tests.support.http import bearer
 
 
 def test_logs_during_issuance_download_and_link_use_hold_no_secret(

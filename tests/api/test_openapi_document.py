@@ -19,7 +19,7 @@ from api.app import api_routes, build_app
 from api.auth import RoleGuard, declared_access
 from api.problems import MEDIA_TYPE, PROBLEM_SCHEMA
 from ca.settings import load_settings
-from tests.conftest import BASE_URL, PASSPHRASE
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 
 @pytest.fixture

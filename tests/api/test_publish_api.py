@@ -23,8 +23,9 @@ from ca.profiles import CLOCK_SKEW
 from ca.service import CertificateView, IssueRequest, Service
 from ca.service import ocsp as ocsp_service
 from ca.states import State
-from tests.api.conftest import bearer
 from tests.moments import MOMENTS
+from tests.support.http import bearer
+from tests.support.issuing import crl_reasons
 
 CERT = "/api/v1/tenants/default/certificates/{serial}/{action}"
 STATUS = "/api/v1/tenants/default/status"
@@ -36,17 +37,6 @@ PROBLEM = "application/problem+json"
 def leaf(service: Service, tokens: dict[str, str]) -> CertificateView:
     (view,) = service.certificates.issue(IssueRequest(tenant="default", logins=("alice",)))
     return view
-
-
-def crl_serials(crl: x509.CertificateRevocationList) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for entry in crl:
-        try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-        except x509.ExtensionNotFound:
-            reason = None
-        found[format(entry.serial_number, "X")] = reason
-    return found
 
 
 def post(client: TestClient, serial: str, action: str, token: str | None,
@@ -148,10 +138,10 @@ def test_a_revocation_over_http_is_in_the_very_next_crl_fetch(
     r = post(client, leaf.serial, "revoke", tokens["admin"], {"reason": "keyCompromise"})
     assert r.status_code == 200, r.text
     after = client.get("/crl/default.crl")
-    assert crl_serials(x509.load_der_x509_crl(after.content)) == {leaf.serial: "keyCompromise"}
+    assert crl_reasons(x509.load_der_x509_crl(after.content)) == {leaf.serial: "keyCompromise"}
     assert after.headers["etag"] != before.headers["etag"]
     chain = PEM_CRL.findall(client.get("/crl/default-chain.pem").text)
-    assert leaf.serial in crl_serials(x509.load_pem_x509_crl(chain[0].encode()))
+    assert leaf.serial in crl_reasons(x509.load_pem_x509_crl(chain[0].encode()))
 
 
 # --- revoke, suspend, reinstate -------------------------------------------------------------
@@ -275,14 +265,14 @@ def test_a_gateway_reads_the_status_by_serial_and_by_sha256(
     assert (body["state"], body["reason"]) == ("suspended", "certificateHold")
     # the status API tells the reason the CRL tells (and OCSP, from the same rule)
     crl = x509.load_der_x509_crl(service.crls.publish("default").der)
-    assert crl_serials(crl)[leaf.serial] == body["reason"]
+    assert crl_reasons(crl)[leaf.serial] == body["reason"]
 
     clock.advance(dt.timedelta(minutes=5))
     service.revocation.revoke("default", leaf.serial, reason="keyCompromise")
     body = status(client, gateway, serial=leaf.serial).json()
     assert (body["state"], body["reason"]) == ("revoked", "keyCompromise")
     crl = x509.load_der_x509_crl(service.crls.publish("default").der)
-    assert crl_serials(crl)[leaf.serial] == body["reason"]
+    assert crl_reasons(crl)[leaf.serial] == body["reason"]
     assert dt.datetime.fromisoformat(body["revoked_at"]) == MOMENTS.start + dt.timedelta(
         minutes=5)
 
@@ -355,7 +345,7 @@ def test_a_subscription_end_set_over_http_is_published_at_once(
     assert r.status_code == 200 and r.json()["state"] == "grace"
     assert status(client, tokens["gateway"], serial=leaf.serial).json()["state"] == "suspended"
     crl = x509.load_der_x509_crl(client.get("/crl/default.crl").content)
-    assert crl_serials(crl) == {leaf.serial: "certificateHold"}
+    assert crl_reasons(crl) == {leaf.serial: "certificateHold"}
     issued = client.post("/api/v1/tenants/default/certificates", json={"login": "alice"},
                          headers=bearer(tokens["admin"]))
     assert issued.status_code == 422 and "subscription ended" in issued.json()["detail"]

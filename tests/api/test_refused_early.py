@@ -22,9 +22,9 @@ from api.auth import FAILURES_ALLOWED
 from api.early import MAX_JSON_BYTES
 from ca.service import Service
 from ca.settings import Settings
-from tests.api.conftest import bearer
 from tests.clocked_server import CLOCKED
 from tests.served import Server, live_service, serving
+from tests.support.http import bearer
 
 LARGE = 60 * 1024 * 1024  # the tester's array: under the 64 MB cap on streamed bodies
 FIRST_PIECE = b"[" + b"0," * 32 * 1024

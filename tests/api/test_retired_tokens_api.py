@@ -13,8 +13,8 @@ from sqlalchemy import update
 from ca.db.models import User
 from ca.errors import NotPermitted
 from ca.service import Service
-from tests.api.conftest import bearer
 from tests.moments import MOMENTS
+from tests.support.http import bearer
 
 WHOAMI = "/api/v1/whoami"
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import api_routes
 from api.auth import RoleGuard, declared_access
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 SAMPLE = {"serial": "AB", "name": "root.crt", "login": "alice", "job_id": "0" * 32,
           "token": "x", "encoded": "AA", "token_id": "999999"}

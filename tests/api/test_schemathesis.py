@@ -20,11 +20,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import ocsp
-from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -33,7 +28,10 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from api.app import build_app
 from api.problems import MEDIA_TYPE
 from ca.service import IssueRequest, Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
+from tests.support.issuing import csr_pem, ocsp_request
+
+pytestmark = pytest.mark.schemathesis
 
 # examples per operation, generation mode and phase (the coverage phase adds its own cases),
 # by caller: the guard turns most requests of a user, a gateway or no token away, so fewer do
@@ -44,23 +42,6 @@ FAVOURED = 0.7
 
 # a DER OCSPRequest is sent as the bytes it is
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
-
-
-def csr_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-               .sign(key, hashes.SHA256()))
-    return request.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def ocsp_request(service: Service, pem: str) -> str:
-    """A GET-style OCSP request (base64 DER) for one of the issued certificates."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    issuer = x509.load_pem_x509_certificate(
-        service.hierarchy.ca_certificates("default")[-1].pem.encode())
-    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
-    return base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
 
 
 def finished_job(service: Service) -> str:
@@ -92,13 +73,13 @@ def known_values(service: Service) -> dict[str, list[Any]]:
         "job_id": [finished_job(service)],
         "token": [link.url.rsplit("/", 1)[1]],
         "name": ["root.crt", "default.crt", "root.crl", "default.crl", "default-chain.pem"],
-        "encoded": [ocsp_request(service, issued[0].pem)],
+        "encoded": [base64.b64encode(ocsp_request(service, issued[0])).decode()],
         "timezone": ["Asia/Tokyo", "UTC"],
         "date": ["2027-03-31", "2026-12-31"],
         "network": ["192.0.2.0/24", "2001:db8::/32"],
         "client_ip": ["192.0.2.7", "198.51.100.1"],
         "verify": ["SUCCESS", "NONE"],
-        "csr": [csr_pem()],
+        "csr": [csr_pem().decode()],
     }
 
 

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from api.app import build_app
 from ca.logfilters import RedactLinkTokens
 from ca.service import IssueRequest, Service
-from tests.api.conftest import bearer
-from tests.conftest import BASE_URL
+from tests.support.environment import BASE_URL
+from tests.support.http import bearer
 
 # until the lead wires them in, the tests mix in the use cases and mount the router themselves
 CERTS = "/api/v1/tenants/default/certificates"

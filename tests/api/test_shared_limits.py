@@ -19,9 +19,9 @@ import pytest
 from api.auth import FAILURES_ALLOWED
 from api.routes.selfservice import LINK_REQUESTS_PER_MINUTE
 from ca.settings import Settings
-from tests.api.conftest import bearer
 from tests.clocked_server import CLOCKED
 from tests.served import Server, live_service, serving
+from tests.support.http import bearer
 
 PER_TOKEN = 4
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ca.service import IssueRequest, Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 URL = "/api/v1/tenants/acme/subscription"
 

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 
 from ca.clock import FixedClock
 from ca.service import CertificateView, IssueRequest, Service
-from tests.api.conftest import bearer
-from tests.api.test_publish_api import crl_serials
 from tests.integration.test_subscription_guard import REFUSAL
 from tests.moments import MOMENTS
+from tests.support.http import bearer
+from tests.support.issuing import crl_reasons
 
 URL = "/api/v1/tenants/acme/subscription"
 SECOND = dt.timedelta(seconds=1)
@@ -51,7 +51,7 @@ def seen(client: TestClient, service: Service, token: str,
          views: list[CertificateView]) -> dict[str, Any]:
     """What a gateway sees over HTTP: the CRL, OCSP and the status API, per serial."""
     issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates("acme")[1].der)
-    found: dict[str, Any] = {"crl": crl_serials(x509.load_der_x509_crl(
+    found: dict[str, Any] = {"crl": crl_reasons(x509.load_der_x509_crl(
         client.get("/crl/acme.crl").content))}
     for view in views:
         request = ocsp.OCSPRequestBuilder().add_certificate(

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from ca.service import Service
 from ca.tokens import display_prefix
-from tests.api.conftest import bearer
 from tests.moments import MOMENTS
+from tests.support.http import bearer
 
 TOKEN_KEYS = {"id", "name", "role", "tenant", "user", "prefix", "expires_at", "revoked_at",
               "last_used_at"}

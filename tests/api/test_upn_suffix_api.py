@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ca.db.models import Tenant
 from ca.service import Service
 from ca.x509.certificate import UPN_OID
-from tests.api.conftest import bearer
+from tests.support.http import bearer
 
 SETTING = "/api/v1/tenants/default/settings/upn-suffix"
 CERTS = "/api/v1/tenants/default/certificates"

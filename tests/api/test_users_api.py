@@ -14,7 +14,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from ca.service import Service
-from tests.api.conftest import bearer
+from tests.support.http import bearer, issue_over_api
 
 BASE = "/api/v1/tenants/default"
 PROBLEM = "application/problem+json"
@@ -33,13 +33,6 @@ def add(client: TestClient, h: dict[str, str], login: str, *groups: str,
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     return body
-
-
-def issue(client: TestClient, h: dict[str, str], login: str) -> str:
-    r = client.post(f"{BASE}/certificates", json={"login": login}, headers=h)
-    assert r.status_code == 201, r.text
-    serial: str = r.json()["certificates"][0]["serial"]
-    return serial
 
 
 def cert_state(client: TestClient, h: dict[str, str], serial: str) -> str:
@@ -95,7 +88,7 @@ def test_admin_adds_gets_and_lists_users_by_group_unaffiliated_and_status(
     r = client.post(f"{BASE}/users", json={"login": "backup", "email": "backup@example.com",
                                            "kind": "service"}, headers=h)
     assert r.status_code == 201 and r.json()["kind"] == "service"
-    issue(client, h, "bob")
+    issue_over_api(client, h, "bob")
     assert client.get(f"{BASE}/users/BOB", headers=h).json()["certificate_status"] == "valid"
     assert listed(client, h) == ["alice", "backup", "bob"]
     assert listed(client, h, group="sales") == ["bob"]
@@ -119,7 +112,7 @@ def test_a_login_taken_in_another_case_is_a_409(client: TestClient,
 def test_patch_changes_the_fields_given_and_secure_access_suspends_and_reinstates(
         client: TestClient, tokens: dict[str, str]) -> None:
     h = admin(tokens)
-    serial = issue(client, h, "alice")
+    serial = issue_over_api(client, h, "alice")
     r = client.patch(f"{BASE}/users/alice", json={"display_name": "Alice L.",
                                                   "groups": ["Sales"]}, headers=h)
     assert r.status_code == 200, r.text
@@ -139,7 +132,7 @@ def test_patch_changes_the_fields_given_and_secure_access_suspends_and_reinstate
 def test_retire_revokes_the_users_certificates_and_refuses_issuance(
         client: TestClient, tokens: dict[str, str]) -> None:
     h = admin(tokens)
-    serial = issue(client, h, "alice")
+    serial = issue_over_api(client, h, "alice")
     r = client.post(f"{BASE}/users/alice/retire", headers=h)
     assert r.status_code == 200 and r.json()["status"] == "retired"
     cert = client.get(f"{BASE}/certificates/{serial}", headers=h).json()
@@ -153,7 +146,7 @@ def test_permission_for_several_users_is_all_or_nothing(client: TestClient,
                                                         tokens: dict[str, str]) -> None:
     h = admin(tokens)
     add(client, h, "bob")
-    serials = [issue(client, h, "alice"), issue(client, h, "bob")]
+    serials = [issue_over_api(client, h, "alice"), issue_over_api(client, h, "bob")]
     r = client.post(f"{BASE}/permission", json={"logins": ["alice", "ghost", "bob"],
                                                 "allow": False}, headers=h)
     assert "ghost" in problem(r, 404)["detail"]
@@ -332,7 +325,7 @@ def test_download_streams_a_zip_with_a_safe_attachment_name(client: TestClient,
     problem(client.get(f"{BASE}/certificates/download", params={"all": "true"}, headers=h),
             422)
     add(client, h, "bob", "Sales")
-    serials = {"alice": issue(client, h, "alice"), "bob": issue(client, h, "bob")}
+    serials = {"alice": issue_over_api(client, h, "alice"), "bob": issue_over_api(client, h, "bob")}
     # everyone's keys are asked for by name, never the default (as `cert download --all`)
     unnamed = client.get(f"{BASE}/certificates/download", headers=h)
     problem(unnamed, 400)
@@ -378,7 +371,7 @@ def test_another_tenants_admin_gets_404_on_every_user_and_bulk_route(
         ("GET", "/certificates/download", {"params": {"all": "true"}}),
         ("GET", f"/jobs/{job['id']}", {}),
     ]
-    issue(client, h, "alice")
+    issue_over_api(client, h, "alice")
     other = bearer(tokens["acme-admin"])
     for method, path, options in routes:
         headers = {**other, **options.pop("headers", {})}

@@ -7,7 +7,7 @@ import io
 import json
 import sqlite3
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 
 def test_list_shows_the_events_and_json_has_every_field(ready_sqlite: Env, cli: Cli) -> None:

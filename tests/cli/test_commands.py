@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 from collections.abc import Callable
 
 import pytest
 from cryptography import x509
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env, as_json, issue
 
 SERIAL = re.compile(r"[0-9A-F]{1,40}")
 CA_KEYS = {"tenant", "kind", "subject", "serial", "not_before", "not_after", "pem"}
 CERT_KEYS = {"serial", "tenant", "login", "subject", "state", "not_before", "not_after",
              "expiry_date", "expiry_zone", "fingerprint_sha256", "key_type", "source"}
-
-
-def as_json(cli: Cli, *argv: str) -> object:
-    result = cli.ok(*argv, "--json")
-    return json.loads(result.out)
-
-
-def issue(cli: Cli, login: str = "alice", *extra: str) -> dict[str, object]:
-    """``tegata cert issue LOGIN --json``: a list with one certificate per user named."""
-    data = as_json(cli, "cert", "issue", login, *extra)
-    assert isinstance(data, list) and len(data) == 1, data
-    assert isinstance(data[0], dict)
-    return data[0]
 
 
 def test_init_then_user_add_then_cert_issue_prints_serial_and_not_after(env: Env,

@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 from ca.sealing import DATA_PROTECTION_FILE
-from tests.cli.conftest import Cli, Env
 from tests.integration.test_data_protection import (
     as_the_previous_release_left_it,
     key_forms,
     open_bundle,
 )
+from tests.support.cli import Cli, Env
 
 
 def download(cli: Cli, out: Path) -> tuple[str, bytes, bytes]:

@@ -19,7 +19,7 @@ import pytest
 import typer
 
 from cli.main import app
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "deploy/nginx/README.md")

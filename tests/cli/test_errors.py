@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 HOSTILE_LOGINS = ["../x", "a/b", "a\x00b", "a\r\nb", "\u202egnp.exe", "a" * 10_240]
 

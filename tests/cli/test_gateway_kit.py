@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ca.service import hierarchy
-from tests.cli.conftest import Cli, Env, Result
 from tests.legacy import legacy_request
+from tests.support.cli import Cli, Env, Result
 
 UPSTREAM = ("--upstream", "http://127.0.0.1:9000")
 

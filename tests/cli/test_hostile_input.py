@@ -37,15 +37,14 @@ import typer
 from cli import server
 from cli.main import app, main
 from tests.api.test_hostile_input import Tables, describe_change
-from tests.cli.conftest import (
+from tests.support.cli import (
     ERROR_PREFIX,
     Cli,
     Result,
-    _configure,
     _reset_state,
+    configure,
     initialise,
 )
-from tests.conftest import IN_CI, PG_URL, _postgres_database
 
 HOSTILE = [
     ("nul", "\x00"),
@@ -186,15 +185,6 @@ def argv_for(command: Command, target: str, value: str, data: Data) -> list[str]
 # --- the environment ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", *(["postgresql"] if PG_URL or IN_CI else [])])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The embedded SQLite always; PostgreSQL too where one is given (CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tegata.db'}"
-    else:
-        yield from _postgres_database()
-
-
 @pytest.fixture(autouse=True)
 def _command_tree_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """typer rebuilds the click command tree from the app on every call (~60 ms, most of a
@@ -210,7 +200,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, cli: Cli
           ) -> Iterator[tuple[Tables, Data]]:
     """An initialised CA: alice (allowed, with a certificate), bob in group staff, a CSV of
     the users and the CA bundle on disk; the working directory three levels down."""
-    env = _configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
+    env = configure(monkeypatch, tmp_path, None if db_url.startswith("sqlite") else db_url)
     initialise(cli)
     cli.ok("user", "add", "bob", "--email", "bob@example.com", "--groups", "staff")
     issued = json.loads(cli.ok("cert", "issue", "alice", "--json").out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ca.service import build_service, leases, lifecycle
 from ca.settings import load_settings
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 
 def test_lifecycle_run_while_another_runs_says_so_in_one_line(ready_sqlite: Env,

@@ -3,7 +3,6 @@ same object are the same JSON, for every view both shells show."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,11 +13,8 @@ from api.app import build_app
 from ca.clock import FixedClock
 from ca.service import build_service
 from ca.settings import load_settings
-from tests.cli.conftest import Cli, Env
-
-
-def as_json(cli: Cli, *argv: str) -> Any:
-    return json.loads(cli.ok(*argv, "--json").out)
+from tests.support.cli import Cli, Env, as_json
+from tests.support.http import bearer
 
 
 @pytest.fixture
@@ -45,7 +41,7 @@ def api(env: Env, cli: Cli, cli_clock: FixedClock) -> Iterator[TestClient]:
     service = build_service(load_settings(), clock=cli_clock)
     client = TestClient(build_app(service.settings, service=service),
                         raise_server_exceptions=False)
-    client.headers["Authorization"] = f"Bearer {operator}"
+    client.headers.update(bearer(operator))
     yield client
     service.engine.dispose()
 

@@ -4,13 +4,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from tests.cli.conftest import Cli, Env
-
-
-def as_json(cli: Cli, *argv: str) -> Any:
-    return json.loads(cli.ok(*argv, "--json").out)
+from tests.support.cli import Cli, Env, as_json
 
 
 def acme(cli: Cli) -> None:
@@ -67,7 +62,7 @@ def test_token_list_never_prints_a_tokens_text(ready_sqlite: Env, cli: Cli) -> N
     listed = cli.ok("token", "list", "--json").out + cli.ok("token", "list").out
     for text in made:
         assert text not in listed and text[len("tgt_"):] not in listed
-    assert [t["name"] for t in json.loads(cli.ok("token", "list", "--json").out)] == [
+    assert [t["name"] for t in as_json(cli, "token", "list")] == [
         "管理者", "operator token"]
 
 

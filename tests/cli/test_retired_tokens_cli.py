@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.settings import load_settings
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 T = ("--tenant", "acme")
 

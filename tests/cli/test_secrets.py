@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from tests.cli.conftest import Cli, Env, Result
-from tests.conftest import PASSPHRASE
+from tests.support.cli import Cli, Env, Result
+from tests.support.environment import PASSPHRASE
 
 
 def debug(cli: Cli, *argv: str) -> Result:

@@ -13,7 +13,7 @@ import pytest
 from ca.errors import ConfigError, StorageError
 from ca.settings import load_settings
 from cli.server import WORKER_FACTORY, Plan, plan
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 
 @pytest.mark.parametrize(

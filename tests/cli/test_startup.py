@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli, Env, Result
-from tests.conftest import PASSPHRASE
 from tests.processes import free_port, stop
+from tests.support.cli import Cli, Env, Result
+from tests.support.environment import PASSPHRASE
 
 UNREACHABLE_DB = "postgresql+psycopg://postgres@127.0.0.1:1/test"
 SERVE_DEADLINE = 20.0  # seconds; a refusal takes about one interpreter start-up

@@ -13,7 +13,7 @@ import typer
 
 from ca.clock import FixedClock
 from cli.main import app
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env
 
 T = ("--tenant", "acme")
 SET = ("tenant", "subscription", "set", *T)

@@ -6,22 +6,17 @@ named moments through a FixedClock."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from cryptography import x509
 
 from ca.clock import FixedClock
-from tests.cli.conftest import Cli, Env
 from tests.integration.test_subscription_guard import REFUSAL
 from tests.moments import MOMENTS
+from tests.support.cli import Cli, Env, as_json
 
 T = ("--tenant", "acme")
 SET = ("tenant", "subscription", "set", "--tz", "Asia/Tokyo", *T)
-
-
-def as_json(cli: Cli, *argv: str) -> Any:
-    return json.loads(cli.ok(*argv, "--json").out)
 
 
 def gateway_view(cli: Cli) -> dict[str, Any]:

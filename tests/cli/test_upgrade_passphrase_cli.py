@@ -14,9 +14,9 @@ from sqlalchemy import create_engine
 
 from ca.db import migrate
 from ca.sealing import DATA_PROTECTION_FILE
-from tests.cli.conftest import Cli, Env
-from tests.conftest import PASSPHRASE
 from tests.integration.test_data_protection import as_the_previous_release_left_it
+from tests.support.cli import Cli, Env
+from tests.support.environment import PASSPHRASE
 
 WRONG = "wrong-but-long-enough-passphrase"
 BEHIND = "0005"

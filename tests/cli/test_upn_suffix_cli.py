@@ -19,22 +19,14 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from ca.x509.certificate import UPN_OID
-from tests.cli.conftest import Cli, Env
-from tests.conftest import require_tool
-from tests.interop.conftest import pkilint_tool, run
+from tests.support.cli import Cli, Env, issue_pem
+from tests.support.environment import require_tool
+from tests.support.tools import pkilint_tool, run
 
 pytestmark = pytest.mark.interop
 
 # (typed, stored): a plain domain, and a Japanese one typed with a full-width dot
 SUFFIXES = [("example.co.jp", "example.co.jp"), ("株式会社アクメ\uff0ejp", "株式会社アクメ.jp")]
-
-
-def issue(cli: Cli, tmp_path: Path, name: str) -> Path:
-    """A new certificate for alice, written as PEM."""
-    (made,) = json.loads(cli.ok("cert", "issue", "alice", "--json").out)
-    path = tmp_path / f"{name}.pem"
-    path.write_text(cli.ok("cert", "show", made["serial"], "--pem").out, encoding="ascii")
-    return path
 
 
 def san_text(openssl: str, pem: Path) -> str:
@@ -71,10 +63,12 @@ def sans(pem: Path) -> list[x509.GeneralName]:
 def test_a_certificate_issued_after_the_setting_carries_exactly_the_email_and_the_upn(
         ready_sqlite: Env, cli: Cli, tmp_path: Path, typed: str, stored: str) -> None:
     openssl, lint = require_tool("openssl"), pkilint_tool("lint_pkix_cert")
-    before = issue(cli, tmp_path, "before")
+    before = tmp_path / "before.pem"
+    issue_pem(cli, before)
 
     answer = json.loads(cli.ok("tenant", "set", "--upn-suffix", typed, "--json").out)
-    after = issue(cli, tmp_path, "after")
+    after = tmp_path / "after.pem"
+    issue_pem(cli, after)
 
     upn = f"alice@{stored}"
     assert answer == {"tenant": "default", "upn_suffix": stored}
@@ -110,11 +104,13 @@ def upn_events(cli: Cli) -> list[tuple[str, str, str, dict[str, object]]]:
 def test_removing_the_suffix_removes_the_upn_from_new_certificates_and_both_are_audited(
         ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
     cli.ok("tenant", "set", "--upn-suffix", "Example.CO.jp")
-    with_upn = issue(cli, tmp_path, "with")
+    with_upn = tmp_path / "with.pem"
+    issue_pem(cli, with_upn)
     cli.ok("tenant", "set", "--upn-suffix", "example.co.jp")  # the same again: no event
 
     answer = json.loads(cli.ok("tenant", "set", "--no-upn-suffix", "--json").out)
-    without = issue(cli, tmp_path, "without")
+    without = tmp_path / "without.pem"
+    issue_pem(cli, without)
 
     assert answer == {"tenant": "default", "upn_suffix": None}
     assert len(sans(with_upn)) == 2

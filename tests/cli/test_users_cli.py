@@ -8,19 +8,14 @@ import json
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any
 
-from tests.cli.conftest import Cli, Env
+from tests.support.cli import Cli, Env, as_json
 
 PEOPLE = ("login,email,name,groups,secure_access\n"
           "bob,bob@example.com,Bob,Sales,yes\n"
           "carol,carol@example.com,\"Carol, C.\",Sales;Dev,yes\n"
           "dave,dave@example.com,Dave,,no\n"
           "yamada,yamada@example.jp,山田 太郎,営業部,yes\n")
-
-
-def as_json(cli: Cli, *argv: str) -> Any:
-    return json.loads(cli.ok(*argv, "--json").out)
 
 
 def logins(cli: Cli, *argv: str) -> list[str]:

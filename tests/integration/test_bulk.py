@@ -13,11 +13,8 @@ import unicodedata
 import zipfile
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from ca import audit
@@ -28,6 +25,7 @@ from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service
 from ca.service import transitions as cert_status
 from ca.states import State
+from tests.support.issuing import csr_pem, issue_serials
 
 TENANT = "default"
 MANIFEST_COLUMNS = ["login", "serial", "not_after", "sha256_fingerprint"]
@@ -36,11 +34,6 @@ ARCHIVE_NAME = re.compile(r"[a-z0-9-]+-certificates-\d{8}-\d{6}\.zip")
 
 def add(service: Service, login: str, *groups: str, allow: bool = True) -> None:
     service.users.add(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups)
-
-
-def issue(service: Service, *logins: str, **options: object) -> list[str]:
-    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins, **options))  # type: ignore[arg-type]
-    return [v.serial for v in views]
 
 
 def bulk(service: Service, **selection: object) -> IssueRequest:
@@ -52,14 +45,6 @@ def bulk(service: Service, **selection: object) -> IssueRequest:
 def holders(service: Service) -> list[str]:
     """Logins with a valid certificate."""
     return sorted({v.login for v in service.certificates.list_certificates(TENANT, state="valid")})
-
-
-def csr_pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-               .sign(key, hashes.SHA256()))
-    return request.public_bytes(serialization.Encoding.PEM)
 
 
 def change(service: Service, serial: str, step: object, *args: object) -> None:
@@ -138,7 +123,7 @@ def test_bulk_issuance_goes_to_a_group_the_unaffiliated_or_all_active_users(
 
 
 def test_bulk_issuance_with_a_status_filter_issues_only_to_those_users(staff: Service) -> None:
-    [first] = issue(staff, "alice")
+    [first] = issue_serials(staff, "alice")
     issued = staff.certificates.issue_bulk(bulk(staff, everyone=True, status="unissued")).issued
     assert [v.login for v in issued] == ["bob", "carol", "dave"]
     assert [v.serial for v in staff.certificates.list_certificates(TENANT,
@@ -251,11 +236,11 @@ def mixed(service: Service, clock: FixedClock) -> dict[str, list[str]]:
     for login in ("expired", "valid", "twice", "revoked", "suspended", "held", "csr",
                   "reissued", "unissued"):
         add(service, login, "Sales" if login in ("valid", "twice", "held") else "Other")
-    serials = {"expired": issue(service, "expired", expires=dt.date(2026, 3, 5))}
+    serials = {"expired": issue_serials(service, "expired", expires=dt.date(2026, 3, 5))}
     clock.advance(dt.timedelta(days=10))
     for login in ("valid", "twice", "twice", "revoked", "suspended", "held", "reissued"):
-        serials.setdefault(login, []).extend(issue(service, login))
-    serials["reissued"] += issue(service, "reissued", reissue="revoke")
+        serials.setdefault(login, []).extend(issue_serials(service, login))
+    serials["reissued"] += issue_serials(service, "reissued", reissue="revoke")
     serials["csr"] = [v.serial for v in service.certificates.issue(IssueRequest(
         tenant=TENANT, logins=("csr",), csr=csr_pem()))]
     change(service, serials["revoked"][0], cert_status.revoke, "keyCompromise")
@@ -331,7 +316,7 @@ def test_a_login_that_would_make_an_unsafe_file_name_is_refused_or_made_harmless
         except InvalidInput as exc:
             assert exc.field == "login"
             continue  # refused at input: fine
-        [serial] = issue(service, login)
+        [serial] = issue_serials(service, login)
         try:
             assert_safe_names(service.certificates.bundle(serial, tenant=TENANT).content)
             data = download(service, logins=(login,))

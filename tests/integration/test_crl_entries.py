@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from alembic import command
 from cryptography import x509
 from sqlalchemy import select, update
 
@@ -17,6 +16,7 @@ from ca.db.models import Certificate, Hold
 from ca.service import CertificateView, IssueRequest, Service, crls
 from ca.x509 import crl
 from tests.moments import MOMENTS
+from tests.support.databases import downgrade
 
 TENANT = "acme"
 SHOWN = "株式会社アクメ"
@@ -127,10 +127,7 @@ def test_the_upgrade_from_0009_keeps_each_revoked_certificates_entry(
     service.revocation.revoke(TENANT, jiro)
     service.revocation.suspend(TENANT, hanako)
     before = entries(service)
-    config = migrate.alembic_config()
-    with service.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0009")
+    downgrade(service.engine, "0009")
     assert migrate.current_revision(service.engine) == "0009"
 
     service.database.upgrade()

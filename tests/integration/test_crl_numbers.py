@@ -22,8 +22,8 @@ from ca.clock import FixedClock
 from ca.db.models import Authority, Crl, Tenant
 from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings, load_settings
-from tests.conftest import BASE_URL, PASSPHRASE
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 PER_PROCESS = 10  # certificates each process revokes, each followed by a publish_crl
 MS = dt.timedelta(milliseconds=1)

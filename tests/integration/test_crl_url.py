@@ -12,7 +12,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
 from cryptography import x509
 from sqlalchemy import select, update
 
@@ -22,8 +21,9 @@ from ca.db.models import Authority, Tenant
 from ca.service import IssueRequest, Service, build_service
 from ca.service.views import CertificateView
 from ca.settings import Settings, load_settings
-from tests.conftest import BASE_URL, PASSPHRASE, require_tool
 from tests.moments import MOMENTS
+from tests.support.databases import downgrade
+from tests.support.environment import BASE_URL, PASSPHRASE, require_tool
 
 ACME = "acme"
 ACME_SHOWN = "株式会社アクメ"
@@ -162,10 +162,7 @@ def test_the_upgrade_keeps_the_crl_url_each_ca_published(
     assert idp(service.crls.current(TOKYO).der) == f"{DEFAULT_BASE}/x.crl"
     # "default" has no certificate and no CRL: nothing to take
     # back to 0008 (the model has the column, so no data could be made at 0008 through it)
-    config = migrate.alembic_config()
-    with service.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008")
+    downgrade(service.engine, "0008")
     assert migrate.current_revision(service.engine) == "0008"
 
     service.database.upgrade()

@@ -27,7 +27,7 @@ from ca.errors import ConfigError
 from ca.sealing import DATA_PROTECTION_FILE
 from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.settings import Settings, load_settings
-from tests.conftest import BASE_URL, PASSPHRASE
+from tests.support.environment import BASE_URL, PASSPHRASE
 
 OTHER_PASSPHRASE = "someone-elses-passphrase-42"
 

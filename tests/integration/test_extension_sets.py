@@ -34,11 +34,14 @@ from ca.clock import FixedClock
 from ca.service import CertificateView, IssueRequest, Service
 from ca.service import certificates as certificate_use_cases
 from ca.service.selection import Selection
-from tests.conftest import BASE_URL
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL
+from tests.support.http import bearer
+from tests.support.issuing import issue, ocsp_request
 
 TENANT = "sakura"
 DISPLAY = "さくら商事株式会社"
+YAMADA = "yamada.taro"
 UPN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 PRIVATE_CRITICAL = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.1")
 PRIVATE = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1.2")
@@ -170,11 +173,6 @@ def cert_of(view: CertificateView) -> x509.Certificate:
     return x509.load_der_x509_certificate(view.der)
 
 
-def issue(service: Service, *logins: str, **options: object) -> list[CertificateView]:
-    return service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins or ("yamada.taro",),
-                                                   **options))  # type: ignore[arg-type]
-
-
 def assert_client_certificate(service: Service, view: CertificateView, *,
                               upn: str | None = None) -> None:
     cert = cert_of(view)
@@ -191,7 +189,7 @@ def assert_client_certificate(service: Service, view: CertificateView, *,
 @pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048"])
 def test_a_certificate_with_a_key_made_here_has_exactly_the_profile(sakura: Service,
                                                                     key_type: str) -> None:
-    (view,) = issue(sakura, key_type=key_type)
+    (view,) = issue(sakura, YAMADA, tenant=TENANT, key_type=key_type)
     assert_client_certificate(sakura, view)
 
 
@@ -205,7 +203,7 @@ def test_a_csrs_extensions_and_subject_never_reach_the_certificate(
         ec.generate_private_key(ec.SECP256R1() if algorithm == "ec-p256" else ec.SECP384R1()))
     request = csr_asking_for_everything(key)
     encoding = serialization.Encoding.PEM if form == "pem" else serialization.Encoding.DER
-    (view,) = issue(sakura, csr=request.public_bytes(encoding))
+    (view,) = issue(sakura, YAMADA, tenant=TENANT, csr=request.public_bytes(encoding))
     assert_client_certificate(sakura, view)
     cert = cert_of(view)
     # the CSR's key, and nothing else of it
@@ -228,15 +226,16 @@ def test_each_requested_extension_alone_is_left_out(sakura: Service, extension: 
     request = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
                .add_extension(value, critical=critical).sign(key, hashes.SHA256()))
-    (view,) = issue(sakura, csr=request.public_bytes(serialization.Encoding.PEM))
+    (view,) = issue(sakura, YAMADA, tenant=TENANT,
+                    csr=request.public_bytes(serialization.Encoding.PEM))
     assert_client_certificate(sakura, view)
 
 
 def test_a_tenant_with_a_upn_suffix_adds_exactly_the_upn(sakura: Service) -> None:
     sakura.links.set_upn_suffix(TENANT, "corp.sakura.example.jp")
-    (made_here,) = issue(sakura, "yamada.taro")
+    (made_here,) = issue(sakura, "yamada.taro", tenant=TENANT)
     key = ec.generate_private_key(ec.SECP256R1())
-    (from_csr,) = issue(sakura, "suzuki.hanako",
+    (from_csr,) = issue(sakura, "suzuki.hanako", tenant=TENANT,
                         csr=csr_asking_for_everything(key).public_bytes(
                             serialization.Encoding.PEM))
     assert_client_certificate(sakura, made_here, upn="yamada.taro@corp.sakura.example.jp")
@@ -250,7 +249,7 @@ def test_a_long_upn_is_encoded_with_its_long_form_length(sakura: Service,
     labels = ["a" * 63, "b" * 63, "c" * 63, "d" * 61][:1 + suffix_length // 64]
     suffix = ".".join(labels)[:suffix_length - 3].rstrip(".") + ".jp"
     sakura.links.set_upn_suffix(TENANT, suffix)
-    (view,) = issue(sakura, "suzuki.hanako")
+    (view,) = issue(sakura, "suzuki.hanako", tenant=TENANT)
     assert_client_certificate(sakura, view, upn=f"suzuki.hanako@{suffix}")
 
 
@@ -277,7 +276,7 @@ def test_certificates_made_in_worker_processes_have_exactly_the_profile(
         sakura: Service, pooled: None) -> None:
     if parallel.workers() < 2:
         pytest.skip("one core: issuance never uses the pool here")
-    views = issue(sakura, "yamada.taro", "suzuki.hanako", "tanaka.ichiro")
+    views = issue(sakura, "yamada.taro", "suzuki.hanako", "tanaka.ichiro", tenant=TENANT)
     for view in views:
         assert_client_certificate(sakura, view)
 
@@ -289,7 +288,7 @@ def test_a_csr_sent_to_the_api_gives_exactly_the_profile(sakura: Service) -> Non
     key = ec.generate_private_key(ec.SECP256R1())
     pem = csr_asking_for_everything(key).public_bytes(serialization.Encoding.PEM).decode()
     answer = client.post(f"/api/v1/tenants/{TENANT}/certificates",
-                         headers={"Authorization": f"Bearer {token}"},
+                         headers=bearer(token),
                          json={"login": "tanaka.ichiro", "csr": pem})
     assert answer.status_code == 201, answer.text
     (issued,) = answer.json()["certificates"]
@@ -352,11 +351,9 @@ def test_long_names_are_cut_so_that_the_suffix_of_every_ca_name_survives(
     ca = issuing(sakura, tenant)
     assert ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
         display[:17] + " Issuing CA")  # 53 bytes of label: 17 characters of 3 bytes
-    (view,) = sakura.certificates.issue(IssueRequest(tenant=tenant, logins=("yamada.taro",)))
-    request = ocsp.OCSPRequestBuilder().add_certificate(
-        cert_of(view), ca, hashes.SHA1()).build()
+    (view,) = issue(sakura, YAMADA, tenant=tenant)
     answer = ocsp.load_der_ocsp_response(
-        sakura.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
+        sakura.ocsp.respond(ocsp_request(sakura, view, tenant=tenant)).der)
     (responder,) = answer.certificates
     assert responder.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
         "t" * 49 + " OCSP Responder")
@@ -365,11 +362,9 @@ def test_long_names_are_cut_so_that_the_suffix_of_every_ca_name_survives(
 # --- the OCSP responder's certificate -------------------------------------------------------
 
 def test_the_ocsp_responder_certificate_has_exactly_its_profile(sakura: Service) -> None:
-    (view,) = issue(sakura)
-    request = ocsp.OCSPRequestBuilder().add_certificate(
-        cert_of(view), issuing(sakura), hashes.SHA1()).build()
+    (view,) = issue(sakura, YAMADA, tenant=TENANT)
     answer = ocsp.load_der_ocsp_response(
-        sakura.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
+        sakura.ocsp.respond(ocsp_request(sakura, view, tenant=TENANT)).der)
     assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
     (responder,) = answer.certificates
     assert extensions_of(responder.extensions) == {
@@ -399,7 +394,7 @@ def test_an_rsa_issuing_ca_is_found_by_its_key_hash(sakura: Service, algorithm: 
     # key's BIT STRING found through them
     sakura.hierarchy.create_tenant("kaede", display_name="かえで工業", ca_key_type="rsa-3072")
     sakura.users.add("kaede", "kato.ken", email="ken@kaede.example.jp", allow=True)
-    (view,) = sakura.certificates.issue(IssueRequest(tenant="kaede", logins=("kato.ken",)))
+    (view,) = issue(sakura, "kato.ken", tenant="kaede")
     ca = issuing(sakura, "kaede")
     request = ocsp.OCSPRequestBuilder().add_certificate(
         cert_of(view), ca, hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()).build()
@@ -414,13 +409,10 @@ def test_an_rsa_issuing_ca_is_found_by_its_key_hash(sakura: Service, algorithm: 
 
 
 def test_an_ocsp_response_carries_only_the_nonce_it_was_asked_for(sakura: Service) -> None:
-    (view,) = issue(sakura)
+    (view,) = issue(sakura, YAMADA, tenant=TENANT)
     nonce = b"\x42" * 16
-    request = ocsp.OCSPRequestBuilder().add_certificate(
-        cert_of(view), issuing(sakura), hashes.SHA256()).add_extension(
-        x509.OCSPNonce(nonce), critical=False).build()
-    answer = ocsp.load_der_ocsp_response(
-        sakura.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
+    request = ocsp_request(sakura, view, tenant=TENANT, algorithm=hashes.SHA256(), nonce=nonce)
+    answer = ocsp.load_der_ocsp_response(sakura.ocsp.respond(request).der)
     assert extensions_of(answer.extensions) == {
         OCSPExtensionOID.NONCE: (False, x509.OCSPNonce(nonce))}
     assert extensions_of(answer.single_extensions) == {}
@@ -439,15 +431,15 @@ def number_of(crl: x509.CertificateRevocationList) -> int:
 def test_a_tenants_crl_has_exactly_its_extensions_and_entry_extensions(
         sakura: Service, clock: FixedClock) -> None:
     views = {v.login: v for v in issue(sakura, "yamada.taro", "suzuki.hanako",
-                                       "tanaka.ichiro")}
+                                       "tanaka.ichiro", tenant=TENANT)}
     unspecified, compromised, held = (views["yamada.taro"], views["suzuki.hanako"],
                                       views["tanaka.ichiro"])
     sakura.revocation.revoke(TENANT, unspecified.serial)  # reason unspecified: no reasonCode
     clock.advance(dt.timedelta(seconds=1))
     sakura.revocation.revoke(TENANT, compromised.serial, reason="keyCompromise")
     sakura.revocation.suspend(TENANT, held.serial)
-    (superseding,) = issue(sakura, "yamada.taro")
-    (replaced,) = issue(sakura, "yamada.taro", reissue="revoke")
+    (superseding,) = issue(sakura, "yamada.taro", tenant=TENANT)
+    (replaced,) = issue(sakura, "yamada.taro", tenant=TENANT, reissue="revoke")
     crl = crl_of(sakura)
     assert extensions_of(crl.extensions) == {
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER: (False, aki(issuing(sakura))),

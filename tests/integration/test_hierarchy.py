@@ -22,7 +22,7 @@ from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, Conflict, InvalidInput, NotInitialized
 from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.settings import load_settings
-from tests.conftest import PASSPHRASE
+from tests.support.environment import PASSPHRASE
 
 
 def key_files(service: Service) -> list[str]:

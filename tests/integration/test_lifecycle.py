@@ -19,10 +19,11 @@ from sqlalchemy import select
 from ca.clock import FixedClock
 from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
 from ca.errors import NotPermitted
-from ca.service import CertificateView, IssueRequest, LifecycleReport, Service
+from ca.service import CertificateView, LifecycleReport, Service
 from ca.service import transitions as status_module
 from ca.states import State
 from tests.moments import MOMENTS
+from tests.support.issuing import crl_reasons, issue_one
 
 SECOND = dt.timedelta(seconds=1)
 LAST_DAY = dt.date(2026, 3, 31)
@@ -42,18 +43,11 @@ def users(service: Service) -> Service:
 @pytest.fixture
 def tokyo(users: Service) -> Service:
     """alice and bob each hold a certificate; the contract runs through 31 March, Tokyo."""
-    issue(users, "alice")
-    issue(users, "bob")
+    issue_one(users, "alice")
+    issue_one(users, "bob")
     view = users.lifecycle.set_subscription("default", ends=LAST_DAY, zone="Asia/Tokyo")
     assert view.ends_at == TOKYO_END and view.state == "active"
     return users
-
-
-def issue(service: Service, login: str, tenant: str = "default",
-          **options: object) -> CertificateView:
-    (view,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
-                                         **options))  # type: ignore[arg-type]
-    return view
 
 
 def certificates(service: Service, tenant: str = "default") -> list[CertificateView]:
@@ -73,16 +67,7 @@ def holds(service: Service, serial: str) -> list[str]:
 
 
 def crl_entries(service: Service, tenant: str = "default") -> dict[str, str | None]:
-    crl = x509.load_der_x509_crl(service.crls.current(tenant).der)
-    found: dict[str, str | None] = {}
-    for entry in crl:
-        try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-        except x509.ExtensionNotFound:
-            reason = None
-        found[format(entry.serial_number, "X")] = reason
-    return found
-
+    return crl_reasons(x509.load_der_x509_crl(service.crls.current(tenant).der))
 
 def ocsp_of(service: Service, view: CertificateView) -> ocsp.OCSPResponse:
     issuing = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(view.tenant)[1].der)
@@ -114,7 +99,7 @@ def test_one_second_before_the_end_of_the_last_day_in_tokyo_all_is_valid(
     assert tokyo.lifecycle.run().suspended == 0
     assert set(states(tokyo).values()) == {State.VALID}
     assert tokyo.lifecycle.get_subscription("default").state == "active"
-    assert issue(tokyo, "alice").state is State.VALID  # issuance still allowed
+    assert issue_one(tokyo, "alice").state is State.VALID  # issuance still allowed
 
 
 def test_at_the_end_of_the_last_day_in_tokyo_every_certificate_is_suspended(
@@ -139,12 +124,12 @@ def test_no_certificate_can_be_issued_once_the_subscription_has_ended(
         tokyo: Service, clock: FixedClock) -> None:
     clock.set(TOKYO_END)  # refused at the instant, whether or not the lifecycle ran yet
     with pytest.raises(NotPermitted, match="subscription ended on 2026-03-31"):
-        issue(tokyo, "alice")
+        issue_one(tokyo, "alice")
     assert len(certificates(tokyo)) == 2
 
 
 def test_setting_an_end_already_past_suspends_at_once_when_confirmed(users: Service) -> None:
-    view = issue(users, "alice")
+    view = issue_one(users, "alice")
     users.lifecycle.set_subscription("default", ends=dt.date(2026, 3, 1), allow_past=True)
     assert users.certificates.get(view.serial).state is State.SUSPENDED
     assert holds(users, view.serial) == ["subscription"]
@@ -152,7 +137,7 @@ def test_setting_an_end_already_past_suspends_at_once_when_confirmed(users: Serv
 
 
 def test_an_open_ended_subscription_never_suspends(users: Service, clock: FixedClock) -> None:
-    view = issue(users, "alice")
+    view = issue_one(users, "alice")
     users.lifecycle.set_subscription("default", ends=None)
     clock.advance(dt.timedelta(days=200))
     assert users.lifecycle.run().suspended == 0
@@ -176,7 +161,7 @@ def test_a_renewal_within_the_grace_period_reinstates_at_once(tokyo: Service,
     assert crl_entries(tokyo) == {}
     assert {ocsp_of(tokyo, v).certificate_status for v in certificates(tokyo)} == {
         ocsp.OCSPCertStatus.GOOD}
-    assert issue(tokyo, "alice").state is State.VALID
+    assert issue_one(tokyo, "alice").state is State.VALID
     assert tokyo.lifecycle.run().revoked == 0  # the grace end no longer applies
 
 
@@ -273,10 +258,10 @@ def test_after_a_late_renewal_only_new_certificates_work(tokyo: Service,
     clock.set(TOKYO_END + GRACE + dt.timedelta(days=3))
     assert tokyo.lifecycle.run().revoked == 2
     with pytest.raises(NotPermitted, match="subscription ended"):
-        issue(tokyo, "alice")
+        issue_one(tokyo, "alice")
 
     tokyo.lifecycle.set_subscription("default", ends=dt.date(2027, 4, 30))
-    new = issue(tokyo, "alice")
+    new = issue_one(tokyo, "alice")
 
     assert {s: st for s, st in states(tokyo).items() if s in old} == dict.fromkeys(
         old, State.REVOKED)
@@ -303,7 +288,7 @@ def test_a_renewal_after_the_grace_end_revives_nothing_even_before_the_lifecycle
 
 def test_without_a_grace_period_the_end_revokes_at_once(users: Service,
                                                         clock: FixedClock) -> None:
-    view = issue(users, "alice")
+    view = issue_one(users, "alice")
     users.lifecycle.set_subscription("default", ends=LAST_DAY, zone="UTC", grace_days=0)
     clock.set(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
     assert users.lifecycle.run().revoked == 1
@@ -335,9 +320,9 @@ def test_a_run_that_crashes_half_way_leaves_no_half_done_tenant_and_a_rerun_conv
     users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
     for login in ("dave", "erin"):
         users.users.add("acme", login, email=f"{login}@example.com", allow=True)
-        issue(users, login, tenant="acme")
-    issue(users, "alice")
-    issue(users, "bob")
+        issue_one(users, login, tenant="acme")
+    issue_one(users, "alice")
+    issue_one(users, "bob")
     for tenant in ("default", "acme"):
         users.lifecycle.set_subscription(tenant, ends=LAST_DAY, zone="UTC")
     clock.set(dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
@@ -376,9 +361,9 @@ def test_a_run_that_crashes_half_way_leaves_no_half_done_tenant_and_a_rerun_conv
 
 def test_retiring_a_user_revokes_every_certificate_as_affiliation_changed(
         users: Service, clock: FixedClock) -> None:
-    first, second = issue(users, "alice"), issue(users, "alice")
+    first, second = issue_one(users, "alice"), issue_one(users, "alice")
     users.revocation.suspend("default", second.serial)
-    bobs = issue(users, "bob")
+    bobs = issue_one(users, "bob")
     clock.advance(dt.timedelta(minutes=1))
 
     users.users.retire("default", "alice")
@@ -395,13 +380,13 @@ def test_retiring_a_user_revokes_every_certificate_as_affiliation_changed(
 
 def test_withdrawing_permission_suspends_and_granting_it_again_reinstates(
         users: Service) -> None:
-    view = issue(users, "alice")
+    view = issue_one(users, "alice")
     users.users.set_permission("default", ("alice",), allow=False)
     assert holds(users, view.serial) == ["permission"]
     answer = ocsp_of(users, view)
     assert answer.revocation_reason is x509.ReasonFlags.certificate_hold
     with pytest.raises(NotPermitted, match="no secure-access permission"):
-        issue(users, "alice")
+        issue_one(users, "alice")
 
     users.users.set_permission("default", ("alice",), allow=True)
     assert holds(users, view.serial) == []
@@ -410,8 +395,8 @@ def test_withdrawing_permission_suspends_and_granting_it_again_reinstates(
 
 
 def test_expiry_purges_the_key_material(users: Service, clock: FixedClock) -> None:
-    view = issue(users, "alice", expires=dt.date(2026, 3, 3))
-    keeps = issue(users, "bob")
+    view = issue_one(users, "alice", expires=dt.date(2026, 3, 3))
+    keeps = issue_one(users, "bob")
     clock.set(view.not_after)
     assert users.lifecycle.run().purged == 0  # notAfter is the last valid second
     assert users.certificates.get(view.serial).has_key_material
@@ -429,7 +414,7 @@ def test_expiry_purges_the_key_material(users: Service, clock: FixedClock) -> No
 
 def test_the_crl_never_passes_its_next_update_while_the_lifecycle_runs(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users, "alice")
+    view = issue_one(users, "alice")
     users.revocation.revoke("default", view.serial, reason="keyCompromise")
     users.lifecycle.run()
     for _ in range(12):  # 48 days: past the root CRL's 30 days too

@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, event, func, select
 
 from ca.clock import FixedClock
@@ -21,6 +20,7 @@ from ca.renewal import renew_at as crl_renew_at
 from ca.service import IssueRequest, LifecycleReport, Service, build_service, leases
 from ca.service.lifecycle import LIFECYCLE_LEASE
 from tests.moments import MOMENTS
+from tests.support.databases import downgrade
 
 TENANTS = {"sapporo": "札幌営業所", "sendai": "仙台支社", "fukuoka": "福岡本店"}
 MORE = {"naha": "那覇出張所", "kobe": "神戸工場", "nara": "奈良研究所", "kochi": "高知倉庫"}
@@ -175,10 +175,7 @@ def test_a_key_is_purged_in_the_first_pass_after_its_certificate_expired(
 def at_0009(tenants: Service, clock: FixedClock) -> Iterator[Service]:
     """The database taken back to 0009 with subscriptions and CRLs in it."""
     tenants.lifecycle.set_subscription("fukuoka", ends=LAST_DAY, zone="Asia/Tokyo")
-    config = migrate.alembic_config()
-    with tenants.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0009")
+    downgrade(tenants.engine, "0009")
     assert migrate.current_revision(tenants.engine) == "0009"
     yield tenants
 

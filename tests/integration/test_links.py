@@ -27,8 +27,8 @@ from ca.settings import Settings
 from cli.context import STATE
 from cli.links import link_app
 from cli.tenants import tenant_set
-from tests.api.test_certificates_api import csr_pem
-from tests.conftest import BASE_URL
+from tests.support.environment import BASE_URL
+from tests.support.issuing import csr_pem, issue_one
 
 
 @pytest.fixture
@@ -36,12 +36,7 @@ def alice(service: Service) -> str:
     """alice, with one valid server-generated certificate; returns its serial."""
     service.users.add("default", "alice", email="alice@example.com", display_name="Alice A",
                      allow=True)
-    return issue(service, "alice")
-
-
-def issue(service: Service, login: str, **options: object) -> str:
-    request = IssueRequest(tenant="default", logins=(login,), **options)  # type: ignore[arg-type]
-    return service.certificates.issue(request)[0].serial
+    return issue_one(service, "alice").serial
 
 
 def opened(zip_bytes: bytes, login: str) -> tuple[str, object]:
@@ -93,10 +88,9 @@ def test_the_link_validity_comes_from_the_settings(settings: Settings, service: 
 def test_a_link_needs_an_active_user_with_a_key_to_hand_out(service: Service, case: str) -> None:
     service.users.add("default", "bob", email="bob@example.com", allow=True)
     if case == "csr-only":
-        service.certificates.issue(IssueRequest(tenant="default", logins=("bob",),
-                                                csr=csr_pem().encode()))
+        service.certificates.issue(IssueRequest(tenant="default", logins=("bob",), csr=csr_pem()))
     if case == "retired":
-        issue(service, "bob")
+        issue_one(service, "bob")
         service.users.retire("default", "bob")
     expected = {"no-certificate": (NotPermitted, "bob: no valid certificate with a key"),
                 "csr-only": (NotPermitted, "bob: no valid certificate with a key"),
@@ -173,7 +167,7 @@ def test_a_new_link_replaces_the_users_earlier_ones(service: Service, alice: str
 def test_the_link_hands_out_the_users_newest_valid_certificate(service: Service,
                                                                alice: str) -> None:
     made = service.links.create("default", "alice")
-    newer = issue(service, "alice", reissue="revoke")
+    newer = issue_one(service, "alice", reissue="revoke").serial
     assert service.links.page_info(made.token).serial == newer
     assert service.links.redeem(made.token, source_ip=None).bundle.serial == newer
 
@@ -272,7 +266,7 @@ def _events(service: Service, action: str) -> list[AuditEvent]:
 
 def test_a_user_gets_only_their_own_certificates(service: Service, alice: str) -> None:
     service.users.add("default", "bob", email="bob@example.com", allow=True)
-    bobs = issue(service, "bob")
+    bobs = issue_one(service, "bob").serial
     assert [v.serial for v in service.links.my_certificates("default", "bob")] == [bobs]
     assert opened(service.links.my_bundle("default", "bob", bobs).content, "bob")[0]
     # alice's certificate answers bob exactly as a serial that does not exist

@@ -35,8 +35,8 @@ from ca.db.models import AuditEvent, DownloadLink
 from ca.errors import MailNotConfigured
 from ca.service import IssueRequest, Service, build_service
 from ca.settings import Settings
-from tests.conftest import BASE_URL, unavailable
 from tests.processes import free_port
+from tests.support.environment import BASE_URL, unavailable
 
 try:
     from aiosmtpd.controller import Controller

@@ -23,6 +23,7 @@ from ca.errors import StorageError
 from ca.service import CertificateView, IssueRequest, Service, build_service, ocsp_feed, ocsp_memory
 from ca.service import ocsp as responder
 from ca.x509 import ocsp as ocsp_x509
+from tests.support.issuing import issue_one
 
 TENANT = "tokyo"
 HASHES = [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()]
@@ -49,11 +50,9 @@ def queries(tokyo: Service) -> Iterator[list[str]]:
     event.remove(tokyo.engine, "before_cursor_execute", count)
 
 
-def issue(service: Service, login: str) -> CertificateView:
+def user_with_certificate(service: Service, login: str) -> CertificateView:
     service.users.add(TENANT, login, email=f"{login}@example.jp", allow=True)
-    (view,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=(login,)))
-    return view
-
+    return issue_one(service, login, TENANT)
 
 def issuing(service: Service) -> x509.Certificate:
     return x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
@@ -82,7 +81,7 @@ def status(der: bytes) -> ocsp.OCSPCertStatus:
 
 def test_a_kept_answer_is_served_from_memory_with_no_query(tokyo: Service,
                                                            queries: list[str]) -> None:
-    view = issue(tokyo, "yamada")
+    view = user_with_certificate(tokyo, "yamada")
     data = request(tokyo, int(view.serial, 16))
     first = tokyo.ocsp.respond(data)
     queries.clear()
@@ -98,7 +97,7 @@ def test_memory_alone_never_reads_or_signs(tokyo: Service, queries: list[str],
     # left to ocsp_respond in a thread
     built: list[object] = []
     monkeypatch.setattr(ocsp_x509, "build_response", lambda *a, **k: built.append(a))
-    view = issue(tokyo, "sato")
+    view = user_with_certificate(tokyo, "sato")
     serial = int(view.serial, 16)
     asked = [request(tokyo, serial), request(tokyo, serial, nonce=b"0123456789abcdef")]
     queries.clear()
@@ -110,7 +109,7 @@ def test_kept_answers_stay_within_the_cap_whatever_is_asked(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ocsp_memory, "CAPACITY", 4)
     service.hierarchy.create_tenant(TENANT, display_name="東京本社", ca_key_type="ec-p256")
-    views = [issue(service, f"user{n}") for n in range(3)]
+    views = [user_with_certificate(service, f"user{n}") for n in range(3)]
     memory = service.ocsp.memory
     for view in views:
         for algorithm in HASHES:
@@ -130,7 +129,8 @@ def _issuer_key(service: Service, algorithm: hashes.HashAlgorithm) -> ocsp_memor
 
 
 def test_nothing_is_kept_for_an_unknown_serial_or_an_unknown_issuer(tokyo: Service) -> None:
-    issue(tokyo, "suzuki")  # a tenant with a certificate: not an empty memory by accident
+    # a tenant with a certificate: not an empty memory by accident
+    user_with_certificate(tokyo, "suzuki")
     for _ in range(50):
         serial = x509.random_serial_number()
         unknown = tokyo.ocsp.respond(request(tokyo, serial))
@@ -181,7 +181,7 @@ def test_a_new_tenant_is_answered_by_every_process_after_a_feed_read(tokyo: Serv
 
 def test_an_answer_read_before_a_change_arrived_is_not_kept(
         tokyo: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    view = issue(tokyo, "kato")
+    view = user_with_certificate(tokyo, "kato")
     memory = tokyo.ocsp.memory
     read = tokyo.ocsp._status
 
@@ -195,7 +195,7 @@ def test_an_answer_read_before_a_change_arrived_is_not_kept(
 
 
 def test_a_change_in_this_process_is_forgotten_at_its_commit(tokyo: Service) -> None:
-    view = issue(tokyo, "ito")
+    view = user_with_certificate(tokyo, "ito")
     data = request(tokyo, int(view.serial, 16))
     tokyo.ocsp.respond(data)
     tokyo.revocation.suspend(TENANT, view.serial)
@@ -206,7 +206,7 @@ def test_a_change_in_this_process_is_forgotten_at_its_commit(tokyo: Service) -> 
 def test_a_reader_that_fell_behind_the_kept_batches_forgets_everything(
         tokyo: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ocsp_feed, "KEEP_BATCHES", 2)
-    views = [issue(tokyo, f"user{n}") for n in range(4)]
+    views = [user_with_certificate(tokyo, f"user{n}") for n in range(4)]
     kept = request(tokyo, int(views[0].serial, 16))
     tokyo.ocsp.respond(kept)
     other = build_service(tokyo.settings, clock=tokyo.clock)
@@ -221,7 +221,7 @@ def test_a_reader_that_fell_behind_the_kept_batches_forgets_everything(
 
 def test_a_kept_answer_past_a_third_of_its_life_is_made_afresh_in_the_background(
         tokyo: Service, clock: FixedClock) -> None:
-    view = issue(tokyo, "kobayashi")
+    view = user_with_certificate(tokyo, "kobayashi")
     data = request(tokyo, int(view.serial, 16))
     first = tokyo.ocsp.respond(data)
     assert first.made_at is not None and first.next_update is not None
@@ -238,7 +238,7 @@ def test_a_kept_answer_past_a_third_of_its_life_is_made_afresh_in_the_background
 
 def test_an_internal_failure_is_an_ocsp_internal_error(
         tokyo: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    view = issue(tokyo, "watanabe")
+    view = user_with_certificate(tokyo, "watanabe")
     data = request(tokyo, int(view.serial, 16))
 
     def broken(*_args: object, **_kwargs: object) -> None:

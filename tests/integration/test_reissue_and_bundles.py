@@ -16,8 +16,9 @@ from sqlalchemy import select
 from ca import audit
 from ca.db.models import AuditEvent, KeyMaterial
 from ca.errors import InvalidInput, NotFound, NotPermitted
-from ca.service import IssueRequest, Service
+from ca.service import Service
 from ca.states import State
+from tests.support.issuing import issue
 
 
 @pytest.fixture
@@ -26,11 +27,6 @@ def users(service: Service) -> Service:
         service.users.add("default", login, email=f"{login}@example.com", allow=True)
     service.users.add("default", "carol", email="carol@example.com")
     return service
-
-
-def issue(service: Service, *logins: str, **options: object) -> list:  # type: ignore[type-arg]
-    return service.certificates.issue(IssueRequest(tenant="default", logins=logins,
-                                                   **options))  # type: ignore[arg-type]
 
 
 def test_several_users_are_issued_together(users: Service) -> None:

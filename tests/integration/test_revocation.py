@@ -19,10 +19,11 @@ from sqlalchemy import select, update
 from ca.clock import FixedClock
 from ca.db.models import Authority, Hold, Tenant
 from ca.errors import InvalidInput, NotFound, NotPermitted
-from ca.service import CertificateView, IssueRequest, Service, build_service
+from ca.service import CertificateView, Service, build_service
 from ca.states import State
-from tests.conftest import BASE_URL
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL
+from tests.support.issuing import crl_reasons, issue_one, issuing_certificate, ocsp_request
 
 REASONS = ["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn"]
@@ -36,50 +37,16 @@ def users(service: Service) -> Service:
     return service
 
 
-def issue(service: Service, login: str = "alice", tenant: str = "default",
-          **options: object) -> CertificateView:
-    (view,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
-                                         **options))  # type: ignore[arg-type]
-    return view
-
-
 def crl_of(service: Service, tenant: str | None = "default") -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(service.crls.current(tenant).der)
-
-
-def reason_of(entry: x509.RevokedCertificate) -> str | None:
-    try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def listed(crl: x509.CertificateRevocationList) -> dict[str, str | None]:
-    """serial (canonical hex) -> reasonCode (None when the entry has none)."""
-    return {format(entry.serial_number, "X"): reason_of(entry) for entry in crl}
 
 
 def number_of(crl: x509.CertificateRevocationList) -> int:
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
-def issuing_cert(service: Service, tenant: str = "default") -> x509.Certificate:
-    return x509.load_der_x509_certificate(service.hierarchy.ca_certificates(tenant)[1].der)
-
-
 def root_cert(service: Service) -> x509.Certificate:
     return x509.load_der_x509_certificate(service.hierarchy.ca_certificates(None)[0].der)
-
-
-def ocsp_request(service: Service, view: CertificateView, *,
-                 algorithm: hashes.HashAlgorithm | None = None, nonce: bytes | None = None,
-                 tenant: str = "default") -> bytes:
-    builder = ocsp.OCSPRequestBuilder().add_certificate(
-        x509.load_der_x509_certificate(view.der), issuing_cert(service, tenant),
-        algorithm or hashes.SHA1())
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    return builder.build().public_bytes(serialization.Encoding.DER)
 
 
 def ask(service: Service, view: CertificateView, **options: object) -> ocsp.OCSPResponse:
@@ -105,17 +72,17 @@ def stranger(issuer: x509.Certificate, serial: int) -> x509.Certificate:
 @pytest.mark.parametrize("reason", REASONS, ids=REASONS)
 def test_a_revoked_certificate_is_listed_at_once_with_its_reason(users: Service,
                                                                  reason: str) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial, reason=reason)
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: reason}
+    assert crl_reasons(crl) == {view.serial: reason}
     (entry,) = list(crl)
     assert entry.revocation_date_utc == MOMENTS.start
 
 
 def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Service) -> None:
     # RFC 5280, 5.3.1: the reasonCode unspecified SHOULD be absent
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial)
     (entry,) = list(crl_of(users))
     assert format(entry.serial_number, "X") == view.serial
@@ -123,7 +90,7 @@ def test_an_unspecified_revocation_is_listed_without_a_reason_code(users: Servic
 
 
 def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial, reason="superseded")
     number = number_of(crl_of(users))
     clock.advance(dt.timedelta(hours=1))
@@ -132,13 +99,13 @@ def test_revoking_again_keeps_the_first_date_and_reason(users: Service, clock: F
 
     assert again.revoked_at == MOMENTS.start and again.revocation_reason == "superseded"
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "superseded"}
+    assert crl_reasons(crl) == {view.serial: "superseded"}
     assert number_of(crl) == number  # nothing changed, nothing republished
 
 
 def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial, reason="superseded")
     clock.advance(dt.timedelta(hours=1))
 
@@ -150,7 +117,7 @@ def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
     assert downgraded.revocation_reason == "keyCompromise"
     assert downgraded.revoked_at == MOMENTS.start
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "keyCompromise"}
+    assert crl_reasons(crl) == {view.serial: "keyCompromise"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start
     answer = ask(users, view)
     assert answer.revocation_reason is x509.ReasonFlags.key_compromise
@@ -158,7 +125,7 @@ def test_revoking_again_only_upgrades_the_reason_to_key_compromise(
 
 
 def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial, reason="keyCompromise")
 
     with pytest.raises(NotPermitted, match=f"certificate {view.serial} is revoked"):
@@ -168,11 +135,11 @@ def test_a_revoked_certificate_never_comes_back(users: Service) -> None:
 
     after = users.certificates.get(view.serial)
     assert after.state is State.REVOKED and after.revocation_reason == "keyCompromise"
-    assert listed(crl_of(users)) == {view.serial: "keyCompromise"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "keyCompromise"}
 
 
 def test_revoking_purges_the_key_material(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     assert view.has_key_material
     revoked = users.revocation.revoke("default", view.serial, reason="keyCompromise")
     assert not revoked.has_key_material
@@ -183,29 +150,29 @@ def test_revoking_purges_the_key_material(users: Service) -> None:
 
 def test_revoking_a_suspended_certificate_lists_the_revocation_reason(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.suspend("default", view.serial)
     clock.advance(dt.timedelta(minutes=3))
     revoked = users.revocation.revoke("default", view.serial, reason="privilegeWithdrawn")
     assert revoked.state is State.REVOKED
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "privilegeWithdrawn"}
+    assert crl_reasons(crl) == {view.serial: "privilegeWithdrawn"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start + dt.timedelta(minutes=3)
 
 
 def test_an_unknown_reason_is_refused_and_changes_nothing(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     number = number_of(crl_of(users))
     with pytest.raises(InvalidInput, match="reason 'certificateHold' is not one of"):
         users.revocation.revoke("default", view.serial, reason="certificateHold")
     assert users.certificates.get(view.serial).state is State.VALID
-    assert number_of(crl_of(users)) == number and listed(crl_of(users)) == {}
+    assert number_of(crl_of(users)) == number and crl_reasons(crl_of(users)) == {}
 
 
 def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
     users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
     users.users.add("acme", "dave", email="dave@example.com", allow=True)
-    theirs = issue(users, "dave", tenant="acme")
+    theirs = issue_one(users, "dave", tenant="acme")
     for change in (users.revocation.revoke, users.revocation.suspend, users.revocation.reinstate):
         with pytest.raises(NotFound, match=f"no certificate with serial {theirs.serial}"):
             change("default", theirs.serial)
@@ -217,23 +184,23 @@ def test_a_serial_of_another_tenant_is_not_found(users: Service) -> None:
 
 def test_a_suspended_certificate_is_listed_as_certificate_hold_until_reinstated(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     suspended = users.revocation.suspend("default", view.serial)
     assert suspended.state is State.SUSPENDED
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl) == {view.serial: "certificateHold"}
     assert next(iter(crl)).revocation_date_utc == MOMENTS.start
 
     clock.advance(dt.timedelta(minutes=1))
     reinstated = users.revocation.reinstate("default", view.serial)
 
     assert reinstated.state is State.VALID
-    assert listed(crl_of(users)) == {}
+    assert crl_reasons(crl_of(users)) == {}
     assert reinstated.has_key_material  # a hold is reversible: the key stays
 
 
 def test_suspending_twice_is_one_hold(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.suspend("default", view.serial)
     number = number_of(crl_of(users))
     users.revocation.suspend("default", view.serial)
@@ -244,19 +211,19 @@ def test_suspending_twice_is_one_hold(users: Service) -> None:
 
 
 def test_reinstating_never_lifts_a_permission_hold(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.users.set_permission("default", ("alice",), allow=False)
     users.revocation.suspend("default", view.serial)
     users.revocation.reinstate("default", view.serial)
     assert users.certificates.get(view.serial).state is State.SUSPENDED
-    assert listed(crl_of(users)) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "certificateHold"}
     users.users.set_permission("default", ("alice",), allow=True)
     assert users.certificates.get(view.serial).state is State.VALID
 
 
 def test_every_change_publishes_a_larger_crl_number_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     numbers = [number_of(crl_of(users))]
     for change in (users.revocation.suspend, users.revocation.reinstate):
         clock.advance(SECOND)
@@ -269,7 +236,7 @@ def test_every_change_publishes_a_larger_crl_number_at_once(
 
 
 def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     number = number_of(crl_of(users))
     clock.advance(SECOND)
     # no hold to lift
@@ -284,43 +251,43 @@ def test_a_change_that_changes_nothing_publishes_nothing(users: Service, clock: 
 
 def test_withdrawing_permission_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     before = number_of(crl_of(users))
     clock.advance(SECOND)
     users.users.set_permission("default", ("alice",), allow=False)
     crl = crl_of(users)
-    assert listed(crl) == {view.serial: "certificateHold"}
+    assert crl_reasons(crl) == {view.serial: "certificateHold"}
     assert number_of(crl) > before
 
 
 def test_granting_permission_again_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.users.set_permission("default", ("alice",), allow=False)
     users.crls.publish("default")
     clock.advance(SECOND)
     users.users.set_permission("default", ("alice",), allow=True)
     assert users.certificates.get(view.serial).state is State.VALID
-    assert listed(crl_of(users)) == {}
+    assert crl_reasons(crl_of(users)) == {}
 
 
 def test_retiring_a_user_publishes_a_new_crl_at_once(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.crls.publish("default")  # what gateways hold before the change
     clock.advance(SECOND)
     users.users.retire("default", "alice")
     assert users.certificates.get(view.serial).revocation_reason == "affiliationChanged"
-    assert listed(crl_of(users)) == {view.serial: "affiliationChanged"}
+    assert crl_reasons(crl_of(users)) == {view.serial: "affiliationChanged"}
 
 
 def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
         users: Service, clock: FixedClock) -> None:
-    old = issue(users)
+    old = issue_one(users)
     users.crls.publish("default")  # what gateways hold before the change
     clock.advance(SECOND)
-    new = issue(users, reissue="revoke")
-    assert listed(crl_of(users)) == {old.serial: "superseded"}
-    assert new.serial not in listed(crl_of(users))
+    new = issue_one(users, reissue="revoke")
+    assert crl_reasons(crl_of(users)) == {old.serial: "superseded"}
+    assert new.serial not in crl_reasons(crl_of(users))
 
 
 # --- what the CRLs say ----------------------------------------------------------------------
@@ -328,7 +295,7 @@ def test_reissuing_with_revoke_publishes_a_new_crl_at_once(
 
 def test_the_issuing_cas_crl_names_its_issuer_scope_and_number(users: Service) -> None:
     crl = crl_of(users)
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     assert crl.issuer == issuing.subject
     assert crl.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
     ski = issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -341,7 +308,7 @@ def test_the_issuing_cas_crl_names_its_issuer_scope_and_number(users: Service) -
     assert idp.value.only_contains_user_certs and not idp.value.only_contains_ca_certs
     assert idp.value.full_name == [x509.UniformResourceIdentifier(f"{BASE_URL}/crl/default.crl")]
     # the same URL the certificates name as their CRL distribution point
-    leaf = x509.load_der_x509_certificate(issue(users).der)
+    leaf = x509.load_der_x509_certificate(issue_one(users).der)
     (point,) = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert point.full_name == idp.value.full_name
 
@@ -370,11 +337,11 @@ def test_a_crl_is_backdated_five_minutes_and_valid_seven_days(users: Service) ->
 def test_each_tenants_crl_lists_only_its_own_certificates(users: Service) -> None:
     users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
     users.users.add("acme", "dave", email="dave@example.com", allow=True)
-    ours, theirs = issue(users), issue(users, "dave", tenant="acme")
+    ours, theirs = issue_one(users), issue_one(users, "dave", tenant="acme")
     users.revocation.revoke("default", ours.serial, reason="keyCompromise")
     users.revocation.suspend("acme", theirs.serial)
-    assert listed(crl_of(users)) == {ours.serial: "keyCompromise"}
-    assert listed(crl_of(users, "acme")) == {theirs.serial: "certificateHold"}
+    assert crl_reasons(crl_of(users)) == {ours.serial: "keyCompromise"}
+    assert crl_reasons(crl_of(users, "acme")) == {theirs.serial: "certificateHold"}
     idp = crl_of(users, "acme").extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.value.full_name == [x509.UniformResourceIdentifier(f"{BASE_URL}/crl/acme.crl")]
 
@@ -394,7 +361,7 @@ def test_current_crl_is_kept_until_half_its_validity_then_renewed(
 def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
         users: Service, clock: FixedClock) -> None:
     # RFC 5280, 3.3: an entry stays until one CRL issued beyond the validity period lists it
-    view = issue(users, expires=dt.date(2026, 3, 3))
+    view = issue_one(users, expires=dt.date(2026, 3, 3))
     not_after = view.not_after
     assert not_after == dt.datetime(2026, 3, 3, 23, 59, 59, tzinfo=dt.UTC)
     users.revocation.revoke("default", view.serial, reason="keyCompromise")
@@ -406,7 +373,7 @@ def test_an_expired_entry_is_dropped_only_after_a_crl_listed_it_past_its_expiry(
         clock.set(moment)
         made.append(x509.load_der_x509_crl(users.crls.publish("default").der))
 
-    present = [view.serial in listed(crl) for crl in made]
+    present = [view.serial in crl_reasons(crl) for crl in made]
     assert present[0] and not present[-1], present  # listed while valid, dropped at last
     for index in range(len(made)):
         if not present[index]:
@@ -418,16 +385,16 @@ def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
     made = {}
     for reason in [*REASONS, "unspecified"]:
         users.users.add("default", f"u-{reason.lower()}", email="u@example.com", allow=True)
-        view = issue(users, f"u-{reason.lower()}")
+        view = issue_one(users, f"u-{reason.lower()}")
         users.revocation.revoke("default", view.serial, reason=reason)
         made[view.serial] = None if reason == "unspecified" else reason
-    held = issue(users, "bob")
+    held = issue_one(users, "bob")
     users.revocation.suspend("default", held.serial)
     made[held.serial] = "certificateHold"
-    valid = issue(users, "carol")
+    valid = issue_one(users, "carol")
     crl = crl_of(users)
-    assert listed(crl) == made
-    assert valid.serial not in listed(crl)
+    assert crl_reasons(crl) == made
+    assert valid.serial not in crl_reasons(crl)
 
 
 # --- OCSP through the service ---------------------------------------------------------------
@@ -436,7 +403,7 @@ def test_a_crl_lists_each_reason_and_hold_together(users: Service) -> None:
 @pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256()], ids=["sha1", "sha256"])
 def test_ocsp_answers_in_the_hash_of_the_request(users: Service,
                                                  algorithm: hashes.HashAlgorithm) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp.load_der_ocsp_request(ocsp_request(users, view, algorithm=algorithm))
     answer = ask(users, view, algorithm=algorithm)
     assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
@@ -448,7 +415,7 @@ def test_ocsp_answers_in_the_hash_of_the_request(users: Service,
 
 
 def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     clock.advance(dt.timedelta(minutes=10))
     users.revocation.revoke("default", view.serial, reason="keyCompromise")
     answer = ask(users, view)
@@ -458,7 +425,7 @@ def test_ocsp_says_revoked_with_reason_and_time(users: Service, clock: FixedCloc
 
 
 def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.revoke("default", view.serial)
     answer = ask(users, view, algorithm=hashes.SHA256())
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
@@ -467,7 +434,7 @@ def test_ocsp_says_revoked_without_reason_for_an_unspecified_revocation(users: S
 
 def test_ocsp_says_certificate_hold_for_a_suspension_and_good_after_reinstating(
         users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     users.revocation.suspend("default", view.serial)
     answer = ask(users, view)
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
@@ -478,7 +445,7 @@ def test_ocsp_says_certificate_hold_for_a_suspension_and_good_after_reinstating(
 
 
 def test_ocsp_is_never_good_for_a_serial_tegata_did_not_issue(users: Service) -> None:
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     for serial in (0x1234, 1, 2**159 - 1):
         request = (ocsp.OCSPRequestBuilder()
                    .add_certificate(stranger(issuing, serial), issuing, hashes.SHA1()).build())
@@ -491,10 +458,10 @@ def test_ocsp_is_never_good_for_a_serial_tegata_did_not_issue(users: Service) ->
 def test_ocsp_does_not_vouch_for_another_tenants_serial(users: Service) -> None:
     users.hierarchy.create_tenant("acme", ca_key_type="ec-p256")
     users.users.add("acme", "dave", email="dave@example.com", allow=True)
-    theirs = issue(users, "dave", tenant="acme")
+    theirs = issue_one(users, "dave", tenant="acme")
     # acme's serial, asked of the default tenant's issuing CA
     request = (ocsp.OCSPRequestBuilder().add_certificate(
-        stranger(issuing_cert(users), int(theirs.serial, 16)), issuing_cert(users),
+        stranger(issuing_certificate(users), int(theirs.serial, 16)), issuing_certificate(users),
         hashes.SHA1()).build())
     answer = ocsp.load_der_ocsp_response(
         users.ocsp.respond(request.public_bytes(serialization.Encoding.DER)).der)
@@ -529,7 +496,7 @@ def test_ocsp_answers_garbage_with_malformed_request(users: Service, data: bytes
 
 def test_an_ocsp_response_is_reused_until_half_its_validity(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     first = users.ocsp.respond(request)
     assert first.cacheable and first.made_at is not None and first.next_update is not None
@@ -546,7 +513,7 @@ def test_an_ocsp_response_is_reused_until_half_its_validity(
 
 def test_a_status_change_is_answered_at_once_not_from_the_kept_response(
         users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     good = users.ocsp.respond(request)
     users.revocation.suspend("default", view.serial)
@@ -563,7 +530,7 @@ def test_a_status_change_made_by_another_replica_is_answered_after_the_next_feed
     # answers are kept in memory; the change feed, read a few times a second, names the
     # ones another process changed (the timing is bench/ocsp.py's, the processes are in
     # tests/api/test_ocsp_processes.py)
-    view = issue(users)
+    view = issue_one(users)
     request = ocsp_request(users, view)
     users.ocsp.respond(request)
     other = build_service(users.settings, clock=clock)
@@ -577,7 +544,7 @@ def test_a_status_change_made_by_another_replica_is_answered_after_the_next_feed
 
 
 def test_a_request_with_a_nonce_gets_a_fresh_response_echoing_it(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answers = [users.ocsp.respond(ocsp_request(users, view, nonce=n))
                for n in (b"nonce-one-16byte", b"nonce-two-16byte")]
     assert answers[0].der != answers[1].der
@@ -591,10 +558,10 @@ def test_a_request_with_a_nonce_gets_a_fresh_response_echoing_it(users: Service)
 
 
 def test_the_responder_is_a_delegated_ocsp_signer_of_the_issuing_ca(users: Service) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answer = ask(users, view)
     (responder,) = answer.certificates
-    issuing = issuing_cert(users)
+    issuing = issuing_certificate(users)
     responder.verify_directly_issued_by(issuing)
     eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
@@ -617,7 +584,7 @@ def responder_serial(service: Service, view: CertificateView) -> int:
 
 def test_the_responder_is_replaced_after_half_its_seven_day_life(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     first = responder_serial(users, view)
     clock.advance(dt.timedelta(days=3, hours=12) - SECOND)
     assert responder_serial(users, view) == first
@@ -635,7 +602,7 @@ def test_the_responder_is_replaced_after_half_its_seven_day_life(
 
 def test_another_replica_uses_the_same_responder_until_it_is_due(
         users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     first = responder_serial(users, view)
     clock.advance(dt.timedelta(days=1))
     other = build_service(users.settings, clock=clock)
@@ -646,7 +613,7 @@ def test_another_replica_uses_the_same_responder_until_it_is_due(
 
 
 def test_ocsp_validity_is_the_tenants_setting(users: Service, clock: FixedClock) -> None:
-    view = issue(users)
+    view = issue_one(users)
     answer = ask(users, view)
     assert answer.next_update_utc - answer.this_update_utc == dt.timedelta(seconds=300)
     assert answer.this_update_utc <= MOMENTS.start <= answer.next_update_utc

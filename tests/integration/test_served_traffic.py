@@ -17,14 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
 
 from ca.service import IssueRequest, Service
 from ca.settings import Settings
 from tests.integration.test_workers import worker_of, worker_pids
 from tests.served import Server, live_service, serving
+from tests.support.issuing import issue_one, ocsp_request
 
 TENANT = "kyushu"
 DISPLAY = "九州電機株式会社"
@@ -40,14 +38,6 @@ READ_DEADLINE = 30  # seconds a client waits for an answer before calling it mis
 def live(settings: Settings) -> Iterator[Service]:
     with live_service(settings, TENANT, DISPLAY, users=1) as service:
         yield service
-
-
-def ocsp_request(service: Service) -> bytes:
-    leaf = x509.load_der_x509_certificate(
-        service.certificates.issue(IssueRequest(tenant=TENANT, logins=(LOGIN,)))[0].der)
-    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
-    return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
-    ).public_bytes(serialization.Encoding.DER)
 
 
 def connect(server: Server) -> http.client.HTTPConnection:
@@ -79,7 +69,7 @@ def counted(text: str, sample: str) -> int:
 
 
 def test_metrics_count_every_workers_requests(live: Service, tmp_path: Path) -> None:
-    data = ocsp_request(live)
+    data = ocsp_request(live, issue_one(live, LOGIN, TENANT), tenant=TENANT)
     token, _ = live.tokens.create(role="operator", name="監視担当")
     with serving(live.settings, tmp_path / "serve.log", workers=2) as server:
         ocsp_workers, ocsp_sent = spread(server, "POST", "/ocsp", data)

@@ -39,8 +39,10 @@ from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service, build_service
 from ca.settings import load_settings
 from ca.states import State
-from tests.conftest import BASE_URL, PASSPHRASE
 from tests.moments import MOMENTS
+from tests.support.environment import BASE_URL, PASSPHRASE
+
+pytestmark = pytest.mark.stateful
 
 LOGINS = ("alice", "bob")
 REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",

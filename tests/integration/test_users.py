@@ -19,6 +19,7 @@ from ca.holds import HoldCause
 from ca.service import IssueRequest, Selection, Service, UserSpec
 from ca.service import transitions as cert_status
 from ca.states import State
+from tests.support.issuing import issue_serials
 
 TENANT = "default"
 
@@ -40,12 +41,6 @@ def add(service: Service, login: str, *groups: str, allow: bool = True,
         kind: str = "person") -> None:
     service.users.add(TENANT, login, email=f"{login}@example.com", allow=allow, groups=groups,
                      kind=kind)
-
-
-def issue(service: Service, *logins: str) -> list[str]:
-    """Serials of one new certificate per user named."""
-    views = service.certificates.issue(IssueRequest(tenant=TENANT, logins=logins))
-    return [v.serial for v in views]
 
 
 def issue_until(service: Service, login: str, last_day: dt.date) -> list[str]:
@@ -140,7 +135,7 @@ def test_a_service_account_is_a_user_of_kind_service(service: Service) -> None:
     add(service, "backup-bot", kind="service")
     view = service.users.get(TENANT, "backup-bot")
     assert view.kind == "service"
-    issue(service, "backup-bot")
+    issue_serials(service, "backup-bot")
     assert service.users.get(TENANT, "backup-bot").certificate_status == "valid"
     with pytest.raises(InvalidInput, match="person or service"):
         add(service, "robot", kind="robot")
@@ -215,9 +210,9 @@ def test_retiring_revokes_every_live_certificate_as_affiliation_changed(
         service: Service) -> None:
     add(service, "alice")
     add(service, "bob")
-    first, second, held = issue(service, "alice") + issue(service, "alice") + issue(
-        service, "alice")
-    [bobs] = issue(service, "bob")
+    first, second, held = (issue_serials(service, "alice") + issue_serials(service, "alice")
+                           + issue_serials(service, "alice"))
+    [bobs] = issue_serials(service, "bob")
     manual_hold(service, held)
     view = service.users.retire(TENANT, "alice")
     assert view.status == "retired"
@@ -240,7 +235,7 @@ def test_a_retired_user_leaves_the_admin_list_and_can_no_longer_be_issued_to(
     assert logins(service, group="Sales") == ["bob"]
     assert service.users.get(TENANT, "alice").status == "retired"
     with pytest.raises(NotPermitted, match="alice: the user is retired"):
-        issue(service, "alice")
+        issue_serials(service, "alice")
     # nor by a selection: a retired user is not selected at all
     result = service.certificates.issue_bulk(IssueRequest(tenant=TENANT,
                                                           selection=Selection(everyone=True),
@@ -250,7 +245,7 @@ def test_a_retired_user_leaves_the_admin_list_and_can_no_longer_be_issued_to(
     # granting permission again does not bring the user back
     service.users.set_permission(TENANT, ("alice",), allow=True)
     with pytest.raises(NotPermitted, match="retired"):
-        issue(service, "alice")
+        issue_serials(service, "alice")
     assert service.certificates.list_certificates(TENANT, login="alice") == []
 
 
@@ -292,7 +287,7 @@ def test_withdrawing_permission_suspends_with_cause_permission_and_granting_rein
         service: Service) -> None:
     for way, (deny, allow) in WAYS.items():
         add(service, way)
-        serials = issue(service, way) + issue(service, way)
+        serials = issue_serials(service, way) + issue_serials(service, way)
         deny(service, way)
         view = service.users.get(TENANT, way)
         assert (view.secure_access, view.certificate_status) == (False, "suspended"), way
@@ -310,8 +305,8 @@ def test_withdrawing_permission_suspends_with_cause_permission_and_granting_rein
 def test_granting_permission_never_lifts_a_hold_of_another_cause(service: Service) -> None:
     for way, (deny, allow) in WAYS.items():
         add(service, way)
-        held_before, held_during, free = issue(service, way) + issue(
-            service, way) + issue(service, way)
+        held_before, held_during, free = issue_serials(service, way) + issue_serials(
+            service, way) + issue_serials(service, way)
         manual_hold(service, held_before)
         deny(service, way)
         manual_hold(service, held_during)
@@ -325,7 +320,7 @@ def test_granting_permission_never_lifts_a_hold_of_another_cause(service: Servic
 def test_withdrawing_permission_does_not_touch_revoked_or_expired_certificates(
         service: Service, clock: FixedClock) -> None:
     add(service, "alice")
-    [revoked] = issue(service, "alice")
+    [revoked] = issue_serials(service, "alice")
     revoke(service, revoked)
     [short] = issue_until(service, "alice", dt.date(2026, 3, 10))
     clock.advance(dt.timedelta(days=30))
@@ -339,15 +334,15 @@ def test_withdrawing_permission_does_not_touch_revoked_or_expired_certificates(
 def test_a_user_without_permission_cannot_be_issued_to(service: Service) -> None:
     add(service, "alice", allow=False)
     with pytest.raises(NotPermitted, match="alice: the user has no secure-access permission"):
-        issue(service, "alice")
+        issue_serials(service, "alice")
     service.users.set_permission(TENANT, ("alice",), allow=True)
-    assert len(issue(service, "alice")) == 1
+    assert len(issue_serials(service, "alice")) == 1
 
 
 def test_permission_for_several_users_changes_them_all_or_none(service: Service) -> None:
     for login in ("alice", "bob", "carol"):
         add(service, login)
-    serials = issue(service, "alice", "bob", "carol")
+    serials = issue_serials(service, "alice", "bob", "carol")
     before = actions(service)
     with pytest.raises(NotFound, match="nobody"):
         service.users.set_permission(TENANT, ("alice", "nobody", "bob"), allow=False)
@@ -386,19 +381,19 @@ def seeds(service: Service) -> Service:
     for login in ("unissued", "valid", "suspended", "revoked", "valid-then-revoked",
                   "held-then-revoked", "revoked-then-held"):
         add(service, login, "Staff" if login.startswith(("v", "s")) else "Other")
-    issue(service, "valid")
-    suspended = issue(service, "suspended")[0]
+    issue_serials(service, "valid")
+    suspended = issue_serials(service, "suspended")[0]
     service.users.set_permission(TENANT, ("suspended",), allow=False)
     assert state(service, suspended) is State.SUSPENDED
-    revoke(service, issue(service, "revoked")[0])
+    revoke(service, issue_serials(service, "revoked")[0])
     # any valid certificate makes the user valid, even when the newest is revoked
-    issue(service, "valid-then-revoked")
-    revoke(service, issue(service, "valid-then-revoked")[0])
+    issue_serials(service, "valid-then-revoked")
+    revoke(service, issue_serials(service, "valid-then-revoked")[0])
     # otherwise the newest certificate decides
-    manual_hold(service, issue(service, "held-then-revoked")[0])
-    revoke(service, issue(service, "held-then-revoked")[0])
-    revoke(service, issue(service, "revoked-then-held")[0])
-    manual_hold(service, issue(service, "revoked-then-held")[0])
+    manual_hold(service, issue_serials(service, "held-then-revoked")[0])
+    revoke(service, issue_serials(service, "held-then-revoked")[0])
+    revoke(service, issue_serials(service, "revoked-then-held")[0])
+    manual_hold(service, issue_serials(service, "revoked-then-held")[0])
     return service
 
 
@@ -437,7 +432,7 @@ def test_a_user_whose_certificates_all_expired_is_expired(seeds: Service,
     assert shown["valid-then-revoked"] == shown["revoked"] == "revoked"
     assert shown["suspended"] == "suspended"
     # a new certificate makes the user valid again
-    issue(seeds, "valid")
+    issue_serials(seeds, "valid")
     assert seeds.users.get(TENANT, "valid").certificate_status == "valid"
 
 

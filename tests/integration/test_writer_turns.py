@@ -23,8 +23,8 @@ from ca.db.models import User
 from ca.errors import StorageError
 from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings, load_settings
-from tests.conftest import PASSPHRASE
 from tests.integration.test_concurrent_writes import at_once
+from tests.support.environment import PASSPHRASE
 
 WRITERS = 20
 TENANT = "kyoto"

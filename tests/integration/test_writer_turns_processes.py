@@ -37,7 +37,8 @@ from ca.clock import FixedClock
 from ca.db.engine import make_engine
 from ca.service import Service, build_service
 from ca.settings import load_settings
-from tests.conftest import MOMENTS, PASSPHRASE
+from tests.support.environment import PASSPHRASE
+from tests.moments import MOMENTS
 from tests.integration.test_concurrent_writes import at_once
 
 data, database, name, threads, each = sys.argv[1:6]

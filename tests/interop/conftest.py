@@ -1,28 +1,40 @@
 """Interop: Tegata's certificates judged by real tools (openssl, pkilint), not by Tegata.
 
 The CA comes from the ``service`` fixtures of tests/conftest.py. What is judged here is the
-DER, which does not depend on the database, so one database (SQLite) is enough.
+DER, which does not depend on the database, so one database (SQLite) is enough. The helpers
+are in tests/support/tools.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import subprocess
-import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
-from ca.service import IssueRequest, Service
-from tests.conftest import require_tool, unavailable
-from tests.moments import MOMENTS
+from ca.service import Service
+from tests.support.environment import require_tool
+from tests.support.tools import (
+    AT_START,
+    Chain,
+    load,
+    pkilint_tool,
+    run,
+    run_all,
+    write_chain,
+    write_pem,
+)
 
-# openssl verify judges at this instant (-attime), not at the machine's clock, so that the
-# chain of a FixedClock CA verifies on any day the suite runs
-AT_START = str(int(MOMENTS.start.timestamp()))
+__all__ = ["AT_START", "Chain", "load", "pkilint_tool", "run", "run_all", "write_chain",
+           "write_pem"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here judges Tegata with a real external tool: all carry ``interop``."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.interop)
 
 
 @pytest.fixture
@@ -36,14 +48,6 @@ def openssl() -> str:
     return require_tool("openssl")
 
 
-def pkilint_tool(name: str) -> str:
-    """pkilint's commands are installed next to this interpreter."""
-    path = Path(sys.executable).parent / name
-    if not path.is_file():
-        unavailable(f"pkilint's {name} (pip install pkilint)")
-    return str(path)
-
-
 @pytest.fixture
 def lint_cert() -> str:
     return pkilint_tool("lint_pkix_cert")
@@ -52,57 +56,6 @@ def lint_cert() -> str:
 @pytest.fixture
 def lint_chain() -> str:
     return pkilint_tool("lint_pkix_signer_signee_cert_chain")
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
-
-
-def run_all(commands: Sequence[Sequence[str]]) -> list[subprocess.CompletedProcess[str]]:
-    """Run independent commands side by side (each pkilint run is half a second of start-up)."""
-    procs = [(list(argv), subprocess.Popen(list(argv), stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True))
-             for argv in commands]
-    results = []
-    for argv, proc in procs:
-        out, err = proc.communicate(timeout=60)
-        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
-    return results
-
-
-@dataclass(frozen=True)
-class Chain:
-    root: Path
-    issuing: Path
-    leaf: Path
-
-    def files(self) -> dict[str, Path]:
-        return {"root": self.root, "issuing": self.issuing, "leaf": self.leaf}
-
-
-def write_pem(path: Path, pem: str) -> Path:
-    path.write_text(pem, encoding="ascii")
-    return path
-
-
-def write_chain(service: Service, directory: Path, *, tenant: str = "default",
-                login: str = "alice", expires: dt.date | None = None,
-                timezone: str | None = None) -> Chain:
-    """root.pem, issuing.pem and leaf.pem of ``tenant``, with a fresh certificate for ``login``
-    (added with secure access and an e-mail address at example.com)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    root, issuing = service.hierarchy.ca_certificates(tenant)
-    service.users.add(tenant, login, email=f"{login}@example.com", allow=True)
-    (leaf,) = service.certificates.issue(IssueRequest(tenant=tenant, logins=(login,),
-                                                      expires=expires,
-                                         timezone=timezone))
-    return Chain(root=write_pem(directory / "root.pem", root.pem),
-                 issuing=write_pem(directory / "issuing.pem", issuing.pem),
-                 leaf=write_pem(directory / "leaf.pem", leaf.pem))
-
-
-def load(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
 
 
 @pytest.fixture

@@ -32,8 +32,8 @@ from cryptography.x509.oid import NameOID
 
 from cli.context import STATE
 from cli.main import main
-from tests.conftest import PASSPHRASE
 from tests.processes import free_port, stop
+from tests.support.environment import PASSPHRASE
 
 START_DEADLINE = 20.0  # seconds for tegata serve or nginx to listen
 CURL_TIMEOUT = 10  # seconds for one request through the gateway
@@ -161,8 +161,8 @@ class Client:
     pem: Path  # key, certificate and the CA certificates the PKCS#12 carries
 
 
-def issue(tegata: Tegata, openssl: str, directory: Path, *, login: str,
-          tenant: str) -> Client:
+def client_certificate(tegata: Tegata, openssl: str, directory: Path, *, login: str,
+                       tenant: str) -> Client:
     """Issue a certificate to ``login``, export the user's zip, and unpack the PKCS#12 with
     openssl reading the password from the zip's own file (never from argv)."""
     (view,) = json.loads(tegata.ok("cert", "issue", login, "--tenant", tenant, "--json"))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ca.service import IssueRequest, Selection, Service
-from tests.interop.conftest import run
 from tests.interop.test_pkcs12 import ALGORITHMS
+from tests.support.tools import run
 
 pytestmark = pytest.mark.interop
 TENANT = "default"

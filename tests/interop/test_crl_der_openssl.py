@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.signer import FileSigner
 from ca.x509 import crl
-from tests.interop.conftest import pkilint_tool, run, run_all
+from tests.support.tools import pkilint_tool, run, run_all
 from tests.unit.test_crl_der import ENTRIES, MANY, issuer_and_key, request_for
 
 pytestmark = pytest.mark.interop

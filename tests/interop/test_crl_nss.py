@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ca.clock import FixedClock
 from ca.db import queries
 from ca.service import IssueRequest, Service
-from tests.conftest import require_tool
-from tests.interop.conftest import run, write_pem
+from tests.support.environment import require_tool
+from tests.support.tools import run, write_pem
 
 pytestmark = pytest.mark.interop
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from api.app import build_app
 from ca.db.models import Authority, Tenant
 from ca.service import IssueRequest, Service
-from tests.interop.conftest import Chain, pkilint_tool, run, run_all, write_chain, write_pem
 from tests.moments import MOMENTS
+from tests.support.tools import Chain, pkilint_tool, run, run_all, write_chain, write_pem
 
 pytestmark = pytest.mark.interop
 

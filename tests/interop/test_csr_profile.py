@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from ca.db.models import Tenant
-from ca.service import IssueRequest, Service
-from tests.interop.conftest import AT_START, run, write_pem
+from ca.service import Service
+from tests.support.issuing import issue_one
+from tests.support.tools import AT_START, run, write_pem
 
 pytestmark = pytest.mark.interop
 
@@ -51,15 +52,13 @@ def openssl_req(openssl: str, directory: Path, key_type: str, *extra: str) -> Re
     return Request(key=key, csr=csr)
 
 
-def issue(service: Service, directory: Path, *, csr: Path | None = None,
-          key_type: str | None = None) -> Path:
+def leaf_file(service: Service, directory: Path, *, csr: Path | None = None,
+              key_type: str | None = None) -> Path:
     """alice's new leaf, written to ``directory``/leaf.pem."""
     directory.mkdir(parents=True, exist_ok=True)
-    (view,) = service.certificates.issue(IssueRequest(
-        tenant="default", logins=("alice",), key_type=key_type,
-        csr=csr.read_bytes() if csr is not None else None))
+    view = issue_one(service, "alice", key_type=key_type,
+                     csr=csr.read_bytes() if csr is not None else None)
     return write_pem(directory / "leaf.pem", view.pem)
-
 
 def set_upn_suffix(service: Service, suffix: str) -> None:
     with service.database.transaction() as session:
@@ -93,17 +92,17 @@ Make = Callable[[str, Service, Path], Path]
 
 
 def server_key(key_type: str) -> Make:
-    return lambda openssl, service, here: issue(service, here, key_type=key_type)
+    return lambda openssl, service, here: leaf_file(service, here, key_type=key_type)
 
 
 def csr_key(key_type: str, *extra: str) -> Make:
-    return lambda openssl, service, here: issue(
+    return lambda openssl, service, here: leaf_file(
         service, here, csr=openssl_req(openssl, here, key_type, *extra).csr)
 
 
 def with_upn(openssl: str, service: Service, here: Path) -> Path:
     set_upn_suffix(service, "corp.example")
-    return issue(service, here)
+    return leaf_file(service, here)
 
 
 LEAVES: dict[str, Make] = {
@@ -133,7 +132,7 @@ def test_a_csr_leaf_carries_the_requests_key_and_verifies_for_client_auth(
     root, issuing = chain_files
     request = openssl_req(openssl, tmp_path, key_type)
 
-    leaf = issue(alice, tmp_path, csr=request.csr)
+    leaf = leaf_file(alice, tmp_path, csr=request.csr)
 
     of_leaf = run(openssl, "x509", "-pubkey", "-noout", "-in", str(leaf))
     of_key = run(openssl, "pkey", "-pubout", "-in", str(request.key))
@@ -152,7 +151,7 @@ def test_a_csrs_subject_and_extensions_are_ignored(openssl: str, alice: Service,
     # the control: the request really asks for all of it
     assert "CA:TRUE" in asked and "DNS:evil.example" in asked and "Evil Corp" in asked
 
-    text = text_of(openssl, issue(alice, tmp_path, csr=request.csr))
+    text = text_of(openssl, leaf_file(alice, tmp_path, csr=request.csr))
 
     assert re.search(r"Subject: O = Default, CN = alice\n", text)
     assert re.search(r"X509v3 Basic Constraints: critical\n\s+CA:FALSE\n", text)
@@ -164,10 +163,10 @@ def test_a_csrs_subject_and_extensions_are_ignored(openssl: str, alice: Service,
 
 def test_the_tenants_upn_suffix_puts_the_users_upn_in_the_san(openssl: str, alice: Service,
                                                               tmp_path: Path) -> None:
-    before = text_of(openssl, issue(alice, tmp_path / "before"))
+    before = text_of(openssl, leaf_file(alice, tmp_path / "before"))
     set_upn_suffix(alice, "corp.example")
 
-    after = text_of(openssl, issue(alice, tmp_path / "after"))
+    after = text_of(openssl, leaf_file(alice, tmp_path / "after"))
 
     assert "UPN" not in before and "othername" not in before.lower()
     san = re.search(r"X509v3 Subject Alternative Name: ?\n\s+(.+)\n", after)

@@ -16,7 +16,7 @@ from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
 from ca.x509.names import openssl_rfc2253
-from tests.conftest import require_tool
+from tests.support.environment import require_tool
 
 pytestmark = pytest.mark.interop
 

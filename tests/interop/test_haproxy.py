@@ -38,10 +38,16 @@ from ca.errors import InvalidInput
 from ca.x509.names import openssl_rfc2253
 from cli import crlsync
 from cli.haproxy_kit import HaproxyKit
-from tests.conftest import require_tool
 from tests.interop.haproxy_support import Haproxy, Reply, curl, s_client
-from tests.interop.nginx_support import Client, Tegata, issue, server_certificate, tail
+from tests.interop.nginx_support import (
+    Client,
+    Tegata,
+    client_certificate,
+    server_certificate,
+    tail,
+)
 from tests.processes import free_port, stop
+from tests.support.environment import require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -113,7 +119,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clients(tegata: Tegata, tools: dict[str, str], certs: Path) -> dict[str, Client]:
     """A valid certificate of each tenant, with the chain its PKCS#12 carries (the client
     sends its issuing CA)."""
-    return {tenant: issue(tegata, tools["openssl"], certs, login="alice", tenant=tenant)
+    return {tenant: client_certificate(tegata, tools["openssl"], certs, login="alice",
+                                       tenant=tenant)
             for tenant in TENANTS}
 
 
@@ -242,7 +249,7 @@ def test_a_suspended_certificate_neither_resumes_its_session_nor_connects(
         tegata: Tegata, tools: dict[str, str], gateways: dict[str, Haproxy],
         server_files: tuple[Path, Path], certs: Path, tmp_path: Path) -> None:
     gateway = gateways["acme"]
-    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="acme")
+    client = client_certificate(tegata, tools["openssl"], certs, login="alice", tenant="acme")
     session = tmp_path / "session.pem"
     first = s_client(tools["openssl"], gateway, server_files[0], client, sess_out=session)
     assert (first.status, first.reused) == (200, False), first.transcript
@@ -268,7 +275,7 @@ def test_a_kept_alive_connection_does_not_outlive_a_revocation(
     could end): the kit closes the client's connection after each response, so every
     request is a new handshake checked against the CRL HAProxy holds."""
     gateway = gateways["tokyo"]
-    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
+    client = client_certificate(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
     context = ssl.create_default_context(cafile=str(server_files[0]))
     context.load_cert_chain(str(client.pem))
     connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=context,
@@ -298,7 +305,7 @@ def test_a_failed_push_is_retried_by_the_next_run(
         tegata: Tegata, tools: dict[str, str], gateways: dict[str, Haproxy],
         server_files: tuple[Path, Path], certs: Path) -> None:
     gateway = gateways["tokyo"]
-    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
+    client = client_certificate(tegata, tools["openssl"], certs, login="alice", tenant="tokyo")
     gateway.sync(tegata, push=True)
     assert ask(tools, gateway, server_files, client).status == 200
     tegata.ok("cert", "suspend", client.serial, "--tenant", "tokyo")
@@ -468,7 +475,7 @@ def test_the_watcher_outlives_haproxys_restart_and_pushes_what_it_missed(
         tegata: Tegata, tools: dict[str, str], gateways: dict[str, Haproxy],
         server_files: tuple[Path, Path], certs: Path) -> None:
     gateway = gateways["osaka"]
-    client = issue(tegata, tools["openssl"], certs, login="alice", tenant="osaka")
+    client = client_certificate(tegata, tools["openssl"], certs, login="alice", tenant="osaka")
     log = gateway.directory / "watch.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}
     with log.open("wb") as sink:

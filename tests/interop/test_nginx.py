@@ -40,7 +40,6 @@ from cryptography import x509
 from ca.service.ocsp import BACKDATE
 from ca.x509.names import openssl_rfc2253
 from cli import crlsync
-from tests.conftest import require_tool
 from tests.interop.nginx_support import (
     Client,
     Gateway,
@@ -49,8 +48,8 @@ from tests.interop.nginx_support import (
     Tegata,
     Tools,
     auth_include,
+    client_certificate,
     curl,
-    issue,
     kit_config,
     poll,
     s_client,
@@ -58,6 +57,7 @@ from tests.interop.nginx_support import (
     start_gateway,
     tegata_ocsp_status,
 )
+from tests.support.environment import require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -172,13 +172,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def alice(tegata: Tegata, tools: Tools, certs: Path) -> Client:
     """A valid certificate of the default tenant that no test revokes."""
-    return issue(tegata, tools.openssl, certs, login="alice", tenant="default")
+    return client_certificate(tegata, tools.openssl, certs, login="alice", tenant="default")
 
 
 @pytest.fixture(scope="module")
 def bob_of_acme(tegata: Tegata, tools: Tools, certs: Path) -> Client:
     """A valid certificate of another tenant, with acme's chain as the PKCS#12 carries it."""
-    return issue(tegata, tools.openssl, certs, login="bob", tenant="acme")
+    return client_certificate(tegata, tools.openssl, certs, login="bob", tenant="acme")
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +186,14 @@ def everyone(tegata: Tegata, tools: Tools, certs: Path, alice: Client,
              bob_of_acme: Client) -> dict[str, Client]:
     """A valid certificate of every tenant (taro's in each of NAMED_TENANTS)."""
     return {"default": alice, "acme": bob_of_acme} | {
-        tenant: issue(tegata, tools.openssl, certs, login="taro", tenant=tenant)
+        tenant: client_certificate(tegata, tools.openssl, certs, login="taro", tenant=tenant)
         for tenant in NAMED_TENANTS}
 
 
 @pytest.fixture
 def fresh_alice(tegata: Tegata, tools: Tools, certs: Path) -> Client:
     """A certificate of alice's for one test to revoke or suspend."""
-    return issue(tegata, tools.openssl, certs, login="alice", tenant="default")
+    return client_certificate(tegata, tools.openssl, certs, login="alice", tenant="default")
 
 
 class Ask(Protocol):

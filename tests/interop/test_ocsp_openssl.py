@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import secrets
@@ -32,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from tests.cli.conftest import Cli
-from tests.conftest import PASSPHRASE, require_tool
-from tests.interop.conftest import pkilint_tool, run, run_all
 from tests.processes import free_port, stop
+from tests.support.cli import Cli, issue_pem
+from tests.support.environment import PASSPHRASE, require_tool
+from tests.support.tools import pkilint_tool, run, run_all
 
 pytestmark = pytest.mark.interop
 
@@ -113,16 +112,13 @@ class Leaf:
     path: Path
 
 
-def issue(tegata: Cli, directory: Path, name: str = "leaf") -> Leaf:
-    (view,) = json.loads(tegata.ok("cert", "issue", "alice", "--json").out)
+def leaf_file(tegata: Cli, directory: Path, name: str = "leaf") -> Leaf:
     path = directory / f"{name}.pem"
-    path.write_text(tegata.ok("cert", "show", view["serial"], "--pem").out)
-    return Leaf(serial=view["serial"], path=path)
-
+    return Leaf(serial=issue_pem(tegata, path), path=path)
 
 @pytest.fixture
 def leaf(tegata: Cli, tmp_path: Path) -> Leaf:
-    return issue(tegata, tmp_path)
+    return leaf_file(tegata, tmp_path)
 
 
 def ask(openssl: str, server: Server, target: Leaf | str, *options: str,  # type: ignore[no-untyped-def]
@@ -357,7 +353,7 @@ def test_a_certificate_of_another_issuer_is_unauthorized(openssl: str, server: S
 def test_pkilint_finds_nothing_in_good_revoked_and_unknown_responses(
         openssl: str, server: Server, tegata: Cli, tmp_path: Path) -> None:
     lint = pkilint_tool("lint_ocsp_response")
-    good, revoked = issue(tegata, tmp_path, "good"), issue(tegata, tmp_path, "revoked")
+    good, revoked = leaf_file(tegata, tmp_path, "good"), leaf_file(tegata, tmp_path, "revoked")
     tegata.ok("cert", "revoke", revoked.serial, "--reason", "keyCompromise")
     settled(openssl, server, revoked, "revoked")
     files = {name: tmp_path / f"{name}.der" for name in ("good", "revoked", "unknown")}

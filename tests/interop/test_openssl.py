@@ -10,7 +10,7 @@ import pytest
 
 from ca.errors import InvalidInput
 from ca.service import Service
-from tests.interop.conftest import AT_START, Chain, load, run, write_chain, write_pem
+from tests.support.tools import AT_START, Chain, load, run, write_chain, write_pem
 
 pytestmark = pytest.mark.interop
 

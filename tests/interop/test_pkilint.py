@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ca.service import InitRequest, Service
-from tests.interop.conftest import Chain, run, run_all, write_chain
+from tests.support.tools import Chain, run, run_all, write_chain
 
 pytestmark = pytest.mark.interop
 

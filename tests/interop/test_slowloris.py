@@ -14,13 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from ca.service import IssueRequest, Service
+from ca.service import Service
 from ca.settings import Settings
 from tests.served import Server, live_service, serving
+from tests.support.issuing import issue_one, ocsp_request
 
 TENANT = "hokkaido"
 SLOW = 300  # a few hundred: enough to matter, few enough for any test machine
@@ -34,15 +33,10 @@ def live(settings: Settings) -> Iterator[Service]:
         yield service
 
 
-def ocsp_request(service: Service) -> bytes:
+def suzukis_ocsp_request(service: Service) -> bytes:
     service.users.add(TENANT, "suzuki", email="suzuki@example.jp", display_name="鈴木 一郎",
-                     allow=True)
-    (issued,) = service.certificates.issue(IssueRequest(tenant=TENANT, logins=("suzuki",)))
-    leaf = x509.load_der_x509_certificate(issued.der)
-    issuer = x509.load_der_x509_certificate(service.hierarchy.ca_certificates(TENANT)[1].der)
-    return ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build(
-    ).public_bytes(serialization.Encoding.DER)
-
+                      allow=True)
+    return ocsp_request(service, issue_one(service, "suzuki", TENANT), tenant=TENANT)
 
 def slow_connection(server: Server, first: bytes) -> socket.socket:
     host, port = server.url.removeprefix("http://").split(":")
@@ -63,7 +57,7 @@ def answers_well(server: Server, get_path: str) -> bool:
 
 def test_slow_headers_are_closed_while_healthz_and_ocsp_answer(live: Service,
                                                               tmp_path: Path) -> None:
-    get_path = "/ocsp/" + base64.b64encode(ocsp_request(live)).decode()
+    get_path = "/ocsp/" + base64.b64encode(suzukis_ocsp_request(live)).decode()
     with serving(live.settings, tmp_path / "serve.log", workers=2,
                  TEGATA_HEADER_TIMEOUT_SECONDS="1") as server:
         assert answers_well(server, get_path)  # the kept answer is made before the attack

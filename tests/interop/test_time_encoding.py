@@ -10,7 +10,7 @@ import pytest
 
 from ca.clock import FixedClock
 from ca.service import Service
-from tests.interop.conftest import load, run, write_chain
+from tests.support.tools import load, run, write_chain
 
 pytestmark = pytest.mark.interop
 

@@ -20,7 +20,7 @@ from ca import sealing
 from ca.errors import ConfigError
 from ca.sealing import DATA_PROTECTION_FILE, Sealer
 from ca.signer import FileKeyStore
-from tests.conftest import PRODUCTION_KDF
+from tests.support.environment import PRODUCTION_KDF
 
 PASSPHRASE = b"correct horse battery staple"
 KEY = bytes(range(32))
