@@ -1,0 +1,97 @@
+"""``transitions.lock`` reads the certificate and its holds afresh (issue 13 mutation pass:
+the holds re-read under the lock could be pointed at other rows, or the holds collection
+left as first read, unnoticed). On PostgreSQL a change committed between a use case's first
+read and its lock must be seen: a hold lifted meanwhile is not lifted twice (even while the
+hold read before is still referenced), a hold placed meanwhile is not placed twice, a
+revocation made meanwhile is not followed by a hold.
+
+PostgreSQL only: on SQLite a write transaction holds the database's write lock from its
+start (tests/integration/test_concurrent_writes.py), so nothing can commit meanwhile."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from ca import audit
+from ca.db import queries
+from ca.db.models import AuditEvent, Certificate, Hold
+from ca.service import IssueRequest, Service, transitions
+from ca.states import HoldCause
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+LATER = dt.timedelta(minutes=10)
+
+
+@pytest.fixture
+def serial(service: Service) -> str:
+    service.hierarchy.create_tenant("sakura", display_name="さくら商事")
+    service.users.add("sakura", "tanaka", email="tanaka@sakura.example.jp", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="sakura", logins=("tanaka",)))
+    return view.serial
+
+
+def actions(service: Service) -> list[str]:
+    with service.database.reading() as session:
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+
+
+def read_with_holds(session: object, serial: str) -> Certificate:
+    owner = queries.tenant(session, "sakura")  # type: ignore[arg-type]
+    cert = queries.certificate(session, owner, serial)  # type: ignore[arg-type]
+    assert cert.holds is not None  # the holds as they are now, in this session
+    return cert
+
+
+def test_a_hold_lifted_meanwhile_is_not_lifted_again(service: Service, serial: str) -> None:
+    service.revocation.suspend("sakura", serial)
+    with service.database.transaction() as session:
+        cert = read_with_holds(session, serial)
+        seen = list(cert.holds)  # a caller still holding the hold it read first
+        assert [h.lifted_at for h in seen] == [None]
+        service.revocation.reinstate("sakura", serial)  # another transaction, committed
+
+        lifted = transitions.lift_hold(session, cert, HoldCause.MANUAL, audit.CLI_ACTOR,
+                                       tenant="sakura", login="tanaka",
+                                       now=service.clock.now() + LATER)
+
+        assert [h.lifted_at for h in seen] == [service.clock.now()]  # read afresh
+
+    assert lifted is False
+    assert actions(service).count("cert.reinstate") == 1
+    with service.database.reading() as session:
+        (lifted_at,) = session.scalars(select(Hold.lifted_at))
+    assert lifted_at == service.clock.now()  # the first reinstatement's time stays
+
+
+def test_a_hold_placed_meanwhile_is_not_placed_again(service: Service, serial: str) -> None:
+    with service.database.transaction() as session:
+        cert = read_with_holds(session, serial)
+        assert cert.holds == []
+        service.revocation.suspend("sakura", serial)  # another transaction, committed
+
+        placed = transitions.place_hold(session, cert, HoldCause.MANUAL, audit.CLI_ACTOR,
+                                        tenant="sakura", login="tanaka",
+                                        now=service.clock.now() + LATER)
+
+    assert placed is False
+    assert actions(service).count("cert.suspend") == 1
+    with service.database.reading() as session:
+        assert list(session.scalars(select(Hold.placed_at))) == [service.clock.now()]
+
+
+def test_no_hold_follows_a_revocation_made_meanwhile(service: Service, serial: str) -> None:
+    with service.database.transaction() as session:
+        cert = read_with_holds(session, serial)
+        service.revocation.revoke("sakura", serial, reason="keyCompromise")
+
+        placed = transitions.place_hold(session, cert, HoldCause.MANUAL, audit.CLI_ACTOR,
+                                        tenant="sakura", login="tanaka",
+                                        now=service.clock.now() + LATER)
+
+    assert placed is False
+    assert "cert.suspend" not in actions(service)
+    with service.database.reading() as session:
+        assert list(session.scalars(select(Hold))) == []
