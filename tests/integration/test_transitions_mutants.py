@@ -3,7 +3,7 @@ the holds re-read under the lock could be pointed at other rows, or the holds co
 left as first read, unnoticed). On PostgreSQL a change committed between a use case's first
 read and its lock must be seen: a hold lifted meanwhile is not lifted twice (even while the
 hold read before is still referenced), a hold placed meanwhile is not placed twice, a
-revocation made meanwhile is not followed by a hold.
+revocation made meanwhile is not followed by a hold, nor made again (its first date stays).
 
 PostgreSQL only: on SQLite a write transaction holds the database's write lock from its
 start (tests/integration/test_concurrent_writes.py), so nothing can commit meanwhile."""
@@ -95,3 +95,21 @@ def test_no_hold_follows_a_revocation_made_meanwhile(service: Service, serial: s
     assert "cert.suspend" not in actions(service)
     with service.database.reading() as session:
         assert list(session.scalars(select(Hold))) == []
+
+
+def test_a_revocation_made_meanwhile_is_not_made_again(service: Service, serial: str) -> None:
+    first = service.clock.now()
+    with service.database.transaction() as session:
+        cert = read_with_holds(session, serial)
+        service.revocation.revoke("sakura", serial, reason="superseded")
+
+        again = transitions.revoke(session, cert, "superseded", audit.CLI_ACTOR,
+                                   tenant="sakura", login="tanaka", now=first + LATER)
+        upgraded = transitions.revoke(session, cert, "keyCompromise", audit.CLI_ACTOR,
+                                      tenant="sakura", login="tanaka", now=first + LATER)
+
+    assert (again, upgraded) == (False, True)
+    assert actions(service).count("cert.revoke") == 2  # superseded, then keyCompromise
+    with service.database.reading() as session:
+        (row,) = session.execute(select(Certificate.revoked_at, Certificate.revocation_reason))
+    assert row == (first, "keyCompromise")
