@@ -31,7 +31,8 @@ def test_the_root_lasts_25_years_and_an_issuing_ca_20_by_default(bare_service: S
         assert issuing.not_valid_after_utc == MOMENTS.start.replace(year=2046)
 
 
-def test_a_ca_made_on_29_february_ends_on_28_february_unless_its_end_year_is_leap(bare_service: Service) -> None:
+def test_a_ca_made_on_29_february_ends_on_28_february_unless_its_end_year_is_leap(
+        bare_service: Service) -> None:
     clock = bare_service.clock
     assert isinstance(clock, FixedClock)
     clock.advance(MOMENTS.leap_day - clock.now())

@@ -1,0 +1,42 @@
+"""What a status change reports when it changes nothing (issue 13 mutation pass: lifting a
+hold that is not there could answer "lifted"; the lifecycle adds these answers up into its
+report's ``reinstated``)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from ca import audit
+from ca.db import queries
+from ca.db.models import AuditEvent
+from ca.service import IssueRequest, Service, transitions
+from ca.states import HoldCause
+
+
+@pytest.fixture
+def sakura(service: Service) -> Service:
+    service.hierarchy.create_tenant("sakura", display_name="さくら商事")
+    for login in ("tanaka", "suzuki"):
+        service.users.add("sakura", login, email=f"{login}@sakura.example.jp", allow=True)
+        service.certificates.issue(IssueRequest(tenant="sakura", logins=(login,)))
+    return service
+
+
+def actions(service: Service) -> list[str]:
+    with service.database.reading() as session:
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+
+
+@pytest.mark.parametrize("cause", list(HoldCause), ids=[c.value for c in HoldCause])
+def test_lifting_a_hold_that_is_not_there_changes_nothing(sakura: Service,
+                                                          cause: HoldCause) -> None:
+    (view, _other) = sakura.certificates.list_certificates("sakura")
+    before = actions(sakura)
+    with sakura.database.transaction() as session:
+        cert = queries.certificate(session, queries.tenant(session, "sakura"), view.serial)
+        lifted = transitions.lift_hold(session, cert, cause, audit.CLI_ACTOR, tenant="sakura",
+                                       login=view.login, now=sakura.clock.now())
+    assert lifted is False
+    assert actions(sakura) == before
+
