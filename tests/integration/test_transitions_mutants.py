@@ -3,7 +3,8 @@ the holds re-read under the lock could be pointed at other rows, or the holds co
 left as first read, unnoticed). On PostgreSQL a change committed between a use case's first
 read and its lock must be seen: a hold lifted meanwhile is not lifted twice (even while the
 hold read before is still referenced), a hold placed meanwhile is not placed twice, a
-revocation made meanwhile is not followed by a hold, nor made again (its first date stays).
+revocation made meanwhile is not followed by a hold, nor made again (its first date stays),
+and a suspension asked for while it is being made is refused as for a revoked certificate.
 
 PostgreSQL only: on SQLite a write transaction holds the database's write lock from its
 start (tests/integration/test_concurrent_writes.py), so nothing can commit meanwhile."""
@@ -14,10 +15,12 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ca import audit
 from ca.db import queries
-from ca.db.models import AuditEvent, Certificate, Hold
+from ca.db.models import AuditEvent, Certificate, Hold, Tenant
+from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service, transitions
 from ca.states import HoldCause
 
@@ -113,3 +116,25 @@ def test_a_revocation_made_meanwhile_is_not_made_again(service: Service, serial:
     with service.database.reading() as session:
         (row,) = session.execute(select(Certificate.revoked_at, Certificate.revocation_reason))
     assert row == (first, "keyCompromise")
+
+
+def test_a_suspension_read_before_a_revocation_is_refused_as_final(
+        service: Service, serial: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Revocation.suspend`` reads the certificate, and another transaction revokes it and
+    commits before the suspension takes the lock: the suspension still says "final"."""
+    real = queries.certificate
+    meanwhile: list[str] = []
+
+    def certificate(session: Session, owner: Tenant, wanted: str) -> Certificate:
+        found = real(session, owner, wanted)
+        if not meanwhile:
+            meanwhile.append(wanted)
+            service.revocation.revoke("sakura", wanted, reason="keyCompromise")
+        return found
+
+    monkeypatch.setattr(queries, "certificate", certificate)
+    with pytest.raises(NotPermitted, match="is revoked: that is final"):
+        service.revocation.suspend("sakura", serial)
+
+    assert meanwhile == [serial]
+    assert "cert.suspend" not in actions(service)
