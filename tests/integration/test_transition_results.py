@@ -1,15 +1,19 @@
 """What a status change reports when it changes nothing (issue 13 mutation pass: lifting a
 hold that is not there could answer "lifted"; the lifecycle adds these answers up into its
-report's ``reinstated``)."""
+report's ``reinstated``; a keyCompromise over an earlier reason could purge the purged key
+material again, with a new date)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 from sqlalchemy import select
 
 from ca import audit
+from ca.clock import FixedClock
 from ca.db import queries
-from ca.db.models import AuditEvent
+from ca.db.models import AuditEvent, KeyMaterial
 from ca.service import IssueRequest, Service, transitions
 from ca.states import HoldCause
 
@@ -40,3 +44,21 @@ def test_lifting_a_hold_that_is_not_there_changes_nothing(sakura: Service,
     assert lifted is False
     assert actions(sakura) == before
 
+
+
+def test_a_later_key_compromise_keeps_the_first_purge_date(sakura: Service) -> None:
+    (view, _other) = sakura.certificates.list_certificates("sakura")
+    first = sakura.clock.now()
+    sakura.revocation.revoke("sakura", view.serial, reason="superseded")
+    clock = sakura.clock
+    assert isinstance(clock, FixedClock)
+    clock.advance(dt.timedelta(hours=1))
+
+    sakura.revocation.revoke("sakura", view.serial, reason="keyCompromise")
+
+    with sakura.database.reading() as session:
+        cert = queries.certificate(session, queries.tenant(session, "sakura"), view.serial)
+        material = session.get(KeyMaterial, cert.id)
+        assert material is not None
+        assert (material.sealed_key, material.sealed_password) == (None, None)
+        assert material.purged_at == first
