@@ -1,10 +1,12 @@
 """Exact edges of three small pure rules, for the issue 13 mutation pass's survivors: how a
 name is printed for a gateway pin (OpenSSL's RFC 2253 form, byte by byte), where UTCTime
-gives way to GeneralizedTime (1950 and 2050), and how many networks an IP policy holds."""
+gives way to GeneralizedTime (1950 and 2050), and how many networks an IP policy holds and
+how one written with host bits is read."""
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 import pytest
 from cryptography import x509
@@ -39,7 +41,8 @@ def test_a_value_is_printed_as_openssl_prints_it(value: str, printed: str) -> No
 
 def test_an_attribute_without_an_openssl_short_name_is_refused() -> None:
     name = x509.Name([x509.NameAttribute(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), "x")])
-    with pytest.raises(ValueError, match="no RFC 2253 form for attribute 1.3.6.1.4.1.99999.1"):
+    with pytest.raises(ValueError,
+                       match=r"no RFC 2253 form for attribute 1\.3\.6\.1\.4\.1\.99999\.1"):
         names.openssl_rfc2253(name)
 
 
@@ -59,7 +62,7 @@ def test_utctime_runs_from_1950_through_2049(moment: dt.datetime, encoded: bytes
     assert der.time(moment) == encoded
 
 
-# --- gateway: an IP policy holds at most 1000 networks -----------------------------------------
+# --- gateway: an IP policy holds at most 1000 networks, host bits ignored ----------------------
 
 
 def test_an_ip_policy_holds_up_to_1000_networks() -> None:
@@ -67,3 +70,8 @@ def test_an_ip_policy_holds_up_to_1000_networks() -> None:
     assert len(gateway.parse_networks(networks[:1000])) == 1000
     with pytest.raises(InvalidInput, match="at most 1000 networks"):
         gateway.parse_networks(networks)
+
+
+def test_a_network_written_with_host_bits_is_taken_as_its_network() -> None:
+    assert gateway.parse_networks([" 192.0.2.77/24 ", "2001:db8::1/64"]) == (
+        ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8::/64"))
