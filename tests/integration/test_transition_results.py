@@ -15,7 +15,7 @@ from ca.clock import FixedClock
 from ca.db import queries
 from ca.db.models import AuditEvent, KeyMaterial
 from ca.service import IssueRequest, Service, transitions
-from ca.states import HoldCause
+from ca.states import HoldCause, State
 
 
 @pytest.fixture
@@ -62,3 +62,18 @@ def test_a_later_key_compromise_keeps_the_first_purge_date(sakura: Service) -> N
         assert material is not None
         assert (material.sealed_key, material.sealed_password) == (None, None)
         assert material.purged_at == first
+
+
+def test_a_manual_hold_is_its_own_whatever_other_holds_came_and_went(sakura: Service) -> None:
+    (view, _other) = sakura.certificates.list_certificates("sakura")
+    sakura.revocation.suspend("sakura", view.serial)
+    sakura.revocation.reinstate("sakura", view.serial)
+    sakura.users.set_permission("sakura", (view.login,), allow=False)  # a permission hold
+
+    assert sakura.revocation.suspend("sakura", view.serial).state is State.SUSPENDED
+    sakura.users.set_permission("sakura", (view.login,), allow=True)
+
+    assert sakura.certificates.get(view.serial).state is State.SUSPENDED  # still held by hand
+    assert [a for a in actions(sakura) if a in ("cert.suspend", "cert.reinstate")] == [
+        "cert.suspend", "cert.reinstate", "cert.suspend", "cert.suspend", "cert.reinstate"]
+    assert sakura.revocation.reinstate("sakura", view.serial).state is State.VALID
