@@ -1,13 +1,18 @@
 """What a status change reports when it changes nothing (issue 13 mutation pass: lifting a
 hold that is not there could answer "lifted"; the lifecycle adds these answers up into its
 report's ``reinstated``; a keyCompromise over an earlier reason could purge the purged key
-material again, with a new date)."""
+material again, with a new date; the view after a change could claim a key that is not
+kept)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from ca import audit
@@ -77,3 +82,24 @@ def test_a_manual_hold_is_its_own_whatever_other_holds_came_and_went(sakura: Ser
     assert [a for a in actions(sakura) if a in ("cert.suspend", "cert.reinstate")] == [
         "cert.suspend", "cert.reinstate", "cert.suspend", "cert.suspend", "cert.reinstate"]
     assert sakura.revocation.reinstate("sakura", view.serial).state is State.VALID
+
+
+def test_the_view_after_a_change_says_whether_the_key_is_still_kept(sakura: Service) -> None:
+    (view, _other) = sakura.certificates.list_certificates("sakura")
+    assert view.has_key_material is True
+
+    assert sakura.revocation.suspend("sakura", view.serial).has_key_material is True
+    assert sakura.revocation.revoke("sakura", view.serial).has_key_material is False
+
+
+def test_a_certificate_issued_to_a_csr_has_no_key_to_show_after_a_change(
+        sakura: Service) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "tanaka")])).sign(key, hashes.SHA256()))
+    (view,) = sakura.certificates.issue(IssueRequest(
+        tenant="sakura", logins=("tanaka",), csr=csr.public_bytes(serialization.Encoding.PEM)))
+    assert view.has_key_material is False
+
+    assert sakura.revocation.suspend("sakura", view.serial).has_key_material is False
+    assert sakura.revocation.reinstate("sakura", view.serial).has_key_material is False
