@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from ca import audit
 from ca.db import queries
-from ca.db.models import AuditEvent, Certificate, Hold, Tenant
+from ca.db.models import Certificate, Hold, Tenant
 from ca.errors import NotPermitted
 from ca.service import IssueRequest, Service, transitions
 from ca.states import HoldCause
+from tests.integration.test_transition_results import actions
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 LATER = dt.timedelta(minutes=10)
@@ -34,11 +35,6 @@ def serial(service: Service) -> str:
     service.users.add("sakura", "tanaka", email="tanaka@sakura.example.jp", allow=True)
     (view,) = service.certificates.issue(IssueRequest(tenant="sakura", logins=("tanaka",)))
     return view.serial
-
-
-def actions(service: Service) -> list[str]:
-    with service.database.reading() as session:
-        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
 def read_with_holds(session: object, serial: str) -> Certificate:
