@@ -1,4 +1,4 @@
-"""Hostile strings at every input of the HTTP API (issue 7): NUL, a right-to-left override,
+"""Hostile strings at every input of the HTTP API: NUL, a right-to-left override,
 ``../``, CR/LF, a 100,000-character value, invalid UTF-8, a lone surrogate, ``<script>``, SQL,
 a literal ``%00`` and look-alike letters.
 

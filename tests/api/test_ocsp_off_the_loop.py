@@ -1,5 +1,5 @@
 """Over HTTP, the OCSP responder reads, signs and makes its certificate off the event loop, and
-answers an OCSP response whatever fails inside (issue 12)."""
+answers an OCSP response whatever fails inside."""
 
 from __future__ import annotations
 

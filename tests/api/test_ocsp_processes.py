@@ -1,4 +1,4 @@
-"""Every process's kept OCSP answers follow a status change made by any process (issue 12).
+"""Every process's kept OCSP answers follow a status change made by any process.
 
 Two real ``tegata serve`` processes on one database (an SQLite file, PostgreSQL): both
 answer from memory; a suspension, a reinstatement and a revocation made through one reach

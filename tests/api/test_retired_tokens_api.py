@@ -1,4 +1,4 @@
-"""Tokens do not outlive their owner (issue 11, item 11), over real HTTP requests: retiring a
+"""Tokens do not outlive their owner, over real HTTP requests: retiring a
 user revokes their tokens at once (audited), and authentication refuses a token whose user
 is retired even if it was somehow left in force."""
 

@@ -1,4 +1,4 @@
-"""What confirming a subscription end says and accepts (issue 11, item 10, from an outside
+"""What confirming a subscription end says and accepts (from an outside
 tester): the refusal of an end already past says what confirming does with THIS tenant's
 grace period (0 days: revoked and purged now, no suspension); every end date the API accepts
 works, even at the edge of the calendar, and one outside the range is a problem about

@@ -1,4 +1,4 @@
-"""A mistyped subscription end over HTTP (issue 11, item 10): refused with a problem and
+"""A mistyped subscription end over HTTP: refused with a problem and
 nothing changed; confirmed with ``allow_past``, the certificates are suspended at once and
 revoked no sooner than a full grace period later; a correction inside it restores them.
 What the gateways see (the CRL, OCSP, the status API) is checked through HTTP too."""

@@ -1,4 +1,4 @@
-"""Tokens over the API (issue 13, parity): an operator lists and revokes any token, a tenant's
+"""Tokens over the API: an operator lists and revokes any token, a tenant's
 admin only its tenant's, any token revokes itself; a token's text is never answered; every
 revocation is one audit event naming who did it. And the OCSP validity, read and set."""
 

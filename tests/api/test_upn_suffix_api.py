@@ -1,5 +1,5 @@
-"""A tenant's UPN suffix over HTTP: ``PUT /api/v1/tenants/<t>/settings/upn-suffix``
-(issue 11, item 14). The same use case as `tegata tenant set --upn-suffix`; the certificate's
+"""A tenant's UPN suffix over HTTP: ``PUT /api/v1/tenants/<t>/settings/upn-suffix``.
+The same use case as `tegata tenant set --upn-suffix`; the certificate's
 own content is judged by OpenSSL and pkilint in tests/cli/test_upn_suffix_cli.py."""
 
 from __future__ import annotations

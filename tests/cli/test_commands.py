@@ -209,7 +209,7 @@ def test_db_current_shows_the_database_at_this_releases_revision(ready: Env, cli
 def test_gateway_nginx_uses_the_tenants_ocsp_validity(ready: Env, cli: Cli) -> None:
     cli.ok("tenant", "set", "--ocsp-validity", "120")
     text = cli.ok("gateway", "nginx", "--upstream", "http://127.0.0.1:9000").out
-    # resumption is off (issue #11): the validity is what a revocation waits for, and says so
+    # resumption is off: the validity is what a revocation waits for, and says so
     assert ("    # tenant's OCSP validity (120 s): the longest a revocation takes to show "
             "here\n") in text
     assert "ssl_session_timeout" not in text

@@ -1,5 +1,5 @@
-"""`tegata db upgrade` wraps a data-protection key that the previous release left in the clear
-(issue 11, item 12), and the bundles made before keep opening with their passwords."""
+"""`tegata db upgrade` wraps a data-protection key that the previous release left in the clear,
+and the bundles made before keep opening with their passwords."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OCSP validities the documentation quotes are ones the setting accepts (issue 11, item 14).
+"""The OCSP validities the documentation quotes are ones the setting accepts.
 
 The README and deploy/nginx/README.md quoted validities of 40 s and "30 s or less", which
 `tegata tenant set --ocsp-validity` refuses (60 s to 7 days). The bounds stay: answers are

@@ -1,4 +1,4 @@
-"""`tegata gateway nginx --auth-include` (issue #11, item 11): a bad path creates nothing, and
+"""`tegata gateway nginx --auth-include`: a bad path creates nothing, and
 a new run for the same include file replaces the token the last one wrote there; an nginx
 pin on a CA name two old tenants share is refused."""
 
@@ -189,7 +189,8 @@ def test_auth_include_with_a_mode_that_uses_no_token_is_refused(
 
 
 def two_old_cas_sharing_a_name(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tenants tokyo and osaka made as before issue #11: one issuing-CA name for both."""
+    """Tenants tokyo and osaka made as before CA names were unique: one issuing-CA name for
+    both."""
     long_name = "Example Holdings International Corporation Japan Branch "
     with monkeypatch.context() as old:
         old.setattr(hierarchy, "issuing_request", legacy_request)

@@ -1,4 +1,4 @@
-"""Hostile strings at every string argument and option of every ``tegata`` command (issue 7):
+"""Hostile strings at every string argument and option of every ``tegata`` command:
 NUL, a right-to-left override, ``../``, CR/LF, a 100,000-character value, undecodable bytes
 (as Python hands them over: surrogate escapes), ``<script>``, SQL, a literal ``%00`` and
 look-alike letters.

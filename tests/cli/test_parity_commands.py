@@ -1,4 +1,4 @@
-"""The commands added for API/CLI parity (issue 13): `user show`, `tenant show`,
+"""The commands added for API/CLI parity: `user show`, `tenant show`,
 `token revoke --tenant/--json`; their output, their one-line refusals, what they record."""
 
 from __future__ import annotations

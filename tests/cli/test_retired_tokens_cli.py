@@ -1,4 +1,4 @@
-"""Tokens do not outlive their owner, through the CLI (issue 11, item 11): `tegata user
+"""Tokens do not outlive their owner, through the CLI: `tegata user
 retire` revokes the user's tokens (the service then refuses them over HTTP), and `tegata
 token create` for a retired user fails with one line and changes nothing."""
 

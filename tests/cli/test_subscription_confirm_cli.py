@@ -1,4 +1,4 @@
-"""``tegata tenant subscription set`` at the edges (issue 11, item 10, from an outside
+"""``tegata tenant subscription set`` at the edges (from an outside
 tester): with 0 grace days the refusal of a past end says that confirming revokes and purges
 now; an end of 9999-12-30 works (it overflowed into exit 70); an end outside the range is one
 line naming the subscription end, exit 2, nothing changed."""

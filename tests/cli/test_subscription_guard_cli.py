@@ -1,4 +1,4 @@
-"""``tegata tenant subscription set`` with a mistyped end (issue 11, item 10): one line and
+"""``tegata tenant subscription set`` with a mistyped end: one line and
 exit 2, nothing changed on disk; ``--allow-past`` suspends at once and revocation waits a
 full grace period; a correction inside it restores every certificate. The command runs at
 named moments through a FixedClock."""

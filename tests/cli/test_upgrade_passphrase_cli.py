@@ -1,6 +1,6 @@
 """`tegata db upgrade` (and `serve --migrate`) under a wrong passphrase changes nothing: the
 passphrase is checked against the key directory before the first migration, so the database
-stays at the revision of the release the operator may go back to (issue 11, item 12, from an
+stays at the revision of the release the operator may go back to (from an
 outside tester). A schema behind this release stops `tegata serve` with the configuration
 exit code (78) and the fix in one line, not as an unreachable database (69)."""
 

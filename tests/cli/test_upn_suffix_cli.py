@@ -1,4 +1,4 @@
-"""A tenant's UPN suffix, set with `tegata tenant set --upn-suffix` (issue 11, item 14).
+"""A tenant's UPN suffix, set with `tegata tenant set --upn-suffix`.
 
 The README promised a Windows UPN in certificates when a tenant has a UPN suffix, but nothing
 could set one. A certificate issued after the setting carries exactly the e-mail address and

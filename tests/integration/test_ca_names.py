@@ -1,4 +1,4 @@
-"""Issuing-CA names (issue #11, item 1): unique across the deployment whatever the display
+"""Issuing-CA names: unique across the deployment whatever the display
 names, now and for every later CA of a tenant; a CA named like another tenant's is refused;
 a name two old CAs already share is never pinned by a gateway. And names that do not fit
 X.509's 64 bytes (Japanese display names) are cut, not crashed on.

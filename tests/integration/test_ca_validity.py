@@ -1,6 +1,6 @@
 """How long the CAs made by ``init`` and ``tenant create`` last: 25 years for the root and
-20 for an issuing CA by default, to the second, from the moment they are made (issue 13
-mutation pass: a default validity moved by a year went unnoticed). A 29 February start ends
+20 for an issuing CA by default, to the second, from the moment they are made
+(mutation pass: a default validity moved by a year went unnoticed). A 29 February start ends
 on 28 February when the end year has none."""
 
 from __future__ import annotations

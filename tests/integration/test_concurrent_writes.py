@@ -27,7 +27,7 @@ from ca.errors import NotPermitted
 from ca.service import IssueRequest, Selection, Service
 from ca.states import State
 
-BUNDLES = 16  # concurrent downloads of key material (issue 11, item 5: 8 forked the chain)
+BUNDLES = 16  # concurrent downloads of key material (8 forked the chain once)
 WAIT = 120.0  # seconds: the bound of every wait, never reached when things work
 
 
@@ -76,7 +76,7 @@ def test_concurrent_bundle_downloads_keep_the_audit_chain_whole(service: Service
     assert sorted(e.details["serials"][0] for e in downloads) == sorted(serials)
 
 
-# --- issue 11, item 7: one tenant's bulk work never holds up another's revocation ---------
+# --- one tenant's bulk work never holds up another's revocation ---------
 
 ACME = "株式会社アクメ"
 BETA = "Example Holdings International Corporation Japan Branch Osaka"

@@ -1,4 +1,4 @@
-"""A copy of the data directory is not a copy of every user's private key (issue 11, item 12).
+"""A copy of the data directory is not a copy of every user's private key.
 
 The data-protection key is wrapped under the CA key passphrase, so the data directory and the
 key directory together, without the passphrase, reveal no key and no bundle password; with

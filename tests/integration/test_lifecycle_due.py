@@ -1,4 +1,4 @@
-"""A lifecycle pass visits only what came due (issue 12): its work grows with what changed,
+"""A lifecycle pass visits only what came due: its work grows with what changed,
 not with the number of tenants. Due times are indexed columns (migration 0012), kept in the
 transaction that changes what they derive from.
 

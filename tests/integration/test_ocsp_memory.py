@@ -1,4 +1,4 @@
-"""OCSP answers from memory, and memory that hostile requests cannot bloat or make work (issue 12).
+"""OCSP answers from memory, and memory that hostile requests cannot bloat or make work.
 
 The feed's pace (``Memory.ticks``) is frozen right after a read of the change feed, so that
 no read falls due during a test: a count of zero queries is exact, not a matter of speed.

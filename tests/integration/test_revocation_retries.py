@@ -1,5 +1,5 @@
 """A status change given up by the database to break a deadlock is made again, up to three
-attempts in all; any other storage failure is reported at once (issue 13 mutation pass: the
+attempts in all; any other storage failure is reported at once (mutation pass: the
 number of attempts and the retry condition could change unnoticed). The deadlock is
 simulated with PostgreSQL's SQLSTATE on an error from the certificate's lock."""
 

@@ -1,4 +1,4 @@
-"""A mistyped subscription end must not destroy a tenant (issue 11, item 10).
+"""A mistyped subscription end must not destroy a tenant.
 
 An end already past is refused unless the operator confirms it (``allow_past``); confirmed or
 not, certificates are revoked no sooner than one full grace period after the suspension was

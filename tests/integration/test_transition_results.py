@@ -1,4 +1,4 @@
-"""What a status change reports when it changes nothing (issue 13 mutation pass: lifting a
+"""What a status change reports when it changes nothing (mutation pass: lifting a
 hold that is not there could answer "lifted"; the lifecycle adds these answers up into its
 report's ``reinstated``; a keyCompromise over an earlier reason could purge the purged key
 material again, with a new date; the view after a change could claim a key that is not

@@ -1,4 +1,4 @@
-"""``transitions.lock`` reads the certificate and its holds afresh (issue 13 mutation pass:
+"""``transitions.lock`` reads the certificate and its holds afresh (mutation pass:
 the holds re-read under the lock could be pointed at other rows, or the holds collection
 left as first read, unnoticed). On PostgreSQL a change committed between a use case's first
 read and its lock must be seen: a hold lifted meanwhile is not lifted twice (even while the

@@ -1,5 +1,5 @@
 """A UPN's DER length at the edges of its forms: 127 bytes short, 128 the first long
-(0x81 n), 255 the last 0x81, 256 the first 0x82 n n (issue 13 mutation pass: the short form
+(0x81 n), 255 the last 0x81, 256 the first 0x82 n n (mutation pass: the short form
 stretched to 128 bytes, an invalid DER length, went unnoticed)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""NSS and Tegata's CRLs (issue 11, item 15), judged by NSS's own tools.
+"""NSS and Tegata's CRLs, judged by NSS's own tools.
 
 Tegata marks each CRL's Issuing Distribution Point critical, as RFC 5280 (5.2.5) requires.
 NSS does not know that extension, so it refuses the whole CRL: ``crlutil -I`` into a

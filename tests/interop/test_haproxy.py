@@ -1,4 +1,4 @@
-"""HAProxy in front of a real ``tegata serve`` (issue 11, items 1, 3, 4 and 13): one real
+"""HAProxy in front of a real ``tegata serve``: one real
 HAProxy 2.6 per tenant, configured only by what ``tegata gateway haproxy`` prints, its CRL
 kept by ``tegata gateway crl-sync --haproxy-socket``.
 

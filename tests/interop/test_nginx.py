@@ -1,4 +1,4 @@
-"""The gateway kit end to end (issue #6): a real nginx in front of a real ``tegata serve``,
+"""The gateway kit end to end: a real nginx in front of a real ``tegata serve``,
 judged by curl holding a certificate taken out of a user's Tegata PKCS#12.
 
 nginx's configuration is only what ``tegata gateway nginx`` prints (included into a bare
@@ -9,8 +9,8 @@ variant: ``ocsp`` (the default), ``crl`` (kept fresh by ``tegata gateway crl-syn
 
 Each variant's nginx also hosts, on ports of their own, the gateways of NAMED_TENANTS (names
 that once let one tenant into another's gateway, or locked Japanese-named tenants out):
-every tenant's gateway is asked with every tenant's certificate (issue #11, items 1-2).
-openssl s_client -sess_out/-sess_in checks that no TLS session is resumed (item 4).
+every tenant's gateway is asked with every tenant's certificate.
+openssl s_client -sess_out/-sess_in checks that no TLS session is resumed.
 
 The tenant's OCSP validity is set short, so that nginx's OCSP cache, and with it the time a
 revocation takes to reach the gateway, is seconds instead of minutes. The measured delays
@@ -71,8 +71,8 @@ POLL_LIMIT = OCSP_VALIDITY + 30  # seconds: a bounded poll, never an endless one
 ALLOWED = "127.0.0.1"  # the tenant's allowed network is 127.0.0.1/32
 FOREIGN = "127.0.0.2"  # another loopback address: curl --interface binds to it
 
-# Tenants whose names broke the gateway's isolation or locked their users out (issue #11,
-# items 1 and 2), each with a gateway of its own in every variant's nginx:
+# Tenants whose names broke the gateway's isolation or locked their users out,
+# each with a gateway of its own in every variant's nginx:
 NAMED_TENANTS = {
     # identical in their first 53 characters, all an issuing CA's common name had room for
     "tokyo": "Example Holdings International Corporation Japan Branch Tokyo",
@@ -311,7 +311,7 @@ def leaf(client: Client) -> x509.Certificate:
 def test_each_tenants_gateway_lets_in_its_own_certificates_only_whatever_the_names(
         gateway: Gateway, everyone: dict[str, Client], tools: Tools,
         gateway_files: tuple[Path, Path, Path]) -> None:
-    # issue #11, items 1 and 2: tokyo/osaka (and jp-tokyo/jp-osaka) had one issuing-CA name
+    # tokyo/osaka (and jp-tokyo/jp-osaka) had one issuing-CA name
     # and let each other in; a Japanese name's own users got 403
     cases = [(at, holder) for at in gateway.ports for holder in everyone]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -330,7 +330,7 @@ def test_each_tenants_gateway_lets_in_its_own_certificates_only_whatever_the_nam
                         for at in gateway.ports}
 
 
-# --- TLS session resumption: never (issue #11, item 4) -------------------------------------
+# --- TLS session resumption: never -------------------------------------
 
 PROTOCOLS = ["tls1_2", "tls1_3"]
 

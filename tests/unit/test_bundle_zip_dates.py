@@ -1,5 +1,5 @@
 """The date written on a bundle zip's entries: the moment it was made, clamped to 1980-01-01,
-where the zip format's dates begin (issue 13 mutation pass: the clamp moved by a year went
+where the zip format's dates begin (mutation pass: the clamp moved by a year went
 unnoticed)."""
 
 from __future__ import annotations

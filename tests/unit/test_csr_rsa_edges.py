@@ -1,4 +1,4 @@
-"""The largest RSA key a CSR may carry is 8192 bits, taken as it is (issue 13 mutation pass:
+"""The largest RSA key a CSR may carry is 8192 bits, taken as it is (mutation pass:
 the upper bound made exclusive went unnoticed). The CSR is kept in tests/unit/data (public
 data only: a request holds the public key and its signature) since making an 8192-bit key
 takes seconds."""

@@ -32,7 +32,7 @@ FORBIDDEN = [
 ]
 # what the CLI may take from the API: the app it serves, and the workers' shared counters
 CLI_MAY_IMPORT_FROM_API = {"api.app", "api.sharedmetrics"}
-# known breaks, each to be removed with its fix (issue 13); one that no longer occurs fails
+# known breaks, each to be removed with its fix; one that no longer occurs fails
 # the test too, so that this list only shrinks (the last one, cli/logs.py importing
 # api.routes.selfservice for its log filter, went with ca/logfilters.py)
 KNOWN: set[tuple[str, str]] = set()

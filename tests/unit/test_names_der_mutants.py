@@ -1,4 +1,4 @@
-"""Exact edges of three small pure rules, for the issue 13 mutation pass's survivors: how a
+"""Exact edges of three small pure rules, for the mutation pass's survivors: how a
 name is printed for a gateway pin (OpenSSL's RFC 2253 form, byte by byte), where UTCTime
 gives way to GeneralizedTime (1950 and 2050), and how many networks an IP policy holds and
 how one written with host bits is read."""

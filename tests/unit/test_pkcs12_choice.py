@@ -1,6 +1,6 @@
 """``pkcs12.chosen``, the one rule for the profile a bundle is built in (single and bulk
 download alike): the download's ask, else the certificate's own, else the tenant's default
-(issue 13 mutation pass: the ask could lose to the certificate's profile unnoticed)."""
+(mutation pass: the ask could lose to the certificate's profile unnoticed)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The exact edges of the small pure rules: each limit is accepted at its value and refused
-one past it. Written for the mutants that survived the issue 13 mutation pass over ca/
+one past it. Written for the mutants that survived the mutation pass over ca/
 (a limit moved by one, a check dropped, a comparison flipped went unnoticed)."""
 
 from __future__ import annotations

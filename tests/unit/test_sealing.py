@@ -1,4 +1,4 @@
-"""The data-protection key at rest (issue 11, item 12): wrapped under the CA key passphrase
+"""The data-protection key at rest: wrapped under the CA key passphrase
 (scrypt, AES-256-GCM) in a versioned file that records the KDF's parameters; the file holds
 no form of the key; a wrong passphrase or an altered file opens nothing; a key written by an
 earlier release (bare base64) is wrapped in place, and only under the right passphrase."""

@@ -1,6 +1,6 @@
 """The data-protection key file read strictly: base64 with a stray character is a malformed
 file, not a wrong passphrase; the authenticated header does not depend on the order in which
-a JSON writer put its keys. (Survivors of the issue 13 mutation pass over ca/sealing.py.)"""
+a JSON writer put its keys. (Survivors of the mutation pass over ca/sealing.py.)"""
 
 from __future__ import annotations
 

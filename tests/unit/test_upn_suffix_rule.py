@@ -1,4 +1,4 @@
-"""The UPN suffix rule (issue 11, item 14): a DNS domain name, IDNA 2008, within DNS limits;
+"""The UPN suffix rule: a DNS domain name, IDNA 2008, within DNS limits;
 every refusal names the rule and quotes the value escaped and cut short."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The x509 builders' small contracts, for mutants that survived the issue 13 mutation pass:
+"""The x509 builders' small contracts, for mutants that survived the mutation pass:
 an OCSP answer carries a revocation time only when its status is "revoked" (whatever else
 the answer holds), and a client certificate request refuses naive times."""
 
