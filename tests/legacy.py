@@ -15,8 +15,8 @@ CURRENT_RULE = hierarchy.issuing_request
 
 def legacy_request(tenant: str, display_name: str, root_cert: x509.Certificate,
                    public_key: ec.EllipticCurvePublicKey, *, now: dt.datetime) -> CARequest:
-    """Issuing CAs as they were named before CA names were made unique: no OU, so display names that agree
-    in their first 53 characters gave two tenants one CA name."""
+    """Issuing CAs as they were named before CA names were made unique: no OU, so display
+    names that agree in their first 53 characters gave two tenants one CA name."""
     request = CURRENT_RULE(tenant, display_name, root_cert, public_key, now=now)
     return CARequest(common_name=request.common_name, organization=request.organization,
                      public_key=public_key, profile=request.profile, now=now)

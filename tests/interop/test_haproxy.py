@@ -205,7 +205,7 @@ def test_the_issuer_pin_refuses_another_tenant_whose_crl_the_gateway_holds(
     """Should a gateway's CRL file hold every tenant's CRL (one file for all), the chain of
     any tenant verifies: the pin on the issuing CA, written as HAProxy prints it, is what
     refuses the others (and what lets the Japanese-named tenant in). It needs every issuing
-    CA's subject to be unique (item 1): Tokyo's and Osaka's names differ past 53
+    CA's subject to be unique: Tokyo's and Osaka's names differ past 53
     characters."""
     subjects = {t: tegata.ok("gateway", "ca-bundle", "--tenant", t).split("-----END")[0]
                 for t in TENANTS}
