@@ -30,7 +30,7 @@ _LOCKED = "tegata.locked_certificates"  # session.info: ids whose row this trans
 
 def lock(session: Session, cert: Certificate) -> None:
     """Hold the certificate's row until the transaction ends and read it, and its holds,
-    afresh: the read that decides a status change happens under the lock (STYLE 14).
+    afresh: the read that decides a status change happens under the lock.
 
     PostgreSQL: ``SELECT ... FOR UPDATE`` (a change committed meanwhile is waited for, then
     read). SQLite has no row locks: a write takes the database's one write lock, held to
