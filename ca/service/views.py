@@ -57,6 +57,17 @@ class BulkResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TenantSettings:
+    """What a tenant's administrator sets: OCSP validity, the UPN suffix (None: certificates
+    carry no UPN), whether users may download their own certificate."""
+
+    tenant: str
+    ocsp_validity_seconds: int
+    upn_suffix: str | None
+    user_download: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class CAView:
     tenant: str | None
     kind: str
