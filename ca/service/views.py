@@ -15,8 +15,19 @@ from ca.states import State, state_of
 DEFAULT_TENANT = "default"
 
 
+class _Pem:
+    """The PEM form of a view's DER certificate, made when asked for."""
+
+    der: bytes
+
+    @property
+    def pem(self) -> str:
+        return x509.load_der_x509_certificate(self.der).public_bytes(
+            serialization.Encoding.PEM).decode()
+
+
 @dataclass(frozen=True, kw_only=True)
-class CertificateView:
+class CertificateView(_Pem):
     serial: str
     tenant: str
     login: str
@@ -33,11 +44,6 @@ class CertificateView:
     source: str
     has_key_material: bool
     der: bytes
-
-    @property
-    def pem(self) -> str:
-        return x509.load_der_x509_certificate(self.der).public_bytes(
-            serialization.Encoding.PEM).decode()
 
     @property
     def reported_reason(self) -> str | None:
@@ -68,7 +74,7 @@ class TenantSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CAView:
+class CAView(_Pem):
     tenant: str | None
     kind: str
     subject: str
@@ -76,11 +82,6 @@ class CAView:
     not_before: dt.datetime
     not_after: dt.datetime
     der: bytes
-
-    @property
-    def pem(self) -> str:
-        return x509.load_der_x509_certificate(self.der).public_bytes(
-            serialization.Encoding.PEM).decode()
 
 
 @dataclass(frozen=True, kw_only=True)
