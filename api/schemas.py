@@ -222,6 +222,13 @@ class OcspValidityOut(BaseModel):
     ocsp_validity_seconds: int
 
 
+class TenantSettingsOut(BaseModel):
+    tenant: str
+    ocsp_validity_seconds: int
+    upn_suffix: str | None
+    user_download: bool
+
+
 class WhoAmI(BaseModel):
     role: str
     tenant: str | None

@@ -1,4 +1,4 @@
-"""The counters of every worker of this host, for ``/metrics`` (issue 12: with several
+"""The counters of every worker of this host, for ``/metrics`` (with several
 workers, what was per process must still hold).
 
 Each worker counts in memory (``api.metrics.REGISTRY``: no I/O on the event loop) and

@@ -3,7 +3,7 @@
 with TEGATA_ACCESS_LOG off and on, and optionally the same from another source tree.
 
     .venv/bin/python bench/accesslog.py --duration 8
-    .venv/bin/python bench/accesslog.py --duration 8 --before /tmp/tegata-before
+    .venv/bin/python bench/accesslog.py --duration 8 --before ../tegata-before
 
 ``--before DIR``: a source tree (for example ``git archive <commit> | tar -x -C DIR``) run
 with this interpreter as the baseline: the stack without the access log, the request

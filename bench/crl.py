@@ -42,7 +42,7 @@ SIZES = (10_000, 100_000, 1_000_000)
 UNKEPT_SIZES = (100_000,)  # rows with no kept entry: the service encodes every one
 REVOKED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
-# Peer figures from /work/shared/PEERS.md, same kind of machine, not re-measured here:
+# Peer figures quoted from the peer survey of this machine kind (2 cores), not re-measured here:
 # (peer, entries) -> (seconds, peak MB)
 QUOTED = {
     ("openssl ca -gencrl", 100_000): (0.67, 65),
@@ -369,8 +369,8 @@ def main() -> None:
               f"{ratio(pure.get('op_s'), peer_s):>7} {ratio(pure.get('peak_mb'), peer_mb):>8} | "
               f"{ratio(svc.get('op_s'), peer_s):>7} {ratio(svc.get('peak_mb'), peer_mb):>7}")
     print("(peak MB: max RSS of the process, interpreter included; quoted figures are from "
-          "PEERS.md, measured on the same kind of machine on another day; load average at the "
-          f"end {os.getloadavg()[0]:.2f})")
+          "the peer survey of this machine kind, on another day, not re-measured; load "
+          f"average at the end {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ with a nonce (a fresh signature each), with one process and with ``--workers 2``
 ``tegata serve`` has it; and an ``openssl ocsp`` responder with the same kind of request.
 Last, two ``tegata serve`` processes on one database: the time from a suspension or
 reinstatement through one's API returning to the other answering it (20 tries). Prints
-requests/s, p50 and p99 next to PEERS.md's figures, which are quoted, not re-measured. wrk
-runs on the same cores as the server, as it did for PEERS.md. All traffic goes to 127.0.0.1;
-every wait is bounded; the processes started here are stopped on exit. Not part of the test
-suite: it never fails on a slow machine.
+requests/s, p50 and p99 next to the figures of the peer survey of this machine kind, quoted,
+not re-measured. wrk runs on the same cores as the server, as it did for the survey. All
+traffic goes to 127.0.0.1; every wait is bounded; the processes started here are stopped on
+exit. Not part of the test suite: it never fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ TEGATA = [sys.executable, "-m", "cli.main"]
 HOST = "127.0.0.1"
 STALL_SECONDS = 3.0
 
-# PEERS.md, same kind of machine (2 cores, wrk -c50), another day: not re-measured here
+# The peer survey of this machine kind (2 cores, wrk -c50), another day: not re-measured here
 QUOTED = [
     ("cfssl 1.2 ocspserve, pre-signed, POST", 9_700.0, None, 96.0),
     ("openssl ocsp, POST/GET (before any empty connection)", 7_500.0, None, 11.0),
@@ -515,7 +515,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 
 
 def bench_references(work: Path, procs: Processes, args: argparse.Namespace) -> list[Load]:
-    """PEERS.md's two reference points, re-measured with this uvicorn in one process, as
+    """The peer survey's two reference points, re-measured with this uvicorn in one process, as
     ``tegata serve`` runs: a bare ASGI app and a plain FastAPI route, a fixed 700-byte body."""
     loads = []
     for kind, label in (("bare", "bare ASGI app"), ("fastapi", "plain FastAPI route")):
@@ -576,7 +576,7 @@ def main() -> None:
               f"{fmt(load.p99_ms, '.2f'):>7} {fmt(load.server_cpu, '.2f'):>7}  {load.note}")
     for label, rps, p50, p99 in QUOTED:
         print(f"{label + ' [quoted]':58} {fmt(rps, ',.0f'):>8} {fmt(p50, '.2f'):>7} "
-              f"{fmt(p99, '.2f'):>7} {'':>7}  PEERS.md, not re-measured")
+              f"{fmt(p99, '.2f'):>7} {'':>7}  peer survey, not re-measured")
     peer = next((x.rps for x in loads if x.label.startswith("openssl ocsp") and x.rps), None)
     if peer:
         print("\nratios to openssl ocsp measured now (goal for kept answers: >= 2x, p99 <= 10 ms):")

@@ -17,18 +17,15 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from ca.service import (
-    CAView,
-    CertificateView,
-    EventView,
-    ImportReport,
-    JobView,
-    SubscriptionView,
-    TokenView,
-    UserView,
-)
-from ca.service.auditlog import AuditCheck
+# the use cases' own modules, not the package: ``ca.service.bulkjobs`` renders its job's
+# result here, and the package imports it
+from ca.service.auditlog import AuditCheck, EventView
+from ca.service.crl_publication import CrlView
 from ca.service.gateway import IpPolicy
+from ca.service.jobs import JobView
+from ca.service.lifecycle import SubscriptionView
+from ca.service.users import ImportReport, UserView
+from ca.service.views import BulkResult, CAView, CertificateView, TenantSettings, TokenView
 
 Data = dict[str, Any]
 
@@ -111,6 +108,40 @@ def ip_policy(view: IpPolicy) -> Data:
 
 def ocsp_validity(tenant: str, seconds: int) -> Data:
     return {"tenant": tenant, "ocsp_validity_seconds": seconds}
+
+
+def tenant_settings(view: TenantSettings) -> Data:
+    """A tenant's settings (``tegata tenant show``, ``GET .../settings``)."""
+    return {"tenant": view.tenant, "ocsp_validity_seconds": view.ocsp_validity_seconds,
+            "upn_suffix": view.upn_suffix, "user_download": view.user_download}
+
+
+def crl(tenant: str | None, view: CrlView) -> Data:
+    """A CRL's number and dates (``tegata crl show``); ``tenant`` None: the root's."""
+    return {"tenant": tenant, "number": view.number,
+            "this_update": view.this_update.isoformat(),
+            "next_update": view.next_update.isoformat()}
+
+
+def bulk_failures(result: BulkResult) -> list[Data]:
+    """Each user a bulk issuance refused, and why."""
+    return [{"login": login, "reason": reason} for login, reason in result.failures]
+
+
+def bulk_result(result: BulkResult) -> Data:
+    """A bulk issuance in full (``tegata cert issue --best-effort --json``): each certificate
+    as ``certificate`` shows it, and the users refused."""
+    return {"issued": [certificate(v) for v in result.issued],
+            "failures": bulk_failures(result)}
+
+
+def bulk_job_result(result: BulkResult) -> Data:
+    """A bulk issuance as its job keeps it (``GET .../jobs/{id}``'s ``result``): who was
+    issued which serial until when, and who was refused. The certificates themselves are
+    listed by ``GET .../certificates``; a job's row does not carry thousands of PEMs."""
+    return {"issued": [{"login": v.login, "serial": v.serial,
+                        "not_after": v.not_after.isoformat()} for v in result.issued],
+            "failures": bulk_failures(result)}
 
 
 def event(view: EventView) -> Data:

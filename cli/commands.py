@@ -136,10 +136,13 @@ def tenant_list(as_json: JsonOpt = False) -> None:
 
 @tenant_app.command("show")
 def tenant_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
-    """Show a tenant's OCSP validity (`tenant set --ocsp-validity` changes it)."""
-    data = present.ocsp_validity(tenant, STATE.service().ocsp.get_validity(tenant))
-    emit(data, as_json=as_json, text=f"tenant {tenant}: OCSP answers valid "
-                                     f"{data['ocsp_validity_seconds']} s")
+    """Show a tenant's settings: OCSP validity, UPN suffix, users' own downloads
+    (`tenant set` changes them)."""
+    data = present.tenant_settings(STATE.service().hierarchy.tenant_settings(tenant))
+    emit(data, as_json=as_json, text="\n".join((
+        f"tenant {data['tenant']}: OCSP answers valid {data['ocsp_validity_seconds']} s",
+        "  UPN suffix: " + (data["upn_suffix"] or "none (certificates carry no UPN)"),
+        "  users' own downloads: " + ("on" if data["user_download"] else "off"))))
 
 
 @ca_app.command("show")
@@ -206,17 +209,14 @@ def cert_issue(
         key_type=key_type, csr=read_limited(csr) if csr else None, p12_profile=p12_profile)
     with progress_bar("issuing", quiet=as_json) as advance:
         result = STATE.service().certificates.issue_bulk(request, progress=advance)
-    views = result.issued
-    failures = [{"login": login, "reason": reason} for login, reason in result.failures]
     lines = [f"{v.login}: serial {v.serial}\n  notAfter {v.not_after.isoformat()} "
-             f"(through {v.expiry_date} in {v.expiry_zone})" for v in views]
-    lines += [f"{f['login']}: not issued: {f['reason']}" for f in failures]
-    if not views and not failures:
+             f"(through {v.expiry_date} in {v.expiry_zone})" for v in result.issued]
+    lines += [f"{login}: not issued: {reason}" for login, reason in result.failures]
+    if not result.issued and not result.failures:
         lines.append("no user matched the selection")
-    emit([present.certificate(v) for v in views] if not best_effort else
-         {"issued": [present.certificate(v) for v in views], "failures": failures},
-         as_json=as_json, text="\n".join(lines))
-    if failures:
+    emit(present.bulk_result(result) if best_effort else
+         [present.certificate(v) for v in result.issued], as_json=as_json, text="\n".join(lines))
+    if result.failures:
         raise typer.Exit(1)
 
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ca import present
+from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT
 from cli.context import STATE, emit
 from cli.options import JsonOpt, TenantOpt
@@ -17,20 +19,25 @@ crl_app = typer.Typer(no_args_is_help=True, help="Certificate revocation lists."
 
 @crl_app.command("show")
 def crl_show(
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="A tenant's issuing CA "
-                                               "(default: the root's CRL).")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", "-t", help=f"The tenant whose issuing CA's CRL to show (default "
+                               f"{DEFAULT_TENANT}).")] = None,
+    root: Annotated[bool, typer.Option("--root", help="The root's CRL.")] = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print the PEM CRL.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The current CRL: number, thisUpdate, nextUpdate."""
-    view = STATE.service().crls.current(tenant)
+    """The current CRL of a tenant's issuing CA (as `GET /crl/<tenant>.crl`), or of the root
+    with --root (`GET /crl/root.crl`): number, thisUpdate, nextUpdate."""
+    if root and tenant is not None:
+        raise InvalidInput("give --root or --tenant, not both", field="tenant")
+    whose = None if root else tenant or DEFAULT_TENANT
+    view = STATE.service().crls.current(whose)
     if pem and not as_json:
         typer.echo(view.pem, nl=False)
         return
-    emit({"tenant": tenant, "number": view.number, "this_update": view.this_update.isoformat(),
-          "next_update": view.next_update.isoformat()}, as_json=as_json,
-         text=f"CRL {view.number}: {view.this_update.isoformat()} .. "
-              f"{view.next_update.isoformat()}")
+    data = present.crl(whose, view)
+    emit(data, as_json=as_json,
+         text=f"CRL {data['number']}: {data['this_update']} .. {data['next_update']}")
 
 
 @crl_app.command("export")

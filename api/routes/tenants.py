@@ -8,7 +8,14 @@ from fastapi.concurrency import run_in_threadpool
 from api.auth import requires
 from api.clientip import client_ip
 from api.problems import responses
-from api.schemas import CAOut, TenantIn, TenantOut, UpnSuffixIn, UpnSuffixOut
+from api.schemas import (
+    CAOut,
+    TenantIn,
+    TenantOut,
+    TenantSettingsOut,
+    UpnSuffixIn,
+    UpnSuffixOut,
+)
 from ca import present
 from ca.audit import Actor
 from ca.service import Principal, Service
@@ -58,6 +65,14 @@ def tenant_ca(request: Request, tenant: str) -> list[dict[str, object]]:
     """The tenant's CA certificates in chain order: its issuing CA, then the root."""
     chain = present.ca_chain(service_of(request).hierarchy.ca_certificates(tenant))
     return [present.ca(v) for v in chain]
+
+
+@router.get("/tenants/{tenant}/settings", dependencies=[requires("operator", "admin")],
+            response_model=TenantSettingsOut, responses=responses(*COMMON))
+def tenant_settings(request: Request, tenant: str) -> dict[str, object]:
+    """The tenant's settings as they are: OCSP validity, the UPN suffix (``null``: no UPN),
+    whether users may download their own certificate (``tegata tenant show``)."""
+    return present.tenant_settings(service_of(request).hierarchy.tenant_settings(tenant))
 
 
 @router.put("/tenants/{tenant}/settings/upn-suffix", dependencies=[requires("operator", "admin")],

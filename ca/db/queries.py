@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ca import renewal, serials, states, validate
 from ca.db.models import Authority, Certificate, KeyMaterial, Tenant, User
 from ca.errors import NotFound, NotInitialized
+from ca.key_kept import key_kept_filter
 
 
 def root(session: Session) -> Authority | None:
@@ -214,7 +215,7 @@ def expired_keys(session: Session, tenant_id: int, *, since: dt.datetime | None,
 
 
 def _expired_with_key(since: dt.datetime | None, now: dt.datetime) -> list[Any]:
-    found = [states.expired_filter(now=now), KeyMaterial.sealed_key.is_not(None)]
+    found = [states.expired_filter(now=now), key_kept_filter()]
     return found if since is None else [*found, Certificate.not_after >= since]
 
 

@@ -22,6 +22,7 @@ from ca.service.views import (
     CAView,
     CertificateView,
     Principal,
+    TenantSettings,
     TokenView,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "Selection",
     "Service",
     "SubscriptionView",
+    "TenantSettings",
     "TokenView",
     "UserSpec",
     "UserView",

@@ -7,13 +7,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ca import audit
+from ca import audit, present
 from ca.audit import Actor
 from ca.errors import ConfigError, StorageError
 from ca.service.certificates import Certificates
 from ca.service.jobs import Jobs, JobView
 from ca.service.requests import IssueRequest
-from ca.service.views import BulkResult
 
 ISSUE = "issue"
 UNAVAILABLE = "the service cannot complete this request now"
@@ -35,8 +34,8 @@ class BulkIssue:
 
         def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
             try:
-                return job_result(self.certificates.issue_bulk(request, admin_zone=admin_zone,
-                                                  actor=actor, progress=progress))
+                return present.bulk_job_result(self.certificates.issue_bulk(
+                    request, admin_zone=admin_zone, actor=actor, progress=progress))
             except (ConfigError, StorageError) as exc:
                 # as a single issuance answers (503): a key path or database detail stays in
                 # the log, not in the job's error the API shows
@@ -45,11 +44,3 @@ class BulkIssue:
                 raise type(exc)(UNAVAILABLE) from None
 
         return self.jobs.start(request.tenant, ISSUE, work)
-
-
-def job_result(result: BulkResult) -> dict[str, Any]:
-    """A bulk issuance's result as a job keeps it: who was issued what, who was refused."""
-    return {"issued": [{"login": v.login, "serial": v.serial,
-                        "not_after": v.not_after.isoformat()} for v in result.issued],
-            "failures": [{"login": login, "reason": reason}
-                         for login, reason in result.failures]}

@@ -19,6 +19,7 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, Group, KeyMaterial, Tenant, User, user_groups
 from ca.errors import CAError, Conflict, InvalidInput, NotFound, NotPermitted
+from ca.key_kept import key_kept_filter
 from ca.profiles import Urls
 from ca.service import crls, transitions
 from ca.service.plumbing import Database, Keys
@@ -458,7 +459,7 @@ def check_may_issue(tenant: Subscriber, user: Standing, *, now: dt.datetime) -> 
 
 def _listing() -> Select[Certificate, str, str, bool]:
     has_key = exists().where(KeyMaterial.certificate_id == Certificate.id,
-                             KeyMaterial.sealed_key.is_not(None))
+                             key_kept_filter())
     return (select(Certificate, Tenant.name, User.login, has_key)
             .join(Tenant, Certificate.tenant_id == Tenant.id)
             .join(User, Certificate.user_id == User.id))

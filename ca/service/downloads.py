@@ -32,6 +32,7 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, KeyMaterial, Tenant, User
 from ca.errors import CAError, NotPermitted
+from ca.key_kept import key_kept_filter
 from ca.service.plumbing import Database, Keys
 from ca.service.selection import Selection, select_users
 from ca.states import State, state_filter
@@ -186,7 +187,7 @@ class Downloads:
             return set(session.scalars(
                 select(Certificate.id)
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
-                .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
+                .where(Certificate.id.in_(ids), key_kept_filter(),
                        state_filter(State.VALID.value, now=self.clock.now()))))
 
     def _entries(self, where: _Where, ids: list[int], asked: pkcs12.Profile | None, *,
@@ -199,7 +200,7 @@ class Downloads:
                 .join(User, Certificate.user_id == User.id)
                 .join(Tenant, Certificate.tenant_id == Tenant.id)
                 .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
-                .where(Certificate.id.in_(ids), KeyMaterial.sealed_key.is_not(None),
+                .where(Certificate.id.in_(ids), key_kept_filter(),
                        KeyMaterial.sealed_password.is_not(None),
                        state_filter(State.VALID.value, now=self.clock.now()))
                 .order_by(User.login_key)).all()
@@ -233,7 +234,7 @@ def _newest_valid(session: Session, owner: Tenant, selection: Selection, *,
         select(Certificate.user_id, Certificate.id, Certificate.serial)
         .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
         .where(Certificate.tenant_id == tenant_id, Certificate.user_id.in_(select(users.c.id)),
-               KeyMaterial.sealed_key.is_not(None), state_filter(State.VALID.value, now=now))
+               key_kept_filter(), state_filter(State.VALID.value, now=now))
         .order_by(Certificate.user_id, Certificate.id.desc())).all()
     newest: dict[int, tuple[int, str]] = {}
     for user_id, cert_id, serial in rows:

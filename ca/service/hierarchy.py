@@ -25,7 +25,7 @@ from ca.sealing import create_data_protection_key, remove_data_protection_key
 from ca.service import crls
 from ca.service.plumbing import Database, Keys
 from ca.service.requests import InitRequest
-from ca.service.views import DEFAULT_TENANT, CAView, ca_view
+from ca.service.views import DEFAULT_TENANT, CAView, TenantSettings, ca_view
 from ca.settings import Settings
 from ca.signer import Signer, generate_ca_key
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
@@ -167,6 +167,14 @@ class Hierarchy:
     def list_tenants(self) -> list[str]:
         with self.database.reading() as session:
             return list(session.scalars(select(Tenant.name).order_by(Tenant.name)))
+
+    def tenant_settings(self, tenant: str) -> TenantSettings:
+        """What ``tenant set`` (and the API's ``PUT .../settings/...``) change, as they are."""
+        with self.database.reading() as session:
+            owner = queries.tenant(session, tenant)
+            return TenantSettings(tenant=owner.name,
+                                  ocsp_validity_seconds=owner.ocsp_validity_seconds,
+                                  upn_suffix=owner.upn_suffix, user_download=owner.user_download)
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CA when a tenant is named."""

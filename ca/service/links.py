@@ -28,6 +28,7 @@ from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, DownloadLink, KeyMaterial, Tenant, User
 from ca.errors import CAError, LinkGone, NotFound, NotPermitted, SelfDownloadOff
+from ca.key_kept import key_kept_filter
 from ca.service.certificates import Certificates
 from ca.service.plumbing import Database
 from ca.service.views import Bundle, CertificateView
@@ -385,7 +386,7 @@ def _info(session: Session, target: _Target, *, now: dt.datetime) -> LinkInfo:
 def _newest_downloadable(session: Session, user_id: int, *, now: dt.datetime) -> str | None:
     """The serial of the user's newest valid certificate that still has its key."""
     has_key = exists().where(KeyMaterial.certificate_id == Certificate.id,
-                             KeyMaterial.sealed_key.is_not(None))
+                             key_kept_filter())
     return session.scalar(
         select(Certificate.serial)
         .where(Certificate.user_id == user_id, state_filter(State.VALID.value, now=now), has_key)

@@ -1,4 +1,4 @@
-"""What the use cases take: frozen requests, checked when made (STYLE.md habit 4)."""
+"""What the use cases take: frozen requests, checked when made."""
 
 from __future__ import annotations
 

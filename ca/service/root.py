@@ -2,7 +2,7 @@
 
 ``build_service(settings)`` is the only place that builds them; the API (``api.app.build_app``),
 the CLI (``cli.context``), the workers and the tests all go through it. Each use case gets
-what it needs by name in its constructor (STYLE.md habit 12), so its dependencies read there:
+what it needs by name in its constructor, so its dependencies read there:
 
     database   Database        units of work (republishing the CRLs they touch), reads
     keys       Keys            the CA keys behind their signers, the data-protection sealer

@@ -21,6 +21,7 @@ from ca.audit import Actor, Event
 from ca.db.models import Certificate, Hold, KeyMaterial, User
 from ca.errors import InvalidInput
 from ca.holds import HoldCause
+from ca.key_kept import key_kept
 from ca.reasons import REASONS
 from ca.service import crls, ocsp_feed
 from ca.states import live_filter
@@ -30,7 +31,7 @@ _LOCKED = "tegata.locked_certificates"  # session.info: ids whose row this trans
 
 def lock(session: Session, cert: Certificate) -> None:
     """Hold the certificate's row until the transaction ends and read it, and its holds,
-    afresh: the read that decides a status change happens under the lock (STYLE 14).
+    afresh: the read that decides a status change happens under the lock.
 
     PostgreSQL: ``SELECT ... FOR UPDATE`` (a change committed meanwhile is waited for, then
     read). SQLite has no row locks: a write takes the database's one write lock, held to
@@ -61,8 +62,7 @@ def purge_key_material(session: Session, cert: Certificate, *, now: dt.datetime)
 
 
 def has_key_material(session: Session, cert: Certificate) -> bool:
-    material = session.get(KeyMaterial, cert.id)
-    return material is not None and material.sealed_key is not None
+    return key_kept(session.get(KeyMaterial, cert.id))
 
 
 def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, tenant: str,
@@ -84,9 +84,7 @@ def revoke(session: Session, cert: Certificate, reason: str, actor: Actor, *, te
         cert.revocation_reason = reason
     cert.crl_entry = crls.entry_of(cert)  # encoded once: every later CRL reuses it
     purge_key_material(session, cert, now=now)
-    crls.mark_dirty(session, cert.authority_id)
-    ocsp_feed.mark(session, cert.authority_id, cert.serial)
-    audit.record(session, actor, Event(
+    _published(session, cert, actor, Event(
         action="cert.revoke", target=f"{tenant}/{login}/{cert.serial}", tenant_id=cert.tenant_id,
         details={"reason": reason}), now=now)
     return True
@@ -110,9 +108,7 @@ def place_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Act
     hold = Hold(certificate_id=cert.id, cause=cause.value, placed_at=now)
     session.add(hold)
     cert.holds.append(hold)
-    crls.mark_dirty(session, cert.authority_id)
-    ocsp_feed.mark(session, cert.authority_id, cert.serial)
-    audit.record(session, actor, Event(
+    _published(session, cert, actor, Event(
         action="cert.suspend", target=f"{tenant}/{login}/{cert.serial}",
         tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)
     return True
@@ -130,12 +126,20 @@ def lift_hold(session: Session, cert: Certificate, cause: HoldCause, actor: Acto
             hold.lifted_at = now
             lifted = True
     if lifted:
-        crls.mark_dirty(session, cert.authority_id)
-        ocsp_feed.mark(session, cert.authority_id, cert.serial)
-        audit.record(session, actor, Event(
+        _published(session, cert, actor, Event(
             action="cert.reinstate", target=f"{tenant}/{login}/{cert.serial}",
             tenant_id=cert.tenant_id, details={"cause": cause.value}), now=now)
     return lifted
+
+
+def _published(session: Session, cert: Certificate, actor: Actor, event: Event, *,
+               now: dt.datetime) -> None:
+    """A status change (a revocation, a hold placed or lifted) reaches relying parties: the
+    CA's CRL is made anew before the commit, the serial's OCSP answers are forgotten at it,
+    and the change is audited."""
+    crls.mark_dirty(session, cert.authority_id)
+    ocsp_feed.mark(session, cert.authority_id, cert.serial)
+    audit.record(session, actor, event, now=now)
 
 
 def live_certificates(session: Session, user: User, *, now: dt.datetime) -> list[Certificate]:

@@ -15,8 +15,19 @@ from ca.states import State, state_of
 DEFAULT_TENANT = "default"
 
 
+class _Pem:
+    """The PEM form of a view's DER certificate, made when asked for."""
+
+    der: bytes
+
+    @property
+    def pem(self) -> str:
+        return x509.load_der_x509_certificate(self.der).public_bytes(
+            serialization.Encoding.PEM).decode()
+
+
 @dataclass(frozen=True, kw_only=True)
-class CertificateView:
+class CertificateView(_Pem):
     serial: str
     tenant: str
     login: str
@@ -33,11 +44,6 @@ class CertificateView:
     source: str
     has_key_material: bool
     der: bytes
-
-    @property
-    def pem(self) -> str:
-        return x509.load_der_x509_certificate(self.der).public_bytes(
-            serialization.Encoding.PEM).decode()
 
     @property
     def reported_reason(self) -> str | None:
@@ -57,7 +63,18 @@ class BulkResult:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CAView:
+class TenantSettings:
+    """What a tenant's administrator sets: OCSP validity, the UPN suffix (None: certificates
+    carry no UPN), whether users may download their own certificate."""
+
+    tenant: str
+    ocsp_validity_seconds: int
+    upn_suffix: str | None
+    user_download: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CAView(_Pem):
     tenant: str | None
     kind: str
     subject: str
@@ -65,11 +82,6 @@ class CAView:
     not_before: dt.datetime
     not_after: dt.datetime
     der: bytes
-
-    @property
-    def pem(self) -> str:
-        return x509.load_der_x509_certificate(self.der).public_bytes(
-            serialization.Encoding.PEM).decode()
 
 
 @dataclass(frozen=True, kw_only=True)

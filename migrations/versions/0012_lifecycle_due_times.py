@@ -1,5 +1,5 @@
 """lifecycle due times: what a lifecycle pass must look at is found by indexed due times,
-not by visiting every tenant (issue 12): a tenant's next subscription instant, a CA's CRL
+not by visiting every tenant: a tenant's next subscription instant, a CA's CRL
 renewal time, certificates by expiry, and the instant the lifecycle's expiry work is done to
 
 Revision ID: 0012

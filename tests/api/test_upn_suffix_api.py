@@ -117,3 +117,30 @@ def test_another_tenants_admin_and_other_roles_cannot_set_it(
 
     assert answers == {"acme-admin": 404, "user": 403, "gateway": 403}
     assert stored(service) == {"default": None, "acme": None}
+
+
+def test_the_settings_route_shows_the_suffix_and_the_user_download_setting(
+        client: TestClient, tokens: dict[str, str]) -> None:
+    h = bearer(tokens["admin"])
+    settings = "/api/v1/tenants/default/settings"
+    before = client.get(settings, headers=h)
+    client.put(SETTING, json={"upn_suffix": "例え.jp"}, headers=h)
+    off = client.put("/api/v1/tenants/default/settings/user-download",
+                     json={"allowed": False}, headers=h)
+    client.put("/api/v1/tenants/default/settings/ocsp-validity",
+               json={"ocsp_validity_seconds": 120}, headers=h)
+    after = client.get(settings, headers=h)
+    acme = client.get("/api/v1/tenants/acme/settings", headers=bearer(tokens["operator"]))
+    others = {caller: client.get(settings, headers=bearer(tokens[caller])).status_code
+              for caller in ("acme-admin", "user", "gateway")}
+
+    assert (before.status_code, before.json()) == (200, {
+        "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": None,
+        "user_download": True})
+    assert off.status_code == 200, off.text
+    assert (after.status_code, after.json()) == (200, {
+        "tenant": "default", "ocsp_validity_seconds": 120, "upn_suffix": "例え.jp",
+        "user_download": False})
+    assert acme.json() == {"tenant": "acme", "ocsp_validity_seconds": 300,
+                           "upn_suffix": None, "user_download": True}
+    assert others == {"acme-admin": 404, "user": 403, "gateway": 403}

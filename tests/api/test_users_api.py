@@ -398,3 +398,21 @@ def test_users_and_gateways_may_not_manage_users(client: TestClient,
         r = client.post(f"{BASE}/certificates/bulk", json={"selection": {"all": True}},
                         headers=h)
         assert r.status_code == 403, role
+
+
+def test_a_bulk_jobs_result_is_exactly_who_got_which_serial_and_who_was_refused(
+        client: TestClient, tokens: dict[str, str]) -> None:
+    h = admin(tokens)
+    add(client, h, "bob", "営業部")
+    add(client, h, "carol", "営業部", allow=False)
+    job = start(client, h, {"selection": {"group": "営業部"}, "best_effort": True})
+    assert job["status"] == "succeeded", job
+    listed = {c["login"]: c for c in client.get(f"{BASE}/certificates", headers=h).json()}
+    bob = listed["bob"]
+    [failure] = job["result"]["failures"]
+    assert job["result"] == {
+        "issued": [{"login": "bob", "serial": bob["serial"],
+                    "not_after": bob["not_after"].replace("Z", "+00:00")}],
+        "failures": [{"login": "carol", "reason": failure["reason"]}]}
+    assert "secure-access permission" in failure["reason"]
+    assert set(listed) == {"bob"}

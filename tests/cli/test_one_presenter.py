@@ -34,6 +34,8 @@ def api(env: Env, cli: Cli, cli_clock: FixedClock) -> Iterator[TestClient]:
            "--network", "2001:db8::/32", "--tenant", "acme")
     cli.ok("tenant", "subscription", "set", "--ends", "2027-03-31", "--tz", "Asia/Tokyo",
            "--tenant", "acme")
+    cli.ok("tenant", "set", "--upn-suffix", "例え.jp", "--user-download", "on", "--tenant",
+           "acme")
     cli.ok("token", "create", "--role", "admin", "--tenant", "acme", "--name", "アクメ helpdesk",
            "--expires-days", "90")
     cli.ok("token", "create", "--role", "user", "--tenant", "acme", "--user", "yamada")
@@ -70,7 +72,8 @@ def test_each_view_is_the_same_json_on_either_side(api: TestClient, cli: Cli) ->
                       body(api, f"{ACME}/ip-policy")),
         "subscription": (as_json(cli, "tenant", "subscription", "show", *t),
                          body(api, f"{ACME}/subscription")),
-        "ocsp validity": (as_json(cli, "tenant", "show", *t),
+        "tenant settings": (as_json(cli, "tenant", "show", *t), body(api, f"{ACME}/settings")),
+        "ocsp validity": (as_json(cli, "tenant", "set", "--ocsp-validity", "300", *t),
                           body(api, f"{ACME}/settings/ocsp-validity")),
         "tokens": (as_json(cli, "token", "list", *t), body(api, f"{ACME}/tokens")),
         "audit": (as_json(cli, "audit", "list", *t), body(api, f"{ACME}/audit")),
@@ -90,6 +93,8 @@ def test_each_view_is_the_same_json_on_either_side(api: TestClient, cli: Cli) ->
     assert len(pairs["audit"][0]) >= 6
     assert pairs["subscription"][0]["ends_on"] == "2027-03-31"
     assert pairs["ip policy"][0]["networks"] == ["192.0.2.0/24", "2001:db8::/32"]
+    assert pairs["tenant settings"][0] == {"tenant": "acme", "ocsp_validity_seconds": 300,
+                                           "upn_suffix": "例え.jp", "user_download": True}
 
 
 def test_a_tokens_revocation_is_the_same_json_on_either_side(api: TestClient,

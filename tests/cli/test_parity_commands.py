@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from cryptography import x509
+
 from tests.support.cli import Cli, Env, as_json
 
 
@@ -48,12 +50,64 @@ def test_tenant_show_prints_the_ocsp_validity_tenant_set_changes(ready_sqlite: E
                                                                  cli: Cli) -> None:
     acme(cli)
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
-        "tenant": "acme", "ocsp_validity_seconds": 300}
+        "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
+        "user_download": True}
     cli.ok("tenant", "set", "--ocsp-validity", "120", "--tenant", "acme")
     assert cli.ok("tenant", "show", "--tenant", "acme").out == (
-        "tenant acme: OCSP answers valid 120 s\n")
+        "tenant acme: OCSP answers valid 120 s\n"
+        "  UPN suffix: none (certificates carry no UPN)\n"
+        "  users' own downloads: on\n")
     assert as_json(cli, "tenant", "show")["ocsp_validity_seconds"] == 300  # default's
     assert cli("tenant", "show", "--tenant", "nobody").error() == "no tenant 'nobody'"
+
+
+def test_tenant_show_prints_the_upn_suffix_and_user_download_tenant_set_changes(
+        ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    cli.ok("tenant", "set", "--upn-suffix", "例え.jp", "--user-download", "off",
+           "--tenant", "acme")
+    assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
+        "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": "例え.jp",
+        "user_download": False}
+    assert cli.ok("tenant", "show", "--tenant", "acme").out == (
+        "tenant acme: OCSP answers valid 300 s\n"
+        "  UPN suffix: 例え.jp\n"
+        "  users' own downloads: off\n")
+    cli.ok("tenant", "set", "--no-upn-suffix", "--user-download", "on", "--tenant", "acme")
+    assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
+        "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
+        "user_download": True}
+    cli.ok("tenant", "set", "--upn-suffix", "example.co.jp", "--user-download", "off")
+    # another tenant's settings are its own
+    assert as_json(cli, "tenant", "show", "--tenant", "acme")["upn_suffix"] is None
+    assert as_json(cli, "tenant", "show") == {
+        "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": "example.co.jp",
+        "user_download": False}
+
+
+def test_crl_show_defaults_to_the_default_tenant_as_ca_show_does(ready_sqlite: Env,
+                                                                 cli: Cli) -> None:
+    acme(cli)
+    default = as_json(cli, "crl", "show")
+    assert default == as_json(cli, "crl", "show", "--tenant", "default")
+    assert default["tenant"] == "default"
+    assert set(default) == {"tenant", "number", "this_update", "next_update"}
+    root = as_json(cli, "crl", "show", "--root")
+    assert root["tenant"] is None
+    assert as_json(cli, "crl", "show", "--tenant", "acme")["tenant"] == "acme"
+    crls = {name: x509.load_pem_x509_crl(cli.ok("crl", "show", "--pem", *argv).out.encode())
+            for name, argv in (("default", ()), ("acme", ("--tenant", "acme")),
+                               ("root", ("--root",)))}
+    issuers = {name: crl.issuer.rfc4514_string() for name, crl in crls.items()}
+    assert len(set(issuers.values())) == 3  # three CAs' CRLs
+    assert "株式会社アクメ" in issuers["acme"]
+    assert crls["root"].issuer == x509.load_pem_x509_certificate(
+        cli.ok("ca", "show", "--root", "--pem").out.encode()).subject
+    assert int(root["number"]) == crls["root"].extensions.get_extension_for_class(
+        x509.CRLNumber).value.crl_number
+    assert cli("crl", "show", "--root", "--tenant", "acme").error() == (
+        "give --root or --tenant, not both")
+    assert cli("crl", "show", "--tenant", "nobody").error() == "no tenant 'nobody'"
 
 
 def test_token_list_never_prints_a_tokens_text(ready_sqlite: Env, cli: Cli) -> None:
@@ -124,3 +178,25 @@ def test_cert_list_pages_as_the_api_does(ready_sqlite: Env, cli: Cli) -> None:
         result = cli("cert", "list", *bad)
         assert result.code == 2 and result.out == "", bad
         assert result.err.count("\n") == 1 and "Traceback" not in result.err, bad
+
+
+def test_cert_issue_best_effort_json_is_each_certificate_as_cert_show_and_the_refused(
+        ready_sqlite: Env, cli: Cli) -> None:
+    acme(cli)
+    cli.ok("user", "add", "suzuki", "--email", "suzuki@example.co.jp", "--name", "鈴木 花子",
+           "--groups", "営業部", "--tenant", "acme")  # no secure access: refused
+    result = cli("cert", "issue", "--group", "営業部", "--best-effort", "--json",
+                 "--tenant", "acme")
+    assert result.code == 1
+    data = json.loads(result.out)
+    [issued] = data["issued"]
+    [failure] = data["failures"]
+    assert data == {
+        "issued": [as_json(cli, "cert", "show", issued["serial"], "--tenant", "acme")],
+        "failures": [{"login": "suzuki", "reason": failure["reason"]}]}
+    assert issued["login"] == "yamada" and issued["tenant"] == "acme"
+    assert "permission" in failure["reason"]
+    # without --best-effort, --json is the list of certificates, each as cert show has it
+    cli.ok("user", "allow", "suzuki", "--tenant", "acme")
+    [again] = as_json(cli, "cert", "issue", "suzuki", "--tenant", "acme")
+    assert again == as_json(cli, "cert", "show", again["serial"], "--tenant", "acme")

@@ -17,8 +17,9 @@ from sqlalchemy.orm import selectinload
 
 from ca import bundle_profile, holds, renewal
 from ca.db import queries
-from ca.db.models import Authority, Certificate, Hold, Tenant
+from ca.db.models import Authority, Certificate, Hold, KeyMaterial, Tenant
 from ca.holds import HoldCause
+from ca.key_kept import key_kept, key_kept_filter
 from ca.service import Service
 from ca.states import (
     State,
@@ -271,3 +272,22 @@ def test_a_bundles_profile_is_the_same_in_python_and_in_sql(service: Service,
     assert {name: in_python[name] for name in expected} == (
         expected if asked is None else dict.fromkeys(expected, asked))
 
+
+
+def test_a_kept_key_is_the_same_in_python_and_in_sql(service: Service) -> None:
+    names = plant(service)
+    ids = {name: cid for cid, name in names.items()}
+    # a key kept, a key purged (as a revocation leaves it), and no key at all (a CSR's)
+    with service.database.transaction() as session:
+        session.add(KeyMaterial(certificate_id=ids["valid"], sealed_key=b"k",
+                                sealed_password=b"p", created_at=NOW, purged_at=None))
+        session.add(KeyMaterial(certificate_id=ids["revoked-now"], sealed_key=None,
+                                sealed_password=None, created_at=NOW - HOUR, purged_at=NOW))
+    with service.database.reading() as session:
+        in_python = {names[cert.id]: key_kept(session.get(KeyMaterial, cert.id))
+                     for cert in session.scalars(select(Certificate))}
+        in_sql = {names[cid]: kept for cid, kept in session.execute(
+            select(Certificate.id, key_kept_filter())
+            .outerjoin(KeyMaterial, KeyMaterial.certificate_id == Certificate.id))}
+    assert {name: bool(kept) for name, kept in in_sql.items()} == in_python
+    assert {name for name, kept in in_python.items() if kept} == {"valid"}
