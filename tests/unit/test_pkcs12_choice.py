@@ -1,4 +1,4 @@
-"""``pkcs12.chosen``, the one rule for the profile a bundle is built in (single and bulk
+"""``bundle_profile.chosen``, the one rule for the profile a bundle is built in (single and bulk
 download alike): the download's ask, else the certificate's own, else the tenant's default
 (mutation pass: the ask could lose to the certificate's profile unnoticed)."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ca.errors import InvalidInput
-from ca.x509.pkcs12 import Profile, chosen
+from ca.bundle_profile import chosen
+from ca.x509.pkcs12 import Profile
 
 C, M = "compat", "modern"
 
