@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ca.errors import InvalidInput
 from ca.bundle_profile import chosen
+from ca.errors import InvalidInput
 from ca.x509.pkcs12 import Profile
 
 C, M = "compat", "modern"
