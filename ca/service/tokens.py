@@ -98,7 +98,7 @@ class Tokens:
         """One token (never its text); with ``tenant``, only a token of that tenant, another
         tenant's or an operator's answering as absent (as ``revoke`` does)."""
         with self.database.reading() as session:
-            row = session.get(ApiToken, token_id)
+            row = session.get(ApiToken, token_id) if 1 <= token_id <= tokens.ID_MAX else None
             if row is None or (tenant is not None and (
                     row.tenant is None or row.tenant.name != tenant)):
                 raise NotFound(f"no token {token_id}", field="token")
@@ -113,7 +113,7 @@ class Tokens:
         """Stop a token working at once; with ``tenant``, only a token of that tenant."""
         now = self.clock.now()
         with self.database.transaction() as session:
-            row = session.get(ApiToken, token_id)
+            row = session.get(ApiToken, token_id) if 1 <= token_id <= tokens.ID_MAX else None
             if row is None or (tenant is not None and (
                     row.tenant is None or row.tenant.name != tenant)):
                 raise NotFound(f"no token {token_id}", field="token")
