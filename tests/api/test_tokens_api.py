@@ -205,9 +205,13 @@ def test_the_ocsp_validity_is_read_and_set_by_admins_and_audited(
     assert client.get(OCSP, headers=admin).json()["ocsp_validity_seconds"] == 120
     assert service.ocsp.get_validity("acme") == 120
     assert service.ocsp.get_validity("default") == 300
+    # the same value again changes nothing and records nothing, as every tenant setting
+    r = client.put(OCSP, json={"ocsp_validity_seconds": 120}, headers=admin)
+    assert (r.status_code, r.json()) == (200, {"tenant": "acme", "ocsp_validity_seconds": 120})
     assert [(e.actor, e.target, e.tenant, e.details)
-            for e in service.audit.events(action="tenant.ocsp_validity")] == [
-        (f"token:{made['acme-admin'][1]}:アクメ helpdesk", "acme", "acme", {"seconds": 120})]
+            for e in service.audit.events(action="tenant.update")] == [
+        (f"token:{made['acme-admin'][1]}:アクメ helpdesk", "acme", "acme",
+         {"ocsp_validity_seconds": 120, "previous_ocsp_validity_seconds": 300})]
     # the operator too; the bounds are inclusive
     for seconds in (60, 604800):
         r = client.put(OCSP, json={"ocsp_validity_seconds": seconds},
@@ -224,14 +228,19 @@ def test_the_ocsp_validity_is_refused_to_other_roles_and_tenants(
     other = "/api/v1/tenants/default/settings/ocsp-validity"
     assert client.put(other, json=body, headers=bearer(made["acme-admin"][0])).status_code == 404
     assert service.ocsp.get_validity("default") == service.ocsp.get_validity("acme") == 300
-    assert service.audit.events(action="tenant.ocsp_validity") == []
+    assert service.audit.events(action="tenant.update") == []
 
 
 @pytest.mark.parametrize("body", [
     {"ocsp_validity_seconds": 59}, {"ocsp_validity_seconds": 604801},
     {"ocsp_validity_seconds": "120s"}, {"ocsp_validity_seconds": None}, {},
-    {"ocsp_validity_seconds": 120, "extra": 1}, {"ocsp_validity_seconds": 2**70}],
-    ids=["short", "long", "text", "null", "missing", "extra", "huge"])
+    {"ocsp_validity_seconds": 120, "extra": 1}, {"ocsp_validity_seconds": 2**70},
+    # JSON integers only: lax parsing would take each of these as 120 (or 1)
+    {"ocsp_validity_seconds": "120"}, {"ocsp_validity_seconds": 120.0},
+    {"ocsp_validity_seconds": " 120 "}, {"ocsp_validity_seconds": "+120"},
+    {"ocsp_validity_seconds": "1_20"}, {"ocsp_validity_seconds": True}],
+    ids=["short", "long", "text", "null", "missing", "extra", "huge", "string", "float",
+         "spaces", "plus", "underscore", "true"])
 def test_a_bad_ocsp_validity_is_a_400_problem_and_changes_nothing(
         client: TestClient, service: Service, made: dict[str, tuple[str, int]],
         body: dict[str, Any]) -> None:
@@ -240,7 +249,7 @@ def test_a_bad_ocsp_validity_is_a_400_problem_and_changes_nothing(
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == "urn:tegata:problem:invalid-input"
     assert service.ocsp.get_validity("acme") == 300
-    assert service.audit.events(action="tenant.ocsp_validity") == []
+    assert service.audit.events(action="tenant.update") == []
 
 
 def test_moments_start_is_what_the_api_writes() -> None:
