@@ -78,10 +78,11 @@ def test_a_tenant_admin_lists_only_its_tenants_tokens(
     r = client.get("/api/v1/tenants/default/tokens", headers=acme)
     assert (r.status_code, r.json()["detail"]) == (404, "no tenant 'default'")
     r = client.get("/api/v1/tokens", headers=acme)
-    assert (r.status_code, r.json()["detail"]) == (403, "a admin token may not do this")
-    for key in ("yamada", "acme-gateway"):
+    assert (r.status_code, r.json()["detail"]) == (403, "an admin token may not do this")
+    for key, said in (("yamada", "a user token may not do this"),
+                      ("acme-gateway", "a gateway token may not do this")):
         r = client.get("/api/v1/tenants/acme/tokens", headers=bearer(made[key][0]))
-        assert r.status_code == 403, key
+        assert (r.status_code, r.json()["detail"]) == (403, said), key
     # an operator sees any tenant's
     r = client.get("/api/v1/tenants/acme/tokens", headers=bearer(made["operator"][0]))
     assert [t["id"] for t in r.json()] == [made[k][1] for k in
