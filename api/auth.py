@@ -136,7 +136,8 @@ class RoleGuard:
             # (which the database may not even take: PostgreSQL text holds no NUL)
             raise NotFound(f"no tenant {str(tenant)[:64]!r}", field="tenant")
         if principal.role not in self.roles:
-            raise Forbidden(f"a {principal.role} token may not do this")
+            article = "an" if principal.role in ("admin", "operator") else "a"  # a user
+            raise Forbidden(f"{article} {principal.role} token may not do this")
         per_token: RateBuckets | None = state.token_limiter
         # a gateway token answers nginx's sub-request for every client request: not limited
         if per_token is not None and principal.role != "gateway":

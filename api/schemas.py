@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from ca.profiles import CaKeyType, ClientKeyType
 from ca.service.selection import UserStatus
@@ -13,6 +13,9 @@ from ca.x509.pkcs12 import ProfileName
 
 
 class Strict(BaseModel):
+    """A request body: no unknown field; its booleans and integers are declared StrictBool
+    and StrictInt (a JSON true/false, a JSON integer: never "off", 1, "120" or 120.0)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -67,7 +70,7 @@ class UserIn(Strict):
     email: str = Field(max_length=254, examples=["alice@example.com"])
     display_name: str = Field(default="", max_length=200)
     kind: Literal["person", "service"] = "person"
-    secure_access: bool = False
+    secure_access: StrictBool = False
     groups: list[GroupName] = Field(default_factory=list, max_length=100)
 
 
@@ -77,7 +80,7 @@ class UserPatch(Strict):
     email: str | None = Field(default=None, max_length=254)
     display_name: str | None = Field(default=None, max_length=200)
     kind: Literal["person", "service"] | None = None
-    secure_access: bool | None = None
+    secure_access: StrictBool | None = None
     groups: list[GroupName] | None = Field(default=None, max_length=100)
 
 
@@ -95,7 +98,7 @@ class UserOut(BaseModel):
 
 class PermissionIn(Strict):
     logins: list[Login] = Field(min_length=1, max_length=10_000)
-    allow: bool
+    allow: StrictBool
 
 
 class GroupOut(BaseModel):
@@ -120,14 +123,14 @@ class SelectionIn(Strict):
 
     logins: list[Login] | None = Field(default=None, max_length=10_000)
     group: GroupName | None = None
-    unaffiliated: bool = False
-    all: bool = False
+    unaffiliated: StrictBool = False
+    all: StrictBool = False
     status: UserStatus | None = None
 
 
 class BulkIssueIn(Strict):
     selection: SelectionIn
-    best_effort: bool = False
+    best_effort: StrictBool = False
     expires: dt.date | None = None
     timezone: str | None = Field(default=None, max_length=64)
     reissue: Literal["keep", "revoke"] = "keep"
@@ -212,7 +215,7 @@ class TokenOut(BaseModel):
 
 
 class OcspValidityIn(Strict):
-    ocsp_validity_seconds: int = Field(ge=60, le=7 * 86400, examples=[300], description=(
+    ocsp_validity_seconds: StrictInt = Field(ge=60, le=7 * 86400, examples=[300], description=(
         "seconds an OCSP answer is valid: nginx caches one that long, so a revocation "
         "reaches an nginx gateway within this (minus the 30 s answers are dated back)"))
 

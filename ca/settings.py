@@ -147,6 +147,10 @@ class Settings(BaseSettings):
         if scheme not in ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"):
             raise ValueError(f"scheme {scheme!r} is not supported; use sqlite:/// or "
                              "postgresql+psycopg://")
+        try:  # a typo is the deployment's to fix; the message never holds the URL (a password)
+            urlsplit(value).port  # noqa: B018 (it raises for a port out of range)
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
         if scheme == "postgresql":
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value

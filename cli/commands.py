@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ca import expiry, present
+from ca import expiry, present, tokens
 from ca.errors import InvalidInput
 from ca.profiles import CA_KEY_TYPES, CLIENT_KEY_TYPES
 from ca.sealing import is_unwrapped
@@ -363,19 +363,20 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's id.")],
+    token_text: Annotated[str, typer.Argument(metavar="TOKEN_ID", help="The token's id.")],
     tenant: Annotated[str | None, typer.Option(
         "--tenant", "-t", help="Only if it is this tenant's token (as a tenant admin may "
                                "over the API).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Stop a token working at once (a revoked token stays revoked)."""
-    if not 1 <= token_id <= TOKEN_ID_MAX:
-        raise InvalidInput(f"no token {token_id}", field="token")
+    # malformed: bad input (2); well-formed but no token's: not found, as the API answers
+    if not tokens.is_id(token_text):
+        raise InvalidInput(tokens.not_an_id(token_text), field="token")
+    token_id = int(token_text)
     service = STATE.service()
     service.tokens.revoke(token_id, tenant=tenant)
     emit(present.token(service.tokens.get(token_id, tenant=tenant)), as_json=as_json,
          text=f"token {token_id} revoked")
 
 
-TOKEN_ID_MAX = 2**31 - 1  # the token table's INTEGER key, on every database

@@ -29,9 +29,11 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -153,21 +155,62 @@ class Fetched:
     last_modified: str | None
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def masked(url: str) -> str:
+    """``url`` fit to be shown: its userinfo (a user name, a password) replaced by ***."""
+    return shown(_USERINFO.sub(r"\1***@", url), 200)
+
+
+def check_url(url: str) -> None:
+    """An http(s) URL urllib can send, without userinfo (urllib sends no basic auth from it:
+    a password there would only leak into messages); ``InvalidInput`` (2) if not."""
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"{masked(url)} is not an http(s) URL", field="url")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (it raises for a port out of range)
+    except ValueError as exc:
+        raise InvalidInput(f"--url {masked(url)}: not a URL ({shown(exc)})",
+                           field="url") from None
+    if "@" in parts.netloc:
+        raise InvalidInput(f"--url {masked(url)}: crl-sync sends no user name or password; "
+                           "give the URL without them", field="url")
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects (their limits kept), to http and https only: its default handler
+    would follow one to ftp://."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise InvalidInput(f"Tegata at {masked(req.full_url)} redirected to a URL of "
+                               f"scheme {shown(scheme, 20)}; crl-sync follows http and "
+                               "https only")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def fetch(url: str, *, timeout: float | None = None, etag: str | None = None,
           last_modified: str | None = None) -> Fetched:
     """GET ``url``, conditionally when validators of the last applied CRL are given."""
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput(f"{shown(url, 80)} is not an http(s) URL")
+    check_url(url)
     headers = {"User-Agent": "tegata-crl-sync"}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    # the scheme is checked above: http(s) only, never file:
+    # the scheme is checked above (and each redirect's): http(s) only, never file: or ftp:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
-        # justified: the scheme is checked above, http or https only (bandit B310)
-        with urllib.request.urlopen(request, timeout=timeout or FETCH_TIMEOUT) as response:  # noqa: S310  # nosec B310
+        # justified: the scheme is checked above, and by _HttpOnlyRedirects for each
+        # redirect: http or https only (bandit B310)
+        with _OPENER.open(request, timeout=timeout or FETCH_TIMEOUT) as response:  # nosec B310
             data: bytes = response.read(MAX_BYTES + 1)
             got = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
             # read(n) returns what came before the connection dropped, without complaint:
@@ -178,17 +221,17 @@ def fetch(url: str, *, timeout: float | None = None, etag: str | None = None,
             return Fetched(pem=None, etag=exc.headers.get("ETag") or etag,
                            last_modified=exc.headers.get("Last-Modified") or last_modified)
         if exc.code >= 500 or exc.code in TRY_LATER:
-            raise Unreachable(f"Tegata at {shown(url)} answered {exc.code}") from None
-        raise InvalidInput(f"Tegata at {shown(url)} answered {exc.code}") from None
+            raise Unreachable(f"Tegata at {masked(url)} answered {exc.code}") from None
+        raise InvalidInput(f"Tegata at {masked(url)} answered {exc.code}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         if isinstance(exc, ValueError):  # a URL urllib will not send
-            raise InvalidInput(f"cannot fetch {shown(url)}: {shown(exc)}") from None
-        raise Unreachable(f"cannot reach Tegata at {shown(url)}: "
+            raise InvalidInput(f"cannot fetch {masked(url)}: {shown(exc)}") from None
+        raise Unreachable(f"cannot reach Tegata at {masked(url)}: "
                           f"{shown(getattr(exc, 'reason', exc))}") from None
     if len(data) > MAX_BYTES:
-        raise InvalidInput(f"{shown(url)} is larger than {MAX_BYTES} bytes")
+        raise InvalidInput(f"{masked(url)} is larger than {MAX_BYTES} bytes")
     if owed:
-        raise Unreachable(f"Tegata at {shown(url)} closed the connection {owed} bytes short "
+        raise Unreachable(f"Tegata at {masked(url)} closed the connection {owed} bytes short "
                           "of its answer")
     return Fetched(pem=data, etag=got[0], last_modified=got[1])
 
@@ -473,7 +516,7 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
     if fetched.pem is None and current is not None:  # 304: the CRL on disk is current
         checked = check(current.pem, trusted, now=now, previous=None)
     elif fetched.pem is None:  # the source misbehaves: not the caller's input
-        raise Unreachable(f"Tegata at {shown(target.url)} answered 304 to an "
+        raise Unreachable(f"Tegata at {masked(target.url)} answered 304 to an "
                           "unconditional request")
     else:
         checked = check(fetched.pem, trusted, now=now, previous=current)

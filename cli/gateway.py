@@ -192,6 +192,7 @@ def crl_sync(
     run applies it again; 78 configuration (--out not writable, the reload command not
     found or not executable)."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
+    crlsync.check_url(base)  # no password in it, never shown: before anything else
     validate.tenant_name(tenant)  # it becomes part of the URL
     if interval < 1 or retry < 1 or reload_wait < 1:
         raise InvalidInput("--interval, --retry and --reload-wait are at least 1 second",

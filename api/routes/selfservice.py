@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 from sqlalchemy import Engine
 
 from api.auth import public, requires
@@ -149,7 +149,7 @@ async def my_bundle(request: Request, tenant: str, serial: str,
 
 
 class LinkIn(Strict):
-    send: bool = False
+    send: StrictBool = False
 
 
 class LinkOut(BaseModel):
@@ -163,12 +163,12 @@ class LinkOut(BaseModel):
 
 
 class UserDownloadIn(Strict):
-    allowed: bool
+    allowed: StrictBool
 
 
 class UserDownloadOut(BaseModel):
     tenant: str
-    allowed: bool
+    allowed: StrictBool
     links_withdrawn: int
 
 

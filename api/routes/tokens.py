@@ -13,17 +13,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from api.auth import requires
 from api.problems import responses
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import TokenOut
-from ca import present
+from ca import present, tokens
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
-# the largest id the token table's INTEGER key holds on every database
-TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the token's id")]
+
+
+def _token_id(value: object) -> object:
+    """Plain ASCII digits without a leading zero, before int() would take " 5", "+5",
+    "05" or "5_0" (a well-formed id past the table's range answers 404 as absent)."""
+    if isinstance(value, str) and not tokens.is_id(value):
+        raise PydanticCustomError("token_id", tokens.not_an_id(value))
+    return value
+
+
+TokenId = Annotated[int, BeforeValidator(_token_id), Path(ge=1, description="the token's id")]
 
 
 @router.get("/tokens", dependencies=[requires("operator")], response_model=list[TokenOut],

@@ -155,10 +155,13 @@ class Ocsp:
         now = self.clock.now()
         with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
-            owner.ocsp_validity_seconds = seconds
-            audit.record(session, actor, Event(action="tenant.ocsp_validity",
-                                               target=owner.name, tenant_id=owner.id,
-                                               details={"seconds": seconds}), now=now)
+            previous = owner.ocsp_validity_seconds
+            if previous != seconds:  # as every tenant setting: one event per change
+                owner.ocsp_validity_seconds = seconds
+                audit.record(session, actor, Event(
+                    action="tenant.update", target=owner.name, tenant_id=owner.id,
+                    details={"ocsp_validity_seconds": seconds,
+                             "previous_ocsp_validity_seconds": previous}), now=now)
         return seconds
 
     def get_validity(self, tenant: str) -> int:

@@ -98,7 +98,7 @@ class Tokens:
         """One token (never its text); with ``tenant``, only a token of that tenant, another
         tenant's or an operator's answering as absent (as ``revoke`` does)."""
         with self.database.reading() as session:
-            row = session.get(ApiToken, token_id)
+            row = session.get(ApiToken, token_id) if 1 <= token_id <= tokens.ID_MAX else None
             if row is None or (tenant is not None and (
                     row.tenant is None or row.tenant.name != tenant)):
                 raise NotFound(f"no token {token_id}", field="token")
@@ -113,12 +113,16 @@ class Tokens:
         """Stop a token working at once; with ``tenant``, only a token of that tenant."""
         now = self.clock.now()
         with self.database.transaction() as session:
-            row = session.get(ApiToken, token_id)
+            row = session.get(ApiToken, token_id) if 1 <= token_id <= tokens.ID_MAX else None
             if row is None or (tenant is not None and (
                     row.tenant is None or row.tenant.name != tenant)):
                 raise NotFound(f"no token {token_id}", field="token")
-            if row.revoked_at is None:
-                row.revoked_at = now
+            # one conditional write: of revocations at once, only the first changes the row
+            # (the others wait for its lock, then find it revoked) and records the event
+            done = session.execute(
+                update(ApiToken).where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=now).execution_options(synchronize_session=False))
+            if done.rowcount == 1:  # type: ignore[attr-defined]
                 audit.record(session, actor, Event(action="token.revoke",
                                                    target=f"token:{row.id}",
                                                    tenant_id=row.tenant_id), now=now)

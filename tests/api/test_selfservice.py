@@ -271,3 +271,18 @@ def test_link_tokens_never_reach_the_access_log() -> None:
          200), None)
     assert RedactLinkTokens().filter(record)
     assert record.getMessage() == '192.0.2.1:5000 - "POST /d/tdl_… HTTP/1.1" 200'
+
+
+@pytest.mark.parametrize("allowed", ["off", "false", "true", 0, 1, None],
+                         ids=["off", "false-text", "true-text", "zero", "one", "null"])
+def test_the_switch_takes_a_json_boolean_only(client: TestClient, service: Service,
+                                              tokens: dict[str, str], serial: str,
+                                              allowed: object) -> None:
+    """Lax parsing took "off" and 0 as false (withdrawing every link) and 1 or "true" as
+    true: only true and false are a switch's value."""
+    path = new_link(client, tokens)
+    r = client.put(SWITCH, json={"allowed": allowed}, headers=bearer(tokens["admin"]))
+    assert (r.status_code, r.headers["content-type"]) == (400, "application/problem+json")
+    assert r.json()["field"] == "allowed"
+    assert service.audit.events(action="tenant.update") == []
+    assert_page(client.get(path), 200)  # the link was not withdrawn

@@ -4,6 +4,7 @@ revocation is one audit event naming who did it. And the OCSP validity, read and
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -77,10 +78,11 @@ def test_a_tenant_admin_lists_only_its_tenants_tokens(
     r = client.get("/api/v1/tenants/default/tokens", headers=acme)
     assert (r.status_code, r.json()["detail"]) == (404, "no tenant 'default'")
     r = client.get("/api/v1/tokens", headers=acme)
-    assert (r.status_code, r.json()["detail"]) == (403, "a admin token may not do this")
-    for key in ("yamada", "acme-gateway"):
+    assert (r.status_code, r.json()["detail"]) == (403, "an admin token may not do this")
+    for key, said in (("yamada", "a user token may not do this"),
+                      ("acme-gateway", "a gateway token may not do this")):
         r = client.get("/api/v1/tenants/acme/tokens", headers=bearer(made[key][0]))
-        assert r.status_code == 403, key
+        assert (r.status_code, r.json()["detail"]) == (403, said), key
     # an operator sees any tenant's
     r = client.get("/api/v1/tenants/acme/tokens", headers=bearer(made["operator"][0]))
     assert [t["id"] for t in r.json()] == [made[k][1] for k in
@@ -167,7 +169,7 @@ def test_every_token_may_revoke_itself_and_is_refused_after(
 
 
 # the last: a full-width digit one, which int() would take
-@pytest.mark.parametrize("token_id", ["abc", "0", "-1", str(2**31), "1.5", "\uff11"])
+@pytest.mark.parametrize("token_id", ["abc", "0", "-1", "1.5", "\uff11"])
 def test_a_token_id_that_is_no_id_is_a_400_problem(
         client: TestClient, service: Service, made: dict[str, tuple[str, int]],
         token_id: str) -> None:
@@ -204,9 +206,13 @@ def test_the_ocsp_validity_is_read_and_set_by_admins_and_audited(
     assert client.get(OCSP, headers=admin).json()["ocsp_validity_seconds"] == 120
     assert service.ocsp.get_validity("acme") == 120
     assert service.ocsp.get_validity("default") == 300
+    # the same value again changes nothing and records nothing, as every tenant setting
+    r = client.put(OCSP, json={"ocsp_validity_seconds": 120}, headers=admin)
+    assert (r.status_code, r.json()) == (200, {"tenant": "acme", "ocsp_validity_seconds": 120})
     assert [(e.actor, e.target, e.tenant, e.details)
-            for e in service.audit.events(action="tenant.ocsp_validity")] == [
-        (f"token:{made['acme-admin'][1]}:アクメ helpdesk", "acme", "acme", {"seconds": 120})]
+            for e in service.audit.events(action="tenant.update")] == [
+        (f"token:{made['acme-admin'][1]}:アクメ helpdesk", "acme", "acme",
+         {"ocsp_validity_seconds": 120, "previous_ocsp_validity_seconds": 300})]
     # the operator too; the bounds are inclusive
     for seconds in (60, 604800):
         r = client.put(OCSP, json={"ocsp_validity_seconds": seconds},
@@ -223,14 +229,19 @@ def test_the_ocsp_validity_is_refused_to_other_roles_and_tenants(
     other = "/api/v1/tenants/default/settings/ocsp-validity"
     assert client.put(other, json=body, headers=bearer(made["acme-admin"][0])).status_code == 404
     assert service.ocsp.get_validity("default") == service.ocsp.get_validity("acme") == 300
-    assert service.audit.events(action="tenant.ocsp_validity") == []
+    assert service.audit.events(action="tenant.update") == []
 
 
 @pytest.mark.parametrize("body", [
     {"ocsp_validity_seconds": 59}, {"ocsp_validity_seconds": 604801},
     {"ocsp_validity_seconds": "120s"}, {"ocsp_validity_seconds": None}, {},
-    {"ocsp_validity_seconds": 120, "extra": 1}, {"ocsp_validity_seconds": 2**70}],
-    ids=["short", "long", "text", "null", "missing", "extra", "huge"])
+    {"ocsp_validity_seconds": 120, "extra": 1}, {"ocsp_validity_seconds": 2**70},
+    # JSON integers only: lax parsing would take each of these as 120 (or 1)
+    {"ocsp_validity_seconds": "120"}, {"ocsp_validity_seconds": 120.0},
+    {"ocsp_validity_seconds": " 120 "}, {"ocsp_validity_seconds": "+120"},
+    {"ocsp_validity_seconds": "1_20"}, {"ocsp_validity_seconds": True}],
+    ids=["short", "long", "text", "null", "missing", "extra", "huge", "string", "float",
+         "spaces", "plus", "underscore", "true"])
 def test_a_bad_ocsp_validity_is_a_400_problem_and_changes_nothing(
         client: TestClient, service: Service, made: dict[str, tuple[str, int]],
         body: dict[str, Any]) -> None:
@@ -239,8 +250,38 @@ def test_a_bad_ocsp_validity_is_a_400_problem_and_changes_nothing(
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == "urn:tegata:problem:invalid-input"
     assert service.ocsp.get_validity("acme") == 300
-    assert service.audit.events(action="tenant.ocsp_validity") == []
+    assert service.audit.events(action="tenant.update") == []
 
 
 def test_moments_start_is_what_the_api_writes() -> None:
     assert MOMENTS.start.isoformat().replace("+00:00", "Z") == START
+
+
+@pytest.mark.parametrize("raw", ["1.0", "%205", "+5", "05", "5_0", "0", "-5", "%EF%BC%95"],
+                         ids=["decimal", "space", "plus", "leading-zero", "underscore", "zero",
+                              "negative", "fullwidth"])
+@pytest.mark.parametrize("where", ["/api/v1/tokens/{}/revoke",
+                                   "/api/v1/tenants/acme/tokens/{}/revoke"])
+def test_a_malformed_token_id_is_refused_and_revokes_nothing(
+        client: TestClient, service: Service, made: dict[str, tuple[str, int]], raw: str,
+        where: str) -> None:
+    """int() would take " 5" or "5_0" (50) as another id than the one written: only plain
+    ASCII digits without a leading zero name a token."""
+    assert made["acme-gateway"][1] == 5
+    r = client.post(where.format(raw), headers=bearer(made["operator"][0]))
+    text = urllib.parse.unquote(raw)
+    assert (r.status_code, r.headers["content-type"]) == (400, "application/problem+json")
+    assert r.json()["detail"] == f"path.token_id: {text!r} is not a token id"
+    assert [t.revoked_at for t in service.tokens.list_tokens()] == [None] * 5
+    assert revocations(service) == []
+
+
+@pytest.mark.parametrize("where", ["/api/v1/tokens/{}/revoke",
+                                   "/api/v1/tenants/acme/tokens/{}/revoke"])
+@pytest.mark.parametrize("token_id", [2**31, 10**22])
+def test_a_well_formed_id_beyond_the_tables_range_is_not_found(
+        client: TestClient, made: dict[str, tuple[str, int]], where: str,
+        token_id: int) -> None:
+    """One rule, the CLI's too: well-formed and naming no token is 404, however large."""
+    r = client.post(where.format(token_id), headers=bearer(made["operator"][0]))
+    assert (r.status_code, r.json()["detail"]) == (404, f"no token {token_id}")

@@ -304,3 +304,104 @@ def test_a_reload_that_succeeds_with_output_in_any_encoding_is_a_success(
     finally:
         source.close()
     assert ran == (0, f"{bundle.parent / 'crl.pem'}: updated", "")
+
+
+class Redirector:
+    """A real HTTP server answering every GET with a 301 to ``location``."""
+
+    def __init__(self, location: str) -> None:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(301)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Listener:
+    """A port that records whether anything connected to it."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen()
+        self.port = self._sock.getsockname()[1]
+        self.contacted = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        self.contacted.set()
+        conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_a_redirect_to_another_scheme_than_http_is_refused_before_it_is_followed(
+        cli: Cli, bundle: Path, fixed_time: None) -> None:
+    """urllib would follow a 301 to ftp://: crl-sync refuses it (2), naming the scheme only,
+    and never contacts the ftp server."""
+    ftp = Listener()
+    source = Redirector(f"ftp://user:s3cr3t@127.0.0.1:{ftp.port}/x")
+    try:
+        ran = cli("gateway", "crl-sync", "--tenant", "default", "--ca-bundle", str(bundle),
+                  "--out", str(bundle.parent / "crl.pem"), "--url", source.url)
+    finally:
+        source.close()
+    contacted = ftp.contacted.wait(0.2)
+    ftp.close()
+    assert (ran.code, ran.out, ran.err.splitlines()[-1]) == (
+        2, "", f"tegata: error: Tegata at {source.url}/crl/default-chain.pem redirected to a URL "
+               "of scheme ftp; crl-sync follows http and https only")
+    assert "s3cr3t" not in ran.err
+    assert not contacted
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["ca.pem"]
+
+
+def test_redirects_between_http_urls_are_still_limited(
+        cli: Cli, bundle: Path, fixed_time: None) -> None:
+    """A redirect loop ends as urllib's limit says: one line, bad input (a 3xx answer)."""
+    source = Redirector("/again")
+    try:
+        ran = cli("gateway", "crl-sync", "--tenant", "default", "--ca-bundle", str(bundle),
+                  "--out", str(bundle.parent / "crl.pem"), "--url", source.url)
+    finally:
+        source.close()
+    assert (ran.code, ran.out, ran.err.splitlines()[-1]) == (
+        2, "", f"tegata: error: Tegata at {source.url}/crl/default-chain.pem answered 301")
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("http://user:pa55word@127.0.0.1:27998",
+     "--url http://***@127.0.0.1:27998: crl-sync sends no user name or password; give the "
+     "URL without them"),
+    ("http://[::1", "--url http://[::1: not a URL (Invalid IPv6 URL)"),
+    ("http://u:pa55word@[::1", "--url http://***@[::1: not a URL (Invalid IPv6 URL)"),
+    ("http://127.0.0.1:99999", "--url http://127.0.0.1:99999: not a URL (Port out of range "
+                               "0-65535)"),
+], ids=["credentials", "unclosed-ipv6", "unclosed-ipv6-credentials", "port-99999"])
+def test_a_url_crl_sync_cannot_use_is_bad_input_without_its_password(
+        cli: Cli, bundle: Path, fixed_time: None, url: str, said: str) -> None:
+    """urllib sends no basic auth from a URL's userinfo: credentials there are refused (2),
+    shown as ***, like a typo in the URL (never an internal error, 70)."""
+    ran = cli("gateway", "crl-sync", "--tenant", "default", "--ca-bundle", str(bundle),
+              "--out", str(bundle.parent / "crl.pem"), "--url", url)
+    assert (ran.code, ran.out, ran.err) == (2, "", f"tegata: error: {said}\n")
+    assert "pa55word" not in ran.err

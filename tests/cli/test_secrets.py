@@ -80,3 +80,20 @@ def test_the_database_password_is_redacted_even_with_debug(
     assert result.code != 0 and "TEGATA_DATABASE_URL" in result.err
     assert password not in result.out + result.err
     assert PASSPHRASE not in result.out + result.err
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("postgresql+psycopg://postgres:s3cr3t@[::1/x",
+     "tegata: error: TEGATA_DATABASE_URL: not a URL: Invalid IPv6 URL"),
+    ("postgresql+psycopg://postgres:s3cr3t@127.0.0.1:99999/x",
+     "tegata: error: TEGATA_DATABASE_URL: not a URL: Port out of range 0-65535"),
+], ids=["unclosed-ipv6", "port-99999"])
+def test_a_malformed_database_url_is_a_configuration_mistake_without_its_password(
+        sqlite_env: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch, url: str,
+        said: str) -> None:
+    """A mistyped URL is the deployment's to fix (78), in one line, the password kept out;
+    never an internal error (70) or an outage (69)."""
+    monkeypatch.setenv("TEGATA_DATABASE_URL", url)
+    result = cli("user", "list", "--tenant", "default")
+    assert (result.code, result.out, result.err.strip()) == (78, "", said)
+    assert "s3cr3t" not in result.err

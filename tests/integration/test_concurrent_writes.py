@@ -369,3 +369,35 @@ def test_a_bulk_reissue_locks_every_superseded_row_before_it_takes_the_chains_lo
     finally:
         probe.dispose()
     assert seen == ["locked"]
+
+
+class Ticking:
+    """A clock one second further at each reading (thread-safe): revocations made at once
+    still carry different times, so a later one moving ``revoked_at`` would show."""
+
+    def __init__(self, start: Any) -> None:
+        self._next = start
+        self._lock = threading.Lock()
+
+    def now(self) -> Any:
+        import datetime as dt
+
+        with self._lock:
+            self._next += dt.timedelta(seconds=1)
+            return self._next
+
+
+REVOKERS = 8
+
+
+def test_revocations_of_one_token_at_once_record_one_event_and_keep_the_first_time(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every revoker answers as for an already revoked token (no error); exactly one
+    ``token.revoke`` event, and ``revoked_at`` is the time that event records."""
+    _, view = service.tokens.create(role="gateway", tenant="default", name="本社 nginx")
+    monkeypatch.setattr(service.tokens, "clock", Ticking(service.clock.now()))
+    results = at_once(REVOKERS, lambda i: service.tokens.revoke(view.id, tenant="default"))
+    assert results == [None] * REVOKERS
+    revoked = service.audit.events(action="token.revoke")
+    assert [(e.target, e.tenant) for e in revoked] == [(f"token:{view.id}", "default")]
+    assert service.tokens.get(view.id).revoked_at == revoked[0].at
