@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ca.db.models import Tenant
+from ca.errors import InvalidInput
 from ca.service import Service
 from tests.support.http import bearer
 from tests.support.pkcs12_structure import what_it_is
@@ -167,3 +168,16 @@ def test_a_certificate_issued_without_a_choice_downloads_in_the_tenants_new_defa
 
     assert (before, profile_of(none["serial"]), profile_of(own["serial"])) == (
         "compat", "modern", "compat")
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("value", ["legacy", "Modern", ""])
+def test_the_use_case_itself_refuses_anything_but_the_two_names(
+        tokens: dict[str, str], service: Service, value: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.links.set_p12_profile("default", value)
+
+    assert (str(refused.value), refused.value.field) == (
+        f"PKCS#12 profile {value!r} is not compat or modern", "p12_profile")
+    assert stored(service) == {"default": "compat", "acme": "compat"}
+    assert events(service) == []
