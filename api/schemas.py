@@ -32,6 +32,8 @@ class TenantIn(Strict):
     name: str = Field(max_length=63, examples=["acme"])
     display_name: str | None = Field(default=None, max_length=64)
     key_type: CaKeyType = "ec-p384"
+    p12_profile: ProfileName | None = Field(default=None, description=(
+        "the tenant's default PKCS#12 profile; absent or null: compat"))
 
 
 class CAOut(BaseModel):
@@ -59,6 +61,18 @@ class UpnSuffixIn(Strict):
 class UpnSuffixOut(BaseModel):
     tenant: str
     upn_suffix: str | None
+
+
+class P12ProfileIn(Strict):
+    # required and never null: a body that forgets it changes nothing
+    p12_profile: ProfileName = Field(examples=["modern"], description=(
+        "the tenant's default PKCS#12 profile, for bundles of certificates issued without "
+        "one (a download's own choice still wins)"))
+
+
+class P12ProfileOut(BaseModel):
+    tenant: str
+    p12_profile: ProfileName
 
 
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -230,6 +244,7 @@ class TenantSettingsOut(BaseModel):
     ocsp_validity_seconds: int
     upn_suffix: str | None
     user_download: bool
+    p12_profile: ProfileName
 
 
 class WhoAmI(BaseModel):

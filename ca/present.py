@@ -113,7 +113,8 @@ def ocsp_validity(tenant: str, seconds: int) -> Data:
 def tenant_settings(view: TenantSettings) -> Data:
     """A tenant's settings (``tegata tenant show``, ``GET .../settings``)."""
     return {"tenant": view.tenant, "ocsp_validity_seconds": view.ocsp_validity_seconds,
-            "upn_suffix": view.upn_suffix, "user_download": view.user_download}
+            "upn_suffix": view.upn_suffix, "user_download": view.user_download,
+            "p12_profile": view.p12_profile}
 
 
 def crl(tenant: str | None, view: CrlView) -> Data:

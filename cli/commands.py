@@ -118,11 +118,14 @@ def tenant_create(
     = None,
     key_type: Annotated[str, typer.Option(help=f"Issuing CA key type: "
                                           f"{_one_of(CA_KEY_TYPES)}.")] = "ec-p384",
+    p12_profile: Annotated[str | None, typer.Option(
+        help=f"{_one_of(PROFILES)}: the tenant's default PKCS#12 profile (default compat; "
+             "`tenant set --p12-profile` changes it).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a tenant with its own issuing CA, signed by the root."""
     view = STATE.service().hierarchy.create_tenant(name, display_name=display_name,
-                                                   ca_key_type=key_type)
+                                                   ca_key_type=key_type, p12_profile=p12_profile)
     emit(present.ca(view), as_json=as_json,
          text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
 
@@ -136,13 +139,14 @@ def tenant_list(as_json: JsonOpt = False) -> None:
 
 @tenant_app.command("show")
 def tenant_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
-    """Show a tenant's settings: OCSP validity, UPN suffix, users' own downloads
-    (`tenant set` changes them)."""
+    """Show a tenant's settings: OCSP validity, UPN suffix, users' own downloads, the
+    default PKCS#12 profile (`tenant set` changes them)."""
     data = present.tenant_settings(STATE.service().hierarchy.tenant_settings(tenant))
     emit(data, as_json=as_json, text="\n".join((
         f"tenant {data['tenant']}: OCSP answers valid {data['ocsp_validity_seconds']} s",
         "  UPN suffix: " + (data["upn_suffix"] or "none (certificates carry no UPN)"),
-        "  users' own downloads: " + ("on" if data["user_download"] else "off"))))
+        "  users' own downloads: " + ("on" if data["user_download"] else "off"),
+        f"  default PKCS#12 profile: {data['p12_profile']}")))
 
 
 @ca_app.command("show")

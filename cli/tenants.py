@@ -1,5 +1,5 @@
 """`tegata tenant set`: a tenant's settings (--user-download on|off, --ocsp-validity,
---upn-suffix). Parse, call ``ca.service``, print."""
+--upn-suffix, --p12-profile). Parse, call ``ca.service``, print."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from ca import validate
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT
+from ca.x509.pkcs12 import Profile
 from cli.context import STATE, emit
 from cli.options import JsonOpt, TenantOpt
 
@@ -35,6 +36,9 @@ def tenant_set(
     no_upn_suffix: Annotated[bool, typer.Option(
         "--no-upn-suffix", help="Remove the UPN suffix: new certificates carry no UPN.")
     ] = False,
+    p12_profile: Annotated[str | None, typer.Option(
+        help="compat or modern: the tenant's default PKCS#12 profile, for bundles of "
+             "certificates issued without one, from the next download on.")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -46,6 +50,8 @@ def tenant_set(
                            field="upn_suffix")
     if upn_suffix is not None:
         validate.upn_suffix(upn_suffix)  # refused before any setting changes
+    if p12_profile is not None:
+        Profile.parse(p12_profile)  # likewise
     if ocsp_validity is not None:
         STATE.service().ocsp.set_validity(tenant, ocsp_validity)
         emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
@@ -55,6 +61,11 @@ def tenant_set(
         emit({"tenant": upn.tenant, "upn_suffix": upn.suffix}, as_json=as_json,
              text=f"tenant {upn.tenant}: certificates issued from now on carry "
                   + (f"the UPN <login>@{upn.suffix}" if upn.suffix else "no UPN"))
+    if p12_profile is not None:
+        p12 = STATE.service().links.set_p12_profile(tenant, p12_profile)
+        emit({"tenant": p12.tenant, "p12_profile": p12.profile.value}, as_json=as_json,
+             text=f"tenant {p12.tenant}: bundles of certificates issued without a profile "
+                  f"are made in {p12.profile.value}")
     if user_download is None:
         return
     made = STATE.service().links.set_user_download(tenant, user_download is Switch.ON)

@@ -10,6 +10,8 @@ from api.clientip import client_ip
 from api.problems import responses
 from api.schemas import (
     CAOut,
+    P12ProfileIn,
+    P12ProfileOut,
     TenantIn,
     TenantOut,
     TenantSettingsOut,
@@ -54,7 +56,7 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
     """A new tenant with its own issuing CA signed by the root."""
     view = await run_in_threadpool(
         service_of(request).hierarchy.create_tenant, body.name, display_name=body.display_name,
-        ca_key_type=body.key_type, actor=actor_of(request))
+        ca_key_type=body.key_type, p12_profile=body.p12_profile, actor=actor_of(request))
     return TenantOut.model_validate({"name": body.name, "issuing_ca": present.ca(view)})
 
 
@@ -71,7 +73,8 @@ def tenant_ca(request: Request, tenant: str) -> list[dict[str, object]]:
             response_model=TenantSettingsOut, responses=responses(*COMMON))
 def tenant_settings(request: Request, tenant: str) -> dict[str, object]:
     """The tenant's settings as they are: OCSP validity, the UPN suffix (``null``: no UPN),
-    whether users may download their own certificate (``tegata tenant show``)."""
+    whether users may download their own certificate, the default PKCS#12 profile
+    (``tegata tenant show``)."""
     return present.tenant_settings(service_of(request).hierarchy.tenant_settings(tenant))
 
 
@@ -84,3 +87,14 @@ def set_upn_suffix(request: Request, tenant: str, body: UpnSuffixIn) -> UpnSuffi
     made = service_of(request).links.set_upn_suffix(tenant, body.upn_suffix,
                                                     actor=actor_of(request))
     return UpnSuffixOut(tenant=made.tenant, upn_suffix=made.suffix)
+
+
+@router.put("/tenants/{tenant}/settings/p12-profile", dependencies=[requires("operator", "admin")],
+            response_model=P12ProfileOut, responses=responses(*COMMON))
+def set_p12_profile(request: Request, tenant: str, body: P12ProfileIn) -> P12ProfileOut:
+    """The tenant's default PKCS#12 profile (``compat`` or ``modern``): what a bundle of a
+    certificate issued without a profile is made in, from the next download on (a
+    download's ``?profile=`` and a certificate's own profile still win). Audited."""
+    made = service_of(request).links.set_p12_profile(tenant, body.p12_profile,
+                                                     actor=actor_of(request))
+    return P12ProfileOut(tenant=made.tenant, p12_profile=made.profile.value)

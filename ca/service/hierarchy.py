@@ -30,6 +30,7 @@ from ca.settings import Settings
 from ca.signer import Signer, generate_ca_key
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
 from ca.x509.names import openssl_rfc2253
+from ca.x509.pkcs12 import Profile
 
 DATA_PROTECTION_MARK = "<data-protection>"
 
@@ -81,10 +82,13 @@ class Hierarchy:
         return ca_view(root, None)
 
     def create_tenant(self, name: str, *, display_name: str | None = None,
-                      ca_key_type: str = "ec-p384", actor: Actor = audit.CLI_ACTOR) -> CAView:
+                      ca_key_type: str = "ec-p384", p12_profile: str | None = None,
+                      actor: Actor = audit.CLI_ACTOR) -> CAView:
         """A new tenant with its own issuing CA, signed by the root, whose key is of
-        ``ca_key_type`` (the tenant's clients get keys of ``Tenant.key_type``)."""
+        ``ca_key_type`` (the tenant's clients get keys of ``Tenant.key_type``), and whose
+        default PKCS#12 profile is ``p12_profile`` (None: the model's default, compat)."""
         validate.tenant_name(name)
+        profile = None if p12_profile is None else Profile.parse(p12_profile)
         shown = validate.display_text(display_name or name, field="display_name", limit=64)
         if ca_key_type not in CA_KEY_TYPES:
             raise InvalidInput(f"CA key type {ca_key_type!r} is not one of "
@@ -98,8 +102,11 @@ class Hierarchy:
             tenant = self._add_tenant(session, name, shown, root, root_cert,
                                       self.keys.signer(root), ca_key_type, written, now=now)
             issuing = tenant.authorities[0]
-            audit.record(session, actor, Event(action="tenant.create", target=name,
-                                               tenant_id=tenant.id), now=now)
+            if profile is not None:
+                tenant.p12_profile = profile.value
+            audit.record(session, actor, Event(
+                action="tenant.create", target=name, tenant_id=tenant.id,
+                details={} if profile is None else {"p12_profile": profile.value}), now=now)
         return ca_view(issuing, name)
 
     def _add_tenant(self, session: Session, name: str, display_name: str, root: Authority,
@@ -174,7 +181,8 @@ class Hierarchy:
             owner = queries.tenant(session, tenant)
             return TenantSettings(tenant=owner.name,
                                   ocsp_validity_seconds=owner.ocsp_validity_seconds,
-                                  upn_suffix=owner.upn_suffix, user_download=owner.user_download)
+                                  upn_suffix=owner.upn_suffix, user_download=owner.user_download,
+                                  p12_profile=owner.p12_profile)
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CA when a tenant is named."""

@@ -34,6 +34,7 @@ from ca.service.plumbing import Database
 from ca.service.views import Bundle, CertificateView
 from ca.settings import Settings
 from ca.states import State, state_filter
+from ca.x509.pkcs12 import Profile
 
 PREFIX = "tdl_"
 MAX_TOKEN_LENGTH = 100
@@ -88,6 +89,12 @@ class DownloadSetting:
 class UpnSetting:
     tenant: str
     suffix: str | None  # None: certificates carry no UPN
+
+
+@dataclass(frozen=True, kw_only=True)
+class P12Setting:
+    tenant: str
+    profile: Profile  # the tenant's default, for bundles of certificates issued without one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +216,25 @@ class Links:
                     details={"upn_suffix": cleaned, "previous_upn_suffix": previous}),
                     now=now)
             return UpnSetting(tenant=owner.name, suffix=cleaned)
+
+    def set_p12_profile(self, tenant: str, profile: str, *,
+                        actor: Actor = audit.CLI_ACTOR) -> P12Setting:
+        """The tenant's default PKCS#12 profile: the third level of ``ca.bundle_profile``
+        (a download's choice, else the certificate's own, else this), read at each download,
+        so certificates issued without a choice follow it at once. Not compat or modern:
+        refused, and nothing changes."""
+        chosen = Profile.parse(profile)
+        now = self.clock.now()
+        with self.database.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            previous = owner.p12_profile
+            if previous != chosen.value:
+                owner.p12_profile = chosen.value
+                audit.record(session, actor, Event(
+                    action="tenant.update", target=owner.name, tenant_id=owner.id,
+                    details={"p12_profile": chosen.value, "previous_p12_profile": previous}),
+                    now=now)
+            return P12Setting(tenant=owner.name, profile=chosen)
 
     # --- links, for whoever holds one ------------------------------------------------------
 

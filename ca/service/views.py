@@ -65,12 +65,14 @@ class BulkResult:
 @dataclass(frozen=True, kw_only=True)
 class TenantSettings:
     """What a tenant's administrator sets: OCSP validity, the UPN suffix (None: certificates
-    carry no UPN), whether users may download their own certificate."""
+    carry no UPN), whether users may download their own certificate, the default PKCS#12
+    profile."""
 
     tenant: str
     ocsp_validity_seconds: int
     upn_suffix: str | None
     user_download: bool
+    p12_profile: str  # the default PKCS#12 profile of the tenant's bundles
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ def api(env: Env, cli: Cli, cli_clock: FixedClock) -> Iterator[TestClient]:
     subscription), and the API over the same database at the same moment, as its operator."""
     cli.ok("init", "--key-type", "ec-p256")
     cli.ok("tenant", "create", "acme", "--display-name", "株式会社アクメ", "--key-type",
-           "ec-p256")
+           "ec-p256", "--p12-profile", "modern")
     cli.ok("user", "add", "yamada", "--email", "yamada@example.co.jp", "--name", "山田 太郎",
            "--groups", "営業部;東京", "--allow", "--tenant", "acme")
     cli.ok("user", "add", "suzuki", "--email", "suzuki@example.co.jp", "--name", "鈴木 花子",
@@ -94,7 +94,8 @@ def test_each_view_is_the_same_json_on_either_side(api: TestClient, cli: Cli) ->
     assert pairs["subscription"][0]["ends_on"] == "2027-03-31"
     assert pairs["ip policy"][0]["networks"] == ["192.0.2.0/24", "2001:db8::/32"]
     assert pairs["tenant settings"][0] == {"tenant": "acme", "ocsp_validity_seconds": 300,
-                                           "upn_suffix": "例え.jp", "user_download": True}
+                                           "upn_suffix": "例え.jp", "user_download": True,
+                                           "p12_profile": "modern"}
 
 
 def test_a_tokens_revocation_is_the_same_json_on_either_side(api: TestClient,

@@ -13,14 +13,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
 
 from ca import audit
 from ca.clock import FixedClock
 from ca.db import queries
-from ca.db.models import AuditEvent, KeyMaterial
+from ca.db.models import KeyMaterial
+from ca.holds import HoldCause
 from ca.service import IssueRequest, Service, transitions
-from ca.states import HoldCause, State
+from ca.states import State
+from tests.support.auditing import actions
 
 
 @pytest.fixture
@@ -30,11 +31,6 @@ def sakura(service: Service) -> Service:
         service.users.add("sakura", login, email=f"{login}@sakura.example.jp", allow=True)
         service.certificates.issue(IssueRequest(tenant="sakura", logins=(login,)))
     return service
-
-
-def actions(service: Service) -> list[str]:
-    with service.database.reading() as session:
-        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
 @pytest.mark.parametrize("cause", list(HoldCause), ids=[c.value for c in HoldCause])

@@ -21,9 +21,9 @@ from ca import audit
 from ca.db import queries
 from ca.db.models import Certificate, Hold, Tenant
 from ca.errors import NotPermitted
+from ca.holds import HoldCause
 from ca.service import IssueRequest, Service, transitions
-from ca.states import HoldCause
-from tests.integration.test_transition_results import actions
+from tests.support.auditing import actions
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 LATER = dt.timedelta(minutes=10)

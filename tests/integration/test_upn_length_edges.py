@@ -7,10 +7,15 @@ from __future__ import annotations
 import pytest
 
 from ca.service import Service
-from tests.integration.test_extension_sets import TENANT, assert_client_certificate, issue
-from tests.integration.test_extension_sets import sakura as sakura  # the fixture
+from tests.support.extension_sets import TENANT, add_sakura, assert_client_certificate
+from tests.support.issuing import issue
 
 LOGIN = "suzuki.hanako"  # with the "@": 14 bytes
+
+
+@pytest.fixture
+def sakura(service: Service) -> Service:
+    return add_sakura(service)
 
 
 def suffix_of(length: int) -> str:
@@ -30,5 +35,5 @@ def test_a_upn_at_the_edge_of_a_length_form_is_encoded_exactly(
         sakura: Service, upn_bytes: int) -> None:
     suffix = suffix_of(upn_bytes - len(LOGIN) - 1)
     sakura.links.set_upn_suffix(TENANT, suffix)
-    (view,) = issue(sakura, LOGIN)
+    (view,) = issue(sakura, LOGIN, tenant=TENANT)
     assert_client_certificate(sakura, view, upn=f"{LOGIN}@{suffix}")
