@@ -84,7 +84,8 @@ def test_a_mistyped_end_over_http_is_refused_then_confirmed_then_corrected(
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json() == {"type": "urn:tegata:problem:invalid-input", "title": "Invalid input",
-                        "status": 400, "detail": REFUSAL, "field": "ends"}
+                        "status": 400, "field": "ends",
+                        "detail": REFUSAL + ". Check it, or confirm with allow_past: true"}
     assert client.get(URL, headers=operator).json() == before
     assert seen(client, service, tokens["gateway"], views) == valid
 
