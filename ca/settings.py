@@ -148,9 +148,12 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme {scheme!r} is not supported; use sqlite:/// or "
                              "postgresql+psycopg://")
         try:  # a typo is the deployment's to fix; the message never holds the URL (a password)
-            urlsplit(value).port  # noqa: B018 (it raises for a port out of range)
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (it raises for a port out of range)
         except ValueError as exc:
             raise ValueError(f"not a URL: {exc}") from None
+        if parts.netloc.count("@") > 1:  # the driver would take the rest for the host
+            raise ValueError("an @ in the user name or password must be written %40")
         if scheme == "postgresql":
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value

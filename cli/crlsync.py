@@ -155,12 +155,14 @@ class Fetched:
     last_modified: str | None
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# everything up to the last "@" after an optional scheme: a password may hold "/", "?", "#" or
+# "@" unencoded, and a URL pasted with a leading space or one slash short still names one
+_USERINFO = re.compile(r"^(\s*[A-Za-z][A-Za-z0-9+.-]*:/*)?.*@", re.S)
 
 
 def masked(url: str) -> str:
     """``url`` fit to be shown: its userinfo (a user name, a password) replaced by ***."""
-    return shown(_USERINFO.sub(r"\1***@", url), 200)
+    return shown(_USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", url), 200)
 
 
 def check_url(url: str) -> None:
@@ -172,8 +174,9 @@ def check_url(url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 (it raises for a port out of range)
     except ValueError as exc:
-        raise InvalidInput(f"--url {masked(url)}: not a URL ({shown(exc)})",
-                           field="url") from None
+        # urllib's words may quote a piece of the userinfo ("… as 'pa55'"): left out then
+        why = "" if "@" in url else f" ({shown(exc)})"
+        raise InvalidInput(f"--url {masked(url)}: not a URL{why}", field="url") from None
     if "@" in parts.netloc:
         raise InvalidInput(f"--url {masked(url)}: crl-sync sends no user name or password; "
                            "give the URL without them", field="url")
