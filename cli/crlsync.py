@@ -177,6 +177,11 @@ def check_url(url: str) -> None:
         # urllib's words may quote a piece of the userinfo ("… as 'pa55'"): left out then
         why = "" if "@" in url else f" ({shown(exc)})"
         raise InvalidInput(f"--url {masked(url)}: not a URL{why}", field="url") from None
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InvalidInput(f"--url {masked(url)!r}: not a URL (a space or control character)",
+                           field="url")
+    if not parts.hostname:
+        raise InvalidInput(f"--url {masked(url)}: not a URL (no host)", field="url")
     if "@" in parts.netloc:
         raise InvalidInput(f"--url {masked(url)}: crl-sync sends no user name or password; "
                            "give the URL without them", field="url")

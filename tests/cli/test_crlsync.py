@@ -404,8 +404,15 @@ def test_redirects_between_http_urls_are_still_limited(
     ("http://u:pa5@5word@127.0.0.1:27998",
      "--url http://***@127.0.0.1:27998: crl-sync sends no user name or password; give the "
      "URL without them"),
+    # typos, not outages: 2, never 69 (which --watch would retry for ever)
+    ("http://127.0.0.1 :27998",
+     "--url 'http://127.0.0.1 :27998': not a URL (a space or control character)"),
+    ("http://127.0.0.1:27998/a b",
+     "--url 'http://127.0.0.1:27998/a b': not a URL (a space or control character)"),
+    ("http:///x", "--url http:///x: not a URL (no host)"),
 ], ids=["credentials", "unclosed-ipv6", "unclosed-ipv6-credentials", "port-99999",
-        "leading-space", "one-slash", "hash-in-password", "at-in-password"])
+        "leading-space", "one-slash", "hash-in-password", "at-in-password", "inner-space",
+        "space-in-path", "no-host"])
 def test_a_url_crl_sync_cannot_use_is_bad_input_without_its_password(
         cli: Cli, bundle: Path, fixed_time: None, url: str, said: str) -> None:
     """urllib sends no basic auth from a URL's userinfo: credentials there are refused (2),
