@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from ca.errors import StorageError
-from ca.service import IssueRequest, Service, transitions
+from ca.service import Service, transitions
 from ca.states import State
+from tests.support.issuing import one_sakura_certificate
 
 
 class DriverError(Exception):
@@ -23,10 +24,7 @@ class DriverError(Exception):
 
 @pytest.fixture
 def serial(service: Service) -> str:
-    service.hierarchy.create_tenant("sakura", display_name="さくら商事")
-    service.users.add("sakura", "tanaka", email="tanaka@sakura.example.jp", allow=True)
-    (view,) = service.certificates.issue(IssueRequest(tenant="sakura", logins=("tanaka",)))
-    return view.serial
+    return one_sakura_certificate(service)
 
 
 @pytest.fixture

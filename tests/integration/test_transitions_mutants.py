@@ -22,8 +22,9 @@ from ca.db import queries
 from ca.db.models import Certificate, Hold, Tenant
 from ca.errors import NotPermitted
 from ca.holds import HoldCause
-from ca.service import IssueRequest, Service, transitions
+from ca.service import Service, transitions
 from tests.support.auditing import actions
+from tests.support.issuing import one_sakura_certificate
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 LATER = dt.timedelta(minutes=10)
@@ -31,10 +32,7 @@ LATER = dt.timedelta(minutes=10)
 
 @pytest.fixture
 def serial(service: Service) -> str:
-    service.hierarchy.create_tenant("sakura", display_name="さくら商事")
-    service.users.add("sakura", "tanaka", email="tanaka@sakura.example.jp", allow=True)
-    (view,) = service.certificates.issue(IssueRequest(tenant="sakura", logins=("tanaka",)))
-    return view.serial
+    return one_sakura_certificate(service)
 
 
 def read_with_holds(session: object, serial: str) -> Certificate:

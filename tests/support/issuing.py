@@ -71,3 +71,12 @@ def crl_reasons(crl: x509.CertificateRevocationList) -> dict[str, str | None]:
             reason = None
         found[format(entry.serial_number, "X")] = reason
     return found
+
+
+def one_sakura_certificate(service: Service) -> str:
+    """Tenant sakura (さくら商事) with one allowed user, tanaka, holding one certificate: its
+    serial (the setup of the transition tests that make a lock fail or race)."""
+    service.hierarchy.create_tenant("sakura", display_name="さくら商事")
+    service.users.add("sakura", "tanaka", email="tanaka@sakura.example.jp", allow=True)
+    (view,) = service.certificates.issue(IssueRequest(tenant="sakura", logins=("tanaka",)))
+    return view.serial
