@@ -46,6 +46,18 @@ class CAOut(BaseModel):
     pem: str
 
 
+class GenerationOut(CAOut):
+    generation: int
+    current: bool
+    retired_at: dt.datetime | None
+    live_certificates: int
+
+
+class RolloverIn(Strict):
+    key_type: CaKeyType | None = Field(default=None, description=(
+        "the new issuing CA's key type; absent or null: the current one's"))
+
+
 class TenantOut(BaseModel):
     name: str
     issuing_ca: CAOut

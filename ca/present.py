@@ -25,7 +25,14 @@ from ca.service.gateway import IpPolicy
 from ca.service.jobs import JobView
 from ca.service.lifecycle import SubscriptionView
 from ca.service.users import ImportReport, UserView
-from ca.service.views import BulkResult, CAView, CertificateView, TenantSettings, TokenView
+from ca.service.views import (
+    BulkResult,
+    CAView,
+    CertificateView,
+    GenerationView,
+    TenantSettings,
+    TokenView,
+)
 
 Data = dict[str, Any]
 
@@ -78,6 +85,12 @@ def ca(view: CAView) -> Data:
     return {"tenant": view.tenant, "kind": view.kind, "subject": view.subject,
             "serial": view.serial, "not_before": timestamp(view.not_before),
             "not_after": timestamp(view.not_after), "pem": view.pem}
+
+
+def generation(view: GenerationView) -> Data:
+    """A CA of every generation (``tegata ca show --all``, ``GET /api/v1/ca/generations``)."""
+    return {**ca(view), "generation": view.generation, "current": view.current,
+            "retired_at": timestamp(view.retired_at), "live_certificates": view.live}
 
 
 def ca_chain(views: Iterable[CAView]) -> list[CAView]:

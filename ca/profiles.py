@@ -31,8 +31,12 @@ class Urls:
 
     base: str
 
-    def crl(self, tenant: str) -> str:
-        return f"{self.base}/crl/{tenant}.crl"
+    def crl(self, tenant: str, generation: int = 1) -> str:
+        """A tenant's issuing CA's CRL URL; each later generation (a rollover) has its own,
+        ``<tenant>.g<n>.crl``, so that each CRL's IDP is the CDP of the certificates it
+        covers. A dot cannot be in a tenant's name: no tenant's URL is another's."""
+        return f"{self.base}/crl/{tenant}.crl" if generation == 1 else \
+            f"{self.base}/crl/{tenant}.g{generation}.crl"
 
     def root_crl(self) -> str:
         return f"{self.base}/crl/root.crl"

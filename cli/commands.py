@@ -17,6 +17,7 @@ from ca.errors import InvalidInput
 from ca.profiles import CA_KEY_TYPES, CLIENT_KEY_TYPES
 from ca.sealing import is_unwrapped
 from ca.service import DEFAULT_TENANT, InitRequest, IssueRequest
+from ca.service.views import GenerationView
 from ca.tokens import ROLES
 from ca.x509.pkcs12 import Profile
 from cli import crl, gateway, lifecycle, revocation, server, subscription
@@ -156,13 +157,25 @@ def ca_show(
     = None,
     root: Annotated[bool, typer.Option("--root", help="The root CA certificate alone.")]
     = False,
+    every: Annotated[bool, typer.Option("--all", help="Every CA of every generation, the "
+                                        "retired ones too, with its live certificates.")]
+    = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print PEM certificates.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a tenant's CA chain: its issuing CA, then the root (the order of a TLS chain and
-    of `gateway ca-bundle`); --root for the root alone."""
+    """Show a tenant's CA chain: its issuing CAs in service (the current one first, then
+    older generations), then the root (the order of a TLS chain and of `gateway
+    ca-bundle`); --root for the root alone; --all for every CA of every generation."""
     if root and tenant is not None:
         raise InvalidInput("give --root or --tenant, not both", field="tenant")
+    if every:
+        if root or tenant is not None or pem:
+            raise InvalidInput("--all shows every CA: give no --root, --tenant or --pem",
+                               field="all")
+        generations = STATE.service().hierarchy.generations()
+        emit([present.generation(v) for v in generations], as_json=as_json,
+             text="\n".join(_generation_line(v) for v in generations))
+        return
     views = present.ca_chain(STATE.service().hierarchy.ca_certificates(
         None if root else tenant or DEFAULT_TENANT))
     if pem and not as_json:
@@ -171,6 +184,32 @@ def ca_show(
     emit([present.ca(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.kind:8} {v.subject}  serial {v.serial}  until "
                         f"{v.not_after:%Y-%m-%d}" for v in views))
+
+
+def _generation_line(view: GenerationView) -> str:
+    where = "root" if view.tenant is None else view.tenant
+    state = ("retired" if view.retired_at is not None
+             else "current" if view.current else "in service")
+    return (f"{where:16} {view.kind:8} g{view.generation}  {state:10}  {view.subject}  "
+            f"serial {view.serial}  {view.not_before:%Y-%m-%d} to {view.not_after:%Y-%m-%d}"
+            f"  {view.live} live")
+
+
+@ca_app.command("rollover")
+def ca_rollover(
+    tenant: TenantOpt = DEFAULT_TENANT,
+    key_type: Annotated[str | None, typer.Option(help=f"{_one_of(CA_KEY_TYPES)} (default: "
+                                                 "the current CA's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the tenant's next issuing CA: a new key under the same name, signed by the
+    root. New certificates come from it; the older CA keeps its CRL and OCSP answers for
+    the certificates it issued, and the gateway bundle carries both (run `gateway
+    ca-bundle` and `gateway crl-sync` again)."""
+    view = STATE.service().hierarchy.rollover(tenant, key_type=key_type)
+    emit(present.ca(view), as_json=as_json,
+         text=f"tenant {tenant}: new issuing CA {view.subject}  serial {view.serial}  until "
+              f"{view.not_after:%Y-%m-%d}")
 
 
 # --- users and certificates ------------------------------------------------------------------

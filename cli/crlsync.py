@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from ca.errors import ConfigError, GatewayRefused, InvalidInput, Unreachable
 from cli.output import shown
@@ -80,8 +80,8 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
     earliest: dt.datetime | None = None
     crls = split(pem)
     for crl in crls:
-        issuer = next((ca for ca in trusted if ca.subject == crl.issuer), None)
-        if issuer is None or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        issuer = _signer_of(crl, trusted)
+        if issuer is None:
             raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} is not signed by a "
                                "CA of the trusted bundle")
         next_update = crl.next_update_utc
@@ -89,19 +89,46 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
             raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} has expired "
                                f"(nextUpdate {next_update})")
         ext = crl.extensions.get_extension_for_class(x509.CRLNumber).value
-        name = crl.issuer.rfc4514_string()
+        name = ca_label(issuer, trusted)
         if previous is not None and ext.crl_number < previous.numbers.get(name, 0):
             raise InvalidInput(f"the CRL of {name} has number {ext.crl_number}, older than "
                                f"the {previous.numbers[name]} the gateway has")
         numbers[name] = ext.crl_number
         earliest = next_update if earliest is None else min(earliest, next_update)
     assert earliest is not None
-    missing = [ca.subject.rfc4514_string() for ca in trusted
-               if ca.subject.rfc4514_string() not in numbers]
+    missing = [ca_label(ca, trusted) for ca in trusted if ca_label(ca, trusted) not in numbers]
     if missing:
         raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}")
     clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
     return Checked(pem=clean, numbers=numbers, next_update=earliest)
+
+
+def _signer_of(crl: x509.CertificateRevocationList,
+               trusted: list[x509.Certificate]) -> x509.Certificate | None:
+    """The CA of the trusted bundle whose key signed ``crl``. Two CAs may share a name (a
+    tenant's issuing CAs before and after a rollover): the signature tells them apart."""
+    for ca in trusted:
+        if ca.subject != crl.issuer:
+            continue
+        try:
+            if crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+                return ca
+        except (TypeError, ValueError):  # a key of another type than the signature's
+            continue
+    return None
+
+
+def ca_label(ca: x509.Certificate, trusted: list[x509.Certificate]) -> str:
+    """How a CA is named in messages and in the record of CRL Numbers: its name (RFC 4514),
+    with its key identifier when another CA of the bundle has the same name."""
+    name = ca.subject.rfc4514_string()
+    if sum(other.subject == ca.subject for other in trusted) < 2:
+        return name
+    try:
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        ski = ca.fingerprint(hashes.SHA256())
+    return f"{name} (key {ski.hex().upper()})"
 
 
 def read_current(path: Path, trusted: list[x509.Certificate], *, now: dt.datetime,
@@ -141,7 +168,9 @@ def read_current(path: Path, trusted: list[x509.Certificate], *, now: dt.datetim
                 warn(f"{path}: the CRL of {crl.issuer.rfc4514_string()} has no CRL Number; "
                      "replacing it")
             continue
-        numbers[crl.issuer.rfc4514_string()] = number
+        signer = _signer_of(crl, trusted)
+        numbers[crl.issuer.rfc4514_string() if signer is None
+                else ca_label(signer, trusted)] = number
         if crl.next_update_utc is not None:
             earliest = crl.next_update_utc if earliest is None else min(earliest,
                                                                         crl.next_update_utc)

@@ -17,7 +17,8 @@ from ca.service import CrlView
 
 router = APIRouter(tags=["revocation"])
 DER_CRL = "application/pkix-crl"  # RFC 2585
-_CRL_NAME = re.compile(r"([a-z0-9][a-z0-9-]{0,62})\.(crl|pem)")
+# <tenant>.g<n>.crl: the CRL of a tenant's issuing CA of generation n (a rollover's)
+_CRL_NAME = re.compile(r"([a-z0-9][a-z0-9-]{0,62})(?:\.g([2-9]|[1-9][0-9]{1,5}))?\.(crl|pem)")
 
 
 def _crl_headers(view: CrlView) -> dict[str, str]:
@@ -32,14 +33,17 @@ def _crl_headers(view: CrlView) -> dict[str, str]:
                        **responses(404)})
 def crl(request: Request, name: str,
         format: Annotated[Literal["der", "pem"] | None, Query()] = None) -> Response:
-    """``<tenant>.crl`` (DER; ``?format=pem`` for PEM), ``root.crl``, ``<tenant>.pem``, and
-    ``<tenant>-chain.pem``: the issuing CA's CRL and the root's, which nginx and HAProxy
-    need together (a CRL for every CA in the chain)."""
+    """``<tenant>.crl`` (DER; ``?format=pem`` for PEM), ``root.crl``, ``<tenant>.pem``,
+    ``<tenant>.g<n>.crl`` (the tenant's issuing CA of generation n, after a rollover), and
+    ``<tenant>-chain.pem``: the CRLs of the tenant's issuing CAs in service and the root's,
+    which nginx and HAProxy need together (a CRL for every CA in the chain)."""
     match = _CRL_NAME.fullmatch(name)
     if not match:
         raise NotFound("no such CRL")
-    stem, suffix = match.groups()
-    chain = suffix == "pem" and stem.endswith("-chain") and stem != "-chain"
+    stem, number, suffix = match.groups()
+    generation = None if number is None else int(number)
+    chain = suffix == "pem" and stem.endswith("-chain") and stem != "-chain" \
+        and generation is None
     if chain:
         stem = stem.removesuffix("-chain")
     service = service_of(request)
@@ -49,11 +53,13 @@ def crl(request: Request, name: str,
             raise NotFound("no such CRL")
         both = service.crls.chain(tenant)
         headers = _crl_headers(both.first_to_expire)
-        # changes with either CRL
-        headers["ETag"] = f'"{both.own.number:X}-{both.root.number:X}"'
+        # changes with any of its CRLs
+        headers["ETag"] = '"' + "-".join(f"{view.number:X}" for view in both.views) + '"'
         headers["Last-Modified"] = format_datetime(both.made_at, usegmt=True)
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
-    view = service.crls.current(tenant)
+    if tenant is None and generation is not None:
+        raise NotFound("no such CRL")
+    view = service.crls.current(tenant, generation)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",
                         headers=_crl_headers(view))

@@ -10,8 +10,10 @@ from api.clientip import client_ip
 from api.problems import responses
 from api.schemas import (
     CAOut,
+    GenerationOut,
     P12ProfileIn,
     P12ProfileOut,
+    RolloverIn,
     TenantIn,
     TenantOut,
     TenantSettingsOut,
@@ -67,6 +69,24 @@ def tenant_ca(request: Request, tenant: str) -> list[dict[str, object]]:
     """The tenant's CA certificates in chain order: its issuing CA, then the root."""
     chain = present.ca_chain(service_of(request).hierarchy.ca_certificates(tenant))
     return [present.ca(v) for v in chain]
+
+
+@router.post("/tenants/{tenant}/ca/rollover", dependencies=[requires("operator")],
+             response_model=CAOut, status_code=201, responses=responses(*COMMON, 409, 422))
+def rollover(request: Request, tenant: str, body: RolloverIn) -> dict[str, object]:
+    """A new issuing CA for the tenant (a new key, the same name, its own CRL URL), signed
+    by the root: it issues from now on; the older ones stay in service for what they
+    issued (``tegata ca rollover``)."""
+    return present.ca(service_of(request).hierarchy.rollover(
+        tenant, key_type=body.key_type, actor=actor_of(request)))
+
+
+@router.get("/ca/generations", dependencies=[requires("operator")],
+            response_model=list[GenerationOut], responses=responses(401, 403))
+def generations(request: Request) -> list[dict[str, object]]:
+    """Every CA of every generation, retired ones too, with its live certificates
+    (``tegata ca show --all``)."""
+    return [present.generation(v) for v in service_of(request).hierarchy.generations()]
 
 
 @router.get("/tenants/{tenant}/settings", dependencies=[requires("operator", "admin")],

@@ -86,6 +86,9 @@ class Authority(Base):
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
     issuer_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"))
     kind: Mapped[str] = mapped_column(String(16))  # root | issuing | ocsp
+    # 1 for a tenant's first issuing CA (and the first root), one more at each rollover: the
+    # newest not retired is the one that issues (ca.db.queries); 1 for an OCSP responder
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     key_id: Mapped[str] = mapped_column(String(63), unique=True)
     subject: Mapped[str] = mapped_column(Text)
     serial: Mapped[str] = mapped_column(String(40))

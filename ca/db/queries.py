@@ -38,10 +38,12 @@ def tenant(session: Session, name: str) -> Tenant:
 
 
 def _issuing_id(tenant_id: Any) -> ScalarSelect[int]:
-    """SQL: the id of the tenant's issuing CA (its newest one not retired)."""
+    """SQL: the id of the tenant's issuing CA, the current one: its newest generation not
+    retired (the older ones still sign CRLs and OCSP answers for what they issued)."""
     return select(Authority.id).where(
         Authority.tenant_id == tenant_id, Authority.kind == "issuing",
-        Authority.retired_at.is_(None)).order_by(Authority.id.desc()).limit(1) \
+        Authority.retired_at.is_(None)).order_by(Authority.generation.desc(),
+                                                 Authority.id.desc()).limit(1) \
         .correlate_except(Authority).scalar_subquery()  # its own authorities, not the outer's
 
 
@@ -61,6 +63,26 @@ def issuing(session: Session, owner: Tenant) -> Authority:
     found = session.scalar(_ISSUING, {"tenant_id": owner.id})
     if found is None:
         raise NotFound(f"tenant {owner.name!r} has no issuing CA")
+    return found
+
+
+def generations(session: Session, owner: Tenant) -> list[Authority]:
+    """Every issuing CA of the tenant not retired, the current one (newest) first: the CAs
+    whose certificates gateways must still accept and whose CRLs they must still have."""
+    return list(session.scalars(select(Authority).where(
+        Authority.tenant_id == owner.id, Authority.kind == "issuing",
+        Authority.retired_at.is_(None)).order_by(Authority.generation.desc(),
+                                                 Authority.id.desc())))
+
+
+def generation(session: Session, owner: Tenant, number: int) -> Authority:
+    """The tenant's issuing CA of that generation, not retired."""
+    found = session.scalar(select(Authority).where(
+        Authority.tenant_id == owner.id, Authority.kind == "issuing",
+        Authority.generation == number, Authority.retired_at.is_(None)))
+    if found is None:
+        raise NotFound(f"tenant {owner.name!r} has no issuing CA of generation {number}",
+                       field="generation")
     return found
 
 

@@ -39,24 +39,31 @@ class CrlView:
 
 @dataclass(frozen=True, kw_only=True)
 class CrlChain:
-    """A tenant's CRL and the root's together: nginx and HAProxy need a CRL for every CA of
-    the chain, in one file."""
+    """A tenant's CRLs and the root's together: nginx and HAProxy need a CRL for every CA of
+    the chain, in one file. ``own`` is the current issuing CA's; ``older`` those of its
+    earlier generations still in service (newest first), whose certificates the gateway
+    still accepts."""
 
     own: CrlView
     root: CrlView
+    older: tuple[CrlView, ...] = ()
+
+    @property
+    def views(self) -> tuple[CrlView, ...]:
+        return (self.own, *self.older, self.root)
 
     @property
     def pem(self) -> str:
-        return self.own.pem + self.root.pem
+        return "".join(view.pem for view in self.views)
 
     @property
     def first_to_expire(self) -> CrlView:
-        return self.own if self.own.next_update <= self.root.next_update else self.root
+        return min(self.views, key=lambda view: view.next_update)
 
     @property
     def made_at(self) -> dt.datetime:
-        """When the bundle last changed: when the newer of its two CRLs was made."""
-        return max(self.own.made_at, self.root.made_at)
+        """When the bundle last changed: when the newest of its CRLs was made."""
+        return max(view.made_at for view in self.views)
 
 
 class Crls:
@@ -67,29 +74,41 @@ class Crls:
         self.clock = clock
         self.publisher = publisher
 
-    def current(self, tenant: str | None) -> CrlView:
-        """The newest CRL of a tenant's issuing CA (``None``: the root's), made now if there
-        is none yet or if the newest is past half its validity.
+    def current(self, tenant: str | None, generation: int | None = None) -> CrlView:
+        """The newest CRL of a tenant's issuing CA (``None``: the root's; ``generation``:
+        that one of the tenant's CAs, else the current one), made now if there is none yet
+        or if the newest is past half its validity.
 
         A read first: a gateway's fetch takes the write lock (SQLite's one writer) only on the
         rare fetch that has to make a CRL, never behind a bulk job's write.
         """
         now = self.clock.now()
         with self.database.reading() as session:
-            latest = crls.latest(session, self._crl_authority(session, tenant))
+            latest = crls.latest(session, self._crl_authority(session, tenant, generation))
             if latest is not None and not renewal.stale(latest, now=now):
                 return _crl_view(latest)
         with self.database.transaction() as session:
-            authority = self._crl_authority(session, tenant)
+            authority = self._crl_authority(session, tenant, generation)
             latest = crls.latest(session, authority)  # another writer may have made it
             if latest is None or renewal.stale(latest, now=now):
                 latest = self.publisher.publish(session, authority, now=now)
             return _crl_view(latest)
 
     @staticmethod
-    def _crl_authority(session: Session, tenant: str | None) -> Authority:
-        return (queries.require_root(session) if tenant is None
-                else queries.issuing(session, queries.tenant(session, tenant)))
+    def _crl_authority(session: Session, tenant: str | None,
+                       generation: int | None = None) -> Authority:
+        if tenant is None:
+            return queries.require_root(session)
+        owner = queries.tenant(session, tenant)
+        return (queries.issuing(session, owner) if generation is None
+                else queries.generation(session, owner, generation))
+
+    def older_generations(self, tenant: str) -> list[int]:
+        """The generations of the tenant's issuing CAs still in service but the current
+        one, newest first."""
+        with self.database.reading() as session:
+            return [row.generation for row in
+                    queries.generations(session, queries.tenant(session, tenant))[1:]]
 
     def ages(self) -> list[tuple[str, float, float]]:
         """Per tenant: seconds since its newest CRL was made, and until its nextUpdate."""
@@ -103,21 +122,30 @@ class Crls:
                 .join(Crl, Crl.authority_id == Authority.id)
                 .join(newest, (newest.c.authority_id == Crl.authority_id)
                       & (newest.c.number == Crl.number))
-                .where(Authority.kind == "issuing")).all()
-        return [(name, (now - this).total_seconds(), (nxt - now).total_seconds())
-                for name, this, nxt in rows]
+                .where(Authority.kind == "issuing", Authority.retired_at.is_(None))).all()
+        # a tenant with several generations in service: its oldest CRL, the one to watch
+        worst: dict[str, tuple[float, float]] = {}
+        for name, this, nxt in rows:
+            age, left = (now - this).total_seconds(), (nxt - now).total_seconds()
+            if name in worst:
+                age, left = max(age, worst[name][0]), min(left, worst[name][1])
+            worst[name] = (age, left)
+        return [(name, age, left) for name, (age, left) in worst.items()]
 
     def chain(self, tenant: str, *, fresh: bool = False) -> CrlChain:
-        """The tenant's CRL and the root's; ``fresh`` makes the tenant's anew first."""
+        """The tenant's CRLs (the current issuing CA's, then its older generations') and
+        the root's; ``fresh`` makes the tenant's anew first."""
         own = self.publish(tenant) if fresh else self.current(tenant)
-        return CrlChain(own=own, root=self.current(None))
+        older = tuple(self.publish(tenant, number) if fresh else self.current(tenant, number)
+                      for number in self.older_generations(tenant))
+        return CrlChain(own=own, older=older, root=self.current(None))
 
-    def publish(self, tenant: str | None) -> CrlView:
+    def publish(self, tenant: str | None, generation: int | None = None) -> CrlView:
         """Make a new CRL now."""
         now = self.clock.now()
         with self.database.transaction() as session:
-            return _crl_view(self.publisher.publish(session, self._crl_authority(session, tenant),
-                                           now=now))
+            return _crl_view(self.publisher.publish(
+                session, self._crl_authority(session, tenant, generation), now=now))
 
 
 def _crl_view(crl: Crl) -> CrlView:

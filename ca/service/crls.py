@@ -161,9 +161,10 @@ def record_renewals(session: Session, renewals: Sequence[Renewal], *,
     return {r.authority_id for r in fresh}
 
 
-def new_crl_url(urls: Urls, tenant: str | None) -> str:
-    """The CRL URL of a CA made now: the root's (``tenant`` None) or a tenant's issuing CA's."""
-    return urls.root_crl() if tenant is None else urls.crl(tenant)
+def new_crl_url(urls: Urls, tenant: str | None, generation: int = 1) -> str:
+    """The CRL URL of a CA made now: the root's (``tenant`` None) or a tenant's issuing CA's
+    of that generation."""
+    return urls.root_crl() if tenant is None else urls.crl(tenant, generation)
 
 
 def crl_url(session: Session, authority: Authority, urls: Urls) -> str:
@@ -185,7 +186,7 @@ def crl_url(session: Session, authority: Authority, urls: Urls) -> str:
         tenant = owner.name
     session.execute(update(Authority)
                     .where(Authority.id == authority.id, Authority.crl_url.is_(None))
-                    .values(crl_url=new_crl_url(urls, tenant)))
+                    .values(crl_url=new_crl_url(urls, tenant, authority.generation)))
     session.refresh(authority, ["crl_url"])
     assert authority.crl_url is not None
     return authority.crl_url

@@ -9,23 +9,31 @@ from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, serials, validate
+from ca import audit, serials, states, validate
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
-from ca.db.models import Authority, Tenant
-from ca.errors import Conflict, InvalidInput
+from ca.db.models import Authority, Certificate, Tenant
+from ca.errors import Conflict, InvalidInput, NotFound
 from ca.profiles import CA_KEY_TYPES, ISSUING, ROOT, CAProfile, Urls
 from ca.sealing import create_data_protection_key, remove_data_protection_key
 from ca.service import crls
 from ca.service.plumbing import Database, Keys
 from ca.service.requests import InitRequest
-from ca.service.views import DEFAULT_TENANT, CAView, TenantSettings, ca_view
+from ca.service.views import (
+    DEFAULT_TENANT,
+    CAView,
+    GenerationView,
+    TenantSettings,
+    ca_view,
+    generation_view,
+)
 from ca.settings import Settings
 from ca.signer import Signer, generate_ca_key
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
@@ -185,14 +193,106 @@ class Hierarchy:
                                   p12_profile=owner.p12_profile)
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
-        """The root, then the tenant's issuing CA when a tenant is named."""
+        """The root, then the tenant's issuing CAs when a tenant is named: the current one,
+        then each older generation not retired (their certificates are still accepted, so
+        a gateway's bundle carries them too)."""
         with self.database.reading() as session:
             root = queries.require_root(session)
             views = [ca_view(root, None)]
             if tenant is not None:
                 owner = queries.tenant(session, tenant)
-                views.append(ca_view(queries.issuing(session, owner), tenant))
+                views.extend(ca_view(row, tenant) for row in queries.generations(session, owner))
             return views
+
+    def rollover(self, tenant: str, *, key_type: str | None = None,
+                 actor: Actor = audit.CLI_ACTOR) -> CAView:
+        """The tenant's next issuing CA: a new key (of ``key_type``, else of the current
+        CA's type) under the same name, signed by the root, with its own CRL URL. It issues
+        from now on; the older generations stay in service (CRLs, OCSP, the gateway's
+        bundle) for the certificates they issued.
+
+        The name is kept byte for byte: gateways pin the issuer's name
+        (``$ssl_client_i_dn``) and chains are built by name then told apart by key
+        identifier (RFC 5280, 4.2.1.1: the AKI of each certificate names its CA's key).
+        """
+        with self.database.reading() as session:
+            owner = queries.tenant(session, tenant)
+            chosen = key_type or key_type_of(
+                x509.load_der_x509_certificate(queries.issuing(session, owner).der))
+        if chosen not in CA_KEY_TYPES:
+            raise InvalidInput(f"CA key type {chosen!r} is not one of "
+                               f"{', '.join(CA_KEY_TYPES)}", field="key_type")
+        now = self.clock.now()
+        key = generate_ca_key(chosen)  # made before any lock is taken
+        key_id = _new_key_id("issuing")
+        with self._writing_keys() as written:
+            signer = self.keys.keystore.create(key_id, key)
+            written.append(key_id)
+            with self.database.transaction() as session:
+                owner = queries.tenant(session, tenant)
+                queries.lock_tenant(session, owner)  # one rollover of a tenant at a time
+                current = queries.issuing(session, owner)
+                root = queries.require_root(session)
+                root_cert = x509.load_der_x509_certificate(root.der)
+                previous = x509.load_der_x509_certificate(current.der)
+                request = CARequest(common_name=current.subject, organization=None,
+                                    public_key=key.public_key(), profile=ISSUING, now=now,
+                                    name=previous.subject)
+                generation = current.generation + 1
+                cert = build_issuing(request, root_cert, self.keys.signer(root),
+                                     serial=x509.random_serial_number(), urls=self.urls,
+                                     crl_url=crls.crl_url(session, root, self.urls))
+                row = _authority_row(cert, kind="issuing", key_id=key_id, tenant=owner,
+                                     issuer_id=root.id, now=now,
+                                     crl_url=crls.new_crl_url(self.urls, owner.name, generation))
+                row.generation = generation
+                session.add(row)
+                session.flush()
+                audit.record(session, actor, Event(
+                    action="ca.rollover", target=owner.name, tenant_id=owner.id,
+                    details={"generation": generation, "serial": row.serial,
+                             "previous_serial": current.serial, "key_type": chosen}), now=now)
+            self.keys.remember(key_id, signer)
+        return ca_view(row, tenant)
+
+    def generations(self) -> list[GenerationView]:
+        """Every CA, root and issuing, of every generation (retired ones too): the root(s)
+        first, then each tenant's by name and generation, each with its live certificates."""
+        now = self.clock.now()
+        with self.database.reading() as session:
+            live = dict(session.execute(
+                select(Certificate.authority_id, func.count()).where(
+                    states.live_filter(now=now)).group_by(Certificate.authority_id)).all())
+            rows = session.execute(
+                select(Authority, Tenant.name).outerjoin(Tenant, Authority.tenant)
+                .where(Authority.kind.in_(("root", "issuing")))
+                .order_by(Authority.tenant_id.is_not(None), Tenant.name,
+                          Authority.generation, Authority.id)).all()
+            current = {row.id for row in _current_cas(session)}
+            return [generation_view(row, name, current=row.id in current,
+                                    live=live.get(row.id, 0)) for row, name in rows]
+
+
+def key_type_of(cert: x509.Certificate) -> str:
+    """The CA key type (``CA_KEY_TYPES``) of a CA certificate's key."""
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp384r1": "ec-p384", "secp256r1": "ec-p256"}.get(key.curve.name,
+                                                                    key.curve.name)
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa-{key.key_size}"
+    return type(key).__name__
+
+
+def _current_cas(session: Session) -> list[Authority]:
+    """The root in service and each tenant's issuing CA that issues now."""
+    root = queries.root(session)
+    tenants = session.scalars(select(Tenant)).all()
+    found = [] if root is None else [root]
+    for owner in tenants:
+        with contextlib.suppress(NotFound):
+            found.append(queries.issuing(session, owner))
+    return found
 
 
 def issuing_request(tenant: str, display_name: str, root_cert: x509.Certificate,

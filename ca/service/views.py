@@ -87,6 +87,18 @@ class CAView(_Pem):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GenerationView(CAView):
+    """A CA of ``tegata ca show --all``: its generation, whether it is the one that issues
+    (``current``; the root in service), retired, and how many certificates it signed are
+    still live (neither revoked nor expired)."""
+
+    generation: int
+    current: bool
+    retired_at: dt.datetime | None
+    live: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Bundle:
     """A user's zip: ``<login>.p12`` and ``<login>-password.txt``."""
 
@@ -127,6 +139,14 @@ class TokenView:
 def ca_view(row: Authority, tenant: str | None) -> CAView:
     return CAView(tenant=tenant, kind=row.kind, subject=row.subject, serial=row.serial,
                   not_before=row.not_before, not_after=row.not_after, der=row.der)
+
+
+def generation_view(row: Authority, tenant: str | None, *, current: bool,
+                    live: int) -> GenerationView:
+    return GenerationView(tenant=tenant, kind=row.kind, subject=row.subject, serial=row.serial,
+                          not_before=row.not_before, not_after=row.not_after, der=row.der,
+                          generation=row.generation, current=current,
+                          retired_at=row.retired_at, live=live)
 
 
 def cert_view(row: Certificate, tenant: str, login: str, *, now: dt.datetime,

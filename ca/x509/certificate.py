@@ -45,6 +45,9 @@ class CARequest:
     not_after: dt.datetime | None = None
     # an issuing CA's tenant: what keeps its subject unique whatever the display names
     organizational_unit: str | None = None
+    # the name itself, taken as it is: a rolled-over CA keeps its predecessor's, byte for
+    # byte, so that gateways' pins and chains built by name still find it
+    name: x509.Name | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.now)
@@ -52,6 +55,8 @@ class CARequest:
             raise ValueError("a CA needs a common name")
 
     def subject(self) -> x509.Name:
+        if self.name is not None:
+            return self.name
         attrs = []
         if self.organization:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, fit(self.organization)))

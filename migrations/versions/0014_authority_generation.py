@@ -1,0 +1,30 @@
+"""authority generation: a tenant's issuing CAs are numbered 1, 2, ... as they are rolled
+over; the newest one not retired issues, the older ones keep signing CRLs and OCSP answers
+for the certificates they issued
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-30 06:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0014'
+down_revision = '0013'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # every CA made before is the first of its line; a plain ADD COLUMN (a batch copy of
+    # the table would be refused by the foreign keys of certificates and crls)
+    op.add_column('authorities', sa.Column('generation', sa.Integer(), nullable=False,
+                                           server_default=sa.text('1')))
+
+
+def downgrade() -> None:
+    # a plain DROP COLUMN (SQLite 3.35+), for the same reason
+    op.drop_column('authorities', 'generation')
