@@ -59,7 +59,9 @@ def crl(request: Request, name: str,
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
     if tenant is None and generation is not None:
         raise NotFound("no such CRL")
-    view = service.crls.current(tenant, generation)
+    # the URL names the CA: <tenant>.crl is the CDP of its first issuing CA's certificates
+    # for good, whichever generation issues now
+    view = service.crls.current(tenant, None if tenant is None else generation or 1)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",
                         headers=_crl_headers(view))

@@ -72,7 +72,7 @@ def tenant_ca(request: Request, tenant: str) -> list[dict[str, object]]:
 
 
 @router.post("/tenants/{tenant}/ca/rollover", dependencies=[requires("operator")],
-             response_model=CAOut, status_code=201, responses=responses(*COMMON, 409, 422))
+             response_model=CAOut, status_code=201, responses=responses(*COMMON))
 def rollover(request: Request, tenant: str, body: RolloverIn) -> dict[str, object]:
     """A new issuing CA for the tenant (a new key, the same name, its own CRL URL), signed
     by the root: it issues from now on; the older ones stay in service for what they

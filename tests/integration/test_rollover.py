@@ -5,6 +5,7 @@ the gateway's CA bundle and CRL chain carry both; a leaf may then run to the new
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import zipfile
 
@@ -229,3 +230,19 @@ def test_the_new_ca_keeps_the_old_name_byte_for_byte_even_if_the_display_name_ch
             display_name="Acme Renamed"))
     second = cert(service.hierarchy.rollover(ACME).der)
     assert second.subject.public_bytes() == first.subject.public_bytes()
+
+
+def test_the_lifecycle_keeps_renewing_the_older_generations_crl(service: Service) -> None:
+    """The old CA's certificates are still in use: its CRL must never go stale."""
+    first, alice = acme(service)
+    service.hierarchy.rollover(ACME)
+    service.revocation.revoke(ACME, alice.serial)
+    before = {g: service.crls.current(ACME, g).number for g in (1, 2)}
+    service.clock.advance(dt.timedelta(days=4))  # type: ignore[attr-defined]
+    service.lifecycle.run()
+    after = {g: service.crls.current(ACME, g) for g in (1, 2)}
+    assert all(after[g].number > before[g] for g in (1, 2))
+    assert after[1].this_update > MOMENTS.start + dt.timedelta(days=3)
+    assert crl_reasons(x509.load_der_x509_crl(after[1].der)) == {alice.serial: None}
+    assert x509.load_der_x509_crl(after[1].der).is_signature_valid(
+        first.public_key())  # type: ignore[arg-type]
