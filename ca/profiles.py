@@ -38,8 +38,9 @@ class Urls:
         return f"{self.base}/crl/{tenant}.crl" if generation == 1 else \
             f"{self.base}/crl/{tenant}.g{generation}.crl"
 
-    def root_crl(self) -> str:
-        return f"{self.base}/crl/root.crl"
+    def root_crl(self, generation: int = 1) -> str:
+        return f"{self.base}/crl/root.crl" if generation == 1 else \
+            f"{self.base}/crl/root.g{generation}.crl"
 
     def ocsp(self) -> str:
         return f"{self.base}/ocsp"

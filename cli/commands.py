@@ -160,6 +160,8 @@ def ca_show(
     every: Annotated[bool, typer.Option("--all", help="Every CA of every generation, the "
                                         "retired ones too, with its live certificates.")]
     = False,
+    links: Annotated[bool, typer.Option("--links", help="The link certificates of the root "
+                                        "rollovers.")] = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print PEM certificates.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -168,6 +170,18 @@ def ca_show(
     ca-bundle`); --root for the root alone; --all for every CA of every generation."""
     if root and tenant is not None:
         raise InvalidInput("give --root or --tenant, not both", field="tenant")
+    if links:
+        if root or tenant is not None or every:
+            raise InvalidInput("--links shows the link certificates: give no --root, "
+                               "--tenant or --all", field="links")
+        views = STATE.service().hierarchy.links()
+        if pem and not as_json:
+            typer.echo("".join(v.pem for v in views), nl=False)
+            return
+        emit([present.ca(v) for v in views], as_json=as_json,
+             text="\n".join(f"link     {v.subject}  serial {v.serial}  until "
+                            f"{v.not_after:%Y-%m-%d}" for v in views))
+        return
     if every:
         if root or tenant is not None or pem:
             raise InvalidInput("--all shows every CA: give no --root, --tenant or --pem",
@@ -197,7 +211,11 @@ def _generation_line(view: GenerationView) -> str:
 
 @ca_app.command("rollover")
 def ca_rollover(
-    tenant: TenantOpt = DEFAULT_TENANT,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", "-t", help=f"The tenant whose issuing CA to roll over (default "
+        f"{DEFAULT_TENANT}).")] = None,
+    root: Annotated[bool, typer.Option("--root", help="Roll the root over instead, with "
+                                       "link certificates both ways.")] = False,
     key_type: Annotated[str | None, typer.Option(help=f"{_one_of(CA_KEY_TYPES)} (default: "
                                                  "the current CA's).")] = None,
     as_json: JsonOpt = False,
@@ -205,11 +223,19 @@ def ca_rollover(
     """Make the tenant's next issuing CA: a new key under the same name, signed by the
     root. New certificates come from it; the older CA keeps its CRL and OCSP answers for
     the certificates it issued, and the gateway bundle carries both (run `gateway
-    ca-bundle` and `gateway crl-sync` again)."""
-    view = STATE.service().hierarchy.rollover(tenant, key_type=key_type)
-    emit(present.ca(view), as_json=as_json,
-         text=f"tenant {tenant}: new issuing CA {view.subject}  serial {view.serial}  until "
-              f"{view.not_after:%Y-%m-%d}")
+    ca-bundle` and `gateway crl-sync` again). --root: the next root (its name with " G<n>")
+    and its link certificates (`ca show --links`)."""
+    if root and tenant is not None:
+        raise InvalidInput("give --root or --tenant, not both", field="tenant")
+    hierarchy = STATE.service().hierarchy
+    if root:
+        made = hierarchy.rollover_root(key_type=key_type)
+        what = "new root"
+    else:
+        made = hierarchy.rollover(tenant or DEFAULT_TENANT, key_type=key_type)
+        what = f"tenant {tenant or DEFAULT_TENANT}: new issuing CA"
+    emit(present.ca(made), as_json=as_json,
+         text=f"{what} {made.subject}  serial {made.serial}  until {made.not_after:%Y-%m-%d}")
 
 
 # --- users and certificates ------------------------------------------------------------------

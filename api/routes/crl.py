@@ -34,7 +34,8 @@ def _crl_headers(view: CrlView) -> dict[str, str]:
 def crl(request: Request, name: str,
         format: Annotated[Literal["der", "pem"] | None, Query()] = None) -> Response:
     """``<tenant>.crl`` (DER; ``?format=pem`` for PEM), ``root.crl``, ``<tenant>.pem``,
-    ``<tenant>.g<n>.crl`` (the tenant's issuing CA of generation n, after a rollover), and
+    ``<tenant>.g<n>.crl`` (the tenant's issuing CA of generation n, after a rollover),
+    ``root.g<n>.crl`` (the root of generation n, after a root rollover), and
     ``<tenant>-chain.pem``: the CRLs of the tenant's issuing CAs in service and the root's,
     which nginx and HAProxy need together (a CRL for every CA in the chain)."""
     match = _CRL_NAME.fullmatch(name)
@@ -57,11 +58,9 @@ def crl(request: Request, name: str,
         headers["ETag"] = '"' + "-".join(f"{view.number:X}" for view in both.views) + '"'
         headers["Last-Modified"] = format_datetime(both.made_at, usegmt=True)
         return Response(both.pem, media_type="application/x-pem-file", headers=headers)
-    if tenant is None and generation is not None:
-        raise NotFound("no such CRL")
-    # the URL names the CA: <tenant>.crl is the CDP of its first issuing CA's certificates
-    # for good, whichever generation issues now
-    view = service.crls.current(tenant, None if tenant is None else generation or 1)
+    # the URL names the CA: <tenant>.crl (root.crl) is the CDP of the certificates of its
+    # first issuing CA (the first root) for good, whichever generation signs now
+    view = service.crls.current(tenant, generation or 1)
     if suffix == "pem" or format == "pem":
         return Response(view.pem, media_type="application/x-pem-file",
                         headers=_crl_headers(view))

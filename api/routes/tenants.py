@@ -81,6 +81,22 @@ def rollover(request: Request, tenant: str, body: RolloverIn) -> dict[str, objec
         tenant, key_type=body.key_type, actor=actor_of(request)))
 
 
+@router.post("/ca/rollover", dependencies=[requires("operator")], response_model=CAOut,
+             status_code=201, responses=responses(400, 401, 403))
+def rollover_root(request: Request, body: RolloverIn) -> dict[str, object]:
+    """The next root (its name with " G<n>") with link certificates both ways; the issuing
+    CAs move under it at their next rollover (``tegata ca rollover --root``)."""
+    return present.ca(service_of(request).hierarchy.rollover_root(
+        key_type=body.key_type, actor=actor_of(request)))
+
+
+@router.get("/ca/links", dependencies=[requires("operator")], response_model=list[CAOut],
+            responses=responses(401, 403))
+def links(request: Request) -> list[dict[str, object]]:
+    """The link certificates of the root rollovers (``tegata ca show --links``)."""
+    return [present.ca(v) for v in service_of(request).hierarchy.links()]
+
+
 @router.get("/ca/generations", dependencies=[requires("operator")],
             response_model=list[GenerationOut], responses=responses(401, 403))
 def generations(request: Request) -> list[dict[str, object]]:

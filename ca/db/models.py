@@ -89,6 +89,10 @@ class Authority(Base):
     # 1 for a tenant's first issuing CA (and the first root), one more at each rollover: the
     # newest not retired is the one that issues (ca.db.queries); 1 for an OCSP responder
     generation: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # a root of generation 2 or later: its key certified by the root before it, and the key
+    # of the root before it certified by it (link certificates, RFC 4210 5.3.1 key update)
+    link_from_previous: Mapped[bytes | None] = mapped_column(LargeBinary)
+    link_to_previous: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(63), unique=True)
     subject: Mapped[str] = mapped_column(Text)
     serial: Mapped[str] = mapped_column(String(40))

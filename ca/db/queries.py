@@ -17,8 +17,20 @@ from ca.key_kept import key_kept_filter
 
 
 def root(session: Session) -> Authority | None:
-    return session.scalar(select(Authority).where(Authority.kind == "root",
-                                                  Authority.retired_at.is_(None)))
+    """The root in service that signs: the newest generation not retired (after a root
+    rollover the older root stays in service for the issuing CAs it certified)."""
+    return session.scalar(select(Authority).where(
+        Authority.kind == "root", Authority.retired_at.is_(None))
+        .order_by(Authority.generation.desc(), Authority.id.desc()).limit(1))
+
+
+def root_of_generation(session: Session, number: int) -> Authority:
+    found = session.scalar(select(Authority).where(
+        Authority.kind == "root", Authority.generation == number,
+        Authority.retired_at.is_(None)))
+    if found is None:
+        raise NotFound(f"no root CA of generation {number}", field="generation")
+    return found
 
 
 def require_root(session: Session) -> Authority:

@@ -98,17 +98,24 @@ class Crls:
     def _crl_authority(session: Session, tenant: str | None,
                        generation: int | None = None) -> Authority:
         if tenant is None:
-            return queries.require_root(session)
+            return (queries.require_root(session) if generation is None
+                    else queries.root_of_generation(session, generation))
         owner = queries.tenant(session, tenant)
         return (queries.issuing(session, owner) if generation is None
                 else queries.generation(session, owner, generation))
 
-    def older_generations(self, tenant: str) -> list[int]:
-        """The generations of the tenant's issuing CAs still in service but the current
-        one, newest first."""
+    def _members(self, tenant: str) -> tuple[list[int], list[int]]:
+        """The generations of the tenant's issuing CAs in service (the current one first)
+        and of the roots that certified them (the current issuing CA's first)."""
         with self.database.reading() as session:
-            return [row.generation for row in
-                    queries.generations(session, queries.tenant(session, tenant))[1:]]
+            issuing = queries.generations(session, queries.tenant(session, tenant))
+            roots: list[int] = []
+            for row in issuing:
+                root = session.get(Authority, row.issuer_id)
+                assert root is not None
+                if root.generation not in roots:
+                    roots.append(root.generation)
+            return [row.generation for row in issuing], roots
 
     def ages(self) -> list[tuple[str, float, float]]:
         """Per tenant: seconds since its newest CRL was made, and until its nextUpdate."""
@@ -134,11 +141,16 @@ class Crls:
 
     def chain(self, tenant: str, *, fresh: bool = False) -> CrlChain:
         """The tenant's CRLs (the current issuing CA's, then its older generations') and
-        the root's; ``fresh`` makes the tenant's anew first."""
+        the root's (roots', after a root rollover); ``fresh`` makes the tenant's anew
+        first."""
+        issuing, roots = self._members(tenant)
         own = self.publish(tenant) if fresh else self.current(tenant)
         older = tuple(self.publish(tenant, number) if fresh else self.current(tenant, number)
-                      for number in self.older_generations(tenant))
-        return CrlChain(own=own, older=older, root=self.current(None))
+                      for number in issuing[1:])
+        # the CRL of every root in the tenant's bundle (ca_certificates): the current issuing
+        # CA's root as ``root``, an older root's (a root rollover's) with the older ones
+        older += tuple(self.current(None, number) for number in roots[1:])
+        return CrlChain(own=own, older=older, root=self.current(None, roots[0]))
 
     def publish(self, tenant: str | None, generation: int | None = None) -> CrlView:
         """Make a new CRL now."""

@@ -164,7 +164,7 @@ def record_renewals(session: Session, renewals: Sequence[Renewal], *,
 def new_crl_url(urls: Urls, tenant: str | None, generation: int = 1) -> str:
     """The CRL URL of a CA made now: the root's (``tenant`` None) or a tenant's issuing CA's
     of that generation."""
-    return urls.root_crl() if tenant is None else urls.crl(tenant, generation)
+    return urls.root_crl(generation) if tenant is None else urls.crl(tenant, generation)
 
 
 def crl_url(session: Session, authority: Authority, urls: Urls) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import secrets
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ca import audit, serials, states, validate
@@ -33,10 +34,19 @@ from ca.service.views import (
     TenantSettings,
     ca_view,
     generation_view,
+    link_view,
 )
 from ca.settings import Settings
 from ca.signer import Signer, generate_ca_key
-from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
+from ca.x509.certificate import (
+    MAX_COMMON_NAME,
+    CARequest,
+    build_issuing,
+    build_link,
+    build_root,
+    common_name,
+    fit,
+)
 from ca.x509.names import openssl_rfc2253
 from ca.x509.pkcs12 import Profile
 
@@ -197,12 +207,21 @@ class Hierarchy:
         then each older generation not retired (their certificates are still accepted, so
         a gateway's bundle carries them too)."""
         with self.database.reading() as session:
-            root = queries.require_root(session)
-            views = [ca_view(root, None)]
-            if tenant is not None:
-                owner = queries.tenant(session, tenant)
-                views.extend(ca_view(row, tenant) for row in queries.generations(session, owner))
-            return views
+            if tenant is None:
+                return [ca_view(queries.require_root(session), None)]
+            queries.require_root(session)
+            issuing = queries.generations(session, queries.tenant(session, tenant))
+            # the roots that certified them (two after a root rollover, until the tenant's
+            # issuing CAs under the old one are retired), the current one's first
+            roots: dict[int, Authority] = {}
+            for row in issuing:
+                assert row.issuer_id is not None
+                if row.issuer_id not in roots:
+                    found = session.get(Authority, row.issuer_id)
+                    assert found is not None
+                    roots[row.issuer_id] = found
+            return [*(ca_view(row, None) for row in roots.values()),
+                    *(ca_view(row, tenant) for row in issuing)]
 
     def rollover(self, tenant: str, *, key_type: str | None = None,
                  actor: Actor = audit.CLI_ACTOR) -> CAView:
@@ -255,6 +274,83 @@ class Hierarchy:
             self.keys.remember(key_id, signer)
         return ca_view(row, tenant)
 
+    def rollover_root(self, *, key_type: str | None = None,
+                      actor: Actor = audit.CLI_ACTOR) -> CAView:
+        """The next root: a new key (of ``key_type``, else of the current root's type) and
+        the root's name with " G<n>" (a trust anchor is installed and shown by name: two
+        roots of one name would make each link certificate self-issued, which path
+        builders treat apart, RFC 4158 2.4). Two link certificates are kept with it: its
+        key certified by the previous root, and the previous root's key certified by it,
+        so a gateway that trusts either root accepts the certificates under the other.
+
+        The tenants' issuing CAs keep the root that certified them; each tenant's next
+        ``rollover`` makes an issuing CA under the new root. The old root stays in service
+        (its CRL, the bundles) while issuing CAs it certified are."""
+        with self.database.reading() as session:
+            chosen = key_type or key_type_of(
+                x509.load_der_x509_certificate(queries.require_root(session).der))
+        if chosen not in CA_KEY_TYPES:
+            raise InvalidInput(f"CA key type {chosen!r} is not one of "
+                               f"{', '.join(CA_KEY_TYPES)}", field="key_type")
+        now = self.clock.now()
+        key = generate_ca_key(chosen)  # made before any lock is taken
+        key_id = _new_key_id("root")
+        with self._writing_keys() as written:
+            signer = self.keys.keystore.create(key_id, key)
+            written.append(key_id)
+            with self.database.transaction() as session:
+                old = queries.require_root(session)
+                # one root rollover at a time: the old root's row is locked
+                session.execute(update(Authority).where(Authority.id == old.id)
+                                .values(key_id=Authority.key_id))
+                session.refresh(old)
+                if queries.root(session) is not old:
+                    raise Conflict("another root rollover happened meanwhile")
+                old_cert = x509.load_der_x509_certificate(old.der)
+                generation = old.generation + 1
+                name = generation_name(old_cert.subject, generation)
+                new_cert = build_root(CARequest(
+                    common_name=old.subject, organization=None, public_key=key.public_key(),
+                    profile=ROOT, now=now, name=name), signer,
+                    serial=x509.random_serial_number())
+                crl_url = crls.new_crl_url(self.urls, None, generation)
+                row = _authority_row(new_cert, kind="root", key_id=key_id, tenant=None,
+                                     issuer_id=None, now=now, crl_url=crl_url)
+                row.generation = generation
+                row.link_from_previous = build_link(
+                    new_cert, old_cert, self.keys.signer(old),
+                    serial=x509.random_serial_number(), now=now,
+                    crl_url=crls.crl_url(session, old, self.urls)).public_bytes(
+                        serialization.Encoding.DER)
+                row.link_to_previous = build_link(
+                    old_cert, new_cert, signer, serial=x509.random_serial_number(),
+                    now=now, crl_url=crl_url).public_bytes(serialization.Encoding.DER)
+                session.add(row)
+                session.flush()
+                row.issuer_id = row.id
+                audit.record(session, actor, Event(
+                    action="ca.root_rollover", target="root",
+                    details={"generation": generation, "subject": row.subject,
+                             "serial": row.serial, "previous_serial": old.serial,
+                             "key_type": chosen}), now=now)
+            self.keys.remember(key_id, signer)
+        return ca_view(row, None)
+
+    def links(self) -> list[CAView]:
+        """The link certificates of every later root in service, each pair in the order
+        (its key certified by the previous root, the previous root's key certified by
+        it), oldest rollover first."""
+        with self.database.reading() as session:
+            rows = session.scalars(select(Authority).where(
+                Authority.kind == "root", Authority.retired_at.is_(None),
+                Authority.link_from_previous.is_not(None)).order_by(Authority.generation))
+            found = []
+            for row in rows:
+                for der in (row.link_from_previous, row.link_to_previous):
+                    assert der is not None
+                    found.append(link_view(x509.load_der_x509_certificate(der)))
+            return found
+
     def generations(self) -> list[GenerationView]:
         """Every CA, root and issuing, of every generation (retired ones too): the root(s)
         first, then each tenant's by name and generation, each with its live certificates."""
@@ -271,6 +367,20 @@ class Hierarchy:
             current = {row.id for row in _current_cas(session)}
             return [generation_view(row, name, current=row.id in current,
                                     live=live.get(row.id, 0)) for row, name in rows]
+
+
+def generation_name(name: x509.Name, generation: int) -> x509.Name:
+    """``name`` with " G<generation>" at the end of its common name (any earlier " G<n>"
+    replaced): the name of a later root."""
+    attrs = []
+    for attr in name:
+        if attr.oid == NameOID.COMMON_NAME:
+            base = re.sub(r" G[0-9]+$", "", str(attr.value))
+            suffix = f" G{generation}"
+            attr = x509.NameAttribute(NameOID.COMMON_NAME,
+                                      fit(base, MAX_COMMON_NAME - len(suffix)) + suffix)
+        attrs.append(attr)
+    return x509.Name(attrs)
 
 
 def key_type_of(cert: x509.Certificate) -> str:

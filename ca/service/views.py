@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ca import serials
 from ca.audit import Actor
 from ca.db.models import Authority, Certificate
 from ca.states import State, state_of
@@ -139,6 +140,14 @@ class TokenView:
 def ca_view(row: Authority, tenant: str | None) -> CAView:
     return CAView(tenant=tenant, kind=row.kind, subject=row.subject, serial=row.serial,
                   not_before=row.not_before, not_after=row.not_after, der=row.der)
+
+
+def link_view(cert: x509.Certificate) -> CAView:
+    """A link certificate of a root rollover, shown as a CA certificate (kind "link")."""
+    return CAView(tenant=None, kind="link", subject=cert.subject.rfc4514_string(),
+                  serial=serials.to_text(cert.serial_number),
+                  not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                  der=cert.public_bytes(serialization.Encoding.DER))
 
 
 def generation_view(row: Authority, tenant: str | None, *, current: bool,

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from ca.clock import require_aware
-from ca.profiles import CLOCK_SKEW, CAProfile, Urls, add_years
+from ca.profiles import CLOCK_SKEW, ROOT, CAProfile, Urls, add_years
 from ca.signer import Signer
 
 # the longest common name, organization and organizational unit X.509 allows (RFC 5280,
@@ -128,6 +128,29 @@ def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, 
                                    x509.UniformResourceIdentifier(urls.root_cert())),
         ]), critical=False)
     )
+    return signer.sign_certificate(builder)
+
+
+def build_link(subject: x509.Certificate, issuer: x509.Certificate, signer: Signer, *,
+               serial: int, now: dt.datetime, crl_url: str) -> x509.Certificate:
+    """A link certificate of a root rollover: ``subject``'s name and key certified by the
+    root ``issuer`` (whose key ``signer`` holds), so that a verifier trusting either root
+    reaches the other. A CA certificate with the subject's own key identifier, no path
+    length limit (the subject is a root), ending no later than either; ``crl_url``: the
+    issuer's CRL URL, as stored on its row."""
+    not_after = min(subject.not_valid_after_utc, issuer.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject.subject)
+        .issuer_name(issuer.subject)
+        .public_key(subject.public_key())
+        .serial_number(serial)
+        .not_valid_before((now - CLOCK_SKEW).replace(microsecond=0))
+        .not_valid_after(not_after)
+    )
+    builder = _ca_extensions(builder, ROOT, subject.public_key())  # type: ignore[arg-type]
+    builder = (builder.add_extension(_aki_of(issuer), critical=False)
+               .add_extension(_crl_dp(crl_url), critical=False))
     return signer.sign_certificate(builder)
 
 

@@ -1,6 +1,6 @@
-"""authority generation: a tenant's issuing CAs are numbered 1, 2, ... as they are rolled
-over; the newest one not retired issues, the older ones keep signing CRLs and OCSP answers
-for the certificates they issued
+"""authority generation: a tenant's issuing CAs (and the roots) are numbered 1, 2, ... as
+they are rolled over; the newest one not retired issues, the older ones keep signing CRLs
+and OCSP answers for the certificates they issued; a later root keeps its link certificates
 
 Revision ID: 0014
 Revises: 0013
@@ -23,8 +23,16 @@ def upgrade() -> None:
     # the table would be refused by the foreign keys of certificates and crls)
     op.add_column('authorities', sa.Column('generation', sa.Integer(), nullable=False,
                                            server_default=sa.text('1')))
+    # a later root's link certificates: its key certified by the root before it, and the
+    # key of the root before it certified by it
+    op.add_column('authorities', sa.Column('link_from_previous', sa.LargeBinary(),
+                                           nullable=True))
+    op.add_column('authorities', sa.Column('link_to_previous', sa.LargeBinary(),
+                                           nullable=True))
 
 
 def downgrade() -> None:
     # a plain DROP COLUMN (SQLite 3.35+), for the same reason
+    op.drop_column('authorities', 'link_to_previous')
+    op.drop_column('authorities', 'link_from_previous')
     op.drop_column('authorities', 'generation')

@@ -118,3 +118,26 @@ def test_the_api_refuses_a_bad_rollover_with_a_problem(api: TestClient, cli: Cli
 def test_ca_show_all_takes_no_other_choice(api: TestClient, cli: Cli) -> None:
     assert cli("ca", "show", "--all", "--root").error() == \
         "--all shows every CA: give no --root, --tenant or --pem"
+
+
+def test_either_shell_rolls_the_root_over_and_shows_the_links_alike(api: TestClient,
+                                                                     cli: Cli) -> None:
+    made = as_json(cli, "ca", "rollover", "--root")
+    assert made["subject"] == "CN=Tegata Root CA G2,O=Tegata"
+    r = api.post("/api/v1/ca/rollover", json={})
+    assert r.status_code == 201, r.text
+    assert r.json()["subject"] == "CN=Tegata Root CA G3,O=Tegata"
+    links = as_json(cli, "ca", "show", "--links")
+    assert links == api.get("/api/v1/ca/links").json()
+    assert [link["subject"] for link in links] == [
+        "CN=Tegata Root CA G2,O=Tegata", "CN=Tegata Root CA,O=Tegata",
+        "CN=Tegata Root CA G3,O=Tegata", "CN=Tegata Root CA G2,O=Tegata"]
+    assert cli.ok("ca", "show", "--links", "--pem").out == "".join(
+        link["pem"] for link in links)
+    assert as_json(cli, "ca", "show", "--root")[0]["serial"] == r.json()["serial"]
+    for name in ("root.crl", "root.g2.crl", "root.g3.crl"):
+        got = api.get(f"/crl/{name}")
+        assert got.status_code == 200, name
+    assert api.get("/crl/root.g4.crl").status_code == 404
+    assert cli("ca", "rollover", "--root", "--tenant", "acme").error() == \
+        "give --root or --tenant, not both"
