@@ -18,7 +18,7 @@ from cryptography.x509 import ocsp
 from sqlalchemy import func, select, update
 
 from ca.db.models import AuditEvent, Authority, Tenant
-from ca.errors import InvalidInput, NotFound
+from ca.errors import CAError, InvalidInput, NotFound
 from ca.service import Service
 from ca.service.views import CertificateView
 from tests.moments import MOMENTS
@@ -246,3 +246,20 @@ def test_the_lifecycle_keeps_renewing_the_older_generations_crl(service: Service
     assert crl_reasons(x509.load_der_x509_crl(after[1].der)) == {alice.serial: None}
     assert x509.load_der_x509_crl(after[1].der).is_signature_valid(
         first.public_key())  # type: ignore[arg-type]
+
+
+def test_a_suspended_tenant_may_be_rolled_over_and_its_certificates_stay_suspended(
+        service: Service) -> None:
+    """Key hygiene does not wait for a contract: the rollover goes through, the suspended
+    certificate stays on its CA's CRL (certificateHold) and the new CA issues nothing new
+    while the tenant is suspended."""
+    first, alice = acme(service)
+    view = service.lifecycle.set_subscription(ACME, ends=dt.date(2025, 12, 31),
+                                              zone="Asia/Tokyo", allow_past=True)
+    assert view.state == "grace"
+    service.hierarchy.rollover(ACME)
+    assert crl_reasons(x509.load_der_x509_crl(service.crls.current(ACME, 1).der)) == {
+        alice.serial: "certificateHold"}
+    assert crl_reasons(x509.load_der_x509_crl(service.crls.current(ACME).der)) == {}
+    with pytest.raises(CAError):
+        issue_one(service, "bob", tenant=ACME)
