@@ -253,7 +253,7 @@ def test_a_suspended_tenant_may_be_rolled_over_and_its_certificates_stay_suspend
     """Key hygiene does not wait for a contract: the rollover goes through, the suspended
     certificate stays on its CA's CRL (certificateHold) and the new CA issues nothing new
     while the tenant is suspended."""
-    first, alice = acme(service)
+    _, alice = acme(service)
     view = service.lifecycle.set_subscription(ACME, ends=dt.date(2025, 12, 31),
                                               zone="Asia/Tokyo", allow_past=True)
     assert view.state == "grace"
