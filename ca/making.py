@@ -50,6 +50,7 @@ class Template:
     crl_url: str
     upn_suffix: str | None
     key_type: str
+    generation: int = 1  # the issuing CA's
     public_key_der: bytes | None = None  # a CSR's key: no key is made, none is handed out
 
 
@@ -97,7 +98,7 @@ def make(signer: Signer, template: Template, whom: list[tuple[str, str]]) -> lis
         client = ClientRequest(
             login=login, organization=template.organization, email=email,
             public_key=public_key, not_after=template.not_after, now=template.now,
-            tenant=template.tenant,
+            tenant=template.tenant, generation=template.generation,
             upn=f"{login}@{template.upn_suffix}" if template.upn_suffix else None)
         cert = build_client(client, issuer, signer, serial=x509.random_serial_number(),
                             urls=template.urls, crl_url=template.crl_url)

@@ -45,11 +45,15 @@ class Urls:
     def ocsp(self) -> str:
         return f"{self.base}/ocsp"
 
-    def ca_cert(self, tenant: str) -> str:
-        return f"{self.base}/ca/{tenant}.crt"
+    def ca_cert(self, tenant: str, generation: int = 1) -> str:
+        """A tenant's issuing CA certificate (caIssuers), each generation at its own URL as
+        its CRL is."""
+        return f"{self.base}/ca/{tenant}.crt" if generation == 1 else \
+            f"{self.base}/ca/{tenant}.g{generation}.crt"
 
-    def root_cert(self) -> str:
-        return f"{self.base}/ca/root.crt"
+    def root_cert(self, generation: int = 1) -> str:
+        return f"{self.base}/ca/root.crt" if generation == 1 else \
+            f"{self.base}/ca/root.g{generation}.crt"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -154,6 +154,7 @@ class Certificates:
             tenant=issuer.tenant.name, not_after=issuer.not_after, now=now, urls=self.urls,
             crl_url=issuer.authority.crl_url or self._fill_crl_url(issuer.authority),
             upn_suffix=issuer.tenant.upn_suffix, key_type=key_type,
+            generation=issuer.authority.generation,
             public_key_der=None if checked is None else checked.public_key.public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
         if checked is None:

@@ -141,7 +141,8 @@ class Hierarchy:
         # the CDP is the root's CRL URL as stored; the new CA's own is fixed here, for good
         cert = build_issuing(request, root_cert, root_signer,
                              serial=x509.random_serial_number(), urls=self.urls,
-                             crl_url=crls.crl_url(session, root, self.urls))
+                             crl_url=crls.crl_url(session, root, self.urls),
+                             root_generation=root.generation)
         # the tenant's row first: from here on no other transaction can take this tenant's
         # name (its unique index), and on SQLite this one holds the write lock
         session.flush()
@@ -260,7 +261,8 @@ class Hierarchy:
                 generation = current.generation + 1
                 cert = build_issuing(request, root_cert, self.keys.signer(root),
                                      serial=x509.random_serial_number(), urls=self.urls,
-                                     crl_url=crls.crl_url(session, root, self.urls))
+                                     crl_url=crls.crl_url(session, root, self.urls),
+                                     root_generation=root.generation)
                 row = _authority_row(cert, kind="issuing", key_id=key_id, tenant=owner,
                                      issuer_id=root.id, now=now,
                                      crl_url=crls.new_crl_url(self.urls, owner.name, generation))
@@ -335,6 +337,15 @@ class Hierarchy:
                              "key_type": chosen}), now=now)
             self.keys.remember(key_id, signer)
         return ca_view(row, None)
+
+    def ca_certificate(self, tenant: str | None, generation: int = 1) -> CAView:
+        """One CA certificate: the root of that generation (``tenant`` None) or the
+        tenant's issuing CA of that generation, what its caIssuers URL names."""
+        with self.database.reading() as session:
+            if tenant is None:
+                return ca_view(queries.root_of_generation(session, generation), None)
+            owner = queries.tenant(session, tenant)
+            return ca_view(queries.generation(session, owner, generation), tenant)
 
     def links(self) -> list[CAView]:
         """The link certificates of every later root in service, each pair in the order

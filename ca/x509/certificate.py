@@ -105,9 +105,11 @@ def build_root(request: CARequest, signer: Signer, *, serial: int) -> x509.Certi
 
 
 def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, *,
-                  serial: int, urls: Urls, crl_url: str) -> x509.Certificate:
+                  serial: int, urls: Urls, crl_url: str,
+                  root_generation: int = 1) -> x509.Certificate:
     """A tenant's issuing CA, signed by the root; it ends no later than the root does.
-    ``crl_url``: the root's CRL URL, as stored on its row (never from ``urls``)."""
+    ``crl_url``: the root's CRL URL, as stored on its row (never from ``urls``);
+    ``root_generation``: the root's, whose certificate its caIssuers URL names."""
     not_after = min(request.validity_end(), issuer.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
@@ -125,7 +127,8 @@ def build_issuing(request: CARequest, issuer: x509.Certificate, signer: Signer, 
         .add_extension(_crl_dp(crl_url), critical=False)
         .add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                   x509.UniformResourceIdentifier(urls.root_cert())),
+                                   x509.UniformResourceIdentifier(
+                                       urls.root_cert(root_generation))),
         ]), critical=False)
     )
     return signer.sign_certificate(builder)
@@ -166,6 +169,7 @@ class ClientRequest:
     now: dt.datetime
     tenant: str
     upn: str | None = None
+    generation: int = 1  # the issuing CA's: its caIssuers URL
 
     def __post_init__(self) -> None:
         require_aware(self.now)
@@ -223,7 +227,8 @@ def build_client(request: ClientRequest, issuer: x509.Certificate, signer: Signe
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                    x509.UniformResourceIdentifier(urls.ocsp())),
             x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                   x509.UniformResourceIdentifier(urls.ca_cert(request.tenant))),
+                                   x509.UniformResourceIdentifier(
+                                       urls.ca_cert(request.tenant, request.generation))),
         ]), critical=False)
     )
     return signer.sign_certificate(builder)

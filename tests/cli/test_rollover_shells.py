@@ -141,3 +141,39 @@ def test_either_shell_rolls_the_root_over_and_shows_the_links_alike(api: TestCli
     assert api.get("/crl/root.g4.crl").status_code == 404
     assert cli("ca", "rollover", "--root", "--tenant", "acme").error() == \
         "give --root or --tenant, not both"
+
+
+def ca_issuers(der: bytes) -> str:
+    access = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.AuthorityInformationAccess).value
+    (url,) = [a.access_location.value for a in access
+              if a.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS]
+    return str(url)
+
+
+def test_each_generation_is_served_where_its_certificates_caissuers_say(
+        api: TestClient, cli: Cli) -> None:
+    cli.ok("user", "add", "alice", "--email", "alice@example.com", "--allow", "--tenant",
+           "acme")
+    (old,) = as_json(cli, "cert", "issue", "alice", "--tenant", "acme")
+    cli.ok("ca", "rollover", "--root")
+    second = as_json(cli, "ca", "rollover", "--tenant", "acme")
+    (new,) = as_json(cli, "cert", "issue", "alice", "--tenant", "acme")
+    chain = as_json(cli, "ca", "show", "--tenant", "acme")
+    by_serial = {c["serial"]: x509.load_pem_x509_certificate(c["pem"].encode())
+                 for c in chain}
+    for leaf in (old, new, second, *chain[1:2]):
+        der = x509.load_pem_x509_certificate(leaf["pem"].encode()).public_bytes(
+            serialization.Encoding.DER)
+        url = ca_issuers(der)
+        got = api.get(url.removeprefix(BASE_URL))
+        assert got.status_code == 200, url
+        issuer = x509.load_der_x509_certificate(got.content)
+        x509.load_der_x509_certificate(der).verify_directly_issued_by(issuer)
+        assert format(issuer.serial_number, "X") in by_serial
+    assert ca_issuers(x509.load_pem_x509_certificate(new["pem"].encode()).public_bytes(
+        serialization.Encoding.DER)) == f"{BASE_URL}/ca/acme.g2.crt"
+    assert ca_issuers(x509.load_pem_x509_certificate(second["pem"].encode()).public_bytes(
+        serialization.Encoding.DER)) == f"{BASE_URL}/ca/root.g2.crt"
+    for missing in ("acme.g3.crt", "acme.g1.crt", "root.g3.crt"):
+        assert api.get(f"/ca/{missing}").status_code == 404, missing
