@@ -81,6 +81,12 @@ class Authority(Base):
     """A CA certificate with the id of its key: the root (no tenant), or a tenant's issuing CA."""
 
     __tablename__ = "authorities"
+    __table_args__ = (
+        # one CA per generation: two rollovers at once cannot both make generation n
+        Index("ux_authorities_generation", "tenant_id", "kind", "generation", unique=True,
+              sqlite_where=text("kind IN ('root', 'issuing')"),
+              postgresql_where=text("kind IN ('root', 'issuing')")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)

@@ -29,9 +29,16 @@ def upgrade() -> None:
                                            nullable=True))
     op.add_column('authorities', sa.Column('link_to_previous', sa.LargeBinary(),
                                            nullable=True))
+    # one CA per generation (a root's tenant_id is NULL, which a unique index lets repeat:
+    # the root's rollover locks the current root's row instead)
+    op.create_index('ux_authorities_generation', 'authorities',
+                    ['tenant_id', 'kind', 'generation'], unique=True,
+                    sqlite_where=sa.text("kind IN ('root', 'issuing')"),
+                    postgresql_where=sa.text("kind IN ('root', 'issuing')"))
 
 
 def downgrade() -> None:
+    op.drop_index('ux_authorities_generation', table_name='authorities')
     # a plain DROP COLUMN (SQLite 3.35+), for the same reason
     op.drop_column('authorities', 'link_to_previous')
     op.drop_column('authorities', 'link_from_previous')

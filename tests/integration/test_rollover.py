@@ -15,13 +15,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 
 from ca.db.models import AuditEvent, Authority, Tenant
 from ca.errors import CAError, InvalidInput, NotFound
 from ca.service import Service
 from ca.service.views import CertificateView
 from tests.moments import MOMENTS
+from tests.support.databases import downgrade
 from tests.support.environment import BASE_URL
 from tests.support.issuing import crl_reasons, issue_one
 
@@ -263,3 +264,21 @@ def test_a_suspended_tenant_may_be_rolled_over_and_its_certificates_stay_suspend
     assert crl_reasons(x509.load_der_x509_crl(service.crls.current(ACME).der)) == {}
     with pytest.raises(CAError):
         issue_one(service, "bob", tenant=ACME)
+
+
+def test_the_migration_numbers_every_existing_ca_one_and_rollover_then_works(
+        service: Service) -> None:
+    """A deployment made before 0014: its root and issuing CAs become generation 1."""
+    acme(service)
+    downgrade(service.engine, "0013")
+    with service.engine.connect() as conn:
+        assert "generation" not in {c["name"] for c in inspect(conn).get_columns("authorities")}
+    service.database.upgrade()
+    with service.database.reading() as session:
+        assert sorted(tuple(row) for row in session.execute(select(
+            Authority.kind, Authority.generation).where(Authority.kind != "ocsp"))) == [
+            ("issuing", 1), ("issuing", 1), ("root", 1)]
+    assert cert(service.hierarchy.rollover(ACME).der).subject == cert(
+        service.hierarchy.ca_certificates(ACME)[2].der).subject
+    assert cert(service.hierarchy.rollover_root().der).subject.rfc4514_string() == \
+        "CN=Tegata Root CA G2,O=Tegata"
