@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.service import Service
-from tests.interop.conftest import run, write_pem
+from tests.interop.conftest import run, run_all, write_pem
 from tests.support.issuing import issue_one
 
 
@@ -74,3 +74,28 @@ def test_a_link_certificate_carries_trust_from_either_root_to_the_other(
         alice.read_bytes()).serial_number.__format__("X"))
     assert "certificate revoked" in checked(alice)
     assert checked(bob) == "OK"
+
+
+def test_pkilint_finds_nothing_in_the_rolled_over_cas_their_links_and_leaves(
+        service: Service, lint_cert: str, lint_chain: str, tmp_path: Path) -> None:
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    old_root = write_pem(tmp_path / "old-root.pem",
+                         service.hierarchy.ca_certificates(None)[0].pem)
+    new_root = write_pem(tmp_path / "new-root.pem", service.hierarchy.rollover_root().pem)
+    second = write_pem(tmp_path / "issuing-g2.pem", service.hierarchy.rollover("default").pem)
+    leaf = write_pem(tmp_path / "leaf.pem", pem_of(issue_one(service, "alice").der))
+    up, down = service.hierarchy.links()
+    up_file = write_pem(tmp_path / "link-up.pem", up.pem)
+    down_file = write_pem(tmp_path / "link-down.pem", down.pem)
+    files = {"new root": new_root, "issuing g2": second, "leaf": leaf, "link up": up_file,
+             "link down": down_file}
+    pairs = {"old root->link up": (old_root, up_file), "new root->link down": (new_root,
+                                                                               down_file),
+             "new root->issuing g2": (new_root, second), "issuing g2->leaf": (second, leaf)}
+    commands = [[lint_cert, "lint", "-s", "WARNING", str(path)] for path in files.values()]
+    commands += [[lint_chain, "lint", "-s", "WARNING", str(a), str(b)]
+                 for a, b in pairs.values()]
+    results = run_all(commands)
+    report = {name: (r.returncode, (r.stdout + r.stderr).strip())
+              for name, r in zip([*files, *pairs], results, strict=True)}
+    assert report == {name: (0, "") for name in [*files, *pairs]}
