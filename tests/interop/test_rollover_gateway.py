@@ -199,3 +199,38 @@ def test_revoking_either_generation_is_refused_at_the_gateway(
         assert rolled.verify(generations[login]).returncode == 0
     assert rolled.ocsp(carol, 1) == "revoked"
     assert rolled.ocsp(dave, 2) == "revoked"
+
+
+def test_the_ocsp_variant_asks_each_generations_responder(
+        rolled: Rolled, generations: dict[str, Client]) -> None:
+    """nginx with the kit's ocsp variant: a certificate of each generation passes, and
+    carol's and dave's (one of each, revoked here unless the test above did) are refused:
+    nginx asks with the CertID of the CA that signed each, and verifies the answer of
+    that CA's responder."""
+    for login in ("carol", "dave"):
+        serial = generations[login].serial
+        (shown,) = [c for c in json.loads(rolled.tegata.ok("cert", "list", "--json"))
+                    if c["serial"] == serial]
+        if shown["state"] != "revoked":
+            rolled.tegata.ok("cert", "revoke", serial, "--reason", "keyCompromise")
+    cert = rolled.directory / "server.pem"
+    if not cert.exists():
+        server_certificate(rolled.directory)
+    prefix = rolled.directory / "nginx-ocsp"
+    prefix.mkdir()
+    server = Nginx(binary=rolled.tools.nginx, prefix=prefix, port=port())
+    server.upstream_port = port() if server.port != port() else server.port + 1
+    server.gateway_conf.write_text(kit_config(
+        rolled.tegata, server, "ocsp", "default", port=server.port,
+        server=(cert, rolled.directory / "server.key"), bundle=rolled.bundle),
+        encoding="utf-8")
+    server.start()
+    try:
+        replies = {login: curl(rolled.tools.curl, server, cert, client=generations[login])
+                   for login in ("alice", "bob", "carol", "dave")}
+    finally:
+        server.stop()
+    assert {login: reply.status for login, reply in replies.items()} == {
+        "alice": 200, "bob": 200, "carol": 400, "dave": 400}
+    assert all("The SSL certificate error" in replies[login].body
+               for login in ("carol", "dave"))
