@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography import x509
@@ -282,3 +283,17 @@ def test_the_migration_numbers_every_existing_ca_one_and_rollover_then_works(
         service.hierarchy.ca_certificates(ACME)[2].der).subject
     assert cert(service.hierarchy.rollover_root().der).subject.rfc4514_string() == \
         "CN=Tegata Root CA G2,O=Tegata"
+
+
+def test_two_rollovers_at_once_make_two_generations_one_after_the_other(
+        service: Service) -> None:
+    """The tenant's row is locked first: the second sees the first's CA and makes the next
+    generation (no two CAs of one generation, no failure)."""
+    acme(service)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        made = list(pool.map(lambda _: service.hierarchy.rollover(ACME), range(2)))
+    rows = [(v.tenant, v.generation, v.current) for v in service.hierarchy.generations()
+            if v.tenant == ACME]
+    assert rows == [(ACME, 1, False), (ACME, 2, False), (ACME, 3, True)]
+    assert {v.serial for v in made} == {v.serial for v in service.hierarchy.generations()
+                                         if v.tenant == ACME and v.generation > 1}
