@@ -27,7 +27,7 @@ from ca.service.plumbing import Database, Keys
 from ca.service.requests import InitRequest
 from ca.service.views import DEFAULT_TENANT, CAView, TenantSettings, ca_view
 from ca.settings import Settings
-from ca.signer import Signer, generate_ca_key
+from ca.signer import Signer
 from ca.x509.certificate import CARequest, build_issuing, build_root, common_name
 from ca.x509.names import openssl_rfc2253
 from ca.x509.pkcs12 import Profile
@@ -52,14 +52,18 @@ class Hierarchy:
         with self.database.reading() as session:
             if queries.root(session) is not None:
                 raise Conflict("Tegata is already initialised: the root CA exists")
-        root_key = generate_ca_key(request.key_type)
         profile = CAProfile(path_length=ROOT.path_length, validity_years=request.validity_years)
-        root_req = CARequest(common_name=request.root_name, organization=request.organization,
-                             public_key=root_key.public_key(), profile=profile, now=now)
         key_id = _new_key_id("root")
+        token = request.pkcs11_token
+        # the data-protection key (and the OCSP responders' keys) are files even when the
+        # CA keys are in a token
+        self.keys.keystore.ensure_directory()
         with self._writing_keys() as written:
-            signer = self.keys.keystore.create(key_id, root_key)
+            signer = self.keys.new_ca_key(key_id, request.key_type, token=token)
             written.append(key_id)
+            root_req = CARequest(common_name=request.root_name,
+                                 organization=request.organization,
+                                 public_key=signer.public_key(), profile=profile, now=now)
             if create_data_protection_key(self.settings.effective_key_dir,
                                           self.settings.passphrase()):
                 written.append(DATA_PROTECTION_MARK)
@@ -67,27 +71,30 @@ class Hierarchy:
             with self.database.transaction() as session:
                 root = _authority_row(root_cert, kind="root", key_id=key_id, tenant=None,
                                       issuer_id=None, now=now,
-                                      crl_url=crls.new_crl_url(self.urls, None))
+                                      crl_url=crls.new_crl_url(self.urls, None), token=token)
                 session.add(root)
                 session.flush()
                 root.issuer_id = root.id
                 tenant = self._add_tenant(session, DEFAULT_TENANT, "Default", root,
                                           root_cert, signer, request.key_type, written,
-                                          now=now)
+                                          now=now, token=token)
                 audit.record(session, actor, Event(action="ca.init", target="root",
                                                    details={"subject": root.subject}), now=now)
                 audit.record(session, actor, Event(action="tenant.create", target=tenant.name,
                                                    tenant_id=tenant.id), now=now)
-            self.keys.remember(key_id, signer)
         return ca_view(root, None)
 
     def create_tenant(self, name: str, *, display_name: str | None = None,
                       ca_key_type: str = "ec-p384", p12_profile: str | None = None,
+                      pkcs11_token: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> CAView:
         """A new tenant with its own issuing CA, signed by the root, whose key is of
         ``ca_key_type`` (the tenant's clients get keys of ``Tenant.key_type``), and whose
-        default PKCS#12 profile is ``p12_profile`` (None: the model's default, compat)."""
+        default PKCS#12 profile is ``p12_profile`` (None: the model's default, compat). The
+        CA's key is made in the PKCS#11 token labelled ``pkcs11_token``, or as a key file."""
         validate.tenant_name(name)
+        if pkcs11_token is not None:
+            validate.token_label(pkcs11_token)
         profile = None if p12_profile is None else Profile.parse(p12_profile)
         shown = validate.display_text(display_name or name, field="display_name", limit=64)
         if ca_key_type not in CA_KEY_TYPES:
@@ -100,7 +107,8 @@ class Hierarchy:
                 raise Conflict(f"tenant {name!r} already exists", field="name")
             root_cert = x509.load_der_x509_certificate(root.der)
             tenant = self._add_tenant(session, name, shown, root, root_cert,
-                                      self.keys.signer(root), ca_key_type, written, now=now)
+                                      self.keys.signer(root), ca_key_type, written, now=now,
+                                      token=pkcs11_token)
             issuing = tenant.authorities[0]
             if profile is not None:
                 tenant.p12_profile = profile.value
@@ -111,15 +119,14 @@ class Hierarchy:
 
     def _add_tenant(self, session: Session, name: str, display_name: str, root: Authority,
                     root_cert: x509.Certificate, root_signer: Signer, key_type: str,
-                    written: list[str], *, now: dt.datetime) -> Tenant:
+                    written: list[str], *, now: dt.datetime, token: str | None) -> Tenant:
         tenant = Tenant(name=name, display_name=display_name, created_at=now,
                         timezone=self.settings.timezone)
         session.add(tenant)
-        key = generate_ca_key(key_type)
         key_id = _new_key_id("issuing")
-        signer = self.keys.keystore.create(key_id, key)
+        signer = self.keys.new_ca_key(key_id, key_type, token=token)
         written.append(key_id)
-        request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
+        request = issuing_request(name, display_name, root_cert, signer.public_key(), now=now)
         # the CDP is the root's CRL URL as stored; the new CA's own is fixed here, for good
         cert = build_issuing(request, root_cert, root_signer,
                              serial=x509.random_serial_number(), urls=self.urls,
@@ -130,15 +137,15 @@ class Hierarchy:
         _require_unique_subject(session, cert.subject, tenant)
         issuing = _authority_row(cert, kind="issuing", key_id=key_id, tenant=tenant,
                                  issuer_id=root.id, now=now,
-                                 crl_url=crls.new_crl_url(self.urls, name))
+                                 crl_url=crls.new_crl_url(self.urls, name), token=token)
         session.add(issuing)
         session.flush()
-        self.keys.remember(key_id, signer)
         return tenant
 
     @contextlib.contextmanager
     def _writing_keys(self) -> Iterator[list[str]]:
-        """Key files written inside are removed again if the block fails: nothing half-made."""
+        """Keys made inside (files or token objects) are removed again if the block fails:
+        nothing half-made."""
         written: list[str] = []
         try:
             yield written
@@ -147,8 +154,7 @@ class Hierarchy:
                 if key_id == DATA_PROTECTION_MARK:
                     remove_data_protection_key(self.settings.effective_key_dir)
                     continue
-                self.keys.keystore.remove(key_id)
-                self.keys.forget(key_id)
+                self.keys.remove(key_id)
             raise
 
     def gateway_issuer_dn(self, tenant: str) -> str:
@@ -249,13 +255,15 @@ def _new_key_id(kind: str) -> str:
 
 
 def _authority_row(cert: x509.Certificate, *, kind: str, key_id: str, tenant: Tenant | None,
-                   issuer_id: int | None, now: dt.datetime, crl_url: str) -> Authority:
+                   issuer_id: int | None, now: dt.datetime, crl_url: str,
+                   token: str | None = None) -> Authority:
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     return Authority(
         tenant=tenant, issuer_id=issuer_id, kind=kind, key_id=key_id,
         subject=cert.subject.rfc4514_string(), serial=serials.to_text(cert.serial_number),
         ski=ski.hex().upper(), der=cert.public_bytes(serialization.Encoding.DER),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        created_at=now, crl_url=crl_url)
+        created_at=now, crl_url=crl_url, key_store="file" if token is None else "pkcs11",
+        key_token=token)
 
 
