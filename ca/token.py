@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import pkcs11
 from cryptography.hazmat.primitives import hashes, serialization
@@ -53,7 +53,13 @@ _DIGEST_INFO = {
 # the token or its session went away: worth one reopening
 _GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
          p11.DeviceRemoved, p11.DeviceError, p11.UserNotLoggedIn, p11.KeyHandleInvalid,
-         p11.ObjectHandleInvalid)
+         p11.ObjectHandleInvalid, p11.GeneralError)
+
+
+def _gone(exc: p11.PKCS11Error) -> bool:
+    """Whether reopening may help: a lost session or token, or a code python-pkcs11 has no
+    class for (CKR_CRYPTOKI_NOT_INITIALIZED after the module was finalised under us)."""
+    return isinstance(exc, _GONE) or type(exc) is p11.PKCS11Error
 MIN_PIN_LENGTH = 4
 
 
@@ -108,6 +114,26 @@ class _Library:
             cls._loaded[str(module)] = (os.getpid(), lib)
             return lib
 
+    @classmethod
+    def forget(cls, module: Path) -> None:
+        """Load the module afresh next time (it was finalised, or its device reset)."""
+        with cls._lock:
+            found = cls._loaded.pop(str(module), None)
+        if found is not None and found[0] == os.getpid():
+            with contextlib.suppress(p11.PKCS11Error):
+                found[1].finalize()
+
+
+def finalize_modules() -> None:
+    """Finalise every module this process loaded (C_Finalize): their sessions end, and the
+    next use initialises the module afresh (SoftHSM2 then reads its configuration again)."""
+    with _Library._lock:
+        for pid, lib in _Library._loaded.values():
+            if pid == os.getpid():
+                with contextlib.suppress(p11.PKCS11Error):
+                    lib.finalize()
+        _Library._loaded.clear()
+
 
 class TokenStore:
     """The CA keys in one token; one logged-in session per process, used under a lock."""
@@ -136,6 +162,8 @@ class TokenStore:
                               f"labelled {self.access.label!r}", field="pkcs11_token") from None
         try:
             return token.open(rw=True, user_pin=self.access.pin)
+        except p11.UserAlreadyLoggedIn:  # the login is the process's, not the session's
+            return token.open(rw=True)
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange):
             raise ConfigError(f"PKCS#11 token {self.access.label!r}: the PIN in "
                               f"{self.access.pin_file} does not open it",
@@ -152,32 +180,34 @@ class TokenStore:
                 old.close()
 
     def run(self, operation: Callable[[Any], T]) -> T:
-        """``operation(session)`` under the lock, on this process's session; reopened once
-        should the token or session have gone away."""
+        """``operation(session)`` under the lock, on this process's session. A session or
+        token that went away is reopened once; should that fail too, ``Unavailable`` says
+        so at once (no wait, no retry loop)."""
         with self._lock:
-            for attempt in (1, 2):
-                if self._session is None or self._pid != os.getpid():
-                    if self._pid != os.getpid():
-                        self._session = None  # the parent's: never used, never closed here
-                        self._handles.clear()
-                    try:
-                        self._session = self._open()
-                    except _GONE as exc:
-                        self._gone(exc)
-                    self._pid = os.getpid()
-                try:
-                    return operation(self._session)
-                except _GONE as exc:
-                    self._drop()
-                    if attempt == 2:
-                        self._gone(exc)
-                    if isinstance(exc, p11.DeviceRemoved):
-                        _Library._loaded.pop(str(self.access.module), None)
-            raise AssertionError("unreachable")
+            try:
+                return self._attempt(operation)
+            except p11.PKCS11Error as exc:
+                if not _gone(exc):
+                    raise ConfigError(f"PKCS#11 token {self.access.label!r} refused the "
+                                      f"operation ({type(exc).__name__})") from None
+                self._drop()
+                _Library.forget(self.access.module)  # a finalised or reset module
+            try:
+                return self._attempt(operation)
+            except (p11.PKCS11Error, ConfigError) as exc:
+                self._drop()
+                reason = exc.message if isinstance(exc, ConfigError) else type(exc).__name__
+                raise Unavailable(f"PKCS#11 token {self.access.label!r} went away and could "
+                                  f"not be reopened: {reason}") from None
 
-    def _gone(self, exc: Exception) -> NoReturn:
-        raise Unavailable(f"PKCS#11 token {self.access.label!r} is not reachable "
-                          f"({type(exc).__name__})") from None
+    def _attempt(self, operation: Callable[[Any], T]) -> T:
+        if self._pid != os.getpid():  # a fork: the parent's session is never used here
+            self._session = None
+            self._handles.clear()
+        if self._session is None:
+            self._session = self._open()
+            self._pid = os.getpid()
+        return operation(self._session)
 
     def check(self) -> None:
         """The module loads, the token is there and the PIN opens it."""
@@ -384,4 +414,4 @@ class _TokenRSAKey(rsa.RSAPrivateKey):
         return self
 
 
-__all__ = ["TokenAccess", "TokenSigner", "TokenStore", "read_pin_file"]
+__all__ = ["TokenAccess", "TokenSigner", "TokenStore", "finalize_modules", "read_pin_file"]
