@@ -55,6 +55,8 @@ class Hierarchy:
         profile = CAProfile(path_length=ROOT.path_length, validity_years=request.validity_years)
         key_id = _new_key_id("root")
         token = request.pkcs11_token
+        if token is not None:
+            self._require_token_settings(token)
         # the data-protection key (and the OCSP responders' keys) are files even when the
         # CA keys are in a token
         self.keys.keystore.ensure_directory()
@@ -94,7 +96,7 @@ class Hierarchy:
         CA's key is made in the PKCS#11 token labelled ``pkcs11_token``, or as a key file."""
         validate.tenant_name(name)
         if pkcs11_token is not None:
-            validate.token_label(pkcs11_token)
+            self._require_token_settings(pkcs11_token)
         profile = None if p12_profile is None else Profile.parse(p12_profile)
         shown = validate.display_text(display_name or name, field="display_name", limit=64)
         if ca_key_type not in CA_KEY_TYPES:
@@ -141,6 +143,14 @@ class Hierarchy:
         session.add(issuing)
         session.flush()
         return tenant
+
+    def _require_token_settings(self, label: str) -> None:
+        """A CA key asked for in a token: a valid label, and a module to find it in."""
+        validate.token_label(label)
+        if self.settings.pkcs11_module is None or self.settings.pkcs11_pin_file is None:
+            raise InvalidInput(f"a CA key in PKCS#11 token {label!r} was asked for, and no "
+                               "PKCS#11 module and PIN file are configured",
+                               field="pkcs11_token")
 
     @contextlib.contextmanager
     def _writing_keys(self) -> Iterator[list[str]]:

@@ -17,10 +17,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from fastapi.testclient import TestClient
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
+from sqlalchemy import select
 
-from ca.errors import ConfigError, Unavailable
+from api.app import build_app
+from ca.db.models import Authority, Tenant
+from ca.errors import ConfigError, InvalidInput, Unavailable
 from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings
 from ca.signer import hash_for
@@ -131,7 +135,7 @@ def test_signatures_from_several_threads_at_once_all_verify(store: TokenStore) -
             for n in range(25):
                 data = f"thread {worker} signature {n}".encode()
                 results.append((data, signer.sign_tbs(data)))
-        except BaseException as exc:  # noqa: BLE001  # reported below, with the others
+        except BaseException as exc:  # reported below, with the others
             failures.append(exc)
 
     threads = [threading.Thread(target=sign, args=(w,)) for w in range(8)]
@@ -225,9 +229,6 @@ def test_init_and_tenant_create_make_the_ca_keys_in_the_token_and_no_key_file(
         token_service: Service, token: SoftToken) -> None:
     token_service.hierarchy.create_tenant("kansai", ca_key_type="rsa-3072",
                                           pkcs11_token=token.label)
-    from sqlalchemy import select
-
-    from ca.db.models import Authority
     with token_service.database.reading() as session:
         rows = session.execute(select(Authority.kind, Authority.key_id, Authority.key_store,
                                       Authority.key_token).order_by(Authority.id)).all()
@@ -256,9 +257,6 @@ def test_a_tenant_whose_creation_fails_leaves_no_key_in_the_token(
 
 def test_start_up_stops_when_a_ca_key_is_missing_from_the_token(
         token_service: Service, token: SoftToken) -> None:
-    from sqlalchemy import select
-
-    from ca.db.models import Authority
     with token_service.database.reading() as session:
         key_id = session.scalar(select(Authority.key_id).where(Authority.kind == "issuing"))
     assert key_id is not None
@@ -278,3 +276,33 @@ def test_start_up_needs_the_module_and_pin_file_settings(
         again.startup.load_signers()
     assert caught.value.message == (f"a CA key is in PKCS#11 token {token.label!r}, and "
                                     "TEGATA_PKCS11_PIN_FILE is not set")
+
+
+def test_the_api_makes_a_tenant_whose_ca_key_is_in_the_token(
+        token_service: Service, token: SoftToken) -> None:
+    text, _ = token_service.tokens.create(role="operator", tenant=None)
+    client = TestClient(build_app(token_service.settings, service=token_service),
+                        raise_server_exceptions=False)
+    headers = {"Authorization": f"Bearer {text}"}
+    made = client.post("/api/v1/tenants", headers=headers,
+                       json={"name": "kyushu", "key_type": "ec-p256", "pkcs11_token": token.label})
+    assert made.status_code == 201, made.text
+    with token_service.database.reading() as session:
+        row = session.execute(select(Authority.key_id, Authority.key_store, Authority.key_token)
+                              .join(Tenant).where(Tenant.name == "kyushu")).one()
+    assert (row.key_store, row.key_token) == ("pkcs11", token.label)
+    assert ("PRIVATE_KEY", row.key_id) in token_objects(token)
+    refused = client.post("/api/v1/tenants", headers=headers,
+                          json={"name": "tohoku", "pkcs11_token": " padded"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"] == ("token label ' padded' must be 1-32 printable ASCII "
+                                        "characters, not starting or ending with a space")
+
+
+def test_a_token_is_refused_where_no_module_is_configured(service: Service) -> None:
+    before = service.hierarchy.list_tenants()
+    with pytest.raises(InvalidInput) as caught:
+        service.hierarchy.create_tenant("kyushu", pkcs11_token="tegata-ca")
+    assert caught.value.message == ("a CA key in PKCS#11 token 'tegata-ca' was asked for, and "
+                                    "no PKCS#11 module and PIN file are configured")
+    assert service.hierarchy.list_tenants() == before

@@ -76,9 +76,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     env = base | token.env()
     tegata(env, home, "tenant", "create", TENANT, "--key-type", "rsa-3072",
            "--pkcs11-token", token.label)
-    for login in ("alice", "bob", *(f"u{n:02}" for n in range(ISSUED_OVER_HTTP))):
-        tegata(env, home, "user", "add", login, "-t", TENANT, "--email",
-               f"{login}@example.com", "--allow")
+    users = home / "users.csv"
+    users.write_text("login,email,secure_access\n" + "".join(
+        f"{login},{login}@example.com,yes\n"
+        for login in ("alice", "bob", *(f"u{n:02}" for n in range(ISSUED_OVER_HTTP)))))
+    tegata(env, home, "user", "import", str(users), "-t", TENANT)
     api_token = json.loads(tegata(env, home, "token", "create", "--role", "operator",
                                   "--json"))["token"]
     issuing_pem, root_pem = re.findall(
