@@ -18,13 +18,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('authorities') as batch:
-        batch.add_column(sa.Column('key_store', sa.String(16), nullable=False,
-                                   server_default='file'))
-        batch.add_column(sa.Column('key_token', sa.String(32), nullable=True))
+    # plain ADD/DROP COLUMN (SQLite 3.35+): a batch copy of authorities would be refused by
+    # the foreign keys of certificates and crls; every CA made so far has a key file
+    op.add_column('authorities', sa.Column('key_store', sa.String(16), nullable=False,
+                                           server_default='file'))
+    op.add_column('authorities', sa.Column('key_token', sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('authorities') as batch:
-        batch.drop_column('key_token')
-        batch.drop_column('key_store')
+    op.drop_column('authorities', 'key_token')
+    op.drop_column('authorities', 'key_store')
