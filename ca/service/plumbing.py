@@ -28,6 +28,13 @@ from ca.token import TokenSigner, TokenStore
 PKCS11_STORE = "pkcs11"  # Authority.key_store of a key in a token ("file": a key file)
 
 
+def token_of(authority: Authority) -> str | None:
+    """The label of the PKCS#11 token that holds the CA's key; None: a key file. A CA's
+    next key (a rollover) goes where its key is: ``keys.new_ca_key(key_id, key_type,
+    token=token_of(old))``."""
+    return authority.key_token if authority.key_store == PKCS11_STORE else None
+
+
 class Keys:
     """The CA keys behind their signers, and the data-protection sealer; each loaded on
     first use and kept. A CA's key is a file in the key directory, or lives in a PKCS#11
@@ -63,8 +70,7 @@ class Keys:
         """The CA's key, loaded from its file on first use and kept: with thousands of
         tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
         for the same key at once load it once."""
-        return self.signer_by_id(authority.key_id, token=authority.key_token
-                                 if authority.key_store == PKCS11_STORE else None)
+        return self.signer_by_id(authority.key_id, token_of(authority))
 
     def signer_by_id(self, key_id: str, token: str | None = None) -> Signer:
         """The key ``key_id``: in the token labelled ``token``, or a file when None."""

@@ -23,9 +23,11 @@ from pkcs11 import exceptions as p11
 from sqlalchemy import select
 
 from api.app import build_app
+from ca import parallel
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, InvalidInput, Unavailable
-from ca.service import InitRequest, Service, build_service
+from ca.service import InitRequest, IssueRequest, Service, build_service
+from ca.service import certificates as certificate_use_cases
 from ca.settings import Settings
 from ca.signer import hash_for
 from ca.token import TokenSigner, TokenStore, finalize_modules
@@ -306,3 +308,25 @@ def test_a_token_is_refused_where_no_module_is_configured(service: Service) -> N
     assert caught.value.message == ("a CA key in PKCS#11 token 'tegata-ca' was asked for, and "
                                     "no PKCS#11 module and PIN file are configured")
     assert service.hierarchy.list_tenants() == before
+
+
+def test_bulk_issuance_in_worker_processes_signs_through_each_workers_own_session(
+        token_service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    if parallel.workers() < 2:
+        pytest.skip("one core: issuance never uses the pool here")
+    monkeypatch.setattr(certificate_use_cases, "PARALLEL_FROM", 1)  # the pool for three users
+    parallel.shutdown()
+    try:
+        logins = ("yamada", "suzuki", "tanaka")
+        for login in logins:
+            token_service.users.add("default", login, email=f"{login}@example.com", allow=True)
+        views = token_service.certificates.issue(IssueRequest(tenant="default", logins=logins))
+    finally:
+        parallel.shutdown()
+    with token_service.database.reading() as session:
+        issuing_der = session.scalar(select(Authority.der).where(Authority.kind == "issuing"))
+    assert issuing_der is not None
+    issuing = x509.load_der_x509_certificate(issuing_der)
+    assert sorted(v.login for v in views) == sorted(logins)
+    for view in views:
+        x509.load_der_x509_certificate(view.der).verify_directly_issued_by(issuing)
