@@ -6,6 +6,7 @@ in a message. Each test has a token of its own (tests/support/softhsm.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from ca.service import InitRequest, IssueRequest, Service, build_service
 from ca.service import certificates as certificate_use_cases
 from ca.settings import Settings
 from ca.signer import hash_for
-from ca.token import TokenSigner, TokenStore, finalize_modules
+from ca.token import TokenSigner, TokenStore, _Library, finalize_modules
 from tests.moments import MOMENTS
 from tests.support.softhsm import SoftToken, make_token
 
@@ -330,3 +331,31 @@ def test_bulk_issuance_in_worker_processes_signs_through_each_workers_own_sessio
     assert sorted(v.login for v in views) == sorted(logins)
     for view in views:
         x509.load_der_x509_certificate(view.der).verify_directly_issued_by(issuing)
+
+
+def test_a_forked_child_never_uses_its_parents_session_or_module_state(
+        store: TokenStore) -> None:
+    """granian forks its workers after start-up opened the token: the child initialises the
+    module for itself and opens a session of its own (PKCS#11 sessions never cross a fork)."""
+    signer = store.generate("issuing-fork", "ec-p256")
+    signer.sign_tbs(b"the parent signs first")
+    parents = store.run(lambda session: session)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's clean-up
+        try:
+            data = b"the child signs"
+            verify(signer.public_key(), signer.sign_tbs(data), data, hashes.SHA256())
+            own = store.run(lambda session: session)
+            loaded_here = [p for p, _ in _Library._loaded.values()] == [os.getpid()]
+            os.write(write, b"%d%d" % (own is not parents, loaded_here))
+        except BaseException as exc:
+            os.write(write, type(exc).__name__.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as answer:
+        assert (status, answer.read()) == (0, b"11")
+    assert store.run(lambda session: session) is parents  # the parent's is untouched
+    signer.sign_tbs(b"the parent signs again")
