@@ -25,9 +25,11 @@ from sqlalchemy import select
 
 from api.app import build_app
 from ca import parallel
+from ca.clock import FixedClock
+from ca.db import queries
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, InvalidInput, Unavailable
-from ca.service import InitRequest, IssueRequest, Service, build_service
+from ca.service import InitRequest, IssueRequest, Service, build_service, crls
 from ca.service import certificates as certificate_use_cases
 from ca.settings import Settings
 from ca.signer import hash_for
@@ -359,3 +361,19 @@ def test_a_forked_child_never_uses_its_parents_session_or_module_state(
         assert (status, answer.read()) == (0, b"11")
     assert store.run(lambda session: session) is parents  # the parent's is untouched
     signer.sign_tbs(b"the parent signs again")
+
+
+def test_the_lifecycle_renews_the_crl_of_a_ca_whose_key_is_in_the_token(
+        token_service: Service, clock: FixedClock) -> None:
+    token_service.lifecycle.run()
+    clock.advance(dt.timedelta(days=4))  # past half of a tenant CRL's 7 days
+    fresh = build_service(token_service.settings, clock=clock, engine=token_service.engine)
+    with fresh.database.reading() as session:
+        due = queries.crls_due(session, now=clock.now())
+        made = crls.prepare_renewals(session, due, now=clock.now(),
+                                     signer_of=fresh.keys.signer_by_id)
+        issuing = session.execute(select(Authority.id, Authority.der)
+                                  .where(Authority.kind == "issuing")).one()
+    assert [renewal.authority_id for renewal in made] == [issuing.id]  # signed, not skipped
+    renewed = x509.load_der_x509_crl(made[0].row["der"])
+    assert renewed.is_signature_valid(x509.load_der_x509_certificate(issuing.der).public_key())
