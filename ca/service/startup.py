@@ -7,7 +7,7 @@ from sqlalchemy import select
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable
 from ca.db.models import Authority
-from ca.errors import NotInitialized
+from ca.errors import ConfigError, NotInitialized
 from ca.service.plumbing import PKCS11_STORE, Database, Keys
 from ca.settings import Settings
 from ca.signer import check_private_file
@@ -47,10 +47,16 @@ class Startup:
             keys = session.execute(select(
                 Authority.key_id, Authority.kind, Authority.key_store, Authority.key_token
             ).where(Authority.retired_at.is_(None))).all()
+        in_tokens: dict[str, set[str]] = {}
         for key_id, kind, store, token in keys:
-            if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is found
+            if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is in it
                 assert token is not None
-                self.keys.signer_by_id(key_id, token)
+                if token not in in_tokens:
+                    in_tokens[token] = self.keys.token(token).key_ids()
+                if key_id not in in_tokens[token]:
+                    raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
+                if kind == "root":
+                    self.keys.signer_by_id(key_id, token)
             elif kind == "root":
                 self.keys.signer_by_id(key_id)
             else:
