@@ -29,7 +29,7 @@ from ca.clock import FixedClock
 from ca.db import queries
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, InvalidInput, Unavailable
-from ca.service import InitRequest, IssueRequest, Service, build_service, crls
+from ca.service import InitRequest, IssueRequest, Service, build_service, crls, hierarchy
 from ca.service import certificates as certificate_use_cases
 from ca.settings import Settings
 from ca.signer import hash_for
@@ -253,11 +253,18 @@ def test_init_and_tenant_create_make_the_ca_keys_in_the_token_and_no_key_file(
 
 
 def test_a_tenant_whose_creation_fails_leaves_no_key_in_the_token(
-        token_service: Service, token: SoftToken) -> None:
+        token_service: Service, token: SoftToken, monkeypatch: pytest.MonkeyPatch) -> None:
     before = token_objects(token)
-    with pytest.raises(Exception, match="already exists"):
-        token_service.hierarchy.create_tenant("default", pkcs11_token=token.label)
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the certificate could not be made")
+
+    # after the key pair was made in the token, before the transaction commits
+    monkeypatch.setattr(hierarchy, "build_issuing", fails)
+    with pytest.raises(RuntimeError, match="could not be made"):
+        token_service.hierarchy.create_tenant("kansai", pkcs11_token=token.label)
     assert token_objects(token) == before
+    assert token_service.hierarchy.list_tenants() == ["default"]
 
 
 def test_start_up_stops_when_a_ca_key_is_missing_from_the_token(
