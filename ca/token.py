@@ -60,6 +60,8 @@ def _gone(exc: p11.PKCS11Error) -> bool:
     """Whether reopening may help: a lost session or token, or a code python-pkcs11 has no
     class for (CKR_CRYPTOKI_NOT_INITIALIZED after the module was finalised under us)."""
     return isinstance(exc, _GONE) or type(exc) is p11.PKCS11Error
+
+
 MIN_PIN_LENGTH = 4
 
 

@@ -201,6 +201,22 @@ def test_a_wrong_pin_or_an_absent_token_is_a_configuration_error_without_the_pin
     assert token.pin not in caught.value.message and token.pin not in repr(access)
 
 
+def test_a_module_that_is_not_there_or_not_pkcs11_is_a_configuration_error(
+        token: SoftToken, tmp_path: Path) -> None:
+    access = token.access()
+    not_a_module = tmp_path / "not-a-module.so"
+    not_a_module.write_bytes(b"not a shared library")
+    told = {}
+    for module in (tmp_path / "absent.so", not_a_module):
+        with pytest.raises(ConfigError) as caught:
+            TokenStore(type(access)(module=module, label=access.label, pin_file=access.pin_file,
+                                    pin=access.pin)).check()
+        told[module.name] = caught.value.message
+    assert told == {
+        "absent.so": f"PKCS#11 module {tmp_path / 'absent.so'} does not exist",
+        "not-a-module.so": f"PKCS#11 module {not_a_module} could not be loaded (PKCS11Error)"}
+
+
 def test_a_pin_file_others_can_read_is_refused(token: SoftToken, tmp_path: Path) -> None:
     token.pin_file.chmod(0o644)
     settings = Settings(data_dir=tmp_path, pkcs11_module=token.module,
