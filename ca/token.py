@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pkcs11
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -39,17 +39,12 @@ from pkcs11.util.rsa import encode_rsa_public_key
 
 from ca.errors import ConfigError, Unavailable
 from ca.signer import FileSigner, check_private_file
+from ca.token_keys import TokenECKey, TokenRSAKey
 
 T = TypeVar("T")
 
 _CURVES = {"ec-p256": "secp256r1", "ec-p384": "secp384r1"}
 _RSA_BITS = {"rsa-3072": 3072, "rsa-4096": 4096}
-# DigestInfo prefixes for CKM_RSA_PKCS (RFC 8017, 9.2 note 1)
-_DIGEST_INFO = {
-    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 # the token or its session went away: worth one reopening
 _GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
          p11.DeviceRemoved, p11.DeviceError, p11.UserNotLoggedIn, p11.KeyHandleInvalid,
@@ -313,9 +308,9 @@ class TokenSigner(FileSigner):
                  public_key: CertificateIssuerPublicKeyTypes) -> None:
         key: CertificateIssuerPrivateKeyTypes
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            key = _TokenECKey(key_id, store, public_key)
+            key = TokenECKey(key_id, store, public_key)
         elif isinstance(public_key, rsa.RSAPublicKey):
-            key = _TokenRSAKey(key_id, store, public_key)
+            key = TokenRSAKey(key_id, store, public_key)
         else:
             raise ConfigError(f"CA key type {type(public_key).__name__} is not supported")
         super().__init__(key_id, key)
@@ -323,104 +318,6 @@ class TokenSigner(FileSigner):
 
     def __repr__(self) -> str:
         return f"<TokenSigner {self.key_id} in {self.store.access.label!r}>"
-
-
-def _digest(data: bytes | bytearray | memoryview, algorithm: Any) -> tuple[bytes, str]:
-    if isinstance(algorithm, utils.Prehashed):
-        return bytes(data), algorithm._algorithm.name
-    if not isinstance(algorithm, hashes.SHA256 | hashes.SHA384 | hashes.SHA512):
-        raise ConfigError(f"hash {getattr(algorithm, 'name', algorithm)!r} is not supported "
-                          "for a CA key in a token")
-    digest = hashes.Hash(algorithm)
-    digest.update(data)
-    return digest.finalize(), algorithm.name
-
-
-class _TokenECKey(ec.EllipticCurvePrivateKey):
-    """An EC private key that lives in the token: only ``sign`` and ``public_key`` work."""
-
-    def __init__(self, key_id: str, store: TokenStore, public: ec.EllipticCurvePublicKey) -> None:
-        self._key_id = key_id
-        self._store = store
-        self._public = public
-
-    def sign(self, data: bytes | bytearray | memoryview,
-             signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
-        assert isinstance(signature_algorithm, ec.ECDSA)
-        digest, _ = _digest(data, signature_algorithm.algorithm)
-        raw = self._store.raw_sign(self._key_id, digest, Mechanism.ECDSA)
-        half = len(raw) // 2  # the token gives r || s; X.509 wants the DER SEQUENCE
-        return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
-                                          int.from_bytes(raw[half:], "big"))
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public
-
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self._public.curve
-
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
-        raise NotImplementedError("a CA key in a token only signs")
-
-    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        raise NotImplementedError("a CA key in a token never leaves it")
-
-    def private_bytes(self, encoding: serialization.Encoding,
-                      format: serialization.PrivateFormat,
-                      encryption_algorithm: serialization.KeySerializationEncryption) -> bytes:
-        raise NotImplementedError("a CA key in a token never leaves it")
-
-    def __copy__(self) -> _TokenECKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _TokenECKey:
-        return self
-
-
-class _TokenRSAKey(rsa.RSAPrivateKey):
-    """An RSA private key that lives in the token: PKCS #1 v1.5 signatures only."""
-
-    def __init__(self, key_id: str, store: TokenStore, public: rsa.RSAPublicKey) -> None:
-        self._key_id = key_id
-        self._store = store
-        self._public = public
-
-    def sign(self, data: bytes, padding: padding.AsymmetricPadding,
-             algorithm: Any) -> bytes:
-        if padding.name != "EMSA-PKCS1-v1_5":
-            raise ConfigError("a CA key in a token signs with PKCS #1 v1.5 only")
-        digest, name = _digest(data, algorithm)
-        return self._store.raw_sign(self._key_id, _DIGEST_INFO[name] + digest,
-                                    Mechanism.RSA_PKCS)
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public
-
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
-        raise NotImplementedError("a CA key in a token only signs")
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        raise NotImplementedError("a CA key in a token never leaves it")
-
-    def private_bytes(self, encoding: serialization.Encoding,
-                      format: serialization.PrivateFormat,
-                      encryption_algorithm: serialization.KeySerializationEncryption) -> bytes:
-        raise NotImplementedError("a CA key in a token never leaves it")
-
-    def __copy__(self) -> _TokenRSAKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _TokenRSAKey:
-        return self
 
 
 __all__ = ["TokenAccess", "TokenSigner", "TokenStore", "finalize_modules", "read_pin_file"]
