@@ -34,6 +34,9 @@ class TenantIn(Strict):
     key_type: CaKeyType = "ec-p384"
     p12_profile: ProfileName | None = Field(default=None, description=(
         "the tenant's default PKCS#12 profile; absent or null: compat"))
+    pkcs11_token: str | None = Field(default=None, max_length=32, description=(
+        "the label of the PKCS#11 token (of the server's module) to make the issuing CA's "
+        "key in; absent or null: a key file"))
 
 
 class CAOut(BaseModel):

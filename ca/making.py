@@ -24,6 +24,7 @@ from ca import passwords
 from ca.keys import generate_client_key, private_der
 from ca.profiles import Urls
 from ca.signer import FileKeyStore, Signer
+from ca.token import TokenAccess, TokenStore
 from ca.x509.certificate import ClientRequest, build_client
 
 
@@ -35,6 +36,7 @@ class KeyAccess:
     passphrase: bytes = field(repr=False)
     source: str  # the variable the passphrase came from, for messages
     key_id: str
+    token: TokenAccess | None = None  # the key is in this PKCS#11 token, not a file
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +71,12 @@ _SIGNERS: dict[tuple[Path, str], Signer] = {}  # in a worker: each CA key loaded
 def _signer(access: KeyAccess) -> Signer:
     found = _SIGNERS.get((access.directory, access.key_id))
     if found is None:
-        store = FileKeyStore(access.directory, access.passphrase,
-                             passphrase_source=access.source)
-        found = _SIGNERS[(access.directory, access.key_id)] = store.load(access.key_id)
+        if access.token is not None:  # this worker's own session, opened here
+            found = TokenStore(access.token).load(access.key_id)
+        else:
+            found = FileKeyStore(access.directory, access.passphrase,
+                                 passphrase_source=access.source).load(access.key_id)
+        _SIGNERS[(access.directory, access.key_id)] = found
     return found
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from ca.errors import ConfigError
+from ca.token import TokenAccess, read_pin_file
 
 ENV_PREFIX = "TEGATA_"
 DEFAULT_CONFIG_FILE = "tegata.toml"
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     key_dir: Path | None = None
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
+    # CA keys in a PKCS#11 token (ca/token.py): the module, and a file (mode 0600) holding
+    # the user PIN; the token's label is kept with each CA
+    pkcs11_module: Path | None = None
+    pkcs11_pin_file: Path | None = None
     public_base_url: str = "http://127.0.0.1:8080"
     timezone: str = "UTC"
     log_format: Literal["text", "json"] = "text"
@@ -182,6 +187,19 @@ class Settings(BaseSettings):
         if self.key_passphrase_file is not None and self.key_passphrase is None:
             return env_name("key_passphrase_file")
         return env_name("key_passphrase")
+
+    def token_access(self, label: str) -> TokenAccess:
+        """Where the token labelled ``label`` is, and its PIN (read now, from its file)."""
+        missing = [env_name(name) for name in ("pkcs11_module", "pkcs11_pin_file")
+                   if getattr(self, name) is None]
+        if missing:
+            raise ConfigError(f"a CA key is in PKCS#11 token {label!r}, and {' and '.join(missing)}"
+                              f" {'is' if len(missing) == 1 else 'are'} not set",
+                              field=missing[0])
+        assert self.pkcs11_module is not None and self.pkcs11_pin_file is not None
+        pin = read_pin_file(self.pkcs11_pin_file, what=f"{env_name('pkcs11_pin_file')}:")
+        return TokenAccess(module=self.pkcs11_module, label=label,
+                           pin_file=self.pkcs11_pin_file, pin=pin)
 
     def passphrase(self) -> bytes:
         """The CA key passphrase, from TEGATA_KEY_PASSPHRASE or TEGATA_KEY_PASSPHRASE_FILE."""

@@ -47,6 +47,19 @@ def tenant_name(value: str) -> str:
     return value
 
 
+TOKEN_LABEL = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,30}[\x21-\x7e])?")
+
+
+def token_label(value: str) -> str:
+    """A PKCS#11 token label: CK_TOKEN_INFO holds 32 bytes, blank-padded; printable ASCII
+    here, with no blank at either end (the padding would swallow it)."""
+    if not TOKEN_LABEL.fullmatch(value):
+        raise InvalidInput(f"token label {_shown(value)} must be 1-32 printable ASCII "
+                           "characters, not starting or ending with a space",
+                           field="pkcs11_token")
+    return value
+
+
 def email(value: str) -> str:
     if len(value) > 254 or not EMAIL.fullmatch(value):
         raise InvalidInput(f"e-mail {_shown(value)} is not an address of the form "

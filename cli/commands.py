@@ -24,6 +24,7 @@ from cli import crl, gateway, lifecycle, revocation, server, subscription
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
 from cli.links import link_app
+from cli.options import PinFileOpt, Pkcs11ModuleOpt, Pkcs11TokenOpt
 from cli.output import output_file, read_file, shown
 from cli.tenants import tenant_set
 from cli.users import GroupOpt, StatusOpt, UnaffiliatedOpt, group_app, selection, user_app
@@ -74,13 +75,19 @@ def init(
     organization: Annotated[str, typer.Option(help="Organisation in CA names.")] = "Tegata",
     key_type: Annotated[str, typer.Option(help=f"{_one_of(CA_KEY_TYPES)}.")] = "ec-p384",
     validity_years: Annotated[int, typer.Option(help="Root CA validity in years.")] = 25,
+    pkcs11_module: Pkcs11ModuleOpt = None,
+    pkcs11_token: Pkcs11TokenOpt = None,
+    pin_file: PinFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create the database, the root CA and the issuing CA of the `default` tenant."""
     request = InitRequest(root_name=root_name, organization=organization, key_type=key_type,
-                          validity_years=validity_years)
+                          validity_years=validity_years, pkcs11_token=pkcs11_token)
+    STATE.use_token(pkcs11_token, pkcs11_module, pin_file)
     service = STATE.service(check_schema=False)
     service.settings.passphrase()  # fail before touching the database if it is missing
+    if pkcs11_token is not None:  # and if the token is absent or the PIN does not open it
+        service.keys.token(pkcs11_token).check()
     service.database.upgrade()
     root = service.hierarchy.initialize(request)
     emit({"root": present.ca(root), "tenant": DEFAULT_TENANT}, as_json=as_json,
@@ -122,11 +129,16 @@ def tenant_create(
     p12_profile: Annotated[str | None, typer.Option(
         help=f"{_one_of(PROFILES)}: the tenant's default PKCS#12 profile (default compat; "
              "`tenant set --p12-profile` changes it).")] = None,
+    pkcs11_module: Pkcs11ModuleOpt = None,
+    pkcs11_token: Pkcs11TokenOpt = None,
+    pin_file: PinFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a tenant with its own issuing CA, signed by the root."""
+    STATE.use_token(pkcs11_token, pkcs11_module, pin_file)
     view = STATE.service().hierarchy.create_tenant(name, display_name=display_name,
-                                                   ca_key_type=key_type, p12_profile=p12_profile)
+                                                   ca_key_type=key_type, p12_profile=p12_profile,
+                                                   pkcs11_token=pkcs11_token)
     emit(present.ca(view), as_json=as_json,
          text=f"tenant {name}: issuing CA {view.subject} (serial {view.serial})")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from ca.errors import InvalidInput
 from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
 
@@ -23,6 +25,19 @@ class State:
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
+
+    def use_token(self, token: str | None, module: Path | None, pin_file: Path | None) -> None:
+        """The command makes a CA key in the PKCS#11 token ``token``: ``module`` and
+        ``pin_file``, when given, stand for TEGATA_PKCS11_MODULE and _PIN_FILE."""
+        if token is None:
+            if module is not None or pin_file is not None:
+                raise InvalidInput("--pkcs11-module and --pin-file go with --pkcs11-token",
+                                   field="pkcs11_token")
+            return
+        update = {name: value for name, value in
+                  (("pkcs11_module", module), ("pkcs11_pin_file", pin_file)) if value is not None}
+        self._settings = self.settings().model_copy(update=update)
+        self._service = None
 
     def service(self, *, check_schema: bool = True) -> Service:
         if self._service is None:

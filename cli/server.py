@@ -159,6 +159,7 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
 
     from api import sharedmetrics
     from ca import parallel
+    from ca.token import finalize_modules
     from cli import logs, supervise
 
     settings = service.settings
@@ -167,6 +168,9 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     how = plan(settings, workers=workers, open_files=open_files_limit())
     os.environ[parallel.SERVER_WORKERS] = str(how.workers)  # each one's pool: its share of cores
     service.engine.dispose()  # the workers open their own connections
+    # and their own PKCS#11 sessions: start-up's are closed before the workers fork, so
+    # that no module state (a network HSM's connection) is shared with them
+    finalize_modules()
     sharedmetrics.reset(settings.data_dir)  # a new server counts from zero
     supervise.prepare_reasons()
     server = supervise.Supervisor(WORKER_FACTORY, factory=True, address=host, port=port,

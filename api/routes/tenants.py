@@ -58,7 +58,8 @@ async def create_tenant(request: Request, body: TenantIn) -> TenantOut:
     """A new tenant with its own issuing CA signed by the root."""
     view = await run_in_threadpool(
         service_of(request).hierarchy.create_tenant, body.name, display_name=body.display_name,
-        ca_key_type=body.key_type, p12_profile=body.p12_profile, actor=actor_of(request))
+        ca_key_type=body.key_type, p12_profile=body.p12_profile,
+        pkcs11_token=body.pkcs11_token, actor=actor_of(request))
     return TenantOut.model_validate({"name": body.name, "issuing_ca": present.ca(view)})
 
 

@@ -115,6 +115,10 @@ class Authority(Base):
     # when the CA's latest CRL is past half its validity and the lifecycle renews it; NULL
     # when it has none yet (due at once); set at every publication (CrlPublisher.publish)
     crl_renew_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    # where the key lives: 'file' (the key directory) or 'pkcs11' (the token labelled
+    # key_token, in the module of TEGATA_PKCS11_MODULE); ca.service.plumbing.Keys reads it
+    key_store: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
+    key_token: Mapped[str | None] = mapped_column(String(32))
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")
 

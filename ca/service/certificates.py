@@ -165,7 +165,9 @@ class Certificates:
             "rsa") else PARALLEL_FROM)
         make = making.maker(self.keys.signer(issuer.authority), making.KeyAccess(
             directory=self.settings.effective_key_dir, passphrase=self.settings.passphrase(),
-            source=self.settings.passphrase_source(), key_id=issuer.authority.key_id),
+            source=self.settings.passphrase_source(), key_id=issuer.authority.key_id,
+            token=self.settings.token_access(issuer.authority.key_token)
+            if issuer.authority.key_store == "pkcs11" and issuer.authority.key_token else None),
             template, pooled=executor is not None)
         groups = [[(w.login, w.email) for w in whom[start:start + GROUP]]
                   for start in range(0, len(whom), GROUP)]

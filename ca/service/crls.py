@@ -87,16 +87,18 @@ class Renewal:
 
 
 def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: dt.datetime,
-                     signer_of: Callable[[str], Signer]) -> list[Renewal]:
+                     signer_of: Callable[[str, str | None], Signer]) -> list[Renewal]:
     """The next CRLs of those of ``authority_ids`` that are active issuing CAs with a CRL
     URL (the others are left to ``publish``), read in two statements for the whole set:
     each CA with its tenant's CRL validity and its latest CRL, then which of them list any
-    certificate (only those read their entries). ``signer_of`` takes a key id."""
+    certificate (only those read their entries). ``signer_of`` takes a key id and the label
+    of the PKCS#11 token that holds it (None: a key file)."""
     newest = (select(Crl.authority_id, func.max(Crl.number).label("number"))
               .where(Crl.authority_id.in_(authority_ids)).group_by(Crl.authority_id)
               .subquery())
     cas = session.execute(
-        select(Authority.id, Authority.der, Authority.key_id, Authority.crl_url,
+        select(Authority.id, Authority.der, Authority.key_id, Authority.key_store,
+               Authority.key_token, Authority.crl_url,
                Tenant.crl_validity_seconds, Crl.number, Crl.this_update)
         .join(Tenant, Tenant.id == Authority.tenant_id)
         .outerjoin(newest, newest.c.authority_id == Authority.id)
@@ -109,14 +111,14 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
         Certificate.revoked_at.is_not(None) | Certificate.id.in_(held))))
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     made = []
-    for authority_id, issuer, key_id, url, validity, last, last_made in cas:
+    for authority_id, issuer, key_id, store, token, url, validity, last, last_made in cas:
         assert url is not None  # selected so
         request = crl_builder.CrlRequest(
             number=next_number(now, last), this_update=this_update,
             next_update=this_update + dt.timedelta(seconds=validity),
             distribution_point=url, covers_ca_certificates=False)
         try:
-            signer = signer_of(key_id)
+            signer = signer_of(key_id, token if store == "pkcs11" else None)
         except CAError:  # an unusable key: left to ``publish``, which reports it for the CA
             continue
         entries = _entries(session, authority_id, last_made) if authority_id in listing else ()

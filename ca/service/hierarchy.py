@@ -25,7 +25,7 @@ from ca.errors import Conflict, InvalidInput, NotFound
 from ca.profiles import CA_KEY_TYPES, ISSUING, ROOT, CAProfile, Urls
 from ca.sealing import create_data_protection_key, remove_data_protection_key
 from ca.service import crls
-from ca.service.plumbing import Database, Keys
+from ca.service.plumbing import Database, Keys, token_of
 from ca.service.requests import InitRequest
 from ca.service.views import (
     DEFAULT_TENANT,
@@ -37,7 +37,7 @@ from ca.service.views import (
     link_view,
 )
 from ca.settings import Settings
-from ca.signer import Signer, generate_ca_key
+from ca.signer import Signer
 from ca.x509.certificate import (
     MAX_COMMON_NAME,
     CARequest,
@@ -70,14 +70,20 @@ class Hierarchy:
         with self.database.reading() as session:
             if queries.root(session) is not None:
                 raise Conflict("Tegata is already initialised: the root CA exists")
-        root_key = generate_ca_key(request.key_type)
         profile = CAProfile(path_length=ROOT.path_length, validity_years=request.validity_years)
-        root_req = CARequest(common_name=request.root_name, organization=request.organization,
-                             public_key=root_key.public_key(), profile=profile, now=now)
         key_id = _new_key_id("root")
+        token = request.pkcs11_token
+        if token is not None:
+            self._require_token_settings(token)
+        # the data-protection key (and the OCSP responders' keys) are files even when the
+        # CA keys are in a token
+        self.keys.keystore.ensure_directory()
         with self._writing_keys() as written:
-            signer = self.keys.keystore.create(key_id, root_key)
+            signer = self.keys.new_ca_key(key_id, request.key_type, token=token)
             written.append(key_id)
+            root_req = CARequest(common_name=request.root_name,
+                                 organization=request.organization,
+                                 public_key=signer.public_key(), profile=profile, now=now)
             if create_data_protection_key(self.settings.effective_key_dir,
                                           self.settings.passphrase()):
                 written.append(DATA_PROTECTION_MARK)
@@ -85,27 +91,30 @@ class Hierarchy:
             with self.database.transaction() as session:
                 root = _authority_row(root_cert, kind="root", key_id=key_id, tenant=None,
                                       issuer_id=None, now=now,
-                                      crl_url=crls.new_crl_url(self.urls, None))
+                                      crl_url=crls.new_crl_url(self.urls, None), token=token)
                 session.add(root)
                 session.flush()
                 root.issuer_id = root.id
                 tenant = self._add_tenant(session, DEFAULT_TENANT, "Default", root,
                                           root_cert, signer, request.key_type, written,
-                                          now=now)
+                                          now=now, token=token)
                 audit.record(session, actor, Event(action="ca.init", target="root",
                                                    details={"subject": root.subject}), now=now)
                 audit.record(session, actor, Event(action="tenant.create", target=tenant.name,
                                                    tenant_id=tenant.id), now=now)
-            self.keys.remember(key_id, signer)
         return ca_view(root, None)
 
     def create_tenant(self, name: str, *, display_name: str | None = None,
                       ca_key_type: str = "ec-p384", p12_profile: str | None = None,
+                      pkcs11_token: str | None = None,
                       actor: Actor = audit.CLI_ACTOR) -> CAView:
         """A new tenant with its own issuing CA, signed by the root, whose key is of
         ``ca_key_type`` (the tenant's clients get keys of ``Tenant.key_type``), and whose
-        default PKCS#12 profile is ``p12_profile`` (None: the model's default, compat)."""
+        default PKCS#12 profile is ``p12_profile`` (None: the model's default, compat). The
+        CA's key is made in the PKCS#11 token labelled ``pkcs11_token``, or as a key file."""
         validate.tenant_name(name)
+        if pkcs11_token is not None:
+            self._require_token_settings(pkcs11_token)
         profile = None if p12_profile is None else Profile.parse(p12_profile)
         shown = validate.display_text(display_name or name, field="display_name", limit=64)
         if ca_key_type not in CA_KEY_TYPES:
@@ -118,7 +127,8 @@ class Hierarchy:
                 raise Conflict(f"tenant {name!r} already exists", field="name")
             root_cert = x509.load_der_x509_certificate(root.der)
             tenant = self._add_tenant(session, name, shown, root, root_cert,
-                                      self.keys.signer(root), ca_key_type, written, now=now)
+                                      self.keys.signer(root), ca_key_type, written, now=now,
+                                      token=pkcs11_token)
             issuing = tenant.authorities[0]
             if profile is not None:
                 tenant.p12_profile = profile.value
@@ -129,15 +139,14 @@ class Hierarchy:
 
     def _add_tenant(self, session: Session, name: str, display_name: str, root: Authority,
                     root_cert: x509.Certificate, root_signer: Signer, key_type: str,
-                    written: list[str], *, now: dt.datetime) -> Tenant:
+                    written: list[str], *, now: dt.datetime, token: str | None) -> Tenant:
         tenant = Tenant(name=name, display_name=display_name, created_at=now,
                         timezone=self.settings.timezone)
         session.add(tenant)
-        key = generate_ca_key(key_type)
         key_id = _new_key_id("issuing")
-        signer = self.keys.keystore.create(key_id, key)
+        signer = self.keys.new_ca_key(key_id, key_type, token=token)
         written.append(key_id)
-        request = issuing_request(name, display_name, root_cert, key.public_key(), now=now)
+        request = issuing_request(name, display_name, root_cert, signer.public_key(), now=now)
         # the CDP is the root's CRL URL as stored; the new CA's own is fixed here, for good
         cert = build_issuing(request, root_cert, root_signer,
                              serial=x509.random_serial_number(), urls=self.urls,
@@ -149,15 +158,23 @@ class Hierarchy:
         _require_unique_subject(session, cert.subject, tenant)
         issuing = _authority_row(cert, kind="issuing", key_id=key_id, tenant=tenant,
                                  issuer_id=root.id, now=now,
-                                 crl_url=crls.new_crl_url(self.urls, name))
+                                 crl_url=crls.new_crl_url(self.urls, name), token=token)
         session.add(issuing)
         session.flush()
-        self.keys.remember(key_id, signer)
         return tenant
+
+    def _require_token_settings(self, label: str) -> None:
+        """A CA key asked for in a token: a valid label, and a module to find it in."""
+        validate.token_label(label)
+        if self.settings.pkcs11_module is None or self.settings.pkcs11_pin_file is None:
+            raise InvalidInput(f"a CA key in PKCS#11 token {label!r} was asked for, and no "
+                               "PKCS#11 module and PIN file are configured",
+                               field="pkcs11_token")
 
     @contextlib.contextmanager
     def _writing_keys(self) -> Iterator[list[str]]:
-        """Key files written inside are removed again if the block fails: nothing half-made."""
+        """Keys made inside (files or token objects) are removed again if the block fails:
+        nothing half-made."""
         written: list[str] = []
         try:
             yield written
@@ -166,8 +183,7 @@ class Hierarchy:
                 if key_id == DATA_PROTECTION_MARK:
                     remove_data_protection_key(self.settings.effective_key_dir)
                     continue
-                self.keys.keystore.remove(key_id)
-                self.keys.forget(key_id)
+                self.keys.remove(key_id)
             raise
 
     def gateway_issuer_dn(self, tenant: str) -> str:
@@ -237,16 +253,16 @@ class Hierarchy:
         """
         with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
-            chosen = key_type or key_type_of(
-                x509.load_der_x509_certificate(queries.issuing(session, owner).der))
+            current = queries.issuing(session, owner)
+            chosen = key_type or key_type_of(x509.load_der_x509_certificate(current.der))
+            token = token_of(current)  # the next key goes where the current one is
         if chosen not in CA_KEY_TYPES:
             raise InvalidInput(f"CA key type {chosen!r} is not one of "
                                f"{', '.join(CA_KEY_TYPES)}", field="key_type")
         now = self.clock.now()
-        key = generate_ca_key(chosen)  # made before any lock is taken
         key_id = _new_key_id("issuing")
         with self._writing_keys() as written:
-            signer = self.keys.keystore.create(key_id, key)
+            signer = self.keys.new_ca_key(key_id, chosen, token=token)  # before any lock
             written.append(key_id)
             with self.database.transaction() as session:
                 owner = queries.tenant(session, tenant)
@@ -256,7 +272,7 @@ class Hierarchy:
                 root_cert = x509.load_der_x509_certificate(root.der)
                 previous = x509.load_der_x509_certificate(current.der)
                 request = CARequest(common_name=current.subject, organization=None,
-                                    public_key=key.public_key(), profile=ISSUING, now=now,
+                                    public_key=signer.public_key(), profile=ISSUING, now=now,
                                     name=previous.subject)
                 generation = current.generation + 1
                 cert = build_issuing(request, root_cert, self.keys.signer(root),
@@ -265,7 +281,8 @@ class Hierarchy:
                                      root_generation=root.generation)
                 row = _authority_row(cert, kind="issuing", key_id=key_id, tenant=owner,
                                      issuer_id=root.id, now=now,
-                                     crl_url=crls.new_crl_url(self.urls, owner.name, generation))
+                                     crl_url=crls.new_crl_url(self.urls, owner.name, generation),
+                                     token=token)
                 row.generation = generation
                 session.add(row)
                 session.flush()
@@ -273,7 +290,6 @@ class Hierarchy:
                     action="ca.rollover", target=owner.name, tenant_id=owner.id,
                     details={"generation": generation, "serial": row.serial,
                              "previous_serial": current.serial, "key_type": chosen}), now=now)
-            self.keys.remember(key_id, signer)
         return ca_view(row, tenant)
 
     def rollover_root(self, *, key_type: str | None = None,
@@ -289,16 +305,16 @@ class Hierarchy:
         ``rollover`` makes an issuing CA under the new root. The old root stays in service
         (its CRL, the bundles) while issuing CAs it certified are."""
         with self.database.reading() as session:
-            chosen = key_type or key_type_of(
-                x509.load_der_x509_certificate(queries.require_root(session).der))
+            current_root = queries.require_root(session)
+            chosen = key_type or key_type_of(x509.load_der_x509_certificate(current_root.der))
+            token = token_of(current_root)  # the next key goes where the current one is
         if chosen not in CA_KEY_TYPES:
             raise InvalidInput(f"CA key type {chosen!r} is not one of "
                                f"{', '.join(CA_KEY_TYPES)}", field="key_type")
         now = self.clock.now()
-        key = generate_ca_key(chosen)  # made before any lock is taken
         key_id = _new_key_id("root")
         with self._writing_keys() as written:
-            signer = self.keys.keystore.create(key_id, key)
+            signer = self.keys.new_ca_key(key_id, chosen, token=token)  # before any lock
             written.append(key_id)
             with self.database.transaction() as session:
                 old = queries.require_root(session)
@@ -312,12 +328,12 @@ class Hierarchy:
                 generation = old.generation + 1
                 name = generation_name(old_cert.subject, generation)
                 new_cert = build_root(CARequest(
-                    common_name=old.subject, organization=None, public_key=key.public_key(),
+                    common_name=old.subject, organization=None, public_key=signer.public_key(),
                     profile=ROOT, now=now, name=name), signer,
                     serial=x509.random_serial_number())
                 crl_url = crls.new_crl_url(self.urls, None, generation)
                 row = _authority_row(new_cert, kind="root", key_id=key_id, tenant=None,
-                                     issuer_id=None, now=now, crl_url=crl_url)
+                                     issuer_id=None, now=now, crl_url=crl_url, token=token)
                 row.generation = generation
                 row.link_from_previous = build_link(
                     new_cert, old_cert, self.keys.signer(old),
@@ -335,7 +351,6 @@ class Hierarchy:
                     details={"generation": generation, "subject": row.subject,
                              "serial": row.serial, "previous_serial": old.serial,
                              "key_type": chosen}), now=now)
-            self.keys.remember(key_id, signer)
         return ca_view(row, None)
 
     def ca_certificate(self, tenant: str | None, generation: int = 1) -> CAView:
@@ -470,13 +485,15 @@ def _new_key_id(kind: str) -> str:
 
 
 def _authority_row(cert: x509.Certificate, *, kind: str, key_id: str, tenant: Tenant | None,
-                   issuer_id: int | None, now: dt.datetime, crl_url: str) -> Authority:
+                   issuer_id: int | None, now: dt.datetime, crl_url: str,
+                   token: str | None = None) -> Authority:
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     return Authority(
         tenant=tenant, issuer_id=issuer_id, kind=kind, key_id=key_id,
         subject=cert.subject.rfc4514_string(), serial=serials.to_text(cert.serial_number),
         ski=ski.hex().upper(), der=cert.public_bytes(serialization.Encoding.DER),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        created_at=now, crl_url=crl_url)
+        created_at=now, crl_url=crl_url, key_store="file" if token is None else "pkcs11",
+        key_token=token)
 
 

@@ -22,16 +22,29 @@ from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.service import crls
 from ca.settings import Settings
-from ca.signer import FileKeyStore, Signer
+from ca.signer import FileKeyStore, Signer, generate_ca_key
+from ca.token import TokenSigner, TokenStore
+
+PKCS11_STORE = "pkcs11"  # Authority.key_store of a key in a token ("file": a key file)
+
+
+def token_of(authority: Authority) -> str | None:
+    """The label of the PKCS#11 token that holds the CA's key; None: a key file. A CA's
+    next key (a rollover) goes where its key is: ``keys.new_ca_key(key_id, key_type,
+    token=token_of(old))``."""
+    return authority.key_token if authority.key_store == PKCS11_STORE else None
 
 
 class Keys:
     """The CA keys behind their signers, and the data-protection sealer; each loaded on
-    first use and kept."""
+    first use and kept. A CA's key is a file in the key directory, or lives in a PKCS#11
+    token (``Authority.key_store`` says which, ``key_token`` names the token)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._keystore: FileKeyStore | None = None
+        self._tokens: dict[str, TokenStore] = {}
+        self._tokens_guard = threading.Lock()
         self._signers: dict[str, Signer] = {}
         self._signer_loading: dict[str, threading.Lock] = {}
         self._signers_guard = threading.Lock()
@@ -45,13 +58,22 @@ class Keys:
                 passphrase_source=self.settings.passphrase_source())
         return self._keystore
 
+    def token(self, label: str) -> TokenStore:
+        """The PKCS#11 token labelled ``label`` (its session opened on first use)."""
+        with self._tokens_guard:
+            found = self._tokens.get(label)
+            if found is None:
+                found = self._tokens[label] = TokenStore(self.settings.token_access(label))
+            return found
+
     def signer(self, authority: Authority) -> Signer:
         """The CA's key, loaded from its file on first use and kept: with thousands of
         tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
         for the same key at once load it once."""
-        return self.signer_by_id(authority.key_id)
+        return self.signer_by_id(authority.key_id, token_of(authority))
 
-    def signer_by_id(self, key_id: str) -> Signer:
+    def signer_by_id(self, key_id: str, token: str | None = None) -> Signer:
+        """The key ``key_id``: in the token labelled ``token``, or a file when None."""
         found = self._signers.get(key_id)
         if found is not None:
             return found
@@ -60,10 +82,31 @@ class Keys:
         with loading:
             found = self._signers.get(key_id)
             if found is None:
-                found = self._signers[key_id] = self.keystore.load(key_id)
+                found = self._signers[key_id] = self.keystore.load(key_id) if token is None \
+                    else self.token(token).load(key_id)
         with self._signers_guard:
             self._signer_loading.pop(key_id, None)
         return found
+
+    def new_ca_key(self, key_id: str, key_type: str, *, token: str | None) -> Signer:
+        """A new CA key of ``key_type`` in the store the CA uses: generated inside the token
+        labelled ``token`` (never extractable), or here and written to its file when None.
+        Kept, so its first signature loads nothing."""
+        signer: Signer
+        if token is None:
+            signer = self.keystore.create(key_id, generate_ca_key(key_type))
+        else:
+            signer = self.token(token).generate(key_id, key_type)
+        self.remember(key_id, signer)
+        return signer
+
+    def remove(self, key_id: str) -> None:
+        """Remove a key made for a CA whose creation failed, from its file or its token."""
+        made = self._signers.pop(key_id, None)
+        if isinstance(made, TokenSigner):
+            made.store.remove(key_id)
+        else:
+            self.keystore.remove(key_id)
 
     def forget(self, key_id: str) -> None:
         """A key whose file was removed again (a tenant whose creation failed)."""

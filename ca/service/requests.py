@@ -22,8 +22,11 @@ class InitRequest:
     organization: str = "Tegata"
     key_type: str = "ec-p384"
     validity_years: int = ROOT.validity_years
+    pkcs11_token: str | None = None  # the root's key in this token, not a key file
 
     def __post_init__(self) -> None:
+        if self.pkcs11_token is not None:
+            validate.token_label(self.pkcs11_token)
         if self.key_type not in CA_KEY_TYPES:
             raise InvalidInput(f"CA key type {self.key_type!r} is not one of "
                                f"{', '.join(CA_KEY_TYPES)}", field="key_type")

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable
 from ca.db.models import Authority
-from ca.errors import NotInitialized
-from ca.service.plumbing import Database, Keys
+from ca.errors import ConfigError, NotInitialized
+from ca.service.plumbing import PKCS11_STORE, Database, Keys
 from ca.settings import Settings
 from ca.signer import check_private_file
 
@@ -40,12 +40,24 @@ class Startup:
         """Check the CA keys at start-up, in time that does not grow with the tenants: the
         root's key and the data-protection key are loaded (so a wrong passphrase stops
         start-up), and every other active CA's key file must be there, private (a missing or
-        world-readable file stops start-up, not a request). Those keys load on first use."""
+        world-readable file stops start-up, not a request). Those keys load on first use.
+        A key in a PKCS#11 token is looked up at once: a token that is absent, a PIN that
+        does not open it or a CA key it does not hold stops start-up."""
         with self.database.reading() as session:
-            keys = session.execute(select(Authority.key_id, Authority.kind).where(
-                Authority.retired_at.is_(None))).all()
-        for key_id, kind in keys:
-            if kind == "root":
+            keys = session.execute(select(
+                Authority.key_id, Authority.kind, Authority.key_store, Authority.key_token
+            ).where(Authority.retired_at.is_(None))).all()
+        in_tokens: dict[str, set[str]] = {}
+        for key_id, kind, store, token in keys:
+            if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is in it
+                assert token is not None
+                if token not in in_tokens:
+                    in_tokens[token] = self.keys.token(token).key_ids()
+                if key_id not in in_tokens[token]:
+                    raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
+                if kind == "root":
+                    self.keys.signer_by_id(key_id, token)
+            elif kind == "root":
                 self.keys.signer_by_id(key_id)
             else:
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")

@@ -63,7 +63,7 @@ def test_a_renewal_made_before_a_revocation_republished_its_ca_is_not_recorded(
     with service.database.reading() as session:
         due = queries.crls_due(session, now=clock.now())
         made = crls.prepare_renewals(session, due, now=clock.now(),
-                                     signer_of=service.keys.keystore.load)
+                                     signer_of=service.keys.signer_by_id)
     mine, default = authority_of(service, TENANT), authority_of(service, "default")
     assert {renewal.authority_id for renewal in made} == {mine, default}  # not the root's
     before = crl_numbers(service, TENANT)

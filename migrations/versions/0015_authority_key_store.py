@@ -1,0 +1,30 @@
+"""authority key_store and key_token: where a CA's key lives, a key file ('file') or a
+PKCS#11 token ('pkcs11', with the token's label)
+
+Revision ID: 0015
+Revises: 0013
+Create Date: 2026-11-30 06:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0015'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # plain ADD/DROP COLUMN (SQLite 3.35+): a batch copy of authorities would be refused by
+    # the foreign keys of certificates and crls; every CA made so far has a key file
+    op.add_column('authorities', sa.Column('key_store', sa.String(16), nullable=False,
+                                           server_default='file'))
+    op.add_column('authorities', sa.Column('key_token', sa.String(32), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column('authorities', 'key_token')
+    op.drop_column('authorities', 'key_store')

@@ -1,0 +1,71 @@
+"""``tegata init`` and ``tegata tenant create`` with a CA key in a PKCS#11 token (SoftHSM2):
+the options, the settings they stand for, and bad input told in one line, nothing made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pkcs11 import Attribute
+
+from ca.token import TokenStore, finalize_modules
+from tests.support.cli import Cli, Env
+from tests.support.softhsm import SoftToken, make_token
+
+
+@pytest.fixture
+def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftToken]:
+    made = make_token(tmp_path / "hsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(made.conf))
+    yield made
+    finalize_modules()
+
+
+def token_labels(token: SoftToken) -> set[str]:
+    with TokenStore(token.access())._open() as session:
+        return {str(o[Attribute.LABEL]) for o in session.get_objects({})}
+
+
+def test_init_and_tenant_create_put_the_ca_keys_in_the_token(
+        sqlite_env: Env, cli: Cli, token: SoftToken, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli.ok("init", "--key-type", "ec-p256", "--pkcs11-module", str(token.module),
+           "--pkcs11-token", token.label, "--pin-file", str(token.pin_file))
+    for name, value in token.env().items():
+        monkeypatch.setenv(name, value)
+    cli.ok("tenant", "create", "kansai", "--key-type", "ec-p384", "--pkcs11-token", token.label)
+    rows = sqlite_env.dump()["authorities"]
+    assert {(r["kind"], r["key_store"], r["key_token"]) for r in rows} == {
+        ("root", "pkcs11", token.label), ("issuing", "pkcs11", token.label)}
+    assert token_labels(token) == {r["key_id"] for r in rows}
+    assert sqlite_env.key_files() == ["data-protection.key"]
+
+
+def test_token_options_without_a_token_label_are_refused(sqlite_env: Env, cli: Cli,
+                                                         token: SoftToken) -> None:
+    result = cli("init", "--pkcs11-module", str(token.module), "--pin-file",
+                 str(token.pin_file))
+    assert result.code == 2
+    assert result.error() == "--pkcs11-module and --pin-file go with --pkcs11-token"
+    assert not (sqlite_env.data_dir / "tegata.db").exists()
+
+
+def test_a_pin_file_others_can_read_stops_init_with_exit_78(sqlite_env: Env, cli: Cli,
+                                                            token: SoftToken) -> None:
+    token.pin_file.chmod(0o640)
+    result = cli("init", "--pkcs11-module", str(token.module), "--pkcs11-token", token.label,
+                 "--pin-file", str(token.pin_file))
+    assert result.code == 78
+    assert result.error() == (f"TEGATA_PKCS11_PIN_FILE: {token.pin_file} is readable by "
+                              f"others (mode 0640); run chmod 600 {token.pin_file}")
+    assert token.pin not in result.out + result.err
+    assert token_labels(token) == set()
+
+
+def test_an_absent_token_stops_init_before_anything_is_made(sqlite_env: Env, cli: Cli,
+                                                            token: SoftToken) -> None:
+    result = cli("init", "--pkcs11-module", str(token.module), "--pkcs11-token", "absent",
+                 "--pin-file", str(token.pin_file))
+    assert result.code == 78
+    assert result.error() == f"PKCS#11 token 'absent' is not present in {token.module}"
+    assert not (sqlite_env.data_dir / "tegata.db").exists()
