@@ -400,3 +400,34 @@ def test_the_lifecycle_renews_the_crl_of_a_ca_whose_key_is_in_the_token(
     assert [renewal.authority_id for renewal in made] == [issuing.id]  # signed, not skipped
     renewed = x509.load_der_x509_crl(made[0].row["der"])
     assert renewed.is_signature_valid(x509.load_der_x509_certificate(issuing.der).public_key())
+
+
+def test_a_rollover_makes_the_next_key_where_the_current_one_is(
+        token_service: Service, token: SoftToken) -> None:
+    """The tenant's next issuing CA and the next root keep their keys in the token the
+    current ones use; the next certificate is signed through it and chains to the new CA."""
+    issuing = token_service.hierarchy.rollover("default")
+    root = token_service.hierarchy.rollover_root()
+    with token_service.database.reading() as session:
+        rows = session.execute(select(Authority.kind, Authority.generation, Authority.key_id,
+                                      Authority.key_store, Authority.key_token)
+                               .where(Authority.kind.in_(("root", "issuing")))
+                               .order_by(Authority.id)).all()
+    assert [(kind, generation, store, label) for kind, generation, _, store, label in rows] == [
+        ("root", 1, "pkcs11", token.label), ("issuing", 1, "pkcs11", token.label),
+        ("issuing", 2, "pkcs11", token.label), ("root", 2, "pkcs11", token.label)]
+    assert token_objects(token) == {(kind, key_id) for _, _, key_id, _, _ in rows
+                                    for kind in ("PUBLIC_KEY", "PRIVATE_KEY")}
+    key_dir = token_service.settings.effective_key_dir
+    assert sorted(p.name for p in key_dir.iterdir()) == ["data-protection.key"]
+    assert issuing.serial != root.serial
+    token_service.users.add("default", "hanako", email="hanako@example.com", allow=True)
+    (made,) = token_service.certificates.issue(IssueRequest(tenant="default",
+                                                            logins=("hanako",)))
+    leaf = x509.load_der_x509_certificate(made.der)
+    with token_service.database.reading() as session:
+        newest = session.scalar(select(Authority).where(Authority.kind == "issuing",
+                                                        Authority.generation == 2))
+        assert newest is not None
+        ca_cert = x509.load_der_x509_certificate(newest.der)
+    leaf.verify_directly_issued_by(ca_cert)
