@@ -318,6 +318,7 @@ def live(settings: Settings) -> Iterator[Service]:
         yield service
 
 
+@pytest.mark.stress
 def test_two_replicas_on_one_database_behave_as_one_service(
         live: Service, settings: Settings, tmp_path: Path) -> None:
     plans = {tenant: prepare(live, tenant) for tenant in TENANTS}
@@ -390,7 +391,13 @@ def test_two_replicas_on_one_database_behave_as_one_service(
             .where(live_filter(now=live.clock.now()))).all()
         cas = len(session.scalars(select(Authority.id).where(
             Authority.kind.in_(("root", "issuing")))).all())
+        responders = session.execute(
+            select(Authority.issuer_id, func.count()).where(
+                Authority.kind == "ocsp", Authority.retired_at.is_(None))
+            .group_by(Authority.issuer_id)).all()
     assert duplicates == []
+    # both replicas answered each CA's first OCSP questions at once: one responder each
+    assert sorted(count for _, count in responders) == [1] * len(TENANTS)
     per_ca: dict[int, list[int]] = {}
     for authority_id, number in numbers:
         per_ca.setdefault(authority_id, []).append(number)
