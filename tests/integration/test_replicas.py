@@ -452,3 +452,43 @@ def expected_entries(plans: dict[str, Plan]) -> dict[str, dict[str, str | None]]
             entries |= {s: "superseded" for s in [first, *plan.reissues[login][:-1]]}
         found[tenant] = entries
     return found
+
+
+RESPONDER_RACES = 4  # new CAs whose first OCSP questions reach both replicas at once
+
+
+def test_both_replicas_answering_a_new_cas_first_questions_make_one_responder(
+        live: Service, settings: Settings, tmp_path: Path) -> None:
+    """Each CA's delegated OCSP responder is made by whichever replica first answers for
+    it: both at once make one, and both sign with it."""
+    names = [f"shiten{n}" for n in range(RESPONDER_RACES)]
+    serials = {}
+    for name in names:
+        live.hierarchy.create_tenant(name, display_name=f"支店{name}", ca_key_type="ec-p256")
+        live.users.add(name, "sato", email="sato@example.jp", allow=True)
+        (view,) = live.certificates.issue(IssueRequest(tenant=name, logins=("sato",)))
+        serials[name] = view.serial
+    issuers = {n: x509.load_der_x509_certificate(live.hierarchy.ca_certificates(n)[1].der)
+               for n in names}
+    keys = str(settings.effective_key_dir)
+    with serving(settings, tmp_path / "a.log", TEGATA_KEY_DIR=keys,
+                 TEGATA_DATA_DIR=str(tmp_path / "replica-a")) as a, \
+            serving(settings, tmp_path / "b.log", TEGATA_KEY_DIR=keys,
+                    TEGATA_DATA_DIR=str(tmp_path / "replica-b")) as b:
+        replicas = Replicas(servers=[a, b], issuers=issuers, tokens={}, operator="")
+        for name in names:
+            start = threading.Barrier(2)
+
+            def ask(server: Server, name: str = name, start: threading.Barrier = start
+                    ) -> Status:
+                start.wait(timeout=TIMEOUT)
+                return replicas.status(server, name, serials[name])
+
+            with ThreadPoolExecutor(max_workers=2) as pair:
+                assert list(pair.map(ask, [a, b])) == [GOOD, GOOD]
+    with live.database.reading() as session:
+        responders = dict(session.execute(
+            select(Authority.issuer_id, func.count()).where(
+                Authority.kind == "ocsp", Authority.retired_at.is_(None))
+            .group_by(Authority.issuer_id)).all())
+    assert sorted(responders.values()) == [1] * RESPONDER_RACES
