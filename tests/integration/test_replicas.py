@@ -36,6 +36,8 @@ import base64
 import itertools
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,7 +58,8 @@ from ca.service import IssueRequest, Service
 from ca.settings import Settings
 from ca.states import live_filter
 from ca.x509 import ocsp as ocsp_builder
-from tests.served import Server, live_service, serving
+from tests.processes import free_port
+from tests.served import ROOT, Server, live_service, server_env, serving
 from tests.support.issuing import crl_reasons
 
 TENANTS = {"kanto": "関東電機株式会社", "kinki": "近畿商事"}
@@ -499,3 +502,37 @@ def test_both_replicas_answering_a_new_cas_first_questions_make_one_responder(
                 Authority.kind == "ocsp", Authority.retired_at.is_(None))
             .group_by(Authority.issuer_id)).all())
     assert sorted(responders.values()) == [1] * RESPONDER_RACES
+
+
+def test_a_second_server_on_a_data_directory_in_use_is_refused(
+        live: Service, settings: Settings, tmp_path: Path) -> None:
+    """Each server keeps its metrics and its lifecycle lock file in its data directory:
+    a second one there (a replica given the same directory) stops in one line, exit 78, and
+    the first one's counts stay; once the first has stopped, the directory serves again."""
+    data = tmp_path / "replica-a"
+    keys = str(settings.effective_key_dir)
+    with serving(settings, tmp_path / "a.log", TEGATA_KEY_DIR=keys,
+                 TEGATA_DATA_DIR=str(data)) as first:
+        counted = written_counts(data)
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(free_port())],
+            cwd=ROOT, env=server_env(settings, TEGATA_KEY_DIR=keys, TEGATA_DATA_DIR=str(data)),
+            capture_output=True, text=True, timeout=TIMEOUT)
+        assert (second.returncode, second.stdout, second.stderr) == (
+            78, "", f"tegata: error: TEGATA_DATA_DIR: {data} is in use by another tegata "
+            "serve; give each server (each replica) a data directory of its own\n")
+        assert httpx.get(f"{first.url}/healthz", timeout=TIMEOUT).status_code == 200
+        assert written_counts(data) == counted
+    with serving(settings, tmp_path / "again.log", TEGATA_KEY_DIR=keys,
+                 TEGATA_DATA_DIR=str(data)) as again:
+        assert httpx.get(f"{again.url}/healthz", timeout=TIMEOUT).status_code == 200
+
+
+def written_counts(data: Path) -> list[str]:
+    """The files the server's workers count requests in (each writes its own within a
+    second of a request; waited for)."""
+    deadline = time.monotonic() + POLL_DEADLINE
+    while not (found := sorted(p.name for p in (data / "metrics").glob("*"))):
+        assert time.monotonic() < deadline, "no worker wrote its counts"
+        time.sleep(0.1)
+    return found
