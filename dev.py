@@ -48,7 +48,7 @@ def ensure_venv() -> None:
 
 
 # what --fast leaves out: the markers of pyproject.toml's pytest section
-FAST = ["-m", "not schemathesis and not stateful and not interop"]
+FAST = ["-m", "not schemathesis and not stateful and not interop and not stress"]
 
 
 def pytest_args(rest: list[str]) -> list[str]:

@@ -395,9 +395,14 @@ def bench_visibility(work: Path, procs: Processes, tries: int) -> list[str]:
     env, serial = setup_tegata(here)
     token = json.loads(tegata("token", "create", "--role", "admin", "--json", env=env))["token"]
     servers = []
-    for _ in range(2):
+    data = Path(env["TEGATA_DATA_DIR"])
+    for name in ("a", "b"):
         port = free_port()
-        proc = procs.start([*TEGATA, "serve", "--port", str(port)], env=env, cwd=ROOT)
+        # a data directory each (one server per directory), the database and keys shared
+        replica = {**env, "TEGATA_DATA_DIR": str(here / f"replica-{name}"),
+                   "TEGATA_DATABASE_URL": f"sqlite:///{data / 'tegata.db'}",
+                   "TEGATA_KEY_DIR": str(data / "keys")}
+        proc = procs.start([*TEGATA, "serve", "--port", str(port)], env=replica, cwd=ROOT)
         wait_for_port(port, proc)
         servers.append(port)
     a, b = servers

@@ -132,6 +132,7 @@ def worker_app() -> ASGIApp:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, signal.SIG_DFL)
     supervise.die_with_parent()
+    release_data_dir()  # the server's lock, inherited by a forked worker
     try:
         settings = load_settings()
         logs.configure(settings)
@@ -140,6 +141,46 @@ def worker_app() -> ASGIApp:
         return app
     except Exception as exc:  # any: a worker that cannot start is told apart from a death
         raise supervise.start_failed(exc) from None
+
+
+# held by a running ``tegata serve`` in its data directory: one server per directory
+SERVE_LOCK = "serve.lock"
+# the lock's descriptor while this process serves, with its file's (device, inode)
+_claimed: list[tuple[int, tuple[int, int]]] = []
+
+
+def claim_data_dir(data_dir: Path) -> None:
+    """Refuse a second ``tegata serve`` on this data directory, in one line. Each server
+    keeps its own ``metrics/`` there (emptied at its start: a second server would wipe the
+    first one's counts, and each would then report both) and its own ``lifecycle.lock``, so
+    replicas, even on one host, take a data directory each. The lock is ``flock``'s: the
+    kernel drops it when the server exits, even killed; its workers close their copy."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no guard
+        return
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(data_dir / SERVE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(f"TEGATA_DATA_DIR: {data_dir} is in use by another tegata serve; "
+                          "give each server (each replica) a data directory of its own",
+                          field="TEGATA_DATA_DIR") from None
+    info = os.fstat(fd)
+    _claimed.append((fd, (info.st_dev, info.st_ino)))
+
+
+def release_data_dir() -> None:
+    """Close this process's copy of the lock (the server at its end; a forked worker at
+    its start, so that only the server itself holds it)."""
+    while _claimed:
+        fd, file = _claimed.pop()
+        with contextlib.suppress(OSError):  # closed already: nothing to do
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) == file:  # still the lock file's descriptor
+                os.close(fd)
 
 
 def check_address(host: str, port: int) -> None:
@@ -153,14 +194,9 @@ def check_address(host: str, port: int) -> None:
 
 
 def run(service: Service, host: str, port: int, *, workers: int | None = None) -> None:
-    from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
-    from granian.log import LogLevels
-
-    from api import sharedmetrics
     from ca import parallel
     from ca.token import finalize_modules
-    from cli import logs, supervise
+    from cli import logs
 
     settings = service.settings
     check_address(host, port)
@@ -171,6 +207,21 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     # and their own PKCS#11 sessions: start-up's are closed before the workers fork, so
     # that no module state (a network HSM's connection) is shared with them
     finalize_modules()
+    claim_data_dir(settings.data_dir)
+    try:
+        _serve(settings, host, port, how)
+    finally:
+        release_data_dir()
+
+
+def _serve(settings: Settings, host: str, port: int, how: Plan) -> None:
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    from api import sharedmetrics
+    from cli import supervise
+
     sharedmetrics.reset(settings.data_dir)  # a new server counts from zero
     supervise.prepare_reasons()
     server = supervise.Supervisor(WORKER_FACTORY, factory=True, address=host, port=port,

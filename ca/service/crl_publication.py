@@ -89,6 +89,9 @@ class Crls:
                 return _crl_view(latest)
         with self.database.transaction() as session:
             authority = self._crl_authority(session, tenant, generation)
+            # locked before the second look: a replica making it at the same moment is
+            # waited for and its CRL served, rather than a second one made after it
+            crls.lock(session, authority)
             latest = crls.latest(session, authority)  # another writer may have made it
             if latest is None or renewal.stale(latest, now=now):
                 latest = self.publisher.publish(session, authority, now=now)

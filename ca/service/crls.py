@@ -32,12 +32,17 @@ def mark_dirty(session: Session, authority_id: int) -> None:
     session.info.setdefault(DIRTY, set()).add(authority_id)
 
 
+def lock(session: Session, authority: Authority) -> None:
+    """Hold the CA's row until the transaction ends: one CRL at a time per CA, on every
+    database (a CRL committed meanwhile by another process is waited for, then read)."""
+    session.execute(update(Authority).where(Authority.id == authority.id)
+                    .values(key_id=Authority.key_id))
+
+
 def publish(session: Session, authority: Authority | None, *, now: dt.datetime, urls: Urls,
             signer_of: Callable[[Authority], Signer]) -> Crl:
     assert authority is not None
-    # lock the authority's row: one CRL at a time per CA, on every database
-    session.execute(update(Authority).where(Authority.id == authority.id)
-                    .values(key_id=Authority.key_id))
+    lock(session, authority)
     last = latest(session, authority)
     number = next_number(now, last.number if last else None)
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -284,6 +284,10 @@ class Ocsp:
                                   cert=x509.load_der_x509_certificate(row.der),
                                   signer=self.keys.signer(row), not_after=row.not_after)
         with self.database.transaction() as session:
+            # the issuing CA's row locked first: a replica making its responder at the same
+            # moment is waited for, and its responder read below, so each CA has one
+            session.execute(update(Authority).where(Authority.id == authority_id)
+                            .values(key_id=Authority.key_id))
             issuing = session.get(Authority, authority_id)
             assert issuing is not None
             tenant = session.get(Tenant, issuing.tenant_id)

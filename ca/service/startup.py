@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from sqlalchemy import select
 
 from ca.db import migrate, queries
 from ca.db.engine import check_reachable
-from ca.db.models import Authority
+from ca.db.models import Authority, Certificate, KeyMaterial
 from ca.errors import ConfigError, NotInitialized
+from ca.sealing import DATA_PROTECTION_FILE
 from ca.service.plumbing import PKCS11_STORE, Database, Keys
 from ca.settings import Settings
 from ca.signer import check_private_file
@@ -42,28 +49,65 @@ class Startup:
         start-up), and every other active CA's key file must be there, private (a missing or
         world-readable file stops start-up, not a request). Those keys load on first use.
         A key in a PKCS#11 token is looked up at once: a token that is absent, a PIN that
-        does not open it or a CA key it does not hold stops start-up."""
+        does not open it or a CA key it does not hold stops start-up.
+
+        The keys loaded must be the database's: each root's key is the one its certificate
+        names, and the data-protection key opens the newest key material sealed in the
+        database. A replica (or a restore) given another deployment's key directory stops
+        here instead of signing with a key nobody trusts or sealing keys the other replicas
+        cannot open."""
         with self.database.reading() as session:
             keys = session.execute(select(
-                Authority.key_id, Authority.kind, Authority.key_store, Authority.key_token
-            ).where(Authority.retired_at.is_(None))).all()
+                Authority.key_id, Authority.kind, Authority.key_store, Authority.key_token,
+                Authority.der).where(Authority.retired_at.is_(None))).all()
+            sealed = session.execute(
+                select(Certificate.serial, KeyMaterial.sealed_key, KeyMaterial.sealed_password)
+                .join(Certificate, Certificate.id == KeyMaterial.certificate_id)
+                .where(KeyMaterial.sealed_key.is_not(None),
+                       KeyMaterial.sealed_password.is_not(None))
+                .order_by(KeyMaterial.certificate_id.desc()).limit(1)).first()
         in_tokens: dict[str, set[str]] = {}
-        for key_id, kind, store, token in keys:
+        for key_id, kind, store, token, der in keys:
             if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is in it
                 assert token is not None
                 if token not in in_tokens:
                     in_tokens[token] = self.keys.token(token).key_ids()
                 if key_id not in in_tokens[token]:
                     raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
-                if kind == "root":
-                    self.keys.signer_by_id(key_id, token)
-            elif kind == "root":
-                self.keys.signer_by_id(key_id)
-            else:
+            if kind == "root":
+                signer = self.keys.signer_by_id(key_id, token if store == PKCS11_STORE else None)
+                if _spki(signer.public_key()) != _spki(
+                        x509.load_der_x509_certificate(der).public_key()):
+                    if store == PKCS11_STORE:
+                        raise ConfigError(f"PKCS#11 token {token!r} key {key_id!r} is not the "
+                                          "key of the database's root CA (the token holds "
+                                          "another deployment's keys?)",
+                                          field="TEGATA_PKCS11_MODULE")
+                    raise ConfigError(
+                        f"CA key file {self.keys.keystore.path_for(key_id)} does not hold the "
+                        "key of the database's root CA (TEGATA_KEY_DIR names another "
+                        "deployment's key directory?)", field="TEGATA_KEY_DIR")
+            elif store != PKCS11_STORE:
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
         if keys:
-            _ = self.keys.sealer
+            sealer = self.keys.sealer
+            if sealed is not None:
+                serial, sealed_key, sealed_password = sealed
+                assert sealed_key is not None and sealed_password is not None  # selected so
+                try:
+                    sealer.open_key_material(sealed_key, sealed_password, serial=serial)
+                except ConfigError:
+                    path = self.settings.effective_key_dir / DATA_PROTECTION_FILE
+                    raise ConfigError(
+                        f"data-protection key {path} does not open the key material sealed "
+                        f"in the database (certificate {serial}): TEGATA_KEY_DIR names another "
+                        "deployment's key directory?", field="TEGATA_KEY_DIR") from None
 
     def is_initialized(self) -> bool:
         with self.database.reading() as session:
             return queries.root(session) is not None
+
+
+def _spki(key: CertificateIssuerPublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)

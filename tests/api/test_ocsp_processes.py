@@ -10,6 +10,7 @@ how soon (the change feed is read every 0.2 s).
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import sys
 import time
@@ -68,6 +69,13 @@ def answered_in_time(url: str, expected: tuple[ocsp.OCSPCertStatus, x509.ReasonF
     return found
 
 
+def replica(settings: Settings, tmp_path: Path, name: str) -> contextlib.AbstractContextManager[
+        Server]:
+    """One of two servers on the database: a data directory of its own, the keys shared."""
+    return serving(settings, tmp_path / f"{name}.log", TEGATA_DATA_DIR=str(tmp_path / name),
+                   TEGATA_KEY_DIR=str(settings.effective_key_dir))
+
+
 GOOD = (ocsp.OCSPCertStatus.GOOD, None)
 HELD = (ocsp.OCSPCertStatus.REVOKED, x509.ReasonFlags.certificate_hold)
 COMPROMISED = (ocsp.OCSPCertStatus.REVOKED, x509.ReasonFlags.key_compromise)
@@ -79,7 +87,7 @@ def test_a_change_through_one_server_reaches_the_other_servers_kept_answers(
     token = live.tokens.create(role="admin", tenant=TENANT)[0]
     headers = {"Authorization": f"Bearer {token}"}
     base = f"/api/v1/tenants/{TENANT}/certificates/{view.serial}"
-    with serving(settings, tmp_path / "a.log") as a, serving(settings, tmp_path / "b.log") as b:
+    with replica(settings, tmp_path, "a") as a, replica(settings, tmp_path, "b") as b:
         urls = {a.url: get_url(live, a, view), b.url: get_url(live, b, view)}
         for url in urls.values():  # each keeps "good" in its memory
             assert answered(url) == GOOD
@@ -123,7 +131,7 @@ def test_an_etag_from_one_process_gets_a_304_or_a_valid_answer_from_another(
     is answered by another with 304 when their answers are the same bytes, else with 200
     and that one's own valid, current answer, never with an error or a stale status."""
     view = issue_one(live, "kobayashi")
-    with serving(settings, tmp_path / "a.log") as a, serving(settings, tmp_path / "b.log") as b:
+    with replica(settings, tmp_path, "a") as a, replica(settings, tmp_path, "b") as b:
         first = httpx.get(get_url(live, a, view), timeout=30)
         assert first.status_code == 200
         etag = first.headers["etag"]

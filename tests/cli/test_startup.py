@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.processes import free_port, stop
 from tests.support.cli import Cli, Env, Result
@@ -78,6 +80,14 @@ def _key_file_open_to_others(env: Env, mp: pytest.MonkeyPatch) -> list[str]:
     return [str(path), "0644"]
 
 
+def _root_key_of_another_deployment(env: Env, mp: pytest.MonkeyPatch) -> list[str]:
+    path = root_key_file(env)
+    path.write_bytes(ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode())))
+    return [str(path), "TEGATA_KEY_DIR"]
+
+
 def _wrong_passphrase(env: Env, mp: pytest.MonkeyPatch) -> list[str]:
     mp.setenv("TEGATA_KEY_PASSPHRASE", "wrong-but-long-enough-passphrase")
     return ["TEGATA_KEY_PASSPHRASE"]
@@ -109,6 +119,7 @@ def _unreachable_database(env: Env, mp: pytest.MonkeyPatch) -> list[str]:
 
 SERVE_BREAKAGES: dict[str, Breakage] = {
     "key-file-0644": _key_file_open_to_others,
+    "root-key-of-another-deployment": _root_key_of_another_deployment,
     "wrong-passphrase": _wrong_passphrase,
     "wrong-passphrase-in-file": _wrong_passphrase_in_file,
     "missing-passphrase": _missing_passphrase,

@@ -44,8 +44,12 @@ def test_a_jobs_progress_is_seen_from_another_server_process(
         settings: Settings, tmp_path: Path) -> None:
     with live_service(settings, TENANT, "名古屋支店", users=USERS) as service:
         token = service.tokens.create(role="admin", tenant=TENANT)[0]
-        with serving(settings, tmp_path / "a.log") as first, \
-                serving(settings, tmp_path / "b.log") as second, \
+        # two replicas: a data directory each (one server per directory), the keys shared
+        keys = str(settings.effective_key_dir)
+        with serving(settings, tmp_path / "a.log", TEGATA_DATA_DIR=str(tmp_path / "a"),
+                     TEGATA_KEY_DIR=keys) as first, \
+                serving(settings, tmp_path / "b.log", TEGATA_DATA_DIR=str(tmp_path / "b"),
+                        TEGATA_KEY_DIR=keys) as second, \
                 service.engine.connect() as held:
             # the first user's row locked: the job makes every certificate, then waits here
             held.execute(select(User.id).where(User.login == "user0000").with_for_update())

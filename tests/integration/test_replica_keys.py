@@ -1,0 +1,103 @@
+"""A replica (or a restore) starts only with the keys the database was made with.
+
+Replicas share the database and the key directory. Given another deployment's key
+directory, or one whose root key or data-protection key was replaced, a replica would sign
+with a key no relying party trusts, or seal users' keys under a key the other replicas
+cannot open: start-up (``Startup.load_signers``, what ``tegata serve`` runs) stops it,
+naming the file and TEGATA_KEY_DIR.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ca.clock import FixedClock
+from ca.db import queries
+from ca.errors import ConfigError
+from ca.sealing import DATA_PROTECTION_FILE, create_data_protection_key
+from ca.service import InitRequest, Service, build_service
+from ca.settings import load_settings
+from tests.support.environment import PASSPHRASE
+from tests.support.issuing import issue_one
+
+
+def replica(service: Service, key_dir: Path) -> Service:
+    """Another process on the same database, with ``key_dir`` as its key directory."""
+    settings = load_settings(data_dir=service.settings.data_dir.parent / "replica",
+                             database_url=service.settings.effective_database_url,
+                             key_dir=key_dir, key_passphrase=PASSPHRASE)
+    return build_service(settings, clock=service.clock)
+
+
+def copy_of_keys(service: Service, tmp_path: Path) -> Path:
+    copy = tmp_path / "copied-keys"
+    shutil.copytree(service.settings.effective_key_dir, copy)
+    return copy
+
+
+def test_a_replica_with_a_copy_of_the_key_directory_starts_and_opens_sealed_keys(
+        service: Service, tmp_path: Path) -> None:
+    _add(service, "alice")
+    view = issue_one(service, "alice")
+    other = replica(service, copy_of_keys(service, tmp_path))
+    other.startup.load_signers()
+    assert other.certificates.bundle(view.serial, tenant="default").content
+    other.engine.dispose()
+
+
+def test_a_replica_with_another_deployments_key_directory_does_not_start(
+        service: Service, tmp_path: Path, clock: FixedClock) -> None:
+    elsewhere = build_service(load_settings(
+        data_dir=tmp_path / "elsewhere", key_passphrase=PASSPHRASE), clock=clock)
+    elsewhere.database.upgrade()
+    elsewhere.hierarchy.initialize(InitRequest(key_type="ec-p256"))
+    elsewhere.engine.dispose()
+    other = replica(service, elsewhere.settings.effective_key_dir)
+    with pytest.raises(ConfigError, match=r"CA key file .* does not exist"):
+        other.startup.load_signers()
+    other.engine.dispose()
+
+
+def test_a_replica_whose_root_key_file_holds_another_key_does_not_start(
+        service: Service, tmp_path: Path) -> None:
+    keys = copy_of_keys(service, tmp_path)
+    with service.database.reading() as session:
+        path = keys / service.keys.keystore.path_for(queries.require_root(session).key_id).name
+    path.write_bytes(ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode())))
+    other = replica(service, keys)
+    with pytest.raises(ConfigError) as refused:
+        other.startup.load_signers()
+    assert refused.value.message == (
+        f"CA key file {path} does not hold the key of the database's root CA "
+        "(TEGATA_KEY_DIR names another deployment's key directory?)")
+    assert refused.value.field == "TEGATA_KEY_DIR"
+    other.engine.dispose()
+
+
+def test_a_replica_with_another_data_protection_key_does_not_start(
+        service: Service, tmp_path: Path) -> None:
+    _add(service, "alice")
+    view = issue_one(service, "alice")
+    keys = copy_of_keys(service, tmp_path)
+    (keys / DATA_PROTECTION_FILE).unlink()
+    assert create_data_protection_key(keys, PASSPHRASE.encode())
+    other = replica(service, keys)
+    with pytest.raises(ConfigError) as refused:
+        other.startup.load_signers()
+    assert refused.value.message == (
+        f"data-protection key {keys / DATA_PROTECTION_FILE} does not open the key material "
+        f"sealed in the database (certificate {view.serial}): TEGATA_KEY_DIR names another "
+        "deployment's key directory?")
+    assert refused.value.field == "TEGATA_KEY_DIR"
+    other.engine.dispose()
+
+
+def _add(service: Service, login: str) -> None:
+    service.users.add("default", login, email=f"{login}@example.jp", allow=True)
