@@ -1,7 +1,17 @@
 """Making CRLs: entries, numbers, and the row that publishes them (takes a session, never
-commits). CRL Numbers come from the issue time in milliseconds, or the last number plus
+commits). CRL Numbers come from the issue time in microseconds, or the last number plus
 one if that is larger: strictly increasing across restarts, several processes (the
-authority's row is locked while a CRL is made) and a restored backup."""
+authority's row is locked while a CRL is made) and a restored backup.
+
+Why that holds after restoring an older backup (whose CRLs end before the ones gateways saw
+last): a number runs ahead of its maker's clock only when one CA makes two CRLs within the
+clock's unit. In milliseconds a burst of revocations could (a CRL takes well under a
+millisecond to sign on a fast key), so a restore soon after it might number below what was
+published; in microseconds it cannot (each CRL is signed, under the CA's row lock, after
+the previous one committed: tens of microseconds at least), so every number ever published
+is at most its maker's clock reading, and a restored deployment whose clock is not behind
+the lost one's numbers above all of them. For a clock that is behind, the restore's replay
+of the gateway's last CRL sets a floor (``raise_floor``): the next number is above it."""
 
 from __future__ import annotations
 
@@ -24,12 +34,21 @@ from ca.x509 import crl as crl_builder
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
 # the session.info key naming the CAs whose certificates changed status in a transaction
 DIRTY = "tegata_crl_dirty"
+# the session.info key of the lowest CRL Number each CA may take next (a replayed CRL's + 1)
+FLOOR = "tegata_crl_floor"
 STREAM_BATCH = 10_000  # rows read at a time while a CRL is made
 
 
 def mark_dirty(session: Session, authority_id: int) -> None:
     """The CA's CRL must be made again before this transaction commits."""
     session.info.setdefault(DIRTY, set()).add(authority_id)
+
+
+def raise_floor(session: Session, authority_id: int, number: int) -> None:
+    """The CA's next CRL in this transaction is numbered ``number`` or above (a CRL seen
+    published, that this database does not hold)."""
+    floors: dict[int, int] = session.info.setdefault(FLOOR, {})
+    floors[authority_id] = max(floors.get(authority_id, number), number)
 
 
 def publish(session: Session, authority: Authority | None, *, now: dt.datetime, urls: Urls,
@@ -39,7 +58,8 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
     session.execute(update(Authority).where(Authority.id == authority.id)
                     .values(key_id=Authority.key_id))
     last = latest(session, authority)
-    number = next_number(now, last.number if last else None)
+    number = max(next_number(now, last.number if last else None),
+                 session.info.get(FLOOR, {}).get(authority.id, 0))
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     url = crl_url(session, authority, urls)
     entries: Iterable[bytes]
@@ -65,7 +85,11 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
 
 def next_number(now: dt.datetime, last: int | None) -> int:
     """The CRL Number after ``last`` (the CA's latest), made at ``now``."""
-    return max(int(now.timestamp() * 1000), (last + 1) if last is not None else 1)
+    micros = (now - _EPOCH) // dt.timedelta(microseconds=1)  # exact: no float rounding
+    return max(micros, (last + 1) if last is not None else 1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,159 @@
+"""Replaying a gateway's CRL into a restored deployment: the revocations and suspensions made
+after the backup was taken are in the last CRL each gateway fetched, not in the database.
+
+Each CRL must be signed by one of the deployment's CAs. Every entry whose certificate the
+database holds and does not already list is applied again, dated as the CRL dates it: a
+revocation with its reason, a certificateHold as a manual hold. An entry whose certificate
+the database does not know (issued after the backup) is only listed: without the
+certificate there is nothing to revoke, and the operator must deal with it (its serial, and
+the CA, are in the report). Then each CA replayed publishes a CRL numbered above the CRL
+replayed, whatever this host's clock says (``crls.raise_floor``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ca import serials
+from ca.audit import Actor
+from ca.clock import Clock
+from ca.db.models import Authority, Certificate, Tenant, User
+from ca.errors import InvalidInput
+from ca.holds import HoldCause, on_hold
+from ca.reasons import REASONS
+from ca.service import crls, transitions
+from ca.service.plumbing import Database
+
+REPLAY_ACTOR = Actor(name="restore")
+HOLD = "certificateHold"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayedEntry:
+    """One entry of a replayed CRL the database did not list: ``applied`` False when its
+    certificate is unknown here (issued after the backup)."""
+
+    ca: str
+    serial: str
+    reason: str
+    date: dt.datetime
+    applied: bool
+    login: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayedCrl:
+    name: str
+    ca: str
+    number: int
+    entries: tuple[ReplayedEntry, ...]
+
+
+def load_crl(data: bytes, *, name: str) -> x509.CertificateRevocationList:
+    """A CRL file, PEM or DER."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        raise InvalidInput(f"{name} is not a CRL (PEM or DER)", field="replay_from") from None
+
+
+class Replay:
+    """Apply again what restored CRLs list and the database does not."""
+
+    def __init__(self, *, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    def replay(self, files: dict[str, bytes]) -> list[ReplayedCrl]:
+        """Replay CRL files (name -> content), all in one transaction: every file is checked
+        before anything changes."""
+        loaded = {name: load_crl(data, name=name) for name, data in files.items()}
+        replayed = []
+        with self.database.transaction() as session:
+            for name, crl in loaded.items():
+                authority = _signer_of(session, crl, name=name)
+                number = _number_of(crl, name=name)
+                crls.raise_floor(session, authority.id, number + 1)
+                crls.mark_dirty(session, authority.id)  # republished at commit, above it
+                entries = _apply(session, authority, crl)
+                replayed.append(ReplayedCrl(name=name, ca=authority.subject, number=number,
+                                            entries=tuple(entries)))
+        return replayed
+
+
+def _signer_of(session: Session, crl: x509.CertificateRevocationList, *,
+               name: str) -> Authority:
+    issuer = crl.issuer.rfc4514_string()
+    for authority in session.scalars(select(Authority).where(
+            Authority.kind.in_(("root", "issuing"))).order_by(Authority.id)):
+        cert = x509.load_der_x509_certificate(authority.der)
+        key = cert.public_key()
+        if cert.subject == crl.issuer and isinstance(
+                key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and crl.is_signature_valid(key):
+            return authority
+    raise InvalidInput(f"{name}: no CA of this deployment signed it (issuer {issuer[:200]})",
+                       field="replay_from")
+
+
+def _number_of(crl: x509.CertificateRevocationList, *, name: str) -> int:
+    try:
+        number: int = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        raise InvalidInput(f"{name}: the CRL has no CRL Number", field="replay_from") from None
+    return number
+
+
+def _reason_of(entry: x509.RevokedCertificate) -> str:
+    try:
+        flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return "unspecified"
+    return {x509.ReasonFlags.key_compromise: "keyCompromise",
+            x509.ReasonFlags.affiliation_changed: "affiliationChanged",
+            x509.ReasonFlags.superseded: "superseded",
+            x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
+            x509.ReasonFlags.privilege_withdrawn: "privilegeWithdrawn",
+            x509.ReasonFlags.certificate_hold: HOLD}.get(flag, "unspecified")
+
+
+def _apply(session: Session, authority: Authority,
+           crl: x509.CertificateRevocationList) -> list[ReplayedEntry]:
+    if authority.kind == "root":
+        return []  # its entries are retired issuing CAs: the floor is what matters
+    tenant = session.get(Tenant, authority.tenant_id)
+    assert tenant is not None
+    done = []
+    for entry in crl:
+        serial = serials.to_text(entry.serial_number)
+        reason, date = _reason_of(entry), entry.revocation_date_utc
+        cert = session.scalar(select(Certificate).where(
+            Certificate.authority_id == authority.id, Certificate.serial == serial))
+        if cert is None:
+            done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                      date=date, applied=False))
+            continue
+        user = session.get(User, cert.user_id)
+        assert user is not None
+        transitions.lock(session, cert)
+        if reason == HOLD:
+            if cert.revoked_at is not None or on_hold(cert, None):
+                continue
+            transitions.place_hold(session, cert, HoldCause.MANUAL, REPLAY_ACTOR,
+                                   tenant=tenant.name, login=user.login, now=date)
+        else:
+            if cert.revoked_at is not None:
+                continue
+            assert reason in REASONS
+            transitions.revoke(session, cert, reason, REPLAY_ACTOR, tenant=tenant.name,
+                               login=user.login, now=date)
+        done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                  date=date, applied=True, login=user.login))
+    return done
