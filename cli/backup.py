@@ -16,7 +16,7 @@ import typer
 from ca import backupfile
 from ca.errors import InvalidInput
 from ca.service.backups import Contents, Restored
-from ca.service.replay import ReplayedCrl, load_crl
+from ca.service.replay import ReplayedCrl, load_crls
 from ca.signer import check_private_file
 from cli.context import STATE, emit
 from cli.options import JsonOpt
@@ -147,8 +147,8 @@ def restore(
     service = STATE.service(check_schema=False)
     if not file.is_file():
         raise InvalidInput(f"cannot read {shown(file)}: not a file", field="file")
-    restored = service.backups.restore(file, key)
-    replayed = service.replay.replay(files) if files else []
+    restored = service.backups.restore(file, key, publish=not files)
+    replayed = service.replay.replay(files, everyone=True) if files else []
     data = {**summary(restored.contents), "differing_settings": {
         k: {"backup": v[0], "here": v[1]} for k, v in restored.differing.items()},
         "replayed": [replayed_data(r) for r in replayed]}
@@ -169,7 +169,7 @@ def _crl_files(paths: list[Path]) -> dict[str, bytes]:
     files = {}
     for path in paths:
         data = read_file(path, limit=CRL_LIMIT, field="replay_from", what="CRL ")
-        load_crl(data, name=shown(path))  # refused before anything is changed
+        load_crls(data, name=shown(path))  # refused before anything is changed
         files[shown(path)] = data
     return files
 

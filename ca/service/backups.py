@@ -34,7 +34,6 @@ from ca import backupfile
 from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import WRITE, check_reachable
-from ca.db.models import Authority
 from ca.errors import ConfigError, Conflict, InvalidInput
 from ca.sealing import load_sealer
 from ca.service import crls
@@ -136,11 +135,13 @@ class Backups:
 
     # --- restoring -------------------------------------------------------------------------
 
-    def restore(self, path: Path, key: bytes) -> Restored:
+    def restore(self, path: Path, key: bytes, *, publish: bool = True) -> Restored:
         """Restore into this deployment, which must be empty (no rows, no key files): the
         schema at the backup's revision, every row and key file, then the schema brought to
-        this release's and a new CRL for every active CA (numbered above all the backup's,
-        and above every number made by a clock earlier than this one's now). The backup is
+        this release's and, with ``publish``, a new CRL for every active CA (numbered above
+        all the backup's, and above every number made by a clock earlier than this one's
+        now). Without ``publish`` the caller replays CRLs next (``Replay.replay`` with
+        ``everyone``), so that no CRL is made before their floors are known. The backup is
         read whole once before anything is changed."""
         name = str(path)
         with path.open("rb") as handle:
@@ -173,7 +174,9 @@ class Backups:
                 target.unlink(missing_ok=True)
             raise
         migrate.upgrade(engine)
-        self._publish_all()
+        if publish:
+            with self.database.transaction() as session:
+                crls.mark_all_dirty(session)
         differing = {name: (value, getattr(self.settings, name))
                      for name, value in contents.settings.items()
                      if name in KEPT_SETTINGS and value != getattr(self.settings, name)}
@@ -217,15 +220,6 @@ class Backups:
             if root is not None:
                 FileKeyStore(directory, passphrase, passphrase_source=source).load(
                     root.removesuffix(".key.pem"))
-
-    def _publish_all(self) -> None:
-        """A new CRL for every active CA, made by this process's clock: numbered above every
-        CRL of the backup (the last plus one) and above any made after it by a clock that was
-        not ahead of this one (``crls.next_number``)."""
-        with self.database.transaction() as session:
-            for authority_id in session.scalars(select(Authority.id).where(
-                    Authority.kind.in_(("root", "issuing")), Authority.retired_at.is_(None))):
-                crls.mark_dirty(session, authority_id)
 
 
 def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:

@@ -44,6 +44,14 @@ def mark_dirty(session: Session, authority_id: int) -> None:
     session.info.setdefault(DIRTY, set()).add(authority_id)
 
 
+def mark_all_dirty(session: Session) -> None:
+    """Every active CA's CRL must be made again before this transaction commits (a restore:
+    each gets a number from this process's clock, above the backup's)."""
+    for authority_id in session.scalars(select(Authority.id).where(
+            Authority.kind.in_(("root", "issuing")), Authority.retired_at.is_(None))):
+        mark_dirty(session, authority_id)
+
+
 def raise_floor(session: Session, authority_id: int, number: int) -> None:
     """The CA's next CRL in this transaction is numbered ``number`` or above (a CRL seen
     published, that this database does not hold)."""

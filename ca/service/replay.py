@@ -13,6 +13,7 @@ replayed, whatever this host's clock says (``crls.raise_floor``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -55,12 +56,19 @@ class ReplayedCrl:
     entries: tuple[ReplayedEntry, ...]
 
 
-def load_crl(data: bytes, *, name: str) -> x509.CertificateRevocationList:
-    """A CRL file, PEM or DER."""
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def load_crls(data: bytes, *, name: str) -> list[x509.CertificateRevocationList]:
+    """The CRLs of a file: one DER CRL, or one or more PEM CRLs (a gateway's chain file
+    holds the tenant's and the root's)."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
+            found = [x509.load_pem_x509_crl(m.group()) for m in _PEM_CRL.finditer(data)]
+            if found:
+                return found
+            raise ValueError("no CRL block")
+        return [x509.load_der_x509_crl(data)]
     except ValueError:
         raise InvalidInput(f"{name} is not a CRL (PEM or DER)", field="replay_from") from None
 
@@ -72,13 +80,17 @@ class Replay:
         self.database = database
         self.clock = clock
 
-    def replay(self, files: dict[str, bytes]) -> list[ReplayedCrl]:
+    def replay(self, files: dict[str, bytes], *, everyone: bool = False) -> list[ReplayedCrl]:
         """Replay CRL files (name -> content), all in one transaction: every file is checked
-        before anything changes."""
-        loaded = {name: load_crl(data, name=name) for name, data in files.items()}
+        before anything changes. With ``everyone`` (right after a restore) every active CA
+        publishes anew, not only those replayed."""
+        loaded = [(name, crl) for name, data in files.items()
+                  for crl in load_crls(data, name=name)]
         replayed = []
         with self.database.transaction() as session:
-            for name, crl in loaded.items():
+            if everyone:
+                crls.mark_all_dirty(session)
+            for name, crl in loaded:
                 authority = _signer_of(session, crl, name=name)
                 number = _number_of(crl, name=name)
                 crls.raise_floor(session, authority.id, number + 1)
