@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, func, select
 
 from ca import backupfile
 from ca.clock import FixedClock
-from ca.db.models import Crl
-from ca.service import Service, build_service
+from ca.db.models import AuditEvent, Certificate, Crl, KeyMaterial
+from ca.service import Service, backups, build_service
 from ca.service.backups import Contents
 from ca.settings import load_settings
 from tests.moments import MOMENTS
@@ -206,3 +206,29 @@ def test_the_number_after_a_restore_is_above_a_burst_published_after_the_backup(
         assert restored.crls.publish("default").number > max(n for _, n in published)
     finally:
         restored.engine.dispose()
+
+
+def test_a_backup_is_one_snapshot_while_writes_commit_between_its_tables(
+        service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuance commits after the backup read its first tables and before it read the
+    rest: the backup holds none of it (not its certificate, not its audit event)."""
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    issue_one(service)
+    with service.database.reading() as session:
+        counted = {name: session.scalar(select(func.count()).select_from(table))
+                   for name, table in (("certificates", Certificate.__table__),
+                                       ("audit_events", AuditEvent.__table__),
+                                       ("key_material", KeyMaterial.__table__))}
+    original = backups._write_table
+    sneaked: list[str] = []
+
+    def write_table(conn: Connection, table: Table, writer: backupfile.Writer) -> int:
+        if not sneaked:  # after the snapshot began, before any table is read
+            sneaked.append(issue_one(service).serial)
+        return original(conn, table, writer)
+
+    monkeypatch.setattr(backups, "_write_table", write_table)
+    contents = take(service, tmp_path / "b.tgbk")
+    assert sneaked
+    assert {name: contents.rows[name] for name in counted} == counted == {
+        "certificates": 1, "audit_events": counted["audit_events"], "key_material": 1}
