@@ -177,3 +177,35 @@ def test_restore_replays_the_gateways_chain_crl(ready: Env, cli: Cli, tmp_path: 
     assert as_json(cli, "cert", "show", lost)["state"] == "revoked"
     assert as_json(cli, "cert", "show", kept)["state"] == "valid"
     assert as_json(cli, "crl", "show")["number"] > number
+
+
+def test_replay_after_the_fact_and_a_foreign_crl_is_refused(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lost = issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    cli.ok("cert", "suspend", lost)
+    crl = tmp_path / "default.crl"
+    cli.ok("crl", "export", "--out", str(crl))
+    foreign = tmp_path / "foreign.crl"
+    foreign.write_bytes(crl.read_bytes())
+
+    # another deployment's CRL: made by a CA of the same name, another key
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(tmp_path / "other"))
+    cli.ok("init", "--key-type", "ec-p256")
+    cli.ok("crl", "export", "--out", str(foreign), "--force")
+
+    elsewhere(monkeypatch, tmp_path)
+    restored = cli.ok("restore", str(out), "--key-file", str(key))
+    assert "tegata backup replay" in restored.out
+    before = as_json(cli, "crl", "show")
+    refused = cli("backup", "replay", str(crl), str(foreign))
+    assert refused.code == 2 and "no CA of this deployment signed it" in refused.error()
+    assert as_json(cli, "cert", "show", lost)["state"] == "valid"  # nothing applied
+    assert as_json(cli, "crl", "show") == before
+
+    replayed = as_json(cli, "backup", "replay", str(crl))
+    assert [(e["serial"], e["reason"]) for e in replayed[0]["entries"]] == [
+        (lost, "certificateHold")]
+    assert as_json(cli, "cert", "show", lost)["state"] == "suspended"
+    assert as_json(cli, "crl", "show")["number"] > replayed[0]["number"]
