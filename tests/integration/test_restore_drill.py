@@ -22,12 +22,13 @@ from sqlalchemy import Connection, Table, func, select
 
 from ca import backupfile
 from ca.clock import FixedClock
+from ca.db import migrate
 from ca.db.models import AuditEvent, Certificate, Crl, KeyMaterial
 from ca.service import Service, backups, build_service
 from ca.service.backups import Contents
 from ca.settings import load_settings
 from tests.moments import MOMENTS
-from tests.support.databases import Templates
+from tests.support.databases import Templates, downgrade
 from tests.support.environment import BASE_URL, DATABASES, PASSPHRASE, require_tool
 from tests.support.issuing import crl_reasons, issue_one, ocsp_request
 
@@ -232,3 +233,28 @@ def test_a_backup_is_one_snapshot_while_writes_commit_between_its_tables(
     assert sneaked
     assert {name: contents.rows[name] for name in counted} == counted == {
         "certificates": 1, "audit_events": counted["audit_events"], "key_material": 1}
+
+
+def test_an_older_backup_restores_into_a_migrated_empty_database_and_is_upgraded(
+        service: Service, clock: FixedClock, tmp_path: Path) -> None:
+    """A backup taken at revision 0012 (before CRL entries were kept), restored into a
+    database already at this release's schema with no rows: made again at 0012, filled,
+    then upgraded; the revoked certificate keeps its CRL entry through migration 0013."""
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    kept, gone = issue_one(service), issue_one(service)
+    service.revocation.revoke("default", gone.serial, reason="keyCompromise")
+    service.engine.dispose()
+    downgrade(service.engine, "0012")
+    contents = take(service, tmp_path / "old.tgbk")
+    assert contents.revision == "0012"
+
+    restored = fresh(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", clock)
+    restored.database.upgrade()  # migrated, empty
+    try:
+        restored.backups.restore(tmp_path / "old.tgbk", KEY)
+        assert restored.database.revisions()[0] == migrate.head_revision()
+        crl = x509.load_der_x509_crl(restored.crls.current("default").der)
+        assert crl_reasons(crl) == {gone.serial: "keyCompromise"}
+        assert ocsp_status(restored, kept.der) == ocsp.OCSPCertStatus.GOOD
+    finally:
+        restored.engine.dispose()
