@@ -39,7 +39,13 @@ def register(app: typer.Typer) -> None:
 
 
 def read_key(path: Path) -> bytes:
-    check_private_file(path, what="backup key file")
+    """The backup key of a private file; a file others may read is refused (78)."""
+    try:
+        check_private_file(path, what="backup key file")
+    except (OSError, ValueError) as exc:  # a name too long, a NUL
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not usable"
+        raise InvalidInput(f"cannot read backup key file {shown(path)}: {reason}",
+                           field="key_file") from None
     return backupfile.decode_key(read_file(path, limit=4096, field="key_file"),
                                  source=shown(path))
 
