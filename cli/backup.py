@@ -206,7 +206,8 @@ def details(contents: Contents) -> str:
 def replayed_data(replayed: ReplayedCrl) -> dict[str, Any]:
     return {"file": replayed.name, "ca": replayed.ca, "number": replayed.number,
             "entries": [{"serial": e.serial, "reason": e.reason, "date": e.date.isoformat(),
-                         "applied": e.applied, "login": e.login} for e in replayed.entries]}
+                         "applied": e.applied, "known": e.known, "login": e.login}
+                        for e in replayed.entries]}
 
 
 def replayed_text(replayed: ReplayedCrl) -> str:
@@ -214,9 +215,15 @@ def replayed_text(replayed: ReplayedCrl) -> str:
              f"{sum(e.applied for e in replayed.entries)} applied again"]
     for e in replayed.entries:
         what = f"{e.reason} at {e.date.isoformat()}"
-        lines.append(f"  {e.serial} ({shown(e.login)}): {what}, applied again" if e.applied
-                     else f"  {e.serial}: {what}, NOT in the database (issued after the "
-                          "backup): revoke it at the gateway by hand")
+        if e.known:
+            lines.append(f"  {e.serial} ({shown(e.login)}): {what}, applied again")
+        elif e.applied:
+            lines.append(f"  {e.serial}: {what}; not in the database (issued after the "
+                         "backup): kept on the CA's CRLs and revoked in OCSP from now on")
+        else:
+            lines.append(f"  {e.serial}: {what}; not in the database (issued after the "
+                         "backup): a hold cannot be kept without the certificate, revoke "
+                         "it at the gateway or have it reissued")
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Executable, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ca import holds, serials
-from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
+from ca.db.models import Authority, Certificate, Crl, Hold, ReplayedRevocation, Tenant
 from ca.errors import CAError
 from ca.profiles import CLOCK_SKEW, Urls
 from ca.signer import Signer
@@ -139,6 +139,8 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
     listing = set(session.scalars(select(Certificate.authority_id).distinct().where(
         Certificate.authority_id.in_(authority_ids),
         Certificate.revoked_at.is_not(None) | Certificate.id.in_(held))))
+    listing |= set(session.scalars(select(ReplayedRevocation.authority_id).distinct().where(
+        ReplayedRevocation.authority_id.in_(authority_ids))))
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     made = []
     for authority_id, issuer, key_id, url, validity, last, last_made in cas:
@@ -255,6 +257,10 @@ def _entries(session: Session, authority_id: int,
     # a batch of kept entries at a time joined into one piece (no Python step per entry)
     kept = select(Certificate.crl_entry).where(mine, Certificate.crl_entry.is_not(None))
     yield from (b"".join(batch) for batch in _stream(session, kept, scalar=True))
+    # revocations a restore replayed for certificates it does not hold (ca.service.replay)
+    replayed = select(ReplayedRevocation.crl_entry).where(
+        ReplayedRevocation.authority_id == authority_id)
+    yield from (b"".join(batch) for batch in _stream(session, replayed, scalar=True))
     revoked = mine & Certificate.revoked_at.is_not(None)
     unkept = select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
     for batch in _stream(session, unkept.where(revoked, Certificate.crl_entry.is_(None))):

@@ -3,11 +3,12 @@ after the backup was taken are in the last CRL each gateway fetched, not in the 
 
 Each CRL must be signed by one of the deployment's CAs. Every entry whose certificate the
 database holds and does not already list is applied again, dated as the CRL dates it: a
-revocation with its reason, a certificateHold as a manual hold. An entry whose certificate
-the database does not know (issued after the backup) is only listed: without the
-certificate there is nothing to revoke, and the operator must deal with it (its serial, and
-the CA, are in the report). Then each CA replayed publishes a CRL numbered above the CRL
-replayed, whatever this host's clock says (``crls.raise_floor``).
+revocation with its reason, a certificateHold as a manual hold. A revocation of a
+certificate the database does not know (issued after the backup) is kept as a
+``ReplayedRevocation``, which the CA's CRLs list from then on (for ever: its notAfter is not
+known); a hold of such a certificate is only listed (nothing could lift it). Then each CA
+replayed publishes a CRL numbered above the CRL replayed, whatever this host's clock says
+(``crls.raise_floor``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from sqlalchemy.orm import Session
 from ca import serials
 from ca.audit import Actor
 from ca.clock import Clock
-from ca.db.models import Authority, Certificate, Tenant, User
+from ca.db.models import Authority, Certificate, ReplayedRevocation, Tenant, User
 from ca.errors import InvalidInput
 from ca.holds import HoldCause, on_hold
 from ca.reasons import REASONS
-from ca.service import crls, transitions
+from ca.service import crls, ocsp_feed, transitions
 from ca.service.plumbing import Database
+from ca.x509 import crl as crl_builder
 
 REPLAY_ACTOR = Actor(name="restore")
 HOLD = "certificateHold"
@@ -37,14 +39,16 @@ HOLD = "certificateHold"
 
 @dataclass(frozen=True, kw_only=True)
 class ReplayedEntry:
-    """One entry of a replayed CRL the database did not list: ``applied`` False when its
-    certificate is unknown here (issued after the backup)."""
+    """One entry of a replayed CRL the database did not list. ``known``: its certificate is
+    in the database (else it was issued after the backup); ``applied``: it is listed again
+    (False only for a hold of an unknown certificate)."""
 
     ca: str
     serial: str
     reason: str
     date: dt.datetime
     applied: bool
+    known: bool = True
     login: str | None = None
 
 
@@ -149,8 +153,10 @@ def _apply(session: Session, authority: Authority,
         cert = session.scalar(select(Certificate).where(
             Certificate.authority_id == authority.id, Certificate.serial == serial))
         if cert is None:
-            done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
-                                      date=date, applied=False))
+            applied = reason != HOLD and _keep_unknown(session, authority, entry, reason)
+            if applied or reason == HOLD:
+                done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                          date=date, applied=applied, known=False))
             continue
         user = session.get(User, cert.user_id)
         assert user is not None
@@ -169,3 +175,22 @@ def _apply(session: Session, authority: Authority,
         done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
                                   date=date, applied=True, login=user.login))
     return done
+
+
+def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCertificate,
+                  reason: str) -> bool:
+    """Keep the revocation of a certificate the database does not hold; False when it is
+    kept already (replayed before)."""
+    serial = serials.to_text(entry.serial_number)
+    if session.scalar(select(ReplayedRevocation.id).where(
+            ReplayedRevocation.authority_id == authority.id,
+            ReplayedRevocation.serial == serial)) is not None:
+        return False
+    date = entry.revocation_date_utc
+    session.add(ReplayedRevocation(
+        authority_id=authority.id, serial=serial, revoked_at=date, reason=reason,
+        crl_entry=crl_builder.entry_der(crl_builder.Entry(
+            serial=entry.serial_number, revoked_at=date, reason=reason)),
+        created_at=date))
+    ocsp_feed.mark(session, authority.id, serial)
+    return True
