@@ -209,3 +209,16 @@ def test_replay_after_the_fact_and_a_foreign_crl_is_refused(
         (lost, "certificateHold")]
     assert as_json(cli, "cert", "show", lost)["state"] == "suspended"
     assert as_json(cli, "crl", "show")["number"] > replayed[0]["number"]
+
+
+def test_a_passphrase_that_does_not_open_the_backups_keys_changes_nothing(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    target = elsewhere(monkeypatch, tmp_path)
+    monkeypatch.setenv("TEGATA_KEY_PASSPHRASE", "another-passphrase-entirely")
+    result = cli("restore", str(out), "--key-file", str(key))
+    assert result.code == 78
+    assert "wrong passphrase" in result.error()
+    assert "another-passphrase-entirely" not in result.err
+    assert not target.data_dir.exists()
