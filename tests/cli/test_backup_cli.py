@@ -50,8 +50,11 @@ def test_a_backup_restores_into_an_empty_deployment(ready: Env, cli: Cli, tmp_pa
     assert shown["files"] == ready.key_files()
 
     target = elsewhere(monkeypatch, tmp_path)
+    monkeypatch.setenv("TEGATA_PUBLIC_BASE_URL", "https://moved.example.com")
     restored = cli.ok("restore", str(out), "--key-file", str(key))
     assert f"made after {shown['taken_at']} are not in the database" in restored.out
+    assert (f"setting public_base_url: the backup's {shown['settings']['public_base_url']!r}, "
+            "this deployment's 'https://moved.example.com'") in restored.out
     assert target.key_files() == ready.key_files()
     assert {(target.key_dir / f).stat().st_mode & 0o777 for f in target.key_files()} == {0o600}
     listed = as_json(cli, "cert", "list")
