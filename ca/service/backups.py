@@ -26,7 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, Integer, MetaData, Table, func, insert, inspect, select
+from sqlalchemy import (
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 
@@ -34,7 +46,7 @@ from ca import backupfile
 from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import WRITE, check_reachable
-from ca.errors import ConfigError, Conflict, InvalidInput
+from ca.errors import ConfigError, Conflict, InvalidInput, StorageError
 from ca.sealing import load_sealer
 from ca.service import crls
 from ca.service.plumbing import Database, Keys
@@ -169,9 +181,12 @@ class Backups:
                         target = key_dir / file_name
                         write_private_file(target, data)
                         written.append(target)
-        except BaseException:
+        except BaseException as exc:
             for target in written:
                 target.unlink(missing_ok=True)
+            if isinstance(exc, SQLAlchemyError):
+                raise StorageError(f"the restore failed in the database ({type(exc).__name__})"
+                                   "; nothing of it was kept") from exc
             raise
         migrate.upgrade(engine)
         if publish:
@@ -307,8 +322,10 @@ def _insert_rows(conn: Connection, records: Iterator[dict[str, Any]]) -> None:
             conn.execute(table.delete())
     restored: list[Table] = []
     columns: list[str] = []
+    links: list[dict[str, Any]] = []
     for record in records:
         if record["kind"] == "table":
+            _link(conn, restored, links)
             found = reflected.tables.get(record["name"])
             if found is None:
                 raise InvalidInput(f"the backup's table {record['name']} is not in the "
@@ -316,11 +333,47 @@ def _insert_rows(conn: Connection, records: Iterator[dict[str, Any]]) -> None:
             columns = record["columns"]
             restored.append(found)
         elif record["kind"] == "rows" and restored and record["rows"]:
-            conn.execute(insert(restored[-1]), [dict(zip(columns, row, strict=True))
-                                                for row in record["rows"]])
+            rows = [dict(zip(columns, row, strict=True)) for row in record["rows"]]
+            links += _unlinked(restored[-1], rows)
+            conn.execute(insert(restored[-1]), rows)
+    _link(conn, restored, links)
     if conn.dialect.name == "postgresql":
         for table in restored:
             _advance_sequence(conn, table)
+
+
+def _self_references(table: Table) -> tuple[str | None, list[str]]:
+    """The table's one-column primary key and its nullable columns that name rows of the
+    table itself (a CA's issuer), or (None, [])."""
+    keys = list(table.primary_key.columns)
+    names = sorted({fk.parent.name for fk in table.foreign_keys
+                    if fk.column.table is table and fk.parent.nullable})
+    return (keys[0].name, names) if len(keys) == 1 and names else (None, [])
+
+
+def _unlinked(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Take out of ``rows`` their references to rows of the same table, to be set once every
+    row is in (``_link``): a row may name one with a larger id (foreign keys are checked at
+    each insert, on SQLite as on PostgreSQL)."""
+    key, names = _self_references(table)
+    links = []
+    for row in rows:
+        if key is not None and any(row.get(name) is not None for name in names):
+            links.append({"_key": row[key], **{f"_{name}": row[name] for name in names}})
+            row.update(dict.fromkeys(names))
+    return links
+
+
+def _link(conn: Connection, restored: list[Table], links: list[dict[str, Any]]) -> None:
+    """Set the references ``_unlinked`` took out of the last table's rows."""
+    if not links:
+        return
+    table = restored[-1]
+    key, names = _self_references(table)
+    assert key is not None
+    conn.execute(update(table).where(table.c[key] == bindparam("_key"))
+                 .values({name: bindparam(f"_{name}") for name in names}), links)
+    links.clear()
 
 
 def _advance_sequence(conn: Connection, table: Table) -> None:

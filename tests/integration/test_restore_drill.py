@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, func, select
 from ca import backupfile
 from ca.clock import FixedClock
 from ca.db import migrate
-from ca.db.models import AuditEvent, Certificate, Crl, KeyMaterial
+from ca.db.models import AuditEvent, Authority, Certificate, Crl, KeyMaterial
 from ca.service import Service, backups, build_service
 from ca.service.backups import Contents
 from ca.settings import load_settings
@@ -290,5 +290,26 @@ def test_a_ca_whose_only_entry_is_replayed_keeps_it_through_renewals(
         renewed = x509.load_der_x509_crl(restored.crls.current("default").der)
         assert renewed.last_update_utc >= clock.now() - dt.timedelta(minutes=5)  # renewed
         assert crl_reasons(renewed) == {lost.serial: "keyCompromise"}
+    finally:
+        restored.engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_row_naming_a_later_row_of_its_own_table_is_restored(
+        service: Service, clock: FixedClock, tmp_path: Path, target_url: str) -> None:
+    """Foreign keys are checked at each insert: a CA naming a CA made after it (a root
+    rollover's link certificate may) is restored with the reference set afterwards."""
+    with service.database.transaction() as session:
+        root, issuing = session.scalars(select(Authority).order_by(Authority.id)).all()
+        assert root.id < issuing.id
+        root.issuer_id = issuing.id
+    take(service, tmp_path / "b.tgbk")
+    restored = fresh(tmp_path, target_url, clock)
+    try:
+        restored.backups.restore(tmp_path / "b.tgbk", KEY)
+        with restored.database.reading() as session:
+            assert [(a.id, a.issuer_id) for a in session.scalars(
+                select(Authority).order_by(Authority.id))] == [
+                (root.id, issuing.id), (issuing.id, root.id)]
     finally:
         restored.engine.dispose()
