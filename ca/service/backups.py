@@ -38,9 +38,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
+from sqlalchemy.exc import SQLAlchemyError
 
 from ca import backupfile
 from ca.clock import Clock
