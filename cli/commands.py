@@ -20,7 +20,7 @@ from ca.service import DEFAULT_TENANT, InitRequest, IssueRequest
 from ca.service.views import GenerationView
 from ca.tokens import ROLES
 from ca.x509.pkcs12 import Profile
-from cli import crl, gateway, lifecycle, revocation, server, subscription
+from cli import backup, crl, gateway, lifecycle, revocation, server, subscription
 from cli.auditlog import audit_app
 from cli.context import STATE, emit
 from cli.links import link_app
@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cert_app, name="cert")
     app.add_typer(ca_app, name="ca")
     app.add_typer(token_app, name="token")
+    backup.register(app)
 
 
 # --- init and db -----------------------------------------------------------------------------

@@ -28,6 +28,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def reset(engine: Engine, revision: str) -> None:
+    """Bring an empty database to ``revision`` exactly (a restore's first step): down to
+    nothing first if it holds another revision, then up."""
+    current = current_revision(engine)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        if current is not None and current != revision:
+            command.downgrade(config, "base")
+        command.upgrade(config, revision)
+
+
+def known_revisions() -> set[str]:
+    """Every revision of this release's migrations."""
+    return {script.revision for script in
+            ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 

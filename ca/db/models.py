@@ -273,6 +273,23 @@ class Crl(Base):
     created_at: Mapped[dt.datetime]
 
 
+class ReplayedRevocation(Base):
+    """A revocation a restore replayed from a gateway's CRL for a certificate the database
+    does not hold (issued after the backup): its CA's CRLs list it from then on, for ever
+    (its notAfter is not known), so that a restore never takes a revocation back."""
+
+    __tablename__ = "replayed_revocations"
+    __table_args__ = (UniqueConstraint("authority_id", "serial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    serial: Mapped[str] = mapped_column(String(40))  # canonical
+    revoked_at: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(String(32))
+    crl_entry: Mapped[bytes] = mapped_column(LargeBinary)  # the entry's DER, as replayed
+    created_at: Mapped[dt.datetime]
+
+
 class ApiToken(Base):
     """An API token: only its SHA-256 is kept; ``prefix`` lets people tell tokens apart."""
 

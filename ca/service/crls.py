@@ -1,7 +1,17 @@
 """Making CRLs: entries, numbers, and the row that publishes them (takes a session, never
-commits). CRL Numbers come from the issue time in milliseconds, or the last number plus
+commits). CRL Numbers come from the issue time in microseconds, or the last number plus
 one if that is larger: strictly increasing across restarts, several processes (the
-authority's row is locked while a CRL is made) and a restored backup."""
+authority's row is locked while a CRL is made) and a restored backup.
+
+Why that holds after restoring an older backup (whose CRLs end before the ones gateways saw
+last): a number runs ahead of its maker's clock only when one CA makes two CRLs within the
+clock's unit. In milliseconds a burst of revocations could (a CRL takes well under a
+millisecond to sign on a fast key), so a restore soon after it might number below what was
+published; in microseconds it cannot (each CRL is signed, under the CA's row lock, after
+the previous one committed: tens of microseconds at least), so every number ever published
+is at most its maker's clock reading, and a restored deployment whose clock is not behind
+the lost one's numbers above all of them. For a clock that is behind, the restore's replay
+of the gateway's last CRL sets a floor (``raise_floor``): the next number is above it."""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from sqlalchemy import Executable, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ca import holds, serials
-from ca.db.models import Authority, Certificate, Crl, Hold, Tenant
+from ca.db.models import Authority, Certificate, Crl, Hold, ReplayedRevocation, Tenant
 from ca.errors import CAError
 from ca.profiles import CLOCK_SKEW, Urls
 from ca.signer import Signer
@@ -24,6 +34,8 @@ from ca.x509 import crl as crl_builder
 ROOT_CRL_VALIDITY = dt.timedelta(days=30)
 # the session.info key naming the CAs whose certificates changed status in a transaction
 DIRTY = "tegata_crl_dirty"
+# the session.info key of the lowest CRL Number each CA may take next (a replayed CRL's + 1)
+FLOOR = "tegata_crl_floor"
 STREAM_BATCH = 10_000  # rows read at a time while a CRL is made
 
 
@@ -39,12 +51,28 @@ def lock(session: Session, authority: Authority) -> None:
                     .values(key_id=Authority.key_id))
 
 
+def mark_all_dirty(session: Session) -> None:
+    """Every active CA's CRL must be made again before this transaction commits (a restore:
+    each gets a number from this process's clock, above the backup's)."""
+    for authority_id in session.scalars(select(Authority.id).where(
+            Authority.kind.in_(("root", "issuing")), Authority.retired_at.is_(None))):
+        mark_dirty(session, authority_id)
+
+
+def raise_floor(session: Session, authority_id: int, number: int) -> None:
+    """The CA's next CRL in this transaction is numbered ``number`` or above (a CRL seen
+    published, that this database does not hold)."""
+    floors: dict[int, int] = session.info.setdefault(FLOOR, {})
+    floors[authority_id] = max(floors.get(authority_id, number), number)
+
+
 def publish(session: Session, authority: Authority | None, *, now: dt.datetime, urls: Urls,
             signer_of: Callable[[Authority], Signer]) -> Crl:
     assert authority is not None
     lock(session, authority)
     last = latest(session, authority)
-    number = next_number(now, last.number if last else None)
+    number = max(next_number(now, last.number if last else None),
+                 session.info.get(FLOOR, {}).get(authority.id, 0))
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     url = crl_url(session, authority, urls)
     entries: Iterable[bytes]
@@ -70,7 +98,11 @@ def publish(session: Session, authority: Authority | None, *, now: dt.datetime, 
 
 def next_number(now: dt.datetime, last: int | None) -> int:
     """The CRL Number after ``last`` (the CA's latest), made at ``now``."""
-    return max(int(now.timestamp() * 1000), (last + 1) if last is not None else 1)
+    micros = (now - _EPOCH) // dt.timedelta(microseconds=1)  # exact: no float rounding
+    return max(micros, (last + 1) if last is not None else 1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -114,6 +146,8 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
     listing = set(session.scalars(select(Certificate.authority_id).distinct().where(
         Certificate.authority_id.in_(authority_ids),
         Certificate.revoked_at.is_not(None) | Certificate.id.in_(held))))
+    listing |= set(session.scalars(select(ReplayedRevocation.authority_id).distinct().where(
+        ReplayedRevocation.authority_id.in_(authority_ids))))
     this_update = (now - CLOCK_SKEW).replace(microsecond=0)
     made = []
     for authority_id, issuer, key_id, store, token, url, validity, last, last_made in cas:
@@ -231,6 +265,10 @@ def _entries(session: Session, authority_id: int,
     # a batch of kept entries at a time joined into one piece (no Python step per entry)
     kept = select(Certificate.crl_entry).where(mine, Certificate.crl_entry.is_not(None))
     yield from (b"".join(batch) for batch in _stream(session, kept, scalar=True))
+    # revocations a restore replayed for certificates it does not hold (ca.service.replay)
+    replayed = select(ReplayedRevocation.crl_entry).where(
+        ReplayedRevocation.authority_id == authority_id)
+    yield from (b"".join(batch) for batch in _stream(session, replayed, scalar=True))
     revoked = mine & Certificate.revoked_at.is_not(None)
     unkept = select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
     for batch in _stream(session, unkept.where(revoked, Certificate.crl_entry.is_(None))):

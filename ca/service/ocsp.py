@@ -35,7 +35,7 @@ from ca import audit, holds, serials
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
-from ca.db.models import Authority, Certificate, Tenant
+from ca.db.models import Authority, Certificate, ReplayedRevocation, Tenant
 from ca.errors import InvalidInput, StorageError
 from ca.service import ocsp_feed, ocsp_memory
 from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
@@ -254,7 +254,14 @@ class Ocsp:
             seconds = conn.execute(select(Tenant.ocsp_validity_seconds).join(
                 Authority, Authority.tenant_id == Tenant.id).where(
                 Authority.id == authority_id)).scalar_one()
+            # a revocation a restore replayed for a certificate issued after its backup
+            replayed = None if row is not None else conn.execute(
+                select(ReplayedRevocation.revoked_at, ReplayedRevocation.reason).where(
+                    ReplayedRevocation.authority_id == authority_id,
+                    ReplayedRevocation.serial == serials.to_text(serial))).first()
         validity = dt.timedelta(seconds=seconds)
+        if replayed is not None:
+            return ("revoked", _aware(replayed[0]), replayed[1]), validity
         if row is None:
             return ("unknown", None, None), validity  # never "good" for a serial not ours
         revoked_at, reason, is_held, since = row

@@ -20,6 +20,7 @@ from ca.clock import Clock, SystemClock
 from ca.db.engine import make_engine
 from ca.profiles import Urls
 from ca.service.auditlog import Audit
+from ca.service.backups import Backups
 from ca.service.bulkjobs import BulkIssue
 from ca.service.certificates import Certificates
 from ca.service.crl_publication import Crls
@@ -31,6 +32,7 @@ from ca.service.lifecycle import Lifecycle
 from ca.service.links import Links
 from ca.service.ocsp import Ocsp
 from ca.service.plumbing import CrlPublisher, Database, Keys
+from ca.service.replay import Replay
 from ca.service.revocation import Revocation
 from ca.service.startup import Startup
 from ca.service.tokens import Tokens
@@ -64,6 +66,8 @@ class Service:
     links: Links
     gateway: Gateway
     audit: Audit
+    backups: Backups
+    replay: Replay
 
     @property
     def engine(self) -> Engine:
@@ -105,4 +109,6 @@ def build_service(settings: Settings, *, clock: Clock | None = None,
                     certificates=certificates),
         gateway=Gateway(database=database, clock=clock),
         audit=audit,
+        backups=Backups(settings=settings, database=database, keys=keys, clock=clock),
+        replay=Replay(database=database, clock=clock),
     )

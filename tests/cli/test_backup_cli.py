@@ -1,0 +1,227 @@
+"""`tegata backup`, `backup verify`, `backup keygen`, `restore` and the replay, driven as an
+operator would: a changed, cut or foreign backup and a wrong key are refused with nothing
+written; a non-empty target is refused and left as it was; generations are kept exactly;
+no secret reaches the output."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from ca import backupfile
+from tests.support.cli import Cli, Env, as_json, issue
+from tests.support.environment import PASSPHRASE
+
+
+def keygen(cli: Cli, tmp_path: Path) -> Path:
+    key = tmp_path / "backup.key"
+    cli.ok("backup", "keygen", "--out", str(key))
+    assert key.stat().st_mode & 0o777 == 0o600
+    return key
+
+
+def backup(cli: Cli, tmp_path: Path, key: Path) -> Path:
+    out = tmp_path / "one.tgbk"
+    cli.ok("backup", "--out", str(out), "--key-file", str(key))
+    return out
+
+
+def elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Env:
+    """Point the CLI at a new, empty deployment (the embedded SQLite in a new directory)."""
+    target = Env(data_dir=tmp_path / "target", database_url=None)
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(target.data_dir))
+    monkeypatch.delenv("TEGATA_DATABASE_URL", raising=False)
+    return target
+
+
+def test_a_backup_restores_into_an_empty_deployment(ready: Env, cli: Cli, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    assert out.stat().st_mode & 0o777 == 0o600
+    shown = as_json(cli, "backup", "verify", str(out), "--key-file", str(key))
+    assert shown["rows"]["certificates"] == 1 and shown["rows"]["users"] == 1
+    assert {(ca["kind"], ca["tenant"]) for ca in shown["cas"]} == {
+        ("root", None), ("issuing", "default")}
+    assert shown["files"] == ready.key_files()
+
+    target = elsewhere(monkeypatch, tmp_path)
+    monkeypatch.setenv("TEGATA_PUBLIC_BASE_URL", "https://moved.example.com")
+    restored = cli.ok("restore", str(out), "--key-file", str(key))
+    assert f"made after {shown['taken_at']} are not in the database" in restored.out
+    assert (f"setting public_base_url: the backup's {shown['settings']['public_base_url']!r}, "
+            "this deployment's 'https://moved.example.com'") in restored.out
+    assert target.key_files() == ready.key_files()
+    assert {(target.key_dir / f).stat().st_mode & 0o777 for f in target.key_files()} == {0o600}
+    listed = as_json(cli, "cert", "list")
+    assert [c["serial"] for c in listed] == [serial]
+    issue(cli)  # the restored deployment issues
+
+
+def test_a_changed_cut_or_foreign_backup_and_a_wrong_key_are_refused(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    data = out.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2 + backupfile.HEADER_BYTES // 2] ^= 0x01
+    other_key = tmp_path / "other.key"
+    cli.ok("backup", "keygen", "--out", str(other_key))
+    loose_key = tmp_path / "loose.key"
+    loose_key.write_bytes(key.read_bytes())
+    loose_key.chmod(0o644)
+    cases = {  # the file, the key, the exit code, the words of the message
+        "altered": (bytes(flipped), key, 2, "damaged or was altered"),
+        "cut": (data[:-7], key, 2, "cut short"),
+        "last part dropped": (data[:backupfile.HEADER_BYTES], key, 2, "cut short"),
+        "extended": (data + data[backupfile.HEADER_BYTES:], key, 2, "data follows"),
+        "foreign": (b"PK\x03\x04" + data[4:], key, 2, "not a Tegata backup"),
+        "wrong key": (data, other_key, 78, "not made with this backup key"),
+        "readable key": (data, loose_key, 78, "readable by others"),
+    }
+    target = elsewhere(monkeypatch, tmp_path)
+    for name, (content, key_file, code, words) in cases.items():
+        candidate = tmp_path / f"{name}.tgbk"
+        candidate.write_bytes(content)
+        for argv in (["backup", "verify"], ["restore"]):
+            result = cli(*argv, str(candidate), "--key-file", str(key_file))
+            assert result.code == code, (name, argv, result.err)
+            assert words in result.error(), (name, result.err)
+        assert not target.data_dir.exists(), name  # nothing written, not even a database
+    assert cli("backup", "verify", str(out), "--key-file", str(key)).code == 0  # the control
+
+
+def test_a_non_empty_target_is_refused_and_left_as_it_was(ready: Env, cli: Cli,
+                                                           tmp_path: Path) -> None:
+    issue(cli)
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    rows, keys = ready.dump(), {f: (ready.key_dir / f).read_bytes() for f in ready.key_files()}
+    result = cli("restore", str(out), "--key-file", str(key))
+    assert result.code == 1
+    assert "is not empty" in result.error()
+    assert ready.dump() == rows
+    assert {f: (ready.key_dir / f).read_bytes() for f in ready.key_files()} == keys
+
+
+def test_an_empty_database_with_a_key_file_left_is_not_empty(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    target = elsewhere(monkeypatch, tmp_path)
+    target.key_dir.mkdir(parents=True)
+    (target.key_dir / "stray.key.pem").write_bytes(b"x")
+    result = cli("restore", str(out), "--key-file", str(key))
+    assert result.code == 1 and "key directory" in result.error()
+    assert target.key_files() == ["stray.key.pem"]
+    assert not (target.data_dir / "tegata.db").exists()
+
+
+def test_a_directory_keeps_exactly_the_newest_generations(ready_sqlite: Env, cli: Cli,
+                                                          tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "nightly"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("kept")
+    made = []
+    for _ in range(5):
+        result = as_json(cli, "backup", "--dir", str(directory), "--keep", "3",
+                         "--key-file", str(key))
+        made.append(Path(result["file"]).name)
+    assert made == sorted(made) and len(set(made)) == 5  # name order is time order
+    assert sorted(p.name for p in directory.iterdir()) == sorted([*made[2:], "notes.txt"])
+
+
+def test_no_secret_reaches_the_output_or_the_file(ready_sqlite: Env, cli: Cli,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    key = keygen(cli, tmp_path)
+    secret = base64.b64decode(key.read_bytes())
+    outputs = [cli.ok("backup", "--out", str(tmp_path / "b.tgbk"), "--key-file", str(key)),
+               cli.ok("backup", "verify", str(tmp_path / "b.tgbk"), "--key-file", str(key),
+                      "--json")]
+    wrong = tmp_path / "wrong.key"
+    cli.ok("backup", "keygen", "--out", str(wrong))
+    outputs.append(cli("backup", "verify", str(tmp_path / "b.tgbk"), "--key-file", str(wrong)))
+    elsewhere(monkeypatch, tmp_path)
+    outputs.append(cli.ok("restore", str(tmp_path / "b.tgbk"), "--key-file", str(key)))
+    texts = [r.out + r.err for r in outputs]
+    for secret_text in (key.read_text().strip(), wrong.read_text().strip(), PASSPHRASE,
+                        secret.hex()):
+        assert not any(secret_text in t for t in texts)
+    content = (tmp_path / "b.tgbk").read_bytes()
+    for plain in (b"alice@example.com", b"ENCRYPTED PRIVATE KEY", b"default"):
+        assert plain not in content
+    json.loads(outputs[1].out)  # the control: verify did print what it holds
+
+
+def test_restore_replays_the_gateways_chain_crl(ready: Env, cli: Cli, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    kept, lost = issue(cli)["serial"], issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    cli.ok("cert", "revoke", lost, "--reason", "keyCompromise")
+    chain = tmp_path / "gateway-chain.pem"
+    cli.ok("crl", "export", "--chain", "--out", str(chain))
+    number = as_json(cli, "crl", "show")["number"]
+
+    elsewhere(monkeypatch, tmp_path)
+    result = as_json(cli, "restore", str(out), "--key-file", str(key),
+                     "--replay-from", str(chain))
+    entries = [e for r in result["replayed"] for e in r["entries"]]
+    assert [(e["serial"], e["reason"], e["applied"]) for e in entries] == [
+        (lost, "keyCompromise", True)]
+    assert {r["number"] for r in result["replayed"]} >= {number}
+    assert as_json(cli, "cert", "show", lost)["state"] == "revoked"
+    assert as_json(cli, "cert", "show", kept)["state"] == "valid"
+    assert as_json(cli, "crl", "show")["number"] > number
+
+
+def test_replay_after_the_fact_and_a_foreign_crl_is_refused(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lost = issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    cli.ok("cert", "suspend", lost)
+    crl = tmp_path / "default.crl"
+    cli.ok("crl", "export", "--out", str(crl))
+    foreign = tmp_path / "foreign.crl"
+    foreign.write_bytes(crl.read_bytes())
+
+    # another deployment's CRL: made by a CA of the same name, another key
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(tmp_path / "other"))
+    cli.ok("init", "--key-type", "ec-p256")
+    cli.ok("crl", "export", "--out", str(foreign), "--force")
+
+    elsewhere(monkeypatch, tmp_path)
+    restored = cli.ok("restore", str(out), "--key-file", str(key))
+    assert "tegata backup replay" in restored.out
+    before = as_json(cli, "crl", "show")
+    refused = cli("backup", "replay", str(crl), str(foreign))
+    assert refused.code == 2 and "no CA of this deployment signed it" in refused.error()
+    assert as_json(cli, "cert", "show", lost)["state"] == "valid"  # nothing applied
+    assert as_json(cli, "crl", "show") == before
+
+    replayed = as_json(cli, "backup", "replay", str(crl))
+    assert [(e["serial"], e["reason"]) for e in replayed[0]["entries"]] == [
+        (lost, "certificateHold")]
+    assert as_json(cli, "cert", "show", lost)["state"] == "suspended"
+    assert as_json(cli, "crl", "show")["number"] > replayed[0]["number"]
+
+
+def test_a_passphrase_that_does_not_open_the_backups_keys_changes_nothing(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    target = elsewhere(monkeypatch, tmp_path)
+    monkeypatch.setenv("TEGATA_KEY_PASSPHRASE", "another-passphrase-entirely")
+    result = cli("restore", str(out), "--key-file", str(key))
+    assert result.code == 78
+    assert "wrong passphrase" in result.error()
+    assert "another-passphrase-entirely" not in result.err
+    assert not target.data_dir.exists()
