@@ -68,11 +68,11 @@ class Made:
 _SIGNERS: dict[tuple[Path, str], Signer] = {}  # in a worker: each CA key loaded once
 
 
-def _signer(access: KeyAccess) -> Signer:
+def _signer(access: KeyAccess, certificate: bytes) -> Signer:
     found = _SIGNERS.get((access.directory, access.key_id))
     if found is None:
         if access.token is not None:  # this worker's own session, opened here
-            found = TokenStore(access.token).load(access.key_id)
+            found = TokenStore(access.token).load(access.key_id, certificate=certificate)
         else:
             found = FileKeyStore(access.directory, access.passphrase,
                                  passphrase_source=access.source).load(access.key_id)
@@ -83,7 +83,7 @@ def _signer(access: KeyAccess) -> Signer:
 def make_in_worker(access: KeyAccess, template: Template,
                    whom: list[tuple[str, str]]) -> list[Made]:
     """``make`` in a worker process, with that process's signer."""
-    return make(_signer(access), template, whom)
+    return make(_signer(access, template.issuer_der), template, whom)
 
 
 def make(signer: Signer, template: Template, whom: list[tuple[str, str]]) -> list[Made]:

@@ -12,7 +12,19 @@ Sessions: one per process and token, opened after a fork by the process that use
 (``TokenStore`` notices a changed pid and starts over: a PKCS#11 session never crosses a
 fork), and used under a lock, since a session runs one operation at a time. A session or
 token that went away (CKR_SESSION_HANDLE_INVALID, CKR_TOKEN_NOT_PRESENT, ...) is reopened
-once; should that fail too, the signature fails with ``Unavailable`` at once, not a hang.
+at once, the module initialised afresh (C_Finalize, C_Initialize: SoftHSM2 and most HSM
+clients list their tokens only then); should that fail too, the request fails with
+``Unavailable`` at once, not a hang, and the next request tries again, at most once a
+second per process and token (an absent token does not hammer the module). A PIN the token
+refuses (CKR_PIN_INCORRECT) is never tried again until a restart: each try counts towards
+the HSM's lock-out of the user PIN, and a PIN that was wrong once stays wrong until the PIN
+file is changed, which a restart reads; every request says so (configuration) meanwhile.
+
+One module and one PIN file serve every token of a deployment: each tenant may name its own
+token, and all are opened with the PIN of TEGATA_PKCS11_PIN_FILE.
+
+A key is generated in a session of its own, outside the lock signatures take: an RSA-4096
+key pair takes seconds, and the CAs sharing the token keep signing meanwhile.
 """
 
 from __future__ import annotations
@@ -20,17 +32,20 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pkcs11
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
 )
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
@@ -58,15 +73,20 @@ def _gone(exc: p11.PKCS11Error) -> bool:
 
 
 MIN_PIN_LENGTH = 4
+# a token that is absent (or would not open) is looked for again at most this often
+RETRY_SECONDS = 1.0
+ONE_PIN = "all tokens are opened with the PIN of TEGATA_PKCS11_PIN_FILE"
 
 
 def read_pin_file(path: Path, *, what: str) -> str:
-    """The user PIN from a private file (mode 0600, like every secret file); never shown."""
+    """The user PIN from a private file (mode 0600, like every secret file); never shown.
+    Only one line ending at its end is not the PIN's (a PIN may begin or end with a blank)."""
     check_private_file(path, what=what)
     try:
-        pin = path.read_bytes().decode("utf-8").strip()
+        pin = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:  # its message would quote a byte of the PIN
         raise ConfigError(f"{what} {path} is not UTF-8 text") from None
+    pin = pin.removesuffix("\n").removesuffix("\r") if pin.endswith("\n") else pin
     if len(pin) < MIN_PIN_LENGTH:
         raise ConfigError(f"{what} {path} holds no PIN of at least {MIN_PIN_LENGTH} characters")
     return pin
@@ -95,9 +115,7 @@ class _Library:
             found = cls._loaded.get(str(module))
             if found is not None and found[0] == os.getpid():
                 return found[1]
-            if not module.is_file():
-                raise ConfigError(f"PKCS#11 module {module} does not exist",
-                                  field="TEGATA_PKCS11_MODULE")
+            check_module(module)
             try:
                 if found is not None:  # inherited across a fork
                     lib = found[1]
@@ -121,6 +139,24 @@ class _Library:
                 found[1].finalize()
 
 
+def check_module(module: Path) -> None:
+    """The module setting names a file (an empty setting, a directory or a missing path
+    are told apart)."""
+    if str(module) in ("", "."):
+        raise ConfigError("PKCS#11 module setting TEGATA_PKCS11_MODULE is empty",
+                          field="TEGATA_PKCS11_MODULE")
+    if module.is_dir():
+        raise ConfigError(f"PKCS#11 module {module} is a directory, not a file",
+                          field="TEGATA_PKCS11_MODULE")
+    if not module.is_file():
+        raise ConfigError(f"PKCS#11 module {module} does not exist",
+                          field="TEGATA_PKCS11_MODULE")
+
+
+class _Absent(Exception):
+    """The module lists no token of this label (now)."""
+
+
 def finalize_modules() -> None:
     """Finalise every module this process loaded (C_Finalize): their sessions end, and the
     next use initialises the module afresh (SoftHSM2 then reads its configuration again)."""
@@ -135,25 +171,35 @@ def finalize_modules() -> None:
 class TokenStore:
     """The CA keys in one token; one logged-in session per process, used under a lock."""
 
-    def __init__(self, access: TokenAccess) -> None:
+    def __init__(self, access: TokenAccess, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.access = access
         self._lock = threading.RLock()
         self._session: Any = None
         self._pid = 0
         self._handles: dict[str, Any] = {}  # this session's private key objects
+        self._monotonic = monotonic
+        self._retry_at: float | None = None  # an opening failed: the next not before this
+        self._why = ""  # why it failed
+        self._refused: str | None = None  # the PIN was refused: said until a restart
 
     def __repr__(self) -> str:
         return f"<TokenStore {self.access.label!r} via {self.access.module}>"
 
     # --- the session ---------------------------------------------------------------------
 
-    def _open(self) -> Any:
+    def _open(self, *, fresh: bool = False) -> Any:
+        """A logged-in session; ``fresh``: the module is finalised and initialised again
+        first (a token that came back is listed only then). ``_Absent``: no such token."""
+        if self._refused is not None:
+            raise ConfigError(self._refused, field="TEGATA_PKCS11_PIN_FILE")
+        if fresh:
+            _Library.forget(self.access.module)
         lib = _Library.get(self.access.module)
         try:
             token = lib.get_token(token_label=self.access.label)
         except p11.NoSuchToken:
-            raise ConfigError(f"PKCS#11 token {self.access.label!r} is not present in "
-                              f"{self.access.module}", field="pkcs11_token") from None
+            raise _Absent from None
         except p11.MultipleTokensReturned:
             raise ConfigError(f"PKCS#11 module {self.access.module} has several tokens "
                               f"labelled {self.access.label!r}", field="pkcs11_token") from None
@@ -162,12 +208,17 @@ class TokenStore:
         except p11.UserAlreadyLoggedIn:  # the login is the process's, not the session's
             return token.open(rw=True)
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange):
-            raise ConfigError(f"PKCS#11 token {self.access.label!r}: the PIN in "
-                              f"{self.access.pin_file} does not open it",
-                              field="TEGATA_PKCS11_PIN_FILE") from None
+            # never tried again: each try counts towards the HSM's lock-out of the user PIN
+            self._refused = (f"PKCS#11 token {self.access.label!r}: the PIN in "
+                             f"{self.access.pin_file} does not open it ({ONE_PIN}); it is "
+                             "not tried again until a restart")
         except p11.PinLocked:
-            raise ConfigError(f"PKCS#11 token {self.access.label!r}: the user PIN is locked",
-                              field="TEGATA_PKCS11_PIN_FILE") from None
+            self._refused = (f"PKCS#11 token {self.access.label!r}: the user PIN is locked "
+                             f"({ONE_PIN})")
+        raise ConfigError(self._refused, field="TEGATA_PKCS11_PIN_FILE")
+
+    def _absent(self) -> str:
+        return f"PKCS#11 token {self.access.label!r} is not present in {self.access.module}"
 
     def _drop(self) -> None:
         old, self._session = self._session, None
@@ -178,49 +229,104 @@ class TokenStore:
 
     def run(self, operation: Callable[[Any], T]) -> T:
         """``operation(session)`` under the lock, on this process's session. A session or
-        token that went away is reopened once; should that fail too, ``Unavailable`` says
-        so at once (no wait, no retry loop)."""
+        token that went away is reopened at once, the module initialised afresh; should
+        that fail, ``Unavailable`` says so at once (no wait, no retry loop), and the next
+        call tries again if a second has passed since (before: ``Unavailable`` at once)."""
         with self._lock:
+            if self._pid != os.getpid():  # a fork: the parent's session is never used here
+                self._session = None
+                self._handles.clear()
+                self._pid = os.getpid()
+            fresh = self._retry_at is not None
+            if self._session is not None:
+                try:
+                    return self._operate(operation)
+                except _Lost:
+                    self._drop()
+                    self._retry_at, fresh = None, True  # just lost: reopened at once
+            now = self._monotonic()
+            if self._retry_at is not None and now < self._retry_at:
+                raise Unavailable(f"PKCS#11 token {self.access.label!r} is unavailable "
+                                  f"({self._why}); it is looked for again at most once a "
+                                  "second")
             try:
-                return self._attempt(operation)
-            except p11.PKCS11Error as exc:
-                if not _gone(exc):
-                    raise ConfigError(f"PKCS#11 token {self.access.label!r} refused the "
-                                      f"operation ({type(exc).__name__})") from None
-                self._drop()
-                _Library.forget(self.access.module)  # a finalised or reset module
-            try:
-                return self._attempt(operation)
-            except (p11.PKCS11Error, ConfigError) as exc:
-                self._drop()
-                reason = exc.message if isinstance(exc, ConfigError) else type(exc).__name__
-                raise Unavailable(f"PKCS#11 token {self.access.label!r} went away and could "
-                                  f"not be reopened: {reason}") from None
+                self._session = self._open(fresh=fresh)
+                result = self._operate(operation)
+            except _Absent:
+                why = self._absent()
+            except (_Lost, p11.PKCS11Error) as exc:
+                why = str(exc) if isinstance(exc, _Lost) else type(exc).__name__
+            else:
+                self._retry_at = None
+                return result
+            self._drop()
+            self._retry_at, self._why = now + RETRY_SECONDS, why
+            raise Unavailable(f"PKCS#11 token {self.access.label!r} went away and could "
+                              f"not be reopened: {why}")
 
-    def _attempt(self, operation: Callable[[Any], T]) -> T:
-        if self._pid != os.getpid():  # a fork: the parent's session is never used here
-            self._session = None
-            self._handles.clear()
-        if self._session is None:
-            self._session = self._open()
-            self._pid = os.getpid()
-        return operation(self._session)
+    def _operate(self, operation: Callable[[Any], T]) -> T:
+        try:
+            return operation(self._session)
+        except p11.PKCS11Error as exc:
+            if _gone(exc):
+                raise _Lost(type(exc).__name__) from None
+            raise ConfigError(f"PKCS#11 token {self.access.label!r} refused the "
+                              f"operation ({type(exc).__name__})") from None
 
     def check(self) -> None:
-        """The module loads, the token is there and the PIN opens it."""
-        self.run(lambda session: None)
+        """The module loads, the token is there and the PIN opens it (ConfigError, for
+        start-up and ``init``: the token is not there when it should be)."""
+        try:
+            self.run(lambda session: None)
+        except Unavailable:
+            raise ConfigError(self._why, field="pkcs11_token") from None
+
+    def present(self) -> bool:
+        """Whether the module lists a token of this label (no login)."""
+        try:
+            self.check()
+        except ConfigError as exc:
+            if exc.message == self._absent():
+                return False
+            raise
+        return True
+
+    def _apart(self, operation: Callable[[Any], T]) -> T:
+        """``operation`` in a session of its own, outside the lock signatures take."""
+        try:
+            session = self._open()
+        except _Absent:
+            raise Unavailable(self._absent()) from None
+        except p11.PKCS11Error as exc:
+            raise Unavailable(f"PKCS#11 token {self.access.label!r} could not be opened "
+                              f"({type(exc).__name__})") from None
+        try:
+            return operation(session)
+        except p11.PKCS11Error as exc:
+            raise ConfigError(f"PKCS#11 token {self.access.label!r} refused the "
+                              f"operation ({type(exc).__name__})") from None
+        finally:
+            with contextlib.suppress(p11.PKCS11Error):
+                session.close()
 
     # --- keys ----------------------------------------------------------------------------
 
     def generate(self, key_id: str, key_type: str) -> TokenSigner:
         """A new key pair made inside the token, labelled ``key_id``: sensitive, never
-        extractable, kept on the token."""
+        extractable, kept on the token, neither modifiable nor copyable (its label, ID
+        and flags stay as made). Made in a session of its own: the signatures of the
+        other CAs in the token go on meanwhile."""
+        if key_type not in _CURVES and key_type not in _RSA_BITS:
+            raise ConfigError(f"CA key type {key_type!r} is not one of "
+                              f"{', '.join([*_CURVES, *_RSA_BITS])}", field="key_type")
         private_template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
                             Attribute.TOKEN: True, Attribute.PRIVATE: True,
                             Attribute.SIGN: True, Attribute.DECRYPT: False,
-                            Attribute.UNWRAP: False, Attribute.DERIVE: False}
+                            Attribute.UNWRAP: False, Attribute.DERIVE: False,
+                            Attribute.MODIFIABLE: False, Attribute.COPYABLE: False}
         public_template = {Attribute.TOKEN: True, Attribute.VERIFY: True,
-                           Attribute.ENCRYPT: False, Attribute.WRAP: False}
+                           Attribute.ENCRYPT: False, Attribute.WRAP: False,
+                           Attribute.MODIFIABLE: False, Attribute.COPYABLE: False}
 
         def make(session: Any) -> None:
             if _find(session, ObjectClass.PRIVATE_KEY, key_id) is not None:
@@ -234,25 +340,30 @@ class TokenStore:
                                         mechanism=Mechanism.EC_KEY_PAIR_GEN,
                                         public_template=public_template,
                                         private_template=private_template)
-            elif key_type in _RSA_BITS:
+            else:
                 session.generate_keypair(KeyType.RSA, _RSA_BITS[key_type], store=True,
                                          label=key_id, id=key_id.encode(),
                                          public_template=public_template,
                                          private_template=private_template)
-            else:
-                raise ConfigError(f"CA key type {key_type!r} is not one of "
-                                  f"{', '.join([*_CURVES, *_RSA_BITS])}", field="key_type")
 
-        self.run(make)
+        self._apart(make)
         return self.load(key_id)
 
-    def load(self, key_id: str) -> TokenSigner:
-        """The signer of the key labelled ``key_id``; ConfigError when the token has none."""
+    def load(self, key_id: str, *, certificate: bytes | None = None) -> TokenSigner:
+        """The signer of the key labelled ``key_id`` (label and CKA_ID, the lookup every
+        signature makes); ConfigError when the token has none, when its private key could
+        leave the token (extractable, or not sensitive), or when ``certificate`` (DER) is
+        given and names another key."""
         def public(session: Any) -> CertificateIssuerPublicKeyTypes:
             found = _find(session, ObjectClass.PUBLIC_KEY, key_id)
-            if found is None or _find(session, ObjectClass.PRIVATE_KEY, key_id) is None:
+            private = _find(session, ObjectClass.PRIVATE_KEY, key_id)
+            if found is None or private is None:
                 raise ConfigError(f"PKCS#11 token {self.access.label!r} has no CA key "
                                   f"{key_id!r}")
+            if private[Attribute.EXTRACTABLE] or not private[Attribute.SENSITIVE]:
+                raise ConfigError(f"PKCS#11 token {self.access.label!r} key {key_id!r} is "
+                                  "extractable or not sensitive: a CA key must never leave "
+                                  "the token")
             if found.key_type == KeyType.EC:
                 key = serialization.load_der_public_key(encode_ec_public_key(found))
             else:
@@ -260,14 +371,27 @@ class TokenStore:
             assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
             return key
 
-        return TokenSigner(key_id, self, self.run(public))
+        key = self.run(public)
+        if certificate is not None and _spki(key) != _spki(
+                x509.load_der_x509_certificate(certificate).public_key()):
+            raise ConfigError(f"PKCS#11 token {self.access.label!r} key {key_id!r} is not the "
+                              "key of its CA certificate (the key pair was replaced?)",
+                              field="pkcs11_token")
+        return TokenSigner(key_id, self, key)
 
     def key_ids(self) -> set[str]:
-        """The labels of every private key in the token (one search: start-up checks
+        """The CA key ids of the private keys in the token: those whose label and CKA_ID
+        both say it, as every signature looks them up (one search: start-up checks
         thousands of CAs without a lookup each)."""
-        return self.run(lambda session: {
-            str(key[Attribute.LABEL]) for key in session.get_objects(
-                {Attribute.CLASS: ObjectClass.PRIVATE_KEY})})
+        def ids(session: Any) -> set[str]:
+            found = set()
+            for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
+                label = str(key[Attribute.LABEL])
+                if bytes(key[Attribute.ID]) == label.encode():
+                    found.add(label)
+            return found
+
+        return self.run(ids)
 
     def remove(self, key_id: str) -> None:
         """Destroy a key pair made for a CA whose creation failed."""
@@ -290,6 +414,15 @@ class TokenStore:
             return bytes(key.sign(digest, mechanism=mechanism))
 
         return self.run(sign)
+
+
+class _Lost(Exception):
+    """The session or token went away during an operation (the exception class's name)."""
+
+
+def _spki(key: CertificateIssuerPublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _find(session: Any, kind: ObjectClass, key_id: str) -> Any:

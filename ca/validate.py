@@ -47,16 +47,22 @@ def tenant_name(value: str) -> str:
     return value
 
 
-TOKEN_LABEL = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,30}[\x21-\x7e])?")
+TOKEN_LABEL_BYTES = 32  # CK_TOKEN_INFO's label: 32 bytes of UTF-8, blank-padded
 
 
 def token_label(value: str) -> str:
-    """A PKCS#11 token label: CK_TOKEN_INFO holds 32 bytes, blank-padded; printable ASCII
-    here, with no blank at either end (the padding would swallow it)."""
-    if not TOKEN_LABEL.fullmatch(value):
-        raise InvalidInput(f"token label {_shown(value)} must be 1-32 printable ASCII "
-                           "characters, not starting or ending with a space",
-                           field="pkcs11_token")
+    """A PKCS#11 token label: CK_TOKEN_INFO holds 32 bytes of UTF-8, blank-padded; 1-32
+    bytes here, no control character, no blank at either end (the padding would swallow
+    it)."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        size = 0
+    if not 1 <= size <= TOKEN_LABEL_BYTES or value != value.strip(" ") or any(
+            unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise InvalidInput(f"token label {_shown(value)} must be 1-32 bytes of UTF-8 "
+                           "without control characters, not starting or ending with a "
+                           "space", field="pkcs11_token")
     return value
 
 

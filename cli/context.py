@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from ca.errors import InvalidInput
+from ca.errors import ConfigError, InvalidInput
 from ca.service import Service, build_service
 from ca.settings import Settings, load_settings
 
@@ -38,6 +38,14 @@ class State:
                   (("pkcs11_module", module), ("pkcs11_pin_file", pin_file)) if value is not None}
         self._settings = self.settings().model_copy(update=update)
         self._service = None
+        missing = [option for name, option in (("pkcs11_module", "--pkcs11-module"),
+                                               ("pkcs11_pin_file", "--pin-file"))
+                   if getattr(self._settings, name) is None]
+        if missing:  # the deployment's settings, not the command's input: EX_CONFIG
+            raise ConfigError(f"a CA key in PKCS#11 token {token!r} was asked for, and no "
+                              f"PKCS#11 module and PIN file are configured (give "
+                              f"{' and '.join(missing)}, or set TEGATA_PKCS11_MODULE and "
+                              "TEGATA_PKCS11_PIN_FILE)", field="pkcs11_token")
 
     def service(self, *, check_schema: bool = True) -> Service:
         if self._service is None:

@@ -164,12 +164,17 @@ class Hierarchy:
         return tenant
 
     def _require_token_settings(self, label: str) -> None:
-        """A CA key asked for in a token: a valid label, and a module to find it in."""
+        """A CA key asked for in a token: a valid label, a module to find it in, and a
+        token of that label there (a mistyped label is the caller's input, told before
+        anything is made)."""
         validate.token_label(label)
         if self.settings.pkcs11_module is None or self.settings.pkcs11_pin_file is None:
             raise InvalidInput(f"a CA key in PKCS#11 token {label!r} was asked for, and no "
                                "PKCS#11 module and PIN file are configured",
                                field="pkcs11_token")
+        if not self.keys.token(label).present():
+            raise InvalidInput(f"PKCS#11 module {self.settings.pkcs11_module} has no token "
+                               f"labelled {label!r}", field="pkcs11_token")
 
     @contextlib.contextmanager
     def _writing_keys(self) -> Iterator[list[str]]:

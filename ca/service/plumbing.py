@@ -70,10 +70,14 @@ class Keys:
         """The CA's key, loaded from its file on first use and kept: with thousands of
         tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
         for the same key at once load it once."""
-        return self.signer_by_id(authority.key_id, token_of(authority))
+        return self.signer_by_id(authority.key_id, token_of(authority),
+                                 certificate=authority.der)
 
-    def signer_by_id(self, key_id: str, token: str | None = None) -> Signer:
-        """The key ``key_id``: in the token labelled ``token``, or a file when None."""
+    def signer_by_id(self, key_id: str, token: str | None = None, *,
+                     certificate: bytes | None = None) -> Signer:
+        """The key ``key_id``: in the token labelled ``token``, or a file when None. A key
+        in a token is checked, when first loaded, against ``certificate`` (its CA's, DER)
+        when given."""
         found = self._signers.get(key_id)
         if found is not None:
             return found
@@ -83,7 +87,7 @@ class Keys:
             found = self._signers.get(key_id)
             if found is None:
                 found = self._signers[key_id] = self.keystore.load(key_id) if token is None \
-                    else self.token(token).load(key_id)
+                    else self.token(token).load(key_id, certificate=certificate)
         with self._signers_guard:
             self._signer_loading.pop(key_id, None)
         return found

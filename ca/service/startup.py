@@ -49,7 +49,9 @@ class Startup:
         start-up), and every other active CA's key file must be there, private (a missing or
         world-readable file stops start-up, not a request). Those keys load on first use.
         A key in a PKCS#11 token is looked up at once: a token that is absent, a PIN that
-        does not open it or a CA key it does not hold stops start-up.
+        does not open it, a CA key it does not hold (by label and CKA_ID, as signatures
+        look it up), a key that could leave it or that is not the one its CA certificate
+        names stops start-up.
 
         The keys loaded must be the database's: each root's key is the one its certificate
         names, and the data-protection key opens the newest key material sealed in the
@@ -71,23 +73,28 @@ class Startup:
             if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is in it
                 assert token is not None
                 if token not in in_tokens:
+                    self.keys.token(token).check()
                     in_tokens[token] = self.keys.token(token).key_ids()
                 if key_id not in in_tokens[token]:
                     raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
-            if kind == "root":
-                signer = self.keys.signer_by_id(key_id, token if store == PKCS11_STORE else None)
+                # every CA's key in a token is the one its certificate names (a public key
+                # read each): a key pair replaced under the same label stops start-up
+                signer = self.keys.signer_by_id(key_id, token)
                 if _spki(signer.public_key()) != _spki(
                         x509.load_der_x509_certificate(der).public_key()):
-                    if store == PKCS11_STORE:
-                        raise ConfigError(f"PKCS#11 token {token!r} key {key_id!r} is not the "
-                                          "key of the database's root CA (the token holds "
-                                          "another deployment's keys?)",
-                                          field="TEGATA_PKCS11_MODULE")
+                    raise ConfigError(f"PKCS#11 token {token!r} key {key_id!r} is not the "
+                                      f"key of the database's {kind} CA (the token holds "
+                                      "another deployment's keys, or the key pair was "
+                                      "replaced?)", field="TEGATA_PKCS11_MODULE")
+            elif kind == "root":
+                signer = self.keys.signer_by_id(key_id)
+                if _spki(signer.public_key()) != _spki(
+                        x509.load_der_x509_certificate(der).public_key()):
                     raise ConfigError(
                         f"CA key file {self.keys.keystore.path_for(key_id)} does not hold the "
                         "key of the database's root CA (TEGATA_KEY_DIR names another "
                         "deployment's key directory?)", field="TEGATA_KEY_DIR")
-            elif store != PKCS11_STORE:
+            else:
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
         if keys:
             sealer = self.keys.sealer

@@ -190,8 +190,9 @@ def test_a_wrong_pin_or_an_absent_token_is_a_configuration_error_without_the_pin
                                       pin_file=wrong, pin="99999999"))
     with pytest.raises(ConfigError) as caught:
         bad_pin.check()
-    assert caught.value.message == (f"PKCS#11 token {token.label!r}: the PIN in {wrong} "
-                                    "does not open it")
+    assert caught.value.message == (
+        f"PKCS#11 token {token.label!r}: the PIN in {wrong} does not open it (all tokens are "
+        "opened with the PIN of TEGATA_PKCS11_PIN_FILE); it is not tried again until a restart")
     absent = TokenStore(type(access)(module=access.module, label="no-such-token",
                                      pin_file=access.pin_file, pin=access.pin))
     with pytest.raises(ConfigError) as caught:
@@ -323,8 +324,9 @@ def test_the_api_makes_a_tenant_whose_ca_key_is_in_the_token(
     refused = client.post("/api/v1/tenants", headers=headers,
                           json={"name": "tohoku", "pkcs11_token": " padded"})
     assert refused.status_code == 400, refused.text
-    assert refused.json()["detail"] == ("token label ' padded' must be 1-32 printable ASCII "
-                                        "characters, not starting or ending with a space")
+    assert refused.json()["detail"] == ("token label ' padded' must be 1-32 bytes of UTF-8 "
+                                        "without control characters, not starting or ending "
+                                        "with a space")
 
 
 def test_a_token_is_refused_where_no_module_is_configured(service: Service) -> None:

@@ -237,5 +237,7 @@ def test_serve_stops_with_one_line_and_exit_78_when_the_pin_does_not_open_the_to
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 78
     assert result.stderr == (f"tegata: error: PKCS#11 token {deployment.token.label!r}: the "
-                             f"PIN in {wrong} does not open it\n")
+                             f"PIN in {wrong} does not open it (all tokens are opened with "
+                             "the PIN of TEGATA_PKCS11_PIN_FILE); it is not tried again until "
+                             "a restart\n")
     assert deployment.token.pin not in result.stdout + result.stderr
