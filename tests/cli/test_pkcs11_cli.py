@@ -69,3 +69,33 @@ def test_an_absent_token_stops_init_before_anything_is_made(sqlite_env: Env, cli
     assert result.code == 78
     assert result.error() == f"PKCS#11 token 'absent' is not present in {token.module}"
     assert not (sqlite_env.data_dir / "tegata.db").exists()
+
+
+def test_a_token_asked_for_where_no_module_or_pin_file_is_configured_exits_78(
+        sqlite_env: Env, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli.ok("init", "--key-type", "ec-p256")
+    for name in ("TEGATA_PKCS11_MODULE", "TEGATA_PKCS11_PIN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    result = cli("tenant", "create", "kansai", "--pkcs11-token", "tegata-ca")
+    assert result.code == 78
+    assert result.error() == (
+        "a CA key in PKCS#11 token 'tegata-ca' was asked for, and no PKCS#11 module and PIN "
+        "file are configured (give --pkcs11-module and --pin-file, or set "
+        "TEGATA_PKCS11_MODULE and TEGATA_PKCS11_PIN_FILE)")
+    assert {r["kind"] for r in sqlite_env.dump()["authorities"]} == {"root", "issuing"}
+    assert len(sqlite_env.dump()["authorities"]) == 2
+
+
+def test_a_token_with_a_utf8_label_holds_the_ca_keys(
+        sqlite_env: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = make_token(tmp_path / "utf8-hsm", label="日本語トークン")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    try:
+        cli.ok("init", "--key-type", "ec-p256", "--pkcs11-module", str(token.module),
+               "--pkcs11-token", token.label, "--pin-file", str(token.pin_file))
+        rows = sqlite_env.dump()["authorities"]
+        assert {(r["kind"], r["key_store"], r["key_token"]) for r in rows} == {
+            ("root", "pkcs11", "日本語トークン"), ("issuing", "pkcs11", "日本語トークン")}
+        assert token_labels(token) == {r["key_id"] for r in rows}
+    finally:
+        finalize_modules()
