@@ -1,10 +1,12 @@
 """`tegata gateway crl-sync`: keep a gateway's CRL file fresh.
 
-Fetch the chain bundle (the tenant's CRL and the root's), check it (every CRL signed by a
-CA of the trusted bundle, nextUpdate ahead, CRL Number never going backwards), write it
-atomically, and run the reload command (nginx) or push it through HAProxy's runtime API.
-It warns loudly long before the file on the gateway would expire: an expired CRL locks
-every user out.
+Fetch the chain bundle (the CRLs of the tenant's issuing CAs in service, one per
+generation, and the root's), keep the CRLs of the CAs of the trusted bundle (those are what
+the gateway checks; a CRL of a CA it lacks, a rollover's next generation, is left out with
+a warning), check them (nextUpdate ahead, CRL Number never going backwards, one for every
+trusted CA), write them atomically, and run the reload command (nginx) or push them
+through HAProxy's runtime API. It warns loudly long before the file on the gateway would
+expire: an expired CRL locks every user out.
 
 A CRL counts as applied only once the gateway has taken it: what was last applied is
 recorded beside the file (``<out>.applied``) after the push or reload succeeded, so a run
@@ -58,6 +60,9 @@ class Checked:
     pem: bytes
     numbers: dict[str, int]  # issuer (RFC 4514) -> CRL Number
     next_update: dt.datetime  # the earliest of the bundle
+    # CAs of the chain the trusted bundle lacks (a rollover's next generation): their CRLs
+    # are left out, nginx would not check them; one warning line names them
+    untrusted: tuple[str, ...] = ()
 
 
 def split(pem: bytes) -> list[x509.CertificateRevocationList]:
@@ -72,18 +77,23 @@ def split(pem: bytes) -> list[x509.CertificateRevocationList]:
 
 def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
           previous: Checked | None) -> Checked:
-    """The bundle, if every CRL in it is signed by a trusted CA, current, and not older
-    than the one the gateway has, and every trusted CA has one (nginx refuses a chain with a
-    CA whose CRL is missing). What is kept is the CRLs alone, re-encoded: text around or
-    between them, which no signature covers, never reaches the gateway."""
+    """The CRLs of the trusted CAs in the bundle, if each is current and not older than the
+    one the gateway has, and every trusted CA has one (nginx refuses a chain with a CA whose
+    CRL is missing). A CRL no trusted CA signed is left out, not a failure: after a rollover
+    the chain carries the next generation's CRL before the gateway's bundle has its CA, and
+    the CRLs of the CAs it does trust (the old generation's revocations) must still reach
+    it; ``untrusted`` names those left out. What is kept is the CRLs alone, re-encoded: text
+    around or between them, which no signature covers, never reaches the gateway."""
     numbers: dict[str, int] = {}
     earliest: dt.datetime | None = None
-    crls = split(pem)
-    for crl in crls:
+    kept: list[x509.CertificateRevocationList] = []
+    untrusted: list[str] = []
+    for crl in split(pem):
         issuer = _signer_of(crl, trusted)
         if issuer is None:
-            raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} is not signed by a "
-                               "CA of the trusted bundle")
+            untrusted.append(_crl_label(crl))
+            continue
+        kept.append(crl)
         next_update = crl.next_update_utc
         if next_update is None or next_update <= now:
             raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} has expired "
@@ -95,12 +105,27 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
                                f"the {previous.numbers[name]} the gateway has")
         numbers[name] = ext.crl_number
         earliest = next_update if earliest is None else min(earliest, next_update)
-    assert earliest is not None
     missing = [ca_label(ca, trusted) for ca in trusted if ca_label(ca, trusted) not in numbers]
     if missing:
-        raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}")
-    clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
-    return Checked(pem=clean, numbers=numbers, next_update=earliest)
+        also = (f" (it has CRLs of CAs --ca-bundle lacks: {', '.join(untrusted)})"
+                if untrusted else "")
+        raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}{also}")
+    assert earliest is not None
+    clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in kept)
+    return Checked(pem=clean, numbers=numbers, next_update=earliest,
+                   untrusted=tuple(untrusted))
+
+
+def _crl_label(crl: x509.CertificateRevocationList) -> str:
+    """A CRL's issuer as messages name it: its name, with the key identifier of its AKI
+    (two generations of a CA share a name; the key tells which one)."""
+    name = crl.issuer.rfc4514_string()
+    try:
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return name
+    return name if aki.key_identifier is None else \
+        f"{name} (key {aki.key_identifier.hex().upper()})"
 
 
 def _signer_of(crl: x509.CertificateRevocationList,
@@ -577,8 +602,11 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
         else:
             reload(target.reload_command)
         given = True
-    fresh = Applied(sha256=sha, gateway=target.gateway, etag=fetched.etag,
-                    last_modified=fetched.last_modified)
+    # CRLs left out (a CA the bundle lacks): no validators, so that every run fetches the
+    # chain again and repeats the warning until the operator gives the new bundle
+    fresh = Applied(sha256=sha, gateway=target.gateway,
+                    etag=None if checked.untrusted else fetched.etag,
+                    last_modified=None if checked.untrusted else fetched.last_modified)
     if fresh != record:
         write_applied(out, fresh)
     return Outcome(checked=checked, changed=written or given)

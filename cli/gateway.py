@@ -264,6 +264,11 @@ def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: boo
 def _report(out: Path, outcome: crlsync.Outcome, now: dt.datetime,
             warn_within: dt.timedelta) -> None:
     checked = outcome.checked
+    if checked.untrusted:
+        crlsync.warn(f"the CRLs of {', '.join(checked.untrusted)} are left out of {out}: "
+                     "their CA is not in --ca-bundle; a CA rollover happened: run `tegata "
+                     "gateway ca-bundle ...` again, give the gateway the new bundle and "
+                     "this command --ca-bundle")
     if checked.next_update - now < warn_within:
         crlsync.warn(f"the CRL expires at {checked.next_update.isoformat()}: is Tegata "
                      "renewing it?")
