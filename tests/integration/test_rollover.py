@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, inspect, select, text, update
 
+from ca.db import migrate
 from ca.db.models import AuditEvent, Authority, Tenant
 from ca.errors import CAError, InvalidInput, NotFound
 from ca.service import Service
@@ -283,6 +284,63 @@ def test_the_migration_numbers_every_existing_ca_one_and_rollover_then_works(
         service.hierarchy.ca_certificates(ACME)[2].der).subject
     assert cert(service.hierarchy.rollover_root().der).subject.rfc4514_string() == \
         "CN=Tegata Root CA G2,O=Tegata"
+
+
+def generations_of(service: Service) -> list[tuple[str, str | None, int, str]]:
+    with service.database.reading() as session:
+        return sorted((row.kind, row.tenant_id and str(row.tenant_id), row.generation,
+                       row.serial) for row in session.execute(select(
+            Authority.kind, Authority.tenant_id, Authority.generation, Authority.serial)
+            .where(Authority.kind != "ocsp")))
+
+
+def test_a_downgrade_below_0014_after_a_rollover_is_refused_and_changes_nothing(
+        service: Service) -> None:
+    """Generations 2 and later (and a root's link certificates) have no place in the schema
+    of before: the downgrade says so rather than dropping them."""
+    acme(service)
+    service.hierarchy.rollover(ACME)
+    service.hierarchy.rollover_root()
+    before = generations_of(service)
+    with service.database.reading() as session:
+        links = session.execute(select(Authority.link_from_previous, Authority.link_to_previous)
+                                .where(Authority.kind == "root", Authority.generation == 2)
+                                ).one()
+    with pytest.raises(RuntimeError, match="cannot downgrade below 0014: 2 CA"):
+        downgrade(service.engine, "0013")
+    assert migrate.current_revision(service.engine) == migrate.head_revision()
+    assert generations_of(service) == before
+    with service.database.reading() as session:
+        assert session.execute(select(Authority.link_from_previous,
+                                      Authority.link_to_previous)
+                               .where(Authority.kind == "root", Authority.generation == 2)
+                               ).one() == links
+    assert all(links)
+
+
+def test_the_migration_numbers_several_cas_of_a_line_in_the_order_they_were_made(
+        service: Service) -> None:
+    """A database taken below 0014 with a rollover's CAs in it (by an alembic of before the
+    downgrade refused that) upgrades: the CAs of each line numbered 1, 2, ... by age, the
+    newest issuing, rather than failing on the unique index and staying stuck."""
+    acme(service)
+    service.hierarchy.rollover(ACME)
+    service.hierarchy.rollover(ACME)
+    expected = generations_of(service)
+    # what the old downgrade left: the generations gone, every CA "the first" (the unique
+    # index made plain for that, as the downgrade drops an index of its name)
+    with service.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ux_authorities_generation"))
+        conn.execute(update(Authority).values(generation=1))
+        conn.execute(text("CREATE INDEX ux_authorities_generation ON authorities (kind)"))
+    downgrade(service.engine, "0013")
+    with service.engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM authorities WHERE kind = 'issuing'")
+                           ) == 4
+    service.database.upgrade()
+    assert generations_of(service) == expected
+    assert [(v.generation, v.current) for v in service.hierarchy.generations()
+            if v.tenant == ACME] == [(1, False), (2, False), (3, True)]
 
 
 def test_two_rollovers_at_once_make_two_generations_one_after_the_other(
