@@ -519,25 +519,64 @@ def haproxy_holds(socket_path: str, crl_file: Path, pem: bytes) -> bool:
     return _shown_summary(answer) == _crl_summary(pem)
 
 
+HAPROXY_BUFSIZE = 16384  # HAProxy's tune.bufsize unless its global section sets another
+# HAProxy reads a runtime API command and its payload into one buffer of tune.bufsize: a
+# longer one gets no answer at all, and HAProxy 2.6 was seen to abort (a "bogus APPCTX
+# spinning") on one a few bytes short of the buffer; so a kilobyte of it is kept spare
+HAPROXY_SPARE = 1024
+
+
+def _set_command(crl_file: Path, pem: bytes) -> str:
+    return f"set ssl crl-file {crl_file} <<\n{pem.decode().strip()}\n"
+
+
+def haproxy_fits(crl_file: Path, pem: bytes, bufsize: int = HAPROXY_BUFSIZE) -> bool:
+    """Whether the runtime API can take these CRLs in one ``set ssl crl-file`` (the
+    command, its payload and the blank line that ends it, within one buffer)."""
+    return len(_set_command(crl_file, pem).encode()) + 1 <= bufsize - HAPROXY_SPARE
+
+
 def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
     """Replace the CRL in a running HAProxy (runtime API: set, then commit), and check that
     it holds it now."""
     check_haproxy_name(crl_file)
-    payload = pem.decode().strip()
+    command = _set_command(crl_file, pem)
     where = f"HAProxy at {shown(socket_path)}"
     # a transaction left open by a run that failed half-way would refuse the new one
     _haproxy(socket_path, f"abort ssl crl-file {crl_file}")
-    answer = _haproxy(socket_path, f"set ssl crl-file {crl_file} <<\n{payload}\n")
+    answer = _haproxy(socket_path, command)
+    if not answer.strip():
+        raise GatewayRefused(f"{where} closed the connection without an answer to the "
+                             f"{len(command.encode())}-byte set ssl crl-file command for "
+                             f"{shown(crl_file)} (more than its tune.bufsize takes?)")
     if "transaction" not in answer.lower() or "error" in answer.lower():
         raise GatewayRefused(f"{where} refused the CRL for {shown(crl_file)}: "
                              f"{shown(answer.strip(), 200)}")
     answer = _haproxy(socket_path, f"commit ssl crl-file {crl_file}")
     if "success" not in answer.lower():
         raise GatewayRefused(f"{where} did not commit the CRL for {shown(crl_file)}: "
-                             f"{shown(answer.strip(), 200)}")
+                             f"{shown(answer.strip(), 200) or 'no answer'}")
     if not haproxy_holds(socket_path, crl_file, pem):
         raise GatewayRefused(f"{where} does not hold the CRL just committed for "
                              f"{shown(crl_file)} (is it the crl-file of a bind line?)")
+
+
+def haproxy_reloaded(command: str, socket_path: str, crl_file: Path, pem: bytes, *,
+                     wait: float = RELOAD_WAIT) -> None:
+    """Run HAProxy's reload command (CRLs too big for one runtime API command: the new
+    process reads the file written), then wait until HAProxy holds them."""
+    reload(command)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if haproxy_holds(socket_path, crl_file, pem):
+                return
+        except Unreachable:  # the new process is binding its runtime API socket
+            pass
+        if time.monotonic() > deadline:
+            raise GatewayRefused(f"HAProxy at {shown(socket_path)} does not hold the CRL of "
+                                 f"{shown(crl_file)} {wait:g} s after the reload command")
+        time.sleep(0.1)
 
 
 # --- one sync ----------------------------------------------------------------------------------
@@ -550,6 +589,7 @@ class Target:
     nginx_pid: Path | None = None  # check that nginx's master took the reload
     reload_wait: float = RELOAD_WAIT  # seconds it has to start new workers
     haproxy_socket: str | None = None
+    haproxy_bufsize: int = HAPROXY_BUFSIZE  # its tune.bufsize
 
     @property
     def gateway(self) -> str:
@@ -593,10 +633,12 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
     recorded = (not written and record is not None and record.sha256 == sha
                 and record.gateway == target.gateway)
     given = False
-    if target.haproxy_socket and not haproxy_holds(target.haproxy_socket, out, checked.pem):
-        haproxy_push(target.haproxy_socket, out, checked.pem)
-        given = True
-    if target.reload_command and not recorded:
+    if target.haproxy_socket:
+        # with HAProxy, the reload command is for CRLs too big for one runtime API command
+        if not haproxy_holds(target.haproxy_socket, out, checked.pem):
+            _give_haproxy(target, checked.pem)
+            given = True
+    elif target.reload_command and not recorded:
         if target.nginx_pid is not None:
             reload_nginx(target.reload_command, target.nginx_pid, wait=target.reload_wait)
         else:
@@ -610,6 +652,24 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
     if fresh != record:
         write_applied(out, fresh)
     return Outcome(checked=checked, changed=written or given)
+
+
+def _give_haproxy(target: Target, pem: bytes) -> None:
+    """Push the CRLs through the runtime API if one command can carry them; else run the
+    reload command, which has HAProxy read the file written."""
+    assert target.haproxy_socket is not None
+    if haproxy_fits(target.out, pem, target.haproxy_bufsize):
+        haproxy_push(target.haproxy_socket, target.out, pem)
+    elif target.reload_command is None:
+        raise GatewayRefused(
+            f"the CRLs of {shown(target.out)} ({len(pem)} bytes) do not fit in one command "
+            f"of HAProxy's runtime API (tune.bufsize {target.haproxy_bufsize}, less "
+            f"{HAPROXY_SPARE} spare): written, not applied; give --reload with HAProxy's "
+            "reload command (e.g. 'systemctl reload haproxy'), or raise tune.bufsize and "
+            "--haproxy-bufsize")
+    else:
+        haproxy_reloaded(target.reload_command, target.haproxy_socket, target.out, pem,
+                         wait=target.reload_wait)
 
 
 def warn(message: str) -> None:
