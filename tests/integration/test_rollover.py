@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
 from sqlalchemy import func, inspect, select, text, update
 
+from ca.clock import FixedClock
 from ca.db import migrate
 from ca.db.models import AuditEvent, Authority, Tenant
 from ca.errors import CAError, InvalidInput, NotFound
@@ -355,3 +356,35 @@ def test_two_rollovers_at_once_make_two_generations_one_after_the_other(
     assert rows == [(ACME, 1, False), (ACME, 2, False), (ACME, 3, True)]
     assert {v.serial for v in made} == {v.serial for v in service.hierarchy.generations()
                                          if v.tenant == ACME and v.generation > 1}
+
+
+def responder_of(service: Service, leaf: CertificateView,
+                 issuer: x509.Certificate) -> x509.Certificate:
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        cert(leaf.der), issuer, hashes.SHA1()).build()
+    answer = ocsp.load_der_ocsp_response(service.ocsp.respond(
+        request.public_bytes(serialization.Encoding.DER)).der)
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    (responder,) = answer.certificates
+    return responder
+
+
+def test_a_responder_certificate_ends_no_later_than_its_ca_and_is_then_kept(
+        service: Service, clock: FixedClock) -> None:
+    """Three days before the first issuing CA ends (after a rollover), its responder
+    certificate is capped at the CA's notAfter; a day later it is the same one (a new one
+    would not outlast it: none is made from a CA about to end)."""
+    first, alice = acme(service)
+    service.hierarchy.rollover(ACME)
+    end = first.not_valid_after_utc
+    clock.set(end - dt.timedelta(days=3))
+    capped = responder_of(service, alice, first)
+    assert capped.not_valid_after_utc == end
+    clock.set(end - dt.timedelta(days=2))
+    assert responder_of(service, alice, first) == capped
+    with service.database.reading() as session:
+        made = session.scalar(select(func.count()).select_from(Authority).where(
+            Authority.kind == "ocsp", Authority.issuer_id == select(Authority.id).where(
+                Authority.der == first.public_bytes(serialization.Encoding.DER)
+            ).scalar_subquery()))
+    assert made == 1
