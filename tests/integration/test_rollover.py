@@ -20,7 +20,7 @@ from sqlalchemy import func, inspect, select, text, update
 
 from ca.clock import FixedClock
 from ca.db import migrate
-from ca.db.models import AuditEvent, Authority, Tenant
+from ca.db.models import AuditEvent, Authority, Crl, Tenant
 from ca.errors import CAError, InvalidInput, NotFound
 from ca.service import Service
 from ca.service.views import CertificateView
@@ -388,3 +388,43 @@ def test_a_responder_certificate_ends_no_later_than_its_ca_and_is_then_kept(
                 Authority.der == first.public_bytes(serialization.Encoding.DER)
             ).scalar_subquery()))
     assert made == 1
+
+
+def test_a_replaced_generation_retires_itself_once_past_its_end(
+        service: Service, clock: FixedClock) -> None:
+    """The first issuing CA, replaced by a rollover, serves while it can still have an
+    unexpired certificate; a lifecycle run after its notAfter retires it: the tenant's CA
+    bundle and CRL chain leave it out, and its CRL is no longer renewed."""
+    first, _ = acme(service)
+    second = cert(service.hierarchy.rollover(ACME).der)
+    end = first.not_valid_after_utc
+    clock.set(end - dt.timedelta(days=1))
+    service.lifecycle.run()
+    assert len(service.crls.chain(ACME).views) == 3
+    assert len(service.hierarchy.ca_certificates(ACME)) == 3
+    clock.set(end + dt.timedelta(days=1))
+    service.lifecycle.run()
+    bundle = [cert(v.der) for v in service.hierarchy.ca_certificates(ACME)]
+    assert [c.serial_number for c in bundle if c.subject == second.subject] == [
+        second.serial_number]
+    chain = service.crls.chain(ACME)
+    assert [aki(x509.load_der_x509_crl(v.der)) for v in chain.views[:1]] == [ski(second)]
+    assert len(chain.views) == 2
+    rows = [(v.generation, v.current, v.retired_at is not None)
+            for v in service.hierarchy.generations() if v.tenant == ACME]
+    assert rows == [(1, False, True), (2, True, False)]
+    # no CRL of it made any more, however long the lifecycle runs
+    made = crl_count(service, first)
+    for _ in range(3):
+        clock.advance(dt.timedelta(days=10))
+        service.lifecycle.run()
+    assert crl_count(service, first) == made
+    with pytest.raises(NotFound):
+        service.crls.current(ACME, 1)
+
+
+def crl_count(service: Service, ca: x509.Certificate) -> int:
+    with service.database.reading() as session:
+        return session.scalar(select(func.count()).select_from(Crl).join(
+            Authority, Crl.authority_id == Authority.id).where(
+            Authority.der == ca.public_bytes(serialization.Encoding.DER))) or 0
