@@ -130,9 +130,10 @@ def tenant_settings(view: TenantSettings) -> Data:
             "p12_profile": view.p12_profile}
 
 
-def crl(tenant: str | None, view: CrlView) -> Data:
-    """A CRL's number and dates (``tegata crl show``); ``tenant`` None: the root's."""
-    return {"tenant": tenant, "number": view.number,
+def crl(tenant: str | None, view: CrlView, generation: int) -> Data:
+    """A CRL's number and dates (``tegata crl show``); ``tenant`` None: the root's; the
+    generation of the CA that signed it."""
+    return {"tenant": tenant, "generation": generation, "number": view.number,
             "this_update": view.this_update.isoformat(),
             "next_update": view.next_update.isoformat()}
 

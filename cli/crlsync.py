@@ -1,10 +1,12 @@
 """`tegata gateway crl-sync`: keep a gateway's CRL file fresh.
 
-Fetch the chain bundle (the tenant's CRL and the root's), check it (every CRL signed by a
-CA of the trusted bundle, nextUpdate ahead, CRL Number never going backwards), write it
-atomically, and run the reload command (nginx) or push it through HAProxy's runtime API.
-It warns loudly long before the file on the gateway would expire: an expired CRL locks
-every user out.
+Fetch the chain bundle (the CRLs of the tenant's issuing CAs in service, one per
+generation, and the root's), keep the CRLs of the CAs of the trusted bundle (those are what
+the gateway checks; a CRL of a CA it lacks, a rollover's next generation, is left out with
+a warning), check them (nextUpdate ahead, CRL Number never going backwards, one for every
+trusted CA), write them atomically, and run the reload command (nginx) or push them
+through HAProxy's runtime API. It warns loudly long before the file on the gateway would
+expire: an expired CRL locks every user out.
 
 A CRL counts as applied only once the gateway has taken it: what was last applied is
 recorded beside the file (``<out>.applied``) after the push or reload succeeded, so a run
@@ -58,6 +60,9 @@ class Checked:
     pem: bytes
     numbers: dict[str, int]  # issuer (RFC 4514) -> CRL Number
     next_update: dt.datetime  # the earliest of the bundle
+    # CAs of the chain the trusted bundle lacks (a rollover's next generation): their CRLs
+    # are left out, nginx would not check them; one warning line names them
+    untrusted: tuple[str, ...] = ()
 
 
 def split(pem: bytes) -> list[x509.CertificateRevocationList]:
@@ -72,18 +77,23 @@ def split(pem: bytes) -> list[x509.CertificateRevocationList]:
 
 def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
           previous: Checked | None) -> Checked:
-    """The bundle, if every CRL in it is signed by a trusted CA, current, and not older
-    than the one the gateway has, and every trusted CA has one (nginx refuses a chain with a
-    CA whose CRL is missing). What is kept is the CRLs alone, re-encoded: text around or
-    between them, which no signature covers, never reaches the gateway."""
+    """The CRLs of the trusted CAs in the bundle, if each is current and not older than the
+    one the gateway has, and every trusted CA has one (nginx refuses a chain with a CA whose
+    CRL is missing). A CRL no trusted CA signed is left out, not a failure: after a rollover
+    the chain carries the next generation's CRL before the gateway's bundle has its CA, and
+    the CRLs of the CAs it does trust (the old generation's revocations) must still reach
+    it; ``untrusted`` names those left out. What is kept is the CRLs alone, re-encoded: text
+    around or between them, which no signature covers, never reaches the gateway."""
     numbers: dict[str, int] = {}
     earliest: dt.datetime | None = None
-    crls = split(pem)
-    for crl in crls:
+    kept: list[x509.CertificateRevocationList] = []
+    untrusted: list[str] = []
+    for crl in split(pem):
         issuer = _signer_of(crl, trusted)
         if issuer is None:
-            raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} is not signed by a "
-                               "CA of the trusted bundle")
+            untrusted.append(_crl_label(crl))
+            continue
+        kept.append(crl)
         next_update = crl.next_update_utc
         if next_update is None or next_update <= now:
             raise InvalidInput(f"the CRL of {crl.issuer.rfc4514_string()} has expired "
@@ -95,12 +105,27 @@ def check(pem: bytes, trusted: list[x509.Certificate], *, now: dt.datetime,
                                f"the {previous.numbers[name]} the gateway has")
         numbers[name] = ext.crl_number
         earliest = next_update if earliest is None else min(earliest, next_update)
-    assert earliest is not None
     missing = [ca_label(ca, trusted) for ca in trusted if ca_label(ca, trusted) not in numbers]
     if missing:
-        raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}")
-    clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
-    return Checked(pem=clean, numbers=numbers, next_update=earliest)
+        also = (f" (it has CRLs of CAs --ca-bundle lacks: {', '.join(untrusted)})"
+                if untrusted else "")
+        raise InvalidInput(f"the bundle has no CRL of {', '.join(missing)}{also}")
+    assert earliest is not None
+    clean = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in kept)
+    return Checked(pem=clean, numbers=numbers, next_update=earliest,
+                   untrusted=tuple(untrusted))
+
+
+def _crl_label(crl: x509.CertificateRevocationList) -> str:
+    """A CRL's issuer as messages name it: its name, with the key identifier of its AKI
+    (two generations of a CA share a name; the key tells which one)."""
+    name = crl.issuer.rfc4514_string()
+    try:
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return name
+    return name if aki.key_identifier is None else \
+        f"{name} (key {aki.key_identifier.hex().upper()})"
 
 
 def _signer_of(crl: x509.CertificateRevocationList,
@@ -494,25 +519,64 @@ def haproxy_holds(socket_path: str, crl_file: Path, pem: bytes) -> bool:
     return _shown_summary(answer) == _crl_summary(pem)
 
 
+HAPROXY_BUFSIZE = 16384  # HAProxy's tune.bufsize unless its global section sets another
+# HAProxy reads a runtime API command and its payload into one buffer of tune.bufsize: a
+# longer one gets no answer at all, and HAProxy 2.6 was seen to abort (a "bogus APPCTX
+# spinning") on one a few bytes short of the buffer; so a kilobyte of it is kept spare
+HAPROXY_SPARE = 1024
+
+
+def _set_command(crl_file: Path, pem: bytes) -> str:
+    return f"set ssl crl-file {crl_file} <<\n{pem.decode().strip()}\n"
+
+
+def haproxy_fits(crl_file: Path, pem: bytes, bufsize: int = HAPROXY_BUFSIZE) -> bool:
+    """Whether the runtime API can take these CRLs in one ``set ssl crl-file`` (the
+    command, its payload and the blank line that ends it, within one buffer)."""
+    return len(_set_command(crl_file, pem).encode()) + 1 <= bufsize - HAPROXY_SPARE
+
+
 def haproxy_push(socket_path: str, crl_file: Path, pem: bytes) -> None:
     """Replace the CRL in a running HAProxy (runtime API: set, then commit), and check that
     it holds it now."""
     check_haproxy_name(crl_file)
-    payload = pem.decode().strip()
+    command = _set_command(crl_file, pem)
     where = f"HAProxy at {shown(socket_path)}"
     # a transaction left open by a run that failed half-way would refuse the new one
     _haproxy(socket_path, f"abort ssl crl-file {crl_file}")
-    answer = _haproxy(socket_path, f"set ssl crl-file {crl_file} <<\n{payload}\n")
+    answer = _haproxy(socket_path, command)
+    if not answer.strip():
+        raise GatewayRefused(f"{where} closed the connection without an answer to the "
+                             f"{len(command.encode())}-byte set ssl crl-file command for "
+                             f"{shown(crl_file)} (more than its tune.bufsize takes?)")
     if "transaction" not in answer.lower() or "error" in answer.lower():
         raise GatewayRefused(f"{where} refused the CRL for {shown(crl_file)}: "
                              f"{shown(answer.strip(), 200)}")
     answer = _haproxy(socket_path, f"commit ssl crl-file {crl_file}")
     if "success" not in answer.lower():
         raise GatewayRefused(f"{where} did not commit the CRL for {shown(crl_file)}: "
-                             f"{shown(answer.strip(), 200)}")
+                             f"{shown(answer.strip(), 200) or 'no answer'}")
     if not haproxy_holds(socket_path, crl_file, pem):
         raise GatewayRefused(f"{where} does not hold the CRL just committed for "
                              f"{shown(crl_file)} (is it the crl-file of a bind line?)")
+
+
+def haproxy_reloaded(command: str, socket_path: str, crl_file: Path, pem: bytes, *,
+                     wait: float = RELOAD_WAIT) -> None:
+    """Run HAProxy's reload command (CRLs too big for one runtime API command: the new
+    process reads the file written), then wait until HAProxy holds them."""
+    reload(command)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if haproxy_holds(socket_path, crl_file, pem):
+                return
+        except Unreachable:  # the new process is binding its runtime API socket
+            pass
+        if time.monotonic() > deadline:
+            raise GatewayRefused(f"HAProxy at {shown(socket_path)} does not hold the CRL of "
+                                 f"{shown(crl_file)} {wait:g} s after the reload command")
+        time.sleep(0.1)
 
 
 # --- one sync ----------------------------------------------------------------------------------
@@ -525,6 +589,7 @@ class Target:
     nginx_pid: Path | None = None  # check that nginx's master took the reload
     reload_wait: float = RELOAD_WAIT  # seconds it has to start new workers
     haproxy_socket: str | None = None
+    haproxy_bufsize: int = HAPROXY_BUFSIZE  # its tune.bufsize
 
     @property
     def gateway(self) -> str:
@@ -568,20 +633,43 @@ def sync_once(target: Target, trusted: list[x509.Certificate], *,
     recorded = (not written and record is not None and record.sha256 == sha
                 and record.gateway == target.gateway)
     given = False
-    if target.haproxy_socket and not haproxy_holds(target.haproxy_socket, out, checked.pem):
-        haproxy_push(target.haproxy_socket, out, checked.pem)
-        given = True
-    if target.reload_command and not recorded:
+    if target.haproxy_socket:
+        # with HAProxy, the reload command is for CRLs too big for one runtime API command
+        if not haproxy_holds(target.haproxy_socket, out, checked.pem):
+            _give_haproxy(target, checked.pem)
+            given = True
+    elif target.reload_command and not recorded:
         if target.nginx_pid is not None:
             reload_nginx(target.reload_command, target.nginx_pid, wait=target.reload_wait)
         else:
             reload(target.reload_command)
         given = True
-    fresh = Applied(sha256=sha, gateway=target.gateway, etag=fetched.etag,
-                    last_modified=fetched.last_modified)
+    # CRLs left out (a CA the bundle lacks): no validators, so that every run fetches the
+    # chain again and repeats the warning until the operator gives the new bundle
+    fresh = Applied(sha256=sha, gateway=target.gateway,
+                    etag=None if checked.untrusted else fetched.etag,
+                    last_modified=None if checked.untrusted else fetched.last_modified)
     if fresh != record:
         write_applied(out, fresh)
     return Outcome(checked=checked, changed=written or given)
+
+
+def _give_haproxy(target: Target, pem: bytes) -> None:
+    """Push the CRLs through the runtime API if one command can carry them; else run the
+    reload command, which has HAProxy read the file written."""
+    assert target.haproxy_socket is not None
+    if haproxy_fits(target.out, pem, target.haproxy_bufsize):
+        haproxy_push(target.haproxy_socket, target.out, pem)
+    elif target.reload_command is None:
+        raise GatewayRefused(
+            f"the CRLs of {shown(target.out)} ({len(pem)} bytes) do not fit in one command "
+            f"of HAProxy's runtime API (tune.bufsize {target.haproxy_bufsize}, less "
+            f"{HAPROXY_SPARE} spare): written, not applied; give --reload with HAProxy's "
+            "reload command (e.g. 'systemctl reload haproxy'), or raise tune.bufsize and "
+            "--haproxy-bufsize")
+    else:
+        haproxy_reloaded(target.reload_command, target.haproxy_socket, target.out, pem,
+                         wait=target.reload_wait)
 
 
 def warn(message: str) -> None:

@@ -162,7 +162,9 @@ def crl_sync(
                                             "TEGATA_PUBLIC_BASE_URL).")] = None,
     reload_command: Annotated[str | None, typer.Option(
         "--reload", help="Run when the gateway must take a new CRL, e.g. 'nginx -s reload'. "
-        "Its exit status alone cannot say that nginx took the CRL: add --nginx-pid.")
+        "Its exit status alone cannot say that nginx took the CRL: add --nginx-pid. With "
+        "--haproxy-socket: run (e.g. 'systemctl reload haproxy') only for CRLs too big for "
+        "one runtime API command.")
     ] = None,
     nginx_pid: Annotated[Path | None, typer.Option(
         help="nginx's pid file (its `pid` directive, e.g. /run/nginx.pid): after --reload, "
@@ -174,6 +176,10 @@ def crl_sync(
     haproxy_socket: Annotated[str | None, typer.Option(
         help="HAProxy runtime API socket: push the CRL there (set + commit) unless HAProxy "
              "already holds it.")] = None,
+    haproxy_bufsize: Annotated[int, typer.Option(
+        help="HAProxy's tune.bufsize: a runtime API command and its CRLs must fit in one "
+             "buffer (less 1024 bytes spare); bigger CRLs need --reload.")
+    ] = crlsync.HAPROXY_BUFSIZE,
     watch: Annotated[bool, typer.Option("--watch", help="Keep syncing; a failure is logged "
                                         "and retried, never the end.")] = False,
     interval: Annotated[int, typer.Option(help="Seconds between syncs with --watch.")] = 300,
@@ -188,7 +194,8 @@ def crl_sync(
     answering 404 or another 4xx that names a mistake, an --out file that holds no CRL);
     69 Tegata or the gateway unreachable, or Tegata failing to answer (a timeout, a dropped
     connection, 429, 5xx); 75 the CRL is written but the gateway did not take it (the reload
-    command failed, nginx kept its old configuration, HAProxy refused the push): the next
+    command failed, nginx kept its old configuration, HAProxy refused the push, or CRLs too
+    big for HAProxy's runtime API without --reload): the next
     run applies it again; 78 configuration (--out not writable, the reload command not
     found or not executable)."""
     base = (url or STATE.settings().public_base_url).rstrip("/")
@@ -197,6 +204,9 @@ def crl_sync(
     if interval < 1 or retry < 1 or reload_wait < 1:
         raise InvalidInput("--interval, --retry and --reload-wait are at least 1 second",
                            field="interval")
+    if haproxy_bufsize < 2 * crlsync.HAPROXY_SPARE:
+        raise InvalidInput(f"--haproxy-bufsize is at least {2 * crlsync.HAPROXY_SPARE}",
+                           field="haproxy_bufsize")
     try:
         trusted = x509.load_pem_x509_certificates(
             read_file(ca_bundle_path, limit=1024 * 1024, field="ca_bundle",
@@ -217,7 +227,7 @@ def crl_sync(
     target = crlsync.Target(out=out, url=f"{base}/crl/{tenant}-chain.pem",
                             reload_command=reload_command, nginx_pid=nginx_pid,
                             reload_wait=reload_wait,
-                            haproxy_socket=haproxy_socket)
+                            haproxy_socket=haproxy_socket, haproxy_bufsize=haproxy_bufsize)
     _sync(target, trusted, watch=watch, interval=interval, retry=retry,
           warn_within=dt.timedelta(hours=warn_hours))
 
@@ -264,6 +274,11 @@ def _sync(target: crlsync.Target, trusted: list[x509.Certificate], *, watch: boo
 def _report(out: Path, outcome: crlsync.Outcome, now: dt.datetime,
             warn_within: dt.timedelta) -> None:
     checked = outcome.checked
+    if checked.untrusted:
+        crlsync.warn(f"the CRLs of {', '.join(checked.untrusted)} are left out of {out}: "
+                     "their CA is not in --ca-bundle; a CA rollover happened: run `tegata "
+                     "gateway ca-bundle ...` again, give the gateway the new bundle and "
+                     "this command --ca-bundle")
     if checked.next_update - now < warn_within:
         crlsync.warn(f"the CRL expires at {checked.next_update.isoformat()}: is Tegata "
                      "renewing it?")

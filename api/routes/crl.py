@@ -17,8 +17,11 @@ from ca.service import CrlView
 
 router = APIRouter(tags=["revocation"])
 DER_CRL = "application/pkix-crl"  # RFC 2585
-# <tenant>.g<n>.crl: the CRL of a tenant's issuing CA of generation n (a rollover's)
-_CRL_NAME = re.compile(r"([a-z0-9][a-z0-9-]{0,62})(?:\.g([2-9]|[1-9][0-9]{1,5}))?\.(crl|pem)")
+# a tenant's name (1-63 characters, never ending in "-chain") or "root", then .g<n> (the CRL
+# of its CA of generation n, a rollover's) or "-chain" (the bundle, PEM only), then the
+# format: the suffixes come after the up to 63 characters of the name, never inside them
+_CRL_NAME = re.compile(r"([a-z0-9][a-z0-9-]{0,62}?)(?:\.g([2-9]|[1-9][0-9]{1,5})|(-chain))?"
+                       r"\.(crl|pem)")
 
 
 def _crl_headers(view: CrlView) -> dict[str, str]:
@@ -41,12 +44,11 @@ def crl(request: Request, name: str,
     match = _CRL_NAME.fullmatch(name)
     if not match:
         raise NotFound("no such CRL")
-    stem, number, suffix = match.groups()
+    stem, number, chained, suffix = match.groups()
     generation = None if number is None else int(number)
-    chain = suffix == "pem" and stem.endswith("-chain") and stem != "-chain" \
-        and generation is None
-    if chain:
-        stem = stem.removesuffix("-chain")
+    chain = chained is not None
+    if chain and suffix != "pem":
+        raise NotFound("no such CRL")
     service = service_of(request)
     tenant = None if stem == "root" else stem
     if chain:

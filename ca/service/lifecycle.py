@@ -225,6 +225,9 @@ class Lifecycle:
             self._keep_lease(session, holder)
             if not totals.failed:  # else the failed tenants' expired keys are looked at again
                 leases.mark_done(session, LIFECYCLE_LEASE, holder, until=now)
+        with self.database.transaction() as session:
+            self._keep_lease(session, holder)
+            _retire_ended_generations(session, now=now)
         totals = _sum(totals, self._renew_crls(holder, now=now))
         pruned = self.audit.prune(actor=LIFECYCLE_ACTOR)
         return LifecycleReport(**{**totals.__dict__, "audit_pruned": pruned})
@@ -384,3 +387,28 @@ def _subscription_view(owner: Tenant, *, now: dt.datetime) -> SubscriptionView:
         zone=owner.subscription_zone, ends_at=owner.subscription_ends_at,
         grace_days=owner.grace_days, grace_ends_at=grace_ends_at(owner, now=now),
         suspended_at=owner.subscription_suspended_at, state=subscription_state(owner, now=now))
+
+
+def _retire_ended_generations(session: Session, *, now: dt.datetime) -> int:
+    """Retire every issuing CA that a later generation of its tenant has replaced, once it
+    is past its own notAfter and none of its certificates is unexpired: no more CRLs for
+    it, no responder certificate, and gateways' bundles and CRL chains leave it out (a CA
+    that can still have an unexpired certificate stays in all of them)."""
+    newer = select(Authority.id).where(
+        Authority.kind == "issuing", Authority.retired_at.is_(None)).correlate(None)
+    ended = list(session.scalars(select(Authority).where(
+        Authority.kind == "issuing", Authority.retired_at.is_(None),
+        Authority.not_after <= now)))
+    retired = 0
+    for ca in ended:
+        later = session.scalar(newer.where(Authority.tenant_id == ca.tenant_id,
+                                           Authority.generation > ca.generation).limit(1))
+        alive = session.scalar(select(Certificate.id).where(
+            Certificate.authority_id == ca.id, Certificate.not_after > now).limit(1))
+        if later is not None and alive is None:
+            ca.retired_at = now
+            retired += 1
+    if retired:
+        log.info("lifecycle: retired %d issuing CA(s) of an earlier generation, past their "
+                 "end", retired)
+    return retired

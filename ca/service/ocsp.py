@@ -71,6 +71,13 @@ class _Responder:
     cert: x509.Certificate
     signer: Signer
     not_after: dt.datetime
+    # its notAfter is its CA's (capped): a new one would not outlast it, so none is made
+    final: bool = False
+
+    def due(self, now: dt.datetime) -> bool:
+        """Whether a new responder certificate is to be made: half its life gone, unless
+        it ends with its CA."""
+        return not self.final and now >= self.not_after - RESPONDER_LIFETIME / 2
 
 
 class Ocsp:
@@ -274,11 +281,11 @@ class Ocsp:
     def _responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
         responders = self._responders
         current = responders.get(authority_id)
-        if current is not None and now < current.not_after - RESPONDER_LIFETIME / 2:
+        if current is not None and not current.due(now):
             return current
         with _RESPONDER_LOCK:
             current = responders.get(authority_id)
-            if current is None or now >= current.not_after - RESPONDER_LIFETIME / 2:
+            if current is None or current.due(now):
                 current = self._load_or_make_responder(authority_id, now=now)
                 responders[authority_id] = current
             return current
@@ -286,10 +293,10 @@ class Ocsp:
     def _load_or_make_responder(self, authority_id: int, *, now: dt.datetime) -> _Responder:
         with self.database.reading() as session:  # the usual case: made already, by any process
             row = _newest_responder(session, authority_id)
-            if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
-                return _Responder(authority_id=authority_id,
-                                  cert=x509.load_der_x509_certificate(row.der),
-                                  signer=self.keys.signer(row), not_after=row.not_after)
+            issuing = session.get(Authority, authority_id)
+            assert issuing is not None
+            if row is not None and not (kept := self._kept(row, issuing)).due(now):
+                return kept
         with self.database.transaction() as session:
             # the issuing CA's row locked first: a replica making its responder at the same
             # moment is waited for, and its responder read below, so each CA has one
@@ -300,10 +307,8 @@ class Ocsp:
             tenant = session.get(Tenant, issuing.tenant_id)
             assert tenant is not None
             row = _newest_responder(session, authority_id)
-            if row is not None and now < row.not_after - RESPONDER_LIFETIME / 2:
-                return _Responder(authority_id=authority_id,
-                                  cert=x509.load_der_x509_certificate(row.der),
-                                  signer=self.keys.signer(row), not_after=row.not_after)
+            if row is not None and not (kept := self._kept(row, issuing)).due(now):
+                return kept
             if row is not None:
                 row.retired_at = now  # rotated: the old key file stays until it expires
             key = ec.generate_private_key(ec.SECP256R1())
@@ -313,7 +318,9 @@ class Ocsp:
                 cert = ocsp.build_responder(ocsp.ResponderRequest(
                     tenant=tenant.name, public_key=key.public_key(),
                     not_before=now - dt.timedelta(minutes=5),
-                    not_after=now + RESPONDER_LIFETIME),
+                    # never past its CA's end: a responder certificate outliving the CA that
+                    # certified it would be refused by a relying party anyway
+                    not_after=min(now + RESPONDER_LIFETIME, issuing.not_after)),
                     x509.load_der_x509_certificate(issuing.der), self.keys.signer(issuing),
                     serial=x509.random_serial_number())
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
@@ -330,7 +337,14 @@ class Ocsp:
                 self.keys.keystore.remove(key_id)
                 raise
             return _Responder(authority_id=authority_id, cert=cert, signer=signer,
-                              not_after=cert.not_valid_after_utc)
+                              not_after=cert.not_valid_after_utc,
+                              final=cert.not_valid_after_utc >= issuing.not_after)
+
+    def _kept(self, row: Authority, issuing: Authority) -> _Responder:
+        """The responder of a responder certificate made already."""
+        return _Responder(authority_id=issuing.id, cert=x509.load_der_x509_certificate(row.der),
+                          signer=self.keys.signer(row), not_after=row.not_after,
+                          final=row.not_after >= issuing.not_after)
 
 
 _RESPONDER_LOCK = threading.Lock()  # one responder certificate made at a time

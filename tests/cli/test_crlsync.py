@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.clock import FixedClock
-from ca.errors import InvalidInput
+from ca.errors import GatewayRefused, InvalidInput
 from ca.service import Service
 from cli import crlsync
 from tests.cli.conftest import Cli
@@ -56,7 +56,8 @@ def test_a_crl_of_another_ca_or_an_older_one_is_refused(
         service: Service, trusted: list[x509.Certificate]) -> None:
     service.hierarchy.create_tenant("acme")
     foreign = service.crls.chain("acme").pem.encode()
-    with pytest.raises(InvalidInput, match="not signed by a CA of the trusted bundle"):
+    with pytest.raises(InvalidInput, match=r"has no CRL of CN=Default Issuing CA.*"
+                       r"--ca-bundle lacks: CN=acme Issuing CA"):
         crlsync.check(foreign, trusted, now=MOMENTS.start, previous=None)
     old = crlsync.check(service.crls.chain("default").pem.encode(), trusted,
                         now=MOMENTS.start, previous=None)
@@ -421,3 +422,41 @@ def test_a_url_crl_sync_cannot_use_is_bad_input_without_its_password(
               "--out", str(bundle.parent / "crl.pem"), "--url", url)
     assert (ran.code, ran.out, ran.err) == (2, "", f"tegata: error: {said}\n")
     assert "pa5" not in ran.err
+
+
+def test_an_empty_answer_of_haproxy_is_never_an_empty_reason(
+        service: Service, tmp_path: Path) -> None:
+    """A runtime API that closes the connection without a word (HAProxy's answer to a
+    command longer than its buffer): the reason names the command's size."""
+    pem = service.crls.chain("default").pem.encode()
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(4)
+
+        def mute() -> None:  # the abort, then the set: read, answered with nothing
+            for _ in range(2):
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(1 << 20)
+
+        thread = threading.Thread(target=mute)
+        thread.start()
+        with pytest.raises(GatewayRefused) as caught:
+            crlsync.haproxy_push(path, tmp_path / "crl.pem", pem)
+        thread.join(5)
+    size = len(f"set ssl crl-file {tmp_path / 'crl.pem'} <<\n".encode()) + len(pem.strip()) + 1
+    assert caught.value.message == (
+        f"HAProxy at {path} closed the connection without an answer to the {size}-byte "
+        f"set ssl crl-file command for {tmp_path / 'crl.pem'} (more than its tune.bufsize "
+        "takes?)")
+
+
+def test_one_runtime_api_command_carries_crls_up_to_its_buffer_less_the_spare(
+        tmp_path: Path) -> None:
+    out = tmp_path / "crl.pem"
+    command = len(f"set ssl crl-file {out} <<\n".encode()) + 2  # the payload's \n, the blank
+    pem = b"x" * (16384 - 1024 - command)
+    assert crlsync.haproxy_fits(out, pem)
+    assert not crlsync.haproxy_fits(out, pem + b"x")
+    assert crlsync.haproxy_fits(out, pem + b"x" * 1000, 17384)

@@ -56,3 +56,22 @@ def test_each_generations_crl_number_must_not_go_back(service: Service,
     pem = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in mixed)
     with pytest.raises(InvalidInput, match=f"key {key_of(rolled[1])}.*older than"):
         crlsync.check(pem, rolled, now=MOMENTS.start, previous=newer)
+
+
+def test_a_bundle_of_before_the_rollover_keeps_its_own_cas_crls(
+        service: Service, rolled: list[x509.Certificate]) -> None:
+    """The gateway's bundle written before the rollover (first CA, root): the chain's CRL of
+    the second CA (same name, a key the bundle lacks) is left out and named, the others are
+    kept, so the first generation's revocations still reach the gateway."""
+    second, first, root = rolled
+    chain = service.crls.chain("default")
+    checked = crlsync.check(chain.pem.encode(), [first, root], now=MOMENTS.start,
+                            previous=None)
+    name = first.subject.rfc4514_string()
+    assert checked.untrusted == (f"{name} (key {key_of(second)})",)
+    assert checked.numbers == {name: chain.older[0].number,
+                               root.subject.rfc4514_string(): chain.root.number}
+    assert checked.pem == (chain.older[0].pem + chain.root.pem).encode()
+    # a bundle none of whose CAs signed a CRL of the chain (another tenant's): refused
+    with pytest.raises(InvalidInput, match=f"no CRL of {name}.*--ca-bundle lacks"):
+        crlsync.check(chain.own.pem.encode(), [first], now=MOMENTS.start, previous=None)

@@ -94,7 +94,8 @@ def test_crl_show_defaults_to_the_default_tenant_as_ca_show_does(ready_sqlite: E
     default = as_json(cli, "crl", "show")
     assert default == as_json(cli, "crl", "show", "--tenant", "default")
     assert default["tenant"] == "default"
-    assert set(default) == {"tenant", "number", "this_update", "next_update"}
+    assert set(default) == {"tenant", "generation", "number", "this_update", "next_update"}
+    assert default["generation"] == 1
     root = as_json(cli, "crl", "show", "--root")
     assert root["tenant"] is None
     assert as_json(cli, "crl", "show", "--tenant", "acme")["tenant"] == "acme"

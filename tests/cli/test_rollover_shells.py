@@ -6,6 +6,7 @@ JSON; each generation's CRL is served at its own URL; bad input is refused with 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -177,3 +178,28 @@ def test_each_generation_is_served_where_its_certificates_caissuers_say(
         serialization.Encoding.DER)) == f"{BASE_URL}/ca/root.g2.crt"
     for missing in ("acme.g3.crt", "acme.g1.crt", "root.g3.crt"):
         assert api.get(f"/ca/{missing}").status_code == 404, missing
+
+
+def test_crl_show_and_export_say_which_generation_and_take_one(api: TestClient, cli: Cli,
+                                                              tmp_path: Path) -> None:
+    """After a rollover `crl show` names the generation it shows (the one that issues
+    now); --generation 1 is the CRL GET /crl/acme.crl serves; `crl export` alike."""
+    cli.ok("ca", "rollover", "--tenant", "acme")
+    served = x509.load_der_x509_crl(api.get("/crl/acme.crl").content)
+    first = as_json(cli, "crl", "show", "--tenant", "acme", "--generation", "1")
+    number = served.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert (first["generation"], first["number"]) == (1, number)
+    shown_now = cli.ok("crl", "show", "--tenant", "acme").out
+    assert shown_now.startswith("CRL ") and " of generation 2: " in shown_now
+    assert as_json(cli, "crl", "show", "--tenant", "acme")["generation"] == 2
+    pem = cli.ok("crl", "show", "--tenant", "acme", "--pem", "-g", "1").out.encode()
+    assert idp(x509.load_pem_x509_crl(pem).public_bytes(serialization.Encoding.DER)) == \
+        f"{BASE_URL}/crl/acme.crl"
+    out = tmp_path / "g1.crl"
+    wrote = cli.ok("crl", "export", "--tenant", "acme", "--generation", "1", "--der",
+                   "--out", str(out)).out
+    assert wrote.strip().endswith(", generation 1)")
+    assert idp(out.read_bytes()) == f"{BASE_URL}/crl/acme.crl"
+    assert cli("crl", "export", "--tenant", "acme", "--chain", "-g", "1", "--out",
+               str(tmp_path / "x.pem")).error() == (
+        "--chain holds every generation: give --chain or --generation, not both")

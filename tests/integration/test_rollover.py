@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, inspect, select, text, update
 
-from ca.db.models import AuditEvent, Authority, Tenant
+from ca.clock import FixedClock
+from ca.db import migrate
+from ca.db.models import AuditEvent, Authority, Crl, Tenant
 from ca.errors import CAError, InvalidInput, NotFound
 from ca.service import Service
 from ca.service.views import CertificateView
@@ -285,6 +287,63 @@ def test_the_migration_numbers_every_existing_ca_one_and_rollover_then_works(
         "CN=Tegata Root CA G2,O=Tegata"
 
 
+def generations_of(service: Service) -> list[tuple[str, str | None, int, str]]:
+    with service.database.reading() as session:
+        return sorted((row.kind, row.tenant_id and str(row.tenant_id), row.generation,
+                       row.serial) for row in session.execute(select(
+            Authority.kind, Authority.tenant_id, Authority.generation, Authority.serial)
+            .where(Authority.kind != "ocsp")))
+
+
+def test_a_downgrade_below_0014_after_a_rollover_is_refused_and_changes_nothing(
+        service: Service) -> None:
+    """Generations 2 and later (and a root's link certificates) have no place in the schema
+    of before: the downgrade says so rather than dropping them."""
+    acme(service)
+    service.hierarchy.rollover(ACME)
+    service.hierarchy.rollover_root()
+    before = generations_of(service)
+    with service.database.reading() as session:
+        links = session.execute(select(Authority.link_from_previous, Authority.link_to_previous)
+                                .where(Authority.kind == "root", Authority.generation == 2)
+                                ).one()
+    with pytest.raises(RuntimeError, match="cannot downgrade below 0014: 2 CA"):
+        downgrade(service.engine, "0013")
+    assert migrate.current_revision(service.engine) == migrate.head_revision()
+    assert generations_of(service) == before
+    with service.database.reading() as session:
+        assert session.execute(select(Authority.link_from_previous,
+                                      Authority.link_to_previous)
+                               .where(Authority.kind == "root", Authority.generation == 2)
+                               ).one() == links
+    assert all(links)
+
+
+def test_the_migration_numbers_several_cas_of_a_line_in_the_order_they_were_made(
+        service: Service) -> None:
+    """A database taken below 0014 with a rollover's CAs in it (by an alembic of before the
+    downgrade refused that) upgrades: the CAs of each line numbered 1, 2, ... by age, the
+    newest issuing, rather than failing on the unique index and staying stuck."""
+    acme(service)
+    service.hierarchy.rollover(ACME)
+    service.hierarchy.rollover(ACME)
+    expected = generations_of(service)
+    # what the old downgrade left: the generations gone, every CA "the first" (the unique
+    # index made plain for that, as the downgrade drops an index of its name)
+    with service.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ux_authorities_generation"))
+        conn.execute(update(Authority).values(generation=1))
+        conn.execute(text("CREATE INDEX ux_authorities_generation ON authorities (kind)"))
+    downgrade(service.engine, "0013")
+    with service.engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM authorities WHERE kind = 'issuing'")
+                           ) == 4
+    service.database.upgrade()
+    assert generations_of(service) == expected
+    assert [(v.generation, v.current) for v in service.hierarchy.generations()
+            if v.tenant == ACME] == [(1, False), (2, False), (3, True)]
+
+
 def test_two_rollovers_at_once_make_two_generations_one_after_the_other(
         service: Service) -> None:
     """The tenant's row is locked first: the second sees the first's CA and makes the next
@@ -297,3 +356,75 @@ def test_two_rollovers_at_once_make_two_generations_one_after_the_other(
     assert rows == [(ACME, 1, False), (ACME, 2, False), (ACME, 3, True)]
     assert {v.serial for v in made} == {v.serial for v in service.hierarchy.generations()
                                          if v.tenant == ACME and v.generation > 1}
+
+
+def responder_of(service: Service, leaf: CertificateView,
+                 issuer: x509.Certificate) -> x509.Certificate:
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        cert(leaf.der), issuer, hashes.SHA1()).build()
+    answer = ocsp.load_der_ocsp_response(service.ocsp.respond(
+        request.public_bytes(serialization.Encoding.DER)).der)
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    (responder,) = answer.certificates
+    return responder
+
+
+def test_a_responder_certificate_ends_no_later_than_its_ca_and_is_then_kept(
+        service: Service, clock: FixedClock) -> None:
+    """Three days before the first issuing CA ends (after a rollover), its responder
+    certificate is capped at the CA's notAfter; a day later it is the same one (a new one
+    would not outlast it: none is made from a CA about to end)."""
+    first, alice = acme(service)
+    service.hierarchy.rollover(ACME)
+    end = first.not_valid_after_utc
+    clock.set(end - dt.timedelta(days=3))
+    capped = responder_of(service, alice, first)
+    assert capped.not_valid_after_utc == end
+    clock.set(end - dt.timedelta(days=2))
+    assert responder_of(service, alice, first) == capped
+    with service.database.reading() as session:
+        made = session.scalar(select(func.count()).select_from(Authority).where(
+            Authority.kind == "ocsp", Authority.issuer_id == select(Authority.id).where(
+                Authority.der == first.public_bytes(serialization.Encoding.DER)
+            ).scalar_subquery()))
+    assert made == 1
+
+
+def test_a_replaced_generation_retires_itself_once_past_its_end(
+        service: Service, clock: FixedClock) -> None:
+    """The first issuing CA, replaced by a rollover, serves while it can still have an
+    unexpired certificate; a lifecycle run after its notAfter retires it: the tenant's CA
+    bundle and CRL chain leave it out, and its CRL is no longer renewed."""
+    first, _ = acme(service)
+    second = cert(service.hierarchy.rollover(ACME).der)
+    end = first.not_valid_after_utc
+    clock.set(end - dt.timedelta(days=1))
+    service.lifecycle.run()
+    assert len(service.crls.chain(ACME).views) == 3
+    assert len(service.hierarchy.ca_certificates(ACME)) == 3
+    clock.set(end + dt.timedelta(days=1))
+    service.lifecycle.run()
+    bundle = [cert(v.der) for v in service.hierarchy.ca_certificates(ACME)]
+    assert [c.serial_number for c in bundle if c.subject == second.subject] == [
+        second.serial_number]
+    chain = service.crls.chain(ACME)
+    assert [aki(x509.load_der_x509_crl(v.der)) for v in chain.views[:1]] == [ski(second)]
+    assert len(chain.views) == 2
+    rows = [(v.generation, v.current, v.retired_at is not None)
+            for v in service.hierarchy.generations() if v.tenant == ACME]
+    assert rows == [(1, False, True), (2, True, False)]
+    # no CRL of it made any more, however long the lifecycle runs
+    made = crl_count(service, first)
+    for _ in range(3):
+        clock.advance(dt.timedelta(days=10))
+        service.lifecycle.run()
+    assert crl_count(service, first) == made
+    with pytest.raises(NotFound):
+        service.crls.current(ACME, 1)
+
+
+def crl_count(service: Service, ca: x509.Certificate) -> int:
+    with service.database.reading() as session:
+        return session.scalar(select(func.count()).select_from(Crl).join(
+            Authority, Crl.authority_id == Authority.id).where(
+            Authority.der == ca.public_bytes(serialization.Encoding.DER))) or 0

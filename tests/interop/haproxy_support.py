@@ -35,6 +35,13 @@ class Haproxy:
     upstream_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     config: str = ""
+    master_worker: bool = False  # -W: a master that reloads on SIGUSR2
+
+    def reload_command(self) -> str:
+        """What reloads this HAProxy (master-worker): its master re-reads the configuration
+        and the files it names, and starts a new worker."""
+        assert self.master_worker and self.proc is not None
+        return f"kill -USR2 {self.proc.pid}"
 
     @property
     def socket(self) -> Path:
@@ -84,8 +91,9 @@ class Haproxy:
         assert check.returncode == 0, f"haproxy -c: {check.stdout}{check.stderr}"
         with self.log.open("ab") as sink:
             # -db: in the foreground, so that the test owns the process
-            self.proc = subprocess.Popen([self.binary, "-db", "-f", str(cfg)], stdout=sink,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [self.binary, *(["-W"] if self.master_worker else []), "-db", "-f", str(cfg)],
+                stdout=sink, stderr=subprocess.STDOUT)
         wait_listening(self.port, self.proc, "haproxy", self.log)
         deadline = time.monotonic() + 10
         while not self.socket.exists() and time.monotonic() < deadline:

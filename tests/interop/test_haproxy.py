@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import http.client
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -559,3 +560,74 @@ def test_head_and_conditional_get_through_the_real_server(
 def without_request_id(lines: list[str]) -> list[str]:
     # Date may tick between the two requests
     return [line for line in lines if not line.lower().startswith(("x-request-id:", "date:"))]
+
+
+BIG_PORTS = range(18700, 18800)  # the servers of the test of a CRL file beyond one buffer
+
+
+def test_crls_too_big_for_one_runtime_api_command_reach_haproxy_by_its_reload(
+        tools: dict[str, str], server_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A tenant rolled over 36 times: its chain of CRLs is over 16 KB, more than HAProxy's
+    runtime API takes in one command (tune.bufsize). Without --reload, crl-sync says so
+    (exit 75, a reason, never an empty one) and sends nothing that could upset HAProxy;
+    with HAProxy's reload command, the new worker reads the file and a revoked certificate
+    of the first generation is refused."""
+    ports = iter(p for p in BIG_PORTS if free_port_in(p))
+    tegata = Tegata(tmp_path / "tegata", port=next(ports))
+    (tmp_path / "tegata").mkdir()
+    tegata.ok("init", "--key-type", "ec-p256")
+    tegata.ok("tenant", "create", "big", "--display-name", "大きな組織", "--key-type",
+              "ec-p256")
+    tegata.ok("user", "add", "alice", "--email", "alice@big.example", "--allow",
+              "--tenant", "big")
+    tegata.serve(workers=1)
+    gateway = Haproxy(binary=tools["haproxy"], tenant="big", directory=tmp_path / "haproxy",
+                      port=next(ports), upstream_port=next(ports), master_worker=True)
+    try:
+        alice = client_certificate(tegata, tools["openssl"], tmp_path, login="alice",
+                                   tenant="big")
+        for _ in range(36):
+            tegata.ok("ca", "rollover", "--tenant", "big", "--key-type", "ec-p256")
+        gateway.configure(tegata, server_files[1])
+        assert gateway.crl_file.stat().st_size > 16384
+        gateway.start()
+        assert ask(tools, gateway, server_files, alice).status == 200
+        tegata.ok("cert", "revoke", alice.serial, "--tenant", "big")
+        sync = ["gateway", "crl-sync", "--tenant", "big", "--out", str(gateway.crl_file),
+                "--ca-bundle", str(gateway.ca_bundle), "--url", tegata.url,
+                "--haproxy-socket", str(gateway.socket)]
+
+        refused = tegata(*sync)
+
+        assert refused.code == 75, refused.err
+        size = gateway.crl_file.stat().st_size
+        assert refused.err.splitlines()[-1] == (
+            f"tegata: error: the CRLs of {gateway.crl_file} ({size} bytes) do not fit in one "
+            "command of HAProxy's runtime API (tune.bufsize 16384, less 1024 spare): written, "
+            "not applied; give --reload with HAProxy's reload command (e.g. 'systemctl "
+            "reload haproxy'), or raise tune.bufsize and --haproxy-bufsize")
+        assert gateway.proc is not None and gateway.proc.poll() is None
+        assert ask(tools, gateway, server_files, alice).status == 200  # the old CRLs
+
+        applied = tegata(*sync, "--reload", gateway.reload_command())
+
+        assert applied.code == 0, applied.err
+        assert applied.out.startswith(f"{gateway.crl_file}: updated, next update ")
+        assert crlsync.haproxy_holds(str(gateway.socket), gateway.crl_file,
+                                     gateway.crl_file.read_bytes())
+        assert ask(tools, gateway, server_files, alice).status == 0
+        assert tegata(*sync, "--reload", gateway.reload_command()).out.startswith(
+            f"{gateway.crl_file}: unchanged, ")
+    finally:
+        gateway.stop()
+        tegata.stop()
+
+
+def free_port_in(candidate: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            return False
+        return True
+

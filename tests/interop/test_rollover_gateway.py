@@ -40,13 +40,16 @@ pytestmark = pytest.mark.interop
 PORTS = range(18400, 18500)  # this module's servers listen on ports of this range
 
 
-def port() -> int:
-    """A free port of ``PORTS`` (the first one no process holds)."""
-    for candidate in PORTS:
+OLD_BUNDLE_PORTS = range(18700, 18800)  # the gateway left with its bundle of before
+
+
+def port(ports: range = PORTS) -> int:
+    """A free port of ``ports`` (the first one no process holds)."""
+    for candidate in ports:
         with contextlib.suppress(OSError), socket.socket() as sock:
             sock.bind(("127.0.0.1", candidate))
             return candidate
-    raise AssertionError(f"no free port in {PORTS}")
+    raise AssertionError(f"no free port in {ports}")
 
 
 class Rolled:
@@ -234,3 +237,51 @@ def test_the_ocsp_variant_asks_each_generations_responder(
         "alice": 200, "bob": 200, "carol": 400, "dave": 400}
     assert all("The SSL certificate error" in replies[login].body
                for login in ("carol", "dave"))
+
+
+def test_a_gateway_left_with_its_bundle_of_before_the_rollover_still_gets_revocations(
+        tools: Tools, tmp_path: Path) -> None:  # noqa: F811
+    """The operator has not yet rewritten the gateway's bundle after `tegata ca rollover`:
+    crl-sync still writes the CRLs of the CAs that bundle trusts (exit 0), warns in one
+    line that the new generation's CRL is left out, and revoking a certificate of the old
+    generation is refused at nginx."""
+    tegata = Tegata(tmp_path / "tegata", port=port(OLD_BUNDLE_PORTS))
+    (tmp_path / "tegata").mkdir()
+    tegata.ok("init", "--key-type", "ec-p256")
+    tegata.ok("user", "add", "erin", "--email", "erin@example.com", "--allow")
+    tegata.serve()
+    try:
+        rolled = Rolled(tegata, tools, tmp_path)
+        erin = rolled.issue("erin")
+        rolled.bundle.write_text(tegata.ok("gateway", "ca-bundle"), encoding="ascii")
+        cert, key = server_certificate(tmp_path)
+        server = Nginx(binary=tools.nginx, prefix=rolled.prefix, port=port(OLD_BUNDLE_PORTS))
+        server.upstream_port = server.port + 1
+        server.gateway_conf.write_text(kit_config(
+            tegata, server, "crl", "default", port=server.port, server=(cert, key),
+            bundle=rolled.bundle), encoding="utf-8")
+        server.start()
+        try:
+            assert curl(tools.curl, server, cert, client=erin).status == 200
+            tegata.ok("ca", "rollover")
+            tegata.ok("cert", "revoke", erin.serial, "--reason", "keyCompromise")
+            ran = tegata("gateway", "crl-sync", "--tenant", "default", "--out",
+                         str(rolled.crls), "--ca-bundle", str(rolled.bundle), "--url",
+                         tegata.url, "--reload", server.reload_command())
+            assert ran.code == 0, ran.err
+            assert ": updated, next update " in ran.out
+            warnings = ran.err.splitlines()
+            assert len(warnings) == 1 and "a CA rollover happened" in warnings[0], ran.err
+            assert "tegata gateway ca-bundle" in warnings[0]
+            old = x509.load_pem_x509_certificates(rolled.bundle.read_bytes())
+            assert [crl.issuer for crl in crlsync.split(rolled.crls.read_bytes())] == [
+                ca.subject for ca in old]
+            reply, _ = poll(lambda: curl(tools.curl, server, cert, client=erin),
+                            lambda r: r.status == 400, limit=20)
+            assert reply.status == 400 and "The SSL certificate error" in reply.body
+            verified = rolled.verify(erin)
+            assert "certificate revoked" in verified.stdout + verified.stderr
+        finally:
+            server.stop()
+    finally:
+        tegata.stop()
