@@ -89,6 +89,8 @@ class Startup:
                         "deployment's key directory?)", field="TEGATA_KEY_DIR")
             elif store != PKCS11_STORE:
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
+        for problem in list(self.keys.mismatched.values())[:1]:  # a key refused since
+            raise ConfigError(problem, field="TEGATA_KEY_DIR")
         if keys:
             sealer = self.keys.sealer
             if sealed is not None:
