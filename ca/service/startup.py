@@ -87,7 +87,7 @@ class Startup:
                         f"CA key file {self.keys.keystore.path_for(key_id)} does not hold the "
                         "key of the database's root CA (TEGATA_KEY_DIR names another "
                         "deployment's key directory?)", field="TEGATA_KEY_DIR")
-            elif store != PKCS11_STORE:
+            elif store != PKCS11_STORE and kind != "ocsp":  # a responder's: made anew if lost
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
         for problem in list(self.keys.mismatched.values())[:1]:  # a key refused since
             raise ConfigError(problem, field="TEGATA_KEY_DIR")

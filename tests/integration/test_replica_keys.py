@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ca.clock import FixedClock
 from ca.db import queries
@@ -166,4 +166,54 @@ def test_a_replica_whose_issuing_key_file_holds_another_key_signs_nothing(
             Authority.kind == "issuing")).all()
     assert ders
     assert all(x509.load_der_x509_crl(der).is_signature_valid(issuing_key) for der in ders)
+    other.engine.dispose()
+
+
+def _responder(answer_der: bytes) -> x509.Certificate:
+    response = x509_ocsp.load_der_ocsp_response(answer_der)
+    assert response.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.certificate_status == x509_ocsp.OCSPCertStatus.GOOD
+    (responder,) = response.certificates
+    return responder
+
+
+def test_replicas_with_their_own_key_directory_copies_share_the_ocsp_responder(
+        service: Service, tmp_path: Path) -> None:
+    _add(service, "alice")
+    view = issue_one(service, "alice")
+    one = replica(service, copy_of_keys(service, tmp_path / "one"))
+    two = replica(service, copy_of_keys(service, tmp_path / "two"))
+    made = _responder(one.ocsp.respond(ocsp_request(one, view)).der)  # made by replica one
+    assert list((tmp_path / "one" / "copied-keys").glob("ocsp-*")) == []  # in the database
+    assert _responder(two.ocsp.respond(ocsp_request(two, view)).der) == made
+    assert _responder(service.ocsp.respond(ocsp_request(service, view)).der) == made
+    two.startup.load_signers()  # /readyz of every replica stays ready
+    service.startup.load_signers()
+    with service.database.reading() as session:
+        sealed = session.scalars(select(Authority.sealed_key).where(
+            Authority.kind == "ocsp")).all()
+    assert len(sealed) == 1 and sealed[0] is not None and b"PRIVATE" not in sealed[0]
+    for each in (one, two):
+        each.engine.dispose()
+
+
+def test_a_responder_whose_key_is_not_here_is_replaced_not_fatal(
+        service: Service, tmp_path: Path) -> None:
+    """A responder made before its key was sealed in the database has a key file, which a
+    replica with its own copy of the key directory may lack: that replica makes a new
+    responder, and its /readyz stays ready."""
+    _add(service, "alice")
+    view = issue_one(service, "alice")
+    first = _responder(service.ocsp.respond(ocsp_request(service, view)).der)
+    with service.database.transaction() as session:  # as if made before 0018, elsewhere
+        session.execute(update(Authority).where(Authority.kind == "ocsp")
+                        .values(sealed_key=None))
+    other = replica(service, copy_of_keys(service, tmp_path))
+    other.startup.load_signers()
+    second = _responder(other.ocsp.respond(ocsp_request(other, view)).der)
+    assert second != first
+    with service.database.reading() as session:
+        rows = session.execute(select(Authority.key_id, Authority.retired_at.is_(None)).where(
+            Authority.kind == "ocsp").order_by(Authority.id)).all()
+    assert [active for _, active in rows] == [False, True]
     other.engine.dispose()
