@@ -105,6 +105,26 @@ class Startup:
                         f"in the database (certificate {serial}): TEGATA_KEY_DIR names another "
                         "deployment's key directory?", field="TEGATA_KEY_DIR") from None
 
+    def public_base_url_drift(self) -> str | None:
+        """A warning when TEGATA_PUBLIC_BASE_URL is not the base URL the newest CA was made
+        with (read from its stored CRL URL): this replica would issue certificates whose OCSP
+        and caIssuers URLs point elsewhere for their whole life. None when they agree, or
+        when no CA has a CRL URL yet. A warning, not a refusal: moving the base URL is allowed
+        (the CAs made after it take the new one)."""
+        with self.database.reading() as session:
+            newest = session.scalar(
+                select(Authority.crl_url).where(Authority.kind.in_(("root", "issuing")),
+                                                Authority.crl_url.is_not(None))
+                .order_by(Authority.id.desc()).limit(1))
+        if newest is None or "/crl/" not in newest:
+            return None
+        stored = newest.rsplit("/crl/", 1)[0]
+        if stored == self.settings.public_base_url:
+            return None
+        return (f"TEGATA_PUBLIC_BASE_URL is {self.settings.public_base_url} but the newest CA "
+                f"was made with {stored}: certificates issued here point their OCSP and "
+                "caIssuers URLs at the former")
+
     def is_initialized(self) -> bool:
         with self.database.reading() as session:
             return queries.root(session) is not None

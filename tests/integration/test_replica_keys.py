@@ -217,3 +217,20 @@ def test_a_responder_whose_key_is_not_here_is_replaced_not_fatal(
             Authority.kind == "ocsp").order_by(Authority.id)).all()
     assert [active for _, active in rows] == [False, True]
     other.engine.dispose()
+
+
+def test_a_replica_with_another_public_base_url_is_warned_of_it(
+        service: Service, tmp_path: Path) -> None:
+    assert service.startup.public_base_url_drift() is None
+    settings = load_settings(data_dir=tmp_path / "elsewhere",
+                             database_url=service.settings.effective_database_url,
+                             key_dir=service.settings.effective_key_dir,
+                             key_passphrase=PASSPHRASE,
+                             public_base_url="https://other.example.jp")
+    other = build_service(settings, clock=service.clock)
+    other.startup.load_signers()  # not refused: moving the base URL is allowed
+    assert other.startup.public_base_url_drift() == (
+        "TEGATA_PUBLIC_BASE_URL is https://other.example.jp but the newest CA was made with "
+        f"{service.settings.public_base_url}: certificates issued here point their OCSP and "
+        "caIssuers URLs at the former")
+    other.engine.dispose()
