@@ -18,8 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('authorities') as batch:
-        batch.add_column(sa.Column('sealed_key', sa.LargeBinary(), nullable=True))
+    # plain ADD/DROP COLUMN (SQLite 3.35+): a batch copy of authorities would be refused by
+    # the foreign keys of certificates and crls
+    op.add_column('authorities', sa.Column('sealed_key', sa.LargeBinary(), nullable=True))
 
 
 def downgrade() -> None:
@@ -27,5 +28,4 @@ def downgrade() -> None:
     # makes a responder with a key file again
     op.execute(sa.text("UPDATE authorities SET retired_at = created_at "
                        "WHERE sealed_key IS NOT NULL AND retired_at IS NULL"))
-    with op.batch_alter_table('authorities') as batch:
-        batch.drop_column('sealed_key')
+    op.drop_column('authorities', 'sealed_key')
