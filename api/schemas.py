@@ -277,3 +277,6 @@ class Readiness(BaseModel):
     status: str
     database: str
     signer: str
+    # what is wrong but does not stop serving: TEGATA_PUBLIC_BASE_URL is not the one the
+    # newest CA was made with
+    warnings: list[str] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import signal
@@ -74,6 +75,9 @@ def prepare(service: Service, *, migrate: bool) -> None:
     if not service.startup.is_initialized():
         raise NotInitialized("Tegata is not initialised")
     service.startup.load_signers()
+    drift = service.startup.public_base_url_drift()
+    if drift is not None:
+        logging.getLogger("tegata.startup").warning("%s", drift)
 
 
 # what the open files limit holds back from connections: the database's, the key and CRL

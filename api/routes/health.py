@@ -34,4 +34,6 @@ def readyz(request: Request) -> Readiness | JSONResponse:
         service.startup.load_signers()
     except CAError:
         return problem(503, "not-ready", "Not ready", "the CA keys are not loaded")
-    return Readiness(status="ready", database="ok", signer="ok")
+    drift = service.startup.public_base_url_drift()
+    return Readiness(status="ready", database="ok", signer="ok",
+                     warnings=[] if drift is None else [drift])

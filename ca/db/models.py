@@ -119,6 +119,10 @@ class Authority(Base):
     # key_token, in the module of TEGATA_PKCS11_MODULE); ca.service.plumbing.Keys reads it
     key_store: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
     key_token: Mapped[str | None] = mapped_column(String(32))
+    # an OCSP responder's key, sealed with the data-protection key (ca.service.ocsp): every
+    # replica reads it here; NULL for a CA's key, and for a responder made before 0018 (a
+    # key file)
+    sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="authorities")
 

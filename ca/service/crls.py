@@ -160,8 +160,11 @@ def prepare_renewals(session: Session, authority_ids: Collection[int], *, now: d
             signer = signer_of(key_id, token if store == "pkcs11" else None)
         except CAError:  # an unusable key: left to ``publish``, which reports it for the CA
             continue
+        issuer_cert = x509.load_der_x509_certificate(issuer)
+        if signer.public_key() != issuer_cert.public_key():
+            continue  # not the certificate's key: left to ``publish``, which refuses it
         entries = _entries(session, authority_id, last_made) if authority_id in listing else ()
-        der = crl_builder.build(request, x509.load_der_x509_certificate(issuer), signer,
+        der = crl_builder.build(request, issuer_cert, signer,
                                 entries)
         made.append(Renewal(authority_id, last, {
             "authority_id": authority_id, "number": request.number,

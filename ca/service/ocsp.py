@@ -36,11 +36,11 @@ from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Authority, Certificate, ReplayedRevocation, Tenant
-from ca.errors import InvalidInput, StorageError
+from ca.errors import ConfigError, InvalidInput, StorageError
 from ca.service import ocsp_feed, ocsp_memory
 from ca.service.ocsp_memory import IssuerKey, Kept, Memory, OcspAnswer, Question, Status
 from ca.service.plumbing import Database, Keys
-from ca.signer import Signer
+from ca.signer import FileSigner, Signer
 from ca.x509 import ocsp
 
 __all__ = ["BACKDATE", "MAX_REQUEST_BYTES", "Ocsp", "OcspAnswer"]
@@ -295,8 +295,10 @@ class Ocsp:
             row = _newest_responder(session, authority_id)
             issuing = session.get(Authority, authority_id)
             assert issuing is not None
-            if row is not None and not (kept := self._kept(row, issuing)).due(now):
-                return kept
+            if row is not None:
+                found = self._usable(row, issuing)
+                if found is not None and not found.due(now):
+                    return found
         with self.database.transaction() as session:
             # the issuing CA's row locked first: a replica making its responder at the same
             # moment is waited for, and its responder read below, so each CA has one
@@ -307,44 +309,70 @@ class Ocsp:
             tenant = session.get(Tenant, issuing.tenant_id)
             assert tenant is not None
             row = _newest_responder(session, authority_id)
-            if row is not None and not (kept := self._kept(row, issuing)).due(now):
-                return kept
             if row is not None:
-                row.retired_at = now  # rotated: the old key file stays until it expires
+                found = self._usable(row, issuing)
+                if found is not None and not found.due(now):
+                    return found
+            if row is not None:
+                # rotated, or its key unusable here (a pre-0018 key file this replica lacks):
+                # a responder is delegated and cheap, so a new one replaces it
+                row.retired_at = now
             key = ec.generate_private_key(ec.SECP256R1())
             key_id = f"ocsp-{secrets.token_hex(8)}"
-            signer = self.keys.keystore.create(key_id, key)
-            try:
-                cert = ocsp.build_responder(ocsp.ResponderRequest(
-                    tenant=tenant.name, public_key=key.public_key(),
-                    not_before=now - dt.timedelta(minutes=5),
-                    # never past its CA's end: a responder certificate outliving the CA that
-                    # certified it would be refused by a relying party anyway
-                    not_after=min(now + RESPONDER_LIFETIME, issuing.not_after)),
-                    x509.load_der_x509_certificate(issuing.der), self.keys.signer(issuing),
-                    serial=x509.random_serial_number())
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-                session.add(Authority(
-                    tenant_id=tenant.id, issuer_id=authority_id, kind="ocsp", key_id=key_id,
-                    subject=cert.subject.rfc4514_string(),
-                    serial=serials.to_text(cert.serial_number),
-                    ski=ski.value.digest.hex().upper(),
-                    der=cert.public_bytes(serialization.Encoding.DER),
-                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                    created_at=now))
-                session.flush()
-            except BaseException:
-                self.keys.keystore.remove(key_id)
-                raise
+            # sealed into its row, in the transaction that records its certificate: every
+            # replica reads it from the database, whatever its key directory holds
+            sealed = self.keys.sealer.seal(key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()), context=_sealing_context(key_id))
+            signer = FileSigner(key_id, key)
+            cert = ocsp.build_responder(ocsp.ResponderRequest(
+                tenant=tenant.name, public_key=key.public_key(),
+                not_before=now - dt.timedelta(minutes=5),
+                # never past its CA's end: a responder certificate outliving the CA that
+                # certified it would be refused by a relying party anyway
+                not_after=min(now + RESPONDER_LIFETIME, issuing.not_after)),
+                x509.load_der_x509_certificate(issuing.der), self.keys.signer(issuing),
+                serial=x509.random_serial_number())
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            session.add(Authority(
+                tenant_id=tenant.id, issuer_id=authority_id, kind="ocsp", key_id=key_id,
+                subject=cert.subject.rfc4514_string(),
+                serial=serials.to_text(cert.serial_number),
+                ski=ski.value.digest.hex().upper(),
+                der=cert.public_bytes(serialization.Encoding.DER),
+                not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                created_at=now, sealed_key=sealed))
+            session.flush()
             return _Responder(authority_id=authority_id, cert=cert, signer=signer,
                               not_after=cert.not_valid_after_utc,
                               final=cert.not_valid_after_utc >= issuing.not_after)
 
-    def _kept(self, row: Authority, issuing: Authority) -> _Responder:
-        """The responder of a responder certificate made already."""
-        return _Responder(authority_id=issuing.id, cert=x509.load_der_x509_certificate(row.der),
-                          signer=self.keys.signer(row), not_after=row.not_after,
+    def _usable(self, row: Authority, issuing: Authority) -> _Responder | None:
+        """The responder of ``row`` with its key: sealed in the row, or (made before 0018) its
+        key file. None when the key is not usable here (the file is missing from this
+        replica's key directory, or holds another key): a new responder is made."""
+        try:
+            if row.sealed_key is not None:
+                key = serialization.load_der_private_key(self.keys.sealer.open(
+                    row.sealed_key, context=_sealing_context(row.key_id)), None)
+                assert isinstance(key, ec.EllipticCurvePrivateKey)
+                signer: Signer = FileSigner(row.key_id, key)
+                self.keys.check_matches(signer, row)
+            else:
+                signer = self.keys.signer(row)
+        except ConfigError as exc:
+            log.warning("OCSP responder %s: its key is not usable (%s); a new responder "
+                        "replaces it", row.key_id, exc.message)
+            return None
+        return _Responder(authority_id=issuing.id,
+                          cert=x509.load_der_x509_certificate(row.der),
+                          signer=signer, not_after=row.not_after,
                           final=row.not_after >= issuing.not_after)
+
+
+def _sealing_context(key_id: str) -> str:
+    # the AAD binds a sealed responder key to its row's key id
+    return f"ocsp-responder-key:{key_id}"
 
 
 _RESPONDER_LOCK = threading.Lock()  # one responder certificate made at a time

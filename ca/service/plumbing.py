@@ -8,6 +8,12 @@ import datetime as dt
 import threading
 from collections.abc import Iterator
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -17,7 +23,7 @@ from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import check_reachable, make_sessionmaker, writer_turn
 from ca.db.models import Authority, Crl
-from ca.errors import Conflict, SchemaNotCurrent, StorageError
+from ca.errors import ConfigError, Conflict, SchemaNotCurrent, StorageError
 from ca.profiles import Urls
 from ca.sealing import Sealer, load_sealer
 from ca.service import crls
@@ -35,6 +41,12 @@ def token_of(authority: Authority) -> str | None:
     return authority.key_token if authority.key_store == PKCS11_STORE else None
 
 
+def spki(key: CertificateIssuerPublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``key``: two keys are the same when these are."""
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 class Keys:
     """The CA keys behind their signers, and the data-protection sealer; each loaded on
     first use and kept. A CA's key is a file in the key directory, or lives in a PKCS#11
@@ -49,6 +61,9 @@ class Keys:
         self._signer_loading: dict[str, threading.Lock] = {}
         self._signers_guard = threading.Lock()
         self._sealer: Sealer | None = None
+        # key id -> why the key loaded is not its CA certificate's (what /readyz reports)
+        self.mismatched: dict[str, str] = {}
+        self._matched: set[str] = set()
 
     @property
     def keystore(self) -> FileKeyStore:
@@ -69,9 +84,40 @@ class Keys:
     def signer(self, authority: Authority) -> Signer:
         """The CA's key, loaded from its file on first use and kept: with thousands of
         tenants, start-up loads none of theirs (each costs a passphrase KDF). Threads asking
-        for the same key at once load it once."""
-        return self.signer_by_id(authority.key_id, token_of(authority),
-                                 certificate=authority.der)
+        for the same key at once load it once.
+
+        The key loaded must be the one the CA's certificate names, checked once per key: a
+        key file (or token object) holding another key is refused here (``ConfigError``,
+        the unit of work that needed the signature rolls back) instead of signing
+        certificates, CRLs or responder certificates nobody can verify, and is kept in
+        ``mismatched`` for /readyz."""
+        signer = self.signer_by_id(authority.key_id, token_of(authority),
+                                   certificate=authority.der)
+        if authority.key_id not in self._matched:
+            self.check_matches(signer, authority)
+        return signer
+
+    def check_matches(self, signer: Signer, authority: Authority) -> None:
+        """Refuse ``signer`` unless its public key is the one in ``authority``'s certificate."""
+        key_id = authority.key_id
+        if spki(signer.public_key()) == spki(
+                x509.load_der_x509_certificate(authority.der).public_key()):
+            self._matched.add(key_id)
+            self.mismatched.pop(key_id, None)
+            return
+        self._signers.pop(key_id, None)  # read again next time: the file may be put right
+        what = f"{authority.kind} CA {authority.subject!r}"
+        if authority.key_store == PKCS11_STORE:
+            message = (f"PKCS#11 token {authority.key_token!r} key {key_id!r} is not the key "
+                       f"of the {what} certificate")
+            field = "TEGATA_PKCS11_MODULE"
+        else:
+            message = (f"CA key file {self.keystore.path_for(key_id)} does not hold the key of "
+                       f"the {what} certificate (TEGATA_KEY_DIR names another deployment's "
+                       "key directory, or the file was replaced?)")
+            field = "TEGATA_KEY_DIR"
+        self.mismatched[key_id] = message
+        raise ConfigError(message, field=field)
 
     def signer_by_id(self, key_id: str, token: str | None = None, *,
                      certificate: bytes | None = None) -> Signer:
@@ -107,6 +153,7 @@ class Keys:
     def remove(self, key_id: str) -> None:
         """Remove a key made for a CA whose creation failed, from its file or its token."""
         made = self._signers.pop(key_id, None)
+        self._matched.discard(key_id)
         if isinstance(made, TokenSigner):
             made.store.remove(key_id)
         else:
@@ -115,10 +162,12 @@ class Keys:
     def forget(self, key_id: str) -> None:
         """A key whose file was removed again (a tenant whose creation failed)."""
         self._signers.pop(key_id, None)
+        self._matched.discard(key_id)
 
     def remember(self, key_id: str, signer: Signer) -> None:
         """A key just generated: kept, so its first signature does not read its file."""
         self._signers[key_id] = signer
+        self._matched.add(key_id)  # made here: its certificate is made from it
 
     @property
     def sealer(self) -> Sealer:

@@ -94,8 +94,10 @@ class Startup:
                         f"CA key file {self.keys.keystore.path_for(key_id)} does not hold the "
                         "key of the database's root CA (TEGATA_KEY_DIR names another "
                         "deployment's key directory?)", field="TEGATA_KEY_DIR")
-            else:
+            elif kind != "ocsp":  # a responder's key is sealed, or made anew if lost
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
+        for problem in list(self.keys.mismatched.values())[:1]:  # a key refused since
+            raise ConfigError(problem, field="TEGATA_KEY_DIR")
         if keys:
             sealer = self.keys.sealer
             if sealed is not None:
@@ -109,6 +111,26 @@ class Startup:
                         f"data-protection key {path} does not open the key material sealed "
                         f"in the database (certificate {serial}): TEGATA_KEY_DIR names another "
                         "deployment's key directory?", field="TEGATA_KEY_DIR") from None
+
+    def public_base_url_drift(self) -> str | None:
+        """A warning when TEGATA_PUBLIC_BASE_URL is not the base URL the newest CA was made
+        with (read from its stored CRL URL): this replica would issue certificates whose OCSP
+        and caIssuers URLs point elsewhere for their whole life. None when they agree, or
+        when no CA has a CRL URL yet. A warning, not a refusal: moving the base URL is allowed
+        (the CAs made after it take the new one)."""
+        with self.database.reading() as session:
+            newest = session.scalar(
+                select(Authority.crl_url).where(Authority.kind.in_(("root", "issuing")),
+                                                Authority.crl_url.is_not(None))
+                .order_by(Authority.id.desc()).limit(1))
+        if newest is None or "/crl/" not in newest:
+            return None
+        stored = newest.rsplit("/crl/", 1)[0]
+        if stored == self.settings.public_base_url:
+            return None
+        return (f"TEGATA_PUBLIC_BASE_URL is {self.settings.public_base_url} but the newest CA "
+                f"was made with {stored}: certificates issued here point their OCSP and "
+                "caIssuers URLs at the former")
 
     def is_initialized(self) -> bool:
         with self.database.reading() as session:

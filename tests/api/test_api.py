@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 from cryptography import x509
 from fastapi.testclient import TestClient
+from sqlalchemy import func, update
 
+from ca.db.models import Authority
 from ca.service import Service
 from tests.support.http import bearer
 
@@ -218,3 +220,18 @@ def test_a_database_failure_while_reading_is_a_503_problem_not_a_500(
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
     assert r.json()["type"] == "urn:tegata:problem:storage"
     assert "users" not in r.text  # no SQL or table name in the body
+
+
+def test_readiness_warns_of_another_public_base_url(client: TestClient,
+                                                    service: Service) -> None:
+    assert client.get("/readyz").json()["warnings"] == []
+    with service.database.transaction() as session:
+        session.execute(update(Authority).values(
+            crl_url=func.replace(Authority.crl_url, service.settings.public_base_url,
+                                 "https://before.example.jp")))
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["warnings"] == [
+        f"TEGATA_PUBLIC_BASE_URL is {service.settings.public_base_url} but the newest CA was "
+        "made with https://before.example.jp: certificates issued here point their OCSP and "
+        "caIssuers URLs at the former"]

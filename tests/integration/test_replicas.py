@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import itertools
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -536,3 +537,35 @@ def written_counts(data: Path) -> list[str]:
         assert time.monotonic() < deadline, "no worker wrote its counts"
         time.sleep(0.1)
     return found
+
+
+def test_replicas_with_their_own_copy_of_the_key_directory_answer_ocsp_alike(
+        live: Service, settings: Settings, tmp_path: Path) -> None:
+    """Two real servers, each with its own copy of the key directory (not one mount): the
+    responder one of them makes is sealed in the database, so the other signs with it and
+    stays ready."""
+    live.hierarchy.create_tenant("copied", display_name="複製", ca_key_type="ec-p256")
+    live.users.add("copied", "sato", email="sato@example.jp", allow=True)
+    (view,) = live.certificates.issue(IssueRequest(tenant="copied", logins=("sato",)))
+    issuer = x509.load_der_x509_certificate(live.hierarchy.ca_certificates("copied")[1].der)
+    leaf = x509.load_der_x509_certificate(view.der)
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    encoded = base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
+    copies = [tmp_path / "keys-a", tmp_path / "keys-b"]
+    for copy in copies:
+        shutil.copytree(settings.effective_key_dir, copy)
+    responders = []
+    with serving(settings, tmp_path / "a.log", TEGATA_KEY_DIR=str(copies[0]),
+                 TEGATA_DATA_DIR=str(tmp_path / "replica-a")) as a, \
+            serving(settings, tmp_path / "b.log", TEGATA_KEY_DIR=str(copies[1]),
+                    TEGATA_DATA_DIR=str(tmp_path / "replica-b")) as b:
+        for server in (a, b):  # a makes the responder, b signs with it
+            answer = ocsp.load_der_ocsp_response(
+                httpx.get(f"{server.url}/ocsp/{encoded}", timeout=TIMEOUT).content)
+            assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+            assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+            responders.append(answer.certificates[0])
+        assert [httpx.get(f"{s.url}/readyz", timeout=TIMEOUT).status_code for s in (a, b)
+                ] == [200, 200]
+    assert responders[0] == responders[1]
+    assert [list(copy.glob("ocsp-*")) for copy in copies] == [[], []]
