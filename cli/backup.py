@@ -20,7 +20,7 @@ from ca.service.replay import ReplayedCrl, load_crls
 from ca.signer import check_private_file
 from cli.context import STATE, emit
 from cli.options import JsonOpt
-from cli.output import output_file, read_file, shown
+from cli.output import output_file, read_file, shown, sync_directory
 
 backup_app = typer.Typer(help="Encrypted backups of the database and the key directory.")
 
@@ -85,18 +85,37 @@ def backup(
     with output_file(out, force=force) as handle:
         contents = service.backups.take(handle, key)
     if directory is not None:
-        removed = prune(directory, keep)
+        later = newer_than(directory, out.name)
+        if later:
+            typer.echo(f"warning: {len(later)} backup(s) in {shown(directory)} are named "
+                       f"after this one ({shown(later[-1])}): did the clock go back? "
+                       "this one is kept, the oldest others pruned", err=True)
+        removed = prune(directory, keep, written=out.name)
     data = {"file": str(out), **summary(contents), "removed": removed}
     emit(data, as_json=as_json, text=f"backup {shown(out)}: {describe(contents)}" + (
         f"; removed {len(removed)} older" if removed else ""))
 
 
-def prune(directory: Path, keep: int) -> list[str]:
-    """Remove the oldest generations beyond ``keep``; files of other names stay."""
-    generations = sorted(p.name for p in directory.iterdir() if GENERATION.fullmatch(p.name))
-    doomed = generations[:-keep]
+def generations(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if GENERATION.fullmatch(p.name))
+
+
+def newer_than(directory: Path, written: str) -> list[str]:
+    """The generations whose names sort after the one just written (a clock stepped back,
+    generations copied from elsewhere)."""
+    return [name for name in generations(directory) if name > written]
+
+
+def prune(directory: Path, keep: int, *, written: str) -> list[str]:
+    """Remove the oldest generations beyond ``keep``, never ``written`` (the one just made,
+    whatever its name sorts as: it counts as one of those kept); files of other names stay.
+    Called only once the new file and its name are on disk (``output_file`` fsyncs both)."""
+    others = [name for name in generations(directory) if name != written]
+    doomed = others[:max(len(others) - (keep - 1), 0)]
     for name in doomed:
         (directory / name).unlink(missing_ok=True)
+    if doomed:
+        sync_directory(directory)
     return doomed
 
 

@@ -225,3 +225,69 @@ def test_a_passphrase_that_does_not_open_the_backups_keys_changes_nothing(
     assert "wrong passphrase" in result.error()
     assert "another-passphrase-entirely" not in result.err
     assert not target.data_dir.exists()
+
+
+def test_a_backup_named_before_existing_generations_is_kept_with_a_warning(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    # the clock went back (or generations were copied in): 20 names sort after "now"
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "nightly"
+    directory.mkdir()
+    future = [f"tegata-backup-2999010{n // 10}T0000000000{n % 10}0Z.tgbk" for n in range(20)]
+    for name in future:
+        (directory / name).write_bytes(b"an older generation")
+    result = cli.ok("backup", "--dir", str(directory), "--key-file", str(key), "--json")
+    made = Path(json.loads(result.out)["file"]).name
+    assert made < min(future)
+    assert json.loads(result.out)["removed"] == [future[0]]  # default --keep 20
+    assert sorted(p.name for p in directory.iterdir()) == sorted([made, *future[1:]])
+    assert result.err.count("\n") == 1 and "did the clock go back?" in result.err
+    assert f"20 backup(s) in {directory} are named after this one" in result.err
+    cli.ok("backup", "verify", str(directory / made), "--key-file", str(key))
+
+    kept_one = cli.ok("backup", "--dir", str(directory), "--keep", "1",
+                      "--key-file", str(key), "--json")
+    newest = Path(json.loads(kept_one.out)["file"]).name
+    assert sorted(p.name for p in directory.iterdir()) == [newest]
+
+
+def test_a_backup_is_on_disk_before_its_name_and_its_name_before_any_prune(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "nightly"
+    directory.mkdir()
+    old = directory / "tegata-backup-20000101T000000000000Z.tgbk"
+    old.write_bytes(b"an old generation")
+    calls: list[tuple[str, object]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, Path.unlink
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        size = path.stat().st_size if path.is_file() else None
+        calls.append(("fsync", (path.name if path.is_file() else path, size)))
+        real_fsync(fd)
+
+    def replace(src: object, dst: object) -> None:
+        calls.append(("replace", Path(str(dst)).name))
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        calls.append(("unlink", self.name))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = as_json(cli, "backup", "--dir", str(directory), "--keep", "1",
+                     "--key-file", str(key))
+    made = Path(result["file"])
+    size = made.stat().st_size
+    at = calls.index(("replace", made.name))
+    partial = f".{made.name}.partial"
+    assert ("fsync", (partial, size)) in calls[:at]  # the content, after the last write
+    assert ("fsync", (directory, None)) in calls[at + 1:]
+    synced_dir = calls.index(("fsync", (directory, None)), at + 1)
+    assert calls.index(("unlink", old.name)) > synced_dir  # pruned only after
+    assert sorted(p.name for p in directory.iterdir()) == [made.name]
