@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from ca import backupfile
-from ca.errors import InvalidInput
+from ca.errors import CAError, InvalidInput
 from ca.service.backups import Contents, Restored
 from ca.service.replay import ReplayedCrl, load_crls
 from ca.signer import check_private_file
@@ -172,8 +172,14 @@ def restore(
     service = STATE.service(check_schema=False)
     if not file.is_file():
         raise InvalidInput(f"cannot read {shown(file)}: not a file", field="file")
-    restored = service.backups.restore(file, key, publish=not files)
-    replayed = service.replay.replay(files, everyone=True) if files else []
+    restored = service.backups.restore(file, key, replay_files=files)
+    try:
+        replayed = service.replay.replay(files, everyone=True) if files else []
+    except CAError as exc:
+        service.backups.publish()  # the replay changed nothing: publish as without one
+        exc.message = (f"restored {shown(file)}; replay failed: {exc}; the CRLs were published "
+                       "without it: run `tegata backup replay CRLFILE ...` once fixed")
+        raise
     data = {**summary(restored.contents), "differing_settings": {
         k: {"backup": v[0], "here": v[1]} for k, v in restored.differing.items()},
         "replayed": [replayed_data(r) for r in replayed]}

@@ -48,7 +48,7 @@ from ca.db import migrate
 from ca.db.engine import WRITE, check_reachable
 from ca.errors import ConfigError, Conflict, InvalidInput, StorageError
 from ca.sealing import load_sealer
-from ca.service import crls
+from ca.service import crls, replay
 from ca.service.plumbing import Database, Keys
 from ca.settings import Settings
 from ca.signer import FileKeyStore, write_private_file
@@ -83,6 +83,7 @@ class Contents:
     settings: dict[str, Any]
     rows: dict[str, int] = field(default_factory=dict)
     cas: list[CaSummary] = field(default_factory=list)
+    ca_ders: list[bytes] = field(default_factory=list, repr=False)  # root and issuing CAs
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
@@ -147,14 +148,17 @@ class Backups:
 
     # --- restoring -------------------------------------------------------------------------
 
-    def restore(self, path: Path, key: bytes, *, publish: bool = True) -> Restored:
+    def restore(self, path: Path, key: bytes, *,
+                replay_files: dict[str, bytes] | None = None) -> Restored:
         """Restore into this deployment, which must be empty (no rows, no key files): the
         schema at the backup's revision, every row and key file, then the schema brought to
         this release's and, with ``publish``, a new CRL for every active CA (numbered above
         all the backup's, and above every number made by a clock earlier than this one's
-        now). Without ``publish`` the caller replays CRLs next (``Replay.replay`` with
-        ``everyone``), so that no CRL is made before their floors are known. The backup is
-        read whole once before anything is changed."""
+        now). With ``replay_files`` the caller replays those CRLs next (``Replay.replay``
+        with ``everyone``, or ``publish`` if that fails), so that no CRL is made before
+        their floors are known; each must be signed by a CA of the backup, checked here
+        before anything is changed. The backup is read whole once before anything is
+        changed."""
         name = str(path)
         with path.open("rb") as handle:
             contents = self.inspect(handle, key, name=name)
@@ -163,6 +167,8 @@ class Backups:
                               "this release knows (a backup of a newer release)")
         self._check_empty()
         self._check_passphrase(contents)
+        if replay_files:
+            replay.check_signed(replay_files, contents.ca_ders)
         engine = self.database.engine
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -189,13 +195,17 @@ class Backups:
                                    "; nothing of it was kept") from exc
             raise
         migrate.upgrade(engine)
-        if publish:
-            with self.database.transaction() as session:
-                crls.mark_all_dirty(session)
+        if not replay_files:
+            self.publish()
         differing = {name: (value, getattr(self.settings, name))
                      for name, value in contents.settings.items()
                      if name in KEPT_SETTINGS and value != getattr(self.settings, name)}
         return Restored(contents=contents, differing=differing)
+
+    def publish(self) -> None:
+        """Every active CA publishes a new CRL (after a restore)."""
+        with self.database.transaction() as session:
+            crls.mark_all_dirty(session)
 
     def _check_empty(self, conn: Connection | None = None) -> None:
         refused = Conflict("the target deployment is not empty: restore only into a new "
@@ -281,6 +291,7 @@ def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
                               tenant=tenants.get(a["tenant_id"]) if a["tenant_id"] else None,
                               retired=a["retired_at"] is not None)
                     for a in authorities]
+    contents.ca_ders = [a["der"] for a in authorities if a["kind"] in ("root", "issuing")]
     return contents
 
 

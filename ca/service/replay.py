@@ -105,18 +105,37 @@ class Replay:
         return replayed
 
 
+def check_signed(files: dict[str, bytes], ca_ders: list[bytes]) -> None:
+    """Before a restore writes anything: every CRL of ``files`` is signed by one of the
+    backup's CAs (``ca_ders``: their certificates) and has a CRL Number, as the replay after
+    the restore will require."""
+    cas = [x509.load_der_x509_certificate(der) for der in ca_ders]
+    for name, data in files.items():
+        for crl in load_crls(data, name=name):
+            if not any(_signed_by(crl, cert) for cert in cas):
+                raise _unsigned(crl, name, whose="the backup")
+            _number_of(crl, name=name)
+
+
+def _signed_by(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+    key = cert.public_key()
+    return cert.subject == crl.issuer and isinstance(
+        key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and crl.is_signature_valid(key)
+
+
+def _unsigned(crl: x509.CertificateRevocationList, name: str, *, whose: str) -> InvalidInput:
+    issuer = crl.issuer.rfc4514_string()
+    return InvalidInput(f"{name}: no CA of {whose} signed it (issuer {issuer[:200]})",
+                        field="replay_from")
+
+
 def _signer_of(session: Session, crl: x509.CertificateRevocationList, *,
                name: str) -> Authority:
-    issuer = crl.issuer.rfc4514_string()
     for authority in session.scalars(select(Authority).where(
             Authority.kind.in_(("root", "issuing"))).order_by(Authority.id)):
-        cert = x509.load_der_x509_certificate(authority.der)
-        key = cert.public_key()
-        if cert.subject == crl.issuer and isinstance(
-                key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and crl.is_signature_valid(key):
+        if _signed_by(crl, x509.load_der_x509_certificate(authority.der)):
             return authority
-    raise InvalidInput(f"{name}: no CA of this deployment signed it (issuer {issuer[:200]})",
-                       field="replay_from")
+    raise _unsigned(crl, name, whose="this deployment")
 
 
 def _number_of(crl: x509.CertificateRevocationList, *, name: str) -> int:

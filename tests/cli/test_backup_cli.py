@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ca import backupfile
+from ca.errors import InvalidInput
 from tests.support.cli import Cli, Env, as_json, issue
 from tests.support.environment import PASSPHRASE
 
@@ -291,3 +292,52 @@ def test_a_backup_is_on_disk_before_its_name_and_its_name_before_any_prune(
     synced_dir = calls.index(("fsync", (directory, None)), at + 1)
     assert calls.index(("unlink", old.name)) > synced_dir  # pruned only after
     assert sorted(p.name for p in directory.iterdir()) == [made.name]
+
+
+def test_a_replay_crl_of_another_deployment_is_refused_before_the_restore_writes(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    issue(cli)
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    foreign = tmp_path / "foreign.crl"
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(tmp_path / "other"))
+    cli.ok("init", "--key-type", "ec-p256")  # a CA of the same name, another key
+    cli.ok("crl", "export", "--out", str(foreign))
+
+    target = elsewhere(monkeypatch, tmp_path)
+    refused = cli("restore", str(out), "--key-file", str(key), "--replay-from", str(foreign))
+    assert refused.code == 2
+    assert refused.error().startswith(f"{foreign}: no CA of the backup signed it (issuer ")
+    assert not target.data_dir.exists()  # nothing written
+    cli.ok("restore", str(out), "--key-file", str(key))  # the target is still empty
+
+
+def test_a_replay_that_fails_after_the_restore_says_the_restore_is_done(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ca.service import replay as replay_module
+
+    lost = issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    backed_up = as_json(cli, "backup", "verify", str(out), "--key-file", str(key))["rows"]["crls"]
+    cli.ok("cert", "revoke", lost, "--reason", "keyCompromise")
+    crl = tmp_path / "default.crl"
+    cli.ok("crl", "export", "--out", str(crl))
+    number = as_json(cli, "crl", "show")["number"]
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise InvalidInput("the CRL's entry 1 is broken", field="replay_from")
+
+    target = elsewhere(monkeypatch, tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setattr(replay_module, "_apply", broken)  # passes the check, fails after
+        failed = cli("restore", str(out), "--key-file", str(key), "--replay-from", str(crl))
+    assert failed.code == 2
+    assert failed.error() == (
+        f"restored {out}; replay failed: the CRL's entry 1 is broken; the CRLs were "
+        "published without it: run `tegata backup replay CRLFILE ...` once fixed")
+    assert len(target.rows("crls")) == backed_up + 2  # the root and the issuing CA's, anew
+    assert as_json(cli, "cert", "show", lost)["state"] == "valid"
+    replayed = as_json(cli, "backup", "replay", str(crl))
+    assert [(e["serial"], e["applied"]) for e in replayed[0]["entries"]] == [(lost, True)]
+    assert as_json(cli, "crl", "show")["number"] > number

@@ -143,7 +143,8 @@ def test_the_restore_drill(service: Service, clock: FixedClock, tmp_path: Path,
     later = FixedClock(clock.now() - dt.timedelta(seconds=1))
     restored = fresh(tmp_path, target_url, later)
     try:
-        outcome = restored.backups.restore(backup, KEY, publish=False)
+        outcome = restored.backups.restore(backup, KEY,
+                                           replay_files={"gateway.crl": gateways_crl})
         assert outcome.contents.taken_at == MOMENTS.start
         from_backup = all_numbers(restored)
         (replayed,) = restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
@@ -283,7 +284,8 @@ def test_a_ca_whose_only_entry_is_replayed_keeps_it_through_renewals(
 
     restored = fresh(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", clock)
     try:
-        restored.backups.restore(tmp_path / "b.tgbk", KEY, publish=False)
+        restored.backups.restore(tmp_path / "b.tgbk", KEY,
+                                 replay_files={"gateway.crl": gateways_crl})
         restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
         clock.advance(dt.timedelta(days=4))  # past half the CRL's 7 days
         restored.lifecycle.run()
