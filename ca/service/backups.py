@@ -49,7 +49,8 @@ from ca.db.engine import WRITE, check_reachable
 from ca.errors import ConfigError, Conflict, InvalidInput, StorageError
 from ca.sealing import load_sealer
 from ca.service import crls, replay
-from ca.service.plumbing import Database, Keys
+from ca.service.plumbing import PKCS11_STORE, Database, Keys
+from ca.service.startup import check_token_key
 from ca.settings import Settings
 from ca.signer import FileKeyStore, write_private_file
 
@@ -84,6 +85,8 @@ class Contents:
     rows: dict[str, int] = field(default_factory=dict)
     cas: list[CaSummary] = field(default_factory=list)
     ca_ders: list[bytes] = field(default_factory=list, repr=False)  # root and issuing CAs
+    # the active CAs whose keys are in a PKCS#11 token: (key id, token label, kind, DER)
+    token_cas: list[tuple[str, str, str, bytes]] = field(default_factory=list, repr=False)
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
@@ -167,6 +170,7 @@ class Backups:
                               "this release knows (a backup of a newer release)")
         self._check_empty()
         self._check_passphrase(contents)
+        self._check_tokens(contents)
         if replay_files:
             replay.check_signed(replay_files, contents.ca_ders)
         engine = self.database.engine
@@ -230,6 +234,16 @@ class Backups:
                     sql_table(table))):
                 raise refused
 
+    def _check_tokens(self, contents: Contents) -> None:
+        """Every active CA of the backup whose key is in a PKCS#11 token: the token settings
+        are there, the token is present, the PIN opens it, it holds the key, and the key is
+        the one the CA certificate names (as start-up checks): before anything is written,
+        not after (a restore cannot be retried into a target no longer empty)."""
+        in_tokens: dict[str, set[str]] = {}
+        for key_id, token, kind, der in contents.token_cas:
+            check_token_key(self.keys, in_tokens, key_id=key_id, token=token, kind=kind,
+                            der=der, whose="the backup's")
+
     def _check_passphrase(self, contents: Contents) -> None:
         """The passphrase of this deployment must open the backup's keys: checked on a copy
         in a private temporary directory before anything is changed."""
@@ -292,6 +306,9 @@ def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
                               retired=a["retired_at"] is not None)
                     for a in authorities]
     contents.ca_ders = [a["der"] for a in authorities if a["kind"] in ("root", "issuing")]
+    contents.token_cas = [(a["key_id"], a["key_token"], a["kind"], a["der"])
+                          for a in authorities if a.get("key_store") == PKCS11_STORE
+                          and a["retired_at"] is None and a.get("key_token")]
     return contents
 
 
