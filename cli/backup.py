@@ -231,16 +231,22 @@ def details(contents: Contents) -> str:
 def replayed_data(replayed: ReplayedCrl) -> dict[str, Any]:
     return {"file": replayed.name, "ca": replayed.ca, "number": replayed.number,
             "entries": [{"serial": e.serial, "reason": e.reason, "date": e.date.isoformat(),
-                         "applied": e.applied, "known": e.known, "login": e.login}
+                         "applied": e.applied, "known": e.known, "login": e.login,
+                         "skipped": "changed after this CRL" if e.changed_after else None}
                         for e in replayed.entries]}
 
 
 def replayed_text(replayed: ReplayedCrl) -> str:
     lines = [f"replayed {replayed.name} (CRL {replayed.number} of {shown(replayed.ca, 200)}): "
-             f"{sum(e.applied for e in replayed.entries)} applied again"]
+             f"{sum(e.applied for e in replayed.entries)} applied again"
+             + (f", {skipped} skipped (changed after this CRL)" if (skipped := sum(
+                 e.changed_after for e in replayed.entries)) else "")]
     for e in replayed.entries:
         what = f"{e.reason} at {e.date.isoformat()}"
-        if e.known:
+        if e.changed_after:
+            lines.append(f"  {e.serial} ({shown(e.login)}): {what}; skipped: changed after "
+                         "this CRL")
+        elif e.known:
             lines.append(f"  {e.serial} ({shown(e.login)}): {what}, applied again")
         elif e.applied:
             lines.append(f"  {e.serial}: {what}; not in the database (issued after the "

@@ -3,7 +3,9 @@ after the backup was taken are in the last CRL each gateway fetched, not in the 
 
 Each CRL must be signed by one of the deployment's CAs. Every entry whose certificate the
 database holds and does not already list is applied again, dated as the CRL dates it: a
-revocation with its reason, a certificateHold as a manual hold. A revocation of a
+revocation with its reason, a certificateHold as a manual hold; unless the certificate's
+own history (its holds placed or lifted, its revocation) has something later than the CRL's
+thisUpdate: then the CRL is stale for it, and the entry is listed as skipped. A revocation of a
 certificate the database does not know (issued after the backup) is kept as a
 ``ReplayedRevocation``, which the CA's CRLs list from then on (for ever: its notAfter is not
 known); a hold of such a certificate is only listed (nothing could lift it). Then each CA
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 from ca import serials
 from ca.audit import Actor
 from ca.clock import Clock
-from ca.db.models import Authority, Certificate, ReplayedRevocation, Tenant, User
+from ca.db.models import Authority, Certificate, Hold, ReplayedRevocation, Tenant, User
 from ca.errors import InvalidInput
 from ca.holds import HoldCause, on_hold
 from ca.reasons import REASONS
@@ -50,6 +52,7 @@ class ReplayedEntry:
     applied: bool
     known: bool = True
     login: str | None = None
+    changed_after: bool = False  # not applied: the certificate changed after this CRL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +183,12 @@ def _apply(session: Session, authority: Authority,
         user = session.get(User, cert.user_id)
         assert user is not None
         transitions.lock(session, cert)
+        if _changed_after(session, cert, crl.last_update_utc):
+            if cert.revoked_at is None and (reason != HOLD or not on_hold(cert, None)):
+                done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                          date=date, applied=False, login=user.login,
+                                          changed_after=True))
+            continue
         if reason == HOLD:
             if cert.revoked_at is not None or on_hold(cert, None):
                 continue
@@ -194,6 +203,19 @@ def _apply(session: Session, authority: Authority,
         done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
                                   date=date, applied=True, login=user.login))
     return done
+
+
+def _changed_after(session: Session, cert: Certificate, moment: dt.datetime) -> bool:
+    """The certificate's own history holds something later than ``moment`` (a CRL's
+    thisUpdate): a hold placed or lifted, a revocation. What happened after a CRL was made
+    wins over what it lists (a stale CRL must not put back a hold lifted since)."""
+    later = [cert.revoked_at] + [t for hold in session.scalars(select(Hold).where(
+        Hold.certificate_id == cert.id)) for t in (hold.placed_at, hold.lifted_at)]
+    return any(t is not None and _aware(t) > moment for t in later)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCertificate,

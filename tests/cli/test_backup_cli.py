@@ -341,3 +341,25 @@ def test_a_replay_that_fails_after_the_restore_says_the_restore_is_done(
     replayed = as_json(cli, "backup", "replay", str(crl))
     assert [(e["serial"], e["applied"]) for e in replayed[0]["entries"]] == [(lost, True)]
     assert as_json(cli, "crl", "show")["number"] > number
+
+
+def test_a_replayed_entry_skipped_as_stale_is_listed_so() -> None:
+    import datetime as dt
+
+    from ca.service.replay import ReplayedCrl, ReplayedEntry
+    from cli.backup import replayed_data, replayed_text
+
+    at = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
+    replayed = ReplayedCrl(name="stale.crl", ca="CN=Issuing", number=7, entries=(
+        ReplayedEntry(ca="CN=Issuing", serial="0A", reason="certificateHold", date=at,
+                      applied=False, login="alice", changed_after=True),
+        ReplayedEntry(ca="CN=Issuing", serial="0B", reason="certificateHold", date=at,
+                      applied=True, login="bob")))
+    assert replayed_text(replayed).splitlines() == [
+        "replayed stale.crl (CRL 7 of CN=Issuing): 1 applied again, 1 skipped (changed "
+        "after this CRL)",
+        "  0A (alice): certificateHold at 2026-03-02T10:00:00+00:00; skipped: changed after "
+        "this CRL",
+        "  0B (bob): certificateHold at 2026-03-02T10:00:00+00:00, applied again"]
+    assert [e["skipped"] for e in replayed_data(replayed)["entries"]] == [
+        "changed after this CRL", None]
