@@ -20,6 +20,8 @@ CA in the snapshot has its key among the files read after it.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,6 +66,10 @@ KEPT_SETTINGS = ("public_base_url", "timezone", "audit_retention_days",
 DEPLOYMENT_TABLES = ("tenants", "authorities", "users", "certificates", "crls",
                      "api_tokens", "audit_events")
 _VERSION_TABLE = "alembic_version"
+# where a restore writes the key files, inside the key directory (one file system): they take
+# their names only once the database has committed, so a restore killed before that leaves
+# only this directory, which a retry (the database being empty) removes
+STAGING = ".restore-in-progress"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +184,9 @@ class Backups:
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         migrate.reset(engine, contents.revision)
         key_dir = self.settings.effective_key_dir
-        written: list[Path] = []
+        staging = key_dir / STAGING
+        if staging.exists():  # a restore killed before its commit: the database is empty
+            shutil.rmtree(staging)
         try:
             with engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})
@@ -187,17 +195,20 @@ class Backups:
                     with path.open("rb") as handle:
                         _insert_rows(conn, backupfile.read(handle, key, name=name))
                     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    staging.mkdir(mode=0o700)
                     for file_name, data in sorted(contents.files.items()):
-                        target = key_dir / file_name
-                        write_private_file(target, data)
-                        written.append(target)
+                        write_private_file(staging / file_name, data)
         except BaseException as exc:
-            for target in written:
-                target.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, SQLAlchemyError):
                 raise StorageError(f"the restore failed in the database ({type(exc).__name__})"
                                    "; nothing of it was kept") from exc
             raise
+        # committed: the key files take their names (one rename each, in one file system)
+        for file_name in sorted(contents.files):
+            (staging / file_name).rename(key_dir / file_name)
+        staging.rmdir()
+        _sync_directory(key_dir)
         migrate.upgrade(engine)
         if not replay_files:
             self.publish()
@@ -215,7 +226,8 @@ class Backups:
         refused = Conflict("the target deployment is not empty: restore only into a new "
                            "database and an empty key directory")
         key_dir = self.settings.effective_key_dir
-        if key_dir.is_dir() and any(key_dir.iterdir()):
+        present = sorted(p.name for p in key_dir.iterdir()) if key_dir.is_dir() else []
+        if present and present != [STAGING]:
             raise Conflict(f"the key directory {key_dir} is not empty: restore only into a "
                            "new database and an empty key directory")
         if conn is None:
@@ -226,12 +238,17 @@ class Backups:
             with self.database.engine.connect() as reading, reading.begin():
                 self._check_empty(reading)
             return
-        present = set(inspect(conn).get_table_names())
-        if present and _VERSION_TABLE not in present:
+        tables = set(inspect(conn).get_table_names())
+        if tables and _VERSION_TABLE not in tables:
             raise refused  # tables, but not Tegata's
         for table in DEPLOYMENT_TABLES:
-            if table in present and conn.scalar(select(func.count()).select_from(
+            if table in tables and conn.scalar(select(func.count()).select_from(
                     sql_table(table))):
+                if (key_dir / STAGING).exists():  # killed after its commit, before renames
+                    raise Conflict(
+                        f"a restore was interrupted after its database commit: move the files "
+                        f"of {key_dir / STAGING} into {key_dir}, remove that directory, and "
+                        "start the service")
                 raise refused
 
     def _check_tokens(self, contents: Contents) -> None:
@@ -331,6 +348,14 @@ def _write_table(conn: Connection, table: Table, writer: backupfile.Writer) -> i
                       "rows": [list(row) for row in batch]})
         count += len(batch)
     return count
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _key_files(directory: Path) -> dict[str, bytes]:

@@ -363,3 +363,50 @@ def test_a_replayed_entry_skipped_as_stale_is_listed_so() -> None:
         "  0B (bob): certificateHold at 2026-03-02T10:00:00+00:00, applied again"]
     assert [e["skipped"] for e in replayed_data(replayed)["entries"]] == [
         "changed after this CRL", None]
+
+
+def test_a_restore_killed_after_its_second_key_file_can_be_retried(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    assert len(ready_sqlite.key_files()) >= 3
+    target = elsewhere(monkeypatch, tmp_path)
+    crash = tmp_path / "crash.py"
+    crash.write_text(
+        "import os, sys\n"
+        "import ca.service.backups as backups\n"
+        "real, written = backups.write_private_file, []\n"
+        "def write(path, data):\n"
+        "    real(path, data)\n"
+        f"    if str(path).startswith({str(target.key_dir)!r}):\n"
+        "        written.append(path)\n"
+        "        if len(written) == 2:\n"
+        "            os._exit(137)  # killed: no clean-up runs\n"
+        "backups.write_private_file = write\n"
+        "from cli.main import main\n"
+        "main(sys.argv[1:])\n")
+    killed = subprocess.run([sys.executable, str(crash), "restore", str(out), "--key-file",
+                             str(key)], env=os.environ.copy(), capture_output=True,
+                            timeout=120, check=False)
+    assert killed.returncode == 137, killed.stderr
+    assert target.key_files() == [".restore-in-progress"]  # no key file under its name
+    assert len(list((target.key_dir / ".restore-in-progress").iterdir())) == 2
+
+    cli.ok("restore", str(out), "--key-file", str(key))  # the retry clears what it left
+    assert target.key_files() == ready_sqlite.key_files()
+    issue(cli)
+
+    # killed after the commit, before the renames: the refusal says what to do
+    staging = target.key_dir / ".restore-in-progress"
+    staging.mkdir()
+    for name in target.key_files():
+        if name != staging.name:
+            (target.key_dir / name).rename(staging / name)
+    refused = cli("restore", str(out), "--key-file", str(key))
+    assert refused.code == 1 and refused.error() == (
+        f"a restore was interrupted after its database commit: move the files of {staging} "
+        f"into {target.key_dir}, remove that directory, and start the service")
