@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from ca import backupfile
-from ca.errors import CAError, InvalidInput
+from ca.errors import CAError, ConfigError, InvalidInput
 from ca.service.backups import Contents, Restored
 from ca.service.replay import ReplayedCrl, load_crls
 from ca.signer import check_private_file
@@ -39,7 +39,11 @@ def register(app: typer.Typer) -> None:
 
 
 def read_key(path: Path) -> bytes:
-    """The backup key of a private file; a file others may read is refused (78)."""
+    """The backup key of a private file; a file others may read, or a symbolic link (whose
+    target's mode says nothing of who may change the link), is refused (78)."""
+    if path.is_symlink():
+        raise ConfigError(f"backup key file {shown(path)} is a symbolic link: give the key "
+                          "file itself", field="key_file")
     try:
         check_private_file(path, what="backup key file")
     except (OSError, ValueError) as exc:  # a name too long, a NUL

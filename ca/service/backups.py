@@ -140,6 +140,7 @@ class Backups:
                               "dialect": contents.dialect, "settings": contents.settings})
                 for table in _tables(conn):
                     contents.rows[table.name] = _write_table(conn, table, writer)
+                contents.cas = _ca_summaries(conn)
                 # after the snapshot began: every CA it holds has its key file by now
                 files = _key_files(self.settings.effective_key_dir)
         for name, data in files.items():
@@ -175,7 +176,7 @@ class Backups:
             raise ConfigError(f"{name}: its schema revision {contents.revision} is not one "
                               "this release knows (a backup of a newer release)")
         self._check_empty()
-        self._check_passphrase(contents)
+        self._check_passphrase(contents, name=name)
         self._check_tokens(contents)
         if replay_files:
             replay.check_signed(replay_files, contents.ca_ders)
@@ -261,9 +262,10 @@ class Backups:
             check_token_key(self.keys, in_tokens, key_id=key_id, token=token, kind=kind,
                             der=der, whose="the backup's")
 
-    def _check_passphrase(self, contents: Contents) -> None:
+    def _check_passphrase(self, contents: Contents, *, name: str) -> None:
         """The passphrase of this deployment must open the backup's keys: checked on a copy
-        in a private temporary directory before anything is changed."""
+        in a private temporary directory before anything is changed (an error names the
+        backup's file, not the copy)."""
         root = next((f for f in contents.files if f.startswith("root-")), None)
         with tempfile.TemporaryDirectory(prefix="tegata-restore-") as scratch:
             directory = Path(scratch)
@@ -271,11 +273,15 @@ class Backups:
                 write_private_file(directory / file_name, data)
             source = self.settings.passphrase_source()
             passphrase = self.settings.passphrase()
-            if "data-protection.key" in contents.files:
-                load_sealer(directory, passphrase, passphrase_source=source)
-            if root is not None:
-                FileKeyStore(directory, passphrase, passphrase_source=source).load(
-                    root.removesuffix(".key.pem"))
+            try:
+                if "data-protection.key" in contents.files:
+                    load_sealer(directory, passphrase, passphrase_source=source)
+                if root is not None:
+                    FileKeyStore(directory, passphrase, passphrase_source=source).load(
+                        root.removesuffix(".key.pem"))
+            except ConfigError as exc:
+                exc.message = exc.message.replace(f"{directory}/", f"{name}'s ")
+                raise
 
 
 def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
@@ -327,6 +333,19 @@ def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
                           for a in authorities if a.get("key_store") == PKCS11_STORE
                           and a["retired_at"] is None and a.get("key_token")]
     return contents
+
+
+def _ca_summaries(conn: Connection) -> list[CaSummary]:
+    """The CAs of the snapshot, as ``read_contents`` sums them up from a backup's rows."""
+    tenants = sql_table("tenants", sql_column("id"), sql_column("name"))
+    names = dict(conn.execute(select(tenants.c.id, tenants.c.name)).all())
+    authorities = sql_table("authorities", sql_column("id"), sql_column("kind"),
+                            sql_column("subject"), sql_column("tenant_id"),
+                            sql_column("retired_at"))
+    return [CaSummary(kind=a.kind, subject=a.subject,
+                      tenant=names.get(a.tenant_id) if a.tenant_id else None,
+                      retired=a.retired_at is not None)
+            for a in conn.execute(select(authorities).order_by(authorities.c.id))]
 
 
 def _tables(conn: Connection) -> list[Table]:

@@ -224,6 +224,9 @@ def test_a_passphrase_that_does_not_open_the_backups_keys_changes_nothing(
     result = cli("restore", str(out), "--key-file", str(key))
     assert result.code == 78
     assert "wrong passphrase" in result.error()
+    assert result.error() == (f"data-protection key {out}'s data-protection.key: wrong "
+                              "passphrase (TEGATA_KEY_PASSPHRASE) or the file was altered")
+    assert "tegata-restore-" not in result.err
     assert "another-passphrase-entirely" not in result.err
     assert not target.data_dir.exists()
 
@@ -410,3 +413,24 @@ def test_a_restore_killed_after_its_second_key_file_can_be_retried(
     assert refused.code == 1 and refused.error() == (
         f"a restore was interrupted after its database commit: move the files of {staging} "
         f"into {target.key_dir}, remove that directory, and start the service")
+
+
+def test_backup_json_names_the_cas_as_verify_does(ready_sqlite: Env, cli: Cli,
+                                                   tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    made = as_json(cli, "backup", "--out", str(tmp_path / "b.tgbk"), "--key-file", str(key))
+    verified = as_json(cli, "backup", "verify", str(tmp_path / "b.tgbk"), "--key-file", str(key))
+    assert made["cas"] == verified["cas"]
+    assert {(ca["kind"], ca["tenant"], ca["retired"]) for ca in made["cas"]} == {
+        ("root", None, False), ("issuing", "default", False)}
+
+
+def test_a_symlinked_key_file_is_refused(ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    link = tmp_path / "link.key"
+    link.symlink_to(key)
+    result = cli("backup", "--out", str(tmp_path / "b.tgbk"), "--key-file", str(link))
+    assert result.code == 78
+    assert result.error() == (f"backup key file {link} is a symbolic link: give the key "
+                              "file itself")
+    assert not (tmp_path / "b.tgbk").exists()
