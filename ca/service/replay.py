@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import serials
-from ca.audit import Actor
+from ca import audit, serials
+from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db.models import Authority, Certificate, Hold, ReplayedRevocation, Tenant, User
 from ca.errors import InvalidInput
@@ -102,7 +102,7 @@ class Replay:
                 number = _number_of(crl, name=name)
                 crls.raise_floor(session, authority.id, number + 1)
                 crls.mark_dirty(session, authority.id)  # republished at commit, above it
-                entries = _apply(session, authority, crl)
+                entries = _apply(session, authority, crl, now=self.clock.now())
                 replayed.append(ReplayedCrl(name=name, ca=authority.subject, number=number,
                                             entries=tuple(entries)))
         return replayed
@@ -162,8 +162,8 @@ def _reason_of(entry: x509.RevokedCertificate) -> str:
             x509.ReasonFlags.certificate_hold: HOLD}.get(flag, "unspecified")
 
 
-def _apply(session: Session, authority: Authority,
-           crl: x509.CertificateRevocationList) -> list[ReplayedEntry]:
+def _apply(session: Session, authority: Authority, crl: x509.CertificateRevocationList, *,
+           now: dt.datetime) -> list[ReplayedEntry]:
     if authority.kind == "root":
         return []  # its entries are retired issuing CAs: the floor is what matters
     tenant = session.get(Tenant, authority.tenant_id)
@@ -175,7 +175,8 @@ def _apply(session: Session, authority: Authority,
         cert = session.scalar(select(Certificate).where(
             Certificate.authority_id == authority.id, Certificate.serial == serial))
         if cert is None:
-            applied = reason != HOLD and _keep_unknown(session, authority, entry, reason)
+            applied = reason != HOLD and _keep_unknown(session, authority, entry, reason,
+                                                        tenant=tenant.name, now=now)
             if applied or reason == HOLD:
                 done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
                                           date=date, applied=applied, known=False))
@@ -219,9 +220,10 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 
 def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCertificate,
-                  reason: str) -> bool:
-    """Keep the revocation of a certificate the database does not hold; False when it is
-    kept already (replayed before)."""
+                  reason: str, *, tenant: str, now: dt.datetime) -> bool:
+    """Keep the revocation of a certificate the database does not hold, audited (at
+    ``now``, dated as the CRL dates it in its details); False when it is kept already
+    (replayed before)."""
     serial = serials.to_text(entry.serial_number)
     if session.scalar(select(ReplayedRevocation.id).where(
             ReplayedRevocation.authority_id == authority.id,
@@ -234,4 +236,7 @@ def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCer
             serial=entry.serial_number, revoked_at=date, reason=reason)),
         created_at=date))
     ocsp_feed.mark(session, authority.id, serial)
+    audit.record(session, REPLAY_ACTOR, Event(
+        action="cert.revoke.replayed", target=f"{tenant}/{serial}", tenant_id=authority.tenant_id,
+        details={"reason": reason, "revoked_at": date.isoformat(), "known": False}), now=now)
     return True

@@ -287,6 +287,12 @@ def test_a_ca_whose_only_entry_is_replayed_keeps_it_through_renewals(
         restored.backups.restore(tmp_path / "b.tgbk", KEY,
                                  replay_files={"gateway.crl": gateways_crl})
         restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
+        with restored.database.reading() as session:
+            events = session.execute(select(AuditEvent.action, AuditEvent.target,
+                                            AuditEvent.actor).where(
+                AuditEvent.action == "cert.revoke.replayed")).all()
+        assert [tuple(e) for e in events] == [
+            ("cert.revoke.replayed", f"default/{lost.serial}", "restore")]
         clock.advance(dt.timedelta(days=4))  # past half the CRL's 7 days
         restored.lifecycle.run()
         renewed = x509.load_der_x509_crl(restored.crls.current("default").der)
