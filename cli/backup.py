@@ -41,10 +41,10 @@ def register(app: typer.Typer) -> None:
 def read_key(path: Path) -> bytes:
     """The backup key of a private file; a file others may read, or a symbolic link (whose
     target's mode says nothing of who may change the link), is refused (78)."""
-    if path.is_symlink():
-        raise ConfigError(f"backup key file {shown(path)} is a symbolic link: give the key "
-                          "file itself", field="key_file")
     try:
+        if path.is_symlink():
+            raise ConfigError(f"backup key file {shown(path)} is a symbolic link: give the "
+                              "key file itself", field="key_file")
         check_private_file(path, what="backup key file")
     except (OSError, ValueError) as exc:  # a name too long, a NUL
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not usable"
