@@ -14,13 +14,13 @@ from typing import Annotated, Any
 import typer
 
 from ca import backupfile
-from ca.errors import InvalidInput
+from ca.errors import CAError, ConfigError, InvalidInput
 from ca.service.backups import Contents, Restored
 from ca.service.replay import ReplayedCrl, load_crls
 from ca.signer import check_private_file
 from cli.context import STATE, emit
 from cli.options import JsonOpt
-from cli.output import output_file, read_file, shown
+from cli.output import output_file, read_file, shown, sync_directory
 
 backup_app = typer.Typer(help="Encrypted backups of the database and the key directory.")
 
@@ -39,8 +39,12 @@ def register(app: typer.Typer) -> None:
 
 
 def read_key(path: Path) -> bytes:
-    """The backup key of a private file; a file others may read is refused (78)."""
+    """The backup key of a private file; a file others may read, or a symbolic link (whose
+    target's mode says nothing of who may change the link), is refused (78)."""
     try:
+        if path.is_symlink():
+            raise ConfigError(f"backup key file {shown(path)} is a symbolic link: give the "
+                              "key file itself", field="key_file")
         check_private_file(path, what="backup key file")
     except (OSError, ValueError) as exc:  # a name too long, a NUL
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not usable"
@@ -85,18 +89,37 @@ def backup(
     with output_file(out, force=force) as handle:
         contents = service.backups.take(handle, key)
     if directory is not None:
-        removed = prune(directory, keep)
+        later = newer_than(directory, out.name)
+        if later:
+            typer.echo(f"warning: {len(later)} backup(s) in {shown(directory)} are named "
+                       f"after this one ({shown(later[-1])}): did the clock go back? "
+                       "this one is kept, the oldest others pruned", err=True)
+        removed = prune(directory, keep, written=out.name)
     data = {"file": str(out), **summary(contents), "removed": removed}
     emit(data, as_json=as_json, text=f"backup {shown(out)}: {describe(contents)}" + (
         f"; removed {len(removed)} older" if removed else ""))
 
 
-def prune(directory: Path, keep: int) -> list[str]:
-    """Remove the oldest generations beyond ``keep``; files of other names stay."""
-    generations = sorted(p.name for p in directory.iterdir() if GENERATION.fullmatch(p.name))
-    doomed = generations[:-keep]
+def generations(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if GENERATION.fullmatch(p.name))
+
+
+def newer_than(directory: Path, written: str) -> list[str]:
+    """The generations whose names sort after the one just written (a clock stepped back,
+    generations copied from elsewhere)."""
+    return [name for name in generations(directory) if name > written]
+
+
+def prune(directory: Path, keep: int, *, written: str) -> list[str]:
+    """Remove the oldest generations beyond ``keep``, never ``written`` (the one just made,
+    whatever its name sorts as: it counts as one of those kept); files of other names stay.
+    Called only once the new file and its name are on disk (``output_file`` fsyncs both)."""
+    others = [name for name in generations(directory) if name != written]
+    doomed = others[:max(len(others) - (keep - 1), 0)]
     for name in doomed:
         (directory / name).unlink(missing_ok=True)
+    if doomed:
+        sync_directory(directory)
     return doomed
 
 
@@ -153,8 +176,14 @@ def restore(
     service = STATE.service(check_schema=False)
     if not file.is_file():
         raise InvalidInput(f"cannot read {shown(file)}: not a file", field="file")
-    restored = service.backups.restore(file, key, publish=not files)
-    replayed = service.replay.replay(files, everyone=True) if files else []
+    restored = service.backups.restore(file, key, replay_files=files)
+    try:
+        replayed = service.replay.replay(files, everyone=True) if files else []
+    except CAError as exc:
+        service.backups.publish()  # the replay changed nothing: publish as without one
+        exc.message = (f"restored {shown(file)}; replay failed: {exc}; the CRLs were published "
+                       "without it: run `tegata backup replay CRLFILE ...` once fixed")
+        raise
     data = {**summary(restored.contents), "differing_settings": {
         k: {"backup": v[0], "here": v[1]} for k, v in restored.differing.items()},
         "replayed": [replayed_data(r) for r in replayed]}
@@ -206,16 +235,22 @@ def details(contents: Contents) -> str:
 def replayed_data(replayed: ReplayedCrl) -> dict[str, Any]:
     return {"file": replayed.name, "ca": replayed.ca, "number": replayed.number,
             "entries": [{"serial": e.serial, "reason": e.reason, "date": e.date.isoformat(),
-                         "applied": e.applied, "known": e.known, "login": e.login}
+                         "applied": e.applied, "known": e.known, "login": e.login,
+                         "skipped": "changed after this CRL" if e.changed_after else None}
                         for e in replayed.entries]}
 
 
 def replayed_text(replayed: ReplayedCrl) -> str:
     lines = [f"replayed {replayed.name} (CRL {replayed.number} of {shown(replayed.ca, 200)}): "
-             f"{sum(e.applied for e in replayed.entries)} applied again"]
+             f"{sum(e.applied for e in replayed.entries)} applied again"
+             + (f", {skipped} skipped (changed after this CRL)" if (skipped := sum(
+                 e.changed_after for e in replayed.entries)) else "")]
     for e in replayed.entries:
         what = f"{e.reason} at {e.date.isoformat()}"
-        if e.known:
+        if e.changed_after:
+            lines.append(f"  {e.serial} ({shown(e.login)}): {what}; skipped: changed after "
+                         "this CRL")
+        elif e.known:
             lines.append(f"  {e.serial} ({shown(e.login)}): {what}, applied again")
         elif e.applied:
             lines.append(f"  {e.serial}: {what}; not in the database (issued after the "

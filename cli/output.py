@@ -2,12 +2,14 @@
 
 A file the command writes is opened before the service does anything, so that a path that
 cannot be written fails first and changes nothing (no audit event, no new CRL); its content
-goes to a hidden partial file beside it and takes its name only when complete.
+goes to a hidden partial file beside it and takes its name only when complete: the file is
+fsynced after its last write, renamed, and the directory fsynced after the rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,13 +51,25 @@ def output_file(out: Path, *, force: bool = False, mode: int = 0o600,
     try:
         with partial.open("ab") as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())  # the content on disk before the name points at it
         if mode != 0o600:
             partial.chmod(mode)
         partial.replace(out)
+        sync_directory(out.parent)  # the new name on disk too
     except OSError as exc:
         raise InvalidInput(f"cannot write {shown(out)}: {_reason(exc)}", field=field) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable (an fsync of the directory)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_file(out: Path, data: bytes, *, force: bool = False, mode: int = 0o600,

@@ -20,6 +20,8 @@ CA in the snapshot has its key among the files read after it.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,8 +50,9 @@ from ca.db import migrate
 from ca.db.engine import WRITE, check_reachable
 from ca.errors import ConfigError, Conflict, InvalidInput, StorageError
 from ca.sealing import load_sealer
-from ca.service import crls
-from ca.service.plumbing import Database, Keys
+from ca.service import crls, replay
+from ca.service.plumbing import PKCS11_STORE, Database, Keys
+from ca.service.startup import check_token_key
 from ca.settings import Settings
 from ca.signer import FileKeyStore, write_private_file
 
@@ -63,6 +66,10 @@ KEPT_SETTINGS = ("public_base_url", "timezone", "audit_retention_days",
 DEPLOYMENT_TABLES = ("tenants", "authorities", "users", "certificates", "crls",
                      "api_tokens", "audit_events")
 _VERSION_TABLE = "alembic_version"
+# where a restore writes the key files, inside the key directory (one file system): they take
+# their names only once the database has committed, so a restore killed before that leaves
+# only this directory, which a retry (the database being empty) removes
+STAGING = ".restore-in-progress"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +90,9 @@ class Contents:
     settings: dict[str, Any]
     rows: dict[str, int] = field(default_factory=dict)
     cas: list[CaSummary] = field(default_factory=list)
+    ca_ders: list[bytes] = field(default_factory=list, repr=False)  # root and issuing CAs
+    # the active CAs whose keys are in a PKCS#11 token: (key id, token label, kind, DER)
+    token_cas: list[tuple[str, str, str, bytes]] = field(default_factory=list, repr=False)
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
@@ -130,6 +140,7 @@ class Backups:
                               "dialect": contents.dialect, "settings": contents.settings})
                 for table in _tables(conn):
                     contents.rows[table.name] = _write_table(conn, table, writer)
+                contents.cas = _ca_summaries(conn)
                 # after the snapshot began: every CA it holds has its key file by now
                 files = _key_files(self.settings.effective_key_dir)
         for name, data in files.items():
@@ -147,14 +158,17 @@ class Backups:
 
     # --- restoring -------------------------------------------------------------------------
 
-    def restore(self, path: Path, key: bytes, *, publish: bool = True) -> Restored:
+    def restore(self, path: Path, key: bytes, *,
+                replay_files: dict[str, bytes] | None = None) -> Restored:
         """Restore into this deployment, which must be empty (no rows, no key files): the
         schema at the backup's revision, every row and key file, then the schema brought to
         this release's and, with ``publish``, a new CRL for every active CA (numbered above
         all the backup's, and above every number made by a clock earlier than this one's
-        now). Without ``publish`` the caller replays CRLs next (``Replay.replay`` with
-        ``everyone``), so that no CRL is made before their floors are known. The backup is
-        read whole once before anything is changed."""
+        now). With ``replay_files`` the caller replays those CRLs next (``Replay.replay``
+        with ``everyone``, or ``publish`` if that fails), so that no CRL is made before
+        their floors are known; each must be signed by a CA of the backup, checked here
+        before anything is changed. The backup is read whole once before anything is
+        changed."""
         name = str(path)
         with path.open("rb") as handle:
             contents = self.inspect(handle, key, name=name)
@@ -162,13 +176,18 @@ class Backups:
             raise ConfigError(f"{name}: its schema revision {contents.revision} is not one "
                               "this release knows (a backup of a newer release)")
         self._check_empty()
-        self._check_passphrase(contents)
+        self._check_passphrase(contents, name=name)
+        self._check_tokens(contents)
+        if replay_files:
+            replay.check_signed(replay_files, contents.ca_ders)
         engine = self.database.engine
         if self.settings.database_url is None:
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         migrate.reset(engine, contents.revision)
         key_dir = self.settings.effective_key_dir
-        written: list[Path] = []
+        staging = key_dir / STAGING
+        if staging.exists():  # a restore killed before its commit: the database is empty
+            shutil.rmtree(staging)
         try:
             with engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})
@@ -177,31 +196,39 @@ class Backups:
                     with path.open("rb") as handle:
                         _insert_rows(conn, backupfile.read(handle, key, name=name))
                     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    staging.mkdir(mode=0o700)
                     for file_name, data in sorted(contents.files.items()):
-                        target = key_dir / file_name
-                        write_private_file(target, data)
-                        written.append(target)
+                        write_private_file(staging / file_name, data)
         except BaseException as exc:
-            for target in written:
-                target.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, SQLAlchemyError):
                 raise StorageError(f"the restore failed in the database ({type(exc).__name__})"
                                    "; nothing of it was kept") from exc
             raise
+        # committed: the key files take their names (one rename each, in one file system)
+        for file_name in sorted(contents.files):
+            (staging / file_name).rename(key_dir / file_name)
+        staging.rmdir()
+        _sync_directory(key_dir)
         migrate.upgrade(engine)
-        if publish:
-            with self.database.transaction() as session:
-                crls.mark_all_dirty(session)
+        if not replay_files:
+            self.publish()
         differing = {name: (value, getattr(self.settings, name))
                      for name, value in contents.settings.items()
                      if name in KEPT_SETTINGS and value != getattr(self.settings, name)}
         return Restored(contents=contents, differing=differing)
 
+    def publish(self) -> None:
+        """Every active CA publishes a new CRL (after a restore)."""
+        with self.database.transaction() as session:
+            crls.mark_all_dirty(session)
+
     def _check_empty(self, conn: Connection | None = None) -> None:
         refused = Conflict("the target deployment is not empty: restore only into a new "
                            "database and an empty key directory")
         key_dir = self.settings.effective_key_dir
-        if key_dir.is_dir() and any(key_dir.iterdir()):
+        present = sorted(p.name for p in key_dir.iterdir()) if key_dir.is_dir() else []
+        if present and present != [STAGING]:
             raise Conflict(f"the key directory {key_dir} is not empty: restore only into a "
                            "new database and an empty key directory")
         if conn is None:
@@ -212,17 +239,33 @@ class Backups:
             with self.database.engine.connect() as reading, reading.begin():
                 self._check_empty(reading)
             return
-        present = set(inspect(conn).get_table_names())
-        if present and _VERSION_TABLE not in present:
+        tables = set(inspect(conn).get_table_names())
+        if tables and _VERSION_TABLE not in tables:
             raise refused  # tables, but not Tegata's
         for table in DEPLOYMENT_TABLES:
-            if table in present and conn.scalar(select(func.count()).select_from(
+            if table in tables and conn.scalar(select(func.count()).select_from(
                     sql_table(table))):
+                if (key_dir / STAGING).exists():  # killed after its commit, before renames
+                    raise Conflict(
+                        f"a restore was interrupted after its database commit: move the files "
+                        f"of {key_dir / STAGING} into {key_dir}, remove that directory, and "
+                        "start the service")
                 raise refused
 
-    def _check_passphrase(self, contents: Contents) -> None:
+    def _check_tokens(self, contents: Contents) -> None:
+        """Every active CA of the backup whose key is in a PKCS#11 token: the token settings
+        are there, the token is present, the PIN opens it, it holds the key, and the key is
+        the one the CA certificate names (as start-up checks): before anything is written,
+        not after (a restore cannot be retried into a target no longer empty)."""
+        in_tokens: dict[str, set[str]] = {}
+        for key_id, token, kind, der in contents.token_cas:
+            check_token_key(self.keys, in_tokens, key_id=key_id, token=token, kind=kind,
+                            der=der, whose="the backup's")
+
+    def _check_passphrase(self, contents: Contents, *, name: str) -> None:
         """The passphrase of this deployment must open the backup's keys: checked on a copy
-        in a private temporary directory before anything is changed."""
+        in a private temporary directory before anything is changed (an error names the
+        backup's file, not the copy)."""
         root = next((f for f in contents.files if f.startswith("root-")), None)
         with tempfile.TemporaryDirectory(prefix="tegata-restore-") as scratch:
             directory = Path(scratch)
@@ -230,11 +273,15 @@ class Backups:
                 write_private_file(directory / file_name, data)
             source = self.settings.passphrase_source()
             passphrase = self.settings.passphrase()
-            if "data-protection.key" in contents.files:
-                load_sealer(directory, passphrase, passphrase_source=source)
-            if root is not None:
-                FileKeyStore(directory, passphrase, passphrase_source=source).load(
-                    root.removesuffix(".key.pem"))
+            try:
+                if "data-protection.key" in contents.files:
+                    load_sealer(directory, passphrase, passphrase_source=source)
+                if root is not None:
+                    FileKeyStore(directory, passphrase, passphrase_source=source).load(
+                        root.removesuffix(".key.pem"))
+            except ConfigError as exc:
+                exc.message = exc.message.replace(f"{directory}/", f"{name}'s ")
+                raise
 
 
 def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
@@ -281,7 +328,24 @@ def read_contents(records: Iterator[dict[str, Any]], *, name: str) -> Contents:
                               tenant=tenants.get(a["tenant_id"]) if a["tenant_id"] else None,
                               retired=a["retired_at"] is not None)
                     for a in authorities]
+    contents.ca_ders = [a["der"] for a in authorities if a["kind"] in ("root", "issuing")]
+    contents.token_cas = [(a["key_id"], a["key_token"], a["kind"], a["der"])
+                          for a in authorities if a.get("key_store") == PKCS11_STORE
+                          and a["retired_at"] is None and a.get("key_token")]
     return contents
+
+
+def _ca_summaries(conn: Connection) -> list[CaSummary]:
+    """The CAs of the snapshot, as ``read_contents`` sums them up from a backup's rows."""
+    tenants = sql_table("tenants", sql_column("id"), sql_column("name"))
+    names = dict(conn.execute(select(tenants.c.id, tenants.c.name)).all())
+    authorities = sql_table("authorities", sql_column("id"), sql_column("kind"),
+                            sql_column("subject"), sql_column("tenant_id"),
+                            sql_column("retired_at"))
+    return [CaSummary(kind=a.kind, subject=a.subject,
+                      tenant=names.get(a.tenant_id) if a.tenant_id else None,
+                      retired=a.retired_at is not None)
+            for a in conn.execute(select(authorities).order_by(authorities.c.id))]
 
 
 def _tables(conn: Connection) -> list[Table]:
@@ -303,6 +367,14 @@ def _write_table(conn: Connection, table: Table, writer: backupfile.Writer) -> i
                       "rows": [list(row) for row in batch]})
         count += len(batch)
     return count
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _key_files(directory: Path) -> dict[str, bytes]:

@@ -3,7 +3,9 @@ after the backup was taken are in the last CRL each gateway fetched, not in the 
 
 Each CRL must be signed by one of the deployment's CAs. Every entry whose certificate the
 database holds and does not already list is applied again, dated as the CRL dates it: a
-revocation with its reason, a certificateHold as a manual hold. A revocation of a
+revocation with its reason, a certificateHold as a manual hold; unless the certificate's
+own history (its holds placed or lifted, its revocation) has something later than the CRL's
+thisUpdate: then the CRL is stale for it, and the entry is listed as skipped. A revocation of a
 certificate the database does not know (issued after the backup) is kept as a
 ``ReplayedRevocation``, which the CA's CRLs list from then on (for ever: its notAfter is not
 known); a hold of such a certificate is only listed (nothing could lift it). Then each CA
@@ -22,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import serials
-from ca.audit import Actor
+from ca import audit, serials
+from ca.audit import Actor, Event
 from ca.clock import Clock
-from ca.db.models import Authority, Certificate, ReplayedRevocation, Tenant, User
+from ca.db.models import Authority, Certificate, Hold, ReplayedRevocation, Tenant, User
 from ca.errors import InvalidInput
 from ca.holds import HoldCause, on_hold
 from ca.reasons import REASONS
@@ -50,6 +52,7 @@ class ReplayedEntry:
     applied: bool
     known: bool = True
     login: str | None = None
+    changed_after: bool = False  # not applied: the certificate changed after this CRL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,24 +102,43 @@ class Replay:
                 number = _number_of(crl, name=name)
                 crls.raise_floor(session, authority.id, number + 1)
                 crls.mark_dirty(session, authority.id)  # republished at commit, above it
-                entries = _apply(session, authority, crl)
+                entries = _apply(session, authority, crl, now=self.clock.now())
                 replayed.append(ReplayedCrl(name=name, ca=authority.subject, number=number,
                                             entries=tuple(entries)))
         return replayed
 
 
+def check_signed(files: dict[str, bytes], ca_ders: list[bytes]) -> None:
+    """Before a restore writes anything: every CRL of ``files`` is signed by one of the
+    backup's CAs (``ca_ders``: their certificates) and has a CRL Number, as the replay after
+    the restore will require."""
+    cas = [x509.load_der_x509_certificate(der) for der in ca_ders]
+    for name, data in files.items():
+        for crl in load_crls(data, name=name):
+            if not any(_signed_by(crl, cert) for cert in cas):
+                raise _unsigned(crl, name, whose="the backup")
+            _number_of(crl, name=name)
+
+
+def _signed_by(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:
+    key = cert.public_key()
+    return cert.subject == crl.issuer and isinstance(
+        key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and crl.is_signature_valid(key)
+
+
+def _unsigned(crl: x509.CertificateRevocationList, name: str, *, whose: str) -> InvalidInput:
+    issuer = crl.issuer.rfc4514_string()
+    return InvalidInput(f"{name}: no CA of {whose} signed it (issuer {issuer[:200]})",
+                        field="replay_from")
+
+
 def _signer_of(session: Session, crl: x509.CertificateRevocationList, *,
                name: str) -> Authority:
-    issuer = crl.issuer.rfc4514_string()
     for authority in session.scalars(select(Authority).where(
             Authority.kind.in_(("root", "issuing"))).order_by(Authority.id)):
-        cert = x509.load_der_x509_certificate(authority.der)
-        key = cert.public_key()
-        if cert.subject == crl.issuer and isinstance(
-                key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and crl.is_signature_valid(key):
+        if _signed_by(crl, x509.load_der_x509_certificate(authority.der)):
             return authority
-    raise InvalidInput(f"{name}: no CA of this deployment signed it (issuer {issuer[:200]})",
-                       field="replay_from")
+    raise _unsigned(crl, name, whose="this deployment")
 
 
 def _number_of(crl: x509.CertificateRevocationList, *, name: str) -> int:
@@ -140,8 +162,8 @@ def _reason_of(entry: x509.RevokedCertificate) -> str:
             x509.ReasonFlags.certificate_hold: HOLD}.get(flag, "unspecified")
 
 
-def _apply(session: Session, authority: Authority,
-           crl: x509.CertificateRevocationList) -> list[ReplayedEntry]:
+def _apply(session: Session, authority: Authority, crl: x509.CertificateRevocationList, *,
+           now: dt.datetime) -> list[ReplayedEntry]:
     if authority.kind == "root":
         return []  # its entries are retired issuing CAs: the floor is what matters
     tenant = session.get(Tenant, authority.tenant_id)
@@ -153,7 +175,8 @@ def _apply(session: Session, authority: Authority,
         cert = session.scalar(select(Certificate).where(
             Certificate.authority_id == authority.id, Certificate.serial == serial))
         if cert is None:
-            applied = reason != HOLD and _keep_unknown(session, authority, entry, reason)
+            applied = reason != HOLD and _keep_unknown(session, authority, entry, reason,
+                                                        tenant=tenant.name, now=now)
             if applied or reason == HOLD:
                 done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
                                           date=date, applied=applied, known=False))
@@ -161,6 +184,12 @@ def _apply(session: Session, authority: Authority,
         user = session.get(User, cert.user_id)
         assert user is not None
         transitions.lock(session, cert)
+        if _changed_after(session, cert, crl.last_update_utc):
+            if cert.revoked_at is None and (reason != HOLD or not on_hold(cert, None)):
+                done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                          date=date, applied=False, login=user.login,
+                                          changed_after=True))
+            continue
         if reason == HOLD:
             if cert.revoked_at is not None or on_hold(cert, None):
                 continue
@@ -177,10 +206,24 @@ def _apply(session: Session, authority: Authority,
     return done
 
 
+def _changed_after(session: Session, cert: Certificate, moment: dt.datetime) -> bool:
+    """The certificate's own history holds something later than ``moment`` (a CRL's
+    thisUpdate): a hold placed or lifted, a revocation. What happened after a CRL was made
+    wins over what it lists (a stale CRL must not put back a hold lifted since)."""
+    later = [cert.revoked_at] + [t for hold in session.scalars(select(Hold).where(
+        Hold.certificate_id == cert.id)) for t in (hold.placed_at, hold.lifted_at)]
+    return any(t is not None and _aware(t) > moment for t in later)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCertificate,
-                  reason: str) -> bool:
-    """Keep the revocation of a certificate the database does not hold; False when it is
-    kept already (replayed before)."""
+                  reason: str, *, tenant: str, now: dt.datetime) -> bool:
+    """Keep the revocation of a certificate the database does not hold, audited (at
+    ``now``, dated as the CRL dates it in its details); False when it is kept already
+    (replayed before)."""
     serial = serials.to_text(entry.serial_number)
     if session.scalar(select(ReplayedRevocation.id).where(
             ReplayedRevocation.authority_id == authority.id,
@@ -193,4 +236,7 @@ def _keep_unknown(session: Session, authority: Authority, entry: x509.RevokedCer
             serial=entry.serial_number, revoked_at=date, reason=reason)),
         created_at=date))
     ocsp_feed.mark(session, authority.id, serial)
+    audit.record(session, REPLAY_ACTOR, Event(
+        action="cert.revoke.replayed", target=f"{tenant}/{serial}", tenant_id=authority.tenant_id,
+        details={"reason": reason, "revoked_at": date.isoformat(), "known": False}), now=now)
     return True

@@ -70,22 +70,10 @@ class Startup:
                 .order_by(KeyMaterial.certificate_id.desc()).limit(1)).first()
         in_tokens: dict[str, set[str]] = {}
         for key_id, kind, store, token, der in keys:
-            if store == PKCS11_STORE:  # the token is there, the PIN opens it, the key is in it
+            if store == PKCS11_STORE:
                 assert token is not None
-                if token not in in_tokens:
-                    self.keys.token(token).check()
-                    in_tokens[token] = self.keys.token(token).key_ids()
-                if key_id not in in_tokens[token]:
-                    raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
-                # every CA's key in a token is the one its certificate names (a public key
-                # read each): a key pair replaced under the same label stops start-up
-                signer = self.keys.signer_by_id(key_id, token)
-                if _spki(signer.public_key()) != _spki(
-                        x509.load_der_x509_certificate(der).public_key()):
-                    raise ConfigError(f"PKCS#11 token {token!r} key {key_id!r} is not the "
-                                      f"key of the database's {kind} CA (the token holds "
-                                      "another deployment's keys, or the key pair was "
-                                      "replaced?)", field="TEGATA_PKCS11_MODULE")
+                check_token_key(self.keys, in_tokens, key_id=key_id, token=token, kind=kind,
+                                der=der, whose="the database's")
             elif kind == "root":
                 signer = self.keys.signer_by_id(key_id)
                 if _spki(signer.public_key()) != _spki(
@@ -135,6 +123,23 @@ class Startup:
     def is_initialized(self) -> bool:
         with self.database.reading() as session:
             return queries.root(session) is not None
+
+
+def check_token_key(keys: Keys, in_tokens: dict[str, set[str]], *, key_id: str, token: str,
+                    kind: str, der: bytes, whose: str) -> None:
+    """The token is there, the PIN opens it, the key is in it (``in_tokens``: the key ids of
+    each token seen so far), and it is the key the CA certificate ``der`` names (a public key
+    read each): a key pair replaced under the same label is refused."""
+    if token not in in_tokens:
+        keys.token(token).check()
+        in_tokens[token] = keys.token(token).key_ids()
+    if key_id not in in_tokens[token]:
+        raise ConfigError(f"PKCS#11 token {token!r} has no CA key {key_id!r}")
+    signer = keys.signer_by_id(key_id, token)
+    if _spki(signer.public_key()) != _spki(x509.load_der_x509_certificate(der).public_key()):
+        raise ConfigError(f"PKCS#11 token {token!r} key {key_id!r} is not the key of "
+                          f"{whose} {kind} CA (the token holds another deployment's keys, or "
+                          "the key pair was replaced?)", field="TEGATA_PKCS11_MODULE")
 
 
 def _spki(key: CertificateIssuerPublicKeyTypes | CertificatePublicKeyTypes) -> bytes:

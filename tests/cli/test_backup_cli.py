@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ca import backupfile
+from ca.errors import InvalidInput
 from tests.support.cli import Cli, Env, as_json, issue
 from tests.support.environment import PASSPHRASE
 
@@ -223,5 +224,213 @@ def test_a_passphrase_that_does_not_open_the_backups_keys_changes_nothing(
     result = cli("restore", str(out), "--key-file", str(key))
     assert result.code == 78
     assert "wrong passphrase" in result.error()
+    assert result.error() == (f"data-protection key {out}'s data-protection.key: wrong "
+                              "passphrase (TEGATA_KEY_PASSPHRASE) or the file was altered")
+    assert "tegata-restore-" not in result.err
     assert "another-passphrase-entirely" not in result.err
     assert not target.data_dir.exists()
+
+
+def test_a_backup_named_before_existing_generations_is_kept_with_a_warning(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    # the clock went back (or generations were copied in): 20 names sort after "now"
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "nightly"
+    directory.mkdir()
+    future = [f"tegata-backup-2999010{n // 10}T0000000000{n % 10}0Z.tgbk" for n in range(20)]
+    for name in future:
+        (directory / name).write_bytes(b"an older generation")
+    result = cli.ok("backup", "--dir", str(directory), "--key-file", str(key), "--json")
+    made = Path(json.loads(result.out)["file"]).name
+    assert made < min(future)
+    assert json.loads(result.out)["removed"] == [future[0]]  # default --keep 20
+    assert sorted(p.name for p in directory.iterdir()) == sorted([made, *future[1:]])
+    assert result.err.count("\n") == 1 and "did the clock go back?" in result.err
+    assert f"20 backup(s) in {directory} are named after this one" in result.err
+    cli.ok("backup", "verify", str(directory / made), "--key-file", str(key))
+
+    kept_one = cli.ok("backup", "--dir", str(directory), "--keep", "1",
+                      "--key-file", str(key), "--json")
+    newest = Path(json.loads(kept_one.out)["file"]).name
+    assert sorted(p.name for p in directory.iterdir()) == [newest]
+
+
+def test_a_backup_is_on_disk_before_its_name_and_its_name_before_any_prune(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "nightly"
+    directory.mkdir()
+    old = directory / "tegata-backup-20000101T000000000000Z.tgbk"
+    old.write_bytes(b"an old generation")
+    calls: list[tuple[str, object]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, Path.unlink
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        size = path.stat().st_size if path.is_file() else None
+        calls.append(("fsync", (path.name if path.is_file() else path, size)))
+        real_fsync(fd)
+
+    def replace(src: object, dst: object) -> None:
+        calls.append(("replace", Path(str(dst)).name))
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        calls.append(("unlink", self.name))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = as_json(cli, "backup", "--dir", str(directory), "--keep", "1",
+                     "--key-file", str(key))
+    made = Path(result["file"])
+    size = made.stat().st_size
+    at = calls.index(("replace", made.name))
+    partial = f".{made.name}.partial"
+    assert ("fsync", (partial, size)) in calls[:at]  # the content, after the last write
+    assert ("fsync", (directory, None)) in calls[at + 1:]
+    synced_dir = calls.index(("fsync", (directory, None)), at + 1)
+    assert calls.index(("unlink", old.name)) > synced_dir  # pruned only after
+    assert sorted(p.name for p in directory.iterdir()) == [made.name]
+
+
+def test_a_replay_crl_of_another_deployment_is_refused_before_the_restore_writes(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    issue(cli)
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    foreign = tmp_path / "foreign.crl"
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(tmp_path / "other"))
+    cli.ok("init", "--key-type", "ec-p256")  # a CA of the same name, another key
+    cli.ok("crl", "export", "--out", str(foreign))
+
+    target = elsewhere(monkeypatch, tmp_path)
+    refused = cli("restore", str(out), "--key-file", str(key), "--replay-from", str(foreign))
+    assert refused.code == 2
+    assert refused.error().startswith(f"{foreign}: no CA of the backup signed it (issuer ")
+    assert not target.data_dir.exists()  # nothing written
+    cli.ok("restore", str(out), "--key-file", str(key))  # the target is still empty
+
+
+def test_a_replay_that_fails_after_the_restore_says_the_restore_is_done(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ca.service import replay as replay_module
+
+    lost = issue(cli)["serial"]
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    backed_up = as_json(cli, "backup", "verify", str(out), "--key-file", str(key))["rows"]["crls"]
+    cli.ok("cert", "revoke", lost, "--reason", "keyCompromise")
+    crl = tmp_path / "default.crl"
+    cli.ok("crl", "export", "--out", str(crl))
+    number = as_json(cli, "crl", "show")["number"]
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise InvalidInput("the CRL's entry 1 is broken", field="replay_from")
+
+    target = elsewhere(monkeypatch, tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setattr(replay_module, "_apply", broken)  # passes the check, fails after
+        failed = cli("restore", str(out), "--key-file", str(key), "--replay-from", str(crl))
+    assert failed.code == 2
+    assert failed.error() == (
+        f"restored {out}; replay failed: the CRL's entry 1 is broken; the CRLs were "
+        "published without it: run `tegata backup replay CRLFILE ...` once fixed")
+    assert len(target.rows("crls")) == backed_up + 2  # the root and the issuing CA's, anew
+    assert as_json(cli, "cert", "show", lost)["state"] == "valid"
+    replayed = as_json(cli, "backup", "replay", str(crl))
+    assert [(e["serial"], e["applied"]) for e in replayed[0]["entries"]] == [(lost, True)]
+    assert as_json(cli, "crl", "show")["number"] > number
+
+
+def test_a_replayed_entry_skipped_as_stale_is_listed_so() -> None:
+    import datetime as dt
+
+    from ca.service.replay import ReplayedCrl, ReplayedEntry
+    from cli.backup import replayed_data, replayed_text
+
+    at = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
+    replayed = ReplayedCrl(name="stale.crl", ca="CN=Issuing", number=7, entries=(
+        ReplayedEntry(ca="CN=Issuing", serial="0A", reason="certificateHold", date=at,
+                      applied=False, login="alice", changed_after=True),
+        ReplayedEntry(ca="CN=Issuing", serial="0B", reason="certificateHold", date=at,
+                      applied=True, login="bob")))
+    assert replayed_text(replayed).splitlines() == [
+        "replayed stale.crl (CRL 7 of CN=Issuing): 1 applied again, 1 skipped (changed "
+        "after this CRL)",
+        "  0A (alice): certificateHold at 2026-03-02T10:00:00+00:00; skipped: changed after "
+        "this CRL",
+        "  0B (bob): certificateHold at 2026-03-02T10:00:00+00:00, applied again"]
+    assert [e["skipped"] for e in replayed_data(replayed)["entries"]] == [
+        "changed after this CRL", None]
+
+
+def test_a_restore_killed_after_its_second_key_file_can_be_retried(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    key = keygen(cli, tmp_path)
+    out = backup(cli, tmp_path, key)
+    assert len(ready_sqlite.key_files()) >= 3
+    target = elsewhere(monkeypatch, tmp_path)
+    crash = tmp_path / "crash.py"
+    crash.write_text(
+        "import os, sys\n"
+        "import ca.service.backups as backups\n"
+        "real, written = backups.write_private_file, []\n"
+        "def write(path, data):\n"
+        "    real(path, data)\n"
+        f"    if str(path).startswith({str(target.key_dir)!r}):\n"
+        "        written.append(path)\n"
+        "        if len(written) == 2:\n"
+        "            os._exit(137)  # killed: no clean-up runs\n"
+        "backups.write_private_file = write\n"
+        "from cli.main import main\n"
+        "main(sys.argv[1:])\n")
+    killed = subprocess.run([sys.executable, str(crash), "restore", str(out), "--key-file",
+                             str(key)], env=os.environ.copy(), capture_output=True,
+                            timeout=120, check=False)
+    assert killed.returncode == 137, killed.stderr
+    assert target.key_files() == [".restore-in-progress"]  # no key file under its name
+    assert len(list((target.key_dir / ".restore-in-progress").iterdir())) == 2
+
+    cli.ok("restore", str(out), "--key-file", str(key))  # the retry clears what it left
+    assert target.key_files() == ready_sqlite.key_files()
+    issue(cli)
+
+    # killed after the commit, before the renames: the refusal says what to do
+    staging = target.key_dir / ".restore-in-progress"
+    staging.mkdir()
+    for name in target.key_files():
+        if name != staging.name:
+            (target.key_dir / name).rename(staging / name)
+    refused = cli("restore", str(out), "--key-file", str(key))
+    assert refused.code == 1 and refused.error() == (
+        f"a restore was interrupted after its database commit: move the files of {staging} "
+        f"into {target.key_dir}, remove that directory, and start the service")
+
+
+def test_backup_json_names_the_cas_as_verify_does(ready_sqlite: Env, cli: Cli,
+                                                   tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    made = as_json(cli, "backup", "--out", str(tmp_path / "b.tgbk"), "--key-file", str(key))
+    verified = as_json(cli, "backup", "verify", str(tmp_path / "b.tgbk"), "--key-file", str(key))
+    assert made["cas"] == verified["cas"]
+    assert {(ca["kind"], ca["tenant"], ca["retired"]) for ca in made["cas"]} == {
+        ("root", None, False), ("issuing", "default", False)}
+
+
+def test_a_symlinked_key_file_is_refused(ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    link = tmp_path / "link.key"
+    link.symlink_to(key)
+    result = cli("backup", "--out", str(tmp_path / "b.tgbk"), "--key-file", str(link))
+    assert result.code == 78
+    assert result.error() == (f"backup key file {link} is a symbolic link: give the key "
+                              "file itself")
+    assert not (tmp_path / "b.tgbk").exists()

@@ -99,3 +99,42 @@ def test_a_token_with_a_utf8_label_holds_the_ca_keys(
         assert token_labels(token) == {r["key_id"] for r in rows}
     finally:
         finalize_modules()
+
+
+def test_a_restore_whose_token_is_not_set_or_lacks_the_keys_writes_nothing(
+        tmp_path: Path, sqlite_env: Env, cli: Cli, token: SoftToken,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cli.ok("init", "--key-type", "ec-p256", "--pkcs11-module", str(token.module),
+           "--pkcs11-token", token.label, "--pin-file", str(token.pin_file))
+    for name, value in token.env().items():
+        monkeypatch.setenv(name, value)
+    key = tmp_path / "backup.key"
+    cli.ok("backup", "keygen", "--out", str(key))
+    backup = tmp_path / "b.tgbk"
+    cli.ok("backup", "--out", str(backup), "--key-file", str(key))
+    target = tmp_path / "target"
+    monkeypatch.setenv("TEGATA_DATA_DIR", str(target))
+
+    def refused_and_untouched() -> str:
+        result = cli("restore", str(backup), "--key-file", str(key))
+        assert result.code == 78
+        assert not (target / "tegata.db").exists() or Env(target, None).dump().get(
+            "authorities", []) == []
+        assert not (target / "keys").exists() or not any((target / "keys").iterdir())
+        return result.error()
+
+    with monkeypatch.context() as unset:
+        unset.delenv("TEGATA_PKCS11_MODULE")
+        unset.delenv("TEGATA_PKCS11_PIN_FILE")
+        assert "TEGATA_PKCS11_MODULE" in refused_and_untouched()
+
+    fresh = make_token(tmp_path / "hsm-fresh")  # the same label, none of the keys
+    with monkeypatch.context() as elsewhere:
+        for name, value in fresh.env().items():
+            elsewhere.setenv(name, value)
+        assert refused_and_untouched().startswith(
+            f"PKCS#11 token {token.label!r} has no CA key ")
+    finalize_modules()
+
+    cli.ok("restore", str(backup), "--key-file", str(key))  # the token with the keys: done
+    assert {r["key_store"] for r in Env(target, None).dump()["authorities"]} == {"pkcs11"}

@@ -143,7 +143,8 @@ def test_the_restore_drill(service: Service, clock: FixedClock, tmp_path: Path,
     later = FixedClock(clock.now() - dt.timedelta(seconds=1))
     restored = fresh(tmp_path, target_url, later)
     try:
-        outcome = restored.backups.restore(backup, KEY, publish=False)
+        outcome = restored.backups.restore(backup, KEY,
+                                           replay_files={"gateway.crl": gateways_crl})
         assert outcome.contents.taken_at == MOMENTS.start
         from_backup = all_numbers(restored)
         (replayed,) = restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
@@ -283,8 +284,15 @@ def test_a_ca_whose_only_entry_is_replayed_keeps_it_through_renewals(
 
     restored = fresh(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", clock)
     try:
-        restored.backups.restore(tmp_path / "b.tgbk", KEY, publish=False)
+        restored.backups.restore(tmp_path / "b.tgbk", KEY,
+                                 replay_files={"gateway.crl": gateways_crl})
         restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
+        with restored.database.reading() as session:
+            events = session.execute(select(AuditEvent.action, AuditEvent.target,
+                                            AuditEvent.actor).where(
+                AuditEvent.action == "cert.revoke.replayed")).all()
+        assert [tuple(e) for e in events] == [
+            ("cert.revoke.replayed", f"default/{lost.serial}", "restore")]
         clock.advance(dt.timedelta(days=4))  # past half the CRL's 7 days
         restored.lifecycle.run()
         renewed = x509.load_der_x509_crl(restored.crls.current("default").der)
@@ -311,5 +319,37 @@ def test_a_row_naming_a_later_row_of_its_own_table_is_restored(
             assert [(a.id, a.issuer_id) for a in session.scalars(
                 select(Authority).order_by(Authority.id))] == [
                 (root.id, issuing.id), (issuing.id, root.id)]
+    finally:
+        restored.engine.dispose()
+
+
+def test_a_stale_crl_does_not_put_back_a_hold_lifted_after_it(
+        service: Service, clock: FixedClock, tmp_path: Path) -> None:
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    reinstated, held = issue_one(service), issue_one(service)
+    take(service, tmp_path / "b.tgbk")  # at MOMENTS.start: both valid
+    clock.set(MOMENTS.start + dt.timedelta(hours=1))
+    service.revocation.suspend("default", reinstated.serial)
+    service.revocation.suspend("default", held.serial)
+    stale_crl = service.crls.current("default").der  # thisUpdate start + 1 h
+    assert x509.load_der_x509_crl(stale_crl).last_update_utc <= clock.now()
+
+    restored = fresh(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", clock)
+    try:
+        clock.set(MOMENTS.start + dt.timedelta(hours=2))
+        restored.backups.restore(tmp_path / "b.tgbk", KEY)
+        clock.set(MOMENTS.start + dt.timedelta(hours=3))  # the operator, after the CRL:
+        restored.revocation.suspend("default", reinstated.serial)
+        clock.set(MOMENTS.start + dt.timedelta(hours=4))
+        restored.revocation.reinstate("default", reinstated.serial)
+        clock.set(MOMENTS.start + dt.timedelta(hours=5))
+        (replayed,) = restored.replay.replay({"stale.crl": stale_crl})
+        assert {(e.serial, e.applied, e.changed_after) for e in replayed.entries} == {
+            (reinstated.serial, False, True), (held.serial, True, False)}
+        states = {c.serial: c.state.value for c in
+                  restored.certificates.list_certificates("default")}
+        assert states == {reinstated.serial: "valid", held.serial: "suspended"}
+        published = x509.load_der_x509_crl(restored.crls.current("default").der)
+        assert set(crl_reasons(published)) == {held.serial}
     finally:
         restored.engine.dispose()
