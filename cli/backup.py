@@ -59,8 +59,8 @@ def backup(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="The file to write.")] = None,
     directory: Annotated[Path | None, typer.Option(
-        "--dir", help="A directory of generations: a new file named by the time, the oldest "
-                      "beyond --keep removed.")] = None,
+        "--dir", help="A directory of generations (made, mode 0700, if missing): a new "
+                      "file named by the time, the oldest beyond --keep removed.")] = None,
     keep: Annotated[int, typer.Option("--keep", min=1, max=10_000,
                                       help="Generations kept in --dir.")] = KEEP_DEFAULT,
     key_file: Annotated[Path | None, typer.Option(
@@ -81,6 +81,9 @@ def backup(
     service = STATE.service()
     removed: list[str] = []
     if directory is not None:
+        if not directory.exists() and not directory.is_symlink():
+            # the first night's backup makes its directory, private as the backups are
+            directory.mkdir(mode=0o700, parents=True)
         if not directory.is_dir():
             raise InvalidInput(f"{shown(directory)} is not a directory", field="dir")
         stamp = service.clock.now().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")

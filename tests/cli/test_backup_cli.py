@@ -138,6 +138,20 @@ def test_a_directory_keeps_exactly_the_newest_generations(ready_sqlite: Env, cli
     assert sorted(p.name for p in directory.iterdir()) == sorted([*made[2:], "notes.txt"])
 
 
+def test_a_missing_directory_is_made_private_and_a_file_in_its_place_is_refused(
+        ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
+    key = keygen(cli, tmp_path)
+    directory = tmp_path / "バックアップ" / "nightly"  # the first night: neither exists yet
+    result = as_json(cli, "backup", "--dir", str(directory), "--key-file", str(key))
+    assert [p.name for p in directory.iterdir()] == [Path(result["file"]).name]
+    assert directory.stat().st_mode & 0o777 == 0o700
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    refused = cli("backup", "--dir", str(taken), "--key-file", str(key))
+    assert refused.code == 2 and "is not a directory" in refused.error()
+    assert taken.read_text() == "not a directory"
+
+
 def test_no_secret_reaches_the_output_or_the_file(ready_sqlite: Env, cli: Cli,
                                                    tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
