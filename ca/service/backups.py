@@ -44,7 +44,8 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.exc import SQLAlchemyError
 
-from ca import backupfile
+from ca import audit, backupfile
+from ca.audit import CLI_ACTOR, Event
 from ca.clock import Clock
 from ca.db import migrate
 from ca.db.engine import WRITE, check_reachable
@@ -211,6 +212,11 @@ class Backups:
         staging.rmdir()
         _sync_directory(key_dir)
         migrate.upgrade(engine)
+        with self.database.transaction() as session:  # the restored chain goes on from here
+            audit.record(session, CLI_ACTOR, Event(
+                action="backup.restore", target=path.name,
+                details={"taken_at": contents.taken_at.isoformat(),
+                         "revision": contents.revision}), now=self.clock.now())
         if not replay_files:
             self.publish()
         differing = {name: (value, getattr(self.settings, name))

@@ -408,6 +408,11 @@ def _retire_ended_generations(session: Session, *, now: dt.datetime) -> int:
         if later is not None and alive is None:
             ca.retired_at = now
             retired += 1
+            owner = session.get(Tenant, ca.tenant_id)
+            assert owner is not None
+            audit.record(session, LIFECYCLE_ACTOR, Event(
+                action="ca.retire", target=owner.name, tenant_id=owner.id,
+                details={"generation": ca.generation, "serial": ca.serial}), now=now)
     if retired:
         log.info("lifecycle: retired %d issuing CA(s) of an earlier generation, past their "
                  "end", retired)

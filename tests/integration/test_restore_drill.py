@@ -146,6 +146,13 @@ def test_the_restore_drill(service: Service, clock: FixedClock, tmp_path: Path,
         outcome = restored.backups.restore(backup, KEY,
                                            replay_files={"gateway.crl": gateways_crl})
         assert outcome.contents.taken_at == MOMENTS.start
+        # the restore is the first event after the backup's, on the chain they started
+        (restore_event,) = restored.audit.events(action="backup.restore")
+        assert (restore_event.actor, restore_event.target, restore_event.details) == (
+            "cli", backup.name, {"taken_at": MOMENTS.start.isoformat(),
+                                 "revision": outcome.contents.revision})
+        assert restored.audit.events()[-1].id == restore_event.id
+        assert restored.audit.verify().broken is None
         from_backup = all_numbers(restored)
         (replayed,) = restored.replay.replay({"gateway.crl": gateways_crl}, everyone=True)
         assert all(e.applied for e in replayed.entries)

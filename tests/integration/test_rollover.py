@@ -413,6 +413,10 @@ def test_a_replaced_generation_retires_itself_once_past_its_end(
     rows = [(v.generation, v.current, v.retired_at is not None)
             for v in service.hierarchy.generations() if v.tenant == ACME]
     assert rows == [(1, False, True), (2, True, False)]
+    # the retirement is audited, once, as the lifecycle's
+    assert [(e.actor, e.tenant, e.target, e.details)
+            for e in service.audit.events(action="ca.retire")] == [
+        ("lifecycle", ACME, ACME, {"generation": 1, "serial": f"{first.serial_number:X}"})]
     # no CRL of it made any more, however long the lifecycle runs
     made = crl_count(service, first)
     for _ in range(3):
