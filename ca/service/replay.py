@@ -30,6 +30,7 @@ from ca.clock import Clock
 from ca.db.models import Authority, Certificate, Hold, ReplayedRevocation, Tenant, User
 from ca.errors import InvalidInput
 from ca.holds import HoldCause, on_hold
+from ca.profiles import CLOCK_SKEW
 from ca.reasons import REASONS
 from ca.service import crls, ocsp_feed, transitions
 from ca.service.plumbing import Database
@@ -184,18 +185,18 @@ def _apply(session: Session, authority: Authority, crl: x509.CertificateRevocati
         user = session.get(User, cert.user_id)
         assert user is not None
         transitions.lock(session, cert)
-        if _changed_after(session, cert, crl.last_update_utc):
-            if cert.revoked_at is None and (reason != HOLD or not on_hold(cert, None)):
-                done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
-                                          date=date, applied=False, login=user.login,
-                                          changed_after=True))
-            continue
         if reason == HOLD:
             if cert.revoked_at is not None or on_hold(cert, None):
                 continue
+            # a hold is undone by a reinstatement: one after this CRL was made wins over it
+            if _changed_after(session, cert, crl.last_update_utc + CLOCK_SKEW):
+                done.append(ReplayedEntry(ca=authority.subject, serial=serial, reason=reason,
+                                          date=date, applied=False, login=user.login,
+                                          changed_after=True))
+                continue
             transitions.place_hold(session, cert, HoldCause.MANUAL, REPLAY_ACTOR,
                                    tenant=tenant.name, login=user.login, now=date)
-        else:
+        else:  # a revocation is for good: nothing done after it (a hold) can undo it
             if cert.revoked_at is not None:
                 continue
             assert reason in REASONS
@@ -207,9 +208,11 @@ def _apply(session: Session, authority: Authority, crl: x509.CertificateRevocati
 
 
 def _changed_after(session: Session, cert: Certificate, moment: dt.datetime) -> bool:
-    """The certificate's own history holds something later than ``moment`` (a CRL's
-    thisUpdate): a hold placed or lifted, a revocation. What happened after a CRL was made
-    wins over what it lists (a stale CRL must not put back a hold lifted since)."""
+    """The certificate's own history holds something later than ``moment`` (when a CRL was
+    made: its thisUpdate is set back by the clock skew allowed): a hold placed or lifted, a
+    revocation. What happened after a CRL was made wins over a hold it lists (a stale CRL
+    must not put back a hold lifted since); a revocation it lists is applied whatever came
+    after."""
     later = [cert.revoked_at] + [t for hold in session.scalars(select(Hold).where(
         Hold.certificate_id == cert.id)) for t in (hold.placed_at, hold.lifted_at)]
     return any(t is not None and _aware(t) > moment for t in later)

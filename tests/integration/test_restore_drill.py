@@ -360,3 +360,35 @@ def test_a_stale_crl_does_not_put_back_a_hold_lifted_after_it(
         assert set(crl_reasons(published)) == {held.serial}
     finally:
         restored.engine.dispose()
+
+
+def test_a_revocation_after_a_hold_in_the_backup_is_replayed_however_close_they_are(
+        service: Service, clock: FixedClock, tmp_path: Path) -> None:
+    """A certificate held before the backup and revoked (keyCompromise) after it, seconds
+    apart: the CRL's thisUpdate is set back by the clock skew, before the hold, and the
+    revocation it lists is applied all the same (a revocation is for good; only a hold
+    gives way to what came after the CRL)."""
+    service.users.add("default", "alice", email="alice@example.com", allow=True)
+    leaked = issue_one(service)
+    clock.set(MOMENTS.start + dt.timedelta(hours=1))
+    service.revocation.suspend("default", leaked.serial)
+    clock.advance(dt.timedelta(seconds=10))
+    take(service, tmp_path / "b.tgbk")  # holds the hold
+    clock.advance(dt.timedelta(seconds=10))
+    service.revocation.revoke("default", leaked.serial, reason="keyCompromise")
+    gateways = service.crls.current("default").der
+    assert x509.load_der_x509_crl(gateways).last_update_utc < clock.now() - dt.timedelta(
+        seconds=20)  # set back before the hold was placed
+
+    restored = fresh(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", clock)
+    try:
+        clock.advance(dt.timedelta(minutes=1))
+        restored.backups.restore(tmp_path / "b.tgbk", KEY,
+                                 replay_files={"gateway.crl": gateways})
+        (replayed,) = restored.replay.replay({"gateway.crl": gateways}, everyone=True)
+        assert [(e.serial, e.reason, e.applied, e.changed_after)
+                for e in replayed.entries] == [(leaked.serial, "keyCompromise", True, False)]
+        (shown,) = restored.certificates.list_certificates("default")
+        assert (shown.state.value, shown.revocation_reason) == ("revoked", "keyCompromise")
+    finally:
+        restored.engine.dispose()
