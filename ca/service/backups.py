@@ -234,6 +234,8 @@ class Backups:
                            "database and an empty key directory")
         key_dir = self.settings.effective_key_dir
         present = sorted(p.name for p in key_dir.iterdir()) if key_dir.is_dir() else []
+        if STAGING in present and present != [STAGING] and self._has_rows(conn):
+            raise self._interrupted(key_dir)  # killed while the key files took their names
         if present and present != [STAGING]:
             raise Conflict(f"the key directory {key_dir} is not empty: restore only into a "
                            "new database and an empty key directory")
@@ -252,11 +254,26 @@ class Backups:
             if table in tables and conn.scalar(select(func.count()).select_from(
                     sql_table(table))):
                 if (key_dir / STAGING).exists():  # killed after its commit, before renames
-                    raise Conflict(
-                        f"a restore was interrupted after its database commit: move the files "
+                    raise self._interrupted(key_dir)
+                raise refused
+
+    @staticmethod
+    def _interrupted(key_dir: Path) -> Conflict:
+        return Conflict(f"a restore was interrupted after its database commit: move the files "
                         f"of {key_dir / STAGING} into {key_dir}, remove that directory, and "
                         "start the service")
-                raise refused
+
+    def _has_rows(self, conn: Connection | None) -> bool:
+        """Whether the database holds a deployment's rows (a restore committed)."""
+        if conn is None:
+            if self.settings.database_url is None and not (
+                    self.settings.data_dir / "tegata.db").exists():
+                return False
+            with self.database.engine.connect() as reading, reading.begin():
+                return self._has_rows(reading)
+        tables = set(inspect(conn).get_table_names())
+        return any(conn.scalar(select(func.count()).select_from(sql_table(table)))
+                   for table in DEPLOYMENT_TABLES if table in tables)
 
     def _check_tokens(self, contents: Contents) -> None:
         """Every active CA of the backup whose key is in a PKCS#11 token: the token settings

@@ -423,10 +423,15 @@ def test_a_restore_killed_after_its_second_key_file_can_be_retried(
     for name in target.key_files():
         if name != staging.name:
             (target.key_dir / name).rename(staging / name)
+    message = (f"a restore was interrupted after its database commit: move the files of "
+               f"{staging} into {target.key_dir}, remove that directory, and start the service")
     refused = cli("restore", str(out), "--key-file", str(key))
-    assert refused.code == 1 and refused.error() == (
-        f"a restore was interrupted after its database commit: move the files of {staging} "
-        f"into {target.key_dir}, remove that directory, and start the service")
+    assert refused.code == 1 and refused.error() == message
+    # killed midway through the renames: some files in place, the rest staged
+    (first, *_) = sorted(staging.iterdir())
+    first.rename(target.key_dir / first.name)
+    refused = cli("restore", str(out), "--key-file", str(key))
+    assert refused.code == 1 and refused.error() == message
 
 
 def test_backup_json_names_the_cas_as_verify_does(ready_sqlite: Env, cli: Cli,
