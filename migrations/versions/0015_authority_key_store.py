@@ -2,7 +2,7 @@
 PKCS#11 token ('pkcs11', with the token's label)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-11-30 06:00:00
 """
 
@@ -26,5 +26,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # the schema of before knows key files only: a CA whose key is in a token would turn
+    # into a file CA whose file does not exist, silently; refused, nothing changed
+    in_tokens = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM authorities WHERE key_store = 'pkcs11'")).scalar_one()
+    if in_tokens:
+        raise RuntimeError(
+            f"cannot downgrade below 0015: {in_tokens} CA(s) keep their key in a PKCS#11 "
+            "token, which the earlier schema cannot name")
     op.drop_column('authorities', 'key_token')
     op.drop_column('authorities', 'key_store')

@@ -2,7 +2,7 @@
 certificates the restored database does not hold (issued after the backup)
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-11-30 06:15:00
 """
 
@@ -38,4 +38,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # a kept revocation (of a certificate issued after a restored backup) would leave the
+    # CRLs with the table: its certificate would pass CRL-mode gateways; refused
+    kept = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM replayed_revocations")).scalar_one()
+    if kept:
+        raise RuntimeError(
+            f"cannot downgrade below 0016: {kept} revocation(s) kept from a replayed CRL "
+            "would leave every CRL")
     op.drop_table('replayed_revocations')

@@ -305,6 +305,12 @@ def test_a_ca_whose_only_entry_is_replayed_keeps_it_through_renewals(
         renewed = x509.load_der_x509_crl(restored.crls.current("default").der)
         assert renewed.last_update_utc >= clock.now() - dt.timedelta(minutes=5)  # renewed
         assert crl_reasons(renewed) == {lost.serial: "keyCompromise"}
+        # the schema of before has no place for it: a downgrade is refused, nothing changed
+        with pytest.raises(RuntimeError, match="cannot downgrade below 0016: 1 revocation"):
+            downgrade(restored.engine, "0015")
+        assert migrate.current_revision(restored.engine) == migrate.head_revision()
+        assert crl_reasons(x509.load_der_x509_crl(
+            restored.crls.current("default").der)) == {lost.serial: "keyCompromise"}
     finally:
         restored.engine.dispose()
 

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from api.app import build_app
 from ca import parallel
 from ca.clock import FixedClock
-from ca.db import queries
+from ca.db import migrate, queries
 from ca.db.models import Authority, Tenant
 from ca.errors import ConfigError, InvalidInput, Unavailable
 from ca.service import InitRequest, IssueRequest, Service, build_service, crls, hierarchy
@@ -35,6 +35,7 @@ from ca.settings import Settings
 from ca.signer import hash_for
 from ca.token import TokenSigner, TokenStore, _Library, finalize_modules
 from tests.moments import MOMENTS
+from tests.support.databases import downgrade
 from tests.support.softhsm import SoftToken, make_token
 
 NOW = MOMENTS.start
@@ -433,3 +434,15 @@ def test_a_rollover_makes_the_next_key_where_the_current_one_is(
         assert newest is not None
         ca_cert = x509.load_der_x509_certificate(newest.der)
     leaf.verify_directly_issued_by(ca_cert)
+
+
+def test_a_downgrade_below_0015_with_keys_in_a_token_is_refused_and_changes_nothing(
+        token_service: Service) -> None:
+    """The schema of before knows key files only: the downgrade says so rather than turning
+    every token CA into a file CA whose file does not exist."""
+    with pytest.raises(RuntimeError, match="cannot downgrade below 0015: 2 CA"):
+        downgrade(token_service.engine, "0014")
+    assert migrate.current_revision(token_service.engine) == migrate.head_revision()
+    with token_service.database.reading() as session:
+        assert set(session.scalars(select(Authority.key_store).where(
+            Authority.kind != "ocsp"))) == {"pkcs11"}
