@@ -75,9 +75,6 @@ def prepare(service: Service, *, migrate: bool) -> None:
     if not service.startup.is_initialized():
         raise NotInitialized("Tegata is not initialised")
     service.startup.load_signers()
-    drift = service.startup.public_base_url_drift()
-    if drift is not None:
-        logging.getLogger("tegata.startup").warning("%s", drift)
 
 
 # what the open files limit holds back from connections: the database's, the key and CRL
@@ -205,6 +202,9 @@ def run(service: Service, host: str, port: int, *, workers: int | None = None) -
     settings = service.settings
     check_address(host, port)
     logs.configure(settings)
+    drift = service.startup.public_base_url_drift()  # a warning, logged as the server logs
+    if drift is not None:
+        logging.getLogger("tegata.startup").warning("%s", drift)
     how = plan(settings, workers=workers, open_files=open_files_limit())
     os.environ[parallel.SERVER_WORKERS] = str(how.workers)  # each one's pool: its share of cores
     service.engine.dispose()  # the workers open their own connections

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -84,6 +86,7 @@ class Startup:
                         "deployment's key directory?)", field="TEGATA_KEY_DIR")
             elif kind != "ocsp":  # a responder's key is sealed, or made anew if lost
                 check_private_file(self.keys.keystore.path_for(key_id), what="CA key file")
+        self._recheck_mismatched()
         for problem in list(self.keys.mismatched.values())[:1]:  # a key refused since
             raise ConfigError(problem, field="TEGATA_KEY_DIR")
         if keys:
@@ -119,6 +122,24 @@ class Startup:
         return (f"TEGATA_PUBLIC_BASE_URL is {self.settings.public_base_url} but the newest CA "
                 f"was made with {stored}: certificates issued here point their OCSP and "
                 "caIssuers URLs at the former")
+
+    def _recheck_mismatched(self) -> None:
+        """A key refused since start-up is read again: one put right (the file restored)
+        is the CA's again and the replica ready, without a request having to need it; one of
+        a CA retired meanwhile no longer counts."""
+        if not self.keys.mismatched:
+            return
+        with self.database.reading() as session:
+            active = {row.key_id: row for row in session.scalars(select(Authority).where(
+                Authority.key_id.in_(list(self.keys.mismatched)),
+                Authority.retired_at.is_(None)))}
+        for key_id in list(self.keys.mismatched):
+            row = active.get(key_id)
+            if row is None:
+                self.keys.mismatched.pop(key_id, None)
+                continue
+            with contextlib.suppress(ConfigError):  # still another key: stays refused
+                self.keys.signer(row)  # compared again; a match clears it
 
     def is_initialized(self) -> bool:
         with self.database.reading() as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -26,6 +27,7 @@ from ca.errors import ConfigError
 from ca.sealing import DATA_PROTECTION_FILE, create_data_protection_key
 from ca.service import InitRequest, Service, build_service
 from ca.settings import load_settings
+from tests.served import serving
 from tests.support.environment import PASSPHRASE
 from tests.support.issuing import issue_one, issuing_certificate, ocsp_request
 
@@ -166,6 +168,12 @@ def test_a_replica_whose_issuing_key_file_holds_another_key_signs_nothing(
             Authority.kind == "issuing")).all()
     assert ders
     assert all(x509.load_der_x509_crl(der).is_signature_valid(issuing_key) for der in ders)
+    # the file put right: /readyz is ready again at once, no request needed first
+    shutil.copy2(service.keys.keystore.path_for(path.name.removesuffix(".key.pem")), path)
+    other.startup.load_signers()
+    assert other.keys.mismatched == {}
+    x509.load_der_x509_certificate(issue_one(other, "alice").der).verify_directly_issued_by(
+        issuing_certificate(service))
     other.engine.dispose()
 
 
@@ -234,3 +242,11 @@ def test_a_replica_with_another_public_base_url_is_warned_of_it(
         f"{service.settings.public_base_url}: certificates issued here point their OCSP and "
         "caIssuers URLs at the former")
     other.engine.dispose()
+    # tegata serve logs it once, as a WARNING record of its own log, and serves
+    with serving(settings, tmp_path / "server.log",
+                 TEGATA_KEY_DIR=str(settings.effective_key_dir)) as server:
+        assert httpx.get(f"{server.url}/readyz").json()["warnings"] == [
+            other.startup.public_base_url_drift()]
+    warned = [line for line in (tmp_path / "server.log").read_text().splitlines()
+              if "TEGATA_PUBLIC_BASE_URL is https://other.example.jp" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0] and "tegata.startup" in warned[0]
