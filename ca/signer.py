@@ -151,6 +151,15 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def sync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable (an fsync of the directory)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileKeyStore:
     """CA keys as encrypted PKCS#8 files in one directory (mode 0700)."""
 

@@ -17,10 +17,10 @@ from ca import backupfile
 from ca.errors import CAError, ConfigError, InvalidInput
 from ca.service.backups import Contents, Restored
 from ca.service.replay import ReplayedCrl, load_crls
-from ca.signer import check_private_file
+from ca.signer import check_private_file, sync_directory
 from cli.context import STATE, emit
 from cli.options import JsonOpt
-from cli.output import output_file, read_file, shown, sync_directory
+from cli.output import output_file, read_file, shown
 
 backup_app = typer.Typer(help="Encrypted backups of the database and the key directory.")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ca.errors import InvalidInput
-from ca.signer import write_private_file
+from ca.signer import sync_directory, write_private_file
 
 SHOWN_LIMIT = 200
 
@@ -61,15 +61,6 @@ def output_file(out: Path, *, force: bool = False, mode: int = 0o600,
         raise InvalidInput(f"cannot write {shown(out)}: {_reason(exc)}", field=field) from None
     finally:
         partial.unlink(missing_ok=True)
-
-
-def sync_directory(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (an fsync of the directory)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file(out: Path, data: bytes, *, force: bool = False, mode: int = 0o600,

@@ -20,7 +20,6 @@ CA in the snapshot has its key among the files read after it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,7 +54,7 @@ from ca.service import crls, replay
 from ca.service.plumbing import PKCS11_STORE, Database, Keys
 from ca.service.startup import check_token_key
 from ca.settings import Settings
-from ca.signer import FileKeyStore, write_private_file
+from ca.signer import FileKeyStore, sync_directory, write_private_file
 
 BATCH = 1000  # rows a record holds
 # the settings a restored deployment should share with the one backed up (no secrets)
@@ -210,7 +209,7 @@ class Backups:
         for file_name in sorted(contents.files):
             (staging / file_name).rename(key_dir / file_name)
         staging.rmdir()
-        _sync_directory(key_dir)
+        sync_directory(key_dir)
         migrate.upgrade(engine)
         with self.database.transaction() as session:  # the restored chain goes on from here
             audit.record(session, CLI_ACTOR, Event(
@@ -390,14 +389,6 @@ def _write_table(conn: Connection, table: Table, writer: backupfile.Writer) -> i
                       "rows": [list(row) for row in batch]})
         count += len(batch)
     return count
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _key_files(directory: Path) -> dict[str, bytes]:
