@@ -36,6 +36,37 @@ class Server:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+def worker_pids(server: Server) -> set[int]:
+    """The server's worker processes (its children), read from /proc."""
+    return {int(pid) for task in Path(f"/proc/{server.proc.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()}
+
+
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
+
+
+def listening_workers(server: Server) -> set[int]:
+    """The workers holding a listening socket on the server's port: a worker counted by
+    ``worker_pids`` may still be starting, and each worker listens on its own socket."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == server.port and fields[3] == TCP_LISTEN:
+            inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for pid in worker_pids(server):
+        with contextlib.suppress(OSError):  # the worker ended meanwhile
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    if fd.readlink().as_posix() in inodes:
+                        holders.add(pid)
+    return holders
+
 
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEGATA_")}

@@ -20,8 +20,8 @@ import pytest
 
 from ca.service import IssueRequest, Service
 from ca.settings import Settings
-from tests.integration.test_workers import worker_of, worker_pids
-from tests.served import Server, live_service, serving
+from tests.integration.test_workers import worker_of
+from tests.served import Server, live_service, serving, worker_pids
 from tests.support.issuing import issue_one, ocsp_request
 
 TENANT = "kyushu"

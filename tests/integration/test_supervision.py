@@ -19,8 +19,7 @@ import pytest
 
 from ca.service import Service
 from ca.settings import Settings
-from tests.integration.test_workers import worker_pids
-from tests.served import Server, live_service, serving
+from tests.served import Server, listening_workers, live_service, serving, worker_pids
 
 TENANT = "tohoku"
 DISPLAY = "東北電機株式会社"
@@ -73,7 +72,9 @@ def test_a_worker_killed_twice_in_quick_succession_is_replaced_both_times(
         os.kill(second, signal.SIGKILL)  # within moments of its start: no crash loop
         third = replaced(server, second, other)
         assert worker_pids(server) == {other, third}
-        assert server.proc.poll() is None
+        # a worker listens once its start is done: until then the server may have none
+        until("both workers listening", lambda: listening_workers(server) == {other, third},
+              server)
         assert answers(server) == 200
 
 
@@ -88,9 +89,9 @@ def test_killing_the_server_process_ends_every_worker(live: Service, tmp_path: P
 
 
 def both_workers(server: Server) -> list[int]:
-    """The two workers' PIDs, once both have started (``/healthz`` answers with one)."""
-    until("both workers started", lambda: len(worker_pids(server)) == 2, server)
-    return sorted(worker_pids(server))
+    """The two workers' PIDs, once both listen (``/healthz`` answered through one)."""
+    until("both workers listening", lambda: len(listening_workers(server)) == 2, server)
+    return sorted(listening_workers(server))
 
 
 def test_a_worker_that_cannot_start_ends_the_server_in_one_line(

@@ -19,7 +19,7 @@ import pytest
 from api.auth import FAILURES_ALLOWED
 from ca.service import Service
 from ca.settings import Settings
-from tests.served import Server, live_service, serving
+from tests.served import Server, live_service, serving, worker_pids
 
 TENANT = "kansai"
 DISPLAY = "関西物産株式会社"
@@ -32,11 +32,6 @@ MAX_TRIES = 64  # connections opened at most to reach every worker
 def live(settings: Settings) -> Iterator[Service]:
     with live_service(settings, TENANT, DISPLAY) as service:
         yield service
-
-
-def worker_pids(server: Server) -> set[int]:
-    return {int(pid) for task in Path(f"/proc/{server.proc.pid}/task").iterdir()
-            for pid in (task / "children").read_text().split()}
 
 
 def worker_of(server: Server, conn: http.client.HTTPConnection) -> int:
