@@ -98,9 +98,9 @@ def test_a_worker_that_cannot_start_ends_the_server_in_one_line(
         live: Service, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with serving(live.settings, log, workers=2) as server:
+        first, other = both_workers(server)
         key = live.settings.effective_key_dir / "data-protection.key"
         key.chmod(0o644)  # a worker started from now on refuses the key
-        first, other = both_workers(server)
         os.kill(first, signal.SIGKILL)
         assert server.proc.wait(timeout=DEADLINE) == 78
         assert not alive(other)
