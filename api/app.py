@@ -34,9 +34,10 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems
+from api import console, problems
 from api.auth import KnownGood, declared_access, failure_limit, token_limit
 from api.conditional import Conditional
+from api.console.frame import ConsoleRoute
 from api.early import BeforeTheBody
 from api.fastpath import OcspFastPath
 from api.hostturn import HostTurn
@@ -263,7 +264,7 @@ def _api(settings: Settings, *, service: Service) -> FastAPI:
                    certificates.router, revocation.router, crl.router, jobs.router,
                    publish.router, selfservice.router, ocsp.router, lifecycle.router,
                    status.router, gateway.router,
-                   audit.router, tokens.router, metrics.router):
+                   audit.router, tokens.router, metrics.router, *console.ROUTERS):
         app.include_router(router)
     check_routes_declare_access(app)
     return app
@@ -282,9 +283,12 @@ def _all_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:
-    """Every API route of the app, looking into included routers."""
+    """Every API route of the app, looking into included routers: the web console's pages
+    are not (``console_routes``)."""
     found: list[APIRoute] = []
     for route in _all_routes(app.routes):
+        if isinstance(route, ConsoleRoute):
+            continue
         if isinstance(route, APIRoute):
             found.append(route)
         elif getattr(route, "path", None) not in FRAMEWORK_ROUTES:
@@ -292,9 +296,14 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     return found
 
 
+def console_routes(app: FastAPI) -> list[ConsoleRoute]:
+    """Every page of the web console."""
+    return [r for r in _all_routes(app.routes) if isinstance(r, ConsoleRoute)]
+
+
 def check_routes_declare_access(app: FastAPI) -> None:
     """Default deny: a route that declares no roles (nor ``public()``) stops the app."""
-    for route in api_routes(app):
+    for route in [*api_routes(app), *console_routes(app)]:
         if declared_access(route) is None:
             raise RuntimeError(f"route {route.path} declares no roles: add requires(...) "
                                "or public()")

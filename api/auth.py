@@ -79,7 +79,14 @@ def _retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
-class RoleGuard:
+class AccessDeclaration:
+    """What a route declares of who may call it: ``RoleGuard`` (API tokens), ``PublicMarker``,
+    or a web console page's guard (``api.console.frame``)."""
+
+    roles: tuple[str, ...]
+
+
+class RoleGuard(AccessDeclaration):
     """A dependency admitting bearer tokens of the given roles, scoped to the path's tenant.
 
     Authentication reads the database and may record the token's last use, and each limit is
@@ -148,7 +155,7 @@ class RoleGuard:
         return principal
 
 
-class PublicMarker:
+class PublicMarker(AccessDeclaration):
     """A dependency that admits everyone: for health, CA certificates, CRLs and OCSP."""
 
     roles: tuple[str, ...] = ()
@@ -165,12 +172,12 @@ def public() -> Any:
     return Depends(PublicMarker())
 
 
-def declared_access(route: APIRoute) -> RoleGuard | PublicMarker | None:
+def declared_access(route: APIRoute) -> AccessDeclaration | None:
     """The guard a route declared, looking through its dependencies."""
     stack = list(route.dependant.dependencies)
     while stack:
         dep = stack.pop()
-        if isinstance(dep.call, RoleGuard | PublicMarker):
+        if isinstance(dep.call, AccessDeclaration):
             return dep.call
         stack.extend(dep.dependencies)
     return None

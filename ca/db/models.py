@@ -316,6 +316,22 @@ class ApiToken(Base):
     user: Mapped[User | None] = relationship()
 
 
+class ConsoleSession(Base):
+    """A web console session: an admin or operator token exchanged once for it at sign-in.
+    Only the SHA-256 of the session's secret (the cookie) is kept; it ends on sign-out, after
+    ``ca.service.sessions.IDLE`` without a request, and when its token stops working."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+
+
 class DownloadLink(Base):
     """A one-time self-download link; only the SHA-256 of its token is kept."""
 

@@ -34,6 +34,7 @@ from ca.service.ocsp import Ocsp
 from ca.service.plumbing import CrlPublisher, Database, Keys
 from ca.service.replay import Replay
 from ca.service.revocation import Revocation
+from ca.service.sessions import ConsoleSessions
 from ca.service.startup import Startup
 from ca.service.tokens import Tokens
 from ca.service.users import Users
@@ -63,6 +64,7 @@ class Service:
     lifecycle: Lifecycle
     ocsp: Ocsp
     tokens: Tokens
+    sessions: ConsoleSessions
     links: Links
     gateway: Gateway
     audit: Audit
@@ -88,6 +90,7 @@ def build_service(settings: Settings, *, clock: Clock | None = None,
     certificates = Certificates(settings=settings, database=database, keys=keys, clock=clock,
                                 urls=urls)
     jobs = Jobs(database=database, clock=clock)
+    tokens = Tokens(database=database, clock=clock)
     return Service(
         settings=settings, clock=clock, urls=urls, database=database, keys=keys,
         publisher=publisher,
@@ -104,7 +107,8 @@ def build_service(settings: Settings, *, clock: Clock | None = None,
         lifecycle=Lifecycle(database=database, keys=keys, clock=clock, publisher=publisher,
                             audit=audit),
         ocsp=Ocsp(database=database, keys=keys, clock=clock),
-        tokens=Tokens(database=database, clock=clock),
+        tokens=tokens,
+        sessions=ConsoleSessions(database=database, clock=clock, tokens=tokens),
         links=Links(settings=settings, database=database, clock=clock,
                     certificates=certificates),
         gateway=Gateway(database=database, clock=clock),

@@ -1,0 +1,12 @@
+"""The web console: server-rendered pages for admins and the operator, served by the same app
+and calling the same service layer as the API (``api.console.frame`` says what they share)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.console import signin
+
+ROUTERS: tuple[APIRouter, ...] = (
+    signin.router,
+)

@@ -1,0 +1,195 @@
+"""Signing in to the console: a token once, then a server-side session in an HttpOnly,
+SameSite=Strict cookie (Secure except on plain-http localhost); 30 minutes idle ends it, as
+do sign-out and the token's revocation; failures are audited and rate-limited; every form
+post needs the CSRF value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from http.cookies import SimpleCookie
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.auth import FAILURES_ALLOWED
+from api.console.frame import CSP
+from ca.clock import FixedClock
+from ca.db.models import AuditEvent, ConsoleSession
+from ca.service import Service
+from ca.service.sessions import csrf_of, secret_digest
+from tests.console.conftest import Console, form_csrf
+
+
+def cookies_set(answer: object) -> dict[str, dict[str, str | bool]]:
+    """Each Set-Cookie of an answer: its value and attributes."""
+    found: dict[str, dict[str, str | bool]] = {}
+    for header in answer.headers.get_list("set-cookie"):  # type: ignore[attr-defined]
+        jar: SimpleCookie = SimpleCookie()
+        jar.load(header)
+        for name, morsel in jar.items():
+            found[name] = {"value": morsel.value, "httponly": bool(morsel["httponly"]),
+                           "secure": bool(morsel["secure"]), "samesite": morsel["samesite"],
+                           "path": morsel["path"]}
+    return found
+
+
+def audit_actions(service: Service) -> list[tuple[str, str, str, str]]:
+    with service.database.reading() as session:
+        return [(e.action, e.outcome, e.actor, e.details) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.action.like("console.%"))
+            .order_by(AuditEvent.id))]
+
+
+def test_a_token_signs_in_once_for_a_session_cookie(
+        service: Service, app_client: TestClient, admin_token: str) -> None:
+    console = Console(app_client)
+    answer = console.sign_in(admin_token, back="/console/t/tohoku/users?status=valid")
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    assert answer.headers["location"] == "/console/t/tohoku/users?status=valid"  # type: ignore[attr-defined]
+    cookie = cookies_set(answer)["tegata_session"]
+    assert {k: v for k, v in cookie.items() if k != "value"} == {
+        "httponly": True, "secure": False, "samesite": "strict", "path": "/"}
+    secret = str(cookie["value"])
+    assert admin_token not in answer.text  # type: ignore[attr-defined]
+    with service.database.reading() as session:
+        rows = session.scalars(select(ConsoleSession)).all()
+    assert [(r.secret_hash, r.ended_at) for r in rows] == [(secret_digest(secret), None)]
+    actions = audit_actions(service)
+    assert [(a, o) for a, o, _, _ in actions] == [("console.sign-in", "success")]
+    assert actions[0][2].startswith("token:") and actions[0][2].endswith(":佐藤 管理者")
+    # the session answers; the token is not needed again
+    assert app_client.get("/console/", follow_redirects=False).headers["location"] == \
+        "/console/t/tohoku/users"
+
+
+def test_the_cookie_is_secure_and_host_prefixed_off_localhost(
+        service: Service, admin_token: str) -> None:
+    from api.app import build_app
+
+    client = TestClient(build_app(service.settings, service=service),
+                        base_url="https://ca.example.jp")
+    answer = Console(client).sign_in(admin_token)
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    cookie = cookies_set(answer)["__Host-tegata_session"]
+    assert (cookie["secure"], cookie["httponly"], cookie["samesite"]) == (True, True, "strict")
+    assert "tegata_session" not in cookies_set(answer)
+
+
+@pytest.mark.parametrize("role", ["user", "gateway"])
+def test_only_admin_and_operator_tokens_sign_in(service: Service, app_client: TestClient,
+                                                tenant: str, role: str) -> None:
+    if role == "user":
+        service.users.add(tenant, "yamada", email="yamada@example.jp", allow=True)
+    token = service.tokens.create(role=role, tenant=tenant,
+                                  login="yamada" if role == "user" else None)[0]
+    answer = Console(app_client).sign_in(token)
+    assert answer.status_code == 401  # type: ignore[attr-defined]
+    assert "tegata_session" not in cookies_set(answer)
+    assert f"a {role} token cannot sign in" in answer.text  # type: ignore[attr-defined]
+    assert [(a, o) for a, o, _, _ in audit_actions(service)] == [
+        ("console.sign-in", "failure")]
+
+
+def test_failed_sign_ins_are_audited_without_the_token_and_then_refused(
+        service: Service, app_client: TestClient, tenant: str) -> None:
+    console = Console(app_client)
+    guess = "tgt_" + "x" * 43
+    for _ in range(FAILURES_ALLOWED):
+        answer = console.sign_in(guess)
+        assert answer.status_code == 401  # type: ignore[attr-defined]
+        assert guess not in answer.text  # type: ignore[attr-defined]
+    answer = console.sign_in(guess)
+    assert answer.status_code == 429  # type: ignore[attr-defined]
+    assert int(answer.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
+    actions = audit_actions(service)
+    assert [(a, o) for a, o, _, _ in actions] == [("console.sign-in", "failure")] * 20
+    assert not any(guess in details for _, _, _, details in actions)
+
+
+def test_thirty_minutes_idle_end_the_session(service: Service, clock: FixedClock,
+                                             app_client: TestClient, admin_token: str) -> None:
+    Console(app_client).sign_in(admin_token)
+    for _ in range(3):  # used every 29 minutes: still in force after 87
+        clock.advance(dt.timedelta(minutes=29))
+        assert app_client.get("/console/", follow_redirects=False).headers["location"] == \
+            "/console/t/tohoku/users"
+    clock.advance(dt.timedelta(minutes=30))
+    answer = app_client.get("/console/", follow_redirects=False)
+    assert answer.headers["location"] == "/console/sign-in?back=%2Fconsole%2F"
+
+
+def test_revoking_the_token_ends_its_sessions(service: Service, app_client: TestClient,
+                                              tenant: str) -> None:
+    token, view = service.tokens.create(role="admin", tenant=tenant)
+    Console(app_client).sign_in(token)
+    assert app_client.get("/console/", follow_redirects=False).headers["location"] == \
+        "/console/t/tohoku/users"
+    service.tokens.revoke(view.id)
+    assert app_client.get("/console/", follow_redirects=False).headers["location"].startswith(
+        "/console/sign-in")
+
+
+def test_sign_out_ends_the_session_and_needs_the_csrf_value(
+        service: Service, app_client: TestClient, admin_token: str) -> None:
+    answer = Console(app_client).sign_in(admin_token)
+    secret = str(cookies_set(answer)["tegata_session"]["value"])
+    refused = app_client.post("/console/sign-out", data={"csrf": "forged"},
+                              follow_redirects=False)
+    assert refused.status_code == 403
+    refused = app_client.post("/console/sign-out", follow_redirects=False)
+    assert refused.status_code == 403
+    done = app_client.post("/console/sign-out", data={"csrf": csrf_of(secret)},
+                           follow_redirects=False)
+    assert (done.status_code, done.headers["location"]) == (
+        303, "/console/sign-in?signed_out=true")
+    app_client.cookies.set("tegata_session", secret)  # a copy of the cookie kept elsewhere
+    assert app_client.get("/console/", follow_redirects=False).headers["location"].startswith(
+        "/console/sign-in")
+    assert [a for a, _, _, _ in audit_actions(service)] == [
+        "console.sign-in", "console.sign-out"]
+
+
+def test_the_sign_in_form_needs_its_own_csrf_value(app_client: TestClient,
+                                                   admin_token: str) -> None:
+    page = app_client.get("/console/sign-in")
+    forged = app_client.post("/console/sign-in", data={"csrf": "x" * 32, "token": admin_token},
+                             follow_redirects=False)
+    assert forged.status_code == 403
+    app_client.cookies.clear()  # a cross-site post carries no cookie of ours
+    forged = app_client.post("/console/sign-in", data={
+        "csrf": form_csrf(page.text), "token": admin_token}, follow_redirects=False)
+    assert forged.status_code == 403
+
+
+@pytest.mark.parametrize("back", ["//evil.example/console/", "https://evil.example/",
+                                  "/console\\@evil.example", "/api/v1/tenants", "javascript:x"])
+def test_sign_in_goes_back_only_to_a_console_page(app_client: TestClient, admin_token: str,
+                                                  back: str) -> None:
+    answer = Console(app_client).sign_in(admin_token, back=back)
+    assert answer.headers["location"] == "/console/"  # type: ignore[attr-defined]
+
+
+def test_pages_carry_the_strict_content_security_policy(app_client: TestClient) -> None:
+    page = app_client.get("/console/sign-in")
+    assert page.headers["content-security-policy"] == CSP == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    assert "<script>" not in page.text and " style=" not in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    script = app_client.get("/console/static/console.js")
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert app_client.get("/console/static/..%2Fframe.py").status_code == 404
+
+
+def test_the_language_follows_accept_language_and_the_switch(app_client: TestClient) -> None:
+    english = app_client.get("/console/sign-in", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="en">' in english.text and "<h1>Sign in</h1>" in english.text
+    japanese = app_client.get("/console/sign-in",
+                              headers={"Accept-Language": "en;q=0.5, ja;q=0.8"})
+    assert '<html lang="ja">' in japanese.text and "<h1>サインイン</h1>" in japanese.text
+    switched = app_client.get("/console/sign-in?lang=en", headers={"Accept-Language": "ja"})
+    assert "<h1>Sign in</h1>" in switched.text
+    kept = app_client.get("/console/sign-in", headers={"Accept-Language": "ja"})
+    assert "<h1>Sign in</h1>" in kept.text  # the switch is remembered
