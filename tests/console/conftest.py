@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.service import Service
+from ca.service.sessions import csrf_of
 
 TENANT = "tohoku"
 DISPLAY = "東北電機株式会社"
@@ -29,6 +30,11 @@ class Console:
             "csrf": form_csrf(page.text), "token": token, "back": back},
             follow_redirects=False)
         return answer
+
+    @property
+    def session_csrf(self) -> str:
+        """The CSRF value of the session the cookie holds (as every page of it renders)."""
+        return csrf_of(self.client.cookies.get("tegata_session") or "")
 
     def get(self, path: str, **kwargs: object) -> object:
         answer = self.client.get(path, **kwargs)  # type: ignore[arg-type]
