@@ -1,4 +1,4 @@
-"""Every console page × every caller × own or another tenant, as the API's walk does: no
+"""Every console page, by every caller, of its own or another tenant, as the API's walk does: no
 session is sent to sign in, another tenant's pages answer 404 as if absent, an admin never
 reaches an operator's page, a form posted without the session's CSRF value is refused and
 changes nothing, and no page calls the service on the event loop. The walk takes the routes
