@@ -90,7 +90,7 @@ def test_every_page_admits_exactly_its_callers(walked: Service, app_client: Test
               "admin": walked.tokens.create(role="admin", tenant=TENANT)[0],
               "other-admin": walked.tokens.create(role="admin", tenant=OTHER)[0]}
     console = Console(app_client)
-    assert console.sign_in(tokens[caller]).status_code == 303  # type: ignore[attr-defined]
+    assert console.sign_in(tokens[caller]).status_code == 303
     role = "operator" if caller == "operator" else "admin"
     app = cast(FastAPI, app_client.app)
     for method, path, guard in pages(app):
@@ -99,12 +99,12 @@ def test_every_page_admits_exactly_its_callers(walked: Service, app_client: Test
         if method == "POST":
             before = audit_count(walked)
             forged = console.post(concrete(path), {"csrf": "forged"})
-            assert forged.status_code in (403, 404), where  # type: ignore[attr-defined]
+            assert forged.status_code in (403, 404), where
             assert audit_count(walked) == before, where
         console.csrf = console.session_csrf
         answer = (console.post(concrete(path), {}) if method == "POST"
                   else console.client.get(concrete(path), follow_redirects=False))
-        status = answer.status_code  # type: ignore[attr-defined]
+        status = answer.status_code
         if scoped and caller == "other-admin":
             assert status == 404, where
         elif role not in guard.roles:
@@ -112,9 +112,9 @@ def test_every_page_admits_exactly_its_callers(walked: Service, app_client: Test
         else:
             assert status not in (401, 403, 404) or "{login}" in path or "{job_id}" in path \
                 or "{serial}" in path, (where, status)
-            assert status < 500, (where, answer.text)  # type: ignore[attr-defined]
+            assert status < 500, (where, answer.text)
         if path == "/console/sign-out" and status == 303:
-            assert console.sign_in(tokens[caller]).status_code == 303  # type: ignore[attr-defined]
+            assert console.sign_in(tokens[caller]).status_code == 303
 
 
 def test_no_console_page_calls_the_service_on_the_event_loop(walked: Service) -> None:
@@ -126,7 +126,7 @@ def test_no_console_page_calls_the_service_on_the_event_loop(walked: Service) ->
     admin = walked.tokens.create(role="admin", tenant=TENANT)[0]
     operator = walked.tokens.create(role="operator")[0]
     for token in (admin, operator):
-        assert console.sign_in(token).status_code == 303  # type: ignore[attr-defined]
+        assert console.sign_in(token).status_code == 303
         for method, path, _ in pages(app):
             console.csrf = console.session_csrf
             if method == "POST":

@@ -24,7 +24,7 @@ from tests.console.conftest import Console, form_csrf
 def cookies_set(answer: object) -> dict[str, dict[str, str | bool]]:
     """Each Set-Cookie of an answer: its value and attributes."""
     found: dict[str, dict[str, str | bool]] = {}
-    for header in answer.headers.get_list("set-cookie"):  # type: ignore[attr-defined]
+    for header in answer.headers.get_list("set-cookie"):
         jar: SimpleCookie = SimpleCookie()
         jar.load(header)
         for name, morsel in jar.items():
@@ -45,13 +45,13 @@ def test_a_token_signs_in_once_for_a_session_cookie(
         service: Service, app_client: TestClient, admin_token: str) -> None:
     console = Console(app_client)
     answer = console.sign_in(admin_token, back="/console/t/tohoku/users?status=valid")
-    assert answer.status_code == 303  # type: ignore[attr-defined]
-    assert answer.headers["location"] == "/console/t/tohoku/users?status=valid"  # type: ignore[attr-defined]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/t/tohoku/users?status=valid"
     cookie = cookies_set(answer)["tegata_session"]
     assert {k: v for k, v in cookie.items() if k != "value"} == {
         "httponly": True, "secure": False, "samesite": "strict", "path": "/"}
     secret = str(cookie["value"])
-    assert admin_token not in answer.text  # type: ignore[attr-defined]
+    assert admin_token not in answer.text
     with service.database.reading() as session:
         rows = session.scalars(select(ConsoleSession)).all()
     assert [(r.secret_hash, r.ended_at) for r in rows] == [(secret_digest(secret), None)]
@@ -70,7 +70,7 @@ def test_the_cookie_is_secure_and_host_prefixed_off_localhost(
     client = TestClient(build_app(service.settings, service=service),
                         base_url="https://ca.example.jp")
     answer = Console(client).sign_in(admin_token)
-    assert answer.status_code == 303  # type: ignore[attr-defined]
+    assert answer.status_code == 303
     cookie = cookies_set(answer)["__Host-tegata_session"]
     assert (cookie["secure"], cookie["httponly"], cookie["samesite"]) == (True, True, "strict")
     assert "tegata_session" not in cookies_set(answer)
@@ -84,9 +84,9 @@ def test_only_admin_and_operator_tokens_sign_in(service: Service, app_client: Te
     token = service.tokens.create(role=role, tenant=tenant,
                                   login="yamada" if role == "user" else None)[0]
     answer = Console(app_client).sign_in(token)
-    assert answer.status_code == 401  # type: ignore[attr-defined]
+    assert answer.status_code == 401
     assert "tegata_session" not in cookies_set(answer)
-    assert f"a {role} token cannot sign in" in answer.text  # type: ignore[attr-defined]
+    assert f"a {role} token cannot sign in" in answer.text
     assert [(a, o) for a, o, _, _ in audit_actions(service)] == [
         ("console.sign-in", "failure")]
 
@@ -97,11 +97,11 @@ def test_failed_sign_ins_are_audited_without_the_token_and_then_refused(
     guess = "tgt_" + "x" * 43
     for _ in range(FAILURES_ALLOWED):
         answer = console.sign_in(guess)
-        assert answer.status_code == 401  # type: ignore[attr-defined]
-        assert guess not in answer.text  # type: ignore[attr-defined]
+        assert answer.status_code == 401
+        assert guess not in answer.text
     answer = console.sign_in(guess)
-    assert answer.status_code == 429  # type: ignore[attr-defined]
-    assert int(answer.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
+    assert answer.status_code == 429
+    assert int(answer.headers["retry-after"]) >= 1
     actions = audit_actions(service)
     assert [(a, o) for a, o, _, _ in actions] == [("console.sign-in", "failure")] * 20
     assert not any(guess in details for _, _, _, details in actions)
@@ -167,7 +167,7 @@ def test_the_sign_in_form_needs_its_own_csrf_value(app_client: TestClient,
 def test_sign_in_goes_back_only_to_a_console_page(app_client: TestClient, admin_token: str,
                                                   back: str) -> None:
     answer = Console(app_client).sign_in(admin_token, back=back)
-    assert answer.headers["location"] == "/console/"  # type: ignore[attr-defined]
+    assert answer.headers["location"] == "/console/"
 
 
 def test_pages_carry_the_strict_content_security_policy(app_client: TestClient) -> None:
