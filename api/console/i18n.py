@@ -83,6 +83,12 @@ register({
                     "from this page; the console then works with a session, which ends after "
                     "30 minutes without use."),
     "signin.submit": ("サインイン", "Sign in"),
+    "signin.needs_https": ("管理コンソールは HTTPS で開いてください (TLS ゲートウェイ経由、"
+                           "またはこのサーバー上で http://127.0.0.1)。"
+                           "平文の HTTP ではトークンが盗まれます。",
+                           "Open the console over HTTPS (through your TLS gateway, or on this "
+                           "host at http://127.0.0.1): over plain HTTP the token could be read "
+                           "on the way."),
     "signin.failed": ("サインインできませんでした: {reason}", "Could not sign in: {reason}"),
     "signout.done": ("サインアウトしました。", "You have signed out."),
     "error.bad_request": ("リクエストが正しくありません", "Bad request"),

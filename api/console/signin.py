@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import TooManyFailures, _retry_after
-from api.clientip import client_ip
+from api.clientip import client_ip, over_https
 from api.console.frame import (
     PRE_COOKIE,
     PREFIX,
@@ -20,6 +20,7 @@ from api.console.frame import (
     console,
     console_public,
     form_of,
+    on_localhost,
     redirect,
     render,
     safe_back,
@@ -32,6 +33,9 @@ from api.routes.tenants import actor_of
 from ca import expiry
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service.sessions import IDLE
+
+NEEDS_HTTPS = ("the console needs HTTPS: open it through your TLS gateway (with "
+               "TEGATA_TRUSTED_PROXIES naming it), or on this host at http://127.0.0.1")
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
@@ -55,8 +59,9 @@ def _sign_in_form(request: Request, back: str, *, failure: str | None = None,
                   signed_out: bool = False, status: int = 200) -> Response:
     viewer = viewer_of(request)
     viewer.pre_csrf = secrets.token_urlsafe(24)
+    insecure = not over_https(request) and not on_localhost(request)
     response = render(request, "signin.html", status=status, back=back, failure=failure,
-                      signed_out=signed_out)
+                      signed_out=signed_out, insecure=insecure)
     set_cookie(request, response, PRE_COOKIE, viewer.pre_csrf)
     return response
 
@@ -68,6 +73,10 @@ async def sign_in(request: Request) -> Response:
     form = (await form_of(request))["_form"]
     check_csrf(request.cookies.get(PRE_COOKIE, ""), form.get("csrf"))
     back = safe_back(str(form.get("back") or ""))
+    if not over_https(request) and not on_localhost(request):
+        # the session cookie is Secure here: a browser would drop it, and the token would
+        # have crossed the network in clear
+        raise Forbidden(NEEDS_HTTPS, field="scheme")
     token = form.get("token")
     token = token.strip() if isinstance(token, str) else ""
     service = service_of(request)

@@ -6,6 +6,7 @@ post needs the CSRF value."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from http.cookies import SimpleCookie
 
 import pytest
@@ -193,3 +194,39 @@ def test_the_language_follows_accept_language_and_the_switch(app_client: TestCli
     assert "<h1>Sign in</h1>" in switched.text
     kept = app_client.get("/console/sign-in", headers={"Accept-Language": "ja"})
     assert "<h1>Sign in</h1>" in kept.text  # the switch is remembered
+
+
+def test_plain_http_off_localhost_offers_no_sign_in(service: Service,
+                                                    admin_token: str) -> None:
+    from api.app import build_app
+
+    client = TestClient(build_app(service.settings, service=service),
+                        base_url="http://ca.example.jp", raise_server_exceptions=False)
+    page = client.get("/console/sign-in")
+    assert 'id="needs-https"' in page.text and 'name="token"' not in page.text
+    pre = client.cookies["tegata_signin"]  # Secure: a browser keeps it for https only
+    answer = client.post("/console/sign-in", data={"csrf": pre, "token": admin_token},
+                         headers={"Cookie": f"tegata_signin={pre}"}, follow_redirects=False)
+    assert answer.status_code == 403
+    assert "the console needs HTTPS" in answer.text
+    assert not any(c.startswith(("tegata_session", "__Host-tegata_session"))
+                   for c in client.cookies)
+
+
+def test_a_trusted_tls_proxy_counts_as_https(service: Service, admin_token: str) -> None:
+    from api.app import build_app
+
+    app = build_app(service.settings, service=service)
+    app.state.trusted_proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    client = TestClient(app, base_url="http://ca.example.jp", client=("127.0.0.1", 50000))
+    page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
+    pre = client.cookies["tegata_signin"]  # Secure, as the browser on https sends it back
+    answer = client.post("/console/sign-in", data={
+        "csrf": form_csrf(page.text), "token": admin_token}, follow_redirects=False,
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"tegata_signin={pre}"})
+    assert answer.status_code == 303
+    assert cookies_set(answer)["__Host-tegata_session"]["secure"] is True
+    # the same header from a peer that is not a trusted proxy is not believed
+    app.state.trusted_proxies = ()
+    page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
+    assert 'id="needs-https"' in page.text
