@@ -74,6 +74,12 @@ register({
     "nav.zone_apply": ("変更", "Change"),
     "nav.signed_in_as": ("{name} としてサインイン中", "Signed in as {name}"),
     "nav.skip": ("本文へ移動", "Skip to content"),
+    "zone.title": ("表示タイムゾーン", "Time zone for dates"),
+    "zone.tenant_default": ("テナントのタイムゾーン (既定)", "Each tenant's own zone (default)"),
+    "zone.help": ("日時の表示に使うタイムゾーンです (このブラウザーだけの設定)。証明書の有効期限の"
+                  "指定では、発行画面でタイムゾーンを選べます。",
+                  "The zone dates are shown in (for this browser only). When issuing, the "
+                  "expiry date's zone is chosen in the issue form."),
     "signin.title": ("サインイン", "Sign in"),
     "signin.token": ("API トークン (管理者またはオペレーター)", "API token (admin or operator)"),
     "signin.help": ("管理者に発行された API トークン (tgt_ で始まる) を貼り付けてください。"

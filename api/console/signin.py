@@ -107,14 +107,25 @@ def sign_out(request: Request) -> Response:
     return response
 
 
+@router.get("/zone", dependencies=[console()])
+def zone_page(request: Request,
+              back: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """Choose the zone dates are shown in (default: each tenant's own)."""
+    return render(request, "zone.html", back=safe_back(back),
+                  chosen=viewer_of(request).zone or "")
+
+
 @router.post("/zone", dependencies=[console()])
 async def choose_zone(request: Request) -> Response:
     """The zone this browser shows dates in (a cookie: a display choice, not a setting)."""
     form = (await form_of(request))["_form"]
     zone = str(form.get("zone") or "")
-    expiry.zone(zone)  # InvalidInput for a zone that is not one
     response = redirect(request, safe_back(str(form.get("back") or "")))
-    set_cookie(request, response, ZONE_COOKIE, zone, max_age=365 * 24 * 3600)
+    if zone:
+        expiry.zone(zone)  # InvalidInput for a zone that is not one
+        set_cookie(request, response, ZONE_COOKIE, zone, max_age=365 * 24 * 3600)
+    else:  # back to each tenant's own zone
+        response.delete_cookie(ZONE_COOKIE, path="/")
     return response
 
 

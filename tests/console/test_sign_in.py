@@ -230,3 +230,21 @@ def test_a_trusted_tls_proxy_counts_as_https(service: Service, admin_token: str)
     app.state.trusted_proxies = ()
     page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
     assert 'id="needs-https"' in page.text
+
+
+def test_the_zone_switch_keeps_a_zone_for_this_browser(app_client: TestClient,
+                                                       admin_token: str) -> None:
+    console = Console(app_client)
+    console.sign_in(admin_token)
+    page = console.get("/console/zone?back=/console/t/tohoku/users")
+    assert '<option value="Asia/Tokyo" >Asia/Tokyo</option>' in page.text
+    refused = console.post("/console/zone", {"zone": "Mars/Olympus", "back": "/console/"})
+    assert refused.status_code == 400
+    assert "tegata_zone" not in app_client.cookies
+    chosen = console.post("/console/zone", {"zone": "Asia/Tokyo",
+                                            "back": "/console/t/tohoku/users"})
+    assert (chosen.status_code, chosen.headers["location"]) == (303, "/console/t/tohoku/users")
+    assert cookies_set(chosen)["tegata_zone"]["value"] == "Asia/Tokyo"
+    page = console.get("/console/zone")
+    assert '<option value="Asia/Tokyo" selected>Asia/Tokyo</option>' in page.text
+    assert ">表示タイムゾーン: Asia/Tokyo</a>" in page.text
