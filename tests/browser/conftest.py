@@ -7,7 +7,7 @@ Every test here carries the ``browser`` marker (``dev.py test --fast`` leaves th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +17,7 @@ from ca.settings import Settings
 from tests.clocked_server import CLOCKED, NOW_VARIABLE
 from tests.moments import MOMENTS
 from tests.served import live_service, serving
-from tests.support.browser import (
-    DESKTOP,
-    LOCALES,
-    PHONE,
-    Browser,
-    Page,
-    Site,
-    launch,
-    page_errors,
-    watch,
-)
-
-PageFactory = Callable[..., Page]
+from tests.support.browser import DESKTOP, PHONE, Browser, PageFactory, Site, launch, open_pages
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
@@ -72,40 +60,13 @@ def site(settings: Settings, tmp_path: Path) -> Iterator[Site]:
         yield Site(server=server, service=service)
 
 
-def _pages(browser: Browser, device: dict[str, object]) -> Iterator[PageFactory]:
-    contexts = []
-
-    def open_page(locale: str = "ja-JP") -> Page:
-        """A new page in a context of its own: ``locale`` is navigator.language and the
-        Accept-Language header; clipboard granted (a copy button), downloads accepted."""
-        if locale not in LOCALES:
-            raise ValueError(f"locale {locale!r} is not one of {', '.join(LOCALES)}")
-        context = browser.new_context(**device, locale=locale, accept_downloads=True,
-                                      timezone_id="Asia/Tokyo", color_scheme="light",
-                                      reduced_motion="reduce")
-        context.grant_permissions(["clipboard-read", "clipboard-write"])
-        contexts.append(context)
-        page = context.new_page()
-        watch(page)
-        return page
-
-    yield open_page
-    try:
-        for context in contexts:
-            for opened in context.pages:
-                assert page_errors(opened) == [], f"the page showed errors: {opened.url}"
-    finally:
-        for context in contexts:
-            context.close()
-
-
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[PageFactory]:
     """``page(locale="ja-JP")``: a page on a desktop screen (1280x800)."""
-    yield from _pages(chromium, DESKTOP)
+    yield from open_pages(chromium, DESKTOP)
 
 
 @pytest.fixture
 def phone_page(chromium: Browser) -> Iterator[PageFactory]:
     """``phone_page(locale="ja-JP")``: a page on a phone (an iPhone 12's 390x844, touch)."""
-    yield from _pages(chromium, PHONE)
+    yield from open_pages(chromium, PHONE)

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import _pages
 from tests.support import browser, environment
-from tests.support.browser import DESKTOP, Browser, Page, Site, expect, page_errors
+from tests.support.browser import (
+    DESKTOP,
+    JAPANESE_FONT,
+    Browser,
+    Page,
+    Site,
+    expect,
+    open_pages,
+    page_errors,
+)
 
 HARNESS = "http://harness.test"
 STRICT = "default-src 'none'; style-src 'unsafe-inline'"  # as the link page's, in short
@@ -73,7 +80,7 @@ def test_a_missing_resource_is_an_error_and_the_page_own_status_is_the_test_s(
 
 
 def test_a_page_s_error_fails_the_test_when_it_ends(chromium: Browser) -> None:
-    pages = _pages(chromium, DESKTOP)
+    pages = open_pages(chromium, DESKTOP)
     opened = next(pages)()
     serve(opened, {"/": (200, "<script>null.copy()</script>", {})})
     opened.goto(HARNESS + "/")
@@ -107,11 +114,8 @@ def test_a_page_may_write_and_read_the_clipboard(site: Site,
 
 
 def test_japanese_text_is_drawn_in_a_japanese_font(page: Callable[..., Page]) -> None:
-    listed = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True,
-                            text=True, check=False).stdout
-    japanese = {family for line in listed.splitlines() for family in line.split(",")}
-    if not japanese:
-        environment.unavailable("a Japanese font (apt-get install fonts-noto-cjk)")
+    if not JAPANESE_FONT.is_file():
+        environment.unavailable(f"the font {JAPANESE_FONT} (apt-get install fonts-noto-cjk)")
     opened = page()
     serve(opened, {"/": (200, '<h1 lang="ja">東北電機株式会社</h1>', {})})
     opened.goto(HARNESS + "/")
@@ -122,7 +126,7 @@ def test_japanese_text_is_drawn_in_a_japanese_font(page: Callable[..., Page]) ->
     heading = session.send("DOM.querySelector", {"nodeId": root, "selector": "h1"})
     fonts = session.send("CSS.getPlatformFontsForNode", {"nodeId": heading["nodeId"]})
     drawn = {font["familyName"]: font["glyphCount"] for font in fonts["fonts"]}
-    assert len(drawn) == 1 and drawn.popitem() in {(family, 8) for family in japanese}
+    assert drawn == {"Noto Sans CJK JP": 8}  # every character, none left as an empty box
 
 
 @pytest.fixture
@@ -170,3 +174,18 @@ def test_a_missing_chromium_is_a_skip_on_a_laptop_and_a_failure_in_ci(
     outcome = pytest.fail.Exception if in_ci else pytest.skip.Exception
     with pytest.raises(outcome, match=f"Debian's Chromium \\({tmp_path}/no-chromium; "):
         browser.launch()
+
+
+@pytest.mark.parametrize("in_ci", [False, True], ids=["laptop", "ci"])
+def test_no_screenshot_without_the_japanese_font(
+        page: Callable[..., Page], screenshots: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, in_ci: bool) -> None:
+    opened = page()
+    serve(opened, {"/": (200, "<h1>山田太郎</h1>", {})})
+    opened.goto(HARNESS + "/")
+    monkeypatch.setattr(browser, "JAPANESE_FONT", tmp_path / "no-font.ttc")
+    monkeypatch.setattr(environment, "IN_CI", in_ci)
+    outcome = pytest.fail.Exception if in_ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="the Japanese font of the screenshots"):
+        browser.save_screenshot(opened, "no-font")
+    assert not screenshots.exists()

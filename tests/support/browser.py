@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,14 +38,17 @@ except ImportError:  # pragma: no cover - a laptop without the dev extras
         expect = sync_playwright = None
 
 __all__ = ["CHROMIUM", "DESKTOP", "LOCALES", "PHONE", "SCREENSHOTS", "Browser",
-           "BrowserContext", "Page", "PlaywrightError", "Site", "expect", "launch",
-           "page_errors", "save_screenshot", "watch"]
+           "BrowserContext", "Page", "PageFactory", "PlaywrightError", "Site", "expect", "launch",
+           "open_pages", "page_errors", "save_screenshot"]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Debian's package (.ci/run installs it); Playwright never downloads a browser of its own
 CHROMIUM = Path("/usr/bin/chromium")
 # the screenshots the README links: committed, and written again by the tests that take them
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Debian's fonts-noto-cjk (.ci/run installs it): without a CJK font Chromium draws Japanese
+# text as empty boxes, and a screenshot would show nothing of the page's words
+JAPANESE_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 
 # as root (the CI machine, the developers' containers) Chromium refuses to start with its
 # sandbox; the pages it opens are our own, on loopback
@@ -80,7 +84,7 @@ def launch() -> tuple[Any, Browser]:
     return driver, browser
 
 
-@dataclass
+@dataclass(frozen=True)
 class Site:
     """A real server on its own database and data directory (a fixed clock), the service on
     that database for setting a test up, and the tenant 東北電機株式会社 (``tohoku``)."""
@@ -155,6 +159,42 @@ def watch(page: Page) -> Errors:
     return errors
 
 
+# --- pages ----------------------------------------------------------------------------------
+
+
+PageFactory = Callable[..., Page]
+
+
+def open_pages(browser: Browser, device: dict[str, Any]) -> Iterator[PageFactory]:
+    """A factory of pages on ``device`` (``DESKTOP`` or ``PHONE``) while the generator runs;
+    when it resumes, every page's errors are asserted empty and the contexts closed."""
+    contexts: list[BrowserContext] = []
+
+    def open_page(locale: str = "ja-JP") -> Page:
+        """A new page in a context of its own: ``locale`` is navigator.language and the
+        Accept-Language header; clipboard granted (a copy button), downloads accepted."""
+        if locale not in LOCALES:
+            raise ValueError(f"locale {locale!r} is not one of {', '.join(LOCALES)}")
+        context = browser.new_context(**device, locale=locale, accept_downloads=True,
+                                      timezone_id="Asia/Tokyo", color_scheme="light",
+                                      reduced_motion="reduce")
+        # for any origin; the page must still be a secure context (loopback is)
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        contexts.append(context)
+        page = context.new_page()
+        watch(page)
+        return page
+
+    yield open_page
+    try:
+        for context in contexts:
+            for opened in context.pages:
+                assert page_errors(opened) == [], f"the page showed errors: {opened.url}"
+    finally:
+        for context in contexts:
+            context.close()
+
+
 # --- screenshots ------------------------------------------------------------------------------
 
 
@@ -166,6 +206,9 @@ def save_screenshot(page: Page, name: str, *, mask: tuple[Any, ...] = (),
     rewritten only when its bytes differ, so a run leaves git clean."""
     if not SCREENSHOT_NAME.fullmatch(name):
         raise ValueError(f"screenshot name {name!r}: lowercase words joined by hyphens")
+    if not JAPANESE_FONT.is_file():
+        unavailable(f"the Japanese font of the screenshots ({JAPANESE_FONT}; "
+                    "apt-get install fonts-noto-cjk)")
     assert page_errors(page) == [], f"{name}: the page showed errors; no screenshot"
     page.evaluate("document.fonts.ready.then(() => true)")
     png = page.screenshot(full_page=full_page, animations="disabled", caret="hide",
