@@ -51,8 +51,11 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 JAPANESE_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 
 # as root (the CI machine, the developers' containers) Chromium refuses to start with its
-# sandbox; the pages it opens are our own, on loopback
-LAUNCH_ARGS = ("--no-sandbox",)
+# sandbox; the pages it opens are our own, on loopback. Its shared memory in /tmp, not
+# /dev/shm: a container's 64 MB /dev/shm crashes it on a full-page screenshot (Debian's
+# launcher means to add this flag where /dev/shm is small, but its test breaks where
+# /dev/shm is mounted twice)
+LAUNCH_ARGS = ("--no-sandbox", "--disable-dev-shm-usage")
 
 # fixed sizes, so that a screenshot changes only when the page does
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800},
