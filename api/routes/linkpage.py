@@ -68,13 +68,13 @@ def platforms_for(user_agent: str) -> tuple[str, ...]:
 
 
 def landing(request: Request, info: LinkInfo) -> HTMLResponse:
-    return _render(request, "link/landing.html", info=info, zone=info.tenant_timezone)
+    return _render(request, "link_landing.html", info=info, zone=info.tenant_timezone)
 
 
 def delivered(request: Request, made: Redeemed) -> HTMLResponse:
     info = made.info
     return _render(
-        request, "link/delivered.html", info=info, zone=info.tenant_timezone,
+        request, "link_delivered.html", info=info, zone=info.tenant_timezone,
         password=made.password, zip_name=made.bundle.filename, p12_name=f"{info.login}.p12",
         zip_data=base64.b64encode(made.bundle.content).decode("ascii"),
         p12_data=base64.b64encode(made.p12).decode("ascii"),
@@ -108,7 +108,7 @@ def too_many(request: Request, wait: float) -> HTMLResponse:
 
 def _refusal(request: Request, status: int, reason: str, *, seconds: int = 0,
              headers: dict[str, str] | None = None) -> HTMLResponse:
-    return _render(request, "link/refused.html", status=status, reason=reason,
+    return _render(request, "link_refused.html", status=status, reason=reason,
                    seconds=seconds, headers=headers)
 
 
