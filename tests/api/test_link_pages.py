@@ -201,8 +201,9 @@ def test_the_landing_and_delivered_pages_in_each_language(
         expected = ("証明書のダウンロード", "山田太郎 さんのクライアント証明書 (東北電機株式会社)",
                     "証明書を受け取りました", "ダウンロード", "コピー", "コピーしました")
     else:
-        expected = ("Download your certificate", "Client certificate of 山田太郎 (東北電機株式会社)",
-                    "Your certificate", "Download", "Copy", "Copied")
+        expected = ("Download your certificate",
+                    "Client certificate of 山田太郎 (東北電機株式会社)", "Your certificate",
+                    "Download", "Copy", "Copied")
     button = re.search(r'<button type="button" data-copy="password" data-copied-label="([^"]+)"'
                        r" hidden>([^<]+)</button>", delivered)
     assert button is not None
