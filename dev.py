@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tegata's two commands, on any machine with Python 3.11+ and git:
 
-    python3 dev.py up      # the service on its embedded default (SQLite, CA, demo tenant)
+    python3 dev.py up      # the service on its embedded default (SQLite, CA, demo tenant);
+                           # prints the console's URL and an admin token to sign in with
     python3 dev.py test    # the whole test suite
 
 Each creates ./.venv and installs Tegata into it on first use (again when pyproject.toml

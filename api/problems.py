@@ -21,45 +21,37 @@ TYPE_PREFIX = "urn:tegata:problem:"
 @dataclass(frozen=True)
 class Row:
     """How the API answers one class of the error tree: the status and title of its problem
-    (RFC 9457), and the heading of the HTML page when the self-service link page answers it
-    (that page is for people, so its errors are pages, with the same status)."""
+    (RFC 9457). The web pages (the console's, the one-time link's) answer with the same
+    status, in words of their own."""
 
     status: int
     title: str
-    page: str
 
-
-_UNAVAILABLE_PAGE = "ただいま処理できません / Service unavailable"
 
 # every class of ca.errors, each with exactly one row (tests/api/test_problem_table.py)
 TABLE: dict[type[errors.CAError], Row] = {
-    errors.CAError: Row(500, "Internal error", "エラー / Error"),
-    errors.ConfigError: Row(503, "Service misconfigured", _UNAVAILABLE_PAGE),
-    errors.StorageError: Row(503, "Storage unavailable", _UNAVAILABLE_PAGE),
-    errors.SchemaNotCurrent: Row(503, "Storage unavailable", _UNAVAILABLE_PAGE),
-    errors.Unavailable: Row(503, "Service unavailable", _UNAVAILABLE_PAGE),
-    errors.MailError: Row(503, "Mail server unavailable", _UNAVAILABLE_PAGE),
+    errors.CAError: Row(500, "Internal error"),
+    errors.ConfigError: Row(503, "Service misconfigured"),
+    errors.StorageError: Row(503, "Storage unavailable"),
+    errors.SchemaNotCurrent: Row(503, "Storage unavailable"),
+    errors.Unavailable: Row(503, "Service unavailable"),
+    errors.MailError: Row(503, "Mail server unavailable"),
     # crl-sync's (the CLI's): the API never raises them; were it to, a server it depends on
     # failed, which is a 502
-    errors.Unreachable: Row(502, "Bad gateway", _UNAVAILABLE_PAGE),
-    errors.GatewayRefused: Row(502, "Bad gateway", _UNAVAILABLE_PAGE),
-    errors.InvalidInput: Row(400, "Invalid input",
-                             "リクエストが正しくありません / Bad request"),
-    errors.NeedsConfirmation: Row(400, "Invalid input",
-                                  "リクエストが正しくありません / Bad request"),
-    errors.AuthenticationFailed: Row(401, "Authentication required",
-                                     "認証が必要です / Authentication required"),
-    errors.Forbidden: Row(403, "Forbidden", "許可されていません / Forbidden"),
-    errors.SelfDownloadOff: Row(403, "Forbidden",
-                                "ダウンロードできません / Download is turned off"),
-    # on the link page, the only thing not found is the link
-    errors.NotFound: Row(404, "Not found", "リンクが見つかりません / This link is not known"),
-    errors.Conflict: Row(409, "Conflict", "処理できません / Conflict"),
-    errors.LeaseLost: Row(409, "Conflict", "処理できません / Conflict"),
-    errors.NotPermitted: Row(422, "Not permitted", "許可されていません / Not permitted"),
-    errors.NotInitialized: Row(422, "Not permitted", _UNAVAILABLE_PAGE),
-    errors.MailNotConfigured: Row(422, "Not permitted", "許可されていません / Not permitted"),
-    errors.LinkGone: Row(410, "Gone", "このリンクは使えません / This link no longer works"),
+    errors.Unreachable: Row(502, "Bad gateway"),
+    errors.GatewayRefused: Row(502, "Bad gateway"),
+    errors.InvalidInput: Row(400, "Invalid input"),
+    errors.NeedsConfirmation: Row(400, "Invalid input"),
+    errors.AuthenticationFailed: Row(401, "Authentication required"),
+    errors.Forbidden: Row(403, "Forbidden"),
+    errors.SelfDownloadOff: Row(403, "Forbidden"),
+    errors.NotFound: Row(404, "Not found"),
+    errors.Conflict: Row(409, "Conflict"),
+    errors.LeaseLost: Row(409, "Conflict"),
+    errors.NotPermitted: Row(422, "Not permitted"),
+    errors.NotInitialized: Row(422, "Not permitted"),
+    errors.MailNotConfigured: Row(422, "Not permitted"),
+    errors.LinkGone: Row(410, "Gone"),
 }
 # what a problem's detail adds for an API client where the CLI would name a flag
 _CONFIRM = "{message}. Check it, or confirm with {confirm}: true"

@@ -130,9 +130,18 @@ class MailNotConfigured(NotPermitted):
 
 
 class LinkGone(NotPermitted):
-    """A known link that no longer works: used, expired, withdrawn, or nothing to download."""
+    """A known link that no longer works, and why (``reason``, one of ``REASONS``): used,
+    expired (or withdrawn), replaced by a newer link, its user retired, or nothing left to
+    download. The link page explains each in the reader's language."""
 
     code = "link-gone"
+    REASONS = ("used", "expired", "replaced", "retired", "nothing")
+
+    def __init__(self, message: str, *, reason: str, field: str | None = None) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"link refusal reason {reason!r} is not one of {self.REASONS}")
+        super().__init__(message, field=field)
+        self.reason = reason
 
 
 class AuthenticationFailed(CAError):

@@ -47,6 +47,14 @@ class State:
                               f"{' and '.join(missing)}, or set TEGATA_PKCS11_MODULE and "
                               "TEGATA_PKCS11_PIN_FILE)", field="pkcs11_token")
 
+    def reset(self) -> None:
+        """Forget the settings and the service (the configuration file changed): the next
+        use builds them again."""
+        if self._service is not None:
+            self._service.engine.dispose()
+        self._settings = None
+        self._service = None
+
     def service(self, *, check_schema: bool = True) -> Service:
         if self._service is None:
             self._service = build_service(self.settings())

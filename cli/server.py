@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -271,7 +273,7 @@ def _write_demo_config() -> None:
     """First run with no configuration: a random passphrase file and a tegata.toml naming it."""
     if "TEGATA_KEY_PASSPHRASE" in os.environ or "TEGATA_KEY_PASSPHRASE_FILE" in os.environ:
         return
-    config = Path(os.environ.get("TEGATA_CONFIG", DEFAULT_CONFIG_FILE))
+    config = _demo_config_file()
     if config.exists():
         return
     data_dir = Path(os.environ.get("TEGATA_DATA_DIR", "tegata-data"))
@@ -287,13 +289,72 @@ def _write_demo_config() -> None:
     typer.echo(f"first run: wrote {config} and a random CA key passphrase in {secret_file}")
 
 
+def _demo_config_file() -> Path:
+    return Path(os.environ.get("TEGATA_CONFIG", DEFAULT_CONFIG_FILE))
+
+
+def browsable(host: str) -> str:
+    """The address a browser on this machine opens for a server listening on ``host``."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:  # a name
+        return host or "127.0.0.1"
+    if address.is_unspecified:  # every interface: this machine's own will do
+        return "127.0.0.1"
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def demo_base_url(host: str, port: int) -> str:
+    return f"http://{browsable(host)}:{port}"
+
+
+def _remember_base_url(url: str) -> None:
+    """Put ``public_base_url`` at the top of tegata.toml (made if absent): at the top, it
+    cannot fall inside a table of the file."""
+    config = _demo_config_file()
+    kept = config.read_text(encoding="utf-8") if config.exists() else ""
+    config.write_text(
+        "# Written by `tegata demo` on first run: the base URL of the CA's CRL, OCSP and\n"
+        "# caIssuers URLs, which every certificate carries for its whole life.\n"
+        f"public_base_url = {json.dumps(url)}\n" + kept, encoding="utf-8")
+    typer.echo(f"first run: wrote public_base_url = {url} in {config}")
+
+
+def _demo_base_url(service: Service, host: str, port: int) -> Service:
+    """On a first run (no CA yet) with no base URL configured, the base URL is where the
+    demo listens, kept in tegata.toml for the runs after. Once the CA exists its URLs are
+    fixed: a run on another port keeps them and says so, rather than move them silently."""
+    settings = service.settings
+    wanted = demo_base_url(host, port)
+    configured = "public_base_url" in settings.model_fields_set
+    if not configured and not service.startup.is_initialized():
+        if wanted == settings.public_base_url:
+            return service
+        _remember_base_url(wanted)
+        STATE.reset()  # the settings read again, with the file's new line
+        return STATE.service(check_schema=False)
+    base = urlsplit(settings.public_base_url)
+    local = base.hostname in ("127.0.0.1", "localhost", "::1")
+    if local and (base.port or (443 if base.scheme == "https" else 80)) != port:
+        typer.echo(f"warning: the public base URL is {settings.public_base_url} (the CRL, "
+                   f"OCSP and caIssuers URLs of every certificate) but the demo listens on "
+                   f"port {port}; the URLs stay as they are: change public_base_url in "
+                   f"{_demo_config_file()} to move them (certificates issued before keep "
+                   "theirs)", err=True)
+    return service
+
+
 def demo(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
     """Start a ready-to-try Tegata: creates the CA, a demo tenant and an admin token (one
-    worker unless --workers or TEGATA_WORKERS says otherwise)."""
+    worker unless --workers or TEGATA_WORKERS says otherwise). On the first run, the CA's
+    URLs are on the port it listens on."""
     _write_demo_config()
     settings = STATE.settings()
+    host = host or settings.host
+    port = port or settings.port
     service = STATE.service(check_schema=False)
     service.database.upgrade()
+    service = _demo_base_url(service, host, port)
     if not service.startup.is_initialized():
         service.hierarchy.initialize(InitRequest())
         typer.echo("created the root CA and the `default` tenant")
@@ -307,11 +368,11 @@ def demo(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None)
     prepare(service, migrate=False)
     token, _ = service.tokens.create(role="admin", tenant=DEMO_TENANT, name="demo admin",
                                     valid_for=dt.timedelta(days=1))
-    host = host or settings.host
-    port = port or settings.port
-    url = f"http://{host}:{port}"
+    url = demo_base_url(host, port)
     typer.echo(
         f"\nTegata is starting at {url}  (API docs: {url}/docs)\n"
+        f"web console: {url}/console/\n"
+        f"  sign in by pasting the admin token below into its token field\n"
         f"admin token for tenant `{DEMO_TENANT}` (valid 24 h, shown once):\n  {token}\n"
         f"try:\n  curl -H 'Authorization: Bearer {token}' {url}/api/v1/whoami\n"
         f"  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "

@@ -1,19 +1,15 @@
 """User self-download: the one-time link page (HTML), a user's own certificates (user tokens),
 and the admin's side (create or send a link, the tenant switch).
 
-The link page is for people, so its answers are HTML, errors included. GET only shows whom
-the link is for: mail scanners and link previews fetch it. POST spends the link and shows the
-password once, with the zip as a ``data:`` download, so that one response carries both and
-nothing needs a second request (or a cookie) to fetch.
+The link page is for people, so its answers are HTML, errors included (``api.routes.linkpage``
+draws them). GET only shows whom the link is for: mail scanners and link previews fetch it.
+POST spends the link and shows the password once, with the zip as a ``data:`` download, so
+that one response carries both and nothing needs a second request (or a cookie) to fetch.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
-import logging
-import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,31 +20,18 @@ from sqlalchemy import Engine
 
 from api.auth import public, requires
 from api.clientip import client_ip
-from api.problems import responses, row_of
+from api.problems import responses
+from api.routes import linkpage
 from api.routes.certificates import ZIP, cert_out
 from api.routes.tenants import actor_of, principal_of, service_of
 from api.schemas import CertificateOut, Strict
 from ca.errors import CAError
 from ca.service.limits import RateBuckets
-from ca.service.links import LinkInfo, Redeemed
 from ca.x509.pkcs12 import ProfileName
-
-log = logging.getLogger("tegata.api")
 
 router = APIRouter(tags=["self-service"])
 
 COMMON = (400, 401, 403, 404)
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    # nothing loads: no script, no image, no frame; the form posts only back here. A data:
-    # download from <a download> is a navigation, which no fetch directive governs
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-Robots-Tag": "noindex, nofollow",
-}
 
 
 # --- the rate limit --------------------------------------------------------------------------
@@ -92,28 +75,28 @@ def link_page(request: Request, token: str) -> HTMLResponse:
     links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
-        return _too_many(wait)
+        return linkpage.too_many(request, wait)
     try:
         info = links.links.page_info(token)
     except CAError as exc:
-        return _error_page(exc)
-    return _page(200, "証明書のダウンロード / Certificate download", _landing(info))
+        return linkpage.refused(request, exc)
+    return linkpage.landing(request, info)
 
 
 @router.post("/d/{token}", dependencies=[public()], response_class=HTMLResponse,
              responses=PAGE_RESPONSES)
 def redeem(request: Request, token: str) -> HTMLResponse:
-    """Spend the link: the password, shown this once, and the zip to save."""
+    """Spend the link: a password made for it, shown this once, and the zip to save."""
     links = service_of(request)
     wait = limiter_of(request).admit(client_of(request), now=links.clock.now())
     if wait is not None:
-        return _too_many(wait)
+        return linkpage.too_many(request, wait)
     try:
         made = links.links.redeem(token, source_ip=client_ip(request),
                                  request_id=getattr(request.state, "request_id", None))
     except CAError as exc:
-        return _error_page(exc)
-    return _page(200, "証明書 / Your certificate", _delivered(made))
+        return linkpage.refused(request, exc)
+    return linkpage.delivered(request, made)
 
 
 # --- a user's own certificates ---------------------------------------------------------------
@@ -200,94 +183,3 @@ def set_user_download(request: Request, tenant: str, body: UserDownloadIn) -> Us
                                                        actor=actor_of(request))
     return UserDownloadOut(tenant=made.tenant, allowed=made.allowed,
                            links_withdrawn=made.links_withdrawn)
-
-
-# --- HTML ------------------------------------------------------------------------------------
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Hiragino Sans","Noto Sans JP",sans-serif;
-max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.6;color:#1d1d1f}
-h1{font-size:1.4rem}.en{color:#555}dt{font-weight:600}dd{margin:0 0 .5rem}
-.password{font:1.4rem/1.4 ui-monospace,monospace;background:#f3f3f3;padding:.6rem;
-letter-spacing:.05em;user-select:all;overflow-wrap:anywhere}
-button,.button{display:inline-block;font-size:1.1rem;padding:.6rem 1.4rem;border:0;
-border-radius:.4rem;background:#0a58ca;color:#fff;text-decoration:none;cursor:pointer}
-"""
-
-_TOO_MANY = "しばらく待ってからお試しください / Too many requests"
-
-
-def e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _page(status: int, title: str, body: str,
-          headers: dict[str, str] | None = None) -> HTMLResponse:
-    document = (f'<!doctype html>\n<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-                f'<meta name="robots" content="noindex, nofollow">\n'
-                f"<title>{e(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
-                f"<body>\n<h1>{e(title)}</h1>\n{body}\n</body>\n</html>\n")
-    return HTMLResponse(document, status_code=status,
-                        headers={**PAGE_HEADERS, **(headers or {})})
-
-
-def _utc(moment: dt.datetime) -> str:
-    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
-
-
-def _who(info: LinkInfo) -> str:
-    name = info.display_name or info.login
-    tenant = info.tenant_display_name or info.tenant
-    return (f"<p>{e(name)} さんのクライアント証明書 ({e(tenant)})<br>"
-            f'<span class="en" lang="en">Client certificate of {e(name)} ({e(tenant)})</span>'
-            f"</p>\n<dl>\n<dt>ログイン / Login</dt><dd>{e(info.login)}</dd>\n"
-            f"<dt>証明書の有効期限 / Certificate valid until</dt>"
-            f"<dd>{e(_utc(info.certificate_not_after))}</dd>\n</dl>")
-
-
-def _landing(info: LinkInfo) -> str:
-    # no action attribute: the form posts back to this very URL, token and all
-    return (f"{_who(info)}\n"
-            f"<p>このリンクは一度だけ、{e(_utc(info.expires_at))} まで使えます。ボタンを押すと"
-            f"証明書とパスワードが表示されます。パスワードは一度しか表示されません。<br>"
-            f'<span class="en" lang="en">This link works once, until '
-            f"{e(_utc(info.expires_at))}. Press the button to get your certificate and its "
-            f"password; the password is shown only once.</span></p>\n"
-            f'<form method="post"><button type="submit">ダウンロード / Download</button></form>')
-
-
-def _delivered(made: Redeemed) -> str:
-    login = made.info.login
-    archive = base64.b64encode(made.bundle.content).decode("ascii")
-    p12 = base64.b64encode(made.p12).decode("ascii")
-    return (f"{_who(made.info)}\n"
-            f"<p>パスワード / Password</p>\n"
-            f'<p class="password"><code>{e(made.password)}</code></p>\n'
-            f"<p>このパスワードは二度と表示されません。控えてからこの画面を閉じてください "
-            f"(zip ファイルの中にも入っています)。<br>"
-            f'<span class="en" lang="en">This password will not be shown again: write it '
-            f"down before you close this page (it is also inside the zip file).</span></p>\n"
-            f'<p><a class="button" href="data:application/zip;base64,{e(archive)}" '
-            f'download="{e(made.bundle.filename)}">{e(made.bundle.filename)} を保存 / Save '
-            f"{e(made.bundle.filename)}</a></p>\n"
-            f'<p><a href="data:application/x-pkcs12;base64,{e(p12)}" download="{e(login)}.p12">'
-            f".p12 ファイルのみ (スマートフォン向け) / Only the .p12 file (for phones)</a></p>")
-
-
-def _error_page(exc: CAError) -> HTMLResponse:
-    """The page for a refusal: status and heading from the one problem table."""
-    row = row_of(exc)
-    if row.status >= 500:
-        log.error("link page failed: %s", exc.message)  # the message never holds the token
-        detail = "the service cannot complete this request now; try again later"
-    else:
-        detail = exc.message
-    return _page(row.status, row.page, f'<p lang="en">{e(detail)}</p>')
-
-
-def _too_many(wait: float) -> HTMLResponse:
-    seconds = max(1, math.ceil(wait))
-    return _page(429, _TOO_MANY,
-                 f'<p lang="en">Too many requests from your address; try again in {seconds} '
-                 "seconds.</p>", headers={"Retry-After": str(seconds)})

@@ -354,8 +354,10 @@ class Certificates:
     # --- bundles ---------------------------------------------------------------------------
 
     def bundle(self, serial: str, *, tenant: str, profile: str | None = None,
-               actor: Actor = audit.CLI_ACTOR) -> Bundle:
+               password: str | None = None, actor: Actor = audit.CLI_ACTOR) -> Bundle:
         """The user's zip (PKCS#12 and password) for a valid server-generated certificate.
+        The PKCS#12 is under ``password`` when given (a one-time link makes one for each
+        redemption), else under the password sealed with the key at issuance.
         Every download of key material is audited. The zip is made in a read; the short
         write that audits it checks again that the certificate is still valid, so nothing
         leaves for a certificate revoked or suspended meanwhile."""
@@ -366,8 +368,9 @@ class Certificates:
             cert = queries.certificate(session, owner, canonical)
             material = _key_material(session, cert, now=now)
             assert material.sealed_key is not None and material.sealed_password is not None
-            key_der, password = self.keys.sealer.open_key_material(
+            key_der, sealed_password = self.keys.sealer.open_key_material(
                 material.sealed_key, material.sealed_password, serial=cert.serial)
+            password = sealed_password if password is None else password
             key = serialization.load_der_private_key(key_der, None)
             chosen = bundle_profile.chosen(profile, issued=cert.p12_profile,
                                            tenant=owner.p12_profile)

@@ -7,6 +7,11 @@ turning the tenant's switch off withdraws every outstanding link of the tenant.
 Redeeming claims the link first, with one conditional UPDATE (``spent_at IS NULL``) committed
 before the zip is built: of two concurrent requests, exactly one changes the row, so a link
 can never hand out the key twice. Should building the zip then fail, the claim is released.
+
+Each redemption makes the PKCS#12 with a password of its own, made then and shown once on
+the page (and written in its zip): two links for one certificate give two passwords, and the
+page's "shown only this once" is true. The key stays sealed with the password it was issued
+with, which the admin's own downloads keep using.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, Result, exists, select, update
 from sqlalchemy.orm import Session
 
-from ca import audit, mail, tokens, validate
+from ca import audit, mail, passwords, tokens, validate
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
@@ -61,6 +66,7 @@ class LinkInfo:
 
     tenant: str
     tenant_display_name: str
+    tenant_timezone: str  # the zone the page shows dates in
     login: str
     display_name: str
     expires_at: dt.datetime
@@ -70,7 +76,7 @@ class LinkInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class Redeemed:
-    """A spent link's yield: the zip, and the password and PKCS#12 read out of it."""
+    """A spent link's yield: the zip, its PKCS#12, and the password made for this link."""
 
     info: LinkInfo
     bundle: Bundle = field(repr=False)
@@ -106,6 +112,7 @@ class _Target:
     tenant_id: int
     tenant: str
     tenant_display_name: str
+    tenant_timezone: str
     user_download: bool
     login: str
     display_name: str
@@ -243,21 +250,23 @@ class Links:
         now = self.clock.now()
         with self.database.reading() as session:
             target = _resolve(session, token)
-            refusal = _refusal(target, now=now)
+            refusal = _refusal(session, target, now=now)
             if refusal is not None:
                 raise refusal
             return _info(session, target, now=now)
 
     def redeem(self, token: str, *, source_ip: str | None,
                     request_id: str | None = None) -> Redeemed:
-        """Spend the link and hand out the user's newest valid certificate with its key and
-        password. Audited: ``link.redeem``, then ``cert.download`` by the same actor."""
+        """Spend the link and hand out the user's newest valid certificate with its key, in
+        a PKCS#12 under a password made for this redemption. Audited: ``link.redeem``, then
+        ``cert.download`` by the same actor."""
         now = self.clock.now()
+        password = passwords.generate()
         with self.database.transaction() as session:
             target = _resolve(session, token)
             actor = Actor(name=f"link:{target.link_id}", source_ip=source_ip,
                           request_id=request_id)
-            refusal = _refusal(target, now=now)
+            refusal = _refusal(session, target, now=now)
             info: LinkInfo | None = None
             if refusal is None:
                 try:
@@ -271,12 +280,12 @@ class Links:
         assert info is not None
         self._claim(target, info.serial, actor, now=now)
         try:
-            made = self.certificates.bundle(info.serial, tenant=target.tenant, actor=actor)
+            made = self.certificates.bundle(info.serial, tenant=target.tenant, actor=actor,
+                                            password=password)
         except Exception as exc:  # whatever failed, the user got nothing: not spent
             self._release(target, actor, error=exc, claimed_at=now)
             raise
         with zipfile.ZipFile(io.BytesIO(made.content)) as archive:
-            password = archive.read(f"{target.login}-password.txt").decode().strip()
             p12 = archive.read(f"{target.login}.p12")
         return Redeemed(info=info, bundle=made, p12=p12, password=password)
 
@@ -321,7 +330,7 @@ class Links:
             else:
                 spent = session.scalar(select(DownloadLink.spent_at).where(
                     DownloadLink.id == target.link_id))
-                refusal = _used() if spent is not None else _expired()
+                refusal = _used() if spent is not None else _stopped(session, target)
                 _note_refusal(session, target, refusal, actor, now=now)
         if refusal is not None:
             raise refusal
@@ -375,13 +384,14 @@ def _resolve(session: Session, token: str) -> _Target:
         raise unknown
     link, user, owner = row
     return _Target(link_id=link.id, user_id=user.id, tenant_id=owner.id, tenant=owner.name,
-                   tenant_display_name=owner.display_name, user_download=owner.user_download,
+                   tenant_display_name=owner.display_name, tenant_timezone=owner.timezone,
+                   user_download=owner.user_download,
                    login=user.login, display_name=user.display_name, email=user.email,
                    active=user.status == "active", expires_at=link.expires_at,
                    spent_at=link.spent_at)
 
 
-def _refusal(target: _Target, *, now: dt.datetime) -> CAError | None:
+def _refusal(session: Session, target: _Target, *, now: dt.datetime) -> CAError | None:
     """Why the link cannot be used now, if it cannot. The tenant's switch comes first: while
     it is off, that is the one thing worth telling the user."""
     if not target.user_download:
@@ -389,9 +399,10 @@ def _refusal(target: _Target, *, now: dt.datetime) -> CAError | None:
     if target.spent_at is not None:
         return _used()
     if target.expires_at <= now:
-        return _expired()
+        return _stopped(session, target)
     if not target.active:
-        return LinkGone("the user of this link is retired; there is nothing to download")
+        return LinkGone("the user of this link is retired; there is nothing to download",
+                        reason="retired")
     return None
 
 
@@ -399,11 +410,12 @@ def _info(session: Session, target: _Target, *, now: dt.datetime) -> LinkInfo:
     serial = _newest_downloadable(session, target.user_id, now=now)
     if serial is None:
         raise LinkGone("there is no valid certificate to download any more; ask your "
-                       "administrator")
+                       "administrator", reason="nothing")
     not_after = session.scalar(select(Certificate.not_after).where(
         Certificate.user_id == target.user_id, Certificate.serial == serial))
     assert not_after is not None
     return LinkInfo(tenant=target.tenant, tenant_display_name=target.tenant_display_name,
+                    tenant_timezone=target.tenant_timezone or "UTC",
                     login=target.login, display_name=target.display_name,
                     expires_at=target.expires_at, serial=serial,
                     certificate_not_after=not_after)
@@ -447,12 +459,21 @@ def _rowcount(result: Result[Any]) -> int:
 
 
 def _used() -> LinkGone:
-    return LinkGone("this link has already been used; ask your administrator for a new one")
+    return LinkGone("this link has already been used; ask your administrator for a new one",
+                    reason="used")
 
 
-def _expired() -> LinkGone:
+def _stopped(session: Session, target: _Target) -> LinkGone:
+    """An unspent link past its end: replaced, when the user has a newer link (made after
+    it, which withdrew it); otherwise expired, or withdrawn by the tenant's switch or a
+    failed mail, which the row does not tell apart from expiry."""
+    newer = session.scalar(select(DownloadLink.id).where(
+        DownloadLink.user_id == target.user_id, DownloadLink.id > target.link_id).limit(1))
+    if newer is not None:
+        return LinkGone("a newer link was made for this user, which withdrew this one; use "
+                        "the newest link", reason="replaced")
     return LinkGone("the link has expired or was withdrawn; ask your administrator for a new "
-                    "one")
+                    "one", reason="expired")
 
 
 def _switch_off(tenant: str) -> str:

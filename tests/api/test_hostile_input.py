@@ -92,6 +92,11 @@ class Hostile:
                                                  for c in self.text)
 
 
+# the one script an HTML page may hold: its own, from the console's static files (the link
+# pages' Content-Security-Policy allows no other)
+OWN_SCRIPT = b'<script src="/console/static/console.js" defer></script>'
+
+
 def _text(name: str, text: str, imitates: str | None = None) -> Hostile:
     return Hostile(name, text, text.encode("utf-8", "surrogatepass"), imitates)
 
@@ -491,7 +496,8 @@ def judge(op: dict[str, Any], answer: Answer, hostiles: list[Hostile]) -> list[s
         if name.lower() == b"content-disposition" and not re.fullmatch(
                 rb'attachment; filename="[A-Za-z0-9][A-Za-z0-9._-]*"', value):
             found.append(f"Content-Disposition is not a plain file name: {value[:80]!r}")
-    if answer.media in ("text/html", "text/plain") and b"<script" in answer.body.lower():
+    if answer.media in ("text/html", "text/plain") and b"<script" in answer.body.lower(
+            ).replace(OWN_SCRIPT, b""):
         found.append(f"{answer.media} body holds an unescaped <script>")
     if answer.media == "application/zip" and 200 <= status < 300:
         found += zip_problems(answer.body)

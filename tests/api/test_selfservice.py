@@ -3,11 +3,9 @@ link and switch routes."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import logging
-import re
 import zipfile
 
 import pytest
@@ -20,20 +18,21 @@ from ca.logfilters import RedactLinkTokens
 from ca.service import IssueRequest, Service
 from tests.support.environment import BASE_URL
 from tests.support.http import bearer
+from tests.support.linkpages import (
+    alert,
+    assert_page,
+    by_id,
+    download,
+    heading,
+    no_key_material,
+    password_of,
+    reason,
+)
 
 # until the lead wires them in, the tests mix in the use cases and mount the router themselves
 CERTS = "/api/v1/tenants/default/certificates"
 MINE = "/api/v1/tenants/default/me/certificates"
 SWITCH = "/api/v1/tenants/default/settings/user-download"
-PAGE_HEADERS = {
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-}
-
-
 def link_app(service: Service) -> FastAPI:
     return build_app(service.settings, service=service)
 
@@ -62,28 +61,6 @@ def new_link(client: TestClient, tokens: dict[str, str], login: str = "alice") -
     return path_of(r.json()["url"])
 
 
-def assert_page(r: object, status: int) -> str:
-    response = r  # an httpx.Response
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    headers = response.headers  # type: ignore[attr-defined]
-    assert headers["content-type"] == "text/html; charset=utf-8"
-    for name, value in PAGE_HEADERS.items():
-        assert headers[name] == value, name
-    text: str = response.text  # type: ignore[attr-defined]
-    return text
-
-
-def data_link(page: str, media: str) -> bytes:
-    found = re.search(rf'href="data:{re.escape(media)};base64,([A-Za-z0-9+/=]+)"', page)
-    assert found is not None
-    return base64.b64decode(found.group(1))
-
-
-def no_key_material(text: str) -> None:
-    assert "data:application" not in text and '<p class="password">' not in text
-    assert "UEsDB" not in text and "PRIVATE KEY" not in text  # no zip in base64, no PEM key
-
-
 # --- the link page -------------------------------------------------------------------------
 
 
@@ -92,41 +69,42 @@ def test_get_shows_whom_the_link_is_for_and_spends_nothing(
     path = new_link(client, tokens)
     for _ in range(3):  # a mail scanner, a preview, the user
         page = assert_page(client.get(path), 200)
-    assert "alice" in page and "2026-03-09 09:00 UTC" in page
+    assert (by_id(page, "login"), by_id(page, "link-until")) == ("alice", "2026-03-09 09:00 UTC")
     assert '<form method="post">' in page and "action=" not in page
     assert path.rsplit("/", 1)[1] not in page  # the token is not echoed
     no_key_material(page)
     delivered = assert_page(client.post(path), 200)
-    password = re.search(r'<p class="password"><code>([^<]+)</code>', delivered)
-    assert password is not None and password.group(1) not in page
+    assert password_of(delivered) not in page
 
 
 def test_post_shows_the_password_once_with_the_zip_then_the_link_is_gone(
         client: TestClient, tokens: dict[str, str], serial: str) -> None:
     path = new_link(client, tokens)
     page = assert_page(client.post(path), 200)
-    password = re.search(r'<p class="password"><code>([^<]+)</code>', page)
-    assert password is not None
-    archive = data_link(page, "application/zip")
-    assert 'download="alice.zip"' in page and 'download="alice.p12"' in page
+    password = password_of(page)
+    zip_name, zip_type, archive = download(page, "download-zip")
+    p12_name, p12_type, p12_alone = download(page, "download-p12")
+    assert (zip_name, zip_type, p12_name, p12_type) == (
+        "alice.zip", "application/zip", "alice.p12", "application/x-pkcs12")
     with zipfile.ZipFile(io.BytesIO(archive)) as opened:
-        assert opened.read("alice-password.txt").decode().strip() == password.group(1)
+        assert opened.read("alice-password.txt").decode().strip() == password
         p12 = opened.read("alice.p12")
-    assert p12 == data_link(page, "application/x-pkcs12")
-    loaded = pkcs12.load_pkcs12(p12, password.group(1).encode())
+    assert p12 == p12_alone
+    loaded = pkcs12.load_pkcs12(p12, password.encode())
     assert loaded.key is not None and loaded.cert is not None
     assert format(loaded.cert.certificate.serial_number, "X") == serial
     for again in (client.post(path), client.get(path)):
         text = assert_page(again, 410)
-        assert "already been used" in text
-        assert password.group(1) not in text
+        assert (reason(text), heading(text)) == ("used", "このリンクは使用済みです")
+        assert password not in text
         no_key_material(text)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_an_unknown_link_is_a_404_page(client: TestClient, serial: str, method: str) -> None:
     text = assert_page(client.request(method, "/d/tdl_" + "Q" * 43), 404)
-    assert "no such download link" in text and "Q" * 43 not in text
+    assert (reason(text), heading(text)) == ("unknown", "リンクが見つかりません")
+    assert "Q" * 43 not in text
 
 
 def test_an_expired_link_is_a_410_page(client: TestClient, service: Service,
@@ -135,7 +113,7 @@ def test_an_expired_link_is_a_410_page(client: TestClient, service: Service,
     service.clock.advance(dt.timedelta(days=7))  # type: ignore[attr-defined]
     for method in ("GET", "POST"):
         text = assert_page(client.request(method, path), 410)
-        assert "expired" in text
+        assert (reason(text), heading(text)) == ("expired", "このリンクは有効期限が切れています")
         no_key_material(text)
 
 
@@ -149,7 +127,7 @@ def test_a_hostile_display_name_is_escaped(client: TestClient, service: Service,
     for response in (client.get(path), client.post(path)):
         page = assert_page(response, 200)
         assert "<script>" not in page and "<img" not in page
-        assert ("&lt;script&gt;alert(1)&lt;/script&gt; &quot;O&#x27;Neil&quot; &amp; "
+        assert ("&lt;script&gt;alert(1)&lt;/script&gt; &#34;O&#39;Neil&#34; &amp; "
                 "&lt;img src=x onerror=alert(2)&gt;") in page
 
 
@@ -158,7 +136,10 @@ def test_the_link_pages_are_rate_limited_per_client(client: TestClient, service:
     for _ in range(20):
         assert client.get("/d/tdl_nope").status_code == 404
     r = client.post("/d/tdl_nope")
-    assert_page(r, 429)
+    text = assert_page(r, 429)
+    assert (reason(text), alert(text)) == (
+        "too_many", "短い間にリクエストが多すぎました。3 秒ほど待ってから、もう一度お試し"
+                    "ください。")
     assert r.headers["retry-after"] == "3"  # 20 a minute: one more every 3 seconds
     service.clock.advance(dt.timedelta(seconds=3))  # type: ignore[attr-defined]
     assert client.get("/d/tdl_nope").status_code == 404
@@ -179,7 +160,7 @@ def test_switching_self_download_off_refuses_users_but_not_admins(
                                                  "links_withdrawn": 1}
     for method in ("GET", "POST"):
         text = assert_page(client.request(method, path), 403)
-        assert "downloading your own certificate is turned off for Default" in text
+        assert (reason(text), heading(text)) == ("off", "ダウンロードは停止されています")
         no_key_material(text)
     r = client.get(f"{MINE}/{serial}/bundle", headers=bearer(tokens["user"]))
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"

@@ -159,9 +159,50 @@ def test_a_new_link_replaces_the_users_earlier_ones(service: Service, alice: str
     first = service.links.create("default", "alice")
     second = service.links.create("default", "alice")
     assert second.replaced == 1
-    with pytest.raises(LinkGone, match="expired or was withdrawn"):
-        service.links.redeem(first.token, source_ip=None)
+    for call in (service.links.page_info, lambda token: service.links.redeem(token,
+                                                                            source_ip=None)):
+        with pytest.raises(LinkGone) as gone:
+            call(first.token)
+        assert (gone.value.reason, gone.value.message) == (
+            "replaced", "a newer link was made for this user, which withdrew this one; use the "
+            "newest link")
     assert service.links.redeem(second.token, source_ip=None).bundle.serial == alice
+
+
+@pytest.mark.parametrize("case", ["used", "expired", "retired", "nothing"])
+def test_each_refusal_says_why_for_the_page(service: Service, clock: FixedClock, alice: str,
+                                           case: str) -> None:
+    made = service.links.create("default", "alice")
+    if case == "used":
+        service.links.redeem(made.token, source_ip=None)
+    elif case == "expired":
+        clock.advance(dt.timedelta(days=7))
+    elif case == "retired":
+        service.users.retire("default", "alice")
+    else:
+        service.users.set_permission("default", ("alice",), allow=False)
+    with pytest.raises(LinkGone) as gone:
+        service.links.redeem(made.token, source_ip=None)
+    assert gone.value.reason == case
+
+
+def test_each_redemption_makes_a_password_of_its_own(service: Service, alice: str) -> None:
+    """The page says the password is shown only once: so a second link for the same
+    certificate gives another password, and the first does not open the second's file."""
+    first = service.links.redeem(service.links.create("default", "alice").token,
+                                 source_ip=None)
+    second = service.links.redeem(service.links.create("default", "alice").token,
+                                  source_ip=None)
+    admins = service.certificates.bundle(alice, tenant="default")
+    sealed, _ = opened(admins.content, "alice")
+    assert len({first.password, second.password, sealed}) == 3
+    for got in (first, second):
+        assert opened(got.bundle.content, "alice")[0] == got.password
+        assert pkcs12.load_pkcs12(got.p12, got.password.encode()).key is not None
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(second.p12, first.password.encode())
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(first.p12, sealed.encode())
 
 
 def test_the_link_hands_out_the_users_newest_valid_certificate(service: Service,

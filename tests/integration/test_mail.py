@@ -163,7 +163,7 @@ def test_the_mailed_link_works_once(service: Service, alice: str, smtp: Smtp) ->
     assert client.get(path).status_code == 200
     page = client.post(path)
     assert page.status_code == 200
-    password = re.search(r'<p class="password"><code>([^<]+)</code>', page.text)
+    password = re.search(r'<code id="password" class="secret">([^<]+)</code>', page.text)
     p12 = re.search(r'href="data:application/x-pkcs12;base64,([A-Za-z0-9+/=]+)"', page.text)
     assert password is not None and p12 is not None
     loaded = pkcs12.load_pkcs12(base64.b64decode(p12.group(1)), password.group(1).encode())
