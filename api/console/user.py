@@ -227,6 +227,14 @@ def create_link(request: Request, tenant: str, login: str, form: FormData) -> Re
     return _page(request, tenant, login, link=made)
 
 
+@router.get(USER + "/link", dependencies=[console()])
+@router.get(CERT + "/{action}", dependencies=[console()])
+def back_to_page(request: Request, tenant: str, login: str) -> Response:
+    """The address of an action's answer, opened again (the language switch, a reload
+    after the page was shown): the user's page, the language chosen kept (a cookie)."""
+    return redirect(request, f"{PREFIX}/t/{tenant}/users/{quote_segment(login)}")
+
+
 # --- the page ---------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.app import build_app
 from ca.clock import FixedClock
 from ca.db.models import AuditEvent, DownloadLink
 from ca.service import CertificateView, Service
@@ -20,6 +21,7 @@ from ca.states import State
 from ca.tokens import digest
 from tests.console.conftest import Console
 from tests.console.dom import Node, parse
+from tests.integration.test_mail import link_in, received, start_smtp, with_smtp
 from tests.moments import MOMENTS
 from tests.support.issuing import crl_reasons, issue_one
 
@@ -328,3 +330,42 @@ def test_the_notice_names_only_fixed_messages_and_canonical_serials(
         assert page.by_id("notice").text == "Certificate is revoked."
     else:
         assert not page.has_id("notice")
+
+
+def test_with_mail_the_link_is_sent_and_its_url_shown_nowhere(
+        service: Service, yamada: tuple[CertificateView, CertificateView],
+        admin_token: str) -> None:
+    server, controller = start_smtp(auth_require_tls=False)
+    try:
+        mailer = with_smtp(service, server.port)
+        client = TestClient(build_app(mailer.settings, service=mailer),
+                            base_url="http://127.0.0.1", raise_server_exceptions=False)
+        admin = Console(client)
+        admin.sign_in(admin_token)
+        page = parse(admin.get(PAGE).text)  # type: ignore[attr-defined]
+        assert page.by_id("link-send").attrs["value"] == "send"
+        answer = admin.post(f"{PAGE}/link", {"action": "send"})
+        assert answer.status_code == 303  # type: ignore[attr-defined]
+        assert answer.headers["location"] == f"{PAGE}?done=link-sent"  # type: ignore[attr-defined]
+        (message,) = received(server.inbox)
+        url = link_in(message)
+        assert message["To"].addresses[0].addr_spec == "yamada@tohoku.example.jp"
+        after = admin.get(answer.headers["location"], headers={"Accept-Language": "en"})  # type: ignore[attr-defined]
+        assert parse(after.text).by_id("notice").text == \
+            "The download link has been sent by e-mail."  # type: ignore[attr-defined]
+        assert url not in after.text  # type: ignore[attr-defined]
+        assert [(a, t) for a, t, _, _ in audit(service, "link.create", "link.send")] == [
+            ("link.create", f"tohoku/{LOGIN}"), ("link.send", f"tohoku/{LOGIN}")]
+        assert all(actor.endswith(":佐藤 管理者") and url not in details for _, _, actor, details
+                   in audit(service, "link.create", "link.send"))
+    finally:
+        controller.stop()
+
+
+def test_the_language_switch_on_an_actions_answer_goes_back_to_the_page(
+        admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, _ = yamada
+    for path in (f"{PAGE}/link", f"{PAGE}/certificates/{older.serial}/revoke"):
+        answer = admin.get(f"{path}?lang=en", follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (303, PAGE)  # type: ignore[attr-defined]
+    assert parse(admin.get(PAGE).text).one("h1").text == f"User: {NAME}"  # type: ignore[attr-defined]
