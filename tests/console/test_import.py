@@ -238,3 +238,25 @@ def test_another_tenants_admin_finds_nothing(service: Service, app_client: TestC
     answer = other.post(PAGE, {"action": "apply", "text": HEADER + GOOD[2]})
     assert answer.status_code == 404  # type: ignore[attr-defined]
     assert service.users.list_users("tohoku") == []
+
+
+def test_pasted_text_past_1_mb_is_refused_and_writes_nothing(
+        service: Service, admin: Console, tenant: str) -> None:
+    admin.get(PAGE)
+    text = HEADER + GOOD[2] + "#" * (1024 * 1024)
+    answer = admin.post(PAGE, {"action": "apply", "text": text},
+                        files={"file": ("", b"", "application/octet-stream")})
+    assert answer.status_code == 400  # type: ignore[attr-defined]
+    assert parse(answer.text).one("p", cls="error").text == "the form could not be read"  # type: ignore[attr-defined]
+    assert service.users.list_users("tohoku") == []
+
+
+def test_with_no_file_chosen_the_pasted_text_is_read(
+        service: Service, admin: Console, existing: Service) -> None:
+    admin.get(PAGE)
+    # a browser sends the file field empty, with an empty file name, when none is chosen
+    answer = admin.post(PAGE, {"action": "check", "text": csv_of(BAD_LINE)},
+                        files={"file": ("", b"", "application/octet-stream")})
+    assert answer.status_code == 200  # type: ignore[attr-defined]
+    assert rows(parse(answer.text)) == CHECKED  # type: ignore[attr-defined]
+    assert users(service) == BEFORE
