@@ -369,3 +369,29 @@ def test_the_language_switch_on_an_actions_answer_goes_back_to_the_page(
         answer = admin.get(f"{path}?lang=en", follow_redirects=False)
         assert (answer.status_code, answer.headers["location"]) == (303, PAGE)  # type: ignore[attr-defined]
     assert parse(admin.get(PAGE).text).one("h1").text == f"User: {NAME}"  # type: ignore[attr-defined]
+
+
+def test_the_operator_acts_on_any_tenants_user_as_itself(
+        service: Service, app_client: TestClient, operator_token: str,
+        yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, _ = yamada
+    operator = Console(app_client)
+    operator.sign_in(operator_token)
+    assert operator.get(PAGE).status_code == 200  # type: ignore[attr-defined]
+    answer = operator.post(f"{PAGE}/certificates/{older.serial}/suspend")
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    ((_, _, actor, _),) = audit(service, "cert.suspend")
+    assert actor.startswith("token:") and actor.endswith(":operator")
+
+
+def test_an_expired_certificate_offers_no_change(
+        service: Service, clock: FixedClock, app_client: TestClient, admin_token: str,
+        yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, newer = yamada
+    clock.set(dt.datetime(2027, 4, 1, tzinfo=dt.UTC))  # past the older's end, in Tokyo too
+    admin = Console(app_client)
+    admin.sign_in(admin_token)
+    page = parse(admin.get(PAGE).text)  # type: ignore[attr-defined]
+    assert [(r["serial"], r["badge"], r["forms"]) for r in certificate_rows(page)] == [
+        (newer.serial, ({"valid"}, "有効"), ["revoke", "suspend"]),
+        (older.serial, ({"expired"}, "期限切れ"), [])]
