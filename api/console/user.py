@@ -179,7 +179,7 @@ def revoke(request: Request, tenant: str, login: str, serial: str, form: FormDat
 
 
 @router.post(CERT + "/suspend", dependencies=[console()])
-def suspend(request: Request, tenant: str, login: str, serial: str, form: FormData) -> Response:
+def suspend(request: Request, tenant: str, login: str, serial: str) -> Response:
     """As ``POST .../certificates/{serial}/suspend``: a manual hold."""
     try:
         view = _users_certificate(request, tenant, login, serial)
@@ -190,8 +190,7 @@ def suspend(request: Request, tenant: str, login: str, serial: str, form: FormDa
 
 
 @router.post(CERT + "/reinstate", dependencies=[console()])
-def reinstate(request: Request, tenant: str, login: str, serial: str,
-              form: FormData) -> Response:
+def reinstate(request: Request, tenant: str, login: str, serial: str) -> Response:
     """As ``POST .../certificates/{serial}/reinstate``, which lifts the manual hold only. A
     certificate held for another cause alone (the subscription, a withdrawn permission) is
     refused here, with that cause named, instead of answering "done" for a change that
