@@ -53,3 +53,16 @@ def client_ip(request: Request) -> str | None:
             except ValueError:
                 return peer  # a malformed hop: keep the peer we know
     return peer
+
+
+def over_https(request: Request) -> bool:
+    """The client reached us over TLS: directly, or through a trusted proxy whose
+    ``X-Forwarded-Proto`` (its last value: the one it set) says https."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else None
+    if peer is None or not _is_in(peer, _trusted(request)):
+        return False
+    said = [v.strip().lower() for v in
+            ",".join(request.headers.getlist("x-forwarded-proto")).split(",") if v.strip()]
+    return bool(said) and said[-1] == "https"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from ca.clock import Clock
 from ca.service import InitRequest, Service, build_service
 from ca.settings import Settings
 from tests.processes import free_port, stop
@@ -125,10 +126,11 @@ def start(settings: Settings, log: Path, *, module: tuple[str, ...] = TEGATA_SER
 
 @contextlib.contextmanager
 def live_service(settings: Settings, tenant: str, display_name: str, *,
-                 users: int = 0) -> Iterator[Service]:
-    """The service a server on the same database would be (the system clock), with the root
-    CA, one tenant and ``users`` allowed users ``user0000``... (one CSV import)."""
-    service = build_service(settings)
+                 users: int = 0, clock: Clock | None = None) -> Iterator[Service]:
+    """The service a server on the same database would be (the system clock, or the fixed
+    one of a server run as ``CLOCKED``), with the root CA, one tenant and ``users`` allowed
+    users ``user0000``... (one CSV import)."""
+    service = build_service(settings, clock=clock)
     service.database.upgrade()
     service.hierarchy.initialize(InitRequest(key_type="ec-p256"))
     service.hierarchy.create_tenant(tenant, display_name=display_name, ca_key_type="ec-p256")

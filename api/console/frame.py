@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import problems
 from api.auth import AccessDeclaration, TooManyFailures
+from api.clientip import over_https
 from api.console import i18n
 from ca import expiry
 from ca.errors import AuthenticationFailed, CAError, Forbidden, InvalidInput, NotFound
@@ -113,12 +114,18 @@ def viewer_of(request: Request) -> Viewer:
     return viewer
 
 
+def on_localhost(request: Request) -> bool:
+    """The page was asked for by a host name of this very machine (the Host header)."""
+    host = (request.headers.get("host") or "").lower()
+    host = host.split("]", 1)[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+    return host in LOCAL_HOSTS
+
+
 def cookie_is_secure(request: Request) -> bool:
     """``Secure`` unless the console is reached over plain http on this very host: a
     browser would not send a Secure cookie back over http, and localhost is where a
     newcomer first opens it."""
-    host = (request.headers.get("host") or "").rsplit(":", 1)[0].lower()
-    return not (request.url.scheme == "http" and (host in LOCAL_HOSTS or host == "[::1]"))
+    return over_https(request) or not on_localhost(request)
 
 
 def session_cookie_name(request: Request) -> str:

@@ -74,6 +74,12 @@ register({
     "nav.zone_apply": ("変更", "Change"),
     "nav.signed_in_as": ("{name} としてサインイン中", "Signed in as {name}"),
     "nav.skip": ("本文へ移動", "Skip to content"),
+    "zone.title": ("表示タイムゾーン", "Time zone for dates"),
+    "zone.tenant_default": ("テナントのタイムゾーン (既定)", "Each tenant's own zone (default)"),
+    "zone.help": ("日時の表示に使うタイムゾーンです (このブラウザーだけの設定)。証明書の有効期限の"
+                  "指定では、発行画面でタイムゾーンを選べます。",
+                  "The zone dates are shown in (for this browser only). When issuing, the "
+                  "expiry date's zone is chosen in the issue form."),
     "signin.title": ("サインイン", "Sign in"),
     "signin.token": ("API トークン (管理者またはオペレーター)", "API token (admin or operator)"),
     "signin.help": ("管理者に発行された API トークン (tgt_ で始まる) を貼り付けてください。"
@@ -83,6 +89,12 @@ register({
                     "from this page; the console then works with a session, which ends after "
                     "30 minutes without use."),
     "signin.submit": ("サインイン", "Sign in"),
+    "signin.needs_https": ("管理コンソールは HTTPS で開いてください (TLS ゲートウェイ経由、"
+                           "またはこのサーバー上で http://127.0.0.1)。"
+                           "平文の HTTP ではトークンが盗まれます。",
+                           "Open the console over HTTPS (through your TLS gateway, or on this "
+                           "host at http://127.0.0.1): over plain HTTP the token could be read "
+                           "on the way."),
     "signin.failed": ("サインインできませんでした: {reason}", "Could not sign in: {reason}"),
     "signout.done": ("サインアウトしました。", "You have signed out."),
     "error.bad_request": ("リクエストが正しくありません", "Bad request"),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import TooManyFailures, _retry_after
-from api.clientip import client_ip
+from api.clientip import client_ip, over_https
 from api.console.frame import (
     PRE_COOKIE,
     PREFIX,
@@ -20,6 +20,7 @@ from api.console.frame import (
     console,
     console_public,
     form_of,
+    on_localhost,
     redirect,
     render,
     safe_back,
@@ -32,6 +33,9 @@ from api.routes.tenants import actor_of
 from ca import expiry
 from ca.errors import AuthenticationFailed, Forbidden, NotFound
 from ca.service.sessions import IDLE
+
+NEEDS_HTTPS = ("the console needs HTTPS: open it through your TLS gateway (with "
+               "TEGATA_TRUSTED_PROXIES naming it), or on this host at http://127.0.0.1")
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
@@ -55,8 +59,9 @@ def _sign_in_form(request: Request, back: str, *, failure: str | None = None,
                   signed_out: bool = False, status: int = 200) -> Response:
     viewer = viewer_of(request)
     viewer.pre_csrf = secrets.token_urlsafe(24)
+    insecure = not over_https(request) and not on_localhost(request)
     response = render(request, "signin.html", status=status, back=back, failure=failure,
-                      signed_out=signed_out)
+                      signed_out=signed_out, insecure=insecure)
     set_cookie(request, response, PRE_COOKIE, viewer.pre_csrf)
     return response
 
@@ -68,6 +73,10 @@ async def sign_in(request: Request) -> Response:
     form = (await form_of(request))["_form"]
     check_csrf(request.cookies.get(PRE_COOKIE, ""), form.get("csrf"))
     back = safe_back(str(form.get("back") or ""))
+    if not over_https(request) and not on_localhost(request):
+        # the session cookie is Secure here: a browser would drop it, and the token would
+        # have crossed the network in clear
+        raise Forbidden(NEEDS_HTTPS, field="scheme")
     token = form.get("token")
     token = token.strip() if isinstance(token, str) else ""
     service = service_of(request)
@@ -98,14 +107,25 @@ def sign_out(request: Request) -> Response:
     return response
 
 
+@router.get("/zone", dependencies=[console()])
+def zone_page(request: Request,
+              back: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """Choose the zone dates are shown in (default: each tenant's own)."""
+    return render(request, "zone.html", back=safe_back(back),
+                  chosen=viewer_of(request).zone or "")
+
+
 @router.post("/zone", dependencies=[console()])
 async def choose_zone(request: Request) -> Response:
     """The zone this browser shows dates in (a cookie: a display choice, not a setting)."""
     form = (await form_of(request))["_form"]
     zone = str(form.get("zone") or "")
-    expiry.zone(zone)  # InvalidInput for a zone that is not one
     response = redirect(request, safe_back(str(form.get("back") or "")))
-    set_cookie(request, response, ZONE_COOKIE, zone, max_age=365 * 24 * 3600)
+    if zone:
+        expiry.zone(zone)  # InvalidInput for a zone that is not one
+        set_cookie(request, response, ZONE_COOKIE, zone, max_age=365 * 24 * 3600)
+    else:  # back to each tenant's own zone
+        response.delete_cookie(ZONE_COOKIE, path="/")
     return response
 
 

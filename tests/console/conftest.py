@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import build_app
 from ca.service import Service
+from ca.service.sessions import csrf_of
 
 TENANT = "tohoku"
 DISPLAY = "東北電機株式会社"
@@ -22,7 +25,7 @@ class Console:
         self.client = client
         self.csrf = ""
 
-    def sign_in(self, token: str, back: str = "") -> object:
+    def sign_in(self, token: str, back: str = "") -> httpx.Response:
         page = self.client.get("/console/sign-in")
         assert page.status_code == 200, page.text
         answer = self.client.post("/console/sign-in", data={
@@ -30,20 +33,24 @@ class Console:
             follow_redirects=False)
         return answer
 
-    def get(self, path: str, **kwargs: object) -> object:
-        answer = self.client.get(path, **kwargs)  # type: ignore[arg-type]
+    @property
+    def session_csrf(self) -> str:
+        """The CSRF value of the session the cookie holds (as every page of it renders)."""
+        return csrf_of(self.client.cookies.get("tegata_session") or "")
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        answer = self.client.get(path, **kwargs)
         found = CSRF.search(answer.text)
         if found:
             self.csrf = found.group(1)
         return answer
 
-    def post(self, path: str, data: dict[str, object] | None = None, *, csrf: bool = True,
-             **kwargs: object) -> object:
+    def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True,
+             **kwargs: Any) -> httpx.Response:
         body = dict(data or {})
         if csrf:
             body.setdefault("csrf", self.csrf)
-        return self.client.post(path, data=body, follow_redirects=False,  # type: ignore[arg-type]
-                                **kwargs)
+        return self.client.post(path, data=body, follow_redirects=False, **kwargs)
 
 
 def form_csrf(html: str) -> str:
@@ -79,6 +86,6 @@ def admin(app_client: TestClient, admin_token: str) -> Console:
     """An admin of ``tohoku``, signed in."""
     console = Console(app_client)
     answer = console.sign_in(admin_token)
-    assert answer.status_code == 303, answer.text  # type: ignore[attr-defined]
+    assert answer.status_code == 303, answer.text
     console.get("/console/")
     return console

@@ -6,6 +6,7 @@ post needs the CSRF value."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from http.cookies import SimpleCookie
 
 import pytest
@@ -24,7 +25,7 @@ from tests.console.conftest import Console, form_csrf
 def cookies_set(answer: object) -> dict[str, dict[str, str | bool]]:
     """Each Set-Cookie of an answer: its value and attributes."""
     found: dict[str, dict[str, str | bool]] = {}
-    for header in answer.headers.get_list("set-cookie"):  # type: ignore[attr-defined]
+    for header in answer.headers.get_list("set-cookie"):
         jar: SimpleCookie = SimpleCookie()
         jar.load(header)
         for name, morsel in jar.items():
@@ -45,13 +46,13 @@ def test_a_token_signs_in_once_for_a_session_cookie(
         service: Service, app_client: TestClient, admin_token: str) -> None:
     console = Console(app_client)
     answer = console.sign_in(admin_token, back="/console/t/tohoku/users?status=valid")
-    assert answer.status_code == 303  # type: ignore[attr-defined]
-    assert answer.headers["location"] == "/console/t/tohoku/users?status=valid"  # type: ignore[attr-defined]
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/t/tohoku/users?status=valid"
     cookie = cookies_set(answer)["tegata_session"]
     assert {k: v for k, v in cookie.items() if k != "value"} == {
         "httponly": True, "secure": False, "samesite": "strict", "path": "/"}
     secret = str(cookie["value"])
-    assert admin_token not in answer.text  # type: ignore[attr-defined]
+    assert admin_token not in answer.text
     with service.database.reading() as session:
         rows = session.scalars(select(ConsoleSession)).all()
     assert [(r.secret_hash, r.ended_at) for r in rows] == [(secret_digest(secret), None)]
@@ -70,7 +71,7 @@ def test_the_cookie_is_secure_and_host_prefixed_off_localhost(
     client = TestClient(build_app(service.settings, service=service),
                         base_url="https://ca.example.jp")
     answer = Console(client).sign_in(admin_token)
-    assert answer.status_code == 303  # type: ignore[attr-defined]
+    assert answer.status_code == 303
     cookie = cookies_set(answer)["__Host-tegata_session"]
     assert (cookie["secure"], cookie["httponly"], cookie["samesite"]) == (True, True, "strict")
     assert "tegata_session" not in cookies_set(answer)
@@ -84,9 +85,9 @@ def test_only_admin_and_operator_tokens_sign_in(service: Service, app_client: Te
     token = service.tokens.create(role=role, tenant=tenant,
                                   login="yamada" if role == "user" else None)[0]
     answer = Console(app_client).sign_in(token)
-    assert answer.status_code == 401  # type: ignore[attr-defined]
+    assert answer.status_code == 401
     assert "tegata_session" not in cookies_set(answer)
-    assert f"a {role} token cannot sign in" in answer.text  # type: ignore[attr-defined]
+    assert f"a {role} token cannot sign in" in answer.text
     assert [(a, o) for a, o, _, _ in audit_actions(service)] == [
         ("console.sign-in", "failure")]
 
@@ -97,11 +98,11 @@ def test_failed_sign_ins_are_audited_without_the_token_and_then_refused(
     guess = "tgt_" + "x" * 43
     for _ in range(FAILURES_ALLOWED):
         answer = console.sign_in(guess)
-        assert answer.status_code == 401  # type: ignore[attr-defined]
-        assert guess not in answer.text  # type: ignore[attr-defined]
+        assert answer.status_code == 401
+        assert guess not in answer.text
     answer = console.sign_in(guess)
-    assert answer.status_code == 429  # type: ignore[attr-defined]
-    assert int(answer.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
+    assert answer.status_code == 429
+    assert int(answer.headers["retry-after"]) >= 1
     actions = audit_actions(service)
     assert [(a, o) for a, o, _, _ in actions] == [("console.sign-in", "failure")] * 20
     assert not any(guess in details for _, _, _, details in actions)
@@ -167,7 +168,7 @@ def test_the_sign_in_form_needs_its_own_csrf_value(app_client: TestClient,
 def test_sign_in_goes_back_only_to_a_console_page(app_client: TestClient, admin_token: str,
                                                   back: str) -> None:
     answer = Console(app_client).sign_in(admin_token, back=back)
-    assert answer.headers["location"] == "/console/"  # type: ignore[attr-defined]
+    assert answer.headers["location"] == "/console/"
 
 
 def test_pages_carry_the_strict_content_security_policy(app_client: TestClient) -> None:
@@ -193,3 +194,57 @@ def test_the_language_follows_accept_language_and_the_switch(app_client: TestCli
     assert "<h1>Sign in</h1>" in switched.text
     kept = app_client.get("/console/sign-in", headers={"Accept-Language": "ja"})
     assert "<h1>Sign in</h1>" in kept.text  # the switch is remembered
+
+
+def test_plain_http_off_localhost_offers_no_sign_in(service: Service,
+                                                    admin_token: str) -> None:
+    from api.app import build_app
+
+    client = TestClient(build_app(service.settings, service=service),
+                        base_url="http://ca.example.jp", raise_server_exceptions=False)
+    page = client.get("/console/sign-in")
+    assert 'id="needs-https"' in page.text and 'name="token"' not in page.text
+    pre = client.cookies["tegata_signin"]  # Secure: a browser keeps it for https only
+    answer = client.post("/console/sign-in", data={"csrf": pre, "token": admin_token},
+                         headers={"Cookie": f"tegata_signin={pre}"}, follow_redirects=False)
+    assert answer.status_code == 403
+    assert "the console needs HTTPS" in answer.text
+    assert not any(c.startswith(("tegata_session", "__Host-tegata_session"))
+                   for c in client.cookies)
+
+
+def test_a_trusted_tls_proxy_counts_as_https(service: Service, admin_token: str) -> None:
+    from api.app import build_app
+
+    app = build_app(service.settings, service=service)
+    app.state.trusted_proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    client = TestClient(app, base_url="http://ca.example.jp", client=("127.0.0.1", 50000))
+    page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
+    pre = client.cookies["tegata_signin"]  # Secure, as the browser on https sends it back
+    answer = client.post("/console/sign-in", data={
+        "csrf": form_csrf(page.text), "token": admin_token}, follow_redirects=False,
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"tegata_signin={pre}"})
+    assert answer.status_code == 303
+    assert cookies_set(answer)["__Host-tegata_session"]["secure"] is True
+    # the same header from a peer that is not a trusted proxy is not believed
+    app.state.trusted_proxies = ()
+    page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
+    assert 'id="needs-https"' in page.text
+
+
+def test_the_zone_switch_keeps_a_zone_for_this_browser(app_client: TestClient,
+                                                       admin_token: str) -> None:
+    console = Console(app_client)
+    console.sign_in(admin_token)
+    page = console.get("/console/zone?back=/console/t/tohoku/users")
+    assert '<option value="Asia/Tokyo" >Asia/Tokyo</option>' in page.text
+    refused = console.post("/console/zone", {"zone": "Mars/Olympus", "back": "/console/"})
+    assert refused.status_code == 400
+    assert "tegata_zone" not in app_client.cookies
+    chosen = console.post("/console/zone", {"zone": "Asia/Tokyo",
+                                            "back": "/console/t/tohoku/users"})
+    assert (chosen.status_code, chosen.headers["location"]) == (303, "/console/t/tohoku/users")
+    assert cookies_set(chosen)["tegata_zone"]["value"] == "Asia/Tokyo"
+    page = console.get("/console/zone")
+    assert '<option value="Asia/Tokyo" selected>Asia/Tokyo</option>' in page.text
+    assert ">表示タイムゾーン: Asia/Tokyo</a>" in page.text

@@ -46,7 +46,7 @@ def test_every_module_of_the_use_cases_and_shells_is_in_the_concept_table() -> N
     named = set(PATH.findall(table))
     modules = sorted(
         path.relative_to(ROOT).as_posix()
-        for folder in ("ca/service", "api/routes", "cli")
+        for folder in ("ca/service", "api/routes", "api/console", "cli")
         for path in (ROOT / folder).glob("*.py"))
     assert modules
     assert [m for m in modules if m not in named] == []
