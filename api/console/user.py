@@ -227,7 +227,9 @@ def create_link(request: Request, tenant: str, login: str, form: FormData) -> Re
 
 
 @router.get(USER + "/link", dependencies=[console()])
-@router.get(CERT + "/{action}", dependencies=[console()])
+@router.get(CERT + "/revoke", dependencies=[console()])
+@router.get(CERT + "/suspend", dependencies=[console()])
+@router.get(CERT + "/reinstate", dependencies=[console()])
 def back_to_page(request: Request, tenant: str, login: str) -> Response:
     """The address of an action's answer, opened again (the language switch, a reload
     after the page was shown): the user's page, the language chosen kept (a cookie)."""
