@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console import signin
+from api.console import imports, signin, user
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
+    user.router,
+    imports.router,
 )

@@ -222,7 +222,8 @@ class Hierarchy:
             return TenantSettings(tenant=owner.name,
                                   ocsp_validity_seconds=owner.ocsp_validity_seconds,
                                   upn_suffix=owner.upn_suffix, user_download=owner.user_download,
-                                  p12_profile=owner.p12_profile)
+                                  p12_profile=owner.p12_profile, timezone=owner.timezone,
+                                  display_name=owner.display_name)
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CAs when a tenant is named: the current one,

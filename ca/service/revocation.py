@@ -8,17 +8,18 @@ themselves are ``crl_publication``'s.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ca import audit, serials
 from ca.audit import Actor
 from ca.clock import Clock
 from ca.db import queries
-from ca.db.models import Certificate, Tenant, User
+from ca.db.models import Certificate, Hold, Tenant, User
 from ca.errors import NotPermitted, StorageError
-from ca.holds import HoldCause
+from ca.holds import HoldCause, unlifted_filter
 from ca.service import transitions
 from ca.service.plumbing import Database
 from ca.service.views import CertificateView, cert_view
@@ -27,6 +28,7 @@ from ca.service.views import CertificateView, cert_view
 # certificate's row, waiting for the audit chain held by a bulk change waiting for that row);
 # a status change is then simply made again, so that a revocation is never lost to it
 DEADLOCK_ATTEMPTS = 3
+IN_BATCH = 500  # values in one SQL IN list
 _RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 # a status change: (session, certificate, its user, its tenant, now) -> whether it changed
 Change = Callable[[Session, Certificate, User, Tenant, dt.datetime], bool]
@@ -68,6 +70,27 @@ class Revocation:
             return transitions.lift_hold(session, cert, HoldCause.MANUAL, actor, tenant=owner.name,
                                          login=user.login, now=now)
         return self._change(tenant, serial, actor, lift)
+
+    def hold_causes(self, tenant: str, of: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """Why each of these certificates of ``tenant`` is on hold: the causes of its
+        unlifted holds, in the order they were placed (a serial not on hold is absent).
+        ``reinstate`` lifts only the ``manual`` one."""
+        wanted = sorted(set(map(serials.canonical, of)))
+        found: dict[str, list[str]] = {}
+        with self.database.reading() as session:
+            owner = queries.tenant(session, tenant)
+            for start in range(0, len(wanted), IN_BATCH):
+                rows = session.execute(
+                    select(Certificate.serial, Hold.cause)
+                    .join(Hold, Hold.certificate_id == Certificate.id)
+                    .where(Certificate.tenant_id == owner.id,
+                           Certificate.serial.in_(wanted[start:start + IN_BATCH]),
+                           unlifted_filter())
+                    .order_by(Hold.placed_at, Hold.id))
+                for serial, cause in rows:
+                    if cause not in found.setdefault(serial, []):
+                        found[serial].append(cause)
+        return {serial: tuple(causes) for serial, causes in found.items()}
 
     def _change(self, tenant: str, serial: str, actor: Actor,
                 change: Change) -> CertificateView:

@@ -74,6 +74,9 @@ class ImportReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # line, login, reason
+    # each good row: its line, its login and what it does (or, in a dry run or an import
+    # refused for a bad row, would do): created, updated or unchanged
+    rows: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 class Users:
@@ -208,9 +211,12 @@ class Users:
             for line, spec in specs:
                 user = users.get(spec.login.lower())
                 try:
-                    decided.append((_outcome(user, spec), spec, user))
+                    outcome = _outcome(user, spec)
                 except CAError as exc:
                     report.errors.append((line, spec.login, exc.message))
+                else:
+                    decided.append((outcome, spec, user))
+                    report.rows.append((line, spec.login, outcome))
             report.errors.sort(key=lambda error: error[0])
             if dry_run or (report.errors and not best_effort):
                 if not dry_run:  # nothing is written: say so, rows and all

@@ -45,6 +45,7 @@ class CertificateView(_Pem):
     source: str
     has_key_material: bool
     der: bytes
+    p12_profile: str | None = None  # chosen at issuance (None: the tenant's default applies)
 
     @property
     def reported_reason(self) -> str | None:
@@ -74,6 +75,8 @@ class TenantSettings:
     upn_suffix: str | None
     user_download: bool
     p12_profile: str  # the default PKCS#12 profile of the tenant's bundles
+    timezone: str = "UTC"  # the zone its dates are shown in by default
+    display_name: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,4 +169,4 @@ def cert_view(row: Certificate, tenant: str, login: str, *, now: dt.datetime,
         expiry_zone=row.expiry_zone, state=state_of(row, now=now), revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason, fingerprint_sha256=row.fingerprint_sha256,
         key_type=row.key_type, source=row.source, has_key_material=has_key_material,
-        der=row.der)
+        der=row.der, p12_profile=row.p12_profile)
