@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console import signin
+from api.console import audit, settings, signin, tenants
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
+    settings.router,
+    audit.router,
+    tenants.router,
 )
