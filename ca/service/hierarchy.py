@@ -51,7 +51,6 @@ from ca.x509.names import openssl_rfc2253
 from ca.x509.pkcs12 import Profile
 
 DATA_PROTECTION_MARK = "<data-protection>"
-MAX_VALIDITY_TEXT = 16  # tenants.default_validity
 
 
 class Hierarchy:
@@ -236,8 +235,6 @@ class Hierarchy:
         period = expiry.Period.parse(validity)
         now = self.clock.now()
         period.after(now.date())  # InvalidInput beyond year 9999
-        if len(period.text) > MAX_VALIDITY_TEXT:
-            raise InvalidInput(f"validity {period.text} is too long", field="validity")
         with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
             previous = owner.default_validity

@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 
 from ca import audit
 from ca.audit import Actor, Event
+from ca.clock import FixedClock
 from ca.db import queries
 from ca.db.models import AuditEvent
 from ca.errors import InvalidInput
@@ -51,6 +52,14 @@ def test_a_default_validity_that_is_not_one_changes_nothing(service: Service,
         service.hierarchy.set_default_validity("default", validity)
     assert service.hierarchy.tenant_settings("default").default_validity == "P1Y"
     assert setting_events(service) == []
+
+
+def test_a_default_validity_past_year_9999_is_refused(service: Service,
+                                                      clock: FixedClock) -> None:
+    clock.set(dt.datetime(9100, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidInput, match=r"^9100-01-01 \+ P999Y is beyond year 9999$"):
+        service.hierarchy.set_default_validity("default", "P999Y")
+    assert service.hierarchy.tenant_settings("default").default_validity == "P1Y"
 
 
 # --- the tenants' summary ----------------------------------------------------------------------
