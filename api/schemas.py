@@ -90,6 +90,19 @@ class P12ProfileOut(BaseModel):
     p12_profile: ProfileName
 
 
+class DefaultValidityIn(Strict):
+    # required: a body that forgets it changes nothing
+    default_validity: str = Field(min_length=1, max_length=32, examples=["P1Y"], description=(
+        "how long a certificate issued without a chosen expiry lasts, an ISO 8601 period of "
+        "years, months and days (P1Y, P90D, P1Y6M, P100Y): the default expiry is today plus "
+        "this in the issuing zone"))
+
+
+class DefaultValidityOut(BaseModel):
+    tenant: str
+    default_validity: str
+
+
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]
 Login = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -260,6 +273,7 @@ class TenantSettingsOut(BaseModel):
     upn_suffix: str | None
     user_download: bool
     p12_profile: ProfileName
+    default_validity: str
 
 
 class WhoAmI(BaseModel):

@@ -154,13 +154,14 @@ def tenant_list(as_json: JsonOpt = False) -> None:
 @tenant_app.command("show")
 def tenant_show(tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
     """Show a tenant's settings: OCSP validity, UPN suffix, users' own downloads, the
-    default PKCS#12 profile (`tenant set` changes them)."""
+    default PKCS#12 profile, the default validity (`tenant set` changes them)."""
     data = present.tenant_settings(STATE.service().hierarchy.tenant_settings(tenant))
     emit(data, as_json=as_json, text="\n".join((
         f"tenant {data['tenant']}: OCSP answers valid {data['ocsp_validity_seconds']} s",
         "  UPN suffix: " + (data["upn_suffix"] or "none (certificates carry no UPN)"),
         "  users' own downloads: " + ("on" if data["user_download"] else "off"),
-        f"  default PKCS#12 profile: {data['p12_profile']}")))
+        f"  default PKCS#12 profile: {data['p12_profile']}",
+        f"  default validity: {data['default_validity']}")))
 
 
 @ca_app.command("show")

@@ -1,5 +1,5 @@
 """`tegata tenant set`: a tenant's settings (--user-download on|off, --ocsp-validity,
---upn-suffix, --p12-profile). Parse, call ``ca.service``, print."""
+--upn-suffix, --p12-profile, --default-validity). Parse, call ``ca.service``, print."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from ca import validate
 from ca.errors import InvalidInput
+from ca.expiry import Period
 from ca.service import DEFAULT_TENANT
 from ca.x509.pkcs12 import Profile
 from cli.context import STATE, emit
@@ -39,6 +40,9 @@ def tenant_set(
     p12_profile: Annotated[str | None, typer.Option(
         help="compat or modern: the tenant's default PKCS#12 profile, for bundles of "
              "certificates issued without one, from the next download on.")] = None,
+    default_validity: Annotated[str | None, typer.Option(
+        help="How long a certificate issued without a chosen expiry lasts, an ISO 8601 "
+             "period: P1Y (the default), P90D, P1Y6M, P100Y.")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,6 +56,8 @@ def tenant_set(
         validate.upn_suffix(upn_suffix)  # refused before any setting changes
     if p12_profile is not None:
         Profile.parse(p12_profile)  # likewise
+    if default_validity is not None:
+        Period.parse(default_validity)  # likewise
     if ocsp_validity is not None:
         STATE.service().ocsp.set_validity(tenant, ocsp_validity)
         emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
@@ -66,6 +72,10 @@ def tenant_set(
         emit({"tenant": p12.tenant, "p12_profile": p12.profile.value}, as_json=as_json,
              text=f"tenant {p12.tenant}: bundles of certificates issued without a profile "
                   f"are made in {p12.profile.value}")
+    if default_validity is not None:
+        validity = STATE.service().hierarchy.set_default_validity(tenant, default_validity)
+        emit({"tenant": tenant, "default_validity": validity}, as_json=as_json,
+             text=f"tenant {tenant}: certificates issued without an expiry last {validity}")
     if user_download is None:
         return
     made = STATE.service().links.set_user_download(tenant, user_download is Switch.ON)

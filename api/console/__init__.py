@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console import imports, signin, user
+from api.console import audit, imports, settings, signin, tenants, user
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
     user.router,
     imports.router,
+    settings.router,
+    audit.router,
+    tenants.router,
 )

@@ -59,6 +59,9 @@ def tenant_audit(
     request: Request, tenant: str,
     action: Annotated[str | None, Query(max_length=64)] = None,
     since: dt.datetime | None = None, until: dt.datetime | None = None,
+    outcome: Annotated[Literal["success", "failure", "refused"] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200, description=(
+        "a part of the actor or the target, in any case"))] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
@@ -69,12 +72,12 @@ def tenant_audit(
     service = service_of(request)
     if format == "csv":
         rows = service.audit.export_csv(tenant=tenant, zone=timezone, action=action,
-                                        since=since, until=until)
+                                        since=since, until=until, outcome=outcome, q=q)
         return StreamingResponse(rows,
                                  media_type="text/csv; charset=utf-8", headers={
                                      "Content-Disposition": 'attachment; filename="audit.csv"'})
     events = service.audit.events(tenant=tenant, action=action, since=since, until=until,
-                                  limit=limit, offset=offset)
+                                  outcome=outcome, q=q, limit=limit, offset=offset)
     return [EventOut.model_validate(present.event(v)) for v in events]
 
 

@@ -10,6 +10,8 @@ from api.clientip import client_ip
 from api.problems import responses
 from api.schemas import (
     CAOut,
+    DefaultValidityIn,
+    DefaultValidityOut,
     GenerationOut,
     P12ProfileIn,
     P12ProfileOut,
@@ -110,8 +112,8 @@ def generations(request: Request) -> list[dict[str, object]]:
             response_model=TenantSettingsOut, responses=responses(*COMMON))
 def tenant_settings(request: Request, tenant: str) -> dict[str, object]:
     """The tenant's settings as they are: OCSP validity, the UPN suffix (``null``: no UPN),
-    whether users may download their own certificate, the default PKCS#12 profile
-    (``tegata tenant show``)."""
+    whether users may download their own certificate, the default PKCS#12 profile, the
+    default validity (``tegata tenant show``)."""
     return present.tenant_settings(service_of(request).hierarchy.tenant_settings(tenant))
 
 
@@ -135,3 +137,15 @@ def set_p12_profile(request: Request, tenant: str, body: P12ProfileIn) -> P12Pro
     made = service_of(request).links.set_p12_profile(tenant, body.p12_profile,
                                                      actor=actor_of(request))
     return P12ProfileOut(tenant=made.tenant, p12_profile=made.profile.value)
+
+
+@router.put("/tenants/{tenant}/settings/default-validity",
+            dependencies=[requires("operator", "admin")], response_model=DefaultValidityOut,
+            responses=responses(*COMMON))
+def set_default_validity(request: Request, tenant: str,
+                         body: DefaultValidityIn) -> DefaultValidityOut:
+    """How long a certificate issued without a chosen expiry lasts (``P1Y`` by default;
+    ``P90D``, ``P100Y``...), from the next issuance on. Audited."""
+    made = service_of(request).hierarchy.set_default_validity(tenant, body.default_validity,
+                                                               actor=actor_of(request))
+    return DefaultValidityOut(tenant=tenant, default_validity=made)

@@ -7,9 +7,10 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
 
 from ca import audit, csvio
 from ca.clock import Clock
@@ -21,6 +22,9 @@ from ca.settings import Settings
 
 PAGE = 1000
 ACTION = re.compile(r"[a-z0-9_.-]{1,64}")  # tenant.create, cert.issue, audit.prune ...
+OUTCOMES = ("success", "failure", "refused")  # what ca.audit records
+MAX_SEARCH = 200
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,27 +84,35 @@ class Audit:
         self.clock = clock
 
     def events(self, *, tenant: str | None = None, action: str | None = None,
-                     since: dt.datetime | None = None, until: dt.datetime | None = None,
-                     limit: int = 1000, offset: int = 0) -> list[EventView]:
-        """Events, oldest first; a tenant's admin passes their tenant and sees only it."""
+               since: dt.datetime | None = None, until: dt.datetime | None = None,
+               outcome: str | None = None, q: str | None = None, limit: int = 1000,
+               offset: int = 0, newest_first: bool = False) -> list[EventView]:
+        """Events, oldest first (``newest_first``: the other way); a tenant's admin passes
+        their tenant and sees only it. ``q`` is a case-insensitive part of the actor or the
+        target."""
         with self.database.reading() as session:
-            query = select(AuditEvent, Tenant.name).outerjoin(
-                Tenant, AuditEvent.tenant_id == Tenant.id)
-            if tenant is not None:
-                query = query.where(AuditEvent.tenant_id == queries.tenant(session, tenant).id)
-            if action is not None:
-                query = query.where(AuditEvent.action == _action(action))
-            if since is not None:
-                query = query.where(AuditEvent.at >= _aware(since, "since"))
-            if until is not None:
-                query = query.where(AuditEvent.at < _aware(until, "until"))
-            rows = session.execute(query.order_by(AuditEvent.id).offset(max(0, offset))
+            query = _filtered(session, select(AuditEvent, Tenant.name).outerjoin(
+                Tenant, AuditEvent.tenant_id == Tenant.id), tenant=tenant, action=action,
+                since=since, until=until, outcome=outcome, q=q)
+            order = AuditEvent.id.desc() if newest_first else AuditEvent.id
+            rows = session.execute(query.order_by(order).offset(max(0, offset))
                                    .limit(max(1, min(limit, 10_000)))).all()
             return [_view(event, name) for event, name in rows]
 
+    def count(self, *, tenant: str | None = None, action: str | None = None,
+              since: dt.datetime | None = None, until: dt.datetime | None = None,
+              outcome: str | None = None, q: str | None = None) -> int:
+        """How many events ``events`` would list with these filters, paging aside."""
+        with self.database.reading() as session:
+            query = _filtered(session, select(func.count()).select_from(AuditEvent),
+                              tenant=tenant, action=action, since=since, until=until,
+                              outcome=outcome, q=q)
+            return int(session.scalar(query) or 0)
+
     def export_csv(self, *, tenant: str | None = None, zone: str = "UTC",
-                         action: str | None = None, since: dt.datetime | None = None,
-                         until: dt.datetime | None = None) -> Iterator[str]:
+                   action: str | None = None, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None, outcome: str | None = None,
+                   q: str | None = None) -> Iterator[str]:
         """Every event (of ``action``, in [since, until)) as CSV, times in UTC and in
         ``zone`` (e.g. Asia/Tokyo). The filters are checked now, before the first line: a
         streamed answer cannot turn into an error once it has begun."""
@@ -108,9 +120,10 @@ class Audit:
 
         shown = expiry.zone(zone)
         # the first page, read now, checks the tenant and every filter
-        self.events(tenant=tenant, action=action, since=since, until=until, limit=1)
+        self.events(tenant=tenant, action=action, since=since, until=until, outcome=outcome,
+                    q=q, limit=1)
         return self._audit_rows(zone, shown, tenant=tenant, action=action, since=since,
-                                until=until)
+                                until=until, outcome=outcome, q=q)
 
     def _audit_rows(self, zone: str, shown: dt.tzinfo, **filters: Any) -> Iterator[str]:
         header = ("id", "time_utc", f"time_{zone}", "tenant", "actor", "source_ip", "action",
@@ -178,6 +191,38 @@ def _view(event: AuditEvent, tenant: str | None) -> EventView:
                      source_ip=event.source_ip, action=event.action, target=event.target,
                      outcome=event.outcome, request_id=event.request_id,
                      details=json.loads(event.details))
+
+
+def _filtered(session: Session, query: _Query, *, tenant: str | None,
+              action: str | None, since: dt.datetime | None, until: dt.datetime | None,
+              outcome: str | None, q: str | None) -> _Query:
+    """``query`` narrowed by every filter given, each checked first (InvalidInput)."""
+    if tenant is not None:
+        query = query.where(AuditEvent.tenant_id == queries.tenant(session, tenant).id)
+    if action is not None:
+        query = query.where(AuditEvent.action == _action(action))
+    if outcome is not None:
+        query = query.where(AuditEvent.outcome == _outcome(outcome))
+    if since is not None:
+        query = query.where(AuditEvent.at >= _aware(since, "since"))
+    if until is not None:
+        query = query.where(AuditEvent.at < _aware(until, "until"))
+    if q:
+        if len(q) > MAX_SEARCH:
+            raise InvalidInput(f"the search is longer than {MAX_SEARCH} characters", field="q")
+        needle = q.lower()
+        # lower() on both sides: alike on SQLite and PostgreSQL for ASCII (Japanese has no case)
+        query = query.where(or_(
+            func.lower(AuditEvent.actor).contains(needle, autoescape=True),
+            func.lower(AuditEvent.target).contains(needle, autoescape=True)))
+    return query
+
+
+def _outcome(outcome: str) -> str:
+    if outcome not in OUTCOMES:
+        raise InvalidInput(f"outcome {outcome[:16]!r} is not one of {', '.join(OUTCOMES)}",
+                           field="outcome")
+    return outcome
 
 
 def _action(action: str) -> str:

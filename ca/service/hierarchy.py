@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ca import audit, serials, states, validate
+from ca import audit, expiry, serials, states, validate
 from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
@@ -219,11 +219,32 @@ class Hierarchy:
         """What ``tenant set`` (and the API's ``PUT .../settings/...``) change, as they are."""
         with self.database.reading() as session:
             owner = queries.tenant(session, tenant)
-            return TenantSettings(tenant=owner.name,
+            return TenantSettings(tenant=owner.name, display_name=owner.display_name,
                                   ocsp_validity_seconds=owner.ocsp_validity_seconds,
                                   upn_suffix=owner.upn_suffix, user_download=owner.user_download,
-                                  p12_profile=owner.p12_profile, timezone=owner.timezone,
-                                  display_name=owner.display_name)
+                                  p12_profile=owner.p12_profile,
+                                  default_validity=owner.default_validity,
+                                  timezone=owner.timezone)
+
+    def set_default_validity(self, tenant: str, validity: str, *,
+                             actor: Actor = audit.CLI_ACTOR) -> str:
+        """How long a certificate issued without a chosen expiry lasts (``P1Y``, ``P90D``,
+        ``P100Y``): the default expiry is today plus this in the issuing zone. A period that
+        is not one, or that would run past year 9999 from today, is refused and nothing
+        changes. One audit event per change."""
+        period = expiry.Period.parse(validity)
+        now = self.clock.now()
+        period.after(now.date())  # InvalidInput beyond year 9999
+        with self.database.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            previous = owner.default_validity
+            if previous != period.text:
+                owner.default_validity = period.text
+                audit.record(session, actor, Event(
+                    action="tenant.update", target=owner.name, tenant_id=owner.id,
+                    details={"default_validity": period.text,
+                             "previous_default_validity": previous}), now=now)
+            return period.text
 
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CAs when a tenant is named: the current one,

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ca import audit, expiry, renewal
@@ -56,6 +56,18 @@ class SubscriptionView:
     grace_ends_at: dt.datetime | None
     suspended_at: dt.datetime | None  # when the subscription hold was published
     state: str  # active | grace | ended
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantSummary:
+    """A tenant as the operator's list shows it: names, subscription, active users."""
+
+    name: str
+    display_name: str
+    kind: str  # none | trial | contract
+    ends_at: dt.datetime | None
+    state: str  # active | grace | ended
+    users: int  # active users (retired ones aside)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +182,20 @@ class Lifecycle:
                          **({"allow_past": True} if past and allow_past else {})}), now=now)
             self._apply_subscription(session, owner, actor, now=now)
             return _subscription_view(owner, now=now)
+
+    def summaries(self) -> list[TenantSummary]:
+        """Every tenant with its subscription state and user count, by name: two queries,
+        whatever the number of tenants."""
+        now = self.clock.now()
+        with self.database.reading() as session:
+            users = {tenant_id: int(n) for tenant_id, n in session.execute(
+                select(User.tenant_id, func.count()).where(User.status == "active")
+                .group_by(User.tenant_id))}
+            return [TenantSummary(name=t.name, display_name=t.display_name,
+                                  kind=t.subscription_kind, ends_at=t.subscription_ends_at,
+                                  state=subscription_state(t, now=now),
+                                  users=users.get(t.id, 0))
+                    for t in session.scalars(select(Tenant).order_by(Tenant.name))]
 
     def get_subscription(self, tenant: str) -> SubscriptionView:
         with self.database.reading() as session:

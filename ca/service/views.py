@@ -68,15 +68,17 @@ class BulkResult:
 class TenantSettings:
     """What a tenant's administrator sets: OCSP validity, the UPN suffix (None: certificates
     carry no UPN), whether users may download their own certificate, the default PKCS#12
-    profile."""
+    profile, the default validity of new certificates; and the tenant's zone (dates are
+    shown in it unless the viewer chose another)."""
 
     tenant: str
+    display_name: str
     ocsp_validity_seconds: int
     upn_suffix: str | None
     user_download: bool
     p12_profile: str  # the default PKCS#12 profile of the tenant's bundles
-    timezone: str = "UTC"  # the zone its dates are shown in by default
-    display_name: str = ""
+    default_validity: str  # ISO 8601 period: P1Y, P90D, P100Y
+    timezone: str
 
 
 @dataclass(frozen=True, kw_only=True)

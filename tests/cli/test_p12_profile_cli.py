@@ -35,10 +35,11 @@ def test_set_changes_the_default_shown_both_ways_and_audited_once_per_change(
     said = cli.ok("tenant", "set", "--p12-profile", "compat").out
 
     assert before == {"tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": None,
-                      "user_download": True, "p12_profile": "compat"}
+                      "user_download": True, "p12_profile": "compat",
+                      "default_validity": "P1Y"}
     assert answer == same == {"tenant": "default", "p12_profile": "modern"}
     assert after == {**before, "p12_profile": "modern"}
-    assert text.splitlines()[-1] == "  default PKCS#12 profile: modern"
+    assert text.splitlines()[-2] == "  default PKCS#12 profile: modern"
     assert said == ("tenant default: bundles of certificates issued without a profile are "
                     "made in compat\n")
     assert p12_events(cli) == [

@@ -52,13 +52,14 @@ def test_tenant_show_prints_the_ocsp_validity_tenant_set_changes(ready_sqlite: E
     acme(cli)
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "compat"}
+        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y"}
     cli.ok("tenant", "set", "--ocsp-validity", "120", "--tenant", "acme")
     assert cli.ok("tenant", "show", "--tenant", "acme").out == (
         "tenant acme: OCSP answers valid 120 s\n"
         "  UPN suffix: none (certificates carry no UPN)\n"
         "  users' own downloads: on\n"
-        "  default PKCS#12 profile: compat\n")
+        "  default PKCS#12 profile: compat\n"
+        "  default validity: P1Y\n")
     assert as_json(cli, "tenant", "show")["ocsp_validity_seconds"] == 300  # default's
     assert cli("tenant", "show", "--tenant", "nobody").error() == "no tenant 'nobody'"
 
@@ -70,22 +71,23 @@ def test_tenant_show_prints_the_upn_suffix_and_user_download_tenant_set_changes(
            "--tenant", "acme")
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": "例え.jp",
-        "user_download": False, "p12_profile": "compat"}
+        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y"}
     assert cli.ok("tenant", "show", "--tenant", "acme").out == (
         "tenant acme: OCSP answers valid 300 s\n"
         "  UPN suffix: 例え.jp\n"
         "  users' own downloads: off\n"
-        "  default PKCS#12 profile: compat\n")
+        "  default PKCS#12 profile: compat\n"
+        "  default validity: P1Y\n")
     cli.ok("tenant", "set", "--no-upn-suffix", "--user-download", "on", "--tenant", "acme")
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "compat"}
+        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y"}
     cli.ok("tenant", "set", "--upn-suffix", "example.co.jp", "--user-download", "off")
     # another tenant's settings are its own
     assert as_json(cli, "tenant", "show", "--tenant", "acme")["upn_suffix"] is None
     assert as_json(cli, "tenant", "show") == {
         "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": "example.co.jp",
-        "user_download": False, "p12_profile": "compat"}
+        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y"}
 
 
 def test_crl_show_defaults_to_the_default_tenant_as_ca_show_does(ready_sqlite: Env,
