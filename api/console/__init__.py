@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console import signin
+from api.console import signin, users
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
+    users.router,
 )
