@@ -123,8 +123,8 @@ def users_list(request: Request, tenant: str, filt: Filter | None, *,
     shown = filt or Filter()
     groups = service.users.list_groups(tenant)
     return render(request, "users.html", status=status, filter=shown, views=views,
-                  total=total, groups=groups, statuses=STATUSES, defaults=defaults,
-                  issue=form, error=error, key_types=CLIENT_KEY_TYPES,
+                  total=total, pages=-(-total // PAGE), groups=groups, statuses=STATUSES,
+                  defaults=defaults, issue=form, error=error, key_types=CLIENT_KEY_TYPES,
                   profiles=[p.value for p in Profile], reissues=REISSUE,
                   has_prev=filt is not None and shown.page > 1,
                   has_next=filt is not None and shown.page * PAGE < total)
@@ -134,9 +134,7 @@ def users_list(request: Request, tenant: str, filt: Filter | None, *,
 def users_page(request: Request, tenant: str) -> Response:
     """Users by group, unaffiliated or all, by certificate status and a search, 50 a page."""
     try:
-        filt: Filter | None = Filter.parse(dict(request.query_params))
-        assert filt is not None
-        filt.selection()
+        filt = Filter.parse(dict(request.query_params))
     except InvalidInput as exc:
         return users_list(request, tenant, None, error=exc.message, status=400)
     return users_list(request, tenant, filt)
@@ -273,6 +271,7 @@ i18n.register({
     "users.prev": ("前のページ", "Previous page"),
     "users.next": ("次のページ", "Next page"),
     "users.page": ("{page} / {pages} ページ", "Page {page} of {pages}"),
+    "users.pager": ("ページ", "Pages"),
     "users.issue": ("証明書を発行", "Issue certificates"),
     "users.issue_help": ("表で選択したユーザーに証明書を発行します。",
                          "Issues a certificate to each user ticked in the table."),

@@ -383,6 +383,10 @@ def test_a_group_is_issued_until_the_end_of_the_chosen_day_in_the_chosen_zone(
     assert {(one["login"], one["serial"], one["not_after"])
             for one in job.result["issued"]} == {  # type: ignore[index]
         (login, v.serial, expected.isoformat()) for login, v in certs.items()}
+    # the job page shows each expiry in the viewer's zone (the tenant's: UTC), zone named
+    text = admin.get(f"/console/t/{TENANT}/jobs/{job_id}").text  # type: ignore[attr-defined]
+    assert "有効期限 (UTC)" in text
+    assert text.count("<td>2027-08-01 14:59 UTC</td>") == 2
 
 
 def test_the_issuance_is_audited_with_the_admin_as_actor(
