@@ -277,8 +277,10 @@ i18n.register({
                          "Issues a certificate to each user ticked in the table."),
     "users.expires": ("有効期限 (この日の終わりまで有効)",
                       "Expires (valid through the end of this day)"),
-    "users.expires_help": ("日付は {zone} のものです。発行できる最終日: {latest}",
-                           "The date is in {zone}. Latest date possible: {latest}"),
+    "users.expires_help": ("日付は下で選ぶタイムゾーンでの日付です (既定: {zone})。"
+                           "発行できる最終日 ({zone}): {latest}",
+                           "The date is a day in the time zone chosen below (default: "
+                           "{zone}). Latest date possible ({zone}): {latest}"),
     "users.timezone": ("有効期限のタイムゾーン", "Time zone of the expiry"),
     "users.reissue": ("有効な証明書を持つユーザー", "Users who already hold a valid certificate"),
     "users.reissue.keep": ("既存の証明書を残す (端末ごとに 1 枚)",

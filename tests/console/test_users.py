@@ -323,7 +323,9 @@ def test_the_dialog_offers_a_year_ahead_in_the_tenants_zone_and_its_defaults(
     assert (shown.ids["expires"]["value"], shown.chosen["timezone"]) == (
         "2027-03-02", "Pacific/Honolulu")
     text = admin.get(users_url()).text  # type: ignore[attr-defined]
-    assert "日付は Pacific/Honolulu のものです。" in text
+    # the issuing CA ends 2046-03-02 09:00 UTC, 23:00 on the 1st in Honolulu
+    assert "(既定: Pacific/Honolulu)。発行できる最終日 (Pacific/Honolulu): 2046-02-28" in text
+    assert shown.ids["expires"]["max"] == "2046-02-28"
 
 
 def test_issuing_with_nobody_ticked_is_the_page_again_and_starts_nothing(
