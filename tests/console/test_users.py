@@ -391,6 +391,25 @@ def test_a_group_is_issued_until_the_end_of_the_chosen_day_in_the_chosen_zone(
     assert text.count("<td>2027-08-01 14:59 UTC</td>") == 2
 
 
+def test_an_admin_with_a_zone_of_their_own_sees_it_and_issues_in_it(
+        service: Service, clock: FixedClock, app_client: TestClient, tenant: str) -> None:
+    clock.set(NOW)
+    add(service, "yamada", "山田太郎")
+    token = service.tokens.create(role="admin", tenant=TENANT, name="東京の管理者",
+                                  timezone="Asia/Tokyo")[0]
+    admin = Console(app_client)
+    admin.sign_in(token)
+    shown = page(admin, users_url())
+    assert (shown.ids["expires"]["value"], shown.chosen["timezone"]) == (
+        "2027-03-03", "Asia/Tokyo")
+    # a form that names no zone or date: the admin's zone decides, as the API's does
+    job = finished(service, job_of(issue_form(admin, ["yamada"], timezone="", expires="")))
+    assert job.status == "succeeded"
+    (view,) = service.certificates.list_certificates(TENANT)
+    assert (view.expiry_date, view.expiry_zone, view.not_after) == (
+        dt.date(2027, 3, 3), "Asia/Tokyo", dt.datetime(2027, 3, 3, 14, 59, 59, tzinfo=dt.UTC))
+
+
 def test_the_issuance_is_audited_with_the_admin_as_actor(
         service: Service, admin: Console, admin_token: str) -> None:
     add(service, "yamada", "山田太郎")
