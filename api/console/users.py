@@ -159,8 +159,9 @@ def _issue(request: Request, tenant: str, values: dict[str, str], logins: tuple[
                      reissue=values["reissue"] or "keep", key_type=values["key_type"],
                      p12_profile=values["p12_profile"], best_effort=best_effort,
                      checked=logins)
-    try:
-        filt: Filter | None = Filter.parse(dict(parse_qsl(values["view"])))
+    try:  # the list as the admin had filtered it, to show again with an error
+        filt = Filter.parse(dict(parse_qsl(values["view"])))
+        filt.selection()
     except InvalidInput:
         filt = Filter()
     if not logins:

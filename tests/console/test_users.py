@@ -338,6 +338,10 @@ def test_issuing_with_nobody_ticked_is_the_page_again_and_starts_nothing(
     assert shown.logins == ["yamada"]  # the list as it was filtered
     assert shown.ids["q"]["value"] == "yama" and shown.chosen["status"] == "unissued"
     assert shown.ids["expires"]["value"] == "2027-03-02"  # what was posted
+    # a list filter that no longer reads is dropped; the error said stays the one that counts
+    tampered = Page(issue_form(admin, [], view="status=bogus").text)
+    assert tampered.texts["error"] == "発行するユーザーを表で 1 人以上選択してください。"
+    assert tampered.logins == ["yamada"]
     assert counts(service) == (0, 0)
     english = admin.post(f"/console/t/{TENANT}/issue?lang=en", {"expires": "2027-03-02"})
     assert english.status_code == 400  # type: ignore[attr-defined]
