@@ -73,7 +73,7 @@ def list_users(request: Request, response: Response, tenant: str, login: Logins 
     if q is None and limit is None and offset == 0:
         return [present.user(v) for v in users.list_users(tenant, selection)]
     views, total = users.page(tenant, selection, search=q, offset=offset,
-                              limit=limit or MAX_PAGE)
+                              limit=MAX_PAGE if limit is None else limit)
     response.headers["X-Total-Count"] = str(total)
     return [present.user(v) for v in views]
 
