@@ -167,7 +167,7 @@ class Users:
              limit: int = PAGE) -> tuple[list[UserView], int]:
         """One page of ``list_users`` (by login, ``limit`` from ``offset``), optionally only
         the users whose login, display name or e-mail holds ``search``, and how many there
-        are in all: two queries, whatever the tenant's size."""
+        are in all: a count and a page (and the page's groups), whatever the tenant's size."""
         if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"a page is 1..{MAX_PAGE} users from offset 0..{MAX_OFFSET}",
                                field="page")
