@@ -11,6 +11,7 @@ import typer
 from ca import present
 from ca.errors import InvalidInput
 from ca.service import DEFAULT_TENANT, Selection, UserSpec
+from ca.service.users import MAX_PAGE
 from cli.context import STATE, emit
 from cli.output import output_file, shown
 
@@ -117,12 +118,26 @@ def user_list(
     group: GroupOpt = None,
     unaffiliated: UnaffiliatedOpt = False,
     status: StatusOpt = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", "-q", help="Only users whose login, name or e-mail holds this "
+                               "(ignoring case).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="At most this many users (1-1000), by login.")] = None,
+    offset: Annotated[int, typer.Option("--offset", help="Skip this many users first.")] = 0,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
-    """List users: all, a group's, or the unaffiliated; optionally by certificate status."""
+    """List users: all, a group's, or the unaffiliated; optionally by certificate status.
+    With --search, --limit or --offset: one page of them (as ``GET .../users`` answers
+    it), the number matching in all on stderr."""
     chosen = selection(None, group, unaffiliated, False, status, default_everyone=True)
-    views = STATE.service().users.list_users(tenant, chosen)
+    users = STATE.service().users
+    if search is None and limit is None and offset == 0:
+        views = users.list_users(tenant, chosen)
+    else:
+        views, total = users.page(tenant, chosen, search=search, offset=offset,
+                                  limit=MAX_PAGE if limit is None else limit)
+        sys.stderr.write(f"{len(views)} of {total} users from {offset}\n")
     emit([present.user(v) for v in views], as_json=as_json,
          text="\n".join(f"{v.login:24} {v.certificate_status:10} "
                         f"{'allowed' if v.secure_access else 'denied':8} {v.email}  "

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console import audit, imports, settings, signin, tenants, user
+from api.console import audit, imports, settings, signin, tenants, user, users
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
+    users.router,
     user.router,
     imports.router,
     settings.router,

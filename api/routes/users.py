@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -15,6 +15,8 @@ from api.schemas import GroupOut, ImportOut, PermissionIn, SelectionIn, UserIn, 
 from ca import present
 from ca.errors import InvalidInput
 from ca.service import Selection, UserSpec
+from ca.service.selection import SEARCH_LIMIT
+from ca.service.users import MAX_OFFSET, MAX_PAGE
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}", tags=["users"])
 ADMINS = requires("operator", "admin")
@@ -55,11 +57,25 @@ def add_user(request: Request, tenant: str, body: UserIn) -> dict[str, object]:
 
 @router.get("/users", dependencies=[ADMINS], response_model=list[UserOut],
             responses=responses(*COMMON))
-def list_users(request: Request, tenant: str, login: Logins = None, group: GroupQ = None,
-               unaffiliated: bool = False, status: StatusQ = None) -> list[dict[str, object]]:
-    """Users by group, unaffiliated or all, and by certificate status."""
+def list_users(request: Request, response: Response, tenant: str, login: Logins = None,
+               group: GroupQ = None, unaffiliated: bool = False, status: StatusQ = None,
+               q: Annotated[str | None, Query(max_length=SEARCH_LIMIT,
+                                              description="login, display name or e-mail "
+                                                          "holds this, ignoring case")] = None,
+               limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+               offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+               ) -> list[dict[str, object]]:
+    """Users by group, unaffiliated or all, and by certificate status. With ``q``,
+    ``limit`` or ``offset``: one page of them (by login; ``limit`` default 1000), and the
+    number of users matching in all in ``X-Total-Count``."""
     selection = query_selection(login, group, unaffiliated, status)
-    return [present.user(v) for v in service_of(request).users.list_users(tenant, selection)]
+    users = service_of(request).users
+    if q is None and limit is None and offset == 0:
+        return [present.user(v) for v in users.list_users(tenant, selection)]
+    views, total = users.page(tenant, selection, search=q, offset=offset,
+                              limit=MAX_PAGE if limit is None else limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [present.user(v) for v in views]
 
 
 @router.get("/users.csv", dependencies=[ADMINS], response_class=StreamingResponse,

@@ -46,6 +46,18 @@ class _Issuer:
     zone: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class IssueDefaults:
+    """A tenant's issuance defaults, the expiry as a date in ``zone``."""
+
+    tenant_zone: str
+    zone: str
+    expires: dt.date
+    latest: dt.date  # the last date the issuing CA can vouch for, in ``zone``
+    key_type: str
+    p12_profile: str
+
+
 Progress = Callable[[int, int], None]
 # a batch whose random serial was already taken is made again, this many times at most
 SERIAL_ATTEMPTS = 3
@@ -281,11 +293,8 @@ class Certificates:
         # the zone: the request's, else the admin's preference, else the tenant's, else UTC
         zone_name = request.timezone or admin_zone or tenant.timezone or "UTC"
         zone = expiry.zone(zone_name)
-        validity = expiry.Period.parse(tenant.default_validity)
-        latest = expiry.latest_within(authority.not_after, zone)
-        # a default longer than the CA's life stops with the CA; an asked-for date is refused
-        expires = request.expires or min(
-            expiry.default_expiry(zone, now=now, validity=validity), latest)
+        default, latest = _expiry_bounds(tenant, authority, zone, now=now)
+        expires = request.expires or default
         expiry.check_expiry(expires, zone, now=now)
         if expires > latest:
             raise InvalidInput(
@@ -295,6 +304,18 @@ class Certificates:
                        cert=x509.load_der_x509_certificate(authority.der),
                        not_after=expiry.not_after(expires, zone), expires=expires,
                        zone=zone_name)
+
+    def issue_defaults(self, tenant: str, *, zone: str | None = None) -> IssueDefaults:
+        """What an issuance of ``tenant`` takes when the admin chooses nothing, the expiry
+        as a date in ``zone`` (default: the tenant's): the issue dialog's first values."""
+        with self.database.reading() as session:
+            owner, authority = queries.tenant_and_issuing(session, tenant)
+            zone_name = zone or owner.timezone or "UTC"
+            default, latest = _expiry_bounds(owner, authority, expiry.zone(zone_name),
+                                             now=self.clock.now())
+            return IssueDefaults(tenant_zone=owner.timezone or "UTC", zone=zone_name,
+                                 expires=default, latest=latest, key_type=owner.key_type,
+                                 p12_profile=owner.p12_profile)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -397,6 +418,16 @@ class Certificates:
                 tenant_id=owner.id, details={"serials": [cert.serial],
                                              "profile": chosen.value}), now=now)
         return Bundle(filename=bundle.zip_name(login), content=content, serial=cert.serial)
+
+
+def _expiry_bounds(tenant: Tenant, authority: Authority, zone: dt.tzinfo, *,
+                   now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The default expiry (the tenant's validity after today in ``zone``) and the latest
+    date the issuing CA can vouch for: a default longer than the CA's life stops with the
+    CA; a date asked for beyond it is refused."""
+    validity = expiry.Period.parse(tenant.default_validity)
+    latest = expiry.latest_within(authority.not_after, zone)
+    return min(expiry.default_expiry(zone, now=now, validity=validity), latest), latest
 
 
 def _key_material(session: Session, cert: Certificate, *, now: dt.datetime) -> KeyMaterial:

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, literal, select
+from sqlalchemy import ColumnElement, Select, case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ca import validate
@@ -81,8 +81,31 @@ def status_expression(now: dt.datetime) -> ColumnElement[str]:
     )
 
 
-def select_users(owner: Tenant, selection: Selection, *,
-                 now: dt.datetime) -> Select[User, str]:
+SEARCH_LIMIT = 200  # characters of a search: as long as the longest display name
+
+
+def search_text(text: str | None) -> str | None:
+    """A search as typed (login, display name or e-mail), trimmed and NFC-normalised as
+    stored names are; None or blank: no search."""
+    if text is None:
+        return None
+    cleaned = validate.display_text(text, field="q", limit=SEARCH_LIMIT)
+    return cleaned or None
+
+
+def search_filter(text: str) -> ColumnElement[bool]:
+    """SQL: ``text`` inside the login, display name or e-mail, ignoring case, with ``%`` and
+    ``_`` taken literally. (SQLite folds the case of ASCII letters only; PostgreSQL of
+    every letter. Kana and kanji have no case.)"""
+    return or_(User.login_key.contains(text.lower(), autoescape=True),
+               User.display_name.icontains(text, autoescape=True),
+               User.email.icontains(text, autoescape=True))
+
+
+def select_users(owner: Tenant, selection: Selection, *, now: dt.datetime,
+                 search: str | None = None) -> Select[User, str]:
+    """The selected users, by login, with each one's certificate status; ``search``
+    (``search_text``) keeps those it matches."""
     state = status_expression(now).label("certificate_status")
     query = select(User, state).where(User.tenant_id == owner.id)
     if not selection.include_retired and selection.logins is None:
@@ -97,6 +120,8 @@ def select_users(owner: Tenant, selection: Selection, *,
         query = query.where(~exists().where(user_groups.c.user_id == User.id))
     if selection.status is not None:
         query = query.where(status_expression(now) == selection.status)
+    if search is not None:
+        query = query.where(search_filter(search))
     return query.order_by(User.login_key)
 
 

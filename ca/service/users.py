@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ca import audit, csvio, validate
@@ -18,11 +18,14 @@ from ca.errors import CAError, Conflict, InvalidInput
 from ca.holds import HoldCause
 from ca.service import transitions, userrows
 from ca.service.plumbing import Database
-from ca.service.selection import Selection, select_users, user_status
+from ca.service.selection import Selection, search_text, select_users, user_status
 from ca.service.tokens import revoke_user_tokens
 
 KINDS = ("person", "service")
 IN_BATCH = 500  # values in one SQL IN list
+PAGE = 50  # users on a page of the admin's list
+MAX_PAGE = 1000
+MAX_OFFSET = 2**63 - 1  # the largest OFFSET the databases take (a signed 64-bit integer)
 IMPORT_ATTEMPTS = 3  # one, then a fresh read after each of two conflicts with another import
 
 
@@ -161,6 +164,27 @@ class Users:
             query = select_users(owner, selection or Selection(everyone=True), now=now)
             rows = session.execute(query.options(selectinload(User.groups))).all()
             return [_view(owner, user, state) for user, state in rows]
+
+    def page(self, tenant: str, selection: Selection | None = None, *,
+             search: str | None = None, offset: int = 0,
+             limit: int = PAGE) -> tuple[list[UserView], int]:
+        """One page of ``list_users`` (by login, ``limit`` from ``offset``), optionally only
+        the users whose login, display name or e-mail holds ``search``, and how many there
+        are in all: a count and a page (and the page's groups), whatever the tenant's size."""
+        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"a page is 1..{MAX_PAGE} users from offset 0..{MAX_OFFSET}",
+                               field="page")
+        wanted = search_text(search)
+        now = self.clock.now()
+        with self.database.reading() as session:
+            owner = queries.tenant(session, tenant)
+            query = select_users(owner, selection or Selection(everyone=True), now=now,
+                                 search=wanted)
+            total = session.scalar(select(func.count()).select_from(
+                query.with_only_columns(User.id).order_by(None).subquery()))
+            rows = session.execute(query.options(selectinload(User.groups))
+                                   .limit(limit).offset(offset)).all()
+            return [_view(owner, user, state) for user, state in rows], int(total or 0)
 
     # --- groups ----------------------------------------------------------------------------
 

@@ -102,6 +102,33 @@ def test_admin_adds_gets_and_lists_users_by_group_unaffiliated_and_status(
     problem(client.get(f"{BASE}/users/nobody", headers=h), 404)
 
 
+def test_a_page_of_users_with_a_search_and_the_total_in_a_header(
+        client: TestClient, tokens: dict[str, str]) -> None:
+    h = admin(tokens)
+    for login, name in (("bob", "山田太郎"), ("carol", "山下花子"), ("dave", "Dave 100%")):
+        r = client.post(f"{BASE}/users", json={"login": login, "email": f"{login}@example.jp",
+                                               "display_name": name}, headers=h)
+        assert r.status_code == 201, r.text
+    whole = client.get(f"{BASE}/users", headers=h)
+    assert "x-total-count" not in whole.headers  # no paging asked: every user, as before
+    assert [u["login"] for u in whole.json()] == ["alice", "bob", "carol", "dave"]
+    for params, expected, total in (
+            ({"limit": 2}, ["alice", "bob"], 4),
+            ({"limit": 2, "offset": 2}, ["carol", "dave"], 4),
+            ({"offset": 3}, ["dave"], 4),
+            ({"q": "山"}, ["bob", "carol"], 2),
+            ({"q": "山", "limit": 1, "offset": 1}, ["carol"], 2),
+            ({"q": "%"}, ["dave"], 1),
+            ({"q": "EXAMPLE.JP", "unaffiliated": "true"}, ["bob", "carol", "dave"], 3)):
+        r = client.get(f"{BASE}/users", params=params, headers=h)
+        assert r.status_code == 200, r.text
+        assert ([u["login"] for u in r.json()], r.headers["x-total-count"]) == (
+            expected, str(total)), params
+    for params in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"q": "x" * 201},
+                   {"q": "a\x00b"}):
+        problem(client.get(f"{BASE}/users", params=params, headers=h), 400)
+
+
 def test_a_login_taken_in_another_case_is_a_409(client: TestClient,
                                                 tokens: dict[str, str]) -> None:
     r = client.post(f"{BASE}/users", json={"login": "ALICE", "email": "a2@example.com"},

@@ -37,6 +37,20 @@ def states(cli: Cli) -> dict[str, str]:
     return {c["login"]: c["state"] for c in as_json(cli, "cert", "list")}
 
 
+def test_user_list_pages_and_searches_as_the_api_does(ready: Env, cli: Cli,
+                                                       tmp_path: Path) -> None:
+    people(cli, tmp_path)
+    assert logins(cli, "--limit", "2") == ["alice", "bob"]
+    assert logins(cli, "--limit", "2", "--offset", "2") == ["carol", "dave"]
+    assert logins(cli, "--search", "山田") == ["yamada"]
+    assert logins(cli, "-q", "C.", "--group", "Sales") == ["carol"]
+    done = cli.ok("user", "list", "--search", "EXAMPLE.COM", "--limit", "1", "--offset", "1")
+    assert done.out.split()[0] == "bob"  # of alice, bob, carol and dave
+    assert done.err == "1 of 4 users from 1\n"
+    assert cli("user", "list", "--limit", "0").error() == (
+        "a page is 1..1000 users from offset 0..9223372036854775807")
+
+
 # --- import --------------------------------------------------------------------------------
 
 

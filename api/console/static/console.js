@@ -37,9 +37,10 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
-  // a job's progress: <section data-job-status="/console/t/x/jobs/ID/status">
+  // a job's progress: <section data-job-status="/console/t/x/jobs/ID/status">, polled while
+  // the page shows it running (<... data-status="running">); a finished job's page stays put
   const job = document.querySelector("[data-job-status]");
-  if (job) {
+  if (job && job.querySelector('[data-status="running"]')) {
     const poll = async () => {
       try {
         const answer = await fetch(job.dataset.jobStatus, {credentials: "same-origin",
