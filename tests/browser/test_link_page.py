@@ -1,51 +1,54 @@
-"""The one-time link page in a phone's browser: a user opens the link from a mail, presses
-the button, and the zip with the .p12 arrives. The proof that the harness drives a real
-Chromium against a real server; it takes the screenshots of the page the README shows."""
+"""The one-time link as its two people meet it: the admin makes it on the user's console
+page, and the user opens it in a phone's browser, presses the button, copies the password
+with the copy button and saves the zip, whose .p12 that password opens. The screenshots of
+the link pages are taken with the console's (test_console_flow.py)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Callable
-
-from cryptography.hazmat.primitives.serialization import pkcs12
+from urllib.parse import urlsplit
 
 from ca.service import IssueRequest
-from tests.support.browser import Page, Site, expect, save_screenshot
+from tests.browser.steps import open_user_zip, opened, serial_of, sign_in, user_path
+from tests.support.browser import Page, Site, expect
 
 
-def link_for(site: Site, login: str, display_name: str) -> tuple[str, str]:
-    """A new user of the site's tenant with a certificate, and a link for them: the page's
-    path and the certificate's serial."""
-    site.service.users.add(site.tenant, login, email=f"{login}@example.jp",
-                           display_name=display_name, allow=True)
+def test_a_phone_opens_the_link_copies_the_password_and_saves_the_zip_with_its_p12(
+        site: Site, page: Callable[..., Page], phone_page: Callable[..., Page]) -> None:
+    site.service.users.add(site.tenant, "yamada", email="yamada@example.jp",
+                           display_name="山田 太郎", allow=True)
     (issued,) = site.service.certificates.issue(IssueRequest(tenant=site.tenant,
-                                                             logins=(login,)))
-    return f"/d/{site.service.links.create(site.tenant, login).token}", issued.serial
+                                                             logins=("yamada",)))
+    admin = opened(page, "ja-JP")
+    sign_in(admin, site, site.admin_token())
+    admin.goto(site.url + user_path(site, "yamada"))
+    expect(admin.locator("#link-url")).to_have_count(0)
+    with admin.expect_navigation():
+        admin.click("form#link #link-submit")
+    link = urlsplit(admin.locator("#link-url").inner_text().strip())
+    assert link.path.startswith("/d/") and not link.query, link
+    admin.goto(site.url + user_path(site, "yamada"))  # the link is shown once
+    expect(admin.locator("#link-url")).to_have_count(0)
 
-
-def test_a_phone_opens_the_link_and_saves_the_zip_with_its_p12(
-        site: Site, phone_page: Callable[..., Page]) -> None:
-    path, serial = link_for(site, "yamada", "山田太郎")
-    page = phone_page("ja-JP")
-    response = page.goto(site.url + path)
+    phone = opened(phone_page, "ja-JP")
+    response = phone.goto(site.url + link.path)
     assert response is not None and response.status == 200
-    expect(page.get_by_role("heading", level=1)).to_have_text(
-        "証明書のダウンロード / Certificate download", use_inner_text=True)
-    expect(page.locator("dl dd")).to_have_text(["yamada", "2027-03-02 23:59 UTC"])
-    save_screenshot(page, "link-page-phone-ja")
+    expect(phone.locator("#password")).to_have_count(0)  # nothing secret before the button
+    with phone.expect_navigation():
+        phone.click("#download-button")
+    password = phone.locator("#password").inner_text().strip()
+    assert len(password) >= 16, password
 
-    page.get_by_role("button", name="ダウンロード / Download").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("証明書 / Your certificate")
-    password = page.locator(".password code").inner_text()
-    with page.expect_download() as arriving:
-        page.get_by_role("link", name="yamada.zip を保存 / Save yamada.zip").click()
+    copy = phone.locator("button[data-copy=password]")
+    expect(copy).to_be_visible()
+    copy.tap()
+    expect(copy).to_have_attribute("data-copied", "true")
+    assert phone.evaluate("navigator.clipboard.readText()") == password
+
+    with phone.expect_download() as arriving:
+        phone.tap("a#download-zip")
     download = arriving.value
     assert download.suggested_filename == "yamada.zip"
-    with zipfile.ZipFile(io.BytesIO(download.path().read_bytes())) as archive:
-        assert sorted(archive.namelist()) == ["yamada-password.txt", "yamada.p12"]
-        assert archive.read("yamada-password.txt").decode().strip() == password
-        loaded = pkcs12.load_pkcs12(archive.read("yamada.p12"), password.encode())
-    assert loaded.key is not None and loaded.cert is not None
-    assert format(loaded.cert.certificate.serial_number, "X") == serial
-    save_screenshot(page, "link-delivered-phone-ja", mask=(page.locator(".password"),))
+    bundle = open_user_zip("yamada", download.path().read_bytes())
+    assert bundle.password == password
+    assert serial_of(bundle.certificate) == issued.serial

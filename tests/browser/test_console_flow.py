@@ -1,0 +1,233 @@
+"""The web console as people use it, in Debian's Chromium against a real server: an admin
+signs in with their token, imports users from a CSV, issues to a group with a chosen expiry
+and zone, downloads the zip and revokes a certificate; what a page must refuse (a form
+without its CSRF value, another tenant's pages) and what it must never run (a display name
+holding a script). A page's console error or CSP violation fails the test (the harness)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+import pytest
+
+from ca.errors import CAError
+from ca.service import IssueRequest
+from ca.validate import email as check_email
+from tests.browser.steps import (
+    BAD_CSV,
+    BAD_EMAIL,
+    BAD_LINE,
+    FIXED_CSV,
+    IMPORTED,
+    IN_SALES,
+    SALES,
+    filter_users,
+    import_rows,
+    listed,
+    open_bulk_zip,
+    opened,
+    serial_of,
+    sign_in,
+    tenant_path,
+    user_path,
+)
+from tests.support.browser import Page, Site, expect
+
+PageOpener = Callable[..., Page]
+
+# the end of 2027-03-31 in New York: daylight saving time (UTC-4) since 14 March, so
+# 2027-04-01 00:00 EDT less one second (the tenant's own zone is UTC)
+CHOSEN_DAY = "2027-03-31"
+CHOSEN_ZONE = "America/New_York"
+END_OF_CHOSEN_DAY = dt.datetime(2027, 4, 1, 3, 59, 59, tzinfo=dt.UTC)
+JOB_DEADLINE_MS = 30_000  # three EC keys and a zip on a busy machine; the page polls each second
+
+
+def bad_email_reason() -> str:
+    """The validator's own words for the bad row's e-mail: the page shows them as they are."""
+    with pytest.raises(CAError) as refused:
+        check_email(BAD_EMAIL)
+    return refused.value.message
+
+
+def imported(site: Site) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {user.login: (user.display_name, tuple(sorted(user.groups)))
+            for user in site.service.users.list_users(site.tenant)}
+
+
+def states(site: Site) -> dict[str, tuple[str, str | None]]:
+    """login -> (state, revocation reason) of each certificate of the tenant (one a user)."""
+    found = {}
+    for cert in site.service.certificates.list_certificates(site.tenant):
+        assert cert.login not in found, f"{cert.login} holds two certificates"
+        found[cert.login] = (cert.state.value, cert.revocation_reason)
+    return found
+
+
+def no_dialog(page: Page) -> list[str]:
+    """Every dialog the page opens (alert, confirm...), dismissed and recorded."""
+    opened: list[str] = []
+
+    def record(dialog: object) -> None:
+        opened.append(f"{dialog.type}: {dialog.message}")  # type: ignore[attr-defined]
+        dialog.dismiss()  # type: ignore[attr-defined]
+    page.on("dialog", record)
+    return opened
+
+
+def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_one(
+        site: Site, page: PageOpener) -> None:
+    admin = opened(page, "ja-JP")
+    dialogs = no_dialog(admin)
+    sign_in(admin, site, site.admin_token())
+    assert admin.url == site.url + tenant_path(site, "users")
+
+    # the CSV with one bad row: the check points at that row alone and writes nothing
+    admin.goto(site.url + tenant_path(site, "import"))
+    admin.fill("#csv-text", BAD_CSV)
+    with admin.expect_navigation():
+        admin.click("#check")
+    assert import_rows(admin) == {2: "ok", BAD_LINE: "bad", 4: "ok", 5: "ok"}
+    expect(admin.locator(f"tr.bad[data-line='{BAD_LINE}'] td.problem")).to_have_text(
+        bad_email_reason())
+    expect(admin.locator("tr.ok td.problem")).to_have_text(["", "", ""])
+    assert imported(site) == {}
+    # applied as it is, it is refused whole: the same table, nothing written
+    with admin.expect_navigation():
+        admin.click("#apply")
+    assert import_rows(admin) == {2: "ok", BAD_LINE: "bad", 4: "ok", 5: "ok"}
+    expect(admin.locator("#import-done")).to_have_count(0)
+    assert imported(site) == {}
+
+    # fixed and applied
+    admin.fill("#csv-text", FIXED_CSV)
+    with admin.expect_navigation():
+        admin.click("#apply")
+    expect(admin.locator("#import-done")).to_be_visible()
+    assert imported(site) == {login: (name, tuple(sorted(groups)))
+                              for login, (name, groups) in IMPORTED.items()}
+
+    # the group, everyone in it ticked, a day and a zone that are not the defaults
+    admin.goto(site.url + tenant_path(site, "users"))
+    assert listed(admin) == set(IMPORTED)
+    assert filter_users(admin, group=SALES) == IN_SALES
+    admin.check("#select-all")
+    ticked = admin.locator("input[name=login][form=issue]")
+    expect(ticked).to_have_count(len(IN_SALES))
+    assert all(ticked.nth(n).is_checked() for n in range(len(IN_SALES)))
+    assert admin.input_value("#timezone") != CHOSEN_ZONE  # the tenant's zone by default
+    admin.fill("#expires", CHOSEN_DAY)
+    admin.select_option("#timezone", CHOSEN_ZONE)
+    with admin.expect_navigation():
+        admin.click("#issue-submit")
+    assert re.fullmatch(re.escape(site.url + tenant_path(site, "jobs/")) + "[0-9a-f]{32}",
+                        admin.url), admin.url
+
+    # the job page follows the job to its end
+    job = admin.locator("section#job")
+    expect(job).to_have_attribute("data-job-status",
+                                  admin.url.removeprefix(site.url) + "/status")
+    expect(admin.locator("#job-status")).to_have_attribute(
+        "data-status", "succeeded", timeout=JOB_DEADLINE_MS)
+    progress = job.locator("progress")
+    assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("3", "3")
+    expect(admin.locator("a#download")).to_have_attribute(
+        "href", admin.url.removeprefix(site.url) + "/download")
+    assert states(site) == dict.fromkeys(IN_SALES, ("valid", None))
+
+    with admin.expect_download() as arriving:
+        admin.click("a#download")
+    bundles = open_bulk_zip(arriving.value.path().read_bytes())
+    assert set(bundles) == IN_SALES
+    issued = {cert.login: cert.serial
+              for cert in site.service.certificates.list_certificates(site.tenant)}
+    for login, bundle in bundles.items():
+        assert serial_of(bundle.certificate) == issued[login]
+        assert bundle.certificate.not_valid_after_utc == END_OF_CHOSEN_DAY, login
+
+    # sato leaves the sales department: revoked from her page, with the reason
+    with admin.expect_navigation():
+        admin.click("tr[data-login=sato] a.user-link")
+    assert admin.url == site.url + user_path(site, "sato")
+    row = admin.locator(f"tr[data-serial='{issued['sato']}']")
+    expect(admin.locator("tr[data-serial]")).to_have_count(1)
+    expect(row.locator("span.badge")).to_have_class("badge valid")
+    row.locator("form.revoke select[name=reason]").select_option("affiliationChanged")
+    with admin.expect_navigation():
+        row.locator("form.revoke button.revoke-submit").click()
+    expect(admin.locator("#notice")).to_be_visible()
+    expect(row.locator("span.badge")).to_have_class("badge revoked")
+    expect(row.locator("form.revoke")).to_have_count(0)
+    assert states(site) == {"sato": ("revoked", "affiliationChanged"),
+                            "tanaka": ("valid", None), "yamada": ("valid", None)}
+
+    admin.goto(site.url + tenant_path(site, "users"))
+    assert filter_users(admin, status="revoked") == {"sato"}
+    assert filter_users(admin, status="valid") == {"tanaka", "yamada"}
+    assert filter_users(admin, status="unissued") == {"suzuki"}
+    assert dialogs == []
+
+
+def test_a_display_name_holding_a_script_is_shown_as_text(site: Site,
+                                                          page: PageOpener) -> None:
+    name = "<script>alert(1)</script>山田 太郎"
+    site.service.users.add(site.tenant, "yamada", email="yamada@example.jp",
+                           display_name=name, allow=True)
+    admin = opened(page, "ja-JP")
+    dialogs = no_dialog(admin)
+    sign_in(admin, site, site.admin_token())
+    row = admin.locator("tr[data-login=yamada]")
+    assert name in (row.text_content() or "")
+    assert admin.locator("main script").count() == 0
+    with admin.expect_navigation():
+        row.locator("a.user-link").click()
+    expect(admin.locator("h1")).to_contain_text(name)
+    assert admin.locator("main script").count() == 0
+    assert dialogs == []
+
+
+def test_a_form_posted_without_its_csrf_value_is_refused_and_changes_nothing(
+        site: Site, page: PageOpener) -> None:
+    site.service.users.add(site.tenant, "yamada", email="yamada@example.jp",
+                           display_name="山田 太郎", allow=True)
+    (issued,) = site.service.certificates.issue(IssueRequest(tenant=site.tenant,
+                                                             logins=("yamada",)))
+    admin = opened(page, "ja-JP")
+    sign_in(admin, site, site.admin_token())
+    admin.goto(site.url + user_path(site, "yamada"))
+    form = admin.locator(f"tr[data-serial='{issued.serial}'] form.revoke")
+    expect(form.locator("input[name=csrf]")).to_have_count(1)
+    form.evaluate("form => form.querySelector('input[name=csrf]').remove()")
+    with admin.expect_navigation() as answered:
+        form.locator("button.revoke-submit").click()
+    response = answered.value
+    assert response is not None and response.status == 403
+    assert response.request.method == "POST"
+    expect(admin.locator("form.revoke")).to_have_count(0)  # an error page, not the user's
+    assert states(site) == {"yamada": ("valid", None)}
+    assert site.service.certificates.get(issued.serial).state.value == "valid"
+
+
+def test_an_admin_cannot_reach_another_tenant_s_pages(site: Site, page: PageOpener) -> None:
+    site.service.hierarchy.create_tenant("kansai", display_name="関西商事株式会社",
+                                         ca_key_type="ec-p256")
+    site.service.users.add("kansai", "nishida", email="nishida@example.jp",
+                           display_name="西田 次郎", allow=True)
+    admin = opened(page, "ja-JP")
+    sign_in(admin, site, site.admin_token())
+    for path in (tenant_path(site, "users", "kansai"),
+                 tenant_path(site, "users?group=&status=", "kansai"),
+                 user_path(site, "nishida").replace(f"/t/{site.tenant}/", "/t/kansai/"),
+                 tenant_path(site, "import", "kansai"),
+                 tenant_path(site, "settings", "kansai"),
+                 tenant_path(site, "audit", "kansai")):
+        response = admin.goto(site.url + path)
+        assert response is not None and response.status == 404, path
+        text = admin.locator("body").inner_text()
+        assert "nishida" not in text and "西田" not in text and "関西" not in text, path
+        expect(admin.locator("tr[data-login]")).to_have_count(0)
+    # their own pages still open
+    response = admin.goto(site.url + tenant_path(site, "users"))
+    assert response is not None and response.status == 200
