@@ -33,7 +33,7 @@ from tests.browser.steps import (
     tenant_path,
     user_path,
 )
-from tests.support.browser import Page, Site, expect
+from tests.support.browser import Page, Site, expect, save_screenshot
 
 PageOpener = Callable[..., Page]
 
@@ -231,3 +231,107 @@ def test_an_admin_cannot_reach_another_tenant_s_pages(site: Site, page: PageOpen
     # their own pages still open
     response = admin.goto(site.url + tenant_path(site, "users"))
     assert response is not None and response.status == 200
+
+
+# --- the screenshots the README shows -----------------------------------------------------------
+
+LANGUAGES = ("ja", "en")
+# a serial (uppercase hex) or a job's id (32 lowercase hex digits): new on every run
+RANDOM_HEX = re.compile(r"[0-9A-F]{16,}|[0-9a-f]{32}")
+
+
+STEADY = "0" * 40  # as wide as the longest serial
+
+
+def steady(page: Page, css: str) -> None:
+    """Each serial and job id in the elements ``css`` selects written as ``STEADY``, before
+    the screenshot paints them over: a serial's length varies (no leading zeros), and with
+    it the width of its column and the file's bytes."""
+    page.locator(css).evaluate_all(
+        """(cells, [pattern, steady]) => {
+             const random = new RegExp(pattern, "g");
+             for (const cell of cells) {
+               const texts = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+               for (let text = texts.nextNode(); text; text = texts.nextNode()) {
+                 text.nodeValue = text.nodeValue.replace(random, steady);
+               }
+             }
+           }""", [RANDOM_HEX.pattern, STEADY])
+
+
+def with_lang(url: str, lang: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"lang={lang}"
+
+
+def test_screenshots_of_the_console_pages_in_japanese_and_english(
+        site: Site, page: PageOpener, phone_page: PageOpener) -> None:
+    """Each page the README shows, as an admin, the operator and a user's phone see it, in
+    both languages (``?lang=``, which the console remembers). Serials, job ids and
+    passwords are painted over; every date comes from the server's fixed clock."""
+    service = site.service
+    service.users.import_users(site.tenant, FIXED_CSV.encode())
+    service.users.add(site.tenant, "kato", email="kato@example.jp", display_name="加藤 恵",
+                      groups=("総務部",))  # not yet allowed a certificate
+    service.certificates.issue(IssueRequest(tenant=site.tenant, logins=("suzuki",)))
+    service.hierarchy.create_tenant("kansai", display_name="関西商事株式会社",
+                                    ca_key_type="ec-p256")
+    admin = opened(page, "ja-JP")
+
+    def shoot(path: str, name: str, *, mask: tuple[str, ...] = ()) -> None:
+        for lang in LANGUAGES:
+            admin.goto(with_lang(site.url + path, lang))
+            assert admin.locator("html").get_attribute("lang") == lang
+            for css in mask:
+                steady(admin, css)
+            save_screenshot(admin, f"{name}-{lang}",
+                            mask=tuple(admin.locator(css) for css in mask))
+
+    shoot("/console/sign-in", "console-sign-in")
+    sign_in(admin, site, site.admin_token(), lang="ja")
+
+    for lang in LANGUAGES:  # a check with a bad row: the answer to a post, in each language
+        admin.goto(with_lang(site.url + tenant_path(site, "import"), lang))
+        admin.fill("#csv-text", BAD_CSV.replace("sato", "ito").replace("佐藤 花子", "伊藤 陽子"))
+        with admin.expect_navigation():
+            admin.click("#check")
+        expect(admin.locator(f"tr.bad[data-line='{BAD_LINE}']")).to_have_count(1)
+        save_screenshot(admin, f"console-import-check-{lang}")
+
+    for lang in LANGUAGES:  # the group chosen and its users ticked, the issue form below
+        admin.goto(with_lang(site.url + tenant_path(site, f"users?group={SALES}"), lang))
+        admin.check("#select-all")
+        save_screenshot(admin, f"console-users-{lang}")
+    with admin.expect_navigation():
+        admin.click("#issue-submit")
+    job = admin.url.removeprefix(site.url)
+    expect(admin.locator("#job-status")).to_have_attribute("data-status", "succeeded",
+                                                           timeout=JOB_DEADLINE_MS)
+    shoot(job, "console-job", mask=("#job-issued td:nth-child(2)",))
+    shoot(user_path(site, "yamada"), "console-user", mask=("tr[data-serial] td:nth-child(2)",))
+    shoot(tenant_path(site, "settings"), "console-settings")
+
+    for lang in LANGUAGES:
+        admin.goto(with_lang(site.url + tenant_path(site, "audit"), lang))
+        steady(admin, "#audit td")
+        cells = admin.locator("#audit td").filter(has_text=STEADY)
+        save_screenshot(admin, f"console-audit-{lang}", mask=(cells,))
+
+    operator = opened(page, "ja-JP")
+    sign_in(operator, site, site.operator_token(), lang="ja")
+    assert operator.url == site.url + "/console/tenants"
+    for lang in LANGUAGES:
+        operator.goto(with_lang(site.url + "/console/tenants", lang))
+        shown = operator.locator("tr[data-tenant]").evaluate_all(
+            "rows => rows.map(row => row.dataset.tenant)")
+        assert sorted(shown) == sorted(service.hierarchy.list_tenants())
+        assert {"kansai", site.tenant} <= set(shown)
+        save_screenshot(operator, f"console-tenants-{lang}")
+
+    phone = opened(phone_page, "ja-JP")
+    for lang in LANGUAGES:  # a link each: the page that hands the password over is shown once
+        link = service.links.create(site.tenant, "yamada")
+        phone.goto(with_lang(f"{site.url}/d/{link.token}", lang))
+        save_screenshot(phone, f"link-page-phone-{lang}")
+        with phone.expect_navigation():
+            phone.click("#download-button")
+        save_screenshot(phone, f"link-delivered-phone-{lang}", mask=(phone.locator("#password"),))
