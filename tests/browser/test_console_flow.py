@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from ca.errors import CAError
+from ca.reasons import REASONS
 from ca.service import IssueRequest
 from ca.validate import email as check_email
 from tests.browser.steps import (
@@ -154,7 +155,10 @@ def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_
     row = admin.locator(f"tr[data-serial='{issued['sato']}']")
     expect(admin.locator("tr[data-serial]")).to_have_count(1)
     expect(row.locator("span.badge")).to_have_class("badge valid")
-    row.locator("form.revoke select[name=reason]").select_option("affiliationChanged")
+    reason = row.locator("form.revoke select[name=reason]")
+    offered = reason.locator("option").evaluate_all("options => options.map(o => o.value)")
+    assert offered == list(REASONS)  # the API's; a hold is a suspension, not a reason
+    reason.select_option("affiliationChanged")
     with admin.expect_navigation():
         row.locator("form.revoke button.revoke-submit").click()
     expect(admin.locator("#notice")).to_be_visible()
