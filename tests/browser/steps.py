@@ -7,6 +7,7 @@ wording, which changes with the language."""
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from collections.abc import Callable
@@ -141,6 +142,15 @@ def open_bulk_zip(data: bytes) -> dict[str, Bundle]:
         assert names == {f"{login}.zip" for login in logins} | {"manifest.csv"}, names
         return {login: open_user_zip(login, archive.read(f"{login}.zip"))
                 for login in logins}
+
+
+def bulk_manifest(data: bytes) -> dict[str, str]:
+    """The job zip's ``manifest.csv``: login -> serial of each bundle in it."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        text = archive.read("manifest.csv").decode("utf-8-sig")
+    header, *rows = csv.reader(io.StringIO(text))
+    assert header == ["login", "serial", "not_after", "sha256_fingerprint"], header
+    return {row[0]: row[1] for row in rows}
 
 
 def serial_of(certificate: x509.Certificate) -> str:

@@ -24,6 +24,7 @@ from tests.browser.steps import (
     IMPORTED,
     IN_SALES,
     SALES,
+    bulk_manifest,
     filter_users,
     import_rows,
     listed,
@@ -140,10 +141,12 @@ def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_
 
     with admin.expect_download() as arriving:
         admin.click("a#download")
-    bundles = open_bulk_zip(arriving.value.path().read_bytes())
+    archive = arriving.value.path().read_bytes()
+    bundles = open_bulk_zip(archive)
     assert set(bundles) == IN_SALES
     issued = {cert.login: cert.serial
               for cert in site.service.certificates.list_certificates(site.tenant)}
+    assert bulk_manifest(archive) == issued
     for login, bundle in bundles.items():
         assert serial_of(bundle.certificate) == issued[login]
         assert bundle.certificate.not_valid_after_utc == END_OF_CHOSEN_DAY, login
