@@ -13,6 +13,12 @@ from tests.browser.steps import open_user_zip, opened, serial_of, sign_in, user_
 from tests.support.browser import Page, Site, expect
 
 
+def fits_the_screen(page: Page) -> bool:
+    """Nothing wider than the phone's screen: no sideways scrolling of the whole page."""
+    return bool(page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
+
+
 def test_a_phone_opens_the_link_copies_the_password_and_saves_the_zip_with_its_p12(
         site: Site, page: Callable[..., Page], phone_page: Callable[..., Page]) -> None:
     site.service.users.add(site.tenant, "yamada", email="yamada@example.jp",
@@ -34,10 +40,12 @@ def test_a_phone_opens_the_link_copies_the_password_and_saves_the_zip_with_its_p
     response = phone.goto(site.url + link.path)
     assert response is not None and response.status == 200
     expect(phone.locator("#password")).to_have_count(0)  # nothing secret before the button
+    assert fits_the_screen(phone)
     with phone.expect_navigation():
         phone.click("#download-button")
     password = phone.locator("#password").inner_text().strip()
     assert len(password) >= 16, password
+    assert fits_the_screen(phone)
 
     copy = phone.locator("button[data-copy=password]")
     expect(copy).to_be_visible()
