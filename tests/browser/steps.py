@@ -156,3 +156,10 @@ def bulk_manifest(data: bytes) -> dict[str, str]:
 def serial_of(certificate: x509.Certificate) -> str:
     return format(certificate.serial_number, "X")
 
+
+
+def fits_the_screen(page: Page) -> bool:
+    """Nothing wider than the screen: no sideways scrolling of the whole page (a phone's
+    browser would otherwise zoom out until the words are too small to read)."""
+    return bool(page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))

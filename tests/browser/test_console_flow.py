@@ -26,6 +26,7 @@ from tests.browser.steps import (
     SALES,
     bulk_manifest,
     filter_users,
+    fits_the_screen,
     import_rows,
     listed,
     open_bulk_zip,
@@ -335,6 +336,13 @@ def test_screenshots_of_the_console_pages_in_japanese_and_english(
         save_screenshot(operator, f"console-tenants-{lang}")
 
     phone = opened(phone_page, "ja-JP")
+    sign_in(phone, site, site.admin_token(name="山田のスマートフォン"))
+    for path in (tenant_path(site, "users"), job, user_path(site, "yamada"),
+                 tenant_path(site, "import"), tenant_path(site, "settings"),
+                 tenant_path(site, "audit")):
+        phone.goto(site.url + path)
+        assert fits_the_screen(phone), path  # a wide table scrolls in its own box
+
     for lang in LANGUAGES:  # a link each: the page that hands the password over is shown once
         link = service.links.create(site.tenant, "yamada")
         phone.goto(with_lang(f"{site.url}/d/{link.token}", lang))

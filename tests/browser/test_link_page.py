@@ -9,14 +9,15 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from ca.service import IssueRequest
-from tests.browser.steps import open_user_zip, opened, serial_of, sign_in, user_path
+from tests.browser.steps import (
+    fits_the_screen,
+    open_user_zip,
+    opened,
+    serial_of,
+    sign_in,
+    user_path,
+)
 from tests.support.browser import Page, Site, expect
-
-
-def fits_the_screen(page: Page) -> bool:
-    """Nothing wider than the phone's screen: no sideways scrolling of the whole page."""
-    return bool(page.evaluate(
-        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
 
 
 def test_a_phone_opens_the_link_copies_the_password_and_saves_the_zip_with_its_p12(
