@@ -120,7 +120,9 @@ def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_
     ticked = admin.locator("input[name=login][form=issue]")
     expect(ticked).to_have_count(len(IN_SALES))
     assert all(ticked.nth(n).is_checked() for n in range(len(IN_SALES)))
-    assert admin.input_value("#timezone") != CHOSEN_ZONE  # the tenant's zone by default
+    # by default a year from the server's today, in the tenant's zone (UTC, as it was made)
+    expect(admin.locator("#expires")).to_have_value("2027-03-02")
+    expect(admin.locator("#timezone")).to_have_value("UTC")
     admin.fill("#expires", CHOSEN_DAY)
     admin.select_option("#timezone", CHOSEN_ZONE)
     with admin.expect_navigation():
