@@ -238,9 +238,15 @@ def test_an_admin_cannot_reach_another_tenant_s_pages(site: Site, page: PageOpen
         text = admin.locator("body").inner_text()
         assert "nishida" not in text and "西田" not in text and "関西" not in text, path
         expect(admin.locator("tr[data-login]")).to_have_count(0)
-    # their own pages still open
+    # their own pages still open; the operator's reach every tenant's, kansai's too
     response = admin.goto(site.url + tenant_path(site, "users"))
     assert response is not None and response.status == 200
+    operator = opened(page, "ja-JP")
+    sign_in(operator, site, site.operator_token())
+    with operator.expect_navigation():
+        operator.click("tr[data-tenant=kansai] a")
+    assert operator.url == site.url + tenant_path(site, "users", "kansai")
+    assert listed(operator) == {"nishida"}
 
 
 # --- the screenshots the README shows -----------------------------------------------------------
