@@ -71,13 +71,13 @@ def states(site: Site) -> dict[str, tuple[str, str | None]]:
 
 def no_dialog(page: Page) -> list[str]:
     """Every dialog the page opens (alert, confirm...), dismissed and recorded."""
-    opened: list[str] = []
+    seen: list[str] = []
 
     def record(dialog: object) -> None:
-        opened.append(f"{dialog.type}: {dialog.message}")  # type: ignore[attr-defined]
+        seen.append(f"{dialog.type}: {dialog.message}")  # type: ignore[attr-defined]
         dialog.dismiss()  # type: ignore[attr-defined]
     page.on("dialog", record)
-    return opened
+    return seen
 
 
 def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_one(
