@@ -7,8 +7,8 @@ for, and a Download button), the delivered page (the password, the zip and the .
 page for each refusal, explained in the reader's language rather than the domain's English.
 Dates are in the tenant's zone, with the zone named.
 
-Their Content-Security-Policy is the console's without what they never use (images,
-fetches): scripts and styles only from ``/console/static``. A ``data:`` download from
+Their Content-Security-Policy is the console's without what they never use (data: images,
+fetches): scripts, styles and the icon only from ``/console/static``. A ``data:`` download from
 ``<a download>`` is a navigation, which no fetch directive governs.
 """
 
@@ -29,8 +29,8 @@ from ca.service.links import LinkInfo, Redeemed
 
 log = logging.getLogger("tegata.api")
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",

@@ -44,17 +44,9 @@ SALES = "営業部"
 IN_SALES = {"sato", "tanaka", "yamada"}
 
 
-def without_favicon(page: Page) -> Page:
-    """The console names no icon, so Chromium asks for ``/favicon.ico`` on its own, now and
-    then, and logs the 404 as an error: the browser's habit, not the page's fault. Answered
-    here with "no content" so that the page's own errors still fail the test."""
-    page.route("**/favicon.ico", lambda route: route.fulfill(status=204, body=b""))
-    return page
-
-
 def opened(pages: Callable[..., Page], locale: str = "ja-JP") -> Page:
     """A new page from the harness's factory (``page`` or ``phone_page``), in ``locale``."""
-    return without_favicon(pages(locale))
+    return pages(locale)
 
 
 def sign_in(page: Page, site: Site, token: str, *, lang: str | None = None) -> None:

@@ -9,8 +9,8 @@ import re
 
 import httpx
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 PAGE_HEADERS = {
     "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
