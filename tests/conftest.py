@@ -131,13 +131,16 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("TEGATA_CONFIG", str(tmp_path / "no-such-tegata.toml"))
 
 
-@pytest.fixture(autouse=True)
-def _quick_key_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _quick_key_wrapping() -> Iterator[None]:
     """scrypt at its production cost takes about 0.25 s per wrap or unwrap of the
     data-protection key, and most tests make a throwaway CA or two: they wrap at the lowest
     cost the file format accepts (the file records it). tests/unit/test_sealing.py checks
-    the production cost itself."""
-    monkeypatch.setattr(sealing, "KDF", QUICK_KDF)
+    the production cost itself. Session-wide, so that it comes before the module fixtures
+    too (the gateways' Tegata, whose key every later command and server worker unwraps)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sealing, "KDF", QUICK_KDF)
+        yield
 
 
 @pytest.fixture(scope="session")
