@@ -71,7 +71,9 @@ def pytest_args(rest: list[str]) -> list[str]:
     chosen = any(arg == "-n" or arg.startswith(("-n", "--numprocesses", "no:xdist"))
                  for arg in args)
     if not chosen:
-        args = ["-n", "auto", "--dist", "loadfile", *args]
+        # a test file is one unit of work (its module fixtures start once), handed out in
+        # the order tests/conftest.py collects them: the longest first
+        args = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder", *args]
         if not any(arg.startswith("--basetemp") for arg in args):
             # xdist puts each worker's tmp_path one level deeper (popen-gwN/); the CLI shortens
             # a long path it echoes, and some tests compare messages naming tmp_path: a short

@@ -12,7 +12,8 @@ for the modules that still do.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+    items.sort(key=_start_order(items))
+
+
+# The modules that take longest (real servers, gateways, replicas; hostile inputs and
+# schemathesis over every route), longest first, as measured on a two-core run; the
+# replicas' stress test is paired with modules that start no server of their own. Under
+# pytest-xdist a module is one unit of work (``--dist loadfile``) and units are handed out
+# in collection order (dev.py passes ``--no-loadscope-reorder``): starting the longest ones
+# first keeps one long module from running alone at the end while the other workers idle.
+# Only the order changes; a module missing here starts after these, with the others.
+LONGEST_FIRST = (
+    "tests/integration/test_replicas.py",
+    "tests/api/test_hostile_input.py",
+    "tests/api/test_schemathesis.py",
+    "tests/api/test_shared_limits.py",
+    "tests/api/test_ocsp_processes.py",
+    "tests/cli/test_hostile_input.py",
+    "tests/integration/test_workers.py",
+    "tests/interop/test_haproxy.py",
+    "tests/integration/test_served_traffic.py",
+    "tests/interop/test_nginx.py",
+    "tests/cli/test_parity_commands.py",
+    "tests/cli/test_rollover_shells.py",
+    "tests/integration/test_restore_drill.py",
+    "tests/cli/test_startup.py",
+    "tests/cli/test_backup_cli.py",
+    "tests/interop/test_ocsp_openssl.py",
+)
+
+
+def _start_order(items: list[pytest.Item]) -> Callable[[pytest.Item], tuple[int, int]]:
+    """The key that puts LONGEST_FIRST's modules first, in that order, then every other
+    module by its number of tests, most first (what xdist would do), ties in collection
+    order (the sort is stable)."""
+    counts = Counter(item.nodeid.split("::", 1)[0] for item in items)
+    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        module = item.nodeid.split("::", 1)[0]
+        return (rank.get(module, len(rank)), -counts[module])
+    return key
 
 
 @pytest.fixture(autouse=True)
@@ -89,13 +131,16 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("TEGATA_CONFIG", str(tmp_path / "no-such-tegata.toml"))
 
 
-@pytest.fixture(autouse=True)
-def _quick_key_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _quick_key_wrapping() -> Iterator[None]:
     """scrypt at its production cost takes about 0.25 s per wrap or unwrap of the
     data-protection key, and most tests make a throwaway CA or two: they wrap at the lowest
     cost the file format accepts (the file records it). tests/unit/test_sealing.py checks
-    the production cost itself."""
-    monkeypatch.setattr(sealing, "KDF", QUICK_KDF)
+    the production cost itself. Session-wide, so that it comes before the module fixtures
+    too (the gateways' Tegata, whose key every later command and server worker unwraps)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sealing, "KDF", QUICK_KDF)
+        yield
 
 
 @pytest.fixture(scope="session")
