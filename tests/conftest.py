@@ -100,6 +100,7 @@ LONGEST_FIRST = (
     "tests/interop/test_haproxy.py",
     "tests/integration/test_served_traffic.py",
     "tests/interop/test_nginx.py",
+    "tests/browser/test_console_flow.py",
     "tests/cli/test_parity_commands.py",
     "tests/cli/test_rollover_shells.py",
     "tests/integration/test_restore_drill.py",
