@@ -15,4 +15,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     settings.router,
     audit.router,
     tenants.router,
+    signin.fallback,  # last: a console address no page answers
 )

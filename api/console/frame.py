@@ -132,6 +132,31 @@ def session_cookie_name(request: Request) -> str:
     return f"__Host-{SESSION_COOKIE}" if cookie_is_secure(request) else SESSION_COOKIE
 
 
+def pre_cookie_name(request: Request) -> str:
+    """The sign-in form's cookie: ``__Host-`` where Secure, so that no sibling host or port
+    can plant one (login CSRF)."""
+    return f"__Host-{PRE_COOKIE}" if cookie_is_secure(request) else PRE_COOKIE
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    """A cookie removed with the attributes it was set with (a browser ignores the removal
+    of a ``Secure`` cookie by a header without ``Secure``)."""
+    response.delete_cookie(name, path="/", httponly=True, secure=cookie_is_secure(request),
+                           samesite="strict")
+
+
+def check_origin(request: Request) -> None:
+    """A post from a page of another origin is refused: the browser names the page's origin
+    in ``Origin`` on every form post (RFC 6454, 7.3). Absent (a client that is not a
+    browser), the CSRF value alone decides."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    scheme = "https" if over_https(request) else "http"
+    if origin.lower() != f"{scheme}://{(request.headers.get('host') or '').lower()}":
+        raise Forbidden("the form was posted from another site", field="origin")
+
+
 def set_cookie(request: Request, response: Response, name: str, value: str, *,
                max_age: int | None = None) -> None:
     response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
@@ -232,6 +257,7 @@ class ConsoleGuard(AccessDeclaration):
         if principal.role not in self.roles:
             raise Forbidden(f"an {principal.role} may not open this page")
         if request.method == "POST":
+            check_origin(request)
             form = (await form_of(request))["_form"]
             check_csrf(viewer.session.csrf, form.get("csrf"))
         return viewer

@@ -11,16 +11,18 @@ from fastapi.concurrency import run_in_threadpool
 from api.auth import TooManyFailures, _retry_after
 from api.clientip import client_ip, over_https
 from api.console.frame import (
-    PRE_COOKIE,
     PREFIX,
     STATIC,
     ZONE_COOKIE,
     ConsoleRoute,
     check_csrf,
+    check_origin,
+    clear_cookie,
     console,
     console_public,
     form_of,
     on_localhost,
+    pre_cookie_name,
     redirect,
     render,
     safe_back,
@@ -62,7 +64,7 @@ def _sign_in_form(request: Request, back: str, *, failure: str | None = None,
     insecure = not over_https(request) and not on_localhost(request)
     response = render(request, "signin.html", status=status, back=back, failure=failure,
                       signed_out=signed_out, insecure=insecure)
-    set_cookie(request, response, PRE_COOKIE, viewer.pre_csrf)
+    set_cookie(request, response, pre_cookie_name(request), viewer.pre_csrf)
     return response
 
 
@@ -70,8 +72,9 @@ def _sign_in_form(request: Request, back: str, *, failure: str | None = None,
 async def sign_in(request: Request) -> Response:
     """The token for a session: the token is never kept, nor echoed, nor logged. Failures
     count against the client's address as the API's do (one limit for both)."""
+    check_origin(request)
     form = (await form_of(request))["_form"]
-    check_csrf(request.cookies.get(PRE_COOKIE, ""), form.get("csrf"))
+    check_csrf(request.cookies.get(pre_cookie_name(request), ""), form.get("csrf"))
     back = safe_back(str(form.get("back") or ""))
     if not over_https(request) and not on_localhost(request):
         # the session cookie is Secure here: a browser would drop it, and the token would
@@ -93,7 +96,7 @@ async def sign_in(request: Request) -> Response:
     response = redirect(request, back)
     set_cookie(request, response, session_cookie_name(request), secret,
                max_age=int(IDLE.total_seconds()) * 48)  # the server ends it when idle
-    response.delete_cookie(PRE_COOKIE, path="/")
+    clear_cookie(request, response, pre_cookie_name(request))
     return response
 
 
@@ -103,7 +106,7 @@ def sign_out(request: Request) -> Response:
     secret = request.cookies.get(session_cookie_name(request), "")
     service.sessions.sign_out(secret, actor=actor_of(request))
     response = redirect(request, f"{PREFIX}/sign-in?signed_out=true")
-    response.delete_cookie(session_cookie_name(request), path="/")
+    clear_cookie(request, response, session_cookie_name(request))
     return response
 
 
@@ -125,7 +128,7 @@ async def choose_zone(request: Request) -> Response:
         expiry.zone(zone)  # InvalidInput for a zone that is not one
         set_cookie(request, response, ZONE_COOKIE, zone, max_age=365 * 24 * 3600)
     else:  # back to each tenant's own zone
-        response.delete_cookie(ZONE_COOKIE, path="/")
+        clear_cookie(request, response, ZONE_COOKIE)
     return response
 
 
@@ -138,3 +141,13 @@ def static(request: Request, name: str) -> Response:
     return Response(body, media_type=media_type, headers={
         "ETag": etag, "Cache-Control": "public, max-age=300"})
 
+
+
+# included after every page's router: it answers only what none of them does
+fallback = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+
+
+@fallback.get("/{rest:path}", dependencies=[console_public()])
+def unknown(request: Request, rest: str) -> Response:
+    """A console address that is no page: the console's own 404 page, not the API's JSON."""
+    raise NotFound("no such page in the console", field="path")

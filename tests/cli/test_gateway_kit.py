@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ca.service import hierarchy
+from cli.output import shown
 from tests.legacy import legacy_request
 from tests.support.cli import Cli, Env, Result
 
@@ -68,7 +69,7 @@ def test_a_new_run_for_the_same_include_file_replaces_the_token_it_holds(
         ready_sqlite: Env, cli: Cli, tmp_path: Path) -> None:
     include = tmp_path / "acme-auth.conf"
     other = tmp_path / "other-auth.conf"
-    name = f"nginx kit {include}"
+    name = f"nginx kit {shown(include, 80)}"  # as the kit names it: cut to 80 characters
 
     first = auth_kit(cli, include)
     kept = auth_kit(cli, other)  # another gateway's file: left alone
@@ -78,7 +79,7 @@ def test_a_new_run_for_the_same_include_file_replaces_the_token_it_holds(
     assert [r.code for r in (first, kept, second, third)] == [0, 0, 0, 0]
     assert first.out == second.out == third.out  # the configuration does not change
     assert tokens(ready_sqlite) == [(1, "gateway", name, True),
-                                    (2, "gateway", f"nginx kit {other}", False),
+                                    (2, "gateway", f"nginx kit {shown(other, 80)}", False),
                                     (3, "gateway", name, True),
                                     (4, "gateway", name, False)]
     assert hashlib.sha256(token_in(include).encode()).hexdigest() == hash_of(ready_sqlite, 4)
@@ -111,7 +112,7 @@ def test_a_token_made_for_a_file_that_then_cannot_be_written_is_revoked_again(
 
     assert result.code == 2
     assert result.error() == f"cannot write {include}: Input/output error"
-    assert tokens(ready_sqlite) == [(1, "gateway", f"nginx kit {include}", True)]
+    assert tokens(ready_sqlite) == [(1, "gateway", f"nginx kit {shown(include, 80)}", True)]
     assert actions(ready_sqlite)[-2:] == ["token.create", "token.revoke"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 

@@ -26,7 +26,7 @@ from tests.console.conftest import TENANT, Console
 OTHER = "acme"
 SAMPLE = {"login": "yamada", "serial": "AB", "job_id": "0" * 32, "name": "console.css"}
 PUBLIC = {("GET", "/console/sign-in"), ("POST", "/console/sign-in"),
-          ("GET", "/console/static/{name}")}
+          ("GET", "/console/static/{name}"), ("GET", "/console/{rest:path}")}
 
 
 def concrete(path: str, tenant: str = TENANT) -> str:

@@ -204,9 +204,10 @@ def test_plain_http_off_localhost_offers_no_sign_in(service: Service,
                         base_url="http://ca.example.jp", raise_server_exceptions=False)
     page = client.get("/console/sign-in")
     assert 'id="needs-https"' in page.text and 'name="token"' not in page.text
-    pre = client.cookies["tegata_signin"]  # Secure: a browser keeps it for https only
+    pre = client.cookies["__Host-tegata_signin"]  # Secure: a browser keeps it for https only
     answer = client.post("/console/sign-in", data={"csrf": pre, "token": admin_token},
-                         headers={"Cookie": f"tegata_signin={pre}"}, follow_redirects=False)
+                         headers={"Cookie": f"__Host-tegata_signin={pre}"},
+                         follow_redirects=False)
     assert answer.status_code == 403
     assert "the console needs HTTPS" in answer.text
     assert not any(c.startswith(("tegata_session", "__Host-tegata_session"))
@@ -220,10 +221,10 @@ def test_a_trusted_tls_proxy_counts_as_https(service: Service, admin_token: str)
     app.state.trusted_proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     client = TestClient(app, base_url="http://ca.example.jp", client=("127.0.0.1", 50000))
     page = client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
-    pre = client.cookies["tegata_signin"]  # Secure, as the browser on https sends it back
+    pre = client.cookies["__Host-tegata_signin"]  # Secure, as the browser on https sends it
     answer = client.post("/console/sign-in", data={
         "csrf": form_csrf(page.text), "token": admin_token}, follow_redirects=False,
-        headers={"X-Forwarded-Proto": "https", "Cookie": f"tegata_signin={pre}"})
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"__Host-tegata_signin={pre}"})
     assert answer.status_code == 303
     assert cookies_set(answer)["__Host-tegata_session"]["secure"] is True
     # the same header from a peer that is not a trusted proxy is not believed
@@ -248,3 +249,49 @@ def test_the_zone_switch_keeps_a_zone_for_this_browser(app_client: TestClient,
     page = console.get("/console/zone")
     assert '<option value="Asia/Tokyo" selected>Asia/Tokyo</option>' in page.text
     assert ">表示タイムゾーン: Asia/Tokyo</a>" in page.text
+
+
+def test_a_post_from_another_origin_is_refused(service: Service, app_client: TestClient,
+                                               admin_token: str) -> None:
+    page = app_client.get("/console/sign-in")
+    # a page on another port of this host planted the sign-in cookie and posts its token
+    forged = app_client.post("/console/sign-in", data={
+        "csrf": form_csrf(page.text), "token": admin_token},
+        headers={"Origin": "http://127.0.0.1:9999"}, follow_redirects=False)
+    assert forged.status_code == 403 and "posted from another site" in forged.text
+    assert "tegata_session" not in app_client.cookies
+    console = Console(app_client)
+    answer = console.sign_in(admin_token)  # from its own origin, or with no Origin at all
+    assert answer.status_code == 303
+    secret = app_client.cookies["tegata_session"]
+    forged = app_client.post("/console/sign-out", data={"csrf": csrf_of(secret)},
+                             headers={"Origin": "null"}, follow_redirects=False)
+    assert forged.status_code == 403
+    own = app_client.post("/console/sign-out", data={"csrf": csrf_of(secret)},
+                          headers={"Origin": "http://127.0.0.1"}, follow_redirects=False)
+    assert own.status_code == 303
+
+
+def test_sign_out_clears_the_secure_cookie_with_its_own_attributes(
+        service: Service, admin_token: str) -> None:
+    from api.app import build_app
+
+    client = TestClient(build_app(service.settings, service=service),
+                        base_url="https://ca.example.jp")
+    console = Console(client)
+    page = client.get("/console/sign-in")
+    assert "__Host-tegata_signin" in cookies_set(page)
+    console.sign_in(admin_token)
+    secret = client.cookies["__Host-tegata_session"]
+    done = client.post("/console/sign-out", data={"csrf": csrf_of(secret)},
+                       follow_redirects=False)
+    cleared = cookies_set(done)["__Host-tegata_session"]
+    assert (cleared["value"], cleared["secure"], cleared["httponly"], cleared["samesite"]) == (
+        "", True, True, "strict")
+
+
+def test_an_unknown_console_address_is_a_console_page(app_client: TestClient) -> None:
+    answer = app_client.get("/console/t/tohoku/nosuch", headers={"Accept-Language": "en"})
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "<h1>Not found</h1>" in answer.text
