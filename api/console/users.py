@@ -11,7 +11,7 @@ zip of the users it issued to.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -63,7 +63,8 @@ class Filter:
         """From the query; a page that is not a number from 1 is bad input (the filters
         themselves are checked by ``Selection``)."""
         text = query.get("page", "").strip() or "1"
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_NUMBER:
+        # ASCII digits only: str.isdigit() also takes '²' or '①', which int() refuses
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_NUMBER:
             raise InvalidInput(f"page {text[:16]!r} is not a number from 1", field="page")
         return cls(group=query.get("group", "").strip(),
                    unaffiliated=query.get("unaffiliated", "") in ("1", "on", "true"),
@@ -118,6 +119,12 @@ def users_list(request: Request, tenant: str, filt: Filter | None, *,
         try:
             views, total = service.users.page(tenant, filt.selection(), search=filt.q or None,
                                               offset=(filt.page - 1) * PAGE, limit=PAGE)
+            pages = -(-total // PAGE)
+            if not views and total and filt.page > pages:  # past the end: the last page
+                filt = replace(filt, page=pages)
+                views, total = service.users.page(
+                    tenant, filt.selection(), search=filt.q or None,
+                    offset=(filt.page - 1) * PAGE, limit=PAGE)
         except InvalidInput as exc:
             error, status, filt = exc.message, 400, None
     shown = filt or Filter()
@@ -147,7 +154,8 @@ async def issue(request: Request, tenant: str) -> Response:
     and nothing is started."""
     posted = (await form_of(request))["_form"]
     values = {name: str(posted.get(name) or "").strip()
-              for name in ("expires", "timezone", "reissue", "key_type", "p12_profile", "view")}
+              for name in ("expires", "timezone", "reissue", "key_type", "p12_profile", "view",
+                           "all_matching")}
     logins = tuple(str(v) for v in posted.getlist("login"))
     return await run_in_threadpool(_issue, request, tenant, values, logins,
                                    bool(posted.get("best_effort")))
@@ -159,17 +167,28 @@ def _issue(request: Request, tenant: str, values: dict[str, str], logins: tuple[
                      reissue=values["reissue"] or "keep", key_type=values["key_type"],
                      p12_profile=values["p12_profile"], best_effort=best_effort,
                      checked=logins)
+    translate = i18n.translator(viewer_of(request).lang)
+    all_matching = values["all_matching"] in ("1", "on", "true")
     try:  # the list as the admin had filtered it, to show again with an error
         filt = Filter.parse(dict(parse_qsl(values["view"])))
-        filt.selection()
-    except InvalidInput:
-        filt = Filter()
-    if not logins:
-        message = i18n.translator(viewer_of(request).lang)("users.none_selected")
-        return users_list(request, tenant, filt, form=form, error=message, status=400)
+        selection = filt.selection()
+    except InvalidInput as exc:
+        if all_matching:  # the filter is who is issued to: never guess another one
+            return users_list(request, tenant, Filter(), form=form, error=exc.message,
+                              status=400)
+        filt, selection = Filter(), None
+    if all_matching and filt.q:
+        # a search is not a selection the issuance can take: refuse, never issue to others
+        return users_list(request, tenant, filt, form=form,
+                          error=translate("users.all_matching_search"), status=400)
+    if not all_matching and not logins:
+        return users_list(request, tenant, filt, form=form,
+                          error=translate("users.none_selected"), status=400)
     try:
         job = service_of(request).bulk_issue.start(IssueRequest(
-            tenant=tenant, logins=logins, best_effort=best_effort,
+            tenant=tenant, best_effort=best_effort,
+            logins=None if all_matching else logins,
+            selection=selection if all_matching else None,
             expires=expiry.parse_date(values["expires"]) if values["expires"] else None,
             timezone=values["timezone"] or None, reissue=form.reissue,  # type: ignore[arg-type]
             key_type=values["key_type"] or None, p12_profile=values["p12_profile"] or None),
@@ -235,8 +254,10 @@ def job_download(request: Request, tenant: str, job_id: str) -> Response:
     if job.status != "succeeded" or not issued:
         raise Conflict(f"job {job.id} has issued no certificate to download"
                        if job.status == "succeeded" else f"job {job.id} is {job.status}")
+    # exactly the certificates this job issued, not the users' newest: a later issuance to
+    # the same user must not put another certificate and key in this job's zip
     made = service.downloads.bulk(
-        tenant, Selection(logins=tuple(dict.fromkeys(one["login"] for one in issued))),
+        tenant, serials=tuple(dict.fromkeys(one["serial"] for one in issued)),
         actor=actor_of(request))
     return ClosingStream(made.chunks, media_type=ZIP, headers={
         "Content-Disposition": f'attachment; filename="{made.filename}"',
@@ -297,6 +318,15 @@ i18n.register({
     "users.best_effort": ("発行できないユーザーがいても、ほかのユーザーには発行する",
                           "Issue to the others when some users cannot be issued"),
     "users.issue_submit": ("選択したユーザーに発行", "Issue to the ticked users"),
+    "users.all_matching": ("表の選択ではなく、この絞り込みに該当するユーザー全員 ({count} 人) "
+                           "に発行する",
+                           "Issue to every user matching this filter ({count}), not only "
+                           "the ticked ones"),
+    "users.all_matching_search": ("検索語を指定したままでは該当ユーザー全員には発行できません。"
+                                  "検索をやめて組織・状態で絞り込むか、表で選択してください。",
+                                  "Issuing to every matching user cannot use a search: clear "
+                                  "the search and filter by group or status, or tick the "
+                                  "users in the table."),
     "users.none_selected": ("発行するユーザーを表で 1 人以上選択してください。",
                             "Tick at least one user in the table to issue to."),
     "job.title": ("証明書の一括発行", "Bulk issuance"),

@@ -31,7 +31,7 @@ from ca.audit import Actor, Event
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import Certificate, KeyMaterial, Tenant, User
-from ca.errors import CAError, NotPermitted
+from ca.errors import CAError, InvalidInput, NotPermitted
 from ca.key_kept import key_kept_filter
 from ca.service.plumbing import Database, Keys
 from ca.service.selection import Selection, select_users
@@ -97,25 +97,34 @@ class Downloads:
         self.keys = keys
         self.clock = clock
 
-    def bulk(self, tenant: str, selection: Selection, *, profile: str | None = None,
-                      actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
+    def bulk(self, tenant: str, selection: Selection | None = None, *,
+             serials: tuple[str, ...] | None = None, profile: str | None = None,
+             actor: Actor = audit.CLI_ACTOR) -> BulkDownload:
         """The zip of zips for the selected users, each bundle in the profile asked for, else
         its certificate's own (``ca.bundle_profile``, as every path that bundles). The download is
         audited with every serial selected before the first byte leaves, and again when the
         stream stops with the serials that left (a certificate no longer valid when its turn
-        comes is withheld)."""
+        comes is withheld). ``serials`` instead of a selection takes exactly those
+        certificates (a bulk job's own), each only while it is valid with its key."""
+        if (selection is None) == (serials is None):
+            raise InvalidInput("download by a selection of users or by serials, one way",
+                               field="selection")
         now = self.clock.now()
         asked = pkcs12.Profile.parse(profile) if profile is not None else None
         with self.database.transaction() as session:
             owner = queries.tenant(session, tenant)
-            picks = _newest_valid(session, owner, selection, now=now)
+            picks = (_newest_valid(session, owner, selection, now=now) if selection is not None
+                     else _serials_valid(session, owner, serials or (), now=now))
             if not picks:
                 raise NotPermitted(f"{tenant}: no selected user has a valid certificate with "
                                    "key material to download")
             audit.record(session, actor, Event(
                 action="cert.download", target=f"{owner.name}/bulk", tenant_id=owner.id,
                 details={"serials": [serial for _, serial in picks],
-                         "profile": asked.value if asked else "as issued"}), now=now)
+                         "profile": asked.value if asked else "as issued",
+                         **({"not_valid": [s for s in serials
+                                           if s not in {p for _, p in picks}]}
+                            if serials is not None else {})}), now=now)
             where = _Where(tenant=owner.name, tenant_id=owner.id)
         filename = bundle.safe_name(f"{where.tenant}-certificates-{now:%Y%m%d-%H%M%S}.zip")
         return BulkDownload(filename=filename, count=len(picks),
@@ -240,3 +249,18 @@ def _newest_valid(session: Session, owner: Tenant, selection: Selection, *,
     for user_id, cert_id, serial in rows:
         newest.setdefault(user_id, (cert_id, serial))
     return list(newest.values())
+
+
+def _serials_valid(session: Session, owner: Tenant, serials: tuple[str, ...], *,
+                   now: dt.datetime) -> list[tuple[int, str]]:
+    """(certificate id, serial) of exactly these certificates of the tenant that are valid
+    now and still have their key material; any other serial is left out."""
+    if not serials:
+        return []
+    rows = session.execute(
+        select(Certificate.id, Certificate.serial)
+        .join(KeyMaterial, KeyMaterial.certificate_id == Certificate.id)
+        .where(Certificate.tenant_id == owner.id, Certificate.serial.in_(serials),
+               key_kept_filter(), state_filter(State.VALID.value, now=now))
+        .order_by(Certificate.id)).all()
+    return [(cert_id, serial) for cert_id, serial in rows]

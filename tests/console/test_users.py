@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import json
 import threading
 import time
 import zipfile
@@ -244,8 +245,11 @@ def test_the_list_pages_by_fifty_with_its_filter_kept(crowd: Service, admin: Con
     last = page(admin, users_url("page=3"))
     assert (last.logins, last.texts["user-count"]) == (everyone[100:], "120")
     assert "next-page" not in last.ids and last.ids["prev-page"]["href"] == users_url("page=2")
-    beyond = page(admin, users_url("page=4"))
-    assert (beyond.logins, beyond.texts["user-count"]) == ([], "120")
+    # past the end is the last page (its links those of the last page)
+    beyond = page(admin, users_url("page=99"))
+    assert (beyond.logins, beyond.texts["user-count"]) == (everyone[100:], "120")
+    assert "next-page" not in beyond.ids
+    assert beyond.ids["prev-page"]["href"] == users_url("page=2")
     # a filter stays in the links; 60 in the group: 50, then 10
     sales = [f"u{n:03d}" for n in range(0, 120, 2)]
     grouped = page(admin, users_url("group=営業部&q=u"))
@@ -259,11 +263,13 @@ def test_the_list_pages_by_fifty_with_its_filter_kept(crowd: Service, admin: Con
 @pytest.mark.parametrize(("query", "message"), [
     ("page=0", "page '0' is not a number from 1"),
     ("page=abc", "page 'abc' is not a number from 1"),
+    ("page=%C2%B2", "page '²' is not a number from 1"),
+    ("page=%E2%91%A0", "page '①' is not a number from 1"),
     ("status=active", "status 'active' is not one of unissued, valid, expired, suspended, "
                       "revoked"),
     ("group=営業部&unaffiliated=1", "select users one way"),
     ("group=a%3Bb", "must not contain ';'"),
-], ids=["zero", "word", "status", "two-ways", "group"])
+], ids=["zero", "word", "superscript", "circled", "status", "two-ways", "group"])
 def test_a_bad_filter_is_the_page_again_with_the_error(crowd: Service, admin: Console,
                                                        query: str, message: str) -> None:
     answer: Any = admin.get(users_url(query))
@@ -566,3 +572,88 @@ def test_another_tenants_admin_gets_404_everywhere_here(service: Service, admin:
     assert counts(service) == before
     # their own tenant does not hold our job either
     assert other.get(f"/console/t/kansai/jobs/{job_id}").status_code == 404  # type: ignore[attr-defined]
+
+
+def test_a_non_ascii_page_in_the_issue_forms_view_is_no_server_error(
+        service: Service, admin: Console) -> None:
+    add(service, "yamada", "山田太郎")
+    answer: Any = issue_form(admin, [], view="page=²")
+    assert answer.status_code == 400
+    assert "発行するユーザーを表で 1 人以上選択してください。" in Page(answer.text).texts["error"]
+    answer = issue_form(admin, ["yamada"], view="page=①", all_matching="1")
+    assert answer.status_code == 400
+    assert "page '①' is not a number from 1" in html.unescape(Page(answer.text).texts["error"])
+    assert counts(service) == (0, 0)
+
+
+def test_a_jobs_zip_holds_the_certificates_it_issued_not_a_later_ones(
+        service: Service, admin: Console) -> None:
+    add(service, "yamada", "山田太郎")
+    add(service, "suzuki", "鈴木一郎")
+    first = job_of(issue_form(admin, ["yamada", "suzuki"]))
+    assert finished(service, first).status == "succeeded"
+    mine = {one["login"]: one["serial"]
+            for one in service.jobs.get(TENANT, first).result["issued"]}  # type: ignore[index]
+    second = job_of(issue_form(admin, ["yamada"], reissue="keep"))
+    assert finished(service, second).status == "succeeded"
+    (later,) = service.jobs.get(TENANT, second).result["issued"]  # type: ignore[index]
+    assert later["serial"] != mine["yamada"]
+
+    def manifest(job_id: str) -> dict[str, str]:
+        download: Any = admin.client.get(f"/console/t/{TENANT}/jobs/{job_id}/download")
+        assert download.status_code == 200, download.text
+        with zipfile.ZipFile(io.BytesIO(download.content)) as outer:
+            text = outer.read("manifest.csv").decode()
+        return {line.split(",")[0]: line.split(",")[1] for line in text.splitlines()[1:]}
+
+    assert manifest(first) == mine
+    assert manifest(second) == {"yamada": later["serial"]}
+    # a certificate of the job revoked since is left out, and the audit says which
+    service.revocation.revoke(TENANT, mine["suzuki"], reason="keyCompromise")
+    assert manifest(first) == {"yamada": mine["yamada"]}
+    with service.database.reading() as session:
+        details = session.scalars(select(AuditEvent.details).where(
+            AuditEvent.action == "cert.download").order_by(AuditEvent.id.desc())).first()
+    assert details is not None
+    said = json.loads(details) if isinstance(details, str) else details
+    assert (said["serials"], said["not_valid"]) == ([mine["yamada"]], [mine["suzuki"]])
+
+
+def test_issuing_to_all_matching_issues_to_the_whole_group_not_one_page(
+        crowd: Service, admin: Console) -> None:
+    crowd.users.set_permission(TENANT, tuple(f"u{n:03d}" for n in range(120)), allow=True)
+    answer: Any = admin.get(users_url("group=営業部"))
+    shown = Page(answer.text)
+    assert shown.texts["user-count"] == "60" and len(shown.logins) == 50
+    assert (shown.ids["issue-all-matching"]["name"],
+            shown.ids["issue-all-matching"]["value"]) == ("all_matching", "1")
+    assert "この絞り込みに該当するユーザー全員 (60 人) に発行する" in answer.text
+    # only one page ticked, but all matching asked: the whole group of 60
+    job_id = job_of(issue_form(admin, shown.logins, view="group=営業部", all_matching="1"))
+    assert finished(crowd, job_id).status == "succeeded"
+    issued = {v.login for v in crowd.certificates.list_certificates(TENANT)}
+    assert issued == {f"u{n:03d}" for n in range(0, 120, 2)}
+
+
+def test_all_matching_with_a_search_is_refused_and_issues_nothing(
+        crowd: Service, admin: Console) -> None:
+    answer: Any = issue_form(admin, ["u000"], view="group=営業部&q=u00", all_matching="1")
+    assert answer.status_code == 400
+    assert Page(answer.text).texts["error"].strip() == (
+        "検索語を指定したままでは該当ユーザー全員には発行できません。"
+        "検索をやめて組織・状態で絞り込むか、表で選択してください。")
+    assert counts(crowd) == (0, 0)
+
+
+def test_without_all_matching_only_the_ticked_users_are_issued(
+        crowd: Service, admin: Console) -> None:
+    crowd.users.set_permission(TENANT, ("u000", "u002", "u004"), allow=True)
+    job_id = job_of(issue_form(admin, ["u000", "u002"], view="group=営業部"))
+    assert finished(crowd, job_id).status == "succeeded"
+    assert {v.login for v in crowd.certificates.list_certificates(TENANT)} == {"u000", "u002"}
+
+
+def test_the_users_tables_headers_do_not_break_mid_word() -> None:
+    from pathlib import Path
+    css = (Path(__file__).parents[2] / "api/console/static/console.css").read_text()
+    assert "#users th { overflow-wrap: normal; word-break: normal; }" in css
