@@ -98,6 +98,11 @@ i18n.register({
     "user.reason.privilegeWithdrawn": ("権限の取り消し (privilegeWithdrawn)",
                                        "Privilege withdrawn (privilegeWithdrawn)"),
     "user.revoke": ("失効", "Revoke"),
+    "user.revoke.confirm": ("失効は取り消せません", "I understand revocation is final"),
+    "user.revoke.unconfirmed": ("失効は取り消せません。確認のチェックを入れてから「失効」を押して"
+                                "ください。何も変更していません。",
+                                "Revocation is final: tick the box confirming it, then press "
+                                "Revoke. Nothing was changed."),
     "user.suspend": ("一時停止", "Suspend"),
     "user.reinstate": ("停止を解除", "Reinstate"),
     "user.done.revoked": ("証明書 {serial} を失効させました。",
@@ -166,10 +171,15 @@ def user_page(request: Request, tenant: str, login: str,
 
 @router.post(CERT + "/revoke", dependencies=[console()])
 def revoke(request: Request, tenant: str, login: str, serial: str, form: FormData) -> Response:
-    """As ``POST /api/v1/tenants/{tenant}/certificates/{serial}/revoke``."""
+    """As ``POST /api/v1/tenants/{tenant}/certificates/{serial}/revoke``, once the form's
+    box says the admin knows it is final (nothing is done otherwise)."""
     reason = form["_form"].get("reason")
     try:
         view = _users_certificate(request, tenant, login, serial)
+        if form["_form"].get("confirm") != "1":
+            translate = i18n.translator(viewer_of(request).lang)
+            return _page(request, tenant, login, status=400,
+                         error=translate("user.revoke.unconfirmed"))
         service_of(request).revocation.revoke(
             tenant, view.serial, reason=reason if isinstance(reason, str) else "unspecified",
             actor=actor_of(request))
@@ -254,7 +264,7 @@ def _page(request: Request, tenant: str, login: str, *, status: int = 200,
     return render(request, "user.html", status=status, user=user, settings=settings,
                   certificates=rows, zone=viewer_of(request).zone_or(settings.timezone),
                   reasons=REASONS, notice=notice, error=error, link=link,
-                  mail_ready=_mail_ready(request), causes=_causes)
+                  mail_ready=_mail_ready(request), causes=_causes, reason_label=_reason_label)
 
 
 def _users_certificate(request: Request, tenant: str, login: str,
@@ -302,6 +312,11 @@ def _refused(request: Request, tenant: str, login: str, exc: CAError) -> Respons
 
 def _causes(translate: Callable[..., str], causes: tuple[str, ...]) -> str:
     return translate("user.separator").join(translate(f"user.cause.{c}") for c in causes)
+
+
+def _reason_label(translate: Callable[..., str], reason: str) -> str:
+    """A revocation reason as the page's dropdown names it, in the page's language."""
+    return translate(f"user.reason.{reason}") if reason in REASONS else reason
 
 
 def _mail_ready(request: Request) -> bool:

@@ -135,7 +135,7 @@ def test_revoke_with_key_compromise_is_audited_with_the_admin_and_published(
     older, newer = yamada
     admin.get(PAGE)
     answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 303  # type: ignore[attr-defined]
     assert answer.headers["location"] == f"{PAGE}?done=revoked&serial={older.serial}"  # type: ignore[attr-defined]
     after = service.certificates.get(older.serial)
@@ -152,7 +152,7 @@ def test_revoke_with_key_compromise_is_audited_with_the_admin_and_published(
     rows = {r["serial"]: r for r in certificate_rows(page)}
     assert rows[older.serial]["badge"] == ({"revoked"}, "revoked")
     assert rows[older.serial]["forms"] == []
-    assert rows[older.serial]["notes"] == ["Reason: keyCompromise"]
+    assert rows[older.serial]["notes"] == ["Reason: Key compromise, lost device (keyCompromise)"]
     assert rows[newer.serial]["forms"] == ["revoke", "suspend"]
 
 
@@ -162,13 +162,48 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(
     older, _ = yamada
     admin.get(PAGE)
     answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
-                        {"reason": "certificateHold"}, headers={"Accept-Language": "en"})
+                        {"reason": "certificateHold", "confirm": "1"}, headers={"Accept-Language": "en"})
     assert answer.status_code == 400  # type: ignore[attr-defined]
     assert parse(answer.text).by_id("error").text == (  # type: ignore[attr-defined]
         "Not done: reason 'certificateHold' is not one of unspecified, keyCompromise, "
         "affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
     assert service.certificates.get(older.serial).state is State.VALID
     assert audit(service, "cert.revoke") == []
+
+
+@pytest.mark.parametrize(("lang", "confirm", "message"), [
+    ("en", None, "Revocation is final: tick the box confirming it, then press Revoke. "
+                 "Nothing was changed."),
+    ("ja", "yes", "失効は取り消せません。確認のチェックを入れてから「失効」を押してください。"
+                  "何も変更していません。")])
+def test_a_revoke_without_its_confirming_box_is_refused_and_changes_nothing(
+        service: Service, admin: Console, yamada: tuple[CertificateView, CertificateView],
+        lang: str, confirm: str | None, message: str) -> None:
+    older, _ = yamada
+    page = parse(admin.get(PAGE, headers={"Accept-Language": lang}).text)  # type: ignore[attr-defined]
+    box = page.all("tr", data_serial=older.serial)[0].one("form", cls="revoke").one(
+        "input", name="confirm")
+    assert (box.attrs["type"], box.attrs["value"], "required" in box.attrs,
+            box.classes) == ("checkbox", "1", True, {"revoke-confirm"})
+    posted = {"reason": "keyCompromise"} | ({"confirm": confirm} if confirm else {})
+    answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke", posted,
+                        headers={"Accept-Language": lang})
+    assert answer.status_code == 400  # type: ignore[attr-defined]
+    assert parse(answer.text).by_id("error").text == message  # type: ignore[attr-defined]
+    assert service.certificates.get(older.serial).state is State.VALID
+    assert audit(service, "cert.revoke") == []
+    assert crl(service) == {}
+
+
+def test_a_revoked_certificates_reason_is_named_in_the_pages_language(
+        admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, _ = yamada
+    admin.get(PAGE)
+    admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
+               {"reason": "affiliationChanged", "confirm": "1"})
+    page = parse(admin.get(PAGE, headers={"Accept-Language": "ja"}).text)  # type: ignore[attr-defined]
+    rows = {r["serial"]: r for r in certificate_rows(page)}
+    assert rows[older.serial]["notes"] == ["失効理由: 所属の変更 (affiliationChanged)"]
 
 
 def test_suspend_then_reinstate(service: Service, admin: Console,
@@ -239,7 +274,7 @@ def test_a_serial_of_another_user_is_not_found(
     service.users.add(tenant, "suzuki", email="suzuki@tohoku.example.jp", allow=True)
     admin.get(PAGE)
     answer = admin.post(f"/console/t/tohoku/users/suzuki/certificates/{yamada[0].serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 404  # type: ignore[attr-defined]
     assert service.certificates.get(yamada[0].serial).state is State.VALID
 
@@ -290,7 +325,7 @@ def test_another_tenants_admin_finds_nothing(
     other.get("/console/")
     assert other.get(PAGE).status_code == 404  # type: ignore[attr-defined]
     answer = other.post(f"{PAGE}/certificates/{yamada[0].serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 404  # type: ignore[attr-defined]
     assert service.certificates.get(yamada[0].serial).state is State.VALID
 
@@ -305,9 +340,9 @@ def test_a_post_without_the_csrf_value_is_forbidden_and_changes_nothing(
     path = f"{PAGE}/link" if action == "link" else \
         f"{PAGE}/certificates/{older.serial}/{action}"
     before = service.certificates.get(older.serial).state
-    answer = admin.post(path, {"reason": "keyCompromise", "action": "create"}, csrf=False)
+    answer = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "action": "create"}, csrf=False)
     assert answer.status_code == 403  # type: ignore[attr-defined]
-    forged = admin.post(path, {"reason": "keyCompromise", "csrf": "forged"}, csrf=False)
+    forged = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "csrf": "forged"}, csrf=False)
     assert forged.status_code == 403  # type: ignore[attr-defined]
     assert service.certificates.get(older.serial).state is before
     assert audit(service, "cert.revoke", "cert.suspend", "cert.reinstate", "link.create") == \
