@@ -113,7 +113,8 @@ def test_an_apply_with_a_bad_row_writes_nothing_then_the_fixed_file_lands_whole(
     assert refused.status_code == 400  # type: ignore[attr-defined]
     page = parse(refused.text)  # type: ignore[attr-defined]
     assert rows(page) == CHECKED
-    assert page.by_id("import-refused").text == "1 行に問題があるため、何も取り込んでいません (3 行目)。"
+    assert page.by_id("import-refused").text == \
+        "1 行に問題があるため、何も取り込んでいません (3 行目)。"
     # kept, to be fixed and applied again
     assert page.by_id("csv-text").text == " ".join(csv_of(BAD_LINE).split())
     assert not page.has_id("import-done")

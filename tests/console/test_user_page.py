@@ -162,7 +162,8 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(
     older, _ = yamada
     admin.get(PAGE)
     answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
-                        {"reason": "certificateHold", "confirm": "1"}, headers={"Accept-Language": "en"})
+                        {"reason": "certificateHold", "confirm": "1"},
+                        headers={"Accept-Language": "en"})
     assert answer.status_code == 400  # type: ignore[attr-defined]
     assert parse(answer.text).by_id("error").text == (  # type: ignore[attr-defined]
         "Not done: reason 'certificateHold' is not one of unspecified, keyCompromise, "
@@ -340,9 +341,11 @@ def test_a_post_without_the_csrf_value_is_forbidden_and_changes_nothing(
     path = f"{PAGE}/link" if action == "link" else \
         f"{PAGE}/certificates/{older.serial}/{action}"
     before = service.certificates.get(older.serial).state
-    answer = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "action": "create"}, csrf=False)
+    answer = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "action": "create"},
+                        csrf=False)
     assert answer.status_code == 403  # type: ignore[attr-defined]
-    forged = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "csrf": "forged"}, csrf=False)
+    forged = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "csrf": "forged"},
+                        csrf=False)
     assert forged.status_code == 403  # type: ignore[attr-defined]
     assert service.certificates.get(older.serial).state is before
     assert audit(service, "cert.revoke", "cert.suspend", "cert.reinstate", "link.create") == \
