@@ -46,7 +46,7 @@ USER = "/t/{tenant}/users/{login}"
 CERT = USER + "/certificates/{serial}"
 MAX_CERTIFICATES = 10_000  # the most list_certificates gives; no user holds that many
 # what ``?done=`` may name: each a fixed message, so the URL carries no user string
-DONE = ("revoked", "suspended", "reinstated", "still-held", "link-sent")
+DONE = ("revoked", "suspended", "reinstated", "still-held", "link-sent", "allowed", "denied")
 FormData = Annotated[dict[str, Any], Depends(form_of)]
 
 i18n.register({
@@ -138,6 +138,26 @@ i18n.register({
     "user.link.copy": ("コピー", "Copy"),
     "user.link.copied": ("コピーしました", "Copied"),
     "user.separator": ("、", ", "),
+    "user.done.allowed": ("セキュアアクセスを許可しました。", "Secure access is allowed."),
+    "user.done.denied": ("セキュアアクセスを取り消しました。有効な証明書は一時停止されます。",
+                         "Secure access is withdrawn; the valid certificates are suspended."),
+    "user.permission.allow": ("セキュアアクセスを許可", "Allow secure access"),
+    "user.permission.deny": ("セキュアアクセスを取り消す", "Withdraw secure access"),
+    "user.permission.deny_help": ("取り消すと、このユーザーの証明書は一時停止されます (再び許可"
+                                  "すると解除されます)。",
+                                  "Withdrawing suspends this user's certificates (allowing "
+                                  "again lifts that)."),
+    "user.issue": ("証明書を発行", "Issue a certificate"),
+    "user.issue.help": ("このユーザーだけに、テナントの既定 (鍵の種類・PKCS#12 プロファイル) で"
+                        "発行します。",
+                        "Issue to this user alone, with the tenant's defaults (key type, "
+                        "PKCS#12 profile)."),
+    "user.issue.expires": ("有効期限 ({zone})", "Valid until ({zone})"),
+    "user.issue.submit": ("発行する", "Issue"),
+    "user.link.none": ("鍵を保管している有効な証明書がないため、リンクは作れません。先に証明書を"
+                       "発行してください。",
+                       "No link can be made: the user has no valid certificate whose key is "
+                       "kept. Issue a certificate first."),
     "user.error": ("処理できませんでした: {detail}", "Not done: {detail}"),
 })
 
@@ -236,7 +256,26 @@ def create_link(request: Request, tenant: str, login: str, form: FormData) -> Re
     return _page(request, tenant, login, link=made)
 
 
+@router.post(USER + "/permission", dependencies=[console()])
+def set_permission(request: Request, tenant: str, login: str, form: FormData) -> Response:
+    """As ``POST /api/v1/tenants/{tenant}/users/permission`` for this user: withdrawing
+    suspends their certificates, allowing lifts those holds."""
+    allow = form["_form"].get("allow")
+    if allow not in ("1", "0"):
+        translate = i18n.translator(viewer_of(request).lang)
+        return _page(request, tenant, login, status=400, error=translate(
+            "user.error", detail="allow must be 1 or 0"))
+    try:
+        (view,) = service_of(request).users.set_permission(
+            tenant, (login,), allow=allow == "1", actor=actor_of(request))
+    except CAError as exc:
+        return _refused(request, tenant, login, exc)
+    return _done(request, tenant, view.login, "allowed" if view.secure_access else "denied",
+                 None)
+
+
 @router.get(USER + "/link", dependencies=[console()])
+@router.get(USER + "/permission", dependencies=[console()])
 @router.get(CERT + "/revoke", dependencies=[console()])
 @router.get(CERT + "/suspend", dependencies=[console()])
 @router.get(CERT + "/reinstate", dependencies=[console()])
@@ -261,7 +300,10 @@ def _page(request: Request, tenant: str, login: str, *, status: int = 200,
         tenant, [v.serial for v in views if v.state is State.SUSPENDED])
     rows = [CertRow(view=v, holds=holds.get(v.serial, ()), profile=bundle_profile.chosen(
         None, issued=v.p12_profile, tenant=settings.p12_profile).value) for v in views]
+    defaults = service.certificates.issue_defaults(tenant, zone=viewer_of(request).zone)
+    linkable = any(v.state is State.VALID and v.has_key_material for v in views)
     return render(request, "user.html", status=status, user=user, settings=settings,
+                  defaults=defaults, linkable=linkable,
                   certificates=rows, zone=viewer_of(request).zone_or(settings.timezone),
                   reasons=REASONS, notice=notice, error=error, link=link,
                   mail_ready=_mail_ready(request), causes=_causes, reason_label=_reason_label)
