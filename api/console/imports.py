@@ -31,6 +31,10 @@ PAGE = "/t/{tenant}/import"
 FORM_OVERHEAD = 2 * 1024 * 1024
 TOO_LARGE = f"the CSV file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB"
 MAX_ROWS_SHOWN = 5000  # beyond this many rows, only the bad ones are listed
+MAX_LINES_NAMED = 10  # the alert names this many bad lines, then counts the rest
+# a checked file's text goes back into the text box, to be fixed there, when the box may
+# post it again (the form parser holds a field to 1 MB)
+MAX_TEXT_BACK = 1024 * 1024
 FormData = Annotated[dict[str, Any], Depends(form_of)]
 
 i18n.register({
@@ -50,10 +54,21 @@ i18n.register({
     "import.apply": ("取り込む", "Apply"),
     "import.checked": ("確認しました。まだ何も書き込まれていません。",
                        "Checked: nothing has been written yet."),
-    "import.checked_bad": ("{count} 行に問題があります。直してからもう一度確認してください。",
-                           "{count} rows have a problem: fix them and check again."),
-    "import.refused": ("{count} 行に問題があるため、何も取り込んでいません。",
-                       "Nothing was imported: {count} rows have a problem."),
+    "import.checked_bad.one": ("{count} 行に問題があります ({lines})。直してからもう一度確認して"
+                               "ください。",
+                               "1 row has a problem ({lines}): fix it and check again."),
+    "import.checked_bad.many": ("{count} 行に問題があります ({lines})。直してからもう一度確認して"
+                                "ください。",
+                                "{count} rows have problems ({lines}): fix them and check "
+                                "again."),
+    "import.refused.one": ("{count} 行に問題があるため、何も取り込んでいません ({lines})。",
+                           "Nothing was imported: 1 row has a problem ({lines})."),
+    "import.refused.many": ("{count} 行に問題があるため、何も取り込んでいません ({lines})。",
+                            "Nothing was imported: {count} rows have problems ({lines})."),
+    "import.lines.one": ("{lines} 行目", "line {lines}"),
+    "import.lines.many": ("{lines} 行目", "lines {lines}"),
+    "import.lines.more": ("{lines} 行目ほか {more} 行", "lines {lines} and {more} more"),
+    "import.separator": ("、", ", "),
     "import.done": ("取り込みました: 新規 {created} 件、更新 {updated} 件、"
                     "変更なし {unchanged} 件。",
                     "Imported: {created} created, {updated} updated, {unchanged} unchanged."),
@@ -116,6 +131,8 @@ def run_import(request: Request, tenant: str, form: FormData) -> Response:
         report = service_of(request).users.import_users(
             tenant, data, dry_run=action == "check", best_effort=False,
             actor=actor_of(request))
+        if len(data) <= MAX_TEXT_BACK:  # a checked file: its text, to fix in the box
+            text = csvio.decode(data)
     except CAError as exc:
         status = row_of(exc).status
         if status in (401, 403, 404) or status >= 500:
@@ -155,4 +172,22 @@ def _page(request: Request, *, text: str, status: int = 200, error: str | None =
             hidden = sum(1 for row in lines if row.result != "bad")
             lines = [row for row in lines if row.result == "bad"]
     return render(request, "import.html", status=status, text=text, error=error,
-                  report=report, lines=lines, hidden=hidden, columns=csvio.COLUMNS)
+                  report=report, lines=lines, hidden=hidden, columns=csvio.COLUMNS,
+                  summary=_summary(request, report))
+
+
+def _summary(request: Request, report: ImportReport | None) -> str:
+    """The alert over a report with bad rows: how many, and which lines."""
+    if report is None or not report.errors:
+        return ""
+    translate = i18n.translator(viewer_of(request).lang)
+    bad = sorted({line for line, _, _ in report.errors})
+    named = translate("import.separator").join(str(n) for n in bad[:MAX_LINES_NAMED])
+    if len(bad) > MAX_LINES_NAMED:
+        lines = translate("import.lines.more", lines=named, more=len(bad) - MAX_LINES_NAMED)
+    else:
+        lines = translate("import.lines." + ("one" if len(bad) == 1 else "many"), lines=named)
+    count = len(report.errors)
+    kind = "checked_bad" if report.dry_run else "refused"
+    return translate(f"import.{kind}." + ("one" if count == 1 else "many"), count=count,
+                     lines=lines)

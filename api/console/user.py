@@ -46,7 +46,7 @@ USER = "/t/{tenant}/users/{login}"
 CERT = USER + "/certificates/{serial}"
 MAX_CERTIFICATES = 10_000  # the most list_certificates gives; no user holds that many
 # what ``?done=`` may name: each a fixed message, so the URL carries no user string
-DONE = ("revoked", "suspended", "reinstated", "still-held", "link-sent")
+DONE = ("revoked", "suspended", "reinstated", "still-held", "link-sent", "allowed", "denied")
 FormData = Annotated[dict[str, Any], Depends(form_of)]
 
 i18n.register({
@@ -98,6 +98,11 @@ i18n.register({
     "user.reason.privilegeWithdrawn": ("権限の取り消し (privilegeWithdrawn)",
                                        "Privilege withdrawn (privilegeWithdrawn)"),
     "user.revoke": ("失効", "Revoke"),
+    "user.revoke.confirm": ("失効は取り消せません", "I understand revocation is final"),
+    "user.revoke.unconfirmed": ("失効は取り消せません。確認のチェックを入れてから「失効」を押して"
+                                "ください。何も変更していません。",
+                                "Revocation is final: tick the box confirming it, then press "
+                                "Revoke. Nothing was changed."),
     "user.suspend": ("一時停止", "Suspend"),
     "user.reinstate": ("停止を解除", "Reinstate"),
     "user.done.revoked": ("証明書 {serial} を失効させました。",
@@ -133,6 +138,26 @@ i18n.register({
     "user.link.copy": ("コピー", "Copy"),
     "user.link.copied": ("コピーしました", "Copied"),
     "user.separator": ("、", ", "),
+    "user.done.allowed": ("セキュアアクセスを許可しました。", "Secure access is allowed."),
+    "user.done.denied": ("セキュアアクセスを取り消しました。有効な証明書は一時停止されます。",
+                         "Secure access is withdrawn; the valid certificates are suspended."),
+    "user.permission.allow": ("セキュアアクセスを許可", "Allow secure access"),
+    "user.permission.deny": ("セキュアアクセスを取り消す", "Withdraw secure access"),
+    "user.permission.deny_help": ("取り消すと、このユーザーの証明書は一時停止されます (再び許可"
+                                  "すると解除されます)。",
+                                  "Withdrawing suspends this user's certificates (allowing "
+                                  "again lifts that)."),
+    "user.issue": ("証明書を発行", "Issue a certificate"),
+    "user.issue.help": ("このユーザーだけに、テナントの既定 (鍵の種類・PKCS#12 プロファイル) で"
+                        "発行します。",
+                        "Issue to this user alone, with the tenant's defaults (key type, "
+                        "PKCS#12 profile)."),
+    "user.issue.expires": ("有効期限 ({zone})", "Valid until ({zone})"),
+    "user.issue.submit": ("発行する", "Issue"),
+    "user.link.none": ("鍵を保管している有効な証明書がないため、リンクは作れません。先に証明書を"
+                       "発行してください。",
+                       "No link can be made: the user has no valid certificate whose key is "
+                       "kept. Issue a certificate first."),
     "user.error": ("処理できませんでした: {detail}", "Not done: {detail}"),
 })
 
@@ -166,10 +191,15 @@ def user_page(request: Request, tenant: str, login: str,
 
 @router.post(CERT + "/revoke", dependencies=[console()])
 def revoke(request: Request, tenant: str, login: str, serial: str, form: FormData) -> Response:
-    """As ``POST /api/v1/tenants/{tenant}/certificates/{serial}/revoke``."""
+    """As ``POST /api/v1/tenants/{tenant}/certificates/{serial}/revoke``, once the form's
+    box says the admin knows it is final (nothing is done otherwise)."""
     reason = form["_form"].get("reason")
     try:
         view = _users_certificate(request, tenant, login, serial)
+        if form["_form"].get("confirm") != "1":
+            translate = i18n.translator(viewer_of(request).lang)
+            return _page(request, tenant, login, status=400,
+                         error=translate("user.revoke.unconfirmed"))
         service_of(request).revocation.revoke(
             tenant, view.serial, reason=reason if isinstance(reason, str) else "unspecified",
             actor=actor_of(request))
@@ -226,7 +256,26 @@ def create_link(request: Request, tenant: str, login: str, form: FormData) -> Re
     return _page(request, tenant, login, link=made)
 
 
+@router.post(USER + "/permission", dependencies=[console()])
+def set_permission(request: Request, tenant: str, login: str, form: FormData) -> Response:
+    """As ``POST /api/v1/tenants/{tenant}/users/permission`` for this user: withdrawing
+    suspends their certificates, allowing lifts those holds."""
+    allow = form["_form"].get("allow")
+    if allow not in ("1", "0"):
+        translate = i18n.translator(viewer_of(request).lang)
+        return _page(request, tenant, login, status=400, error=translate(
+            "user.error", detail="allow must be 1 or 0"))
+    try:
+        (view,) = service_of(request).users.set_permission(
+            tenant, (login,), allow=allow == "1", actor=actor_of(request))
+    except CAError as exc:
+        return _refused(request, tenant, login, exc)
+    return _done(request, tenant, view.login, "allowed" if view.secure_access else "denied",
+                 None)
+
+
 @router.get(USER + "/link", dependencies=[console()])
+@router.get(USER + "/permission", dependencies=[console()])
 @router.get(CERT + "/revoke", dependencies=[console()])
 @router.get(CERT + "/suspend", dependencies=[console()])
 @router.get(CERT + "/reinstate", dependencies=[console()])
@@ -251,10 +300,13 @@ def _page(request: Request, tenant: str, login: str, *, status: int = 200,
         tenant, [v.serial for v in views if v.state is State.SUSPENDED])
     rows = [CertRow(view=v, holds=holds.get(v.serial, ()), profile=bundle_profile.chosen(
         None, issued=v.p12_profile, tenant=settings.p12_profile).value) for v in views]
+    defaults = service.certificates.issue_defaults(tenant, zone=viewer_of(request).zone)
+    linkable = any(v.state is State.VALID and v.has_key_material for v in views)
     return render(request, "user.html", status=status, user=user, settings=settings,
+                  defaults=defaults, linkable=linkable,
                   certificates=rows, zone=viewer_of(request).zone_or(settings.timezone),
                   reasons=REASONS, notice=notice, error=error, link=link,
-                  mail_ready=_mail_ready(request), causes=_causes)
+                  mail_ready=_mail_ready(request), causes=_causes, reason_label=_reason_label)
 
 
 def _users_certificate(request: Request, tenant: str, login: str,
@@ -302,6 +354,11 @@ def _refused(request: Request, tenant: str, login: str, exc: CAError) -> Respons
 
 def _causes(translate: Callable[..., str], causes: tuple[str, ...]) -> str:
     return translate("user.separator").join(translate(f"user.cause.{c}") for c in causes)
+
+
+def _reason_label(translate: Callable[..., str], reason: str) -> str:
+    """A revocation reason as the page's dropdown names it, in the page's language."""
+    return translate(f"user.reason.{reason}") if reason in REASONS else reason
 
 
 def _mail_ready(request: Request) -> bool:

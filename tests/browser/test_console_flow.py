@@ -165,6 +165,9 @@ def test_an_admin_imports_a_csv_issues_to_a_group_downloads_the_zip_and_revokes_
     offered = reason.locator("option").evaluate_all("options => options.map(o => o.value)")
     assert offered == list(REASONS)  # the API's; a hold is a suspension, not a reason
     reason.select_option("affiliationChanged")
+    row.locator("form.revoke button.revoke-submit").click()  # unticked: the browser holds it
+    assert states(site)["sato"] == ("valid", None)
+    row.locator("form.revoke input[name=confirm]").check()
     with admin.expect_navigation():
         row.locator("form.revoke button.revoke-submit").click()
     expect(admin.locator("#notice")).to_be_visible()
@@ -210,6 +213,7 @@ def test_a_form_posted_without_its_csrf_value_is_refused_and_changes_nothing(
     form = admin.locator(f"tr[data-serial='{issued.serial}'] form.revoke")
     expect(form.locator("input[name=csrf]")).to_have_count(1)
     form.evaluate("form => form.querySelector('input[name=csrf]').remove()")
+    form.locator("input[name=confirm]").check()
     with admin.expect_navigation() as answered:
         form.locator("button.revoke-submit").click()
     response = answered.value

@@ -97,7 +97,10 @@ def test_a_check_shows_every_row_and_writes_nothing(
     assert answer.status_code == 200  # type: ignore[attr-defined]
     page = parse(answer.text)  # type: ignore[attr-defined]
     assert rows(page) == CHECKED
-    assert page.by_id("import-checked").text == "1 rows have a problem: fix them and check again."
+    assert page.by_id("import-checked").text == \
+        "1 row has a problem (line 3): fix it and check again."
+    # the file's text, to be fixed in the box and checked again
+    assert page.by_id("csv-text").text == " ".join(csv_of(BAD_LINE).split())
     assert not page.has_id("import-done")
     assert users(service) == BEFORE
     assert [a for a, _, _, _ in audit(service)] == ["user.create", "user.create"]
@@ -110,7 +113,8 @@ def test_an_apply_with_a_bad_row_writes_nothing_then_the_fixed_file_lands_whole(
     assert refused.status_code == 400  # type: ignore[attr-defined]
     page = parse(refused.text)  # type: ignore[attr-defined]
     assert rows(page) == CHECKED
-    assert page.by_id("import-refused").text == "1 行に問題があるため、何も取り込んでいません。"
+    assert page.by_id("import-refused").text == \
+        "1 行に問題があるため、何も取り込んでいません (3 行目)。"
     # kept, to be fixed and applied again
     assert page.by_id("csv-text").text == " ".join(csv_of(BAD_LINE).split())
     assert not page.has_id("import-done")
@@ -260,3 +264,26 @@ def test_with_no_file_chosen_the_pasted_text_is_read(
     assert answer.status_code == 200  # type: ignore[attr-defined]
     assert rows(parse(answer.text)) == CHECKED  # type: ignore[attr-defined]
     assert users(service) == BEFORE
+
+
+@pytest.mark.parametrize(("lang", "bad_lines", "alert"), [
+    ("en", (3, 5), "2 rows have problems (lines 3, 5): fix them and check again."),
+    ("ja", (3, 5), "2 行に問題があります (3、5 行目)。直してからもう一度確認してください。"),
+    ("ja", (3,), "1 行に問題があります (3 行目)。直してからもう一度確認してください。"),
+    ("en", tuple(range(2, 14)), "12 rows have problems (lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 "
+                                "and 2 more): fix them and check again."),
+], ids=["en-two", "ja-two", "ja-one", "en-twelve"])
+def test_the_checks_alert_counts_the_bad_rows_and_names_their_lines(
+        service: Service, admin: Console, tenant: str, lang: str,
+        bad_lines: tuple[int, ...], alert: str) -> None:
+    body = "".join(f"user{n},{'bad' if n in bad_lines else f'u{n}@tohoku.example.jp'},"
+                   f"山田{n},,no\n" for n in range(2, 14))
+    admin.get(PAGE)
+    answer = admin.post(PAGE, {"action": "check"}, headers={"Accept-Language": lang},
+                        files={"file": ("users.csv", (HEADER + body).encode(), "text/csv")})
+    assert answer.status_code == 200  # type: ignore[attr-defined]
+    page = parse(answer.text)  # type: ignore[attr-defined]
+    assert page.by_id("import-checked").text == alert
+    assert [line for line, ok, _, _, _ in rows(page) if ok == "bad"] == list(bad_lines)
+    assert page.by_id("csv-text").text == " ".join((HEADER + body).split())
+    assert service.users.list_users(tenant) == []

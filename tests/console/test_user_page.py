@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import pytest
@@ -135,7 +136,7 @@ def test_revoke_with_key_compromise_is_audited_with_the_admin_and_published(
     older, newer = yamada
     admin.get(PAGE)
     answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 303  # type: ignore[attr-defined]
     assert answer.headers["location"] == f"{PAGE}?done=revoked&serial={older.serial}"  # type: ignore[attr-defined]
     after = service.certificates.get(older.serial)
@@ -152,7 +153,7 @@ def test_revoke_with_key_compromise_is_audited_with_the_admin_and_published(
     rows = {r["serial"]: r for r in certificate_rows(page)}
     assert rows[older.serial]["badge"] == ({"revoked"}, "revoked")
     assert rows[older.serial]["forms"] == []
-    assert rows[older.serial]["notes"] == ["Reason: keyCompromise"]
+    assert rows[older.serial]["notes"] == ["Reason: Key compromise, lost device (keyCompromise)"]
     assert rows[newer.serial]["forms"] == ["revoke", "suspend"]
 
 
@@ -162,13 +163,49 @@ def test_an_unknown_reason_is_refused_and_changes_nothing(
     older, _ = yamada
     admin.get(PAGE)
     answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
-                        {"reason": "certificateHold"}, headers={"Accept-Language": "en"})
+                        {"reason": "certificateHold", "confirm": "1"},
+                        headers={"Accept-Language": "en"})
     assert answer.status_code == 400  # type: ignore[attr-defined]
     assert parse(answer.text).by_id("error").text == (  # type: ignore[attr-defined]
         "Not done: reason 'certificateHold' is not one of unspecified, keyCompromise, "
         "affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
     assert service.certificates.get(older.serial).state is State.VALID
     assert audit(service, "cert.revoke") == []
+
+
+@pytest.mark.parametrize(("lang", "confirm", "message"), [
+    ("en", None, "Revocation is final: tick the box confirming it, then press Revoke. "
+                 "Nothing was changed."),
+    ("ja", "yes", "失効は取り消せません。確認のチェックを入れてから「失効」を押してください。"
+                  "何も変更していません。")])
+def test_a_revoke_without_its_confirming_box_is_refused_and_changes_nothing(
+        service: Service, admin: Console, yamada: tuple[CertificateView, CertificateView],
+        lang: str, confirm: str | None, message: str) -> None:
+    older, _ = yamada
+    page = parse(admin.get(PAGE, headers={"Accept-Language": lang}).text)  # type: ignore[attr-defined]
+    box = page.all("tr", data_serial=older.serial)[0].one("form", cls="revoke").one(
+        "input", name="confirm")
+    assert (box.attrs["type"], box.attrs["value"], "required" in box.attrs,
+            box.classes) == ("checkbox", "1", True, {"revoke-confirm"})
+    posted = {"reason": "keyCompromise"} | ({"confirm": confirm} if confirm else {})
+    answer = admin.post(f"{PAGE}/certificates/{older.serial}/revoke", posted,
+                        headers={"Accept-Language": lang})
+    assert answer.status_code == 400  # type: ignore[attr-defined]
+    assert parse(answer.text).by_id("error").text == message  # type: ignore[attr-defined]
+    assert service.certificates.get(older.serial).state is State.VALID
+    assert audit(service, "cert.revoke") == []
+    assert crl(service) == {}
+
+
+def test_a_revoked_certificates_reason_is_named_in_the_pages_language(
+        admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, _ = yamada
+    admin.get(PAGE)
+    admin.post(f"{PAGE}/certificates/{older.serial}/revoke",
+               {"reason": "affiliationChanged", "confirm": "1"})
+    page = parse(admin.get(PAGE, headers={"Accept-Language": "ja"}).text)  # type: ignore[attr-defined]
+    rows = {r["serial"]: r for r in certificate_rows(page)}
+    assert rows[older.serial]["notes"] == ["失効理由: 所属の変更 (affiliationChanged)"]
 
 
 def test_suspend_then_reinstate(service: Service, admin: Console,
@@ -239,7 +276,7 @@ def test_a_serial_of_another_user_is_not_found(
     service.users.add(tenant, "suzuki", email="suzuki@tohoku.example.jp", allow=True)
     admin.get(PAGE)
     answer = admin.post(f"/console/t/tohoku/users/suzuki/certificates/{yamada[0].serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 404  # type: ignore[attr-defined]
     assert service.certificates.get(yamada[0].serial).state is State.VALID
 
@@ -290,7 +327,7 @@ def test_another_tenants_admin_finds_nothing(
     other.get("/console/")
     assert other.get(PAGE).status_code == 404  # type: ignore[attr-defined]
     answer = other.post(f"{PAGE}/certificates/{yamada[0].serial}/revoke",
-                        {"reason": "keyCompromise"})
+                        {"reason": "keyCompromise", "confirm": "1"})
     assert answer.status_code == 404  # type: ignore[attr-defined]
     assert service.certificates.get(yamada[0].serial).state is State.VALID
 
@@ -305,9 +342,11 @@ def test_a_post_without_the_csrf_value_is_forbidden_and_changes_nothing(
     path = f"{PAGE}/link" if action == "link" else \
         f"{PAGE}/certificates/{older.serial}/{action}"
     before = service.certificates.get(older.serial).state
-    answer = admin.post(path, {"reason": "keyCompromise", "action": "create"}, csrf=False)
+    answer = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "action": "create"},
+                        csrf=False)
     assert answer.status_code == 403  # type: ignore[attr-defined]
-    forged = admin.post(path, {"reason": "keyCompromise", "csrf": "forged"}, csrf=False)
+    forged = admin.post(path, {"reason": "keyCompromise", "confirm": "1", "csrf": "forged"},
+                        csrf=False)
     assert forged.status_code == 403  # type: ignore[attr-defined]
     assert service.certificates.get(older.serial).state is before
     assert audit(service, "cert.revoke", "cert.suspend", "cert.reinstate", "link.create") == \
@@ -395,3 +434,85 @@ def test_an_expired_certificate_offers_no_change(
     assert [(r["serial"], r["badge"], r["forms"]) for r in certificate_rows(page)] == [
         (newer.serial, ({"valid"}, "有効"), ["revoke", "suspend"]),
         (older.serial, ({"expired"}, "期限切れ"), [])]
+
+
+def test_withdrawing_and_allowing_secure_access_from_the_page(
+        service: Service, admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    older, newer = yamada
+    page = parse(admin.get(PAGE, headers={"Accept-Language": "en"}).text)  # type: ignore[attr-defined]
+    form = page.by_id("permission")
+    button = page.by_id("permission-submit")
+    assert (form.attrs["action"], button.attrs["name"], button.attrs["value"], button.text) == (
+        f"{PAGE}/permission", "allow", "0", "Withdraw secure access")
+    answer = admin.post(f"{PAGE}/permission", {"allow": "0"})
+    assert answer.headers["location"] == f"{PAGE}?done=denied"  # type: ignore[attr-defined]
+    assert service.users.get("tohoku", LOGIN).secure_access is False
+    assert {service.certificates.get(s).state for s in (older.serial, newer.serial)} == {
+        State.SUSPENDED}
+    ((action, target, actor, _),) = audit(service, "user.deny")
+    assert (action, target) == ("user.deny", f"tohoku/{LOGIN}")
+    assert actor.startswith("token:") and actor.endswith(":佐藤 管理者")
+    page = parse(admin.get(answer.headers["location"]).text)  # type: ignore[attr-defined]
+    assert page.by_id("notice").text == \
+        "セキュアアクセスを取り消しました。有効な証明書は一時停止されます。"
+    assert page.by_id("user-secure-access").attrs["data-allowed"] == "false"
+    assert (page.by_id("permission-submit").attrs["value"],
+            page.by_id("permission-submit").text) == ("1", "セキュアアクセスを許可")
+
+    answer = admin.post(f"{PAGE}/permission", {"allow": "1"})
+    assert answer.headers["location"] == f"{PAGE}?done=allowed"  # type: ignore[attr-defined]
+    assert service.users.get("tohoku", LOGIN).secure_access is True
+    assert {service.certificates.get(s).state for s in (older.serial, newer.serial)} == {
+        State.VALID}
+    assert [a for a, _, _, _ in audit(service, "user.allow", "user.deny")] == [
+        "user.deny", "user.allow"]
+
+
+def test_a_bad_permission_value_is_refused_and_changes_nothing(
+        service: Service, admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    admin.get(PAGE)
+    answer = admin.post(f"{PAGE}/permission", {"allow": "maybe"},
+                        headers={"Accept-Language": "en"})
+    assert answer.status_code == 400  # type: ignore[attr-defined]
+    assert parse(answer.text).by_id("error").text == "Not done: allow must be 1 or 0"  # type: ignore[attr-defined]
+    assert service.users.get("tohoku", LOGIN).secure_access is True
+    assert audit(service, "user.allow", "user.deny") == []
+
+
+def test_the_page_issues_to_this_user_alone_with_the_tenants_defaults(
+        service: Service, admin: Console, yamada: tuple[CertificateView, CertificateView]) -> None:
+    service.users.add("tohoku", "suzuki", email="suzuki@tohoku.example.jp", allow=True)
+    page = parse(admin.get(PAGE).text)  # type: ignore[attr-defined]
+    form = page.by_id("issue-one")
+    fields = {i.attrs["name"]: i.attrs.get("value") for i in form.all("input")}
+    defaults = service.certificates.issue_defaults("tohoku")
+    assert (form.attrs["action"], fields) == ("/console/t/tohoku/issue", {
+        "csrf": fields["csrf"], "login": LOGIN, "timezone": defaults.zone, "reissue": "keep",
+        "expires": defaults.expires.isoformat()})
+    answer = admin.post(form.attrs["action"], {k: v for k, v in fields.items() if k != "csrf"}
+                        | {"expires": "2027-05-31"})
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    job_id = answer.headers["location"].rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    for _ in range(600):
+        job = service.jobs.get("tohoku", job_id)
+        if job.status != "running":
+            break
+        time.sleep(0.05)
+    assert job.status == "succeeded"
+    issued = service.certificates.list_certificates("tohoku", login=LOGIN, limit=10)
+    assert len(issued) == 3
+    assert service.certificates.list_certificates("tohoku", login="suzuki", limit=10) == []
+    assert (issued[0].key_type, issued[0].not_after) == (
+        defaults.key_type, dt.datetime(2027, 5, 31, 23, 59, 59, tzinfo=dt.UTC))
+    assert defaults.zone == "UTC"  # the tenant's zone: the end of that day there
+
+
+def test_no_link_is_offered_without_a_valid_certificate_whose_key_is_kept(
+        service: Service, admin: Console, tenant: str) -> None:
+    service.users.add(tenant, "suzuki", email="suzuki@tohoku.example.jp", allow=True)
+    page = parse(admin.get("/console/t/tohoku/users/suzuki",  # type: ignore[attr-defined]
+                           headers={"Accept-Language": "en"}).text)
+    assert not page.has_id("link") and not page.has_id("link-submit")
+    assert page.by_id("link-unavailable").text == (
+        "No link can be made: the user has no valid certificate whose key is kept. "
+        "Issue a certificate first.")
