@@ -113,6 +113,8 @@ def _day(text: str, field: str) -> dt.date | None:
                            field=field) from None
     if day >= dt.date.max:
         raise InvalidInput(f"{field} {day} is too late", field=field)
+    if day <= dt.date.min:  # its midnight east of UTC is before the first instant there is
+        raise InvalidInput(f"{field} {day} is too early", field=field)
     return day
 
 

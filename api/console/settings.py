@@ -159,8 +159,13 @@ def _change(request: Request, tenant: str, fields: dict[str, str]) -> Response:
 
 
 def _user_download(request: Request, tenant: str, fields: dict[str, str]) -> None:
-    service_of(request).links.set_user_download(
-        tenant, fields.get("user_download") == "1", actor=actor_of(request))
+    """The checkbox sends ``1`` when ticked and nothing when not; anything else is refused,
+    not read as "off"."""
+    value = fields.get("user_download")
+    if value not in (None, "1"):
+        raise InvalidInput(f"user_download {value[:16]!r} is not the checkbox's value 1",
+                           field="user_download")
+    service_of(request).links.set_user_download(tenant, value == "1", actor=actor_of(request))
 
 
 def _default_validity(request: Request, tenant: str, fields: dict[str, str]) -> None:

@@ -160,7 +160,11 @@ def test_the_filter_form(tokyo: Console) -> None:
      "the end date 2026-03-03 is before the start date 2026-03-04"),
     ("outcome=maybe", "outcome 'maybe' is not one of success, failure, refused"),
     ("action=DROP%20TABLE", "action 'DROP TABLE' is not an action name (like cert.issue)"),
-], ids=["no-such-day", "not-a-date", "reversed", "outcome", "action"])
+    ("since=0001-01-01", "since 0001-01-01 is too early"),
+    ("until=0001-01-01", "until 0001-01-01 is too early"),
+    ("until=9999-12-31", "until 9999-12-31 is too late"),
+], ids=["no-such-day", "not-a-date", "reversed", "outcome", "action", "earliest-since",
+        "earliest-until", "latest"])
 def test_bad_filters_show_the_page_with_the_error(tokyo: Console, query: str,
                                                   error: str) -> None:
     page = tokyo.get(f"{PAGE}?{query}")

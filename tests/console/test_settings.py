@@ -160,6 +160,9 @@ BAD = [
     ("p12_profile", {"p12_profile": "legacy"}, "PKCS#12 profile 'legacy' is not compat or modern"),
     ("upn_suffix", {"upn_suffix": "not a domain"}, None),
     ("nothing", {}, "no setting 'nothing'"),
+    ("user_download", {"user_download": "yes"},
+     "user_download 'yes' is not the checkbox's value 1"),
+    ("user_download", {"user_download": ""}, "user_download '' is not the checkbox's value 1"),
 ]
 
 
@@ -179,7 +182,7 @@ def test_bad_input_shows_the_page_again_with_the_error_and_changes_nothing(
     assert state(service) == DEFAULTS
     assert events(service) == []
     typed = {name: value for name, value in fields.items()  # a select shows the setting
-             if name not in ("ip_policy", "p12_profile")}
+             if name not in ("ip_policy", "p12_profile", "user_download")}
     assert {name: doc.value_of(name) for name in typed} == typed
 
 
