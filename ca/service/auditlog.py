@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, csvio
+from ca import audit, csvio, validate
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import AuditEvent, Tenant
@@ -215,7 +215,9 @@ def _filtered(session: Session, query: _Query, *, tenant: str | None,
     if q:
         if len(q) > MAX_SEARCH:
             raise InvalidInput(f"the search is longer than {MAX_SEARCH} characters", field="q")
-        needle = q.lower()
+        # as the users' search: no control characters (PostgreSQL text cannot hold a NUL: the
+        # query would fail as a storage error), NFC as names are stored
+        needle = validate.display_text(q, field="q", limit=MAX_SEARCH).lower()
         # lower() on both sides: alike on SQLite and PostgreSQL for ASCII (Japanese has no case)
         query = query.where(or_(
             func.lower(AuditEvent.actor).contains(needle, autoescape=True),
