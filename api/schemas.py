@@ -103,6 +103,18 @@ class DefaultValidityOut(BaseModel):
     default_validity: str
 
 
+class TimezoneIn(Strict):
+    # required: a body that forgets it changes nothing
+    timezone: str = Field(min_length=1, max_length=64, examples=["Asia/Tokyo"], description=(
+        "the tenant's zone, an IANA name: where its dates are whole days (expiry dates, audit "
+        "filters) unless a viewer chose another"))
+
+
+class TimezoneOut(BaseModel):
+    tenant: str
+    timezone: str
+
+
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]
 Login = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -274,6 +286,7 @@ class TenantSettingsOut(BaseModel):
     user_download: bool
     p12_profile: ProfileName
     default_validity: str
+    timezone: str  # where the tenant's dates are whole days
 
 
 class WhoAmI(BaseModel):

@@ -127,7 +127,8 @@ def tenant_settings(view: TenantSettings) -> Data:
     """A tenant's settings (``tegata tenant show``, ``GET .../settings``)."""
     return {"tenant": view.tenant, "ocsp_validity_seconds": view.ocsp_validity_seconds,
             "upn_suffix": view.upn_suffix, "user_download": view.user_download,
-            "p12_profile": view.p12_profile, "default_validity": view.default_validity}
+            "p12_profile": view.p12_profile, "default_validity": view.default_validity,
+            "timezone": view.timezone}
 
 
 def crl(tenant: str | None, view: CrlView, generation: int) -> Data:

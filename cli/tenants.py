@@ -1,5 +1,5 @@
 """`tegata tenant set`: a tenant's settings (--user-download on|off, --ocsp-validity,
---upn-suffix, --p12-profile, --default-validity). Parse, call ``ca.service``, print."""
+--upn-suffix, --p12-profile, --default-validity, --timezone). Parse, call ``ca.service``, print."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ca import validate
+from ca import expiry, validate
 from ca.errors import InvalidInput
 from ca.expiry import Period
 from ca.service import DEFAULT_TENANT
@@ -43,6 +43,9 @@ def tenant_set(
     default_validity: Annotated[str | None, typer.Option(
         help="How long a certificate issued without a chosen expiry lasts, an ISO 8601 "
              "period: P1Y (the default), P90D, P1Y6M, P100Y.")] = None,
+    timezone: Annotated[str | None, typer.Option(
+        help="The tenant's zone, an IANA name (Asia/Tokyo): where its dates are whole days "
+             "(expiry dates, audit filters) unless a viewer chose another.")] = None,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
@@ -58,6 +61,8 @@ def tenant_set(
         Profile.parse(p12_profile)  # likewise
     if default_validity is not None:
         Period.parse(default_validity)  # likewise
+    if timezone is not None:
+        expiry.zone(timezone.strip())  # likewise
     if ocsp_validity is not None:
         STATE.service().ocsp.set_validity(tenant, ocsp_validity)
         emit({"tenant": tenant, "ocsp_validity_seconds": ocsp_validity}, as_json=as_json,
@@ -76,6 +81,10 @@ def tenant_set(
         validity = STATE.service().hierarchy.set_default_validity(tenant, default_validity)
         emit({"tenant": tenant, "default_validity": validity}, as_json=as_json,
              text=f"tenant {tenant}: certificates issued without an expiry last {validity}")
+    if timezone is not None:
+        zone = STATE.service().hierarchy.set_timezone(tenant, timezone)
+        emit({"tenant": tenant, "timezone": zone}, as_json=as_json,
+             text=f"tenant {tenant}: dates are whole days in {zone}")
     if user_download is None:
         return
     made = STATE.service().links.set_user_download(tenant, user_download is Switch.ON)

@@ -113,6 +113,8 @@ def _day(text: str, field: str) -> dt.date | None:
                            field=field) from None
     if day >= dt.date.max:
         raise InvalidInput(f"{field} {day} is too late", field=field)
+    if day <= dt.date.min:  # its midnight east of UTC is before the first instant there is
+        raise InvalidInput(f"{field} {day} is too early", field=field)
     return day
 
 
@@ -147,10 +149,13 @@ def audit_page(request: Request, tenant: str, action: Text = "", outcome: Text =
 def audit_csv(request: Request, tenant: str, action: Text = "", outcome: Text = "",
               since: Text = "", until: Text = "", q: Text = "") -> Response:
     """Every event the filters select, as the API exports them (times in UTC and in the
-    viewer's zone); a bad filter is an error page, before the first line."""
+    viewer's zone, that one as time_local with a zone column naming it: with the viewer in UTC
+    the API's time_utc and time_UTC would read as one column twice); a bad filter is an error
+    page, before the first line."""
     zone = _zone(request, tenant)
     query = Filters(action=action, outcome=outcome, since=since, until=until, q=q).query(zone)
-    rows = service_of(request).audit.export_csv(tenant=tenant, zone=zone, **query)
+    rows = service_of(request).audit.export_csv(tenant=tenant, zone=zone, zone_column=True,
+                                                **query)
     return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="audit-{tenant}.csv"',
         "Cache-Control": "no-store"})

@@ -35,7 +35,7 @@ from ca.x509.pkcs12 import Profile
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
 FORMS = ("user_download", "default_validity", "p12_profile", "ocsp_validity", "upn_suffix",
-         "ip_policy", "subscription")
+         "ip_policy", "subscription", "timezone")
 KINDS = ("contract", "trial")  # an open-ended subscription: no end date
 MAX_FIELD = 100_000  # the networks' textarea: at most 1000 networks of a few dozen characters
 
@@ -116,6 +116,14 @@ i18n.register({
                                     "The users' own downloads setting was changed."),
     "settings.done.default_validity": ("既定の有効期間を変更しました。",
                                        "The default validity was changed."),
+    "settings.done.timezone": ("テナントのタイムゾーンを変更しました。",
+                               "The tenant's time zone was changed."),
+    "settings.timezone": ("テナントのタイムゾーン", "Tenant's time zone"),
+    "settings.timezone.help": (
+        "有効期限の日付や監査ログの絞り込みの日付は、このタイムゾーンの 1 日として扱います "
+        "(表示タイムゾーンを選んだ人にはそのタイムゾーンで表示します)。",
+        "Expiry dates and audit filter dates are whole days in this zone (shown in another "
+        "zone to whoever chose one)."),
     "settings.done.p12_profile": ("PKCS#12 プロファイルを変更しました。",
                                   "The PKCS#12 profile was changed."),
     "settings.done.ocsp_validity": ("OCSP 応答の有効期間を変更しました。",
@@ -159,8 +167,13 @@ def _change(request: Request, tenant: str, fields: dict[str, str]) -> Response:
 
 
 def _user_download(request: Request, tenant: str, fields: dict[str, str]) -> None:
-    service_of(request).links.set_user_download(
-        tenant, fields.get("user_download") == "1", actor=actor_of(request))
+    """The checkbox sends ``1`` when ticked and nothing when not; anything else is refused,
+    not read as "off"."""
+    value = fields.get("user_download")
+    if value not in (None, "1"):
+        raise InvalidInput(f"user_download {value[:16]!r} is not the checkbox's value 1",
+                           field="user_download")
+    service_of(request).links.set_user_download(tenant, value == "1", actor=actor_of(request))
 
 
 def _default_validity(request: Request, tenant: str, fields: dict[str, str]) -> None:
@@ -182,6 +195,11 @@ def _ocsp_validity(request: Request, tenant: str, fields: dict[str, str]) -> Non
 def _upn_suffix(request: Request, tenant: str, fields: dict[str, str]) -> None:
     suffix = fields.get("upn_suffix", "").strip()
     service_of(request).links.set_upn_suffix(tenant, suffix or None, actor=actor_of(request))
+
+
+def _timezone(request: Request, tenant: str, fields: dict[str, str]) -> None:
+    service_of(request).hierarchy.set_timezone(tenant, fields.get("timezone", ""),
+                                              actor=actor_of(request))
 
 
 def _ip_policy(request: Request, tenant: str, fields: dict[str, str]) -> None:
@@ -220,7 +238,7 @@ def _subscription(request: Request, tenant: str, fields: dict[str, str]) -> None
 _CHANGES: dict[str, Callable[[Request, str, dict[str, str]], None]] = {
     "user_download": _user_download, "default_validity": _default_validity,
     "p12_profile": _p12_profile, "ocsp_validity": _ocsp_validity, "upn_suffix": _upn_suffix,
-    "ip_policy": _ip_policy, "subscription": _subscription,
+    "ip_policy": _ip_policy, "subscription": _subscription, "timezone": _timezone,
 }
 
 
@@ -246,6 +264,7 @@ def _page(request: Request, tenant: str, *, notice: str | None = None,
         "networks": "\n".join(ip.networks),
         "ends": subscription.ends_on.isoformat() if subscription.ends_on else "",
         "timezone": subscription.zone or settings.timezone,
+        "tenant_timezone": settings.timezone,
         "grace_days": str(subscription.grace_days),
         "kind": subscription.kind if subscription.kind in KINDS else "contract",
         "allow_past": False,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from api.auth import requires
 from api.problems import responses
@@ -16,6 +18,20 @@ from api.routes.tenants import service_of
 from ca import present
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?", re.DOTALL)
+
+
+def _iso_moment(value: object) -> object:
+    """An ISO 8601 date-time, before pydantic would read ``-376`` or ``1e9`` as seconds
+    since 1970."""
+    if isinstance(value, str) and not _ISO_MOMENT.fullmatch(value):
+        raise PydanticCustomError("iso_moment", "{shown} is not an ISO 8601 date-time",
+                                  {"shown": repr(value[:32])})
+    return value
+
+
+Moment = Annotated[dt.datetime, BeforeValidator(_iso_moment)]
 
 
 class EventOut(BaseModel):
@@ -58,7 +74,7 @@ class VerifyOut(BaseModel):
 def tenant_audit(
     request: Request, tenant: str,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    since: dt.datetime | None = None, until: dt.datetime | None = None,
+    since: Moment | None = None, until: Moment | None = None,
     outcome: Annotated[Literal["success", "failure", "refused"] | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description=(
         "a part of the actor or the target, in any case"))] = None,

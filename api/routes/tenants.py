@@ -19,6 +19,8 @@ from api.schemas import (
     TenantIn,
     TenantOut,
     TenantSettingsOut,
+    TimezoneIn,
+    TimezoneOut,
     UpnSuffixIn,
     UpnSuffixOut,
 )
@@ -149,3 +151,14 @@ def set_default_validity(request: Request, tenant: str,
     made = service_of(request).hierarchy.set_default_validity(tenant, body.default_validity,
                                                                actor=actor_of(request))
     return DefaultValidityOut(tenant=tenant, default_validity=made)
+
+
+@router.put("/tenants/{tenant}/settings/timezone",
+            dependencies=[requires("operator", "admin")], response_model=TimezoneOut,
+            responses=responses(*COMMON))
+def set_timezone(request: Request, tenant: str, body: TimezoneIn) -> TimezoneOut:
+    """The tenant's zone (``Asia/Tokyo``; new tenants get the server's default): where its
+    dates are whole days unless a viewer chose another zone. Audited."""
+    made = service_of(request).hierarchy.set_timezone(tenant, body.timezone,
+                                                      actor=actor_of(request))
+    return TimezoneOut(tenant=tenant, timezone=made)

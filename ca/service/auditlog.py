@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from ca import audit, csvio
+from ca import audit, csvio, validate
 from ca.clock import Clock
 from ca.db import queries
 from ca.db.models import AuditEvent, Tenant
@@ -112,27 +112,32 @@ class Audit:
     def export_csv(self, *, tenant: str | None = None, zone: str = "UTC",
                    action: str | None = None, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, outcome: str | None = None,
-                   q: str | None = None) -> Iterator[str]:
+                   q: str | None = None, zone_column: bool = False) -> Iterator[str]:
         """Every event (of ``action``, in [since, until)) as CSV, times in UTC and in
-        ``zone`` (e.g. Asia/Tokyo). The filters are checked now, before the first line: a
-        streamed answer cannot turn into an error once it has begun."""
+        ``zone`` (e.g. Asia/Tokyo): the second time column is ``time_<zone>``, or with
+        ``zone_column`` ``time_local`` followed by a ``zone`` column naming it (never two
+        columns both called time_utc, whatever the case). The filters are checked now, before
+        the first line: a streamed answer cannot turn into an error once it has begun."""
         from ca import expiry
 
         shown = expiry.zone(zone)
         # the first page, read now, checks the tenant and every filter
         self.events(tenant=tenant, action=action, since=since, until=until, outcome=outcome,
                     q=q, limit=1)
-        return self._audit_rows(zone, shown, tenant=tenant, action=action, since=since,
-                                until=until, outcome=outcome, q=q)
+        return self._audit_rows(zone, shown, zone_column, tenant=tenant, action=action,
+                                since=since, until=until, outcome=outcome, q=q)
 
-    def _audit_rows(self, zone: str, shown: dt.tzinfo, **filters: Any) -> Iterator[str]:
-        header = ("id", "time_utc", f"time_{zone}", "tenant", "actor", "source_ip", "action",
+    def _audit_rows(self, zone: str, shown: dt.tzinfo, zone_column: bool,
+                    **filters: Any) -> Iterator[str]:
+        local: tuple[str, ...] = ("time_local", "zone") if zone_column else (f"time_{zone}",)
+        named: tuple[str, ...] = (zone,) if zone_column else ()
+        header = ("id", "time_utc", *local, "tenant", "actor", "source_ip", "action",
                   "target", "outcome", "request_id", "details")
         offset = 0
         yield from csvio.write([header])
         while page := self.events(**filters, limit=PAGE, offset=offset):
             yield from csvio.write(
-                (str(e.id), e.at.isoformat(), e.at.astimezone(shown).isoformat(),
+                (str(e.id), e.at.isoformat(), e.at.astimezone(shown).isoformat(), *named,
                  e.tenant or "", e.actor, e.source_ip or "", e.action, e.target, e.outcome,
                  e.request_id or "", json.dumps(e.details, ensure_ascii=False))
                 for e in page)
@@ -210,7 +215,9 @@ def _filtered(session: Session, query: _Query, *, tenant: str | None,
     if q:
         if len(q) > MAX_SEARCH:
             raise InvalidInput(f"the search is longer than {MAX_SEARCH} characters", field="q")
-        needle = q.lower()
+        # as the users' search: no control characters (PostgreSQL text cannot hold a NUL: the
+        # query would fail as a storage error), NFC as names are stored
+        needle = validate.display_text(q, field="q", limit=MAX_SEARCH).lower()
         # lower() on both sides: alike on SQLite and PostgreSQL for ASCII (Japanese has no case)
         query = query.where(or_(
             func.lower(AuditEvent.actor).contains(needle, autoescape=True),

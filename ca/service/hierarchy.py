@@ -246,6 +246,25 @@ class Hierarchy:
                              "previous_default_validity": previous}), now=now)
             return period.text
 
+    def set_timezone(self, tenant: str, zone: str, *, actor: Actor = audit.CLI_ACTOR) -> str:
+        """The tenant's zone (an IANA name such as Asia/Tokyo): where its dates are whole
+        days (expiry dates, audit filters) unless a viewer chose another. An unknown zone is
+        refused and nothing changes. One audit event per change."""
+        from ca import expiry
+
+        name = zone.strip()
+        expiry.zone(name)  # InvalidInput: not a zone
+        with self.database.transaction() as session:
+            owner = queries.tenant(session, tenant)
+            previous = owner.timezone
+            if previous != name:
+                owner.timezone = name
+                audit.record(session, actor, Event(
+                    action="tenant.update", target=owner.name, tenant_id=owner.id,
+                    details={"timezone": name, "previous_timezone": previous}),
+                    now=self.clock.now())
+            return name
+
     def ca_certificates(self, tenant: str | None = None) -> list[CAView]:
         """The root, then the tenant's issuing CAs when a tenant is named: the current one,
         then each older generation not retired (their certificates are still accepted, so

@@ -41,3 +41,27 @@ def test_outcome_and_search(service: Service, client: TestClient,
         ["suzuki", "refused"]]
     refused = client.get(URL, params={"outcome": "ok"}, headers=h)
     assert refused.status_code == 400
+
+
+def test_a_search_with_a_control_character_is_refused(service: Service, client: TestClient,
+                                                      tokens: dict[str, str]) -> None:
+    """As the users' search: PostgreSQL text holds no NUL, so it must not reach the query."""
+    plant(service)
+    h = bearer(tokens["admin"])
+    for q in ("yama\x00da", "yama\x1bda", "\u202eyamada"):
+        for fmt in ("json", "csv"):
+            answer = client.get(URL, params={"q": q, "format": fmt}, headers=h)
+            assert (answer.status_code, answer.json()["title"]) == (400, "Invalid input"), q
+
+
+def test_dates_must_be_iso_not_seconds(service: Service, client: TestClient,
+                                       tokens: dict[str, str]) -> None:
+    plant(service)
+    h = bearer(tokens["admin"])
+    for name in ("since", "until"):
+        for value in ("-376", "0", "1e9", "1772500000"):
+            answer = client.get(URL, params={name: value}, headers=h)
+            assert answer.status_code == 400, (name, value)
+    listed = client.get(URL, params={"since": "2026-03-03T01:00:00Z",
+                                     "until": "2026-03-03 02:00:00+00:00"}, headers=h)
+    assert [e["target"] for e in listed.json()] == ["yamada"]

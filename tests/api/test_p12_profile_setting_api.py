@@ -55,7 +55,8 @@ def test_an_operator_or_the_tenants_admin_sets_the_default_and_settings_show_it(
                                                        "p12_profile": "modern"})
     assert (shown.status_code, shown.json()) == (200, {
         "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "modern", "default_validity": "P1Y"})
+        "user_download": True, "p12_profile": "modern", "default_validity": "P1Y",
+        "timezone": "UTC"})
     assert (back.status_code, back.json()) == (200, {"tenant": "default",
                                                      "p12_profile": "compat"})
     assert stored(service) == {"default": "compat", "acme": "compat"}

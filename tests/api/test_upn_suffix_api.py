@@ -136,12 +136,15 @@ def test_the_settings_route_shows_the_suffix_and_the_user_download_setting(
 
     assert (before.status_code, before.json()) == (200, {
         "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y"})
+        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"})
     assert off.status_code == 200, off.text
     assert (after.status_code, after.json()) == (200, {
         "tenant": "default", "ocsp_validity_seconds": 120, "upn_suffix": "例え.jp",
-        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y"})
+        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"})
     assert acme.json() == {"tenant": "acme", "ocsp_validity_seconds": 300,
                            "upn_suffix": None, "user_download": True,
-                           "p12_profile": "compat", "default_validity": "P1Y"}
+                           "p12_profile": "compat", "default_validity": "P1Y",
+                           "timezone": "UTC"}
     assert others == {"acme-admin": 404, "user": 403, "gateway": 403}

@@ -48,6 +48,14 @@ END_OF_CHOSEN_DAY = dt.datetime(2027, 4, 1, 3, 59, 59, tzinfo=dt.UTC)
 JOB_DEADLINE_MS = 30_000  # three EC keys and a zip on a busy machine; the page polls each second
 
 
+
+def lines_of(page: Page, selector: str) -> set[int]:
+    """How many lines the text of each cell ``selector`` takes (the set of counts)."""
+    return set(page.locator(selector).evaluate_all(
+        """cells => cells.filter(c => c.textContent.trim()).map(c => {
+               const range = document.createRange(); range.selectNodeContents(c);
+               return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; })"""))
+
 def bad_email_reason() -> str:
     """The validator's own words for the bad row's e-mail: the page shows them as they are."""
     with pytest.raises(CAError) as refused:
@@ -334,6 +342,9 @@ def test_screenshots_of_the_console_pages_in_japanese_and_english(
         admin.goto(with_lang(site.url + tenant_path(site, "audit"), lang))
         steady(admin, "#audit td")
         cells = admin.locator("#audit td").filter(has_text=STEADY)
+        # the time and the address on one line each, the actor broken only between words
+        assert lines_of(admin, "#audit td.at") == lines_of(admin, "#audit td.source-ip") == {1}
+        assert lines_of(admin, "#audit td.actor") <= {1, 2}
         save_screenshot(admin, f"console-audit-{lang}", mask=(cells,))
 
     operator = opened(page, "ja-JP")
@@ -354,6 +365,16 @@ def test_screenshots_of_the_console_pages_in_japanese_and_english(
                  tenant_path(site, "audit")):
         phone.goto(site.url + path)
         assert fits_the_screen(phone), path  # a wide table scrolls in its own box
+
+    phone.goto(site.url + tenant_path(site, "audit"))
+    steady(phone, "#audit td")
+    # a card an event: each cell on its line under the card's width, named by its column
+    assert phone.locator("#audit thead").is_hidden()
+    assert phone.locator("#audit tr[data-id] td.details:not(:empty)").first.is_visible()
+    assert phone.locator("#audit tr[data-id]").first.evaluate(
+        "row => getComputedStyle(row).display") == "block"
+    save_screenshot(phone, "console-audit-phone-ja",
+                    mask=(phone.locator("#audit td").filter(has_text=STEADY),))
 
     for lang in LANGUAGES:  # a link each: the page that hands the password over is shown once
         link = service.links.create(site.tenant, "yamada")

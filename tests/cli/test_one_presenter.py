@@ -95,7 +95,8 @@ def test_each_view_is_the_same_json_on_either_side(api: TestClient, cli: Cli) ->
     assert pairs["ip policy"][0]["networks"] == ["192.0.2.0/24", "2001:db8::/32"]
     assert pairs["tenant settings"][0] == {"tenant": "acme", "ocsp_validity_seconds": 300,
                                            "upn_suffix": "例え.jp", "user_download": True,
-                                           "p12_profile": "modern", "default_validity": "P1Y"}
+                                           "p12_profile": "modern", "default_validity": "P1Y",
+                                           "timezone": "UTC"}
 
 
 def test_a_tokens_revocation_is_the_same_json_on_either_side(api: TestClient,

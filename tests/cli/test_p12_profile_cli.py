@@ -36,7 +36,7 @@ def test_set_changes_the_default_shown_both_ways_and_audited_once_per_change(
 
     assert before == {"tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": None,
                       "user_download": True, "p12_profile": "compat",
-                      "default_validity": "P1Y"}
+                      "default_validity": "P1Y", "timezone": "UTC"}
     assert answer == same == {"tenant": "default", "p12_profile": "modern"}
     assert after == {**before, "p12_profile": "modern"}
     assert text.splitlines()[-2] == "  default PKCS#12 profile: modern"

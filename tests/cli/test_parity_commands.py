@@ -52,7 +52,8 @@ def test_tenant_show_prints_the_ocsp_validity_tenant_set_changes(ready_sqlite: E
     acme(cli)
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y"}
+        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"}
     cli.ok("tenant", "set", "--ocsp-validity", "120", "--tenant", "acme")
     assert cli.ok("tenant", "show", "--tenant", "acme").out == (
         "tenant acme: OCSP answers valid 120 s\n"
@@ -71,7 +72,8 @@ def test_tenant_show_prints_the_upn_suffix_and_user_download_tenant_set_changes(
            "--tenant", "acme")
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": "例え.jp",
-        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y"}
+        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"}
     assert cli.ok("tenant", "show", "--tenant", "acme").out == (
         "tenant acme: OCSP answers valid 300 s\n"
         "  UPN suffix: 例え.jp\n"
@@ -81,13 +83,15 @@ def test_tenant_show_prints_the_upn_suffix_and_user_download_tenant_set_changes(
     cli.ok("tenant", "set", "--no-upn-suffix", "--user-download", "on", "--tenant", "acme")
     assert as_json(cli, "tenant", "show", "--tenant", "acme") == {
         "tenant": "acme", "ocsp_validity_seconds": 300, "upn_suffix": None,
-        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y"}
+        "user_download": True, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"}
     cli.ok("tenant", "set", "--upn-suffix", "example.co.jp", "--user-download", "off")
     # another tenant's settings are its own
     assert as_json(cli, "tenant", "show", "--tenant", "acme")["upn_suffix"] is None
     assert as_json(cli, "tenant", "show") == {
         "tenant": "default", "ocsp_validity_seconds": 300, "upn_suffix": "example.co.jp",
-        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y"}
+        "user_download": False, "p12_profile": "compat", "default_validity": "P1Y",
+        "timezone": "UTC"}
 
 
 def test_crl_show_defaults_to_the_default_tenant_as_ca_show_does(ready_sqlite: Env,

@@ -160,7 +160,11 @@ def test_the_filter_form(tokyo: Console) -> None:
      "the end date 2026-03-03 is before the start date 2026-03-04"),
     ("outcome=maybe", "outcome 'maybe' is not one of success, failure, refused"),
     ("action=DROP%20TABLE", "action 'DROP TABLE' is not an action name (like cert.issue)"),
-], ids=["no-such-day", "not-a-date", "reversed", "outcome", "action"])
+    ("since=0001-01-01", "since 0001-01-01 is too early"),
+    ("until=0001-01-01", "until 0001-01-01 is too early"),
+    ("until=9999-12-31", "until 9999-12-31 is too late"),
+], ids=["no-such-day", "not-a-date", "reversed", "outcome", "action", "earliest-since",
+        "earliest-until", "latest"])
 def test_bad_filters_show_the_page_with_the_error(tokyo: Console, query: str,
                                                   error: str) -> None:
     page = tokyo.get(f"{PAGE}?{query}")
@@ -202,13 +206,14 @@ def test_csv_export_of_the_filtered_events(tokyo: Console) -> None:
         f"{PAGE}?since=2026-03-03&until=2026-03-04").text).by_id("audit").all("tr", data_id=None)]  # type: ignore[attr-defined]
     revoke, issue = ids[1], ids[2]
     assert answer.content.decode("utf-8").split("\r\n") == [  # type: ignore[attr-defined]
-        "id,time_utc,time_Asia/Tokyo,tenant,actor,source_ip,action,target,outcome,request_id,"
+        "id,time_utc,time_local,zone,tenant,actor,source_ip,action,target,outcome,request_id,"
         "details",
-        f'{issue},2026-03-03T14:59:00+00:00,2026-03-03T23:59:00+09:00,tohoku,cli,,cert.issue,'
-        'yamada,success,,"{""serial"": ""1A2B""}"',
-        f"{revoke},2026-03-03T15:00:00+00:00,2026-03-04T00:00:00+09:00,tohoku,cli,,cert.revoke,"
-        '"\'=HYPERLINK(""http://evil.example"")",failure,,"{""reason"": ""keyCompromise""}"',
-        f"{ids[0]},2026-03-04T00:00:00+00:00,2026-03-04T09:00:00+09:00,tohoku,"
+        f'{issue},2026-03-03T14:59:00+00:00,2026-03-03T23:59:00+09:00,Asia/Tokyo,tohoku,cli,,'
+        'cert.issue,yamada,success,,"{""serial"": ""1A2B""}"',
+        f"{revoke},2026-03-03T15:00:00+00:00,2026-03-04T00:00:00+09:00,Asia/Tokyo,tohoku,cli,,"
+        'cert.revoke,"\'=HYPERLINK(""http://evil.example"")",failure,,'
+        '"{""reason"": ""keyCompromise""}"',
+        f"{ids[0]},2026-03-04T00:00:00+00:00,2026-03-04T09:00:00+09:00,Asia/Tokyo,tohoku,"
         "token:9:<script>alert(1)</script>,,link.redeem,suzuki,refused,,{}",
         ""]
 
@@ -225,3 +230,15 @@ def test_an_admin_of_another_tenant_gets_404(service: Service, admin: Console) -
     service.hierarchy.create_tenant("kansai", display_name="関西電機")
     assert admin.get("/console/t/kansai/audit").status_code == 404  # type: ignore[attr-defined]
     assert admin.get("/console/t/kansai/audit.csv").status_code == 404  # type: ignore[attr-defined]
+
+
+def test_csv_of_a_viewer_in_utc_names_its_columns_apart(service: Service,
+                                                        admin: Console) -> None:
+    plant(service, "tohoku", PLANTED[:1])
+    answer = admin.get(f"{PAGE}.csv?action={PLANTED[0].action}")
+    lines = answer.content.decode("utf-8").split("\r\n")  # type: ignore[attr-defined]
+    assert lines[0].split(",") == [
+        "id", "time_utc", "time_local", "zone", "tenant", "actor", "source_ip", "action",
+        "target", "outcome", "request_id", "details"]
+    at = PLANTED[0].at.isoformat()
+    assert [line.split(",")[1:4] for line in lines[1:-1]] == [[at, at, "UTC"]]

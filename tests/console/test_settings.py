@@ -41,12 +41,14 @@ def state(service: Service) -> dict[str, object]:
             "p12_profile": settings.p12_profile,
             "ocsp_validity": settings.ocsp_validity_seconds,
             "upn_suffix": settings.upn_suffix,
+            "timezone": settings.timezone,
             "ip_policy": (ip.policy, ip.networks),
             "subscription": (sub.kind, sub.ends_on, sub.zone, sub.grace_days)}
 
 
 DEFAULTS = {"user_download": True, "default_validity": "P1Y", "p12_profile": "compat",
-            "ocsp_validity": 300, "upn_suffix": None, "ip_policy": ("cert_only", ()),
+            "ocsp_validity": 300, "upn_suffix": None, "timezone": "UTC",
+            "ip_policy": ("cert_only", ()),
             "subscription": ("none", None, None, 30)}
 
 
@@ -78,7 +80,11 @@ def test_the_page_shows_the_current_values(service: Service, admin: Console) -> 
     assert sorted(f.one("input", name="form").attrs["value"] for f in forms
                   if f.all("input", name="form")) == sorted([
                       "user_download", "default_validity", "p12_profile", "ocsp_validity",
-                      "upn_suffix", "ip_policy"])
+                      "upn_suffix", "ip_policy", "timezone"])
+    zone = doc.by_id("timezone")
+    assert [o.attrs["value"] for o in zone.all("option") if "selected" in o.attrs] == ["UTC"]
+    assert {"Asia/Tokyo", "UTC", "America/New_York"} <= {
+        o.attrs["value"] for o in zone.all("option")}
     assert all(len(f.all("button", type="submit")) == 1 for f in forms)
     assert all(f.one("input", name="csrf").attrs["value"] == admin.csrf for f in forms)
     assert not doc.has_id("notice") and not doc.has_id("error")
@@ -98,6 +104,8 @@ CHANGES = [
     ("ocsp_validity", {"ocsp_validity": " 3600 "}, {"ocsp_validity": 3600},
      ("tenant.update", {"ocsp_validity_seconds": 3600,
                         "previous_ocsp_validity_seconds": 300})),
+    ("timezone", {"timezone": "Asia/Tokyo"}, {"timezone": "Asia/Tokyo"},
+     ("tenant.update", {"timezone": "Asia/Tokyo", "previous_timezone": "UTC"})),
     ("upn_suffix", {"upn_suffix": "tohoku.example.jp"}, {"upn_suffix": "tohoku.example.jp"},
      ("tenant.update", {"upn_suffix": "tohoku.example.jp", "previous_upn_suffix": None})),
     ("ip_policy", {"ip_policy": "ip_or_cert",
@@ -113,6 +121,7 @@ NOTICES = {"user_download": "ユーザー自身によるダウンロードの設
            "p12_profile": "PKCS#12 プロファイルを変更しました。",
            "ocsp_validity": "OCSP 応答の有効期間を変更しました。",
            "upn_suffix": "UPN サフィックスを変更しました。",
+           "timezone": "テナントのタイムゾーンを変更しました。",
            "ip_policy": "IP アドレス制限を変更しました。"}
 
 
@@ -160,6 +169,11 @@ BAD = [
     ("p12_profile", {"p12_profile": "legacy"}, "PKCS#12 profile 'legacy' is not compat or modern"),
     ("upn_suffix", {"upn_suffix": "not a domain"}, None),
     ("nothing", {}, "no setting 'nothing'"),
+    ("timezone", {"timezone": "Mars/Olympus_Mons"}, None),
+    ("timezone", {"timezone": ""}, None),
+    ("user_download", {"user_download": "yes"},
+     "user_download 'yes' is not the checkbox's value 1"),
+    ("user_download", {"user_download": ""}, "user_download '' is not the checkbox's value 1"),
 ]
 
 
@@ -179,7 +193,7 @@ def test_bad_input_shows_the_page_again_with_the_error_and_changes_nothing(
     assert state(service) == DEFAULTS
     assert events(service) == []
     typed = {name: value for name, value in fields.items()  # a select shows the setting
-             if name not in ("ip_policy", "p12_profile")}
+             if name not in ("ip_policy", "p12_profile", "user_download", "timezone")}
     assert {name: doc.value_of(name) for name in typed} == typed
 
 
@@ -307,7 +321,8 @@ def test_english(admin: Console) -> None:
     doc = parse(admin.get(PAGE + "?lang=en").text)  # type: ignore[attr-defined]
     assert doc.one("h1").text == "Tenant settings: 東北電機株式会社"
     assert [h.text for h in doc.all("h2")] == [
-        "Subscription", "Users' own downloads", "Default validity", "PKCS#12 profile (default)",
+        "Subscription", "Users' own downloads", "Tenant's time zone", "Default validity",
+        "PKCS#12 profile (default)",
         "OCSP answer validity (seconds)", "UPN suffix", "IP restriction"]
     answer = admin.post(PAGE, {"form": "ocsp_validity", "ocsp_validity": "30"})
     assert parse(answer.text).by_id("error").text == (  # type: ignore[attr-defined]
