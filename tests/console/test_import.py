@@ -15,6 +15,11 @@ from ca.service import Service
 from tests.console.conftest import Console
 from tests.console.dom import Node, parse
 
+# the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
+# (tests/integration), and the console's sessions and walk run on both databases
+pytestmark = [pytest.mark.usefixtures("db_url"),
+              pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
 PAGE = "/console/t/tohoku/import"
 HEADER = "login,email,name,groups,secure_access\n"
 GOOD = {

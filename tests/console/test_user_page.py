@@ -26,6 +26,11 @@ from tests.integration.test_mail import link_in, received, start_smtp, with_smtp
 from tests.moments import MOMENTS
 from tests.support.issuing import crl_reasons, issue_one
 
+# the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
+# (tests/integration), and the console's sessions and walk run on both databases
+pytestmark = [pytest.mark.usefixtures("db_url"),
+              pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
 LOGIN = "yamada.taro"
 NAME = "山田太郎<script>alert(1)</script>"
 PAGE = f"/console/t/tohoku/users/{LOGIN}"

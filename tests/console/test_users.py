@@ -25,6 +25,11 @@ from ca.service import IssueRequest, JobView, Service
 from ca.states import State
 from tests.console.conftest import TENANT, Console
 
+# the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
+# (tests/integration), and the console's sessions and walk run on both databases
+pytestmark = [pytest.mark.usefixtures("db_url"),
+              pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
 NOW = dt.datetime(2026, 3, 2, 16, 0, tzinfo=dt.UTC)  # 3 March in Tokyo, still 2 in UTC
 ADMIN_NAME = "佐藤 管理者"
 HOSTILE = "<script>alert(1)</script>山田"
