@@ -30,8 +30,11 @@ class Node:
 
     def all(self, tag: str | None = None, *, cls: str | None = None,
             **attrs: str | None) -> list[Node]:
-        """Every element below of ``tag`` with class ``cls`` and the attributes given
-        (``None``: present with any value; ``data_line`` stands for ``data-line``)."""
+        """Every element below of ``tag`` with class ``cls`` (or ``class_``) and the
+        attributes given (``None``: present with any value; ``data_line`` stands for
+        ``data-line``)."""
+        if "class_" in attrs:
+            cls = attrs.pop("class_")
         found = []
         for child in self.children:
             if isinstance(child, str):
@@ -55,6 +58,18 @@ class Node:
 
     def has_id(self, id_: str) -> bool:
         return bool(self.all(id=id_))
+
+    def value_of(self, id_: str) -> str:
+        """A form field's value as the browser would send it (a select's selected option, a
+        textarea's text, an input's value)."""
+        element = self.by_id(id_)
+        if element.tag == "select":
+            options = element.all("option")
+            chosen = [o for o in options if "selected" in o.attrs] or options[:1]
+            return chosen[0].attrs.get("value", "") if chosen else ""
+        if element.tag == "textarea":
+            return "".join(c for c in element.children if isinstance(c, str))
+        return element.attrs.get("value", "")
 
 
 class _Builder(HTMLParser):

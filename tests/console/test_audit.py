@@ -17,7 +17,7 @@ from ca.clock import FixedClock
 from ca.db import queries
 from ca.service import Service
 from tests.console.conftest import Console
-from tests.console.page_dom import Element, parse
+from tests.console.dom import Node, parse
 
 # the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
 # (tests/integration), and the console's sessions and walk run on both databases
@@ -79,7 +79,7 @@ def tokyo(service: Service, clock: FixedClock, app_client: TestClient, tenant: s
     return console
 
 
-def rows(page: Element) -> list[tuple[str, str, str, str, str, str]]:
+def rows(page: Node) -> list[tuple[str, str, str, str, str, str]]:
     """Each row: time, actor, source IP, action, target, outcome, as shown."""
     return [(r.one(class_="at").text, r.one(class_="actor").text, r.one(class_="source-ip").text,
              r.one(class_="action").text, r.one(class_="target").text,

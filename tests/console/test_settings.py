@@ -17,7 +17,7 @@ from ca.clock import FixedClock
 from ca.db.models import AuditEvent
 from ca.service import Service
 from tests.console.conftest import Console
-from tests.console.page_dom import parse
+from tests.console.dom import parse
 
 # the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
 # (tests/integration), and the console's sessions and walk run on both databases

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from ca.service import Service
 from tests.console.conftest import Console
-from tests.console.page_dom import Element, parse
+from tests.console.dom import Node, parse
 
 # the pages over the use cases: their PostgreSQL behaviour is the use cases' own tests'
 # (tests/integration), and the console's sessions and walk run on both databases
@@ -45,7 +45,7 @@ def operator(app_client: TestClient, operator_token: str, tenants: None) -> Cons
     return console
 
 
-def table(doc: Element) -> dict[str, tuple[str, str, str, str, str]]:
+def table(doc: Node) -> dict[str, tuple[str, str, str, str, str]]:
     return {r.attrs["data-tenant"]: (
         r.one(class_="display-name").text, r.one(class_="badge").attrs["data-state"],
         r.one(class_="subscription").text, r.one(class_="ends").text, r.one(class_="users").text)
